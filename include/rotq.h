@@ -1,0 +1,43 @@
+/* rotq — rotate HuggingFace LLM checkpoints so they quantize well (QuaRot / SpinQuant R1, R2,
+ * online R3/R4). The public library API. Every call that can fail takes a rotq_error* and returns
+ * 0 on success, -1 on failure with err->message naming the file/tensor/field at fault. */
+#ifndef ROTQ_H
+#define ROTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rotq_error {
+  char message[2048];
+} rotq_error;
+
+/* The library version, e.g. "0.1.0". */
+const char *rotq_version(void);
+
+/* Options of a rotation run: what `rotq rotate` does. Zero-initialise, then set fields. */
+typedef struct rotq_rotate_options {
+  const char *model_dir;   /* input HF checkpoint directory (config.json + safetensors) */
+  const char *output_dir;  /* output directory; must not exist unless force */
+  const char *config;      /* built-in config name or YAML path; NULL = "transformer_universal" */
+  uint64_t seed;           /* seed of every random matrix */
+  int threads;             /* worker threads; 0 = all cores */
+  int online;              /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
+  const char *online_for;  /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
+  int force;               /* replace an existing output directory */
+  int verify;              /* -1 = auto (small models), 0 = off, 1 = on */
+  size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
+  int progress;            /* 1 = per-layer progress line on stderr */
+} rotq_rotate_options;
+
+/* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory
+ * renamed into place when complete). */
+int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

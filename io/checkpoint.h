@@ -1,0 +1,31 @@
+/* A HF checkpoint directory: config.json plus one model.safetensors or several shards listed in
+ * model.safetensors.index.json. Tensors are looked up by name across shards; every shard is
+ * mapped read-only and nothing is loaded until asked for. */
+#ifndef ROTQ_IO_CHECKPOINT_H
+#define ROTQ_IO_CHECKPOINT_H
+
+#include "io/model_config.h"
+#include "io/safetensors.h"
+
+typedef struct checkpoint {
+  char *dir;
+  model_config config;
+  st_file *shards;
+  size_t shard_count;
+  size_t tensor_count;
+  const st_tensor **tensors; /* every tensor, sorted by name (binary search) */
+} checkpoint;
+
+/* Opens dir: reads config.json, the index (if any; every shard and tensor it names must exist,
+ * and every tensor of a shard must be listed), maps the shards. */
+int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err);
+void checkpoint_close(checkpoint *ck);
+const st_tensor *checkpoint_find(const checkpoint *ck, const char *name);
+/* The tensor as newly malloc'd doubles / floats; error if missing. expected_numel: 0 = any,
+ * else must match (error names the tensor and both sizes). */
+int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel,
+                        double **out, rotq_error *err);
+int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_numel,
+                        float **out, rotq_error *err);
+
+#endif

@@ -1,0 +1,41 @@
+/* A safetensors file, mapped read-only. The header is untrusted input: st_open validates it
+ * completely (header length vs file size, well-formed JSON, known dtypes, shape × dtype size ==
+ * byte span, spans inside the data section and not overlapping, no duplicate names) and every
+ * error names the file and the tensor or field. */
+#ifndef ROTQ_IO_SAFETENSORS_H
+#define ROTQ_IO_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "io/dtype.h"
+
+#define ST_MAX_DIMS 8
+
+typedef struct st_tensor {
+  char *name;
+  dtype dtype;
+  int ndim;
+  int64_t shape[ST_MAX_DIMS];
+  size_t nbytes;    /* shape product × dtype_size */
+  const void *data; /* inside the read-only mapping; may be unaligned for F64/F32 */
+} st_tensor;
+
+typedef struct st_file {
+  char *path;
+  void *map;     /* the whole file, PROT_READ, MAP_PRIVATE */
+  size_t size;   /* file size in bytes */
+  size_t count;  /* number of tensors */
+  st_tensor *tensors; /* in header order */
+  char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
+} st_file;
+
+int st_open(const char *path, st_file *f, rotq_error *err);
+void st_close(st_file *f);
+/* The tensor called name, or NULL. */
+const st_tensor *st_find(const st_file *f, const char *name);
+/* Number of elements of a tensor (product of its shape; 1 for a scalar). */
+size_t st_numel(const st_tensor *t);
+
+#endif

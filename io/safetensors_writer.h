@@ -1,0 +1,40 @@
+/* A streaming, sharded safetensors writer. The caller first declares every tensor (name, dtype,
+ * shape) in output order; the writer lays them out in shards of at most max_shard_bytes (HF's
+ * naming: model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json),
+ * writes each header up front (with __metadata__ {"format":"pt"}, data 8-byte aligned), then
+ * accepts tensors one at a time, in any order, written with pwrite at their place. Memory use is
+ * independent of the model size. */
+#ifndef ROTQ_IO_SAFETENSORS_WRITER_H
+#define ROTQ_IO_SAFETENSORS_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/dtype.h"
+#include "io/safetensors.h"
+
+typedef struct st_spec {
+  const char *name;
+  dtype dtype;
+  int ndim;
+  int64_t shape[ST_MAX_DIMS];
+} st_spec;
+
+typedef struct st_writer st_writer;
+
+#define ST_DEFAULT_MAX_SHARD_BYTES ((size_t)5000000000ULL)
+
+/* Creates the shard files in dir (which must exist). max_shard_bytes 0 = default (5 GB). */
+st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count,
+                          size_t max_shard_bytes, rotq_error *err);
+/* Writes tensor number index (of the specs) from data (nbytes of the declared dtype/shape).
+ * Thread-safe for distinct indices. */
+int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err);
+/* Index of the tensor called name, or -1. */
+long st_writer_index(const st_writer *w, const char *name);
+/* Checks every tensor was written, fsyncs the shards, writes the index (when > 1 shard), frees w. */
+int st_writer_finish(st_writer *w, rotq_error *err);
+/* Frees w after an error, leaving files to the caller's cleanup. */
+void st_writer_abort(st_writer *w);
+
+#endif
