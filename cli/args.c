@@ -1,0 +1,58 @@
+#include "cli/args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int args_parse(const char *command, int argc, char **argv, const arg_spec *specs, int count) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "rotq %s: unexpected argument '%s' (see rotq %s --help)\n", command, a, command);
+      return -1;
+    }
+    const arg_spec *spec = NULL;
+    for (int s = 0; s < count; s++)
+      if (strcmp(specs[s].name, a + 2) == 0) spec = &specs[s];
+    if (!spec) {
+      fprintf(stderr, "rotq %s: unknown option '%s' (see rotq %s --help)\n", command, a, command);
+      return -1;
+    }
+    if (spec->kind == ARG_FLAG) {
+      *(bool *)spec->target = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "rotq %s: option '%s' needs a value\n", command, a);
+      return -1;
+    }
+    const char *v = argv[++i];
+    char *end = NULL;
+    errno = 0;
+    switch (spec->kind) {
+    case ARG_STRING: *(const char **)spec->target = v; break;
+    case ARG_INT: {
+      long x = strtol(v, &end, 0);
+      if (errno || end == v || *end) {
+        fprintf(stderr, "rotq %s: option '%s' wants an integer, got '%s'\n", command, a, v);
+        return -1;
+      }
+      *(long *)spec->target = x;
+      break;
+    }
+    case ARG_DOUBLE: {
+      double x = strtod(v, &end);
+      if (errno || end == v || *end) {
+        fprintf(stderr, "rotq %s: option '%s' wants a number, got '%s'\n", command, a, v);
+        return -1;
+      }
+      *(double *)spec->target = x;
+      break;
+    }
+    case ARG_FLAG: break;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,19 @@
+/* A small long-option parser shared by the subcommands: "--name value" and "--flag". */
+#ifndef ROTQ_CLI_ARGS_H
+#define ROTQ_CLI_ARGS_H
+
+#include <stdbool.h>
+
+typedef enum arg_kind { ARG_STRING, ARG_INT, ARG_DOUBLE, ARG_FLAG } arg_kind;
+
+typedef struct arg_spec {
+  const char *name; /* without the leading "--" */
+  arg_kind kind;
+  void *target;     /* const char**, long*, double*, or bool* */
+} arg_spec;
+
+/* Parses argv[1..argc) against specs; on an unknown option, a missing or malformed value, prints
+ * "rotq <command>: ..." to stderr and returns -1. Returns 1 if --help/-h was given, else 0. */
+int args_parse(const char *command, int argc, char **argv, const arg_spec *specs, int count);
+
+#endif
