@@ -1,4 +1,4 @@
-/* Built-in rotation configs (config/builtin/*.yaml), embedded at build time. */
+/* Built-in rotation configs (the YAML files in config/builtin/), embedded at build time. */
 #ifndef ROTQ_CONFIG_BUILTIN_CONFIGS_H
 #define ROTQ_CONFIG_BUILTIN_CONFIGS_H
 

@@ -27,6 +27,7 @@ typedef struct model_config {
   bool attention_bias, mlp_bias;
   rope_scaling rope;
   struct cJSON *json;     /* the whole parsed file (owned) */
+  char *path;             /* the file read, for messages (owned) */
 } model_config;
 
 /* Parses dir/config.json (path given); errors name the file and the field. */

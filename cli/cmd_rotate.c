@@ -1,0 +1,83 @@
+/* rotq rotate: rotate a checkpoint (the library's rotq_rotate with options from the command line). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "rotq.h"
+
+static const char *help =
+    "usage: rotq rotate --model IN --output OUT [options]\n\n"
+    "Rotates a HuggingFace checkpoint (config.json + safetensors): fuses the norms, applies R1 to the\n"
+    "residual stream and R2 per head (and, with --online, the online rotations), and writes a checkpoint\n"
+    "that loads as a standard HF model and computes the same function. The output is written to a\n"
+    "temporary sibling directory and renamed into place only when complete.\n\n"
+    "options:\n"
+    "  --model DIR        input checkpoint directory (never modified)\n"
+    "  --output DIR       output directory (must not exist, unless --force)\n"
+    "  --config NAME|FILE built-in config name or YAML file (default transformer_universal;\n"
+    "                     see `rotq config list`)\n"
+    "  --seed N           seed of every random matrix (default 0)\n"
+    "  --threads N        worker threads (default: all cores)\n"
+    "  --online           also apply the online rotations (R4 on down_proj, heads rotation on o_proj, R3)\n"
+    "  --online-for vllm  make the online R4 the normalized Sylvester blocks vLLM applies\n"
+    "  --max-shard-size B maximum shard size in bytes (default 5000000000, like HF)\n"
+    "  --verify           check equivalence with the forward pass before finishing (default: on for\n"
+    "                     models up to 50M parameters)\n"
+    "  --no-verify        skip that check\n"
+    "  --force            replace an existing output directory\n"
+    "  --quiet            no progress line\n";
+
+int cmd_rotate(int argc, char **argv) {
+  const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;
+  long seed = 0, threads = 0, max_shard = 0;
+  bool online = false, verify = false, no_verify = false, force = false, quiet = false;
+  arg_spec specs[] = {
+      {"model", ARG_STRING, &model},        {"output", ARG_STRING, &output},
+      {"config", ARG_STRING, &config},      {"seed", ARG_INT, &seed},
+      {"threads", ARG_INT, &threads},       {"online", ARG_FLAG, &online},
+      {"online-for", ARG_STRING, &online_for}, {"max-shard-size", ARG_INT, &max_shard},
+      {"verify", ARG_FLAG, &verify},        {"no-verify", ARG_FLAG, &no_verify},
+      {"force", ARG_FLAG, &force},          {"quiet", ARG_FLAG, &quiet},
+  };
+  int parsed = args_parse("rotate", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
+  if (parsed == 1) {
+    fputs(help, stdout);
+    return 0;
+  }
+  if (parsed < 0) return 2;
+  if (!model || !output) {
+    fprintf(stderr, "rotq rotate: --model and --output are required (see rotq rotate --help)\n");
+    return 2;
+  }
+  if (online_for && strcmp(online_for, "vllm") != 0) {
+    fprintf(stderr, "rotq rotate: --online-for takes 'vllm', not '%s'\n", online_for);
+    return 2;
+  }
+  if (threads < 0 || seed < 0 || max_shard < 0 || (verify && no_verify)) {
+    fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
+    return 2;
+  }
+  rotq_rotate_options o = {
+      .model_dir = model,
+      .output_dir = output,
+      .config = config,
+      .seed = (uint64_t)seed,
+      .threads = (int)threads,
+      .online = online || online_for,
+      .online_for = online_for,
+      .force = force,
+      .verify = verify ? 1 : no_verify ? 0 : -1,
+      .max_shard_bytes = (size_t)max_shard,
+      .progress = !quiet && isatty(STDERR_FILENO),
+  };
+  rotq_error err = {{0}};
+  if (rotq_rotate(&o, &err) < 0) {
+    fprintf(stderr, "rotq rotate: %s\n", err.message);
+    return 1;
+  }
+  if (!quiet) printf("rotq rotate: wrote %s\n", output);
+  return 0;
+}

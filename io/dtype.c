@@ -1,0 +1,215 @@
+/* Element types of safetensors tensors and their conversions. Every narrowing conversion is one
+ * round to nearest, ties to even, done on the bits: f16/bf16 from a double are rounded directly
+ * from the double (never through float, which would round twice). Data is little-endian (as in
+ * safetensors files and on every host rotq builds for) and may be unaligned, so each element is
+ * loaded and stored with memcpy, which compilers turn into a plain move. */
+#include "io/dtype.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtype_info[] = {
+    [DTYPE_F64] = {"F64", 8},
+    [DTYPE_F32] = {"F32", 4},
+    [DTYPE_F16] = {"F16", 2},
+    [DTYPE_BF16] = {"BF16", 2},
+};
+
+size_t dtype_size(dtype t) { return dtype_info[t].size; }
+
+const char *dtype_name(dtype t) { return dtype_info[t].name; }
+
+int dtype_parse(const char *name, dtype *t) {
+  for (size_t i = 0; i < sizeof dtype_info / sizeof dtype_info[0]; i++)
+    if (strcmp(name, dtype_info[i].name) == 0) {
+      *t = (dtype)i;
+      return 0;
+    }
+  return -1;
+}
+
+static inline float float_from_bits(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static inline uint32_t bits_of_float(float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
+/* IEEE half (1 sign, 5 exponent, 10 mantissa bits) → float, exact. */
+static inline float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0) { /* zero or subnormal: mantissa · 2^-24, exact in float */
+    float magnitude = (float)mantissa * 0x1p-24f;
+    return float_from_bits(sign | bits_of_float(magnitude));
+  }
+  if (exponent == 31) return float_from_bits(sign | 0x7f800000u | mantissa << 13); /* inf, NaN */
+  return float_from_bits(sign | (exponent + 127 - 15) << 23 | mantissa << 13);
+}
+
+/* bfloat16 is the top half of a float. */
+static inline float bfloat16_to_float(uint16_t b) { return float_from_bits((uint32_t)b << 16); }
+
+/* Rounds x to the binary format with exponent_bits and mantissa_bits (at most 16 bits in all)
+ * and returns its bits: round to nearest, ties to even, overflow to ±inf, NaN to a quiet NaN. */
+static inline uint16_t narrow_double(double x, int exponent_bits, int mantissa_bits) {
+  uint64_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  uint16_t sign = (uint16_t)((bits >> 63) << (exponent_bits + mantissa_bits));
+  uint64_t magnitude = bits & 0x7fffffffffffffffull;
+  uint16_t infinity = (uint16_t)(((1u << exponent_bits) - 1) << mantissa_bits);
+  if (magnitude >= 0x7ff0000000000000ull) /* inf stays inf; NaN keeps its top payload, quiet */
+    return magnitude == 0x7ff0000000000000ull
+               ? sign | infinity
+               : sign | infinity | (uint16_t)(1u << (mantissa_bits - 1)) |
+                     (uint16_t)((magnitude >> (52 - mantissa_bits)) & ((1u << mantissa_bits) - 1));
+  int bias = (1 << (exponent_bits - 1)) - 1;
+  int exponent = (int)(magnitude >> 52) - 1023 + bias; /* biased exponent in the target format */
+  if (exponent >= (1 << exponent_bits) - 1) return sign | infinity;
+  /* Double subnormals lie far below every target's range: they round to zero below. */
+  uint64_t significand = (magnitude & 0xfffffffffffffull) | (magnitude >> 52 ? 1ull << 52 : 0);
+  int shift = 52 - mantissa_bits + (exponent < 1 ? 1 - exponent : 0); /* bits dropped */
+  if (shift > 54) return sign; /* below half the smallest subnormal */
+  uint64_t kept = significand >> shift;
+  uint64_t dropped = significand & ((1ull << shift) - 1);
+  uint64_t half = 1ull << (shift - 1);
+  if (dropped > half || (dropped == half && (kept & 1))) kept++;
+  /* A normal result carries its implicit bit into the exponent field (which is why exponent - 1
+   * is added); rounding up to the next binade, or to inf, carries the same way. */
+  uint64_t result = exponent < 1 ? kept : ((uint64_t)(exponent - 1) << mantissa_bits) + kept;
+  return sign | (uint16_t)result;
+}
+
+static inline uint16_t double_to_half(double x) { return narrow_double(x, 5, 10); }
+static inline uint16_t double_to_bfloat16(double x) { return narrow_double(x, 8, 7); }
+
+/* float → bfloat16 in float bits: add just under half an ulp (plus the kept bit, for ties to
+ * even) and truncate; the carry handles binade changes and overflow to inf. */
+static inline uint16_t float_to_bfloat16(float f) {
+  uint32_t bits = bits_of_float(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(bits >> 16 | 0x0040); /* quiet NaN */
+  return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
+void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
+  const unsigned char *p = src;
+  switch (t) {
+  case DTYPE_F64:
+    memcpy(dst, src, n * sizeof(double));
+    break;
+  case DTYPE_F32:
+    for (size_t i = 0; i < n; i++) {
+      float f;
+      memcpy(&f, p + 4 * i, 4);
+      dst[i] = f;
+    }
+    break;
+  case DTYPE_F16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, p + 2 * i, 2);
+      dst[i] = half_to_float(h);
+    }
+    break;
+  case DTYPE_BF16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t b;
+      memcpy(&b, p + 2 * i, 2);
+      dst[i] = bfloat16_to_float(b);
+    }
+    break;
+  }
+}
+
+void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
+  const unsigned char *p = src;
+  switch (t) {
+  case DTYPE_F64:
+    for (size_t i = 0; i < n; i++) {
+      double d;
+      memcpy(&d, p + 8 * i, 8);
+      dst[i] = (float)d; /* IEEE conversion: round to nearest even, overflow to inf */
+    }
+    break;
+  case DTYPE_F32:
+    memcpy(dst, src, n * sizeof(float));
+    break;
+  case DTYPE_F16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, p + 2 * i, 2);
+      dst[i] = half_to_float(h);
+    }
+    break;
+  case DTYPE_BF16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t b;
+      memcpy(&b, p + 2 * i, 2);
+      dst[i] = bfloat16_to_float(b);
+    }
+    break;
+  }
+}
+
+void dtype_from_f64(dtype t, const double *src, void *dst, size_t n) {
+  unsigned char *p = dst;
+  switch (t) {
+  case DTYPE_F64:
+    memcpy(dst, src, n * sizeof(double));
+    break;
+  case DTYPE_F32:
+    for (size_t i = 0; i < n; i++) {
+      float f = (float)src[i];
+      memcpy(p + 4 * i, &f, 4);
+    }
+    break;
+  case DTYPE_F16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t h = double_to_half(src[i]);
+      memcpy(p + 2 * i, &h, 2);
+    }
+    break;
+  case DTYPE_BF16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t b = double_to_bfloat16(src[i]);
+      memcpy(p + 2 * i, &b, 2);
+    }
+    break;
+  }
+}
+
+void dtype_from_f32(dtype t, const float *src, void *dst, size_t n) {
+  unsigned char *p = dst;
+  switch (t) {
+  case DTYPE_F64:
+    for (size_t i = 0; i < n; i++) {
+      double d = src[i];
+      memcpy(p + 8 * i, &d, 8);
+    }
+    break;
+  case DTYPE_F32:
+    memcpy(dst, src, n * sizeof(float));
+    break;
+  case DTYPE_F16: /* float → double is exact, so this is still one rounding */
+    for (size_t i = 0; i < n; i++) {
+      uint16_t h = double_to_half(src[i]);
+      memcpy(p + 2 * i, &h, 2);
+    }
+    break;
+  case DTYPE_BF16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t b = float_to_bfloat16(src[i]);
+      memcpy(p + 2 * i, &b, 2);
+    }
+    break;
+  }
+}

@@ -1,0 +1,206 @@
+/* The forward pass of a Llama-family decoder (Llama, Mistral, Qwen2, Qwen3), written once for a
+ * scalar type and compiled twice: forward_f64.c and forward_f32.c include this file after
+ * defining
+ *   real          the scalar type of weights, caches and activations (double or float)
+ *   TYPED(name)   name with the type's suffix (name##_f64 or name##_f32)
+ *   GEMM          the cblas GEMM of that type
+ * Reductions (RMSNorm sums, softmax, exp) are done in double whatever real is.
+ *
+ * Every projection goes through linear() — the one place to fake-quantize a linear's input
+ * activation — and every step of a layer is a named call in forward(): Q and K after rope() (where
+ * R3 acts, and K is quantized for the cache), the attention output entering o_proj (the heads
+ * rotation), the gated activation entering down_proj (R4). */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/rope.h"
+#include "model/transformer.h"
+
+/* lm_head rows computed at a time: bounds the scratch to LOGIT_ROWS × vocab whatever n is. */
+#define LOGIT_ROWS 16
+/* Queries per attention GEMM: tiles skip most of the masked upper triangle of the scores. */
+#define QUERY_TILE 32
+
+/* RMSNorm of each row of x [rows, dim]: x · rsqrt(mean(x²) + eps) · w (out may be x). */
+static void TYPED(rmsnorm)(real *out, const real *x, const real *w, int rows, int dim, double eps) {
+  for (int r = 0; r < rows; r++) {
+    const real *in = x + (size_t)r * dim;
+    real *o = out + (size_t)r * dim;
+    double sum_squares = 0;
+    for (int i = 0; i < dim; i++) sum_squares += (double)in[i] * in[i];
+    double scale = 1.0 / sqrt(sum_squares / dim + eps);
+    for (int i = 0; i < dim; i++) o[i] = (real)(w[i] * (in[i] * scale));
+  }
+}
+
+/* out [rows, out_dim] = in [rows, in_dim] · wᵀ + bias (w [out_dim, in_dim]; bias may be NULL). */
+static void TYPED(linear)(real *out, const real *in, const real *w, const real *bias, int rows,
+                          int in_dim, int out_dim) {
+  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out_dim, in_dim, 1, in, in_dim, w, in_dim, 0,
+       out, out_dim);
+  if (!bias) return;
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < out_dim; j++) out[(size_t)r * out_dim + j] += bias[j];
+}
+
+/* RoPE of every head vector of x [rows, heads, head_dim], row r at angles cos/sin [rows, head_dim/2]. */
+static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double *cos_table,
+                        const double *sin_table) {
+  int half = head_dim / 2;
+  for (int r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++) {
+      real *v = x + ((size_t)r * heads + h) * head_dim;
+      const double *c = cos_table + (size_t)r * half, *s = sin_table + (size_t)r * half;
+      for (int i = 0; i < half; i++) {
+        double x1 = v[i], x2 = v[i + half];
+        v[i] = (real)(x1 * c[i] - x2 * s[i]);
+        v[i + half] = (real)(x2 * c[i] + x1 * s[i]);
+      }
+    }
+}
+
+/* Softmax over row[first..last]; the masked rest of the row [0, length) becomes 0. */
+static void TYPED(masked_softmax)(real *row, int length, int first, int last) {
+  double max = row[first];
+  for (int j = first + 1; j <= last; j++) max = row[j] > max ? row[j] : max;
+  double sum = 0;
+  for (int j = first; j <= last; j++) {
+    double e = exp(row[j] - max);
+    row[j] = (real)e;
+    sum += e;
+  }
+  double inverse = 1 / sum;
+  for (int j = first; j <= last; j++) row[j] = (real)(row[j] * inverse);
+  for (int j = 0; j < first; j++) row[j] = 0;
+  for (int j = last + 1; j < length; j++) row[j] = 0;
+}
+
+/* Causal softmax attention, scaled by 1/√head_dim, of the n new queries q [n, heads·head_dim]
+ * (positions pos..pos+n−1) over keys/values [pos+n, kv_heads·head_dim] of the cache. Query head h
+ * reads kv head h / (heads / kv_heads). out [n, heads·head_dim]; scores [QUERY_TILE, pos+n] is
+ * scratch. Queries go QUERY_TILE at a time, each tile against only the keys it may see. */
+static void TYPED(attention)(real *out, const real *q, const real *keys, const real *values,
+                             real *scores, int n, int pos, const model *m) {
+  const model_config *c = &m->config;
+  const int heads = c->num_attention_heads, head_dim = c->head_dim;
+  const int q_dim = heads * head_dim, kv_dim = c->num_key_value_heads * head_dim;
+  const int group = heads / c->num_key_value_heads;
+  for (int h = 0; h < heads; h++) {
+    const real *k = keys + (size_t)(h / group) * head_dim;   /* [pos+n, head_dim], stride kv_dim */
+    const real *v = values + (size_t)(h / group) * head_dim; /* [pos+n, head_dim], stride kv_dim */
+    for (int i0 = 0; i0 < n; i0 += QUERY_TILE) {
+      int rows = n - i0 < QUERY_TILE ? n - i0 : QUERY_TILE;
+      int visible = pos + i0 + rows; /* causal: a query sees its own position and earlier ones */
+      GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, visible, head_dim, 1 / sqrt(head_dim),
+           q + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim, k, kv_dim, 0, scores, visible);
+      for (int i = 0; i < rows; i++) {
+        int last = pos + i0 + i;
+        int first = m->sliding_window > 0 && last + 1 > m->sliding_window ? last + 1 - m->sliding_window : 0;
+        TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last);
+      }
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v,
+           kv_dim, 0, out + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim);
+    }
+  }
+}
+
+/* gate ← silu(gate) · up, elementwise over count: the MLP's gated activation. */
+static void TYPED(swiglu)(real *gate, const real *up, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    double g = gate[i];
+    gate[i] = (real)(g / (1 + exp(-g)) * up[i]);
+  }
+}
+
+/* x += delta over count elements: the residual connection. */
+static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
+  for (size_t i = 0; i < count; i++) x[i] += delta[i];
+}
+
+int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
+  const model *m = s->model;
+  const model_config *c = &m->config;
+  const int hidden = c->hidden_size, intermediate = c->intermediate_size, vocab = c->vocab_size;
+  const int heads = c->num_attention_heads, kv_heads = c->num_key_value_heads, head_dim = c->head_dim;
+  const int q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
+  const int pos = s->length, context = pos + n;
+  const double eps = c->rms_norm_eps;
+
+  real *x = malloc(sizeof(real) * n * hidden);                      /* residual stream [n, hidden] */
+  real *xb = malloc(sizeof(real) * n * hidden);                     /* normalized stream [n, hidden] */
+  real *q = malloc(sizeof(real) * n * q_dim);                       /* queries [n, heads·head_dim] */
+  real *attn = malloc(sizeof(real) * n * q_dim);                    /* attention output [n, heads·head_dim] */
+  real *delta = malloc(sizeof(real) * n * hidden);                  /* o_proj / down_proj output [n, hidden] */
+  real *gate = malloc(sizeof(real) * n * intermediate);             /* gate_proj output [n, intermediate] */
+  real *up = malloc(sizeof(real) * n * intermediate);               /* up_proj output [n, intermediate] */
+  real *scores = malloc(sizeof(real) * QUERY_TILE * context);       /* attention weights [QUERY_TILE, pos+n] */
+  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);       /* lm_head output [LOGIT_ROWS, vocab] */
+  double *cos_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE cos [n, head_dim/2] */
+  double *sin_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE sin [n, head_dim/2] */
+  int status = 0;
+  if (!x || !xb || !q || !attn || !delta || !gate || !up || !scores || !head_out || !cos_table ||
+      !sin_table) {
+    status = rotq_fail(err, "out of memory for the activations of %d tokens", n);
+    goto done;
+  }
+
+  rope_tables(m->inv_freq, head_dim / 2, pos, n, cos_table, sin_table);
+  const real *embed = m->embed;
+  for (int t = 0; t < n; t++)
+    memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
+
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    const layer_weights *w = &m->layers[l];
+    real *keys = (real *)s->key_cache + (size_t)l * s->max_tokens * kv_dim;     /* [max_tokens, kv_dim] */
+    real *values = (real *)s->value_cache + (size_t)l * s->max_tokens * kv_dim; /* [max_tokens, kv_dim] */
+    real *k = keys + (size_t)pos * kv_dim;   /* this block's keys [n, kv_heads·head_dim] */
+    real *v = values + (size_t)pos * kv_dim; /* this block's values [n, kv_heads·head_dim] */
+
+    /* attention: x += o_proj(attention(rope(q), rope(k), v)) of rmsnorm(x) */
+    TYPED(rmsnorm)(xb, x, w->attn_norm, n, hidden, eps);
+    TYPED(linear)(q, xb, w->wq, w->bq, n, hidden, q_dim);
+    TYPED(linear)(k, xb, w->wk, w->bk, n, hidden, kv_dim);
+    TYPED(linear)(v, xb, w->wv, w->bv, n, hidden, kv_dim);
+    if (w->q_norm) { /* Qwen3: RMSNorm of each head vector, before RoPE */
+      TYPED(rmsnorm)(q, q, w->q_norm, n * heads, head_dim, eps);
+      TYPED(rmsnorm)(k, k, w->k_norm, n * kv_heads, head_dim, eps);
+    }
+    TYPED(rope)(q, n, heads, head_dim, cos_table, sin_table);
+    TYPED(rope)(k, n, kv_heads, head_dim, cos_table, sin_table);
+    TYPED(attention)(attn, q, keys, values, scores, n, pos, m);
+    TYPED(linear)(delta, attn, w->wo, w->bo, n, q_dim, hidden);
+    TYPED(residual_add)(x, delta, (size_t)n * hidden);
+
+    /* MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rmsnorm(x) */
+    TYPED(rmsnorm)(xb, x, w->mlp_norm, n, hidden, eps);
+    TYPED(linear)(gate, xb, w->w_gate, w->b_gate, n, hidden, intermediate);
+    TYPED(linear)(up, xb, w->w_up, w->b_up, n, hidden, intermediate);
+    TYPED(swiglu)(gate, up, (size_t)n * intermediate);
+    TYPED(linear)(delta, gate, w->w_down, w->b_down, n, intermediate, hidden);
+    TYPED(residual_add)(x, delta, (size_t)n * hidden);
+  }
+
+  /* logits = lm_head(rmsnorm(x)), LOGIT_ROWS rows at a time, widened to double */
+  TYPED(rmsnorm)(xb, x, m->final_norm, n, hidden, eps);
+  for (int r = 0; r < n; r += LOGIT_ROWS) {
+    int rows = n - r < LOGIT_ROWS ? n - r : LOGIT_ROWS;
+    TYPED(linear)(head_out, xb + (size_t)r * hidden, m->lm_head, NULL, rows, hidden, vocab);
+    for (size_t i = 0; i < (size_t)rows * vocab; i++) logits[(size_t)r * vocab + i] = head_out[i];
+  }
+
+done:
+  free(x);
+  free(xb);
+  free(q);
+  free(attn);
+  free(delta);
+  free(gate);
+  free(up);
+  free(scores);
+  free(head_out);
+  free(cos_table);
+  free(sin_table);
+  return status;
+}

@@ -1,0 +1,51 @@
+/* The reference forward pass of HF decoder-only causal LMs — LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM, Qwen3ForCausalLM — computed as transformers computes them, in float64 (or
+ * float32 on request). It is the yardstick of rotq: a rotated checkpoint must give the same
+ * logits as the original.
+ *
+ * Mistral's sliding_window is honoured (a query attends to the last sliding_window positions);
+ * Qwen2/Qwen3 checkpoints with use_sliding_window true are rejected. RoPE frequencies and cos/sin
+ * are computed in float64 (transformers computes them in float32; the difference is ~1e-7 of a
+ * logit). */
+#ifndef ROTQ_MODEL_MODEL_H
+#define ROTQ_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "io/model_config.h"
+
+typedef struct model_options {
+  bool f32; /* compute in float32 (default float64) */
+} model_options;
+
+typedef struct model model;
+
+/* The architectures model_load accepts, as one comma-separated line. */
+const char *model_supported_architectures(void);
+
+/* Loads the checkpoint in dir (config.json + safetensors) into memory, converted to the compute
+ * type. Every tensor's shape is checked against config.json; errors name the file or tensor.
+ * options NULL = defaults. */
+int model_load(const char *dir, const model_options *options, model **out, rotq_error *err);
+void model_free(model *m);
+const model_config *model_get_config(const model *m);
+
+/* logits [n, vocab] (row-major doubles) of tokens[0..n) at positions 0..n-1, fresh sequence. */
+int model_forward(model *m, const int32_t *tokens, int n, double *logits, rotq_error *err);
+
+/* Incremental decoding with a KV cache of max_tokens positions. */
+typedef struct model_session model_session;
+model_session *model_session_new(model *m, int max_tokens, rotq_error *err);
+/* Appends n tokens at the next positions; logits [n, vocab] of those positions. Fails, leaving
+ * the session unchanged, on an out-of-vocabulary token or when the cache would overflow. */
+int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits,
+                          rotq_error *err);
+/* model_session_forward of one token; logits [vocab]. */
+int model_session_step(model_session *s, int32_t token, double *logits, rotq_error *err);
+/* Number of tokens in the cache. */
+int model_session_length(const model_session *s);
+void model_session_free(model_session *s);
+
+#endif

@@ -1,0 +1,34 @@
+/* QuaRotProcessor: the seed's processor. pre_run() asks the adapter for the fuse map, bake names
+ * and rotate pairs, turns them into commands, and executes the pre-run ones (embedding, lm_head,
+ * final norm); preprocess(layer) filters the commands of "model.layers.{layer}" and executes
+ * them. Only the tensor being transformed is in memory (plus the rotation matrices). */
+#ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
+#define ROTQ_ROTATE_QUAROT_PROCESSOR_H
+
+#include "adapter/adapter.h"
+#include "config/rotation_config.h"
+#include "io/checkpoint.h"
+#include "rotate/rotate_command.h"
+#include "rotate/rotation_set.h"
+#include "rotate/tensor_transform.h"
+
+typedef struct quarot_processor {
+  const checkpoint *ck;
+  const model_adapter *adapter;
+  const rotation_config *config;
+  rotation_set matrices;
+  command_list commands;     /* sorted: pre-run tensors first, then by layer, then by name */
+  transform_context context; /* writer set by the runner before pre_run */
+  struct online_state *online; /* the online processor's matrices, or NULL */
+} quarot_processor;
+
+/* Creates the matrices and the commands (and checks them); nothing is written yet. */
+int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapter *adapter,
+                   const rotation_config *config, uint64_t seed, int threads, rotq_error *err);
+void processor_free(quarot_processor *p);
+/* Executes the pre-run commands (tensors outside the decoder layers). */
+int processor_pre_run(quarot_processor *p, rotq_error *err);
+/* Executes the commands of decoder layer `layer`. */
+int processor_preprocess(quarot_processor *p, int layer, rotq_error *err);
+
+#endif

@@ -1,0 +1,310 @@
+#include "rotate/rotate_command.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static rotate_command *add_command(command_list *list, const char *name, const char *source, int layer) {
+  if (list->count == list->capacity) {
+    size_t cap = list->capacity ? list->capacity * 2 : 256;
+    rotate_command *grown = realloc(list->items, cap * sizeof *grown);
+    if (!grown) return NULL;
+    list->items = grown;
+    list->capacity = cap;
+  }
+  rotate_command *c = &list->items[list->count++];
+  memset(c, 0, sizeof *c);
+  snprintf(c->name, sizeof c->name, "%s", name);
+  snprintf(c->source, sizeof c->source, "%s", source);
+  c->layer = layer;
+  return c;
+}
+
+static void warn(command_list *list, const char *fmt, const char *a, const char *b) {
+  if (list->warning_count == (int)(sizeof list->warnings / sizeof list->warnings[0])) return;
+  snprintf(list->warnings[list->warning_count++], sizeof list->warnings[0], fmt, a, b);
+}
+
+rotate_command *commands_find(const command_list *list, const char *name) {
+  for (size_t i = 0; i < list->count; i++)
+    if (strcmp(list->items[i].name, name) == 0) return &list->items[i];
+  return NULL;
+}
+
+/* The module of a tensor: its name without ".weight" / ".bias"; sets *is_bias. */
+static void module_of(const char *tensor, char *module, size_t cap, bool *is_bias) {
+  snprintf(module, cap, "%s", tensor);
+  size_t n = strlen(module);
+  *is_bias = false;
+  if (n > 7 && strcmp(module + n - 7, ".weight") == 0) {
+    module[n - 7] = '\0';
+  } else if (n > 5 && strcmp(module + n - 5, ".bias") == 0) {
+    module[n - 5] = '\0';
+    *is_bias = true;
+  }
+}
+
+static const rotation_rule *rule_for(const rotation_config *config, const char *module) {
+  for (int i = 0; i < config->rule_count; i++)
+    if (pattern_matches(config->rules[i].pattern, module)) return &config->rules[i];
+  return NULL;
+}
+
+/* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
+static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule,
+                      const rotation_set *set, rotq_error *err) {
+  const char *side_name[2] = {rule->input, rule->output};
+  for (int side = 0; side < 2; side++) {
+    if (!side_name[side][0]) continue;
+    if (side == 0 && c->is_bias) continue; /* a bias has no input side */
+    const rotation *r = rotation_set_get(set, side_name[side], c->layer, err);
+    if (!r) return rotq_fail_context(err, "tensor '%s' (rule '%s')", c->name, rule->pattern);
+    long n = rotation_dim(r);
+    long extent = side == 0 ? (t->ndim == 2 ? t->shape[1] : -1) : t->shape[0];
+    if (t->ndim < 1 || t->ndim > 2 || (side == 0 && t->ndim != 2))
+      return rotq_fail(err, "tensor '%s' (rule '%s'): a %s rotation needs a 2-D [out, in] weight, shape has %d dims",
+                       c->name, rule->pattern, side == 0 ? "input" : "output", t->ndim);
+    if (extent % n != 0)
+      return rotq_fail(err,
+                       "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld",
+                       c->name, rule->pattern, side == 0 ? "input" : "output", extent,
+                       side_name[side], n);
+    if (side == 0) {
+      c->input = r;
+      snprintf(c->input_name, sizeof c->input_name, "%s", side_name[side]);
+    } else {
+      c->output = r;
+      snprintf(c->output_name, sizeof c->output_name, "%s", side_name[side]);
+    }
+  }
+  return 0;
+}
+
+/* Marks norm (absolute module) as fused into the linears matching linears_glob (absolute,
+ * '|'-separated). Errors if the norm or no linear exists. */
+static int fuse(command_list *list, const checkpoint *ck, const char *norm, const char *linears_glob,
+                rotq_error *err) {
+  char norm_weight[TENSOR_NAME_MAX];
+  snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
+  rotate_command *nc = commands_find(list, norm_weight);
+  if (!nc) return rotq_fail(err, "%s: norm '%s' of the fuse map is not in the checkpoint", ck->dir, norm_weight);
+  if (checkpoint_find(ck, norm_weight)->ndim != 1)
+    return rotq_fail(err, "%s: norm '%s' should be 1-D", ck->dir, norm_weight);
+  int matched = 0;
+  for (size_t i = 0; i < list->count; i++) {
+    rotate_command *c = &list->items[i];
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    module_of(c->name, module, sizeof module, &is_bias);
+    if (is_bias || !pattern_matches(linears_glob, module)) continue;
+    if (c->fuse_norm[0])
+      return rotq_fail(err, "tensor '%s' is fed by two norms ('%s' and '%s')", c->name, c->fuse_norm, norm_weight);
+    snprintf(c->fuse_norm, sizeof c->fuse_norm, "%s", norm_weight);
+    matched++;
+  }
+  if (!matched)
+    return rotq_fail(err, "%s: norm '%s' is to be fused into '%s', which matches no tensor", ck->dir, norm,
+                     linears_glob);
+  nc->reset_norm = true;
+  return 0;
+}
+
+/* Turns a config fuse entry's linears (relative names) into one absolute glob list. */
+static void absolute_glob(const model_adapter *a, int layer, const char *const *names, int count,
+                          char *out, size_t cap) {
+  out[0] = '\0';
+  for (int i = 0; i < count; i++) {
+    char abs[512];
+    if (layer >= 0)
+      adapter_layer_module(a, layer, names[i], abs, sizeof abs);
+    else
+      snprintf(abs, sizeof abs, "%s", names[i]);
+    if (i) strncat(out, "|", cap - strlen(out) - 1);
+    strncat(out, abs, cap - strlen(out) - 1);
+  }
+}
+
+static int build_fuse_map(command_list *list, const checkpoint *ck, const model_adapter *a,
+                          const rotation_config *config, rotq_error *err) {
+  int layers = ck->config.num_hidden_layers;
+  char glob[4096], norm[512];
+  for (int layer = 0; layer < layers; layer++) {
+    if (config->layer_fuse_count > 0) {
+      for (int f = 0; f < config->layer_fuse_count; f++) {
+        const norm_fuse_rule *r = &config->layer_fuse[f];
+        const char *names[16];
+        for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
+        absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
+        adapter_layer_module(a, layer, r->norm, norm, sizeof norm);
+        if (fuse(list, ck, norm, glob, err) < 0) return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
+      }
+    } else {
+      for (int f = 0; f < 4 && a->layer_fuse[f].norm; f++) {
+        /* the adapter's linears are already one '|' list of relative names */
+        char rel[1024];
+        snprintf(rel, sizeof rel, "%s", a->layer_fuse[f].linears);
+        const char *names[16];
+        int count = 0;
+        for (char *tok = strtok(rel, "|"); tok && count < 16; tok = strtok(NULL, "|")) names[count++] = tok;
+        absolute_glob(a, layer, names, count, glob, sizeof glob);
+        adapter_layer_module(a, layer, a->layer_fuse[f].norm, norm, sizeof norm);
+        if (fuse(list, ck, norm, glob, err) < 0) return -1;
+      }
+    }
+  }
+  if (config->head_fuse_count > 0) {
+    for (int f = 0; f < config->head_fuse_count; f++) {
+      const norm_fuse_rule *r = &config->head_fuse[f];
+      const char *names[16];
+      for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
+      absolute_glob(a, -1, names, r->linear_count, glob, sizeof glob);
+      if (fuse(list, ck, r->norm, glob, err) < 0) return rotq_fail_context(err, "%s: lm_head_fuse", config->origin);
+    }
+  } else if (fuse(list, ck, a->final_norm, a->lm_head, err) < 0) {
+    return -1;
+  }
+  return 0;
+}
+
+int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_config *config,
+                   const rotation_set *set, command_list *out, rotq_error *err) {
+  memset(out, 0, sizeof *out);
+  char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
+  snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
+  snprintf(head_weight, sizeof head_weight, "%s.weight", a->lm_head);
+  if (!checkpoint_find(ck, embed_weight))
+    return rotq_fail(err, "%s: the embedding '%s' is missing", ck->dir, embed_weight);
+
+  /* Every tensor of the input, plus lm_head cloned from the embedding when tied (untie). */
+  for (size_t i = 0; i < ck->tensor_count; i++) {
+    const st_tensor *t = ck->tensors[i];
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    module_of(t->name, module, sizeof module, &is_bias);
+    if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
+    out->items[out->count - 1].is_bias = is_bias;
+  }
+  if (!checkpoint_find(ck, head_weight) && !add_command(out, head_weight, embed_weight, -1)) goto oom;
+
+  /* Rotate map: the first rule whose pattern matches a tensor's module. */
+  int *rule_hits = calloc((size_t)config->rule_count + 1, sizeof(int));
+  if (!rule_hits) goto oom;
+  for (size_t i = 0; i < out->count; i++) {
+    rotate_command *c = &out->items[i];
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    module_of(c->name, module, sizeof module, &is_bias);
+    const rotation_rule *rule = rule_for(config, module);
+    if (!rule) continue;
+    rule_hits[rule - config->rules]++;
+    if (apply_rule(c, checkpoint_find(ck, c->source), rule, set, err) < 0) {
+      free(rule_hits);
+      goto fail;
+    }
+  }
+  for (int r = 0; r < config->rule_count; r++) {
+    if (rule_hits[r]) continue;
+    if (config->strict) {
+      rotq_fail(err, "%s: rotation_config '%s' matches no tensor of %s", config->origin, config->rules[r].pattern, ck->dir);
+      free(rule_hits);
+      goto fail;
+    }
+    warn(out, "rotation_config '%s' matches no tensor (%s)", config->rules[r].pattern, "ignored");
+  }
+  free(rule_hits);
+
+  if (build_fuse_map(out, ck, a, config, err) < 0) goto fail;
+  if (a->norm == NORM_LAYER)
+    for (size_t i = 0; i < out->count; i++) {
+      rotate_command *c = &out->items[i];
+      char module[TENSOR_NAME_MAX];
+      bool is_bias;
+      module_of(c->name, module, sizeof module, &is_bias);
+      c->bake_mean = adapter_is_writer(a, module) || strcmp(c->name, embed_weight) == 0;
+    }
+  if (commands_check(out, a, err) < 0) goto fail;
+  return 0;
+oom:
+  rotq_fail(err, "out of memory");
+fail:
+  commands_free(out);
+  return -1;
+}
+
+void commands_free(command_list *list) {
+  free(list->items);
+  memset(list, 0, sizeof *list);
+}
+
+static const char *matrix_label(const rotation *r, const char *name) { return r ? name : "none"; }
+
+/* The command of module <layer>.<relative>.weight, or NULL. */
+static const rotate_command *layer_weight(const command_list *list, const model_adapter *a, int layer,
+                                          const char *relative) {
+  char name[TENSOR_NAME_MAX];
+  adapter_layer_module(a, layer, relative, name, sizeof name);
+  strncat(name, ".weight", sizeof name - strlen(name) - 1);
+  return commands_find(list, name);
+}
+
+int commands_check(const command_list *list, const model_adapter *a, rotq_error *err) {
+  char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
+  snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
+  snprintf(head_weight, sizeof head_weight, "%s.weight", a->lm_head);
+  const rotate_command *embed = commands_find(list, embed_weight);
+  const rotation *r1 = embed->input;
+  const char *r1_name = matrix_label(r1, embed->input_name);
+  if (embed->output)
+    return rotq_fail(err, "tensor '%s': the embedding takes its rotation on the input side [r1, null]", embed_weight);
+
+  for (size_t i = 0; i < list->count; i++) {
+    const rotate_command *c = &list->items[i];
+    char module[TENSOR_NAME_MAX];
+    snprintf(module, sizeof module, "%s", c->name);
+    char *suffix = strrchr(module, '.');
+    if (suffix) *suffix = '\0';
+    bool reader = c->fuse_norm[0] || strcmp(c->name, head_weight) == 0;
+    bool writer = adapter_is_writer(a, module);
+    if (reader && c->input != r1)
+      return rotq_fail(err,
+                       "tensor '%s' reads the residual stream: its input rotation must be the "
+                       "embedding's (%s), but is %s",
+                       c->name, r1_name, matrix_label(c->input, c->input_name));
+    if (reader && r1 && !c->fuse_norm[0])
+      return rotq_fail(err, "tensor '%s' reads the residual stream through a norm that is not fused", c->name);
+    if (writer && c->output != r1)
+      return rotq_fail(err,
+                       "tensor '%s' writes the residual stream: its output rotation must be the "
+                       "embedding's (%s), but is %s",
+                       c->name, r1_name, matrix_label(c->output, c->output_name));
+    int layer = c->layer;
+    if (!writer && c->output && strcmp(c->name, embed_weight) != 0) {
+      /* Only a v_proj may carry an output rotation, undone by its o_proj's input rotation. */
+      char v_module[TENSOR_NAME_MAX];
+      if (layer >= 0) adapter_layer_module(a, layer, a->v_proj, v_module, sizeof v_module);
+      const rotate_command *o = layer >= 0 ? layer_weight(list, a, layer, a->o_proj) : NULL;
+      if (layer < 0 || strcmp(module, v_module) != 0 || !o)
+        return rotq_fail(err, "tensor '%s': an output rotation (%s) here has no inverse in the model", c->name,
+                         c->output_name);
+      if (o->input != c->output)
+        return rotq_fail(err,
+                         "tensor '%s' has output rotation %s but its o_proj '%s' has input rotation %s: "
+                         "they must be the same matrix",
+                         c->name, c->output_name, o->name, matrix_label(o->input, o->input_name));
+    }
+    if (!reader && c->input && strcmp(c->name, embed_weight) != 0) {
+      char o_module[TENSOR_NAME_MAX];
+      if (layer >= 0) adapter_layer_module(a, layer, a->o_proj, o_module, sizeof o_module);
+      const rotate_command *v = layer >= 0 ? layer_weight(list, a, layer, a->v_proj) : NULL;
+      if (layer < 0 || strcmp(module, o_module) != 0 || !v)
+        return rotq_fail(err, "tensor '%s': an input rotation (%s) here has no inverse in the model", c->name,
+                         c->input_name);
+      if (v->output != c->input)
+        return rotq_fail(err,
+                         "tensor '%s' has input rotation %s but its v_proj '%s' has output rotation %s: "
+                         "they must be the same matrix",
+                         c->name, c->input_name, v->name, matrix_label(v->output, v->output_name));
+    }
+  }
+  return 0;
+}

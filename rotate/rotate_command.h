@@ -1,0 +1,65 @@
+/* RotateCommand: what the processor does to one output tensor. The seed's pre_run turns the
+ * adapter's fuse map, bake names and rotate pairs into one command per tensor; preprocess(layer)
+ * filters the commands of "model.layers.{i}" and executes them. A command composes, in order:
+ *
+ *   fuse norm      W[:, j] *= g[j]             (g: the RMSNorm weight feeding this linear)
+ *   bake mean      W ← W − mean over rows      (residual writers of LayerNorm models)
+ *   rotate         W ← Routᵀ · W · Rin         (Rin per length-n segment of each row,
+ *                                               Rout per group of n rows; a bias b ← Routᵀ·b)
+ *   online         W ← W · Ronline             (the weight half of an online rotation)
+ *
+ * or resets a fused norm's weight to its identity value. Everything else is copied bit for bit. */
+#ifndef ROTQ_ROTATE_ROTATE_COMMAND_H
+#define ROTQ_ROTATE_ROTATE_COMMAND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "adapter/adapter.h"
+#include "config/rotation_config.h"
+#include "io/checkpoint.h"
+#include "linalg/rotation.h"
+#include "rotate/rotation_set.h"
+
+#define TENSOR_NAME_MAX 256
+
+typedef enum online_kind {
+  ONLINE_NONE,
+  ONLINE_INPUT,       /* W ← W·R (R4 on down_proj: a Kronecker R_m ⊗ R_n) */
+  ONLINE_INPUT_HEADS, /* W ← W·(R_heads ⊗ I_head_dim) (o_proj input) */
+} online_kind;
+
+typedef struct rotate_command {
+  char name[TENSOR_NAME_MAX];      /* output tensor */
+  char source[TENSOR_NAME_MAX];    /* input tensor it is computed from (lm_head of a tied model: the embedding) */
+  int layer;                       /* decoder layer, -1 for pre-run tensors */
+  bool is_bias;                    /* a linear's bias [out]: only the output side acts on it */
+  bool reset_norm;                 /* a fused norm weight: becomes the identity (1, or 0 for 1+w norms) */
+  char fuse_norm[TENSOR_NAME_MAX]; /* norm weight multiplied into this weight's columns, "" = none */
+  bool bake_mean;
+  const rotation *input;           /* Rin, or NULL */
+  const rotation *output;          /* Rout, or NULL */
+  char input_name[CONFIG_NAME_MAX], output_name[CONFIG_NAME_MAX]; /* matrix names, for the record */
+  online_kind online;
+  const rotation *online_rotation;
+} rotate_command;
+
+typedef struct command_list {
+  rotate_command *items;
+  size_t count, capacity;
+  int warning_count;
+  char warnings[16][512];          /* rules that matched nothing, ... (also printed) */
+} command_list;
+
+/* get_rotate_command: one command per output tensor, from the adapter, the config and the
+ * matrices; then checks the equivalence invariants (one R1 on every residual reader, writer and
+ * the embedding; every fused norm's readers rotated alike; each v_proj output rotation equal to
+ * its o_proj input rotation; dims dividing tensor sizes) and fails naming the tensor if broken. */
+int commands_build(const checkpoint *ck, const model_adapter *adapter, const rotation_config *config,
+                   const rotation_set *set, command_list *out, rotq_error *err);
+void commands_free(command_list *list);
+rotate_command *commands_find(const command_list *list, const char *name);
+/* Re-checks the invariants (also used after the online processor added its rotations). */
+int commands_check(const command_list *list, const model_adapter *adapter, rotq_error *err);
+
+#endif

@@ -1,0 +1,217 @@
+/* The Runner of the seed's sequence: `rotq rotate` as a library call. It opens the checkpoint,
+ * lets the QuaRotProcessor (and, with online rotations, the QuaRotOnlineProcessor) prepare their
+ * commands, plans the output shards, then drives pre_run and preprocess(layer) for every decoder
+ * layer, and finally writes config.json, rotation.json and the other files of the input before
+ * renaming the output into place. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/json_file.h"
+#include "rotate/online_processor.h"
+#include "rotate/output_dir.h"
+#include "rotate/quarot_processor.h"
+#include "rotate/verify.h"
+#include "rotq.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) { interrupted = sig; }
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The output tensors in command order (pre-run first, then layer by layer). */
+static st_writer *open_writer(const quarot_processor *p, const char *dir, size_t max_shard, rotq_error *err) {
+  size_t n = p->commands.count + online_extra_tensor_count(p);
+  st_spec *specs = calloc(n ? n : 1, sizeof *specs);
+  if (!specs) {
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < p->commands.count; i++) {
+    const rotate_command *c = &p->commands.items[i];
+    const st_tensor *t = checkpoint_find(p->ck, c->source);
+    specs[k] = (st_spec){.name = c->name, .dtype = t->dtype, .ndim = t->ndim};
+    memcpy(specs[k].shape, t->shape, sizeof t->shape);
+    k++;
+  }
+  k += online_extra_tensor_specs(p, specs + k);
+  st_writer *w = st_writer_open(dir, specs, k, max_shard, err);
+  free(specs);
+  return w;
+}
+
+/* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
+ * plus the online export when there is one. */
+static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
+  cJSON *json = cJSON_Duplicate(p->ck->config.json, 1);
+  if (!json) return rotq_fail(err, "out of memory");
+  cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
+  cJSON_AddBoolToObject(json, "tie_word_embeddings", 0);
+  if (online_add_quantization_config(p, json, err) < 0) {
+    cJSON_Delete(json);
+    return -1;
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  int rc = json_file_write(path, json, err);
+  cJSON_Delete(json);
+  return rc;
+}
+
+static cJSON *command_record(const rotate_command *c) {
+  cJSON *r = cJSON_CreateObject();
+  if (strcmp(c->name, c->source) != 0) cJSON_AddStringToObject(r, "cloned_from", c->source);
+  if (c->fuse_norm[0]) cJSON_AddStringToObject(r, "fused_norm", c->fuse_norm);
+  if (c->reset_norm) cJSON_AddBoolToObject(r, "norm_reset", 1);
+  if (c->bake_mean) cJSON_AddBoolToObject(r, "mean_baked", 1);
+  if (c->input) cJSON_AddStringToObject(r, "input", c->input_name);
+  if (c->output) cJSON_AddStringToObject(r, "output", c->output_name);
+  return r;
+}
+
+/* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
+ * construction, every tensor's operations, the online rotations, warnings. */
+static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir,
+                        rotq_error *err) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "rotq_version", rotq_version());
+  cJSON_AddStringToObject(root, "source", p->ck->dir);
+  cJSON_AddStringToObject(root, "architecture", p->ck->config.architecture);
+  cJSON_AddStringToObject(root, "adapter", p->adapter->family);
+  cJSON_AddNumberToObject(root, "seed", (double)o->seed);
+  cJSON_AddStringToObject(root, "config_name", p->config->origin);
+  cJSON_AddStringToObject(root, "config_yaml", p->config->text);
+  cJSON_AddBoolToObject(root, "use_float64", p->config->use_float64);
+  cJSON_AddItemToObject(root, "matrices", rotation_set_to_json(&p->matrices));
+  cJSON *tensors = cJSON_AddObjectToObject(root, "tensors");
+  for (size_t i = 0; i < p->commands.count; i++) {
+    const rotate_command *c = &p->commands.items[i];
+    if (command_changes_tensor(c)) cJSON_AddItemToObject(tensors, c->name, command_record(c));
+  }
+  cJSON_AddItemToObject(root, "online", online_record(p));
+  cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
+  for (int i = 0; i < p->commands.warning_count; i++)
+    cJSON_AddItemToArray(warnings, cJSON_CreateString(p->commands.warnings[i]));
+  char path[4200];
+  snprintf(path, sizeof path, "%s/rotation.json", dir);
+  int rc = json_file_write(path, root, err);
+  cJSON_Delete(root);
+  return rc;
+}
+
+/* Copies every other regular file of the input (tokenizer, generation config, licence, ...). */
+static int copy_other_files(const char *in, const char *out, rotq_error *err) {
+  DIR *d = opendir(in);
+  if (!d) return rotq_fail(err, "%s: cannot list directory", in);
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d))) {
+    const char *n = e->d_name;
+    size_t len = strlen(n);
+    if (n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "rotation.json") ||
+        !strcmp(n, "model.safetensors.index.json") ||
+        (len > 12 && !strcmp(n + len - 12, ".safetensors")))
+      continue;
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/%s", in, n);
+    snprintf(dst, sizeof dst, "%s/%s", out, n);
+    struct stat st;
+    if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    rc = copy_file(src, dst, err);
+  }
+  closedir(d);
+  return rc;
+}
+
+static void progress(const rotq_rotate_options *o, int done, int total, double start) {
+  if (!o->progress) return;
+  double elapsed = now_seconds() - start;
+  double eta = done > 0 ? elapsed / done * (total - done) : 0;
+  fprintf(stderr, "\rrotq rotate: layer %d/%d  elapsed %.1fs  ETA %.1fs   ", done, total, elapsed, eta);
+  if (done == total) fputc('\n', stderr);
+}
+
+static int check_interrupt(rotq_error *err) {
+  if (!interrupted) return 0;
+  return rotq_fail(err, "interrupted by signal %d; the partial output was removed", (int)interrupted);
+}
+
+/* Everything between opening the checkpoint and committing the output directory. */
+static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
+                       const output_dir *out, rotq_error *err) {
+  const model_adapter *adapter = adapter_for(&ck->config, err);
+  if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
+  quarot_processor p;
+  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0) return -1;
+  int rc = 0;
+  if (config->online || o->online) rc = online_pre_run(&p, o->online_for, o->seed, err);
+  st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
+  if (!writer) rc = -1;
+  p.context.writer = writer;
+  double start = now_seconds();
+  if (rc == 0) rc = processor_pre_run(&p, err);
+  int layers = ck->config.num_hidden_layers;
+  for (int layer = 0; rc == 0 && layer < layers; layer++) {
+    rc = check_interrupt(err);
+    if (rc == 0) rc = online_preprocess(&p, layer, err);
+    if (rc == 0) rc = processor_preprocess(&p, layer, err);
+    if (rc == 0) progress(o, layer + 1, layers, start);
+  }
+  if (rc == 0) rc = online_write_tensors(&p, err);
+  if (rc == 0) rc = check_interrupt(err);
+  if (rc == 0) {
+    rc = st_writer_finish(writer, err);
+    writer = NULL;
+  }
+  if (writer) st_writer_abort(writer);
+  if (rc == 0) rc = write_config(&p, out->temp_path, err);
+  if (rc == 0) rc = write_record(&p, o, out->temp_path, err);
+  if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
+  if (rc == 0) rc = check_interrupt(err);
+  if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, o->progress, err);
+  if (rc == 0 && o->progress)
+    fprintf(stderr, "rotq rotate: %zu tensors, %d layers, %.2fs\n", p.commands.count, layers, now_seconds() - start);
+  online_free(&p);
+  processor_free(&p);
+  return rc;
+}
+
+int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
+  if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
+  rotation_config config;
+  if (rotation_config_load(o->config ? o->config : "transformer_universal", &config, err) < 0) return -1;
+  checkpoint ck;
+  if (checkpoint_open(o->model_dir, &ck, err) < 0) {
+    rotation_config_free(&config);
+    return -1;
+  }
+  output_dir out;
+  int rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &out, err);
+  if (rc == 0) {
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    rc = rotate_into(o, &ck, &config, &out, err);
+    if (rc == 0) rc = output_dir_commit(&out, err);
+    if (rc != 0) output_dir_abort(&out);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+  }
+  checkpoint_close(&ck);
+  rotation_config_free(&config);
+  return rc;
+}

@@ -1,0 +1,21 @@
+/* The self-check of `rotq rotate --verify`: runs the original and the written checkpoint through
+ * the reference forward pass on a few tokens and compares their logits. */
+#ifndef ROTQ_ROTATE_VERIFY_H
+#define ROTQ_ROTATE_VERIFY_H
+
+#include <stdbool.h>
+
+#include "io/checkpoint.h"
+
+/* Models up to this many parameters are verified by default (--verify auto). */
+#define VERIFY_AUTO_MAX_PARAMETERS 50000000L
+
+/* mode: 1 on, 0 off, -1 auto (on for models up to VERIFY_AUTO_MAX_PARAMETERS). */
+bool verify_wanted(int mode, const checkpoint *ck);
+/* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t. */
+double verify_tolerance(dtype t);
+/* Compares the two checkpoints on 16 fixed tokens; error if the relative difference exceeds the
+ * tolerance of the original's dtype or any argmax differs. */
+int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, rotq_error *err);
+
+#endif
