@@ -20,9 +20,9 @@ int prime_power(int q, int *p, int *k) {
 
 /* a·x mod f for a field element a (digits base p) and f = x^k + sum poly[i] x^i. */
 static int times_x(int a, const int *poly, int p, int k) {
-  int digit[32], top = 0, place = 1;
+  int digit[32], place = 1;
   for (int i = 0; i < k; i++, a /= p) digit[i] = a % p;
-  top = digit[k - 1];
+  int top = digit[k - 1];
   for (int i = k - 1; i > 0; i--) digit[i] = digit[i - 1];
   digit[0] = 0;
   int result = 0;

@@ -61,10 +61,22 @@ static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double
     }
 }
 
+/* max of row[first..last], in four independent lanes: one serial chain of comparisons is
+ * latency-bound, and this runs for every attention score. */
+static double TYPED(row_max)(const real *row, int first, int last) {
+  double lane[4] = {row[first], row[first], row[first], row[first]};
+  int j = first;
+  for (; j + 3 <= last; j += 4)
+    for (int k = 0; k < 4; k++) lane[k] = row[j + k] > lane[k] ? row[j + k] : lane[k];
+  for (; j <= last; j++) lane[0] = row[j] > lane[0] ? row[j] : lane[0];
+  double max = lane[0];
+  for (int k = 1; k < 4; k++) max = lane[k] > max ? lane[k] : max;
+  return max;
+}
+
 /* Softmax over row[first..last]; the masked rest of the row [0, length) becomes 0. */
 static void TYPED(masked_softmax)(real *row, int length, int first, int last) {
-  double max = row[first];
-  for (int j = first + 1; j <= last; j++) max = row[j] > max ? row[j] : max;
+  double max = TYPED(row_max)(row, first, last);
   double sum = 0;
   for (int j = first; j <= last; j++) {
     double e = exp(row[j] - max);

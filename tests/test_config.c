@@ -19,7 +19,7 @@ static void builtin_universal_parses(void **state) {
   assert_int_equal(r1->per_layer, PER_LAYER_SHARED);
   assert_string_equal(r2->dim_key, "head_dim");
   assert_int_equal(r2->per_layer, PER_LAYER_EACH);
-  assert_int_equal(c.rule_count, 10);
+  assert_int_equal(c.rule_count, 9);
   assert_string_equal(c.rules[3].pattern, "*v_proj");
   assert_string_equal(c.rules[3].input, "r1");
   assert_string_equal(c.rules[3].output, "r2");

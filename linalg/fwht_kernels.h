@@ -1,0 +1,168 @@
+/* Template of the Walsh–Hadamard kernels for one element type and one instruction set; included
+ * by fwht.c once per variant, after defining
+ *   REAL    double or float          LANES  elements per vector (a power of two)
+ *   VEC     GCC vector of LANES REALs INDEX  GCC vector of LANES same-size integers
+ *   IOTA    the INDEX {0, 1, ..., LANES-1}
+ *   TARGET  a function attribute selecting the instruction set (or nothing)
+ *   NAME(x) the variant's name for x.
+ * A butterfly maps (a, b) to (a + b, a - b); every variant does the same butterflies on the same
+ * pairs in the same stage order, so all variants agree bitwise. Loads and stores go through
+ * memcpy: no alignment is assumed. */
+
+/* Stages h = h_first, 2·h_first, ... < h_end on rows j of x (row j at x + j·ld, `width` elements),
+ * two stages per pass (radix 4) while at least two remain. Elements within a row are independent,
+ * so a row is processed LANES at a time, then one by one. */
+TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, size_t h_first,
+                                size_t h_end) {
+  size_t h = h_first;
+  while (h < h_end) {
+    int radix4 = 4 * h <= h_end;
+    size_t span = radix4 ? 4 * h : 2 * h;
+    for (size_t block = 0; block < rows; block += span)
+      for (size_t j = block; j < block + h; j++) {
+        REAL *r0 = x + j * ld, *r1 = r0 + h * ld, *r2 = r1 + h * ld, *r3 = r2 + h * ld;
+        size_t t = 0;
+        if (radix4) {
+          for (; t + LANES <= width; t += LANES) {
+            VEC a0, a1, a2, a3;
+            memcpy(&a0, r0 + t, sizeof a0);
+            memcpy(&a1, r1 + t, sizeof a1);
+            memcpy(&a2, r2 + t, sizeof a2);
+            memcpy(&a3, r3 + t, sizeof a3);
+            VEC s0 = a0 + a1, d0 = a0 - a1, s1 = a2 + a3, d1 = a2 - a3;
+            VEC y0 = s0 + s1, y1 = d0 + d1, y2 = s0 - s1, y3 = d0 - d1;
+            memcpy(r0 + t, &y0, sizeof y0);
+            memcpy(r1 + t, &y1, sizeof y1);
+            memcpy(r2 + t, &y2, sizeof y2);
+            memcpy(r3 + t, &y3, sizeof y3);
+          }
+          for (; t < width; t++) {
+            REAL s0 = r0[t] + r1[t], d0 = r0[t] - r1[t], s1 = r2[t] + r3[t], d1 = r2[t] - r3[t];
+            r0[t] = s0 + s1;
+            r1[t] = d0 + d1;
+            r2[t] = s0 - s1;
+            r3[t] = d0 - d1;
+          }
+        } else {
+          for (; t + LANES <= width; t += LANES) {
+            VEC a0, a1;
+            memcpy(&a0, r0 + t, sizeof a0);
+            memcpy(&a1, r1 + t, sizeof a1);
+            VEC y0 = a0 + a1, y1 = a0 - a1;
+            memcpy(r0 + t, &y0, sizeof y0);
+            memcpy(r1 + t, &y1, sizeof y1);
+          }
+          for (; t < width; t++) {
+            REAL a = r0[t], b = r1[t];
+            r0[t] = a + b;
+            r1[t] = a - b;
+          }
+        }
+      }
+    h = span;
+  }
+}
+
+/* One butterfly stage of distance H < LANES inside the vector v: lane i pairs with lane i ^ H;
+ * the lower lane of each pair takes the sum, the upper one the difference. */
+#define IN_VECTOR_STAGE(v, H)                                                                  \
+  do {                                                                                         \
+    VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                           \
+    VEC sum_ = v + partner_, difference_ = partner_ - v;                                       \
+    v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));            \
+  } while (0)
+
+/* x ← x·H_2^log_n for a contiguous vector: the stages below LANES inside each vector, the others
+ * between vectors (first within blocks that stay in L1, then across blocks). */
+TARGET static void NAME(contiguous)(REAL *x, int log_n) {
+  size_t n = (size_t)1 << log_n;
+  if (n < LANES) {
+    NAME(stages)(x, n, 1, 1, 1, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i += LANES) {
+    VEC v;
+    memcpy(&v, x + i, sizeof v);
+    IN_VECTOR_STAGE(v, 1);
+#if LANES >= 4
+    IN_VECTOR_STAGE(v, 2);
+#endif
+#if LANES >= 8
+    IN_VECTOR_STAGE(v, 4);
+#endif
+#if LANES >= 16
+    IN_VECTOR_STAGE(v, 8);
+#endif
+    memcpy(x + i, &v, sizeof v);
+  }
+  /* Rows of LANES elements: stage h (in elements) is stage h / LANES between rows. */
+  size_t rows = n / LANES, block = (16384 / sizeof(REAL)) / LANES;
+  if (block > rows) block = rows;
+  for (size_t b = 0; b < rows; b += block) NAME(stages)(x + b * LANES, block, LANES, LANES, 1, block);
+  NAME(stages)(x, rows, LANES, LANES, block, rows);
+}
+
+/* The transform of every column of a 2^log_n × width matrix with row stride ld. */
+TARGET static void NAME(columns)(REAL *x, int log_n, size_t width, size_t ld) {
+  size_t n = (size_t)1 << log_n;
+  NAME(stages)(x, n, width, ld, 1, n);
+}
+
+/* y[i] = Σ_l signs_t[i·m + l]·x[l] for i < m, where x[l] and y[i] are rows of v elements
+ * (contiguous, m × v) and signs_t is the transposed ±1 matrix: y = Hᵀ·x. The sum runs over l in
+ * order. Four outputs and two vectors of a row at a time (eight accumulators). */
+TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, REAL *y, size_t v) {
+  size_t t = 0;
+  for (; t + 2 * LANES <= v; t += 2 * LANES) {
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {
+      const REAL *s = signs_t + (size_t)i * m;
+      VEC a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, c0 = {0}, c1 = {0}, d0 = {0}, d1 = {0};
+      for (int l = 0; l < m; l++) {
+        VEC x0, x1;
+        memcpy(&x0, x + (size_t)l * v + t, sizeof x0);
+        memcpy(&x1, x + (size_t)l * v + t + LANES, sizeof x1);
+        REAL sa = s[l], sb = s[m + l], sc = s[2 * m + l], sd = s[3 * m + l];
+        a0 += sa * x0;
+        a1 += sa * x1;
+        b0 += sb * x0;
+        b1 += sb * x1;
+        c0 += sc * x0;
+        c1 += sc * x1;
+        d0 += sd * x0;
+        d1 += sd * x1;
+      }
+      REAL *out = y + (size_t)i * v + t;
+      memcpy(out, &a0, sizeof a0);
+      memcpy(out + LANES, &a1, sizeof a1);
+      memcpy(out + v, &b0, sizeof b0);
+      memcpy(out + v + LANES, &b1, sizeof b1);
+      memcpy(out + 2 * v, &c0, sizeof c0);
+      memcpy(out + 2 * v + LANES, &c1, sizeof c1);
+      memcpy(out + 3 * v, &d0, sizeof d0);
+      memcpy(out + 3 * v + LANES, &d1, sizeof d1);
+    }
+    for (; i < m; i++) {
+      const REAL *s = signs_t + (size_t)i * m;
+      VEC a0 = {0}, a1 = {0};
+      for (int l = 0; l < m; l++) {
+        VEC x0, x1;
+        memcpy(&x0, x + (size_t)l * v + t, sizeof x0);
+        memcpy(&x1, x + (size_t)l * v + t + LANES, sizeof x1);
+        a0 += s[l] * x0;
+        a1 += s[l] * x1;
+      }
+      memcpy(y + (size_t)i * v + t, &a0, sizeof a0);
+      memcpy(y + (size_t)i * v + t + LANES, &a1, sizeof a1);
+    }
+  }
+  for (; t < v; t++)
+    for (int i = 0; i < m; i++) {
+      const REAL *s = signs_t + (size_t)i * m;
+      REAL a = 0;
+      for (int l = 0; l < m; l++) a += s[l] * x[(size_t)l * v + t];
+      y[(size_t)i * v + t] = a;
+    }
+}
+
+#undef IN_VECTOR_STAGE

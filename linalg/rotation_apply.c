@@ -1,0 +1,70 @@
+/* Applying rotations to weight matrices without dense n × n products where the structure allows:
+ * Hadamard rotations through the FWHT and small sign matrices, the fallback through the FWHT and a
+ * small GEMM, dense and file rotations through GEMM, Kronecker products as Aᵀ·X·B. Columns are
+ * processed in tiles gathered from the row group (cache- and TLB-friendly), so the output side
+ * costs about what the input side does. Scratch memory is per call: concurrent calls on disjoint
+ * data are safe. */
+#include <assert.h>
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linalg/fwht.h"
+#include "linalg/rotation_internal.h"
+
+/* The apply functions have no error channel: running out of scratch memory is fatal. */
+static void *checked_malloc(size_t size) {
+  void *p = malloc(size ? size : 1);
+  if (!p) {
+    fprintf(stderr, "rotq: out of memory (%zu bytes of rotation scratch)\n", size);
+    abort();
+  }
+  return p;
+}
+
+/* Vectors per block for dense products: about 4 MB of copies, at least one. */
+static size_t rows_per_block(size_t order, size_t available) {
+  size_t count = ((size_t)1 << 19) / order;
+  if (count < 1) count = 1;
+  return count < available ? count : available;
+}
+
+/* Columns per tile for the structured kernels: 8 .. 64, the tile (order × width doubles) within
+ * about 1 MB so that it and its scratch stay in L2. */
+static size_t tile_width(size_t order, size_t cols) {
+  size_t width = 64;
+  while (width > 8 && order * width * sizeof(double) > ((size_t)1 << 20)) width /= 2;
+  return width < cols ? width : cols;
+}
+
+#define REAL double
+#define SUFFIX(x) x##_f64
+#define GEMM cblas_dgemm
+#define SCALE(r) ((r)->scale)
+#define SIGNS(factor) ((factor)->signs_t)
+#define DENSE(r) ((r)->dense)
+#define FWHT(k) ((k)->fwht_f64)
+#define COLUMNS(k) ((k)->columns_f64)
+#define SIGN_MATRIX(k) ((k)->sign_matrix_f64)
+#include "linalg/rotation_apply_template.h"
+#undef REAL
+#undef SUFFIX
+#undef GEMM
+#undef SCALE
+#undef SIGNS
+#undef DENSE
+#undef FWHT
+#undef COLUMNS
+#undef SIGN_MATRIX
+
+#define REAL float
+#define SUFFIX(x) x##_f32
+#define GEMM cblas_sgemm
+#define SCALE(r) ((r)->scale_f32)
+#define SIGNS(factor) ((factor)->signs_t_f32)
+#define DENSE(r) ((r)->dense_f32)
+#define FWHT(k) ((k)->fwht_f32)
+#define COLUMNS(k) ((k)->columns_f32)
+#define SIGN_MATRIX(k) ((k)->sign_matrix_f32)
+#include "linalg/rotation_apply_template.h"

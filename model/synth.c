@@ -1,0 +1,258 @@
+#include "model/synth.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/json_file.h"
+#include "io/safetensors_writer.h"
+#include "linalg/rng.h"
+
+typedef enum weight_kind { KIND_EMBEDDING, KIND_LINEAR, KIND_NORM, KIND_BIAS } weight_kind;
+
+/* One tensor to write: its layout and how its values are drawn. */
+typedef struct synth_tensor {
+  char name[96];
+  weight_kind kind;
+  int ndim;
+  int64_t shape[2]; /* [out, in] or [n] */
+} synth_tensor;
+
+/* The architecture's layout rules (as its transformers modeling file defines them). */
+typedef struct synth_family {
+  const char *architecture, *model_type;
+  bool qkv_bias_always, allows_attention_bias, allows_mlp_bias, qk_norm, writes_head_dim;
+} synth_family;
+
+static const synth_family families[] = {
+    {"LlamaForCausalLM", "llama", false, true, true, false, true},
+    {"MistralForCausalLM", "mistral", false, false, false, false, true},
+    {"Qwen2ForCausalLM", "qwen2", true, false, false, false, false},
+    {"Qwen3ForCausalLM", "qwen3", false, true, false, true, true},
+};
+
+static const char *torch_dtype_name(dtype t) {
+  switch (t) {
+  case DTYPE_F64: return "float64";
+  case DTYPE_F32: return "float32";
+  case DTYPE_F16: return "float16";
+  case DTYPE_BF16: return "bfloat16";
+  }
+  return "float32";
+}
+
+static void add_tensor(synth_tensor *list, size_t *count, weight_kind kind, int64_t rows,
+                       int64_t cols, const char *fmt, int layer) {
+  synth_tensor *t = &list[(*count)++];
+  snprintf(t->name, sizeof t->name, fmt, layer);
+  t->kind = kind;
+  t->ndim = cols ? 2 : 1;
+  t->shape[0] = rows;
+  t->shape[1] = cols;
+}
+
+/* Every tensor of the checkpoint in model order; list has room for 2 + 18·layers + 1. */
+static size_t list_tensors(const synth_spec *spec, const synth_family *family, int head_dim,
+                           synth_tensor *list) {
+  const int64_t hidden = spec->hidden_size, intermediate = spec->intermediate_size;
+  const int64_t q_dim = (int64_t)spec->num_heads * head_dim, kv_dim = (int64_t)spec->num_kv_heads * head_dim;
+  const bool qkv_bias = family->qkv_bias_always || spec->attention_bias;
+  size_t n = 0;
+  add_tensor(list, &n, KIND_EMBEDDING, spec->vocab_size, hidden, "model.embed_tokens.weight", 0);
+  for (int l = 0; l < spec->num_layers; l++) {
+    add_tensor(list, &n, KIND_NORM, hidden, 0, "model.layers.%d.input_layernorm.weight", l);
+    add_tensor(list, &n, KIND_LINEAR, q_dim, hidden, "model.layers.%d.self_attn.q_proj.weight", l);
+    if (qkv_bias) add_tensor(list, &n, KIND_BIAS, q_dim, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+    add_tensor(list, &n, KIND_LINEAR, kv_dim, hidden, "model.layers.%d.self_attn.k_proj.weight", l);
+    if (qkv_bias) add_tensor(list, &n, KIND_BIAS, kv_dim, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+    add_tensor(list, &n, KIND_LINEAR, kv_dim, hidden, "model.layers.%d.self_attn.v_proj.weight", l);
+    if (qkv_bias) add_tensor(list, &n, KIND_BIAS, kv_dim, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+    if (family->qk_norm) {
+      add_tensor(list, &n, KIND_NORM, head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+      add_tensor(list, &n, KIND_NORM, head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+    }
+    add_tensor(list, &n, KIND_LINEAR, hidden, q_dim, "model.layers.%d.self_attn.o_proj.weight", l);
+    if (spec->attention_bias) add_tensor(list, &n, KIND_BIAS, hidden, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+    add_tensor(list, &n, KIND_NORM, hidden, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+    add_tensor(list, &n, KIND_LINEAR, intermediate, hidden, "model.layers.%d.mlp.gate_proj.weight", l);
+    if (spec->mlp_bias) add_tensor(list, &n, KIND_BIAS, intermediate, 0, "model.layers.%d.mlp.gate_proj.bias", l);
+    add_tensor(list, &n, KIND_LINEAR, intermediate, hidden, "model.layers.%d.mlp.up_proj.weight", l);
+    if (spec->mlp_bias) add_tensor(list, &n, KIND_BIAS, intermediate, 0, "model.layers.%d.mlp.up_proj.bias", l);
+    add_tensor(list, &n, KIND_LINEAR, hidden, intermediate, "model.layers.%d.mlp.down_proj.weight", l);
+    if (spec->mlp_bias) add_tensor(list, &n, KIND_BIAS, hidden, 0, "model.layers.%d.mlp.down_proj.bias", l);
+  }
+  add_tensor(list, &n, KIND_NORM, hidden, 0, "model.norm.weight", 0);
+  if (!spec->tie_word_embeddings) add_tensor(list, &n, KIND_LINEAR, spec->vocab_size, hidden, "lm_head.weight", 0);
+  return n;
+}
+
+/* The tensor's values, drawn from a stream seeded by the spec's seed and the tensor's name. */
+static void draw_values(const synth_tensor *t, uint64_t seed, int hidden, double *values) {
+  uint64_t name_hash = 1469598103934665603ULL; /* FNV-1a */
+  for (const char *p = t->name; *p; p++) name_hash = (name_hash ^ (unsigned char)*p) * 1099511628211ULL;
+  rng g;
+  rng_seed(&g, seed ^ name_hash);
+  size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+  for (size_t i = 0; i < n; i++) {
+    double z = rng_gaussian(&g);
+    switch (t->kind) {
+    case KIND_EMBEDDING: values[i] = z / sqrt(hidden); break;
+    case KIND_LINEAR: values[i] = z / sqrt((double)t->shape[1]); break;
+    case KIND_NORM: values[i] = 1 + 0.2 * z; break;
+    case KIND_BIAS: values[i] = 0.1 * z; break;
+    }
+  }
+}
+
+static int write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count,
+                         const char *dir, rotq_error *err) {
+  st_spec *specs = calloc(count, sizeof *specs);
+  size_t largest = 1;
+  for (size_t i = 0; specs && i < count; i++) {
+    specs[i] = (st_spec){.name = tensors[i].name, .dtype = spec->dtype, .ndim = tensors[i].ndim};
+    specs[i].shape[0] = tensors[i].shape[0];
+    specs[i].shape[1] = tensors[i].shape[1];
+    size_t n = (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+    largest = n > largest ? n : largest;
+  }
+  double *values = malloc(largest * sizeof *values);
+  void *converted = malloc(largest * dtype_size(spec->dtype));
+  if (!specs || !values || !converted) {
+    free(specs);
+    free(values);
+    free(converted);
+    return rotq_fail(err, "%s: out of memory", dir);
+  }
+  st_writer *w = st_writer_open(dir, specs, count, spec->max_shard_bytes, err);
+  int status = w ? 0 : -1;
+  for (size_t i = 0; w && i < count && status == 0; i++) {
+    draw_values(&tensors[i], spec->seed, spec->hidden_size, values);
+    size_t n = (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+    dtype_from_f64(spec->dtype, values, converted, n);
+    status = st_writer_write(w, i, converted, err);
+  }
+  if (w) {
+    if (status == 0)
+      status = st_writer_finish(w, err);
+    else
+      st_writer_abort(w);
+  }
+  free(specs);
+  free(values);
+  free(converted);
+  return status;
+}
+
+/* config.json as transformers writes it for the family (keys sorted). */
+static cJSON *config_json(const synth_spec *spec, const synth_family *family, int head_dim) {
+  const bool llama = strcmp(family->model_type, "llama") == 0;
+  const bool mistral = strcmp(family->model_type, "mistral") == 0;
+  const bool qwen = !llama && !mistral;
+  const int max_positions = 2048;
+  cJSON *c = cJSON_CreateObject();
+  cJSON *architectures = cJSON_AddArrayToObject(c, "architectures");
+  cJSON_AddItemToArray(architectures, cJSON_CreateString(family->architecture));
+  if (family->allows_attention_bias) cJSON_AddBoolToObject(c, "attention_bias", spec->attention_bias);
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddNumberToObject(c, "bos_token_id", 1);
+  cJSON_AddNumberToObject(c, "eos_token_id", 2);
+  if (family->writes_head_dim) cJSON_AddNumberToObject(c, "head_dim", head_dim);
+  cJSON_AddStringToObject(c, "hidden_act", "silu");
+  cJSON_AddNumberToObject(c, "hidden_size", spec->hidden_size);
+  cJSON_AddNumberToObject(c, "initializer_range", 0.02);
+  cJSON_AddNumberToObject(c, "intermediate_size", spec->intermediate_size);
+  cJSON_AddNumberToObject(c, "max_position_embeddings", max_positions);
+  if (qwen) cJSON_AddNumberToObject(c, "max_window_layers", spec->num_layers);
+  if (llama) cJSON_AddBoolToObject(c, "mlp_bias", spec->mlp_bias);
+  cJSON_AddStringToObject(c, "model_type", family->model_type);
+  cJSON_AddNumberToObject(c, "num_attention_heads", spec->num_heads);
+  cJSON_AddNumberToObject(c, "num_hidden_layers", spec->num_layers);
+  cJSON_AddNumberToObject(c, "num_key_value_heads", spec->num_kv_heads);
+  if (llama) cJSON_AddNumberToObject(c, "pretraining_tp", 1);
+  cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-6);
+  if (spec->llama3_rope_scaling) {
+    cJSON *scaling = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON_AddNumberToObject(scaling, "factor", 32.0);
+    cJSON_AddNumberToObject(scaling, "high_freq_factor", 4.0);
+    cJSON_AddNumberToObject(scaling, "low_freq_factor", 1.0);
+    cJSON_AddNumberToObject(scaling, "original_max_position_embeddings", 8192);
+    cJSON_AddStringToObject(scaling, "rope_type", "llama3");
+  } else if (!mistral) {
+    cJSON_AddNullToObject(c, "rope_scaling");
+  }
+  cJSON_AddNumberToObject(c, "rope_theta", spec->rope_theta > 0 ? spec->rope_theta : 10000.0);
+  if (mistral) cJSON_AddNumberToObject(c, "sliding_window", 4096);
+  if (qwen && family->qk_norm) cJSON_AddNullToObject(c, "sliding_window");
+  if (qwen && !family->qk_norm) cJSON_AddNumberToObject(c, "sliding_window", max_positions);
+  cJSON_AddBoolToObject(c, "tie_word_embeddings", spec->tie_word_embeddings);
+  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(spec->dtype));
+  cJSON_AddStringToObject(c, "transformers_version", "4.51.3");
+  cJSON_AddBoolToObject(c, "use_cache", true);
+  if (qwen) cJSON_AddBoolToObject(c, "use_sliding_window", false);
+  cJSON_AddNumberToObject(c, "vocab_size", spec->vocab_size);
+  return c;
+}
+
+/* The family of spec->architecture after checking the spec against it; NULL with an error. */
+static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rotq_error *err) {
+  const synth_family *family = NULL;
+  for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+    if (spec->architecture && strcmp(spec->architecture, families[i].architecture) == 0) family = &families[i];
+  if (!family) {
+    rotq_fail(err, "synth: architecture '%s' is not one of LlamaForCausalLM, MistralForCausalLM, "
+                   "Qwen2ForCausalLM, Qwen3ForCausalLM",
+              spec->architecture ? spec->architecture : "(none)");
+    return NULL;
+  }
+  if (spec->hidden_size < 1 || spec->intermediate_size < 1 || spec->num_layers < 1 ||
+      spec->num_heads < 1 || spec->num_kv_heads < 1 || spec->vocab_size < 1 || spec->head_dim < 0) {
+    rotq_fail(err, "synth: sizes must be positive");
+    return NULL;
+  }
+  if (spec->num_heads % spec->num_kv_heads != 0) {
+    rotq_fail(err, "synth: %d heads is not a multiple of %d kv heads", spec->num_heads, spec->num_kv_heads);
+    return NULL;
+  }
+  if (!spec->head_dim && spec->hidden_size % spec->num_heads != 0) {
+    rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim",
+              spec->hidden_size, spec->num_heads);
+    return NULL;
+  }
+  *head_dim = spec->head_dim ? spec->head_dim : spec->hidden_size / spec->num_heads;
+  if (*head_dim % 2 != 0) {
+    rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", *head_dim);
+    return NULL;
+  }
+  if (!family->writes_head_dim && *head_dim * spec->num_heads != spec->hidden_size) {
+    rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", family->architecture);
+    return NULL;
+  }
+  if ((spec->attention_bias && !family->allows_attention_bias) || (spec->mlp_bias && !family->allows_mlp_bias)) {
+    rotq_fail(err, "synth: %s has no %s option", family->architecture,
+              spec->attention_bias && !family->allows_attention_bias ? "attention_bias" : "mlp_bias");
+    return NULL;
+  }
+  return family;
+}
+
+int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
+  int head_dim = 0;
+  const synth_family *family = check_spec(spec, &head_dim, err);
+  if (!family) return -1;
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+  synth_tensor *tensors = malloc((3 + 18 * (size_t)spec->num_layers) * sizeof *tensors);
+  if (!tensors) return rotq_fail(err, "%s: out of memory", dir);
+  size_t count = list_tensors(spec, family, head_dim, tensors);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  cJSON *config = config_json(spec, family, head_dim);
+  int status = config ? json_file_write(path, config, err) : rotq_fail(err, "%s: out of memory", path);
+  cJSON_Delete(config);
+  if (status == 0) status = write_tensors(spec, tensors, count, dir, err);
+  free(tensors);
+  return status;
+}

@@ -1,0 +1,35 @@
+/* Synthetic checkpoints: random weights in the exact HF layout (tensor names, config.json fields)
+ * of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM, for tests and
+ * `rotq synth`. Scales are realistic: linear weights N(0, 1/in), embeddings N(0, 1/hidden), norm
+ * weights 1 + 0.2·N(0, 1) (not ones, so norm fusion matters), biases 0.1·N(0, 1). Each tensor is
+ * drawn from its own stream (seed and tensor name), so the output is a function of the spec. */
+#ifndef ROTQ_MODEL_SYNTH_H
+#define ROTQ_MODEL_SYNTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "io/dtype.h"
+
+typedef struct synth_spec {
+  const char *architecture; /* e.g. "LlamaForCausalLM" */
+  int hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads;
+  int head_dim;             /* 0 = hidden / heads (Qwen2 must use that) */
+  int vocab_size;
+  bool tie_word_embeddings;
+  dtype dtype;              /* of every tensor; config torch_dtype follows */
+  uint64_t seed;
+  double rope_theta;        /* 0 = 10000 */
+  bool llama3_rope_scaling; /* rope_scaling llama3: factor 32, low 1, high 4, original 8192 */
+  bool attention_bias;      /* q/k/v/o_proj biases (Llama, Qwen3; Qwen2's q/k/v always have them) */
+  bool mlp_bias;            /* gate/up/down_proj biases (Llama) */
+  size_t max_shard_bytes;   /* 0 = default (5 GB) */
+} synth_spec;
+
+/* Writes config.json and the safetensors shards into dir (created if absent; it must not already
+ * hold a config.json). */
+int synth_write(const synth_spec *spec, const char *dir, rotq_error *err);
+
+#endif
