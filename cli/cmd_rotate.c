@@ -28,7 +28,7 @@ static const char *help =
     "                     models up to 50M parameters)\n"
     "  --no-verify        skip that check\n"
     "  --force            replace an existing output directory\n"
-    "  --quiet            no progress line\n";
+    "  --quiet            no progress line, warnings or summary on stderr\n";
 
 int cmd_rotate(int argc, char **argv) {
   const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;
@@ -72,6 +72,7 @@ int cmd_rotate(int argc, char **argv) {
       .verify = verify ? 1 : no_verify ? 0 : -1,
       .max_shard_bytes = (size_t)max_shard,
       .progress = !quiet && isatty(STDERR_FILENO),
+      .quiet = quiet,
   };
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) {

@@ -31,6 +31,7 @@ typedef struct rotq_rotate_options {
   int verify;              /* -1 = auto (small models), 0 = off, 1 = on */
   size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
   int progress;            /* 1 = per-layer progress line on stderr */
+  int quiet;               /* 1 = no warnings, verify report or summary on stderr */
 } rotq_rotate_options;
 
 /* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory

@@ -3,7 +3,25 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
+
+/* OpenBLAS's threaded GEMM and QR give results that change with its thread count (it splits the
+ * work differently). Generated matrices must not, so their BLAS/LAPACK calls run with OpenBLAS
+ * set to one thread, one generation at a time; the caller's setting is restored afterwards. */
+static pthread_mutex_t single_thread_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int single_thread_begin(void) {
+  pthread_mutex_lock(&single_thread_lock);
+  int saved = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  return saved;
+}
+
+static void single_thread_end(int saved) {
+  openblas_set_num_threads(saved);
+  pthread_mutex_unlock(&single_thread_lock);
+}
 
 int orthogonal_random(int n, rng *g, double *q, rotq_error *err) {
   size_t nn = (size_t)n * (size_t)n;
@@ -15,11 +33,13 @@ int orthogonal_random(int n, rng *g, double *q, rotq_error *err) {
   }
   for (size_t i = 0; i < nn; i++) a[i] = rng_gaussian(g);
   /* a is read column-major: column j is draws j·n .. j·n + n - 1 */
+  int threads = single_thread_begin();
   lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, n, n, a, n, tau);
   if (info == 0) {
     for (int j = 0; j < n; j++) sign[j] = a[(size_t)j * n + j] < 0 ? -1.0 : 1.0;
     info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, n, n, n, a, n, tau);
   }
+  single_thread_end(threads);
   if (info == 0)
     for (int i = 0; i < n; i++)
       for (int j = 0; j < n; j++) q[(size_t)i * n + j] = a[(size_t)j * n + i] * sign[j];
@@ -53,6 +73,7 @@ int orthogonal_polish(int n, double *r, rotq_error *err) {
   double *s = malloc(sizeof *s * nn), *x = malloc(sizeof *x * nn);
   int status = s && x ? -1 : -2;
   double previous = INFINITY;
+  int threads = single_thread_begin();
   for (int iteration = 0; status == -1 && iteration < 30; iteration++) {
     double e = gram_error(n, r, s);
     if (e < 1e-14 || (e > previous / 2 && e < 1e-11)) status = 0; /* done, or at rounding level */
@@ -69,6 +90,7 @@ int orthogonal_polish(int n, double *r, rotq_error *err) {
       for (size_t i = 0; i < nn; i++) r[i] = x[i];
     }
   }
+  single_thread_end(threads);
   free(s), free(x);
   if (status == -2) return rotq_fail(err, "orthogonalizing a matrix of order %d: out of memory", n);
   if (status < 0) return rotq_fail(err, "matrix of order %d: too far from orthogonal to orthogonalize", n);

@@ -1,7 +1,6 @@
 /* Dense orthogonal matrices (row-major n × n doubles): Haar-random sampling, the orthogonality
- * error, and the nearest orthogonal matrix. BLAS/LAPACK do the heavy lifting; OpenBLAS splits a
- * product among threads by blocks of the output, never inside a dot product, so the results do not
- * depend on its thread count. */
+ * error, and the nearest orthogonal matrix. BLAS/LAPACK do the heavy lifting; while a matrix is
+ * generated OpenBLAS runs one thread, so the numbers never depend on its thread count. */
 #ifndef ROTQ_LINALG_ORTHOGONAL_H
 #define ROTQ_LINALG_ORTHOGONAL_H
 

@@ -151,7 +151,8 @@ static int write_tensors(const synth_spec *spec, const synth_tensor *tensors, si
 static cJSON *config_json(const synth_spec *spec, const synth_family *family, int head_dim) {
   const bool llama = strcmp(family->model_type, "llama") == 0;
   const bool mistral = strcmp(family->model_type, "mistral") == 0;
-  const bool qwen = !llama && !mistral;
+  const bool qwen3 = strcmp(family->model_type, "qwen3") == 0;
+  const bool qwen = !llama && !mistral; /* qwen2 or qwen3 */
   const int max_positions = 2048;
   cJSON *c = cJSON_CreateObject();
   cJSON *architectures = cJSON_AddArrayToObject(c, "architectures");
@@ -186,8 +187,8 @@ static cJSON *config_json(const synth_spec *spec, const synth_family *family, in
   }
   cJSON_AddNumberToObject(c, "rope_theta", spec->rope_theta > 0 ? spec->rope_theta : 10000.0);
   if (mistral) cJSON_AddNumberToObject(c, "sliding_window", 4096);
-  if (qwen && family->qk_norm) cJSON_AddNullToObject(c, "sliding_window");
-  if (qwen && !family->qk_norm) cJSON_AddNumberToObject(c, "sliding_window", max_positions);
+  if (qwen3) cJSON_AddNullToObject(c, "sliding_window");
+  else if (qwen) cJSON_AddNumberToObject(c, "sliding_window", max_positions);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", spec->tie_word_embeddings);
   cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(spec->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "4.51.3");

@@ -161,6 +161,8 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (!writer) rc = -1;
   p.context.writer = writer;
   double start = now_seconds();
+  for (int i = 0; rc == 0 && !o->quiet && i < p.commands.warning_count; i++)
+    fprintf(stderr, "rotq rotate: warning: %s\n", p.commands.warnings[i]);
   if (rc == 0) rc = processor_pre_run(&p, err);
   int layers = ck->config.num_hidden_layers;
   for (int layer = 0; rc == 0 && layer < layers; layer++) {
@@ -180,9 +182,10 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (rc == 0) rc = write_record(&p, o, out->temp_path, err);
   if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
-  if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, o->progress, err);
-  if (rc == 0 && o->progress)
-    fprintf(stderr, "rotq rotate: %zu tensors, %d layers, %.2fs\n", p.commands.count, layers, now_seconds() - start);
+  if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
+  if (rc == 0 && !o->quiet)
+    fprintf(stderr, "rotq rotate: %s (%s): %zu tensors, %d layers, %d warnings, %.2fs\n", ck->config.architecture,
+            p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
   online_free(&p);
   processor_free(&p);
   return rc;

@@ -4,6 +4,7 @@ library only. Each operation edits one safetensors file (or a checkpoint directo
 
   header FILE set TENSOR FIELD JSON     set a header field ("dtype", "shape", "data_offsets")
   header FILE rename TENSOR NEW         rename a tensor (NEW may be an existing name: duplicate)
+  header FILE delete TENSOR             drop a tensor from the header (its bytes stay, unused)
   header FILE length N                  overwrite the 8-byte header length with N
   header FILE text TEXT                 replace the header JSON with TEXT (any bytes)
   poke FILE TENSOR INDEX VALUE          store float VALUE (e.g. nan, inf) at element INDEX (F32)
@@ -49,6 +50,9 @@ def edit_header(path, operation, *args):
     if operation == "set":
         tensor, field, value = args
         header[tensor][field] = json.loads(value)
+        write(path, header, data)
+    elif operation == "delete":
+        del header[args[0]]
         write(path, header, data)
     elif operation == "rename":
         # Done on the text so that renaming onto an existing name yields a duplicate key.
