@@ -2,6 +2,7 @@
 #   make demo   — install dependencies, build, rotate the bundled model and check equivalence
 #   make test   — install dependencies, build, run the test suite
 BUILD ?= build
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build demo test clean

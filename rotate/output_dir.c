@@ -68,10 +68,25 @@ static void remove_stale_partials(const char *parent, const char *base) {
   closedir(d);
 }
 
+/* mkdir -p path (like HF's save_pretrained, the output's parents are created). */
+static int make_parents(const char *path) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s", path);
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+    *s = '/';
+  }
+  return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int output_dir_begin(const char *input_dir, const char *output, bool force, output_dir *o, rotq_error *err) {
   memset(o, 0, sizeof *o);
   char parent[4096], base[4096], in_real[PATH_MAX], parent_real[PATH_MAX];
   split_path(output, parent, base, sizeof parent);
+  if (make_parents(parent) != 0)
+    return rotq_fail(err, "output '%s': cannot create parent directory '%s': %s", output, parent, strerror(errno));
   if (!strcmp(base, ".") || !strcmp(base, "..") || !strcmp(base, "/"))
     return rotq_fail(err, "output '%s': name a new directory", output);
   if (!realpath(input_dir, in_real)) return rotq_fail(err, "%s: %s", input_dir, strerror(errno));
