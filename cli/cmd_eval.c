@@ -1,39 +1,78 @@
-/* rotq eval: perplexity on a token file. */
+/* rotq eval: perplexity on a token file, optionally of the fake-quantized model and against a
+ * full-precision reference. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/calibration.h"
 #include "cli/commands.h"
 #include "model/perplexity.h"
+#include "model/quantize_model.h"
 #include "model/token_file.h"
 
 static const char *help =
-    "usage: rotq eval --model DIR --tokens FILE.u16 [--ctx 512] [--segments N] [--f32]\n\n"
+    "usage: rotq eval --model DIR --tokens FILE.u16 [--ctx 512] [--segments N] [--f32]\n"
+    "                 [--wbits B --abits B --kvbits B --w-method rtn|gptq ...] [--reference DIR]\n\n"
     "Perplexity with the reference forward pass. FILE holds little-endian uint16 token ids; each\n"
     "segment starting at a BOS (1) is evaluated on its own, only its first ctx tokens, and the\n"
     "mean negative log-likelihood is taken over every predicted token. Prints\n"
-    "\"nll X ppl Y tokens Z segments S\" (Z = predicted tokens). Progress goes to stderr when it\n"
-    "is a terminal.\n\n"
-    "  --model DIR      checkpoint directory\n"
-    "  --tokens FILE    token file (uint16 little-endian)\n"
-    "  --ctx N          tokens per segment (default 512)\n"
-    "  --segments N     evaluate the first N segments (default 0 = all)\n"
-    "  --f32            compute in float32 (default float64)\n";
+    "\"nll X ppl Y tokens Z segments S\" (Z = predicted tokens), followed by \"kl K\" with\n"
+    "--reference: the mean KL(p_reference ‖ p_model) per predicted token, in nats. Progress goes\n"
+    "to stderr when it is a terminal.\n\n"
+    "Fake quantization (quantize → dequantize in float, as a W·A·KV serving engine computes):\n"
+    "weights of the decoder linears per output channel (or group) symmetric, by RTN or GPTQ;\n"
+    "the input of every decoder linear per token symmetric, clipped; K (after RoPE) and V\n"
+    "asymmetric per head (or group), clipped. Embeddings and lm_head stay in full precision.\n"
+    "GPTQ calibrates on the last --calib-n segments of --calib; when that is the evaluated file,\n"
+    "the evaluation stops before them.\n\n"
+    "  --model DIR       checkpoint directory\n"
+    "  --tokens FILE     token file (uint16 little-endian)\n"
+    "  --ctx N           tokens per segment (default 512)\n"
+    "  --segments N      evaluate the first N segments (default 0 = all)\n"
+    "  --f32             compute in float32 (default float64)\n"
+    "  --reference DIR   also measure the KL divergence from this (full-precision) checkpoint\n"
+    "  --wbits B         weight bits, 2..8 or 16 = off (default 16)\n"
+    "  --abits B         activation bits (default 16)\n"
+    "  --kvbits B        KV cache bits (default 16)\n"
+    "  --w-method M      rtn or gptq (default rtn)\n"
+    "  --w-group G       input columns per weight scale (default 0 = per output channel)\n"
+    "  --act-order       GPTQ: columns of largest Hessian diagonal first\n"
+    "  --damp X          GPTQ: relative damping of the Hessian (default 0.01)\n"
+    "  --a-clip X        activation clip ratio (default 0.9)\n"
+    "  --kv-clip X       KV clip ratio (default 0.95)\n"
+    "  --kv-group G      K/V elements per scale (default 0 = head_dim)\n"
+    "  --calib FILE      GPTQ calibration tokens (default: the --tokens file)\n"
+    "  --calib-n N       calibration segments, from the end of the file (default 128)\n";
 
 static void show_progress(size_t done, size_t total, void *user) {
   fprintf(stderr, "\rrotq eval: segment %zu/%zu", done, total);
   if (done == total) fprintf(stderr, "\n");
 }
 
+static void show_quantize_progress(int done, int layers, void *user) {
+  fprintf(stderr, "\rrotq eval: GPTQ layer %d/%d", done, layers);
+  if (done == layers) fprintf(stderr, "\n");
+}
+
 int cmd_eval(int argc, char **argv) {
-  const char *dir = NULL, *tokens_path = NULL;
-  long ctx = 512, segments = 0;
-  bool f32 = false;
-  const arg_spec specs[] = {{"model", ARG_STRING, &dir},     {"tokens", ARG_STRING, &tokens_path},
-                            {"ctx", ARG_INT, &ctx},          {"segments", ARG_INT, &segments},
-                            {"f32", ARG_FLAG, &f32}};
-  int parsed = args_parse("eval", argc, argv, specs, 5);
+  const char *dir = NULL, *tokens_path = NULL, *reference_dir = NULL, *method = "rtn", *calib_path = NULL;
+  long ctx = 512, segments = 0, wbits = 16, abits = 16, kvbits = 16, w_group = 0, kv_group = 0, calib_n = 128;
+  double damp = 0.01, a_clip = 0.9, kv_clip = 0.95;
+  bool f32 = false, act_order = false;
+  const arg_spec specs[] = {
+      {"model", ARG_STRING, &dir},         {"tokens", ARG_STRING, &tokens_path},
+      {"ctx", ARG_INT, &ctx},              {"segments", ARG_INT, &segments},
+      {"f32", ARG_FLAG, &f32},             {"reference", ARG_STRING, &reference_dir},
+      {"wbits", ARG_INT, &wbits},          {"abits", ARG_INT, &abits},
+      {"kvbits", ARG_INT, &kvbits},        {"w-method", ARG_STRING, &method},
+      {"w-group", ARG_INT, &w_group},      {"act-order", ARG_FLAG, &act_order},
+      {"damp", ARG_DOUBLE, &damp},         {"a-clip", ARG_DOUBLE, &a_clip},
+      {"kv-clip", ARG_DOUBLE, &kv_clip},   {"kv-group", ARG_INT, &kv_group},
+      {"calib", ARG_STRING, &calib_path},  {"calib-n", ARG_INT, &calib_n},
+  };
+  int parsed = args_parse("eval", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
     fputs(help, stdout);
     return 0;
@@ -47,24 +86,54 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "rotq eval: --ctx must be between 2 and 1000000 and --segments not negative\n");
     return 2;
   }
+  const bool gptq = strcmp(method, "gptq") == 0;
+  if (!gptq && strcmp(method, "rtn") != 0) {
+    fprintf(stderr, "rotq eval: --w-method takes rtn or gptq, not '%s'\n", method);
+    return 2;
+  }
+  if (w_group < 0 || w_group > 1000000 || kv_group < 0 || kv_group > 1000000 || calib_n < 1 ||
+      wbits < 0 || wbits > 16 || abits < 0 || abits > 16 || kvbits < 0 || kvbits > 16) {
+    fprintf(stderr, "rotq eval: bad quantization option values (see rotq eval --help)\n");
+    return 2;
+  }
+  if (!calib_path) calib_path = tokens_path;
+  const bool calibrate = gptq && wbits != 16;
+
   int32_t *tokens = NULL;
-  size_t count = 0;
-  model *m = NULL;
+  size_t count = 0, eval_segments = 0;
+  model *m = NULL, *reference = NULL;
+  calibration_data calibration = {0};
   rotq_error err;
   perplexity_result result;
-  model_options options = {.f32 = f32};
+  const bool tty = isatty(STDERR_FILENO);
+  model_options options = {.f32 = f32,
+                           .quant = {(int)abits, a_clip, (int)kvbits, kv_clip, (int)kv_group}};
+  const weight_quant wq = {(int)wbits, gptq ? WEIGHT_GPTQ : WEIGHT_RTN, (int)w_group, act_order, damp};
   int status = token_file_read(tokens_path, &tokens, &count, &err) != 0 ||
+                       (calibrate && calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err) != 0) ||
+                       evaluation_segments(tokens_path, calib_path, calibrate ? &calibration : NULL,
+                                           (size_t)segments, &eval_segments, &err) != 0 ||
                        model_load(dir, &options, &m, &err) != 0 ||
-                       perplexity_eval(m, tokens, count, (int)ctx, (size_t)segments,
-                                       isatty(STDERR_FILENO) ? show_progress : NULL, NULL, &result, &err) != 0
+                       (reference_dir && model_load(reference_dir, &(model_options){.f32 = f32}, &reference, &err) != 0) ||
+                       model_quantize_weights(m, &wq, calibrate ? &calibration.set : NULL,
+                                              tty && calibrate ? show_quantize_progress : NULL, NULL, &err) != 0
                    ? 1
                    : 0;
-  if (status == 0)
-    printf("nll %.6f ppl %.4f tokens %zu segments %zu\n", result.nll, result.ppl, result.predicted,
-           result.segments);
-  else
+  if (status == 0) {
+    const perplexity_options eval = {.ctx = (int)ctx, .max_segments = eval_segments, .reference = reference,
+                                     .progress = tty ? show_progress : NULL};
+    status = perplexity_measure(m, tokens, count, &eval, &result, &err) != 0;
+  }
+  if (status == 0) {
+    printf("nll %.6f ppl %.4f tokens %zu segments %zu", result.nll, result.ppl, result.predicted, result.segments);
+    if (reference) printf(" kl %.6g", result.kl);
+    printf("\n");
+  } else {
     fprintf(stderr, "rotq eval: %s\n", err.message);
+  }
   model_free(m);
+  model_free(reference);
+  calibration_free(&calibration);
   free(tokens);
   return status;
 }

@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "adapter/adapter.h"
 #include "io/checkpoint.h"
 
 static const char *help =
@@ -11,7 +12,8 @@ static const char *help =
     "Prints a HF checkpoint's architecture, model_type, sizes (hidden, intermediate, layers,\n"
     "attention heads, kv heads, head_dim, vocab), tie_word_embeddings, the tensor dtypes with\n"
     "their counts, the tensor, parameter and shard counts, and whether a rotation.json (written\n"
-    "by rotq rotate) is present. Reads only config.json and the safetensors headers.\n\n"
+    "by rotq rotate) is present, and the architectures rotq rotates (with the adapter family of this one).\n"
+    "Reads only config.json and the safetensors headers.\n\n"
     "  --model DIR   checkpoint directory (config.json + *.safetensors)\n";
 
 int cmd_info(int argc, char **argv) {
@@ -61,6 +63,10 @@ int cmd_info(int argc, char **argv) {
   struct stat st;
   snprintf(path, sizeof path, "%s/rotation.json", dir);
   printf("rotation.json        %s\n", stat(path, &st) == 0 ? "present" : "absent");
+  rotq_error unsupported;
+  const model_adapter *adapter = adapter_for(c, &unsupported);
+  printf("adapter              %s\n", adapter ? adapter->family : "(none: architecture not supported)");
+  printf("supported            %s\n", adapter_supported_list());
   checkpoint_close(&ck);
   return 0;
 }

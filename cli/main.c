@@ -12,6 +12,8 @@ static const command commands[] = {
     {"compare", "compare two checkpoints' logits on the same tokens", cmd_compare},
     {"rotate", "rotate a checkpoint (R1, R2, optional online rotations)", cmd_rotate},
     {"config", "list or show the built-in rotation configs", cmd_config},
+    {"report", "what rotation buys: fake-quantized perplexity/KL, original vs rotated", cmd_report},
+    {"stats", "outlier statistics at every linear input, before/after rotation (SVG plot)", cmd_stats},
 };
 
 static void usage(FILE *out) {

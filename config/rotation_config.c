@@ -173,6 +173,26 @@ static int parse_bool_field(yaml_ctx *y, yaml_node_t *v, const char *key, bool *
   return 0;
 }
 
+/* down_proj_online_layers: [0, 1, ...], non-negative layer indices (checked against the model
+ * by the online processor). */
+static int parse_layer_list(yaml_ctx *y, yaml_node_t *v, const char *key, rotation_config *c) {
+  if (v->type != YAML_SEQUENCE_NODE) return fail_at(y, v, "%s must be a list of layer indices", key);
+  c->down_proj_online_layers_set = true;
+  for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+    yaml_node_t *n = yaml_document_get_node(y->doc, *i);
+    const char *s = scalar(n);
+    char *end = NULL;
+    errno = 0;
+    long layer = s ? strtol(s, &end, 10) : -1;
+    if (!s || !*s || *end || errno || layer < 0 || layer > 1000000)
+      return fail_at(y, n, "%s must hold non-negative layer indices", key);
+    if (c->down_proj_online_layer_count == (int)(sizeof c->down_proj_online_layers / sizeof(int)))
+      return fail_at(y, n, "%s: too many layers", key);
+    c->down_proj_online_layers[c->down_proj_online_layer_count++] = (int)layer;
+  }
+  return 0;
+}
+
 static int parse_root(yaml_ctx *y, yaml_node_t *root, rotation_config *c) {
   if (!root || root->type != YAML_MAPPING_NODE)
     return fail_at(y, root, "%s", "the config must be a YAML mapping");
@@ -216,12 +236,14 @@ static int parse_root(yaml_ctx *y, yaml_node_t *root, rotation_config *c) {
       if (parse_bool_field(y, v, key, &c->use_float64) < 0) return -1;
     } else if (!strcmp(key, "online")) {
       if (parse_bool_field(y, v, key, &c->online) < 0) return -1;
+    } else if (!strcmp(key, "down_proj_online_layers")) {
+      if (parse_layer_list(y, v, key, c) < 0) return -1;
     } else if (!strcmp(key, "strict")) {
       if (parse_bool_field(y, v, key, &c->strict) < 0) return -1;
     } else {
       return fail_at(y, k,
                      "unknown top-level field '%s' (rotation_matrices, rotation_config, "
-                     "norm_fuse_config, use_float64, online, strict)",
+                     "norm_fuse_config, use_float64, online, down_proj_online_layers, strict)",
                      key);
     }
   }

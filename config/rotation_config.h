@@ -5,6 +5,7 @@
  *   norm_fuse_config:         decoder_layer_fuse / lm_head_fuse: [norm, [linears...]]
  *   use_float64:              rotate in float64 (default) or float32
  *   online:                   also apply the online rotations (R3, R4, o_proj heads)
+ *   down_proj_online_layers:  the layers whose down_proj takes R4 (a list; default all)
  *
  * Parsing checks the document's shape and names the field at fault; the checks that need a model
  * (dims, patterns matching tensors) are the processor's. */
@@ -62,6 +63,9 @@ typedef struct rotation_config {
   norm_fuse_rule head_fuse[4];
   bool use_float64;
   bool online;
+  bool down_proj_online_layers_set; /* down_proj_online_layers given (else every layer) */
+  int down_proj_online_layer_count;
+  int down_proj_online_layers[1024];
   bool strict;                   /* a rule matching no tensor is an error, not a warning */
   char *text;                    /* the YAML source (owned) */
 } rotation_config;

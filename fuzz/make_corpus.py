@@ -153,6 +153,7 @@ norm_fuse_config:
     - [model.norm, lm_head]
 use_float64: false
 online: yes
+down_proj_online_layers: [0, 2]
 strict: True
 """)
     write(target, "valid_anchors", """\
@@ -171,6 +172,7 @@ rotation_config:
     write(target, "near_unknown_field", "rotation_matrices:\n  r1: {dim: 8}\nquantize: true\n")
     write(target, "near_matrix_twice", "rotation_matrices:\n  r1: {dim: 8}\n  r1: {dim: 16}\n")
     write(target, "near_not_yaml", "rotation_matrices: [\n  r1: {dim: 8\n")
+    write(target, "near_negative_layer", "rotation_matrices:\n  r1: {dim: 8}\ndown_proj_online_layers: [0, -1]\n")
     write(target, "near_empty", "")
 
 

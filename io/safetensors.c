@@ -275,6 +275,28 @@ void st_close(st_file *f) {
   memset(f, 0, sizeof *f);
 }
 
+/* The whole pages covering [data, data + nbytes), for madvise. */
+static void page_span(const void *data, size_t nbytes, void **begin, size_t *length) {
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t first = (uintptr_t)data & ~(page - 1), end = ((uintptr_t)data + nbytes + page - 1) & ~(page - 1);
+  *begin = (void *)first;
+  *length = (size_t)(end - first);
+}
+
+void st_prefetch(const void *data, size_t nbytes) {
+  void *begin;
+  size_t length;
+  page_span(data, nbytes, &begin, &length);
+  if (length) madvise(begin, length, MADV_WILLNEED);
+}
+
+void st_release(const void *data, size_t nbytes) {
+  void *begin;
+  size_t length;
+  page_span(data, nbytes, &begin, &length);
+  if (length) madvise(begin, length, MADV_DONTNEED);
+}
+
 const st_tensor *st_find(const st_file *f, const char *name) {
   for (size_t i = 0; i < f->count; i++)
     if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];

@@ -1,7 +1,7 @@
 /* Streaming safetensors writer. Opening plans the whole layout (tensors in the given order, cut
  * greedily into shards of at most max_shard_bytes of data), creates every shard with its final
  * size reserved and its header written; tensors then land at their planned offsets with pwrite,
- * so they may arrive in any order and from several threads. */
+ * so they may arrive in any order, whole or in parts, and from several threads. */
 #include "io/safetensors_writer.h"
 
 #include <cjson/cJSON.h>
@@ -30,7 +30,8 @@ typedef struct planned {
   size_t shard;      /* index into w->shards */
   uint64_t begin;    /* data_offsets begin, relative to the shard's data section */
   uint64_t offset;   /* absolute file offset of the data */
-  atomic_bool written;
+  atomic_bool begun;           /* a write of it was made (zero-byte tensors need one too) */
+  atomic_size_t written_bytes; /* complete when it reaches nbytes */
 } planned;
 
 typedef struct shard {
@@ -74,7 +75,8 @@ static int declare_tensors(st_writer *w, const st_spec *specs, size_t count, rot
     }
     if (__builtin_mul_overflow(numel, dtype_size(t->dtype), &t->nbytes))
       return rotq_fail(err, "%s: tensor '%s': too large", w->dir, s->name);
-    atomic_init(&t->written, false);
+    atomic_init(&t->begun, false);
+    atomic_init(&t->written_bytes, 0);
   }
   return 0;
 }
@@ -256,18 +258,40 @@ long st_writer_index(const st_writer *w, const char *name) {
   return -1;
 }
 
-int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {
+/* Starts the kernel's writeback of bytes just written, so that dirty pages never pile up and the
+ * final fsync has little left to do. A hint: failures surface at fsync. */
+static void start_writeback(int fd, uint64_t offset, size_t n) {
+  sync_file_range(fd, (off_t)offset, (off_t)n, SYNC_FILE_RANGE_WRITE);
+}
+
+int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const void *data, size_t nbytes,
+                         rotq_error *err) {
   if (index >= w->count)
     return rotq_fail(err, "%s: tensor index %zu out of range (%zu declared)", w->dir, index, w->count);
   planned *t = &w->tensors[index];
   shard *sh = &w->shards[t->shard];
-  if (atomic_exchange(&t->written, true))
-    return rotq_fail(err, "%s: tensor '%s' written twice", sh->path, t->name);
-  int code = write_fully(sh->fd, data, t->nbytes, t->offset);
+  if (byte_offset > t->nbytes || nbytes > t->nbytes - byte_offset)
+    return rotq_fail(err, "%s: tensor '%s': part [%zu, +%zu) lies outside its %zu bytes", sh->path, t->name,
+                     byte_offset, nbytes, t->nbytes);
+  atomic_store(&t->begun, true);
+  if (atomic_fetch_add(&t->written_bytes, nbytes) + nbytes > t->nbytes)
+    return rotq_fail(err, "%s: tensor '%s' written twice (more than its %zu bytes)", sh->path, t->name,
+                     t->nbytes);
+  int code = write_fully(sh->fd, data, nbytes, t->offset + byte_offset);
   if (code != 0)
-    return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, t->nbytes,
+    return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes,
                      strerror(code));
+  if (nbytes > 0) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
   return 0;
+}
+
+int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {
+  if (index >= w->count)
+    return rotq_fail(err, "%s: tensor index %zu out of range (%zu declared)", w->dir, index, w->count);
+  planned *t = &w->tensors[index];
+  if (atomic_exchange(&t->begun, true))
+    return rotq_fail(err, "%s: tensor '%s' written twice", w->shards[t->shard].path, t->name);
+  return st_writer_write_part(w, index, 0, data, t->nbytes, err);
 }
 
 /* model.safetensors.index.json: total data bytes and each tensor's shard, names sorted. */
@@ -309,7 +333,9 @@ int st_writer_finish(st_writer *w, rotq_error *err) {
   size_t missing = 0;
   const char *first_missing = NULL;
   for (size_t i = 0; i < w->count; i++)
-    if (!atomic_load(&w->tensors[i].written) && missing++ == 0) first_missing = w->tensors[i].name;
+    if ((!atomic_load(&w->tensors[i].begun) || atomic_load(&w->tensors[i].written_bytes) != w->tensors[i].nbytes) &&
+        missing++ == 0)
+      first_missing = w->tensors[i].name;
   if (missing)
     status = rotq_fail(err, "%s: tensor '%s' was never written (%zu of %zu tensors missing)", w->dir,
                        first_missing, missing, w->count);

@@ -2,7 +2,8 @@
  * shape) in output order; the writer lays them out in shards of at most max_shard_bytes (HF's
  * naming: model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json),
  * writes each header up front (with __metadata__ {"format":"pt"}, data 8-byte aligned), then
- * accepts tensors one at a time, in any order, written with pwrite at their place. Memory use is
+ * accepts tensors (whole or in parts) in any order, written with pwrite at their place; writeback
+ * of each write starts at once. Memory use is
  * independent of the model size. */
 #ifndef ROTQ_IO_SAFETENSORS_WRITER_H
 #define ROTQ_IO_SAFETENSORS_WRITER_H
@@ -30,6 +31,11 @@ st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count,
 /* Writes tensor number index (of the specs) from data (nbytes of the declared dtype/shape).
  * Thread-safe for distinct indices. */
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err);
+/* Writes bytes [byte_offset, byte_offset + nbytes) of tensor number index from data. Thread-safe,
+ * also for disjoint parts of one tensor. The tensor is complete once its parts add up to its size;
+ * a part outside the tensor, or bytes beyond its size, are errors. */
+int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const void *data, size_t nbytes,
+                         rotq_error *err);
 /* Index of the tensor called name, or -1. */
 long st_writer_index(const st_writer *w, const char *name);
 /* Checks every tensor was written, fsyncs the shards, writes the index (when > 1 shard), frees w. */

@@ -1,7 +1,11 @@
 #include "linalg/fwht.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* Each inclusion of fwht_kernels.h instantiates the kernels for one element type and instruction
  * set. GCC lowers the generic vector operations to the target's registers. */
@@ -17,6 +21,7 @@ typedef int64_t i64x2 __attribute__((vector_size(16)));
 #define VEC f64x2
 #define INDEX i64x2
 #define IOTA ((i64x2){0, 1})
+#define MULTIPLY_ADD(a, s, x) ((a) + (s) * (x))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -25,6 +30,7 @@ typedef int64_t i64x2 __attribute__((vector_size(16)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 
 #define REAL float
 #define TARGET
@@ -35,6 +41,7 @@ typedef int32_t i32x4 __attribute__((vector_size(16)));
 #define VEC f32x4
 #define INDEX i32x4
 #define IOTA ((i32x4){0, 1, 2, 3})
+#define MULTIPLY_ADD(a, s, x) ((a) + (s) * (x))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -43,6 +50,7 @@ typedef int32_t i32x4 __attribute__((vector_size(16)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 
 #if defined(__x86_64__)
 #define REAL double
@@ -54,6 +62,7 @@ typedef int64_t i64x4 __attribute__((vector_size(32)));
 #define VEC f64x4
 #define INDEX i64x4
 #define IOTA ((i64x4){0, 1, 2, 3})
+#define MULTIPLY_ADD(a, s, x) ((f64x4)_mm256_fmadd_pd((__m256d)(x), _mm256_set1_pd(s), (__m256d)(a)))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -62,6 +71,7 @@ typedef int64_t i64x4 __attribute__((vector_size(32)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 
 #define REAL float
 #define TARGET __attribute__((target("avx2,fma")))
@@ -72,6 +82,7 @@ typedef int32_t i32x8 __attribute__((vector_size(32)));
 #define VEC f32x8
 #define INDEX i32x8
 #define IOTA ((i32x8){0, 1, 2, 3, 4, 5, 6, 7})
+#define MULTIPLY_ADD(a, s, x) ((f32x8)_mm256_fmadd_ps((__m256)(x), _mm256_set1_ps(s), (__m256)(a)))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -80,6 +91,7 @@ typedef int32_t i32x8 __attribute__((vector_size(32)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 
 #define REAL double
 #define TARGET __attribute__((target("avx512f")))
@@ -90,6 +102,7 @@ typedef int64_t i64x8 __attribute__((vector_size(64)));
 #define VEC f64x8
 #define INDEX i64x8
 #define IOTA ((i64x8){0, 1, 2, 3, 4, 5, 6, 7})
+#define MULTIPLY_ADD(a, s, x) ((f64x8)_mm512_fmadd_pd((__m512d)(x), _mm512_set1_pd(s), (__m512d)(a)))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -98,6 +111,7 @@ typedef int64_t i64x8 __attribute__((vector_size(64)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 
 #define REAL float
 #define TARGET __attribute__((target("avx512f")))
@@ -108,6 +122,7 @@ typedef int32_t i32x16 __attribute__((vector_size(64)));
 #define VEC f32x16
 #define INDEX i32x16
 #define IOTA ((i32x16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#define MULTIPLY_ADD(a, s, x) ((f32x16)_mm512_fmadd_ps((__m512)(x), _mm512_set1_ps(s), (__m512)(a)))
 #include "linalg/fwht_kernels.h"
 #undef REAL
 #undef TARGET
@@ -116,11 +131,14 @@ typedef int32_t i32x16 __attribute__((vector_size(64)));
 #undef VEC
 #undef INDEX
 #undef IOTA
+#undef MULTIPLY_ADD
 #endif
 
-#define KERNELS(variant_f64, variant_f32)                                                        \
-  {contiguous_##variant_f64, contiguous_##variant_f32, columns_##variant_f64,                    \
-   columns_##variant_f32,    sign_matrix_##variant_f64, sign_matrix_##variant_f32}
+/* clang-format off */
+#define KERNELS(f64, f32)                                                                      \
+  {contiguous_##f64, contiguous_##f32, columns_##f64, columns_##f32,                           \
+   sign_matrix_##f64, sign_matrix_##f32, scale_rows_##f64, scale_rows_##f32}
+/* clang-format on */
 
 static const fwht_kernels generic = KERNELS(f64_generic, f32_generic);
 #if defined(__x86_64__)
@@ -136,11 +154,11 @@ const fwht_kernels *fwht_kernels_for(simd_isa isa) {
   return &generic;
 }
 
-void fwht_f64(double *x, int log_n) { fwht_kernels_for(simd_best())->fwht_f64(x, log_n); }
-void fwht_f32(float *x, int log_n) { fwht_kernels_for(simd_best())->fwht_f32(x, log_n); }
+void fwht_f64(double *x, int log_n) { fwht_kernels_for(simd_best())->fwht_f64(x, log_n, NULL); }
+void fwht_f32(float *x, int log_n) { fwht_kernels_for(simd_best())->fwht_f32(x, log_n, NULL); }
 void fwht_columns_f64(double *x, int log_n, size_t width, size_t ld) {
-  fwht_kernels_for(simd_best())->columns_f64(x, log_n, width, ld);
+  fwht_kernels_for(simd_best())->columns_f64(x, log_n, width, ld, NULL);
 }
 void fwht_columns_f32(float *x, int log_n, size_t width, size_t ld) {
-  fwht_kernels_for(simd_best())->columns_f32(x, log_n, width, ld);
+  fwht_kernels_for(simd_best())->columns_f32(x, log_n, width, ld, NULL);
 }

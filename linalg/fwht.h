@@ -19,16 +19,21 @@ void fwht_f32(float *x, int log_n);
 void fwht_columns_f64(double *x, int log_n, size_t width, size_t ld);
 void fwht_columns_f32(float *x, int log_n, size_t width, size_t ld);
 
-/* One instruction set's kernels. sign_matrix computes y = Hᵀ·x for an m × m ±1 matrix H given
- * transposed as reals (signs_t[i·m + l] = H[l][i]), x and y being m contiguous rows of v elements
- * (y[i] = Σ_l H[l][i]·x[l], summed in order of l); x and y must not overlap. */
+/* One instruction set's kernels. fwht and columns first multiply element i (row i) by scale[i]
+ * when scale is not NULL (the random signs and normalization of a rotation, fused into the first
+ * pass). sign_matrix computes y = Hᵀ·x for an m × m ±1 matrix H given transposed as reals
+ * (signs_t[i·m + l] = H[l][i]): x is m rows of v elements, row l at x + l·stride, y is m contiguous
+ * rows of v elements (y[i] = Σ_l H[l][i]·x[l], summed in order of l); x and y must not overlap.
+ * scale_rows multiplies row i (width elements, row stride ld) by scale[i], for i < count. */
 typedef struct fwht_kernels {
-  void (*fwht_f64)(double *x, int log_n);
-  void (*fwht_f32)(float *x, int log_n);
-  void (*columns_f64)(double *x, int log_n, size_t width, size_t ld);
-  void (*columns_f32)(float *x, int log_n, size_t width, size_t ld);
-  void (*sign_matrix_f64)(const double *signs_t, int m, const double *x, double *y, size_t v);
-  void (*sign_matrix_f32)(const float *signs_t, int m, const float *x, float *y, size_t v);
+  void (*fwht_f64)(double *x, int log_n, const double *scale);
+  void (*fwht_f32)(float *x, int log_n, const float *scale);
+  void (*columns_f64)(double *x, int log_n, size_t width, size_t ld, const double *scale);
+  void (*columns_f32)(float *x, int log_n, size_t width, size_t ld, const float *scale);
+  void (*sign_matrix_f64)(const double *signs_t, int m, const double *x, size_t stride, double *y, size_t v);
+  void (*sign_matrix_f32)(const float *signs_t, int m, const float *x, size_t stride, float *y, size_t v);
+  void (*scale_rows_f64)(double *x, size_t count, size_t width, size_t ld, const double *scale);
+  void (*scale_rows_f32)(float *x, size_t count, size_t width, size_t ld, const float *scale);
 } fwht_kernels;
 
 /* The kernels of isa (which the CPU must support: see simd_best); the public functions above use

@@ -4,16 +4,19 @@
  *   VEC     GCC vector of LANES REALs INDEX  GCC vector of LANES same-size integers
  *   IOTA    the INDEX {0, 1, ..., LANES-1}
  *   TARGET  a function attribute selecting the instruction set (or nothing)
- *   NAME(x) the variant's name for x.
+ *   NAME(x) the variant's name for x
+ *   MULTIPLY_ADD(a, s, x)  a + s·x for vectors a, x and a scalar s (a fused multiply-add where
+ *           the instruction set has one: s is ±1, so s·x is exact and fusing changes no bit).
  * A butterfly maps (a, b) to (a + b, a - b); every variant does the same butterflies on the same
  * pairs in the same stage order, so all variants agree bitwise. Loads and stores go through
  * memcpy: no alignment is assumed. */
 
 /* Stages h = h_first, 2·h_first, ... < h_end on rows j of x (row j at x + j·ld, `width` elements),
  * two stages per pass (radix 4) while at least two remain. Elements within a row are independent,
- * so a row is processed LANES at a time, then one by one. */
-TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, size_t h_first,
-                                size_t h_end) {
+ * so a row is processed LANES at a time, then one by one. If scale is not NULL, row j is first
+ * multiplied by scale[j], as the first pass loads it. */
+TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, size_t h_first, size_t h_end,
+                                const REAL *scale) {
   size_t h = h_first;
   while (h < h_end) {
     int radix4 = 4 * h <= h_end;
@@ -21,6 +24,15 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
     for (size_t block = 0; block < rows; block += span)
       for (size_t j = block; j < block + h; j++) {
         REAL *r0 = x + j * ld, *r1 = r0 + h * ld, *r2 = r1 + h * ld, *r3 = r2 + h * ld;
+        REAL c0 = 1, c1 = 1, c2 = 1, c3 = 1;
+        if (scale) {
+          c0 = scale[j];
+          c1 = scale[j + h];
+          if (radix4) {
+            c2 = scale[j + 2 * h];
+            c3 = scale[j + 3 * h];
+          }
+        }
         size_t t = 0;
         if (radix4) {
           for (; t + LANES <= width; t += LANES) {
@@ -29,6 +41,12 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
             memcpy(&a1, r1 + t, sizeof a1);
             memcpy(&a2, r2 + t, sizeof a2);
             memcpy(&a3, r3 + t, sizeof a3);
+            if (scale) {
+              a0 *= c0;
+              a1 *= c1;
+              a2 *= c2;
+              a3 *= c3;
+            }
             VEC s0 = a0 + a1, d0 = a0 - a1, s1 = a2 + a3, d1 = a2 - a3;
             VEC y0 = s0 + s1, y1 = d0 + d1, y2 = s0 - s1, y3 = d0 - d1;
             memcpy(r0 + t, &y0, sizeof y0);
@@ -37,7 +55,14 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
             memcpy(r3 + t, &y3, sizeof y3);
           }
           for (; t < width; t++) {
-            REAL s0 = r0[t] + r1[t], d0 = r0[t] - r1[t], s1 = r2[t] + r3[t], d1 = r2[t] - r3[t];
+            REAL a0 = r0[t], a1 = r1[t], a2 = r2[t], a3 = r3[t];
+            if (scale) {
+              a0 *= c0;
+              a1 *= c1;
+              a2 *= c2;
+              a3 *= c3;
+            }
+            REAL s0 = a0 + a1, d0 = a0 - a1, s1 = a2 + a3, d1 = a2 - a3;
             r0[t] = s0 + s1;
             r1[t] = d0 + d1;
             r2[t] = s0 - s1;
@@ -48,41 +73,72 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
             VEC a0, a1;
             memcpy(&a0, r0 + t, sizeof a0);
             memcpy(&a1, r1 + t, sizeof a1);
+            if (scale) {
+              a0 *= c0;
+              a1 *= c1;
+            }
             VEC y0 = a0 + a1, y1 = a0 - a1;
             memcpy(r0 + t, &y0, sizeof y0);
             memcpy(r1 + t, &y1, sizeof y1);
           }
           for (; t < width; t++) {
             REAL a = r0[t], b = r1[t];
+            if (scale) {
+              a *= c0;
+              b *= c1;
+            }
             r0[t] = a + b;
             r1[t] = a - b;
           }
         }
       }
     h = span;
+    scale = NULL;
   }
 }
 
 /* One butterfly stage of distance H < LANES inside the vector v: lane i pairs with lane i ^ H;
  * the lower lane of each pair takes the sum, the upper one the difference. */
-#define IN_VECTOR_STAGE(v, H)                                                                  \
-  do {                                                                                         \
-    VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                           \
-    VEC sum_ = v + partner_, difference_ = partner_ - v;                                       \
-    v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));            \
+#define IN_VECTOR_STAGE(v, H)                                                                                \
+  do {                                                                                                       \
+    VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                                         \
+    VEC sum_ = v + partner_, difference_ = partner_ - v;                                                     \
+    v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));                          \
   } while (0)
 
-/* x ← x·H_2^log_n for a contiguous vector: the stages below LANES inside each vector, the others
- * between vectors (first within blocks that stay in L1, then across blocks). */
-TARGET static void NAME(contiguous)(REAL *x, int log_n) {
+/* Row i of x (width elements, row stride ld) times scale[i], for rows < count. */
+TARGET static void NAME(scale_rows)(REAL *x, size_t count, size_t width, size_t ld, const REAL *scale) {
+  for (size_t i = 0; i < count; i++) {
+    REAL *row = x + i * ld, c = scale[i];
+    size_t t = 0;
+    for (; t + LANES <= width; t += LANES) {
+      VEC v;
+      memcpy(&v, row + t, sizeof v);
+      v *= c;
+      memcpy(row + t, &v, sizeof v);
+    }
+    for (; t < width; t++) row[t] *= c;
+  }
+}
+
+/* x ← (x ∘ scale)·H_2^log_n for a contiguous vector (scale may be NULL: no scaling): the scaling
+ * and the stages below LANES inside each vector in one pass, the other stages between vectors
+ * (first within blocks that stay in L1, then across blocks). */
+TARGET static void NAME(contiguous)(REAL *x, int log_n, const REAL *scale) {
   size_t n = (size_t)1 << log_n;
   if (n < LANES) {
-    NAME(stages)(x, n, 1, 1, 1, n);
+    if (n == 1 && scale) x[0] *= scale[0];
+    NAME(stages)(x, n, 1, 1, 1, n, scale);
     return;
   }
   for (size_t i = 0; i < n; i += LANES) {
     VEC v;
     memcpy(&v, x + i, sizeof v);
+    if (scale) {
+      VEC c;
+      memcpy(&c, scale + i, sizeof c);
+      v *= c;
+    }
     IN_VECTOR_STAGE(v, 1);
 #if LANES >= 4
     IN_VECTOR_STAGE(v, 2);
@@ -98,39 +154,55 @@ TARGET static void NAME(contiguous)(REAL *x, int log_n) {
   /* Rows of LANES elements: stage h (in elements) is stage h / LANES between rows. */
   size_t rows = n / LANES, block = (16384 / sizeof(REAL)) / LANES;
   if (block > rows) block = rows;
-  for (size_t b = 0; b < rows; b += block) NAME(stages)(x + b * LANES, block, LANES, LANES, 1, block);
-  NAME(stages)(x, rows, LANES, LANES, block, rows);
+  for (size_t b = 0; b < rows; b += block) NAME(stages)(x + b * LANES, block, LANES, LANES, 1, block, NULL);
+  NAME(stages)(x, rows, LANES, LANES, block, rows, NULL);
 }
 
-/* The transform of every column of a 2^log_n × width matrix with row stride ld. */
-TARGET static void NAME(columns)(REAL *x, int log_n, size_t width, size_t ld) {
-  size_t n = (size_t)1 << log_n;
-  NAME(stages)(x, n, width, ld, 1, n);
+/* x ← H_2^log_n·diag(scale)·x for a 2^log_n × width matrix with row stride ld, i.e. the transform
+ * of every column (scale may be NULL): the first stages (carrying the scaling) within blocks of
+ * rows that fit in about 1 MB (L2), then the remaining stages. */
+TARGET static void NAME(columns)(REAL *x, int log_n, size_t width, size_t ld, const REAL *scale) {
+  size_t n = (size_t)1 << log_n, block = 1;
+  while (block < n && 2 * block * width * sizeof(REAL) <= ((size_t)1 << 20)) block *= 2;
+  if (block == 1 && scale) { /* no stage within blocks to carry the scaling */
+    NAME(scale_rows)(x, n, width, ld, scale);
+    scale = NULL;
+  }
+  for (size_t b = 0; b < n && block > 1; b += block)
+    NAME(stages)(x + b * ld, block, width, ld, 1, block, scale ? scale + b : NULL);
+  NAME(stages)(x, n, width, ld, block, n, NULL);
 }
 
-/* y[i] = Σ_l signs_t[i·m + l]·x[l] for i < m, where x[l] and y[i] are rows of v elements
- * (contiguous, m × v) and signs_t is the transposed ±1 matrix: y = Hᵀ·x. The sum runs over l in
- * order. Four outputs and two vectors of a row at a time (eight accumulators). */
-TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, REAL *y, size_t v) {
+/* y[i] = Σ_l signs_t[i·m + l]·x[l] for i < m, where x[l] is the row of v elements at x + l·stride
+ * and y[i] the row at y + i·v (m × v, contiguous), signs_t the transposed ±1 matrix: y = Hᵀ·x.
+ * The sum runs over l in order. Per chunk of two vectors of a row, the m chunks are first packed
+ * contiguously (rows at power-of-two strides would fight over a few L1 sets), then four outputs
+ * at a time take them (eight accumulators). */
+TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, size_t stride, REAL *y,
+                                     size_t v) {
   size_t t = 0;
-  for (; t + 2 * LANES <= v; t += 2 * LANES) {
+  REAL *packed = v >= 2 * LANES ? malloc(sizeof *packed * 2 * LANES * (size_t)m) : NULL;
+  /* without the packing buffer (short rows, or no memory) the scalar loop below does it all */
+  for (; packed && t + 2 * LANES <= v; t += 2 * LANES) {
+    for (int l = 0; l < m; l++)
+      memcpy(packed + (size_t)l * 2 * LANES, x + (size_t)l * stride + t, sizeof *packed * 2 * LANES);
     int i = 0;
     for (; i + 4 <= m; i += 4) {
       const REAL *s = signs_t + (size_t)i * m;
       VEC a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, c0 = {0}, c1 = {0}, d0 = {0}, d1 = {0};
       for (int l = 0; l < m; l++) {
         VEC x0, x1;
-        memcpy(&x0, x + (size_t)l * v + t, sizeof x0);
-        memcpy(&x1, x + (size_t)l * v + t + LANES, sizeof x1);
+        memcpy(&x0, packed + (size_t)l * 2 * LANES, sizeof x0);
+        memcpy(&x1, packed + (size_t)l * 2 * LANES + LANES, sizeof x1);
         REAL sa = s[l], sb = s[m + l], sc = s[2 * m + l], sd = s[3 * m + l];
-        a0 += sa * x0;
-        a1 += sa * x1;
-        b0 += sb * x0;
-        b1 += sb * x1;
-        c0 += sc * x0;
-        c1 += sc * x1;
-        d0 += sd * x0;
-        d1 += sd * x1;
+        a0 = MULTIPLY_ADD(a0, sa, x0);
+        a1 = MULTIPLY_ADD(a1, sa, x1);
+        b0 = MULTIPLY_ADD(b0, sb, x0);
+        b1 = MULTIPLY_ADD(b1, sb, x1);
+        c0 = MULTIPLY_ADD(c0, sc, x0);
+        c1 = MULTIPLY_ADD(c1, sc, x1);
+        d0 = MULTIPLY_ADD(d0, sd, x0);
+        d1 = MULTIPLY_ADD(d1, sd, x1);
       }
       REAL *out = y + (size_t)i * v + t;
       memcpy(out, &a0, sizeof a0);
@@ -147,20 +219,21 @@ TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, 
       VEC a0 = {0}, a1 = {0};
       for (int l = 0; l < m; l++) {
         VEC x0, x1;
-        memcpy(&x0, x + (size_t)l * v + t, sizeof x0);
-        memcpy(&x1, x + (size_t)l * v + t + LANES, sizeof x1);
-        a0 += s[l] * x0;
-        a1 += s[l] * x1;
+        memcpy(&x0, packed + (size_t)l * 2 * LANES, sizeof x0);
+        memcpy(&x1, packed + (size_t)l * 2 * LANES + LANES, sizeof x1);
+        a0 = MULTIPLY_ADD(a0, s[l], x0);
+        a1 = MULTIPLY_ADD(a1, s[l], x1);
       }
       memcpy(y + (size_t)i * v + t, &a0, sizeof a0);
       memcpy(y + (size_t)i * v + t + LANES, &a1, sizeof a1);
     }
   }
+  free(packed);
   for (; t < v; t++)
     for (int i = 0; i < m; i++) {
       const REAL *s = signs_t + (size_t)i * m;
       REAL a = 0;
-      for (int l = 0; l < m; l++) a += s[l] * x[(size_t)l * v + t];
+      for (int l = 0; l < m; l++) a += s[l] * x[(size_t)l * stride + t];
       y[(size_t)i * v + t] = a;
     }
 }

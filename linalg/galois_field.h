@@ -6,8 +6,8 @@
 #define ROTQ_LINALG_GALOIS_FIELD_H
 
 typedef struct galois_field {
-  int p, k, q;   /* q = p^k */
-  int *log;      /* log[a] = i with x^i = a, for a = 1 .. q-1 (log[0] unused) */
+  int p, k, q; /* q = p^k */
+  int *log;    /* log[a] = i with x^i = a, for a = 1 .. q-1 (log[0] unused) */
 } galois_field;
 
 /* 1 if q is a prime power (then *p and *k are set), else 0. */

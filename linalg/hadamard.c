@@ -50,7 +50,7 @@ static int paley_ii(int order, int8_t *h) {
   if (order % 2 || q % 4 != 1 || galois_field_init(&f, q) < 0) return -1;
   for (int i = 0; i <= q; i++)
     for (int j = 0; j <= q; j++) {
-      int c = i == j ? 0
+      int c = i == j             ? 0
               : i == 0 || j == 0 ? 1
                                  : galois_field_quadratic_character(&f, galois_field_sub(&f, i - 1, j - 1));
       int8_t block[4] = {1, -1, -1, -1};
@@ -154,8 +154,7 @@ static int constructible(hadamard_construction construction, int order) {
     return found;
   }
   case HADAMARD_COOPER_WALLIS:
-    return order % 12 == 0 && m % 2 == 1 && (m / 3) % 3 != 0 &&
-           constructible(HADAMARD_WILLIAMSON, order / 3);
+    return order % 12 == 0 && m % 2 == 1 && (m / 3) % 3 != 0 && constructible(HADAMARD_WILLIAMSON, order / 3);
   case HADAMARD_SYLVESTER: return power_of_two(order);
   }
   return 0;
@@ -164,8 +163,8 @@ static int constructible(hadamard_construction construction, int order) {
 /* The smallest a in [2, max_a] with a direct construction of order 2^a·d (d odd > 1), setting
  * *construction; 0 if none. Paley II, Williamson and Cooper–Wallis give orders 4d only. */
 static int direct_order(int d, int max_a, hadamard_construction *construction) {
-  static const hadamard_construction tried[] = {HADAMARD_PALEY_I, HADAMARD_PALEY_II,
-                                                HADAMARD_WILLIAMSON, HADAMARD_COOPER_WALLIS};
+  static const hadamard_construction tried[] = {HADAMARD_PALEY_I, HADAMARD_PALEY_II, HADAMARD_WILLIAMSON,
+                                                HADAMARD_COOPER_WALLIS};
   for (int a = 2; a <= max_a && d <= (1 << 29) >> a; a++)
     for (size_t t = 0; t < sizeof tried / sizeof *tried; t++)
       if (constructible(tried[t], d << a)) {

@@ -24,10 +24,10 @@ typedef enum hadamard_construction {
 #define HADAMARD_MAX_FACTORS 8
 
 typedef struct hadamard_plan {
-  int count;                                              /* direct factors, outermost first */
-  int order[HADAMARD_MAX_FACTORS];                        /* each a multiple of 4, not 2^j */
+  int count;                       /* direct factors, outermost first */
+  int order[HADAMARD_MAX_FACTORS]; /* each a multiple of 4, not 2^j */
   hadamard_construction construction[HADAMARD_MAX_FACTORS];
-  int log2_sylvester;                                     /* the innermost factor H_2^k */
+  int log2_sylvester; /* the innermost factor H_2^k */
 } hadamard_plan;
 
 /* Plans a Hadamard matrix of order n ≥ 1: for n = 2^v·u (u odd), splits u into factors d, each

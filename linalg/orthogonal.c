@@ -44,7 +44,8 @@ int orthogonal_random(int n, rng *g, double *q, rotq_error *err) {
     for (int i = 0; i < n; i++)
       for (int j = 0; j < n; j++) q[(size_t)i * n + j] = a[(size_t)j * n + i] * sign[j];
   free(a), free(tau), free(sign);
-  if (info != 0) return rotq_fail(err, "random orthogonal matrix of order %d: LAPACK QR failed (info %d)", n, (int)info);
+  if (info != 0)
+    return rotq_fail(err, "random orthogonal matrix of order %d: LAPACK QR failed (info %d)", n, (int)info);
   return 0;
 }
 
@@ -76,8 +77,10 @@ int orthogonal_polish(int n, double *r, rotq_error *err) {
   int threads = single_thread_begin();
   for (int iteration = 0; status == -1 && iteration < 30; iteration++) {
     double e = gram_error(n, r, s);
-    if (e < 1e-14 || (e > previous / 2 && e < 1e-11)) status = 0; /* done, or at rounding level */
-    else if (!(e < 1.0) || e > previous / 2) break;
+    if (e < 1e-14 || (e > previous / 2 && e < 1e-11))
+      status = 0; /* done, or at rounding level */
+    else if (!(e < 1.0) || e > previous / 2)
+      break;
     else {
       previous = e;
       /* s ← (3I - s)/2 as a full symmetric matrix; r ← r·s */

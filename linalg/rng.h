@@ -9,7 +9,7 @@
 
 typedef struct rng {
   uint64_t state[4];
-  int has_spare;    /* Box–Muller makes Gaussians in pairs; the second waits here */
+  int has_spare; /* Box–Muller makes Gaussians in pairs; the second waits here */
   double spare;
 } rng;
 

@@ -52,13 +52,13 @@ static float *to_f32(const double *x, size_t n) {
   return y;
 }
 
-/* scale[i] = D[i]/√hadamard_order, D drawn from g in random-Hadamard mode, else 1. */
-static int make_scale(rotation *r, rng *g, int hadamard_order) {
-  r->scale = malloc(sizeof *r->scale * (size_t)r->order);
+/* scale[i] = D[i]/√hadamard_order for i < count, D drawn from g in random-Hadamard mode, else 1. */
+static int make_scale(rotation *r, rng *g, int count, int hadamard_order) {
+  r->scale = malloc(sizeof *r->scale * (size_t)count);
   if (!r->scale) return -1;
   double c = 1.0 / sqrt((double)hadamard_order);
-  for (int i = 0; i < r->order; i++) r->scale[i] = r->mode == ROTATION_HADAMARD ? rng_sign(g) * c : c;
-  r->scale_f32 = to_f32(r->scale, (size_t)r->order);
+  for (int i = 0; i < count; i++) r->scale[i] = r->mode == ROTATION_HADAMARD ? rng_sign(g) * c : c;
+  r->scale_f32 = to_f32(r->scale, (size_t)count);
   return r->scale_f32 ? 0 : -1;
 }
 
@@ -89,12 +89,15 @@ static int make_hadamard(rotation *r, const hadamard_plan *plan, rng *g, rotq_er
           s->signs_t_f32[(size_t)i * m + l] = h[(size_t)l * m + i];
         }
     free(h);
-    if (!built) return rotq_fail(err, "Hadamard matrix of order %d (%s): construction failed", m,
-                                 hadamard_construction_name(plan->construction[f]));
+    if (!built)
+      return rotq_fail(err, "Hadamard matrix of order %d (%s): construction failed", m,
+                       hadamard_construction_name(plan->construction[f]));
     r->json_factor[r->json_factor_count++] = m;
   }
-  if (plan->log2_sylvester > 0 || plan->count == 0) r->json_factor[r->json_factor_count++] = 1 << plan->log2_sylvester;
-  if (make_scale(r, g, r->order) < 0) return rotq_fail(err, "rotation of order %d: out of memory", r->order);
+  if (plan->log2_sylvester > 0 || plan->count == 0)
+    r->json_factor[r->json_factor_count++] = 1 << plan->log2_sylvester;
+  if (make_scale(r, g, r->order, r->order) < 0)
+    return rotq_fail(err, "rotation of order %d: out of memory", r->order);
   char text[384];
   hadamard_plan_describe(plan, text, sizeof text);
   snprintf(r->description, sizeof r->description, "%s %s",
@@ -107,14 +110,14 @@ static int make_fallback(rotation *r, rng *g, rotq_error *err) {
   r->fallback = 1;
   r->log2_sylvester = __builtin_ctz((unsigned)r->order);
   int s = 1 << r->log2_sylvester, m = r->order >> r->log2_sylvester;
-  if (make_scale(r, g, s) < 0) return rotq_fail(err, "rotation of order %d: out of memory", r->order);
+  if (make_scale(r, g, s, s) < 0) return rotq_fail(err, "rotation of order %d: out of memory", r->order);
   if (make_dense(r, m, g, err) < 0) return -1;
   r->json_factor[r->json_factor_count++] = s;
   r->json_factor[r->json_factor_count++] = m;
   snprintf(r->description, sizeof r->description,
            "fallback (no Hadamard matrix of order %d is constructible): %sH_%d (Sylvester) ⊗ random "
            "orthogonal of order %d",
-           r->order, r->mode == ROTATION_HADAMARD ? "random signs D · " : "", s, m);
+           r->order, r->mode == ROTATION_HADAMARD ? "random signs · " : "", s, m);
   return 0;
 }
 
@@ -177,8 +180,8 @@ rotation *rotation_from_dense(int n, const double *matrix, double tol, rotq_erro
   }
   double e = orthogonality_error(n, matrix);
   if (!(e < tol)) {
-    rotq_fail(err, "dense rotation of order %d is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)",
-              n, e, tol);
+    rotq_fail(err, "dense rotation of order %d is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", n,
+              e, tol);
     return NULL;
   }
   rotation *r = calloc(1, sizeof *r);
@@ -202,7 +205,8 @@ rotation *rotation_from_dense(int n, const double *matrix, double tol, rotq_erro
 
 rotation *rotation_kronecker(rotation *a, rotation *b, rotq_error *err) {
   rotation *r = NULL;
-  if (!a || !b) rotq_fail(err, "Kronecker rotation: missing factor");
+  if (!a || !b)
+    rotq_fail(err, "Kronecker rotation: missing factor");
   else if ((long)a->n * b->n > (1L << 24))
     rotq_fail(err, "Kronecker rotation %d ⊗ %d: the order must be at most 2^24", a->n, b->n);
   else if (!(r = calloc(1, sizeof *r)))
@@ -230,7 +234,7 @@ const char *rotation_describe(const rotation *r) { return r->description; }
 cJSON *rotation_to_json(const rotation *r) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
-  const char *mode = r->has_mode ? rotation_mode_name(r->mode)
+  const char *mode = r->has_mode                          ? rotation_mode_name(r->mode)
                      : r->kind == ROTATION_KIND_KRONECKER ? "kronecker"
                                                           : "dense";
   cJSON_AddStringToObject(o, "mode", mode);
@@ -258,6 +262,10 @@ cJSON *rotation_to_json(const rotation *r) {
 
 void rotation_dense(const rotation *r, double *out) {
   size_t n = (size_t)r->n;
+  if (r->kind == ROTATION_KIND_DENSE && !r->block_size) {
+    memcpy(out, r->dense, sizeof *out * n * n);
+    return;
+  }
   memset(out, 0, sizeof *out * n * n);
   for (size_t i = 0; i < n; i++) out[i * n + i] = 1.0;
   rotation_apply_rows_f64(r, out, n, n, n);

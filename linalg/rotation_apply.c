@@ -1,9 +1,9 @@
 /* Applying rotations to weight matrices without dense n × n products where the structure allows:
  * Hadamard rotations through the FWHT and small sign matrices, the fallback through the FWHT and a
- * small GEMM, dense and file rotations through GEMM, Kronecker products as Aᵀ·X·B. Columns are
- * processed in tiles gathered from the row group (cache- and TLB-friendly), so the output side
- * costs about what the input side does. Scratch memory is per call: concurrent calls on disjoint
- * data are safe. */
+ * small GEMM, dense and file rotations through GEMM, Kronecker products as Aᵀ·X·B. The output
+ * side works in place on wide tiles of columns with the columns as vector lanes, so it costs about
+ * what the input side does. Scratch memory is per call: concurrent calls on disjoint data are
+ * safe. */
 #include <assert.h>
 #include <cblas.h>
 #include <stdio.h>
@@ -24,19 +24,14 @@ static void *checked_malloc(size_t size) {
 }
 
 /* Vectors per block for dense products: about 4 MB of copies, at least one. */
-static size_t rows_per_block(size_t order, size_t available) {
+static size_t vectors_per_block(size_t order, size_t available) {
   size_t count = ((size_t)1 << 19) / order;
   if (count < 1) count = 1;
   return count < available ? count : available;
 }
 
-/* Columns per tile for the structured kernels: 8 .. 64, the tile (order × width doubles) within
- * about 1 MB so that it and its scratch stay in L2. */
-static size_t tile_width(size_t order, size_t cols) {
-  size_t width = 64;
-  while (width > 8 && order * width * sizeof(double) > ((size_t)1 << 20)) width /= 2;
-  return width < cols ? width : cols;
-}
+/* Columns per tile on the output side of structured rotations (4 KB of doubles per row). */
+#define COLUMN_TILE 1024
 
 #define REAL double
 #define SUFFIX(x) x##_f64
@@ -47,6 +42,7 @@ static size_t tile_width(size_t order, size_t cols) {
 #define FWHT(k) ((k)->fwht_f64)
 #define COLUMNS(k) ((k)->columns_f64)
 #define SIGN_MATRIX(k) ((k)->sign_matrix_f64)
+#define SCALE_ROWS(k) ((k)->scale_rows_f64)
 #include "linalg/rotation_apply_template.h"
 #undef REAL
 #undef SUFFIX
@@ -57,6 +53,7 @@ static size_t tile_width(size_t order, size_t cols) {
 #undef FWHT
 #undef COLUMNS
 #undef SIGN_MATRIX
+#undef SCALE_ROWS
 
 #define REAL float
 #define SUFFIX(x) x##_f32
@@ -67,4 +64,5 @@ static size_t tile_width(size_t order, size_t cols) {
 #define FWHT(k) ((k)->fwht_f32)
 #define COLUMNS(k) ((k)->columns_f32)
 #define SIGN_MATRIX(k) ((k)->sign_matrix_f32)
+#define SCALE_ROWS(k) ((k)->scale_rows_f32)
 #include "linalg/rotation_apply_template.h"

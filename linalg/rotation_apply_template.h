@@ -1,78 +1,95 @@
 /* Template of the rotation application for one element type; included by rotation_apply.c after
  * defining REAL (double or float), SUFFIX(x) (x_f64 / x_f32), GEMM (cblas_dgemm / cblas_sgemm),
  * and the members of a rotation and of the kernels that hold that type:
- * SCALE(r), SIGNS(factor), DENSE(r), FWHT(k), COLUMNS(k), SIGN_MATRIX(k).
+ * SCALE(r), SIGNS(factor), DENSE(r), FWHT(k), COLUMNS(k), SIGN_MATRIX(k), SCALE_ROWS(k).
  *
- * A block is `order` consecutive vectors (rows of the rotation's input) each of `width` elements,
- * stored contiguously (order × width): width 1 is one row segment of W (x·R), width > 1 is a tile
- * of W's columns gathered from a group of rows (Rᵀ·W, which is x·R for every column x). Both run
- * the same arithmetic, so rows and columns give bitwise the same numbers. */
+ * Input side (rows): each length-order segment x of a row becomes x·R, computed in place on the
+ * contiguous segment. Output side (cols): Rᵀ·W is x·R for every column x, computed in place on a
+ * tile of columns of a group of `order` rows, the columns being the vector lanes: the same
+ * arithmetic element by element, so both sides give bitwise the same numbers for Hadamard
+ * rotations. Tiles span whole rows of up to COLUMN_TILE elements, which keeps the strided access
+ * streaming (one page per row segment). */
 
-/* The Hadamard kernel on a block: scale (D/√order), H_2^k on each run of 2^k vectors, then each
- * ±1 factor across its index (outer factors first). scratch holds order × width. */
-static void SUFFIX(hadamard_block)(const rotation *r, const fwht_kernels *k, REAL *x, size_t width,
-                                   REAL *scratch) {
+/* Hadamard, one contiguous segment: scale (D/√order), H_2^k on each run of 2^k elements, then each
+ * ±1 factor across its index, outer factors first. scratch holds order elements. */
+static void SUFFIX(hadamard_segment)(const rotation *r, const fwht_kernels *k, REAL *x, REAL *scratch) {
   size_t order = (size_t)r->order, run = (size_t)1 << r->log2_sylvester;
-  const REAL *scale = SCALE(r);
-  for (size_t i = 0; i < order; i++)
-    for (size_t t = 0; t < width; t++) x[i * width + t] *= scale[i];
   if (run > 1)
-    for (size_t l = 0; l < order / run; l++) {
-      if (width == 1) FWHT(k)(x + l * run, r->log2_sylvester);
-      else COLUMNS(k)(x + l * run * width, r->log2_sylvester, width, width);
-    }
-  size_t outer = 1, inner = order * width;
+    for (size_t l = 0; l < order / run; l++) FWHT(k)(x + l * run, r->log2_sylvester, SCALE(r) + l * run);
+  else
+    SCALE_ROWS(k)(x, order, 1, 1, SCALE(r));
+  size_t outer = 1, inner = order;
   for (int f = 0; f < r->factor_count; f++) {
     size_t m = (size_t)r->factor[f].order;
     inner /= m;
     for (size_t o = 0; o < outer; o++) {
       REAL *block = x + o * m * inner;
-      SIGN_MATRIX(k)(SIGNS(&r->factor[f]), (int)m, block, scratch, inner);
+      SIGN_MATRIX(k)(SIGNS(&r->factor[f]), (int)m, block, inner, scratch, inner);
       memcpy(block, scratch, sizeof *block * m * inner);
     }
     outer *= m;
   }
 }
 
-/* The fallback kernel on a block, viewed as [2^k, m, width]: scale, H_2^k across the first index,
- * Q (m × m) across the second. */
-static void SUFFIX(fallback_block)(const rotation *r, const fwht_kernels *k, REAL *x, size_t width,
-                                   REAL *scratch) {
-  size_t order = (size_t)r->order, m = (size_t)r->dense_order, run = order / m;
-  const REAL *scale = SCALE(r);
-  for (size_t i = 0; i < order; i++)
-    for (size_t t = 0; t < width; t++) x[i * width + t] *= scale[i];
-  COLUMNS(k)(x, r->log2_sylvester, m * width, m * width);
-  if (width == 1) { /* the run × m matrix X becomes X·Q */
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)run, (int)m, (int)m, 1, x, (int)m, DENSE(r),
-         (int)m, 0, scratch, (int)m);
-    memcpy(x, scratch, sizeof *x * order);
-    return;
-  }
-  for (size_t j = 0; j < run; j++) { /* each m × width slice X_j becomes Qᵀ·X_j */
-    REAL *slice = x + j * m * width;
-    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)width, (int)m, 1, DENSE(r), (int)m, slice,
-         (int)width, 0, scratch, (int)width);
-    memcpy(slice, scratch, sizeof *slice * m * width);
+/* Hadamard, a tile (order rows × width columns, row stride ld): the same steps across rows.
+ * scratch holds m × width for the largest factor m. */
+static void SUFFIX(hadamard_tile)(const rotation *r, const fwht_kernels *k, REAL *x, size_t width, size_t ld,
+                                  REAL *scratch) {
+  size_t order = (size_t)r->order, run = (size_t)1 << r->log2_sylvester;
+  if (run > 1)
+    for (size_t l = 0; l < order / run; l++)
+      COLUMNS(k)(x + l * run * ld, r->log2_sylvester, width, ld, SCALE(r) + l * run);
+  else
+    SCALE_ROWS(k)(x, order, width, ld, SCALE(r));
+  size_t outer = 1, inner = order; /* in rows */
+  for (int f = 0; f < r->factor_count; f++) {
+    size_t m = (size_t)r->factor[f].order;
+    inner /= m;
+    for (size_t o = 0; o < outer; o++)
+      for (size_t j = 0; j < inner; j++) {
+        REAL *first = x + (o * m * inner + j) * ld; /* rows first + l·inner·ld, l < m */
+        SIGN_MATRIX(k)(SIGNS(&r->factor[f]), (int)m, first, inner * ld, scratch, width);
+        for (size_t i = 0; i < m; i++)
+          memcpy(first + i * inner * ld, scratch + i * width, sizeof *first * width);
+      }
+    outer *= m;
   }
 }
 
-static void SUFFIX(structured_block)(const rotation *r, const fwht_kernels *k, REAL *x, size_t width,
-                                     REAL *scratch) {
-  if (r->kind == ROTATION_KIND_HADAMARD) SUFFIX(hadamard_block)(r, k, x, width, scratch);
-  else SUFFIX(fallback_block)(r, k, x, width, scratch);
+/* Fallback, one contiguous segment viewed as a run × m matrix X: H_2^k·diag(scale)·X, then X·Q. */
+static void SUFFIX(fallback_segment)(const rotation *r, const fwht_kernels *k, REAL *x, REAL *scratch) {
+  size_t order = (size_t)r->order, m = (size_t)r->dense_order, run = order / m;
+  COLUMNS(k)(x, r->log2_sylvester, m, m, SCALE(r));
+  GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)run, (int)m, (int)m, 1, x, (int)m, DENSE(r), (int)m, 0,
+       scratch, (int)m);
+  memcpy(x, scratch, sizeof *x * order);
+}
+
+/* Fallback, a tile whose rows are (j, p), j < run, p < m: scale and H_2^k across j, Qᵀ across p.
+ * scratch holds m × width. */
+static void SUFFIX(fallback_tile)(const rotation *r, const fwht_kernels *k, REAL *x, size_t width, size_t ld,
+                                  REAL *scratch) {
+  size_t m = (size_t)r->dense_order, run = (size_t)r->order / m;
+  for (size_t p = 0; p < m; p++) COLUMNS(k)(x + p * ld, r->log2_sylvester, width, m * ld, SCALE(r));
+  for (size_t j = 0; j < run; j++) {
+    REAL *slice = x + j * m * ld;
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)width, (int)m, 1, DENSE(r), (int)m, slice,
+         (int)ld, 0, scratch, (int)width);
+    for (size_t i = 0; i < m; i++) memcpy(slice + i * ld, scratch + i * width, sizeof *slice * width);
+  }
 }
 
 /* Dense R on row segments: blocks of rows copied out, multiplied back into place. */
 static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
-  size_t order = (size_t)r->order, block = rows_per_block(order, rows);
+  size_t order = (size_t)r->order, block = vectors_per_block(order, rows);
   REAL *copy = checked_malloc(sizeof *copy * block * order);
   for (size_t r0 = 0; r0 < rows; r0 += block) {
     size_t count = rows - r0 < block ? rows - r0 : block;
     for (size_t c0 = 0; c0 < cols; c0 += order) {
-      for (size_t i = 0; i < count; i++) memcpy(copy + i * order, w + (r0 + i) * ld + c0, sizeof *copy * order);
-      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)order, (int)order, 1, copy,
-           (int)order, DENSE(r), (int)order, 0, w + r0 * ld + c0, (int)ld);
+      for (size_t i = 0; i < count; i++)
+        memcpy(copy + i * order, w + (r0 + i) * ld + c0, sizeof *copy * order);
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)order, (int)order, 1, copy, (int)order,
+           DENSE(r), (int)order, 0, w + r0 * ld + c0, (int)ld);
     }
   }
   free(copy);
@@ -80,12 +97,13 @@ static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t c
 
 /* Dense Rᵀ on groups of rows: tiles of columns copied out, multiplied back into place. */
 static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
-  size_t order = (size_t)r->order, tile = rows_per_block(order, cols);
+  size_t order = (size_t)r->order, tile = vectors_per_block(order, cols);
   REAL *copy = checked_malloc(sizeof *copy * tile * order);
   for (size_t g = 0; g < rows; g += order)
     for (size_t c0 = 0; c0 < cols; c0 += tile) {
       size_t width = cols - c0 < tile ? cols - c0 : tile;
-      for (size_t i = 0; i < order; i++) memcpy(copy + i * width, w + (g + i) * ld + c0, sizeof *copy * width);
+      for (size_t i = 0; i < order; i++)
+        memcpy(copy + i * width, w + (g + i) * ld + c0, sizeof *copy * width);
       GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)order, (int)width, (int)order, 1, DENSE(r),
            (int)order, copy, (int)width, 0, w + g * ld + c0, (int)ld);
     }
@@ -95,6 +113,7 @@ static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t c
 void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   assert(cols % (size_t)r->n == 0 && ld >= cols);
   size_t order = (size_t)r->order;
+  const fwht_kernels *k = fwht_kernels_for(simd_best());
   if (r->kind == ROTATION_KIND_DENSE) {
     SUFFIX(dense_rows)(r, w, rows, cols, ld);
   } else if (r->kind == ROTATION_KIND_KRONECKER) {
@@ -102,12 +121,17 @@ void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t
     size_t nb = (size_t)r->b->n, na = (size_t)r->a->n;
     SUFFIX(rotation_apply_rows)(r->b, w, rows, cols, ld);
     for (size_t i = 0; i < rows; i++)
-      for (size_t c0 = 0; c0 < cols; c0 += order) SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
+      for (size_t c0 = 0; c0 < cols; c0 += order)
+        SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
   } else {
-    const fwht_kernels *k = fwht_kernels_for(simd_best());
     REAL *scratch = checked_malloc(sizeof *scratch * order);
     for (size_t i = 0; i < rows; i++)
-      for (size_t c0 = 0; c0 < cols; c0 += order) SUFFIX(structured_block)(r, k, w + i * ld + c0, 1, scratch);
+      for (size_t c0 = 0; c0 < cols; c0 += order) {
+        if (r->kind == ROTATION_KIND_HADAMARD)
+          SUFFIX(hadamard_segment)(r, k, w + i * ld + c0, scratch);
+        else
+          SUFFIX(fallback_segment)(r, k, w + i * ld + c0, scratch);
+      }
     free(scratch);
   }
 }
@@ -115,6 +139,7 @@ void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t
 void SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   assert(rows % (size_t)r->n == 0 && ld >= cols);
   size_t order = (size_t)r->order;
+  const fwht_kernels *k = fwht_kernels_for(simd_best());
   if (r->kind == ROTATION_KIND_DENSE) {
     SUFFIX(dense_cols)(r, w, rows, cols, ld);
   } else if (r->kind == ROTATION_KIND_KRONECKER) {
@@ -124,17 +149,19 @@ void SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t
     for (size_t g = 0; g < rows; g += order)
       for (size_t p = 0; p < nb; p++) SUFFIX(rotation_apply_cols)(r->a, w + (g + p) * ld, na, cols, ld * nb);
   } else {
-    const fwht_kernels *k = fwht_kernels_for(simd_best());
-    size_t tile = tile_width(order, cols);
-    REAL *block = checked_malloc(sizeof *block * order * tile), *scratch = checked_malloc(sizeof *scratch * order * tile);
+    size_t tile = cols < COLUMN_TILE ? cols : COLUMN_TILE, m = 1;
+    for (int f = 0; f < r->factor_count; f++)
+      if ((size_t)r->factor[f].order > m) m = (size_t)r->factor[f].order;
+    if (r->kind == ROTATION_KIND_FALLBACK) m = (size_t)r->dense_order;
+    REAL *scratch = checked_malloc(sizeof *scratch * m * tile);
     for (size_t g = 0; g < rows; g += order)
       for (size_t c0 = 0; c0 < cols; c0 += tile) {
         size_t width = cols - c0 < tile ? cols - c0 : tile;
-        for (size_t i = 0; i < order; i++) memcpy(block + i * width, w + (g + i) * ld + c0, sizeof *block * width);
-        SUFFIX(structured_block)(r, k, block, width, scratch);
-        for (size_t i = 0; i < order; i++) memcpy(w + (g + i) * ld + c0, block + i * width, sizeof *block * width);
+        if (r->kind == ROTATION_KIND_HADAMARD)
+          SUFFIX(hadamard_tile)(r, k, w + g * ld + c0, width, ld, scratch);
+        else
+          SUFFIX(fallback_tile)(r, k, w + g * ld + c0, width, ld, scratch);
       }
-    free(block);
     free(scratch);
   }
 }

@@ -27,8 +27,8 @@ rotation *rotation_load_file(const char *path, const char *tensor, int dim, rotq
   if (!t) {
     rotq_fail(err, "%s: no tensor '%s'", path, tensor);
   } else if (t->ndim != 2 || t->shape[0] != dim || t->shape[1] != dim) {
-    rotq_fail(err, "%s: tensor '%s': a rotation of order %d must have shape [%d, %d]", path, tensor, dim,
-              dim, dim);
+    rotq_fail(err, "%s: tensor '%s': a rotation of order %d must have shape [%d, %d]", path, tensor, dim, dim,
+              dim);
   } else if (!(m = malloc(sizeof *m * (size_t)dim * (size_t)dim))) {
     rotq_fail(err, "%s: tensor '%s': out of memory", path, tensor);
   } else {

@@ -10,8 +10,9 @@ typedef enum rotation_kind {
   /* x·R = (x ∘ scale)·(H_f0 ⊗ … ⊗ H_f(count-1) ⊗ H_2^k): scale = D/√order, the ±1 factors small
    * dense sign matrices, H_2^k a fast Walsh–Hadamard transform */
   ROTATION_KIND_HADAMARD,
-  /* x·R = (x ∘ scale)·(H_2^k ⊗ Q): no Hadamard of the order is constructible; Q a random
-   * orthogonal matrix of the odd part m (dense), scale = D/√(2^k) */
+  /* x·R = (x ∘ (scale ⊗ 1_m))·(H_2^k ⊗ Q): no Hadamard of the order is constructible; Q a random
+   * orthogonal matrix of the odd part m (dense), scale = D/√(2^k) with D of order 2^k (Q being
+   * random already, signs on its index would add nothing) */
   ROTATION_KIND_FALLBACK,
   /* x·R with R a dense matrix (GEMM) */
   ROTATION_KIND_DENSE,
@@ -36,7 +37,7 @@ struct rotation {
   uint64_t seed;
   int fallback;
 
-  double *scale; /* HADAMARD, FALLBACK: order entries, D/√(Hadamard order) */
+  double *scale; /* HADAMARD: order entries; FALLBACK: 2^k entries */
   float *scale_f32;
   int factor_count; /* HADAMARD */
   sign_factor factor[HADAMARD_MAX_FACTORS];

@@ -13,7 +13,7 @@
 /* The orbits of a multiplier group on Z_m: orbit 0 is {0}; rep[o] is a member of orbit o. */
 typedef struct orbits {
   int count;
-  int *of;  /* of[x] = orbit of x */
+  int *of; /* of[x] = orbit of x */
   int rep[MAX_ORBITS + 1];
 } orbits;
 
@@ -21,9 +21,9 @@ typedef struct orbits {
 typedef struct candidates {
   int count, shifts; /* shifts = nonzero orbits */
   int *row_sum;
-  uint32_t *pattern;   /* bit o set = sign -1 on orbit o */
+  uint32_t *pattern;        /* bit o set = sign -1 on orbit o */
   int16_t *autocorrelation; /* [count][shifts]: at shift rep[1 + s] */
-  float *spectrum;     /* [count][shifts]: power spectrum at frequency rep[1 + s] */
+  float *spectrum;          /* [count][shifts]: power spectrum at frequency rep[1 + s] */
 } candidates;
 
 typedef struct pair {
@@ -130,8 +130,8 @@ static int compare_pairs(const void *pa, const void *pb) {
 static uint64_t pair_key(const candidates *c, int i, int j, int sign) {
   uint64_t h = 1469598103934665603ULL;
   for (int s = 0; s < c->shifts; s++) {
-    int v = sign * (c->autocorrelation[(size_t)i * c->shifts + s] +
-                    c->autocorrelation[(size_t)j * c->shifts + s]);
+    int v = sign *
+            (c->autocorrelation[(size_t)i * c->shifts + s] + c->autocorrelation[(size_t)j * c->shifts + s]);
     h = (h ^ (uint16_t)v) * 1099511628211ULL;
   }
   return h;
@@ -139,8 +139,7 @@ static uint64_t pair_key(const candidates *c, int i, int j, int sign) {
 
 static int spectra_fit(const candidates *c, int i, int j, int m) {
   for (int s = 0; s < c->shifts; s++)
-    if (c->spectrum[(size_t)i * c->shifts + s] + c->spectrum[(size_t)j * c->shifts + s] >
-        4.0f * m + 1e-3f)
+    if (c->spectrum[(size_t)i * c->shifts + s] + c->spectrum[(size_t)j * c->shifts + s] > 4.0f * m + 1e-3f)
       return 0;
   return 1;
 }
@@ -193,12 +192,13 @@ static int match(const candidates *c, int m, const int *sigma, int *pick) {
           long lo = 0, hi = size;
           while (lo < hi) {
             long mid = (lo + hi) / 2;
-            if (table[mid].key < key) lo = mid + 1;
-            else hi = mid;
+            if (table[mid].key < key)
+              lo = mid + 1;
+            else
+              hi = mid;
           }
           for (; lo < size && table[lo].key == key && status == 0; lo++) {
-            int trial[4] = {list[0][table[lo].first], list[1][table[lo].second], list[2][i],
-                            list[3][j]};
+            int trial[4] = {list[0][table[lo].first], list[1][table[lo].second], list[2][i], list[3][j]};
             if (sums_to_zero(c, trial)) {
               memcpy(pick, trial, sizeof trial);
               status = 1;

@@ -6,15 +6,18 @@
  *   GEMM          the cblas GEMM of that type
  * Reductions (RMSNorm sums, softmax, exp) are done in double whatever real is.
  *
- * Every projection goes through linear() — the one place to fake-quantize a linear's input
- * activation — and every step of a layer is a named call in forward(): Q and K after rope() (where
- * R3 acts, and K is quantized for the cache), the attention output entering o_proj (the heads
+ * Every projection goes through linear(), each decoder linear's input first through
+ * linear_input() — where an observer sees it and it is fake-quantized per token — and every step
+ * of a layer is a named call in forward(): Q and K after rope() (where R3 acts), K and V through
+ * store_kv() (quantized for the cache), the attention output entering o_proj (the heads
  * rotation), the gated activation entering down_proj (R4). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/online_hooks.h"
+#include "model/quantize.h"
 #include "model/rope.h"
 #include "model/transformer.h"
 
@@ -43,6 +46,25 @@ static void TYPED(linear)(real *out, const real *in, const real *w, const real *
   if (!bias) return;
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < out_dim; j++) out[(size_t)r * out_dim + j] += bias[j];
+}
+
+/* x [rows, dim] enters the linears of `input` in `layer`: the observer sees it, then each token is
+ * fake-quantized as a serving kernel quantizes its input. True when the observer ends the pass. */
+static bool TYPED(linear_input)(const model *m, int layer, linear_input input, real *x, int rows,
+                                int dim) {
+  if (m->observe && m->observe(m->observe_user, layer, input, x, rows, dim)) return true;
+  { const char *e = getenv("QSITES"); if (e && !strchr(e, '0' + input)) return false; } /* TEMP */
+  for (int r = 0; r < rows; r++)
+    TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
+  return false;
+}
+
+/* The n new keys k and values v [n, kv_dim] as the cache stores them: fake-quantized per group. */
+static void TYPED(store_kv)(real *k, real *v, int n, int kv_dim, const activation_quant *q) {
+  for (size_t i = 0; i < (size_t)n * kv_dim; i += (size_t)q->kv_group) {
+    TYPED(fake_quant_asymmetric)(k + i, (size_t)q->kv_group, q->kvbits, q->kv_clip);
+    TYPED(fake_quant_asymmetric)(v + i, (size_t)q->kv_group, q->kvbits, q->kv_clip);
+  }
 }
 
 /* RoPE of every head vector of x [rows, heads, head_dim], row r at angles cos/sin [rows, head_dim/2]. */
@@ -89,12 +111,21 @@ static void TYPED(masked_softmax)(real *row, int length, int first, int last) {
   for (int j = last + 1; j < length; j++) row[j] = 0;
 }
 
-/* Causal softmax attention, scaled by 1/√head_dim, of the n new queries q [n, heads·head_dim]
- * (positions pos..pos+n−1) over keys/values [pos+n, kv_heads·head_dim] of the cache. Query head h
- * reads kv head h / (heads / kv_heads). out [n, heads·head_dim]; scores [QUERY_TILE, pos+n] is
- * scratch. Queries go QUERY_TILE at a time, each tile against only the keys it may see. */
+/* x ← cap·tanh(x / cap) over count elements: Gemma-2's soft-capping of scores and logits. */
+static void TYPED(softcap)(real *x, size_t count, double cap) {
+  for (size_t i = 0; i < count; i++) x[i] = (real)(cap * tanh(x[i] / cap));
+}
+
+/* Causal softmax attention, scaled by 1/√head_dim (Gemma-2/3: query_pre_attn_scalar^-½), of the
+ * n new queries q [n, heads·head_dim] (positions pos..pos+n−1) over keys/values
+ * [pos+n, kv_heads·head_dim] of the cache, in decoder layer `layer` (its sliding window, scores
+ * soft-capped when the model says so). Query head h reads kv head h / (heads / kv_heads).
+ * out [n, heads·head_dim]; scores [QUERY_TILE, pos+n] is scratch. Queries go QUERY_TILE at a
+ * time, each tile against only the keys it may see. */
 static void TYPED(attention)(real *out, const real *q, const real *keys, const real *values,
-                             real *scores, int n, int pos, const model *m) {
+                             real *scores, int n, int pos, const model *m, int layer) {
+  const int window = m->layer_window ? m->layer_window[layer] : m->sliding_window;
+  const double scale = m->attention_scale > 0 ? m->attention_scale : 1 / sqrt(m->config.head_dim);
   const model_config *c = &m->config;
   const int heads = c->num_attention_heads, head_dim = c->head_dim;
   const int q_dim = heads * head_dim, kv_dim = c->num_key_value_heads * head_dim;
@@ -105,11 +136,12 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
     for (int i0 = 0; i0 < n; i0 += QUERY_TILE) {
       int rows = n - i0 < QUERY_TILE ? n - i0 : QUERY_TILE;
       int visible = pos + i0 + rows; /* causal: a query sees its own position and earlier ones */
-      GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, visible, head_dim, 1 / sqrt(head_dim),
+      GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, visible, head_dim, scale,
            q + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim, k, kv_dim, 0, scores, visible);
       for (int i = 0; i < rows; i++) {
         int last = pos + i0 + i;
-        int first = m->sliding_window > 0 && last + 1 > m->sliding_window ? last + 1 - m->sliding_window : 0;
+        int first = window > 0 && last + 1 > window ? last + 1 - window : 0;
+        if (m->attn_softcap > 0) TYPED(softcap)(scores + (size_t)i * visible, (size_t)last + 1, m->attn_softcap);
         TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last);
       }
       GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v,
@@ -131,6 +163,10 @@ static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
   for (size_t i = 0; i < count; i++) x[i] += delta[i];
 }
 
+/* Per-family steps, written with the helpers above. */
+#include "model/family_forward.h"
+#include "model/moe_forward.h"
+
 int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
   const model *m = s->model;
   const model_config *c = &m->config;
@@ -151,17 +187,21 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
   real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);       /* lm_head output [LOGIT_ROWS, vocab] */
   double *cos_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE cos [n, head_dim/2] */
   double *sin_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE sin [n, head_dim/2] */
+  double *cos_local = malloc(sizeof(double) * n * (head_dim / 2));  /* Gemma-3 sliding layers' RoPE cos */
+  double *sin_local = malloc(sizeof(double) * n * (head_dim / 2));  /* Gemma-3 sliding layers' RoPE sin */
   int status = 0;
   if (!x || !xb || !q || !attn || !delta || !gate || !up || !scores || !head_out || !cos_table ||
-      !sin_table) {
+      !sin_table || !cos_local || !sin_local) {
     status = rotq_fail(err, "out of memory for the activations of %d tokens", n);
     goto done;
   }
 
   rope_tables(m->inv_freq, head_dim / 2, pos, n, cos_table, sin_table);
+  if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
   for (int t = 0; t < n; t++)
     memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
+  TYPED(embed_extras)(m, x, n, pos);
 
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const layer_weights *w = &m->layers[l];
@@ -171,7 +211,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     real *v = values + (size_t)pos * kv_dim; /* this block's values [n, kv_heads·head_dim] */
 
     /* attention: x += o_proj(attention(rope(q), rope(k), v)) of rmsnorm(x) */
-    TYPED(rmsnorm)(xb, x, w->attn_norm, n, hidden, eps);
+    TYPED(stream_norm)(m, xb, x, w->attn_norm, w->attn_norm_bias, n);
+    if (TYPED(linear_input)(m, l, INPUT_QKV, xb, n, hidden)) goto done;
     TYPED(linear)(q, xb, w->wq, w->bq, n, hidden, q_dim);
     TYPED(linear)(k, xb, w->wk, w->bk, n, hidden, kv_dim);
     TYPED(linear)(v, xb, w->wv, w->bv, n, hidden, kv_dim);
@@ -179,26 +220,46 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
       TYPED(rmsnorm)(q, q, w->q_norm, n * heads, head_dim, eps);
       TYPED(rmsnorm)(k, k, w->k_norm, n * kv_heads, head_dim, eps);
     }
-    TYPED(rope)(q, n, heads, head_dim, cos_table, sin_table);
-    TYPED(rope)(k, n, kv_heads, head_dim, cos_table, sin_table);
-    TYPED(attention)(attn, q, keys, values, scores, n, pos, m);
+    const double *layer_cos, *layer_sin;
+    TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
+    TYPED(rope)(q, n, heads, head_dim, layer_cos, layer_sin);
+    TYPED(rope)(k, n, kv_heads, head_dim, layer_cos, layer_sin);
+    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim);  /* R3: q·R3, k·R3 per head */
+    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
+    TYPED(store_kv)(k, v, n, kv_dim, &m->quant);
+    TYPED(attention)(attn, q, keys, values, scores, n, pos, m, l);
+    TYPED(online_hook_apply)(m->online, ONLINE_SITE_O_PROJ, l, attn, n, q_dim); /* x·(R_heads ⊗ I) */
+    if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, q_dim)) goto done;
     TYPED(linear)(delta, attn, w->wo, w->bo, n, q_dim, hidden);
+    if (w->post_attn_norm) TYPED(rmsnorm)(delta, delta, w->post_attn_norm, n, hidden, eps); /* Gemma-2/3 */
     TYPED(residual_add)(x, delta, (size_t)n * hidden);
 
     /* MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rmsnorm(x) */
-    TYPED(rmsnorm)(xb, x, w->mlp_norm, n, hidden, eps);
+    TYPED(stream_norm)(m, xb, x, w->mlp_norm, w->mlp_norm_bias, n);
+    if (TYPED(linear_input)(m, l, INPUT_GATE_UP, xb, n, hidden)) goto done;
+    if (w->moe) { /* Mixtral, Qwen-MoE: x += Σ top-k experts (+ the gated shared expert) of h */
+      int moe_status = TYPED(moe_block)(delta, xb, w->moe, n, m, l);
+      if (moe_status < 0) status = rotq_fail(err, "out of memory for the MoE block of %d tokens", n);
+      if (moe_status != 0) goto done;
+      TYPED(residual_add)(x, delta, (size_t)n * hidden);
+      continue;
+    }
     TYPED(linear)(gate, xb, w->w_gate, w->b_gate, n, hidden, intermediate);
-    TYPED(linear)(up, xb, w->w_up, w->b_up, n, hidden, intermediate);
-    TYPED(swiglu)(gate, up, (size_t)n * intermediate);
+    if (w->w_up) TYPED(linear)(up, xb, w->w_up, w->b_up, n, hidden, intermediate); /* OPT has none */
+    TYPED(gated_activation)(m, gate, up, (size_t)n * intermediate);
+    TYPED(online_hook_apply)(m->online, ONLINE_SITE_DOWN_PROJ, l, gate, n, intermediate); /* R4 */
+    if (TYPED(linear_input)(m, l, INPUT_DOWN_PROJ, gate, n, intermediate)) goto done;
     TYPED(linear)(delta, gate, w->w_down, w->b_down, n, intermediate, hidden);
+    if (w->post_mlp_norm) TYPED(rmsnorm)(delta, delta, w->post_mlp_norm, n, hidden, eps); /* Gemma-2/3 */
     TYPED(residual_add)(x, delta, (size_t)n * hidden);
   }
 
   /* logits = lm_head(rmsnorm(x)), LOGIT_ROWS rows at a time, widened to double */
-  TYPED(rmsnorm)(xb, x, m->final_norm, n, hidden, eps);
+  TYPED(stream_norm)(m, xb, x, m->final_norm, m->final_norm_bias, n);
   for (int r = 0; r < n; r += LOGIT_ROWS) {
     int rows = n - r < LOGIT_ROWS ? n - r : LOGIT_ROWS;
     TYPED(linear)(head_out, xb + (size_t)r * hidden, m->lm_head, NULL, rows, hidden, vocab);
+    if (m->final_softcap > 0) TYPED(softcap)(head_out, (size_t)rows * vocab, m->final_softcap); /* Gemma-2 */
     for (size_t i = 0; i < (size_t)rows * vocab; i++) logits[(size_t)r * vocab + i] = head_out[i];
   }
 
@@ -214,5 +275,7 @@ done:
   free(head_out);
   free(cos_table);
   free(sin_table);
+  free(cos_local);
+  free(sin_local);
   return status;
 }

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "model/quantize_model.h"
+#include "model/gemma.h"
+#include "model/load_weight.h"
+#include "model/online_hooks.h"
 #include "model/rope.h"
 #include "model/transformer.h"
 
@@ -18,18 +22,30 @@ typedef struct architecture {
   bool mlp_bias;            /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
   bool qk_norm;             /* q_norm / k_norm on each head before RoPE (Qwen3) */
   bool sliding_window;      /* config sliding_window limits attention (Mistral) */
+  moe_kind moe;             /* sparse MoE blocks instead of the MLP (model/moe.h) */
+  bool fused_projections;   /* self_attn.qkv_proj and mlp.gate_up_proj, split at load (Phi-3) */
+  int gemma;                /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
 } architecture;
 
 static const architecture architectures[] = {
-    {"LlamaForCausalLM", false, true, true, false, false},
-    {"MistralForCausalLM", false, false, false, false, true},
-    {"Qwen2ForCausalLM", true, false, false, false, false},
-    {"Qwen3ForCausalLM", false, true, false, true, false},
+    {"LlamaForCausalLM", false, true, true, false, false, MOE_NONE, false, 0},
+    {"MistralForCausalLM", false, false, false, false, true, MOE_NONE, false, 0},
+    {"Qwen2ForCausalLM", true, false, false, false, false, MOE_NONE, false, 0},
+    {"Qwen3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 0},
+    {"MixtralForCausalLM", false, false, false, false, true, MOE_MIXTRAL, false, 0},
+    {"Qwen2MoeForCausalLM", true, false, false, false, false, MOE_QWEN2, false, 0},
+    {"Qwen3MoeForCausalLM", false, true, false, true, false, MOE_QWEN3, false, 0},
+    {"Phi3ForCausalLM", false, false, false, false, true, MOE_NONE, true, 0},
+    {"GemmaForCausalLM", false, true, false, false, false, MOE_NONE, false, 1},
+    {"Gemma2ForCausalLM", false, true, false, false, false, MOE_NONE, false, 2},
+    {"Gemma3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 3},
 };
 #define ARCHITECTURE_COUNT (sizeof architectures / sizeof architectures[0])
 
 const char *model_supported_architectures(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
+         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
+         "Gemma3ForCausalLM";
 }
 
 static const architecture *find_architecture(const char *name) {
@@ -66,6 +82,32 @@ static int read_weight(const checkpoint *ck, bool f32, const char *name, int64_t
              : checkpoint_read_f64(ck, name, numel, (double **)out, err);
 }
 
+int model_read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols,
+                      void **out, rotq_error *err) {
+  return read_weight(ck, f32, name, rows, cols, out, err);
+}
+
+int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t cols, const int64_t *rows,
+                     int parts, void **outs, rotq_error *err) {
+  int64_t total = 0;
+  for (int i = 0; i < parts; i++) total += rows[i];
+  void *fused = NULL;
+  if (read_weight(ck, f32, name, total, cols, &fused, err) != 0) return -1;
+  size_t element = f32 ? sizeof(float) : sizeof(double), offset = 0;
+  for (int i = 0; i < parts; i++) {
+    size_t bytes = (size_t)rows[i] * (size_t)cols * element;
+    outs[i] = malloc(bytes ? bytes : 1);
+    if (!outs[i]) {
+      free(fused);
+      return rotq_fail(err, "%s: out of memory", name);
+    }
+    memcpy(outs[i], (char *)fused + offset, bytes);
+    offset += bytes;
+  }
+  free(fused);
+  return 0;
+}
+
 /* read_weight of "model.layers.<layer>.<suffix>". */
 static int read_layer_weight(const checkpoint *ck, bool f32, int layer, const char *suffix,
                              int64_t rows, int64_t cols, void **out, rotq_error *err) {
@@ -85,8 +127,34 @@ static int read_linear(const checkpoint *ck, bool f32, int layer, const char *mo
   return read_layer_weight(ck, f32, layer, suffix, out_dim, 0, bias, err);
 }
 
+/* Phi-3: self_attn.qkv_proj [q_dim + 2·kv_dim, hidden] split into Q, K, V rows, mlp.gate_up_proj
+ * [2·intermediate, hidden] into gate and up rows (Phi3MLP: gate, up = chunk(2)). No biases. */
+static int read_fused_layer(const checkpoint *ck, bool f32, int l, layer_weights *w, rotq_error *err) {
+  const model_config *c = &ck->config;
+  const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
+  const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
+  const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
+  const int64_t qkv_rows[3] = {q_dim, kv_dim, kv_dim}, gate_up_rows[2] = {intermediate, intermediate};
+  void *qkv[3] = {NULL, NULL, NULL}, *gate_up[2] = {NULL, NULL};
+  char name[256];
+  snprintf(name, sizeof name, "model.layers.%d.self_attn.qkv_proj.weight", l);
+  int rc = model_read_split(ck, f32, name, hidden, qkv_rows, 3, qkv, err);
+  w->wq = qkv[0], w->wk = qkv[1], w->wv = qkv[2];
+  snprintf(name, sizeof name, "model.layers.%d.mlp.gate_up_proj.weight", l);
+  if (rc == 0) rc = model_read_split(ck, f32, name, hidden, gate_up_rows, 2, gate_up, err);
+  w->w_gate = gate_up[0], w->w_up = gate_up[1];
+  if (rc != 0 ||
+      read_layer_weight(ck, f32, l, "input_layernorm.weight", hidden, 0, &w->attn_norm, err) != 0 ||
+      read_linear(ck, f32, l, "self_attn.o_proj", false, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
+      read_layer_weight(ck, f32, l, "post_attention_layernorm.weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      read_linear(ck, f32, l, "mlp.down_proj", false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0)
+    return -1;
+  return 0;
+}
+
 static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l,
                       layer_weights *w, rotq_error *err) {
+  if (arch->fused_projections) return read_fused_layer(ck, f32, l, w, err);
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
@@ -99,10 +167,15 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
       read_linear(ck, f32, l, "self_attn.k_proj", qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
       read_linear(ck, f32, l, "self_attn.v_proj", qkv_bias, kv_dim, hidden, &w->wv, &w->bv, err) != 0 ||
       read_linear(ck, f32, l, "self_attn.o_proj", o_bias, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
-      read_layer_weight(ck, f32, l, "post_attention_layernorm.weight", hidden, 0, &w->mlp_norm, err) != 0 ||
-      read_linear(ck, f32, l, "mlp.gate_proj", mlp_bias, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
+      read_layer_weight(ck, f32, l, arch->gemma >= 2 ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight",
+                        hidden, 0, &w->mlp_norm, err) != 0 ||
+      (arch->gemma >= 2 && gemma_read_post_norms(ck, f32, l, w, err) != 0) ||
+      (arch->moe && moe_read_layer(ck, arch->moe, f32, l, &w->moe, err) != 0))
+    return -1;
+  if (!w->moe &&
+      (read_linear(ck, f32, l, "mlp.gate_proj", mlp_bias, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
       read_linear(ck, f32, l, "mlp.up_proj", mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
-      read_linear(ck, f32, l, "mlp.down_proj", mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0)
+      read_linear(ck, f32, l, "mlp.down_proj", mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
     return -1;
   if (!arch->qk_norm) return 0;
   return read_layer_weight(ck, f32, l, "self_attn.q_norm.weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
@@ -119,7 +192,7 @@ static int check_config(const model_config *c, const architecture *arch, model *
   if (c->head_dim % 2 != 0)
     return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
-  if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+  if (act && !arch->gemma && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
   const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
   if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
@@ -178,9 +251,18 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     m->f32 = options && options->f32;
     status = check_config(&ck.config, arch, m, err) != 0 ||
                      rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
-                     read_weights(&ck, arch, m, err) != 0
+                     activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
+                     read_weights(&ck, arch, m, err) != 0 ||
+                     (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
                  ? -1
                  : 0;
+    if (status == 0 && arch->gemma) gemma_shift_norms(m, &ck.config);
+    /* An online-rotated checkpoint computes the original function only with its hooks. */
+    if (status == 0 && !(options && options->no_online_hooks))
+      status = online_hooks_load(dir, &ck.config, &m->online, err);
+    for (int l = 0; status == 0 && l < ck.config.num_hidden_layers; l++)
+      if (m->layers[l].moe && online_hooks_active(m->online, ONLINE_SITE_DOWN_PROJ, l))
+        status = rotq_fail(err, "%s: online R4 on the MoE block of layer %d is not supported", dir, l);
   }
   /* The model keeps config.json; the mapped shards are no longer needed. */
   if (m) {
@@ -204,12 +286,18 @@ void model_free(model *m) {
                        w->k_norm, w->wo, w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up,
                        w->b_up, w->w_down, w->b_down};
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
+    moe_free(w->moe);
+    free(w->post_attn_norm);
+    free(w->post_mlp_norm);
   }
   free(m->layers);
   if (m->lm_head != m->embed) free(m->lm_head);
   free(m->embed);
   free(m->final_norm);
   free(m->inv_freq);
+  free(m->inv_freq_local);
+  free(m->layer_window);
+  online_hooks_free(m->online);
   model_config_free(&m->config);
   free(m);
 }

@@ -16,8 +16,20 @@
 #include "common/error.h"
 #include "io/model_config.h"
 
+/* Fake quantization of the forward pass's activations (see model/quantize.h): what a W·A·KV
+ * serving engine computes. Bits 2..8; 16 or 0 = off, so zero-initialised settings are exact. */
+typedef struct activation_quant {
+  int abits;      /* input of every decoder linear, per token, symmetric (after any online rotation) */
+  double a_clip;  /* share of a token's max |x| given the largest code; 0 = 0.9 */
+  int kvbits;     /* K (after RoPE) and V as written to the cache, asymmetric per group */
+  double kv_clip; /* 0 = 0.95 */
+  int kv_group;   /* elements per K/V group; 0 = head_dim (per head); must divide head_dim */
+} activation_quant;
+
 typedef struct model_options {
-  bool f32; /* compute in float32 (default float64) */
+  bool f32;             /* compute in float32 (default float64) */
+  activation_quant quant;
+  bool no_online_hooks; /* ignore rotation.json's online rotations (model/online_hooks.h) */
 } model_options;
 
 typedef struct model model;
@@ -31,6 +43,8 @@ const char *model_supported_architectures(void);
 int model_load(const char *dir, const model_options *options, model **out, rotq_error *err);
 void model_free(model *m);
 const model_config *model_get_config(const model *m);
+/* Replaces the activation quantization settings of a loaded model (checked as model_load does). */
+int model_set_activation_quant(model *m, const activation_quant *quant, rotq_error *err);
 
 /* logits [n, vocab] (row-major doubles) of tokens[0..n) at positions 0..n-1, fresh sequence. */
 int model_forward(model *m, const int32_t *tokens, int n, double *logits, rotq_error *err);

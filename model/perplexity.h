@@ -12,12 +12,26 @@
 typedef struct perplexity_result {
   double nll;        /* mean negative log-likelihood, nats per token */
   double ppl;        /* exp(nll) */
+  double kl;         /* with a reference: mean KL(p_reference ‖ p_model) per predicted token, nats */
   size_t predicted;  /* tokens predicted */
   size_t segments;   /* segments evaluated */
 } perplexity_result;
 
 /* Called after each segment with the number done and the number to do. */
 typedef void (*perplexity_progress)(size_t done, size_t total, void *user);
+
+typedef struct perplexity_options {
+  int ctx;                      /* tokens of each segment, ≥ 2 */
+  size_t first_segment;         /* segments skipped (e.g. those used for calibration) */
+  size_t max_segments;          /* 0 = all from first_segment on */
+  model *reference;             /* NULL, or the model the KL is measured against (same vocab) */
+  perplexity_progress progress; /* NULL, or called after each segment */
+  void *user;
+} perplexity_options;
+
+/* perplexity_eval with a segment range and, with a reference, the KL divergence. */
+int perplexity_measure(model *m, const int32_t *tokens, size_t count, const perplexity_options *options,
+                       perplexity_result *out, rotq_error *err);
 
 /* Evaluates the first max_segments segments (0 = all) of tokens[0..count), ctx ≥ 2 tokens of
  * each. progress may be NULL. An out-of-vocabulary id is an error naming its position. */

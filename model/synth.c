@@ -11,16 +11,9 @@
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "linalg/rng.h"
+#include "model/synth_internal.h"
+#include "model/synth_outliers.h"
 
-typedef enum weight_kind { KIND_EMBEDDING, KIND_LINEAR, KIND_NORM, KIND_BIAS } weight_kind;
-
-/* One tensor to write: its layout and how its values are drawn. */
-typedef struct synth_tensor {
-  char name[96];
-  weight_kind kind;
-  int ndim;
-  int64_t shape[2]; /* [out, in] or [n] */
-} synth_tensor;
 
 /* The architecture's layout rules (as its transformers modeling file defines them). */
 typedef struct synth_family {
@@ -96,27 +89,36 @@ static void draw_values(const synth_tensor *t, uint64_t seed, int hidden, double
   for (const char *p = t->name; *p; p++) name_hash = (name_hash ^ (unsigned char)*p) * 1099511628211ULL;
   rng g;
   rng_seed(&g, seed ^ name_hash);
-  size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+  size_t n = synth_numel(t);
   for (size_t i = 0; i < n; i++) {
     double z = rng_gaussian(&g);
     switch (t->kind) {
     case KIND_EMBEDDING: values[i] = z / sqrt(hidden); break;
-    case KIND_LINEAR: values[i] = z / sqrt((double)t->shape[1]); break;
+    case KIND_LINEAR: values[i] = z / sqrt((double)t->shape[t->ndim - 1]); break;
     case KIND_NORM: values[i] = 1 + 0.2 * z; break;
     case KIND_BIAS: values[i] = 0.1 * z; break;
+    case KIND_A_LOG: values[i] = log(1 + 15 * rng_uniform(&g)); break;
+    case KIND_DT_BIAS: {
+      double dt = exp(log(0.001) + (log(0.1) - log(0.001)) * rng_uniform(&g));
+      values[i] = dt + log(-expm1(-dt)); /* softplus⁻¹(dt) */
+      break;
+    }
+    case KIND_SKIP: values[i] = 1 + 0.2 * z; break;
+    case KIND_NORM_DELTA: values[i] = 0.2 * z; break;
     }
   }
 }
 
-static int write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count,
-                         const char *dir, rotq_error *err) {
+int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
+                        rotq_error *err) {
   st_spec *specs = calloc(count, sizeof *specs);
   size_t largest = 1;
   for (size_t i = 0; specs && i < count; i++) {
     specs[i] = (st_spec){.name = tensors[i].name, .dtype = spec->dtype, .ndim = tensors[i].ndim};
     specs[i].shape[0] = tensors[i].shape[0];
     specs[i].shape[1] = tensors[i].shape[1];
-    size_t n = (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+    specs[i].shape[2] = tensors[i].shape[2];
+    size_t n = synth_numel(&tensors[i]);
     largest = n > largest ? n : largest;
   }
   double *values = malloc(largest * sizeof *values);
@@ -131,7 +133,8 @@ static int write_tensors(const synth_spec *spec, const synth_tensor *tensors, si
   int status = w ? 0 : -1;
   for (size_t i = 0; w && i < count && status == 0; i++) {
     draw_values(&tensors[i], spec->seed, spec->hidden_size, values);
-    size_t n = (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+    synth_plant_outliers(spec, &tensors[i], values);
+    size_t n = synth_numel(&tensors[i]);
     dtype_from_f64(spec->dtype, values, converted, n);
     status = st_writer_write(w, i, converted, err);
   }
@@ -205,8 +208,8 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
     if (spec->architecture && strcmp(spec->architecture, families[i].architecture) == 0) family = &families[i];
   if (!family) {
     rotq_fail(err, "synth: architecture '%s' is not one of LlamaForCausalLM, MistralForCausalLM, "
-                   "Qwen2ForCausalLM, Qwen3ForCausalLM",
-              spec->architecture ? spec->architecture : "(none)");
+                   "Qwen2ForCausalLM, Qwen3ForCausalLM, %s",
+              spec->architecture ? spec->architecture : "(none)", synth_family_list());
     return NULL;
   }
   if (spec->hidden_size < 1 || spec->intermediate_size < 1 || spec->num_layers < 1 ||
@@ -241,6 +244,7 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
 }
 
 int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
+  if (spec->architecture && synth_family_known(spec->architecture)) return synth_family_write(spec, dir, err);
   int head_dim = 0;
   const synth_family *family = check_spec(spec, &head_dim, err);
   if (!family) return -1;
@@ -253,7 +257,7 @@ int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
   cJSON *config = config_json(spec, family, head_dim);
   int status = config ? json_file_write(path, config, err) : rotq_fail(err, "%s: out of memory", path);
   cJSON_Delete(config);
-  if (status == 0) status = write_tensors(spec, tensors, count, dir, err);
+  if (status == 0) status = synth_write_tensors(spec, tensors, count, dir, err);
   free(tensors);
   return status;
 }

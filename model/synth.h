@@ -1,5 +1,6 @@
 /* Synthetic checkpoints: random weights in the exact HF layout (tensor names, config.json fields)
- * of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM, for tests and
+ * of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the families of
+ * synth_families.c (MoE, Phi-3, Gemma, OPT, Nemotron-H), for tests and
  * `rotq synth`. Scales are realistic: linear weights N(0, 1/in), embeddings N(0, 1/hidden), norm
  * weights 1 + 0.2·N(0, 1) (not ones, so norm fusion matters), biases 0.1·N(0, 1). Each tensor is
  * drawn from its own stream (seed and tensor name), so the output is a function of the spec. */
@@ -26,6 +27,21 @@ typedef struct synth_spec {
   bool attention_bias;      /* q/k/v/o_proj biases (Llama, Qwen3; Qwen2's q/k/v always have them) */
   bool mlp_bias;            /* gate/up/down_proj biases (Llama) */
   size_t max_shard_bytes;   /* 0 = default (5 GB) */
+  /* Mixture of experts (MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM): */
+  int num_experts;          /* 0 = 4 */
+  int num_experts_per_tok;  /* 0 = 2 */
+  int moe_intermediate_size; /* Qwen-MoE routed experts; 0 = intermediate_size (Mixtral: always) */
+  int shared_expert_intermediate_size; /* Qwen2-MoE; 0 = intermediate_size */
+  bool norm_topk_prob;      /* Qwen-MoE (Mixtral always renormalizes) */
+  int decoder_sparse_step;  /* Qwen-MoE: 0 = 1 (every layer sparse); 2 = odd layers dense */
+  /* Gemma-2/3 (Gemma2ForCausalLM, Gemma3ForCausalLM): */
+  int sliding_window;       /* 0 = 4096 */
+  int sliding_window_pattern; /* Gemma-3: every n-th layer global; 0 = 6 */
+  int query_pre_attn_scalar; /* 0 = head_dim */
+  /* Massive activations (model/synth_outliers.h): a few residual-stream channels made this many
+   * times larger through embed_tokens columns and down_proj rows, as in real LLMs. */
+  int outlier_channels;     /* 0 = none */
+  double outlier_scale;     /* 0 = 100 */
 } synth_spec;
 
 /* Writes config.json and the safetensors shards into dir (created if absent; it must not already

@@ -1,10 +1,27 @@
-/* QuaRotOnlineProcessor: the rotations that cannot be fused into weights alone. Its pre_run creates
- * the online matrices (Hadamard mode); its preprocess(layer) adds, to that layer's commands, the
- * weight half of each online rotation — W_down ← W_down·(R_m ⊗ R_n) (R4, Kronecker), W_o ←
- * W_o·(H_heads ⊗ I_head_dim) — whose activation half a serving engine (or rotq's forward pass, see
- * model/online_hooks.h) applies at inference; R3 (Hadamard on Q and K after RoPE) is activation
- * only. The export: rotation.json's "online" section, the online matrices as tensors, and a
- * compressed-tensors transform_config in config.json. */
+/* QuaRotOnlineProcessor: the rotations that cannot be fused into weights alone. Its pre_run
+ * creates the online matrices (Hadamard mode, seeded from the run's seed):
+ *
+ *   R4       x·(R_m ⊗ R_n) before down_proj; offline W_down ← W_down·(R_m ⊗ R_n)
+ *   R_heads  x·(R_heads ⊗ I_head_dim) before o_proj; offline W_o ← W_o·(R_heads ⊗ I_head_dim)
+ *   R3       q·R3 and k·R3 per head after RoPE; activation only (it cancels in q·kᵀ)
+ *
+ * and its preprocess(layer) adds the weight halves to that layer's commands; the activation
+ * halves are the serving engine's (rotq's forward pass applies them, see model/online_hooks.h).
+ *
+ * R4's split intermediate = m·n (m ≤ n): the largest m in {1, 2, 4k} with n in {1, 2, 4k ≤ 256}
+ * and Hadamard matrices of both orders constructible (msModelSlim's near-square rule: 12288 →
+ * 96·128, 17408 → 128·136, 4864 → 64·76; 172 → 1·172). With no such split, R4 is one rotation
+ * of order intermediate, which linalg makes H_2^k ⊗ (random orthogonal) when no Hadamard matrix
+ * of that order is constructible; the same fallback applies to R_heads and R3, and is reported.
+ *
+ * online_for "vllm" makes R4 = I ⊗ H_b, H_b the normalized Sylvester Hadamard of b = the largest
+ * power of two dividing intermediate (at most 2^15), and R3 the normalized Sylvester H_head_dim —
+ * the forms vLLM's kernel applies (see docs/online.md).
+ *
+ * The export: rotation.json's "online" section (each rotation's layers and recipe, which
+ * model_load rebuilds), the online matrices as tensors "<module>.<group>_<location>.weight"
+ * (each stored once, as √order·R: ±1 for Hadamard matrices), and quantization_config in
+ * config.json with a compressed-tensors transform_config. */
 #ifndef ROTQ_ROTATE_ONLINE_PROCESSOR_H
 #define ROTQ_ROTATE_ONLINE_PROCESSOR_H
 
@@ -16,8 +33,12 @@
 
 struct cJSON;
 
-/* Creates the online matrices for p's model. online_for: NULL, or "vllm" (R4 as normalized
- * Sylvester blocks, the form vLLM applies). */
+/* The compressed-tensors version the exported quantization_config declares. */
+#define ONLINE_COMPRESSED_TENSORS_VERSION "0.12.2"
+
+/* R4's split of intermediate into m·n (the rule above). */
+void online_kronecker_split(int intermediate, int *m, int *n);
+/* Creates the online matrices for p's model. online_for: NULL, or "vllm". */
 int online_pre_run(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err);
 /* Adds layer's online weight halves to its commands; call before processor_preprocess(layer). */
 int online_preprocess(quarot_processor *p, int layer, rotq_error *err);
@@ -27,7 +48,8 @@ size_t online_extra_tensor_count(const quarot_processor *p);
 size_t online_extra_tensor_specs(const quarot_processor *p, st_spec *specs);
 /* Writes the online tensors (after the layers). */
 int online_write_tensors(quarot_processor *p, rotq_error *err);
-/* Adds quantization_config.transform_config to config.json (no-op when off). */
+/* Adds quantization_config (with transform_config) to config.json (no-op when off); fails if
+ * the input already has a quantization_config. */
 int online_add_quantization_config(const quarot_processor *p, struct cJSON *config, rotq_error *err);
 /* rotation.json's "online" section (null when off). */
 struct cJSON *online_record(const quarot_processor *p);

@@ -1,9 +1,12 @@
 #include "rotate/quarot_processor.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/parallel.h"
+#include "rotate/pipeline.h"
 
 static int by_layer_then_name(const void *a, const void *b) {
   const rotate_command *x = a, *y = b;
@@ -34,19 +37,55 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
   return 0;
 }
 
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ROTQ_TIMING=1: the wall time of the transforms and each phase's share of the threads' time. */
+static void print_timing(const quarot_processor *p) {
+  const char *wanted = getenv("ROTQ_TIMING");
+  if (!wanted || !*wanted || strcmp(wanted, "0") == 0) return;
+  const transform_timing *t = &p->timing;
+  double total = t->read + t->compute + t->convert + t->write;
+  if (total <= 0) total = 1;
+  fprintf(stderr,
+          "rotq timing: transforms %.2f s wall, %d threads; thread time %.2f s: read %.2f s (%.0f%%), "
+          "compute %.2f s (%.0f%%), convert %.2f s (%.0f%%), write %.2f s (%.0f%%)\n",
+          p->elapsed, p->context.threads, t->read + t->compute + t->convert + t->write, t->read, 100 * t->read / total,
+          t->compute, 100 * t->compute / total, t->convert, 100 * t->convert / total, t->write, 100 * t->write / total);
+}
+
 void processor_free(quarot_processor *p) {
+  print_timing(p);
   commands_free(&p->commands);
   rotation_set_free(&p->matrices);
 }
 
-/* Executes every command of `layer` (-1 = pre-run). */
+/* The commands of `layer` (-1 = pre-run), in command order; *count of them. Caller frees. */
+static const rotate_command **layer_commands(const quarot_processor *p, int layer, size_t *count) {
+  const rotate_command **list = malloc((p->commands.count ? p->commands.count : 1) * sizeof *list);
+  *count = 0;
+  for (size_t i = 0; list && i < p->commands.count; i++)
+    if (p->commands.items[i].layer == layer) list[(*count)++] = &p->commands.items[i];
+  return list;
+}
+
+/* Executes every command of `layer` (-1 = pre-run), the next layer's tensors being read ahead. */
 static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
-  for (size_t i = 0; i < p->commands.count; i++) {
-    const rotate_command *c = &p->commands.items[i];
-    if (c->layer != layer) continue;
-    if (tensor_transform(&p->context, c, err) < 0) return -1;
+  double start = now_seconds();
+  size_t count, next_count;
+  const rotate_command **list = layer_commands(p, layer, &count), **next = layer_commands(p, layer + 1, &next_count);
+  int rc = list && next ? 0 : rotq_fail(err, "out of memory");
+  if (rc == 0) {
+    pipeline_prefetch(&p->context, next, next_count);
+    rc = pipeline_run(&p->context, list, count, &p->timing, err);
   }
-  return 0;
+  free(list);
+  free(next);
+  p->elapsed += now_seconds() - start;
+  return rc;
 }
 
 int processor_pre_run(quarot_processor *p, rotq_error *err) { return execute_layer(p, -1, err); }

@@ -1,7 +1,9 @@
 /* QuaRotProcessor: the seed's processor. pre_run() asks the adapter for the fuse map, bake names
  * and rotate pairs, turns them into commands, and executes the pre-run ones (embedding, lm_head,
  * final norm); preprocess(layer) filters the commands of "model.layers.{layer}" and executes
- * them. Only the tensor being transformed is in memory (plus the rotation matrices). */
+ * them through the pipeline (rotate/pipeline.h), after asking the kernel to read the next layer's
+ * tensors ahead. Only the pieces in flight are in memory (plus the rotation matrices).
+ * With ROTQ_TIMING=1 in the environment, processor_free prints where the time went to stderr. */
 #ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
 #define ROTQ_ROTATE_QUAROT_PROCESSOR_H
 
@@ -20,11 +22,14 @@ typedef struct quarot_processor {
   command_list commands;     /* sorted: pre-run tensors first, then by layer, then by name */
   transform_context context; /* writer set by the runner before pre_run */
   struct online_state *online; /* the online processor's matrices, or NULL */
+  transform_timing timing;   /* the pipeline threads' time, summed */
+  double elapsed;            /* seconds inside pre_run and preprocess */
 } quarot_processor;
 
 /* Creates the matrices and the commands (and checks them); nothing is written yet. */
 int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapter *adapter,
                    const rotation_config *config, uint64_t seed, int threads, rotq_error *err);
+/* Frees p; prints the timing first when ROTQ_TIMING is set. */
 void processor_free(quarot_processor *p);
 /* Executes the pre-run commands (tensors outside the decoder layers). */
 int processor_pre_run(quarot_processor *p, rotq_error *err);

@@ -1,8 +1,12 @@
 #include "rotate/rotate_command.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int residual_rotation_forbidden(const model_adapter *a, const rotate_command *embed, rotq_error *err);
+static int layer_norm_commands(command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err);
 
 static rotate_command *add_command(command_list *list, const char *name, const char *source, int layer) {
   if (list->count == list->capacity) {
@@ -50,6 +54,20 @@ static const rotation_rule *rule_for(const rotation_config *config, const char *
   return NULL;
 }
 
+/* For the adapter's v_proj when it is a fused qkv_proj: the output rotation acts on the V rows
+ * only, after the Q and K rows. */
+static void limit_to_v_rows(rotate_command *c, const model_adapter *a, const model_config *config) {
+  char module[TENSOR_NAME_MAX], v_module[TENSOR_NAME_MAX];
+  bool is_bias;
+  module_of(c->name, module, sizeof module, &is_bias);
+  if (!a->v_rows_after_qk || c->layer < 0) return;
+  adapter_layer_module(a, c->layer, a->v_proj, v_module, sizeof v_module);
+  if (strcmp(module, v_module) != 0) return;
+  long head_dim = adapter_head_dim(config);
+  c->output_row_begin = (long)(adapter_num_attention_heads(config) + adapter_num_key_value_heads(config)) * head_dim;
+  c->output_row_count = (long)adapter_num_key_value_heads(config) * head_dim;
+}
+
 /* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
 static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule,
                       const rotation_set *set, rotq_error *err) {
@@ -60,7 +78,10 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
     const rotation *r = rotation_set_get(set, side_name[side], c->layer, err);
     if (!r) return rotq_fail_context(err, "tensor '%s' (rule '%s')", c->name, rule->pattern);
     long n = rotation_dim(r);
-    long extent = side == 0 ? (t->ndim == 2 ? t->shape[1] : -1) : t->shape[0];
+    long extent = side == 0 ? (t->ndim == 2 ? t->shape[1] : -1) : c->output_row_count ? c->output_row_count : t->shape[0];
+    if (side == 1 && c->output_row_begin + c->output_row_count > t->shape[0])
+      return rotq_fail(err, "tensor '%s' (rule '%s'): %ld rows, fewer than the %ld Q, K and V rows of config.json",
+                       c->name, rule->pattern, (long)t->shape[0], c->output_row_begin + c->output_row_count);
     if (t->ndim < 1 || t->ndim > 2 || (side == 0 && t->ndim != 2))
       return rotq_fail(err, "tensor '%s' (rule '%s'): a %s rotation needs a 2-D [out, in] weight, shape has %d dims",
                        c->name, rule->pattern, side == 0 ? "input" : "output", t->ndim);
@@ -82,8 +103,12 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
 
 /* Marks norm (absolute module) as fused into the linears matching linears_glob (absolute,
  * '|'-separated). Errors if the norm or no linear exists. */
-static int fuse(command_list *list, const checkpoint *ck, const char *norm, const char *linears_glob,
-                rotq_error *err) {
+static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a, const char *norm,
+                const char *linears_glob, rotq_error *err) {
+  const char *dot = adapter_layer_of(a, norm) >= 0 ? strchr(norm + strlen(a->layer_prefix) + 1, '.') : NULL;
+  if (a->writer_output_norms && dot && pattern_matches(a->writer_output_norms, dot + 1))
+    return rotq_fail(err, "%s: norm '%s' normalizes a residual writer's output (%s): it feeds no linear and "
+                     "cannot be fused", ck->dir, norm, ck->config.architecture);
   char norm_weight[TENSOR_NAME_MAX];
   snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
   rotate_command *nc = commands_find(list, norm_weight);
@@ -136,7 +161,7 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
         for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
         absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
         adapter_layer_module(a, layer, r->norm, norm, sizeof norm);
-        if (fuse(list, ck, norm, glob, err) < 0) return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
+        if (fuse(list, ck, a, norm, glob, err) < 0) return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
       }
     } else {
       for (int f = 0; f < 4 && a->layer_fuse[f].norm; f++) {
@@ -148,7 +173,7 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
         for (char *tok = strtok(rel, "|"); tok && count < 16; tok = strtok(NULL, "|")) names[count++] = tok;
         absolute_glob(a, layer, names, count, glob, sizeof glob);
         adapter_layer_module(a, layer, a->layer_fuse[f].norm, norm, sizeof norm);
-        if (fuse(list, ck, norm, glob, err) < 0) return -1;
+        if (fuse(list, ck, a, norm, glob, err) < 0) return -1;
       }
     }
   }
@@ -158,10 +183,106 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
       const char *names[16];
       for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
       absolute_glob(a, -1, names, r->linear_count, glob, sizeof glob);
-      if (fuse(list, ck, r->norm, glob, err) < 0) return rotq_fail_context(err, "%s: lm_head_fuse", config->origin);
+      if (fuse(list, ck, a, r->norm, glob, err) < 0) return rotq_fail_context(err, "%s: lm_head_fuse", config->origin);
     }
-  } else if (fuse(list, ck, a->final_norm, a->lm_head, err) < 0) {
+  } else if (fuse(list, ck, a, a->final_norm, a->lm_head, err) < 0) {
     return -1;
+  }
+  return 0;
+}
+
+/* The unit w with R1ᵀ·u = u − 2w(wᵀu)... precisely: P = I − 2wwᵀ swaps u = 1/√n and a = R1ᵀ·u, so
+ * R1·P maps u to itself. NULL (and 0) when R1 already fixes u. */
+static int stream_reflection(const rotation *r1, int hidden, double **out, rotq_error *err) {
+  *out = NULL;
+  int n = rotation_dim(r1);
+  if (n != hidden)
+    return rotq_fail(err, "a LayerNorm model needs R1 of the hidden size (%d), not %d: its rotation must keep "
+                     "the mean direction", hidden, n);
+  double *w = malloc(sizeof(double) * (size_t)n);
+  if (!w) return rotq_fail(err, "out of memory");
+  double u = 1 / sqrt((double)n), length = 0;
+  for (int i = 0; i < n; i++) w[i] = u;
+  rotation_apply_rows_f64(r1, w, 1, (size_t)n, (size_t)n); /* the row uᵀ·R1 = (R1ᵀ·u)ᵀ */
+  for (int i = 0; i < n; i++) length += (w[i] - u) * (w[i] - u);
+  length = sqrt(length);
+  if (length < 1e-12) {
+    free(w);
+    return 0;
+  }
+  for (int i = 0; i < n; i++) w[i] = (w[i] - u) / length;
+  *out = w;
+  return 0;
+}
+
+/* "<module>.bias" of a tensor "<module>.weight" into out; false if name is not a weight. */
+static bool bias_name(const char *weight, char *out, size_t cap) {
+  size_t n = strlen(weight);
+  if (n < 7 || strcmp(weight + n - 7, ".weight") != 0) return false;
+  snprintf(out, cap, "%.*s.bias", (int)(n - 7), weight);
+  return true;
+}
+
+/* LayerNorm families: (1) the mean over the hidden dimension is baked into every residual writer
+ * (weight and bias) and the embeddings (tokens and positions), so the stream is centred and
+ * LayerNorm's centring does nothing; (2) each fused norm's bias β is folded into its readers'
+ * biases, b ← b + W·β with W the original weight, and reset to 0 — or, when a reader has no bias
+ * (lm_head), kept as β ← (β/γ)·R1, which the rotated readers W·diag(γ)·R1 turn back into W·β;
+ * (3) R1 becomes R1·(I − 2wwᵀ), which maps the ones direction to itself, so the rotated stream
+ * stays centred and LayerNorm's centring stays a no-op. */
+static int layer_norm_commands(command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err) {
+  char embed_weight[TENSOR_NAME_MAX], position_weight[TENSOR_NAME_MAX] = "";
+  snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
+  if (a->position_embed) snprintf(position_weight, sizeof position_weight, "%s.weight", a->position_embed);
+  for (size_t i = 0; i < list->count; i++) {
+    rotate_command *c = &list->items[i];
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    module_of(c->name, module, sizeof module, &is_bias);
+    c->bake_mean = adapter_is_writer(a, module) || strcmp(c->name, embed_weight) == 0 ||
+                   (position_weight[0] && strcmp(c->name, position_weight) == 0);
+  }
+  /* norm biases: folded when every reader of the norm has a bias, else kept */
+  for (size_t i = 0; i < list->count; i++) {
+    rotate_command *norm = &list->items[i];
+    char beta[TENSOR_NAME_MAX], reader_bias[TENSOR_NAME_MAX];
+    if (!norm->reset_norm || norm->is_bias || !bias_name(norm->name, beta, sizeof beta)) continue;
+    rotate_command *beta_command = commands_find(list, beta);
+    if (!beta_command) continue;
+    bool all_have_bias = true;
+    for (size_t j = 0; j < list->count; j++) {
+      const rotate_command *r = &list->items[j];
+      if (strcmp(r->fuse_norm, norm->name) == 0 && !r->is_bias &&
+          (!bias_name(r->name, reader_bias, sizeof reader_bias) || !commands_find(list, reader_bias)))
+        all_have_bias = false;
+    }
+    if (!all_have_bias) {
+      const rotate_command *embed = commands_find(list, embed_weight);
+      beta_command->keep_norm_bias = true;
+      snprintf(beta_command->fuse_norm, sizeof beta_command->fuse_norm, "%s", norm->name);
+      beta_command->input = embed->input;
+      snprintf(beta_command->input_name, sizeof beta_command->input_name, "%s", embed->input_name);
+      continue;
+    }
+    beta_command->reset_norm = true;
+    for (size_t j = 0; j < list->count; j++) {
+      const rotate_command *r = &list->items[j];
+      if (strcmp(r->fuse_norm, norm->name) != 0 || r->is_bias) continue;
+      bias_name(r->name, reader_bias, sizeof reader_bias);
+      rotate_command *b = commands_find(list, reader_bias);
+      snprintf(b->fold_norm_bias, sizeof b->fold_norm_bias, "%s", beta);
+      snprintf(b->fold_weight, sizeof b->fold_weight, "%s", r->source);
+    }
+  }
+  /* R1 keeps the ones direction */
+  const rotation *r1 = commands_find(list, embed_weight)->input;
+  if (!r1) return 0;
+  if (stream_reflection(r1, ck->config.hidden_size, &list->reflection, err) < 0) return -1;
+  for (size_t i = 0; list->reflection && i < list->count; i++) {
+    rotate_command *c = &list->items[i];
+    c->reflection = list->reflection;
+    c->reflect_input = c->input == r1;
+    c->reflect_output = c->output == r1;
   }
   return 0;
 }
@@ -197,6 +318,7 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     const rotation_rule *rule = rule_for(config, module);
     if (!rule) continue;
     rule_hits[rule - config->rules]++;
+    if (rule->output[0]) limit_to_v_rows(c, a, &ck->config);
     if (apply_rule(c, checkpoint_find(ck, c->source), rule, set, err) < 0) {
       free(rule_hits);
       goto fail;
@@ -213,15 +335,9 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
   }
   free(rule_hits);
 
+  if (residual_rotation_forbidden(a, commands_find(out, embed_weight), err) < 0) goto fail;
   if (build_fuse_map(out, ck, a, config, err) < 0) goto fail;
-  if (a->norm == NORM_LAYER)
-    for (size_t i = 0; i < out->count; i++) {
-      rotate_command *c = &out->items[i];
-      char module[TENSOR_NAME_MAX];
-      bool is_bias;
-      module_of(c->name, module, sizeof module, &is_bias);
-      c->bake_mean = adapter_is_writer(a, module) || strcmp(c->name, embed_weight) == 0;
-    }
+  if (a->norm == NORM_LAYER && layer_norm_commands(out, ck, a, err) < 0) goto fail;
   if (commands_check(out, a, err) < 0) goto fail;
   return 0;
 oom:
@@ -233,10 +349,22 @@ fail:
 
 void commands_free(command_list *list) {
   free(list->items);
+  free(list->reflection);
   memset(list, 0, sizeof *list);
 }
 
 static const char *matrix_label(const rotation *r, const char *name) { return r ? name : "none"; }
+
+/* Fails, naming why, when the adapter's family has norms on its writers' outputs (Gemma-2/3):
+ * no rotation of the residual stream (embed's input rotation) is exact there. 0 otherwise. */
+static int residual_rotation_forbidden(const model_adapter *a, const rotate_command *embed, rotq_error *err) {
+  if (!a->writer_output_norms || !embed->input) return 0;
+  return rotq_fail(err,
+                   "%s (%s) normalizes the outputs of its residual writers (%s) before adding them to the "
+                   "residual stream: a residual-stream rotation (%s on '%s') does not commute with those "
+                   "norms; use the built-in config 'gemma2' (R2 on v_proj/o_proj only)",
+                   a->family, a->architectures[0], a->writer_output_norms, embed->input_name, embed->name);
+}
 
 /* The command of module <layer>.<relative>.weight, or NULL. */
 static const rotate_command *layer_weight(const command_list *list, const model_adapter *a, int layer,
@@ -256,6 +384,13 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
   const char *r1_name = matrix_label(r1, embed->input_name);
   if (embed->output)
     return rotq_fail(err, "tensor '%s': the embedding takes its rotation on the input side [r1, null]", embed_weight);
+  if (r1 && residual_rotation_forbidden(a, embed, err) < 0) return -1;
+  char position_weight[TENSOR_NAME_MAX];
+  snprintf(position_weight, sizeof position_weight, "%s.weight", a->position_embed ? a->position_embed : "");
+  const rotate_command *position = a->position_embed ? commands_find(list, position_weight) : NULL;
+  if (position && (position->input != r1 || position->output))
+    return rotq_fail(err, "tensor '%s' adds to the residual stream: it must be rotated like the embedding [%s, null]",
+                     position_weight, r1_name);
 
   for (size_t i = 0; i < list->count; i++) {
     const rotate_command *c = &list->items[i];
@@ -292,7 +427,7 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
                          "they must be the same matrix",
                          c->name, c->output_name, o->name, matrix_label(o->input, o->input_name));
     }
-    if (!reader && c->input && strcmp(c->name, embed_weight) != 0) {
+    if (!reader && c->input && strcmp(c->name, embed_weight) != 0 && c != position) {
       char o_module[TENSOR_NAME_MAX];
       if (layer >= 0) adapter_layer_module(a, layer, a->o_proj, o_module, sizeof o_module);
       const rotate_command *v = layer >= 0 ? layer_weight(list, a, layer, a->v_proj) : NULL;

@@ -37,8 +37,19 @@ typedef struct rotate_command {
   bool reset_norm;                 /* a fused norm weight: becomes the identity (1, or 0 for 1+w norms) */
   char fuse_norm[TENSOR_NAME_MAX]; /* norm weight multiplied into this weight's columns, "" = none */
   bool bake_mean;
+  /* LayerNorm families (NORM_LAYER): */
+  char fold_norm_bias[TENSOR_NAME_MAX]; /* a reader's bias b ← b + W·β: β (the norm's bias), "" = none */
+  char fold_weight[TENSOR_NAME_MAX];    /*   and W, the reader's original weight */
+  bool keep_norm_bias;                  /* a norm bias whose readers have no bias (lm_head): kept as
+                                           β ← (β / γ)·R1, fuse_norm naming γ */
+  const double *reflection;             /* unit w: R1 is used as R1·(I − 2wwᵀ), which maps the ones
+                                           direction to itself (LayerNorm's centring stays a no-op);
+                                           on the input and/or output side, as reflect_* say */
+  bool reflect_input, reflect_output;
   const rotation *input;           /* Rin, or NULL */
   const rotation *output;          /* Rout, or NULL */
+  long output_row_begin, output_row_count; /* Rout acts on these rows only (count 0: all rows):
+                                              the V rows of a fused qkv_proj */
   char input_name[CONFIG_NAME_MAX], output_name[CONFIG_NAME_MAX]; /* matrix names, for the record */
   online_kind online;
   const rotation *online_rotation;
@@ -47,6 +58,7 @@ typedef struct rotate_command {
 typedef struct command_list {
   rotate_command *items;
   size_t count, capacity;
+  double *reflection;              /* owned: the LayerNorm families' w (see rotate_command) */
   int warning_count;
   char warnings[16][512];          /* rules that matched nothing, ... (also printed) */
 } command_list;

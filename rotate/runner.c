@@ -78,6 +78,8 @@ static cJSON *command_record(const rotate_command *c) {
   if (c->bake_mean) cJSON_AddBoolToObject(r, "mean_baked", 1);
   if (c->input) cJSON_AddStringToObject(r, "input", c->input_name);
   if (c->output) cJSON_AddStringToObject(r, "output", c->output_name);
+  if (c->online == ONLINE_INPUT) cJSON_AddStringToObject(r, "online_input", "down_proj R4 (weight half)");
+  if (c->online == ONLINE_INPUT_HEADS) cJSON_AddStringToObject(r, "online_input", "heads rotation (weight half)");
   return r;
 }
 

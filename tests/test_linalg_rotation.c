@@ -44,41 +44,62 @@ static double max_abs_difference(const double *a, const double *b, size_t count)
   return worst;
 }
 
-/* ‖RᵀR − I‖max, from R built in chunks of rows (x·R applied to rows of the identity); for large n,
- * the Gram entries of a random subset S of 48 columns against all columns (and the first and last
- * column), which keeps the memory at O(|S|·n). */
-static double orthogonality_by_chunks(const rotation *r) {
-  size_t n = (size_t)rotation_dim(r), chunk = 256;
+/* max |RᵀR − I| over the entries it checks. n ≤ 1024: all of them (R made dense). n ≤ 4864: R
+ * built in chunks of rows (x·R applied to rows of the identity), the Gram entries of 50 columns
+ * (first, last, random) against all columns. Larger n: the Gram matrix of 200 rows (first, last,
+ * random), and norms preserved (‖x·R‖ = ‖x‖) for 4 random vectors, which involve every entry. */
+static double orthogonality_check(const rotation *r) {
+  size_t n = (size_t)rotation_dim(r);
   if (n <= 1024) {
     double *d = dense_of(r), e = orthogonality_error((int)n, d);
     free(d);
     return e;
   }
-  size_t subset[50], count = 0;
+  size_t subset[200], count = n <= 4864 ? 50 : 200, chunk = n <= 4864 ? 256 : count;
   rng g;
   rng_seed(&g, n);
-  subset[count++] = 0;
-  subset[count++] = n - 1;
-  while (count < 50) subset[count++] = (size_t)(rng_uniform(&g) * (double)n);
+  subset[0] = 0;
+  subset[1] = n - 1;
+  for (size_t s = 2; s < count; s++) subset[s] = (size_t)(rng_uniform(&g) * (double)n);
   double *rows = malloc(sizeof *rows * chunk * n), *picked = malloc(sizeof *picked * chunk * count);
-  double *gram = calloc(count * n, sizeof *gram);
-  for (size_t c0 = 0; c0 < n; c0 += chunk) {
-    size_t len = n - c0 < chunk ? n - c0 : chunk;
-    memset(rows, 0, sizeof *rows * len * n);
-    for (size_t i = 0; i < len; i++) rows[i * n + c0 + i] = 1.0;
-    rotation_apply_rows_f64(r, rows, len, n, n); /* rows c0 .. c0+len of R */
-    for (size_t i = 0; i < len; i++)
-      for (size_t s = 0; s < count; s++) picked[i * count + s] = rows[i * n + subset[s]];
-    /* gram[s][j] += Σ_i R[i][S_s]·R[i][j] */
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)count, (int)n, (int)len, 1.0, picked, (int)count,
-                rows, (int)n, 1.0, gram, (int)n);
-  }
-  double worst = 0;
-  for (size_t s = 0; s < count; s++)
-    for (size_t j = 0; j < n; j++) {
-      double e = fabs(gram[s * n + j] - (j == subset[s]));
+  double *gram = calloc(count * n, sizeof *gram), worst = 0;
+  if (n <= 4864) {
+    for (size_t c0 = 0; c0 < n; c0 += chunk) {
+      size_t len = n - c0 < chunk ? n - c0 : chunk;
+      memset(rows, 0, sizeof *rows * len * n);
+      for (size_t i = 0; i < len; i++) rows[i * n + c0 + i] = 1.0;
+      rotation_apply_rows_f64(r, rows, len, n, n); /* rows c0 .. c0+len of R */
+      for (size_t i = 0; i < len; i++)
+        for (size_t s = 0; s < count; s++) picked[i * count + s] = rows[i * n + subset[s]];
+      /* gram[s][j] += Σ_i R[i][S_s]·R[i][j] */
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)count, (int)n, (int)len, 1.0, picked,
+                  (int)count, rows, (int)n, 1.0, gram, (int)n);
+    }
+    for (size_t s = 0; s < count; s++)
+      for (size_t j = 0; j < n; j++) {
+        double e = fabs(gram[s * n + j] - (j == subset[s]));
+        if (!(e <= worst)) worst = e;
+      }
+  } else {
+    memset(rows, 0, sizeof *rows * count * n);
+    for (size_t s = 0; s < count; s++) rows[s * n + subset[s]] = 1.0;
+    rotation_apply_rows_f64(r, rows, count, n, n); /* rows S of R */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)count, (int)n, 1.0, rows, (int)n,
+                rows, (int)n, 0.0, gram, (int)count);
+    for (size_t s = 0; s < count; s++)
+      for (size_t t = 0; t < count; t++) {
+        double e = fabs(gram[s * count + t] - (subset[s] == subset[t]));
+        if (!(e <= worst)) worst = e;
+      }
+    double *probe = random_matrix(4 * n, n);
+    for (int p = 0; p < 4; p++) {
+      double before = cblas_ddot((int)n, probe + p * n, 1, probe + p * n, 1);
+      rotation_apply_rows_f64(r, probe + p * n, 1, n, n);
+      double e = fabs(cblas_ddot((int)n, probe + p * n, 1, probe + p * n, 1) / before - 1);
       if (!(e <= worst)) worst = e;
     }
+    free(probe);
+  }
   free(rows), free(picked), free(gram);
   return worst;
 }
@@ -91,7 +112,7 @@ static void test_orthogonal_in_every_mode(void **state) {
       if (mode == ROTATION_ORTHOGONAL && sizes[i] > 2816) continue; /* dense QR: O(n³) */
       rotation *r = make(sizes[i], (rotation_mode)mode, 42, 0);
       assert_false(rotation_is_fallback(r));
-      double e = orthogonality_by_chunks(r);
+      double e = orthogonality_check(r);
       if (!(e < 1e-12)) fail_msg("%s of order %d: max |RᵀR - I| = %g", rotation_describe(r), sizes[i], e);
       rotation_free(r);
     }
@@ -104,12 +125,12 @@ static void dense_reference(const double *rd, int n, const double *w, double *ou
   memcpy(out, w, sizeof *out * rows * ld);
   if (rows_mode)
     for (size_t c0 = 0; c0 < cols; c0 += (size_t)n)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0, w + c0, (int)ld, rd, n, 0.0,
-                  out + c0, (int)ld);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0, w + c0, (int)ld, rd, n,
+                  0.0, out + c0, (int)ld);
   else
     for (size_t g = 0; g < rows; g += (size_t)n)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, (int)cols, n, 1.0, rd, n, w + g * ld, (int)ld, 0.0,
-                  out + g * ld, (int)ld);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, (int)cols, n, 1.0, rd, n, w + g * ld, (int)ld,
+                  0.0, out + g * ld, (int)ld);
 }
 
 /* apply_rows and apply_cols against the dense products, f64 (1e-12) and f32 (1e-5), with a row
@@ -119,8 +140,8 @@ static void check_apply(const rotation *r) {
   double *rd = dense_of(r);
   for (int rows_mode = 0; rows_mode <= 1; rows_mode++) {
     size_t rows = rows_mode ? 5 : 3 * (size_t)n, cols = rows_mode ? 3 * (size_t)n : 37, ld = cols + 3;
-    double *w = random_matrix(rows * ld, (uint64_t)n * 7 + rows_mode), *expected = malloc(sizeof *w * rows * ld),
-           *got = malloc(sizeof *w * rows * ld);
+    double *w = random_matrix(rows * ld, (uint64_t)n * 7 + rows_mode),
+           *expected = malloc(sizeof *w * rows * ld), *got = malloc(sizeof *w * rows * ld);
     float *got32 = malloc(sizeof *got32 * rows * ld);
     dense_reference(rd, n, w, expected, rows, cols, ld, rows_mode);
     memcpy(got, w, sizeof *w * rows * ld);
@@ -138,9 +159,11 @@ static void check_apply(const rotation *r) {
       if (!(d <= e32)) e32 = d;
     }
     if (!(e < 1e-12) || !(e32 < 1e-5))
-      fail_msg("%s, %s: f64 error %g, f32 error %g", rotation_describe(r), rows_mode ? "rows" : "cols", e, e32);
+      fail_msg("%s, %s: f64 error %g, f32 error %g", rotation_describe(r), rows_mode ? "rows" : "cols", e,
+               e32);
     for (size_t i = 0; i < rows; i++)
-      for (size_t j = cols; j < ld; j++) assert_true(got[i * ld + j] == w[i * ld + j] && got32[i * ld + j] == (float)w[i * ld + j]);
+      for (size_t j = cols; j < ld; j++)
+        assert_true(got[i * ld + j] == w[i * ld + j] && got32[i * ld + j] == (float)w[i * ld + j]);
     free(w), free(expected), free(got), free(got32);
   }
   free(rd);
@@ -237,7 +260,7 @@ static void test_fallback(void **state) {
       rotation *r = make(sizes[i], (rotation_mode)mode, 1, 0);
       assert_true(rotation_is_fallback(r));
       assert_non_null(strstr(rotation_describe(r), "fallback"));
-      double e = orthogonality_by_chunks(r);
+      double e = orthogonality_check(r);
       if (!(e < 1e-12)) fail_msg("%s: max |RᵀR - I| = %g", rotation_describe(r), e);
       if (sizes[i] <= 428) check_apply(r);
       cJSON *j = rotation_to_json(r);

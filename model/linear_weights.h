@@ -1,0 +1,26 @@
+/* Inside model/: the decoder linears that read each linear input (model/transformer.h), for the
+ * code that quantizes or measures weights by the activation they multiply. */
+#ifndef ROTQ_MODEL_LINEAR_WEIGHTS_H
+#define ROTQ_MODEL_LINEAR_WEIGHTS_H
+
+#include "model/transformer.h"
+
+/* A decoder linear's weight [out_dim, in_dim], in the model's element type. */
+typedef struct linear_weight {
+  void *weight;
+  int out_dim, in_dim;
+  const char *name; /* "q_proj", ... */
+} linear_weight;
+
+#define MAX_LINEARS_PER_INPUT 3
+
+/* The linears reading `input` in layer l, into out[MAX_LINEARS_PER_INPUT]; returns how many (0 for
+ * the MLP inputs of a layer without a dense MLP). */
+int linears_of(const model *m, int l, linear_input input, linear_weight *out);
+
+/* Element i of a weight, widened to double. */
+static inline double linear_weight_at(const model *m, const linear_weight *w, size_t i) {
+  return m->f32 ? ((const float *)w->weight)[i] : ((const double *)w->weight)[i];
+}
+
+#endif

@@ -1,0 +1,134 @@
+/* Reading the MoE blocks of Mixtral, Qwen2-MoE and Qwen3-MoE checkpoints (see moe.h). */
+#include "model/moe.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "model/load_weight.h"
+
+/* An integer field of config.json, fallback when absent (transformers' config defaults). */
+static int int_field(const model_config *c, const char *key, long fallback, long minimum, long *value,
+                     rotq_error *err) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(c->json, key);
+  if (!item || cJSON_IsNull(item)) {
+    *value = fallback;
+    return 0;
+  }
+  if (model_config_int(c, key, value, err) != 0) return -1;
+  if (*value < minimum) return rotq_fail(err, "%s: field '%s' must be at least %ld", c->path, key, minimum);
+  return 0;
+}
+
+/* Qwen-MoE: a layer is sparse unless listed in mlp_only_layers or off the decoder_sparse_step. */
+static int qwen_layer_is_sparse(const model_config *c, int layer, bool *sparse, rotq_error *err) {
+  long step;
+  if (int_field(c, "decoder_sparse_step", 1, 1, &step, err) != 0) return -1;
+  *sparse = (layer + 1) % step == 0;
+  const cJSON *only = cJSON_GetObjectItemCaseSensitive(c->json, "mlp_only_layers");
+  if (only && !cJSON_IsNull(only) && !cJSON_IsArray(only))
+    return rotq_fail(err, "%s: field 'mlp_only_layers' is not a list", c->path);
+  const cJSON *item;
+  cJSON_ArrayForEach(item, only) {
+    if (!cJSON_IsNumber(item)) return rotq_fail(err, "%s: field 'mlp_only_layers' holds a non-number", c->path);
+    if ((int)item->valuedouble == layer) *sparse = false;
+  }
+  return 0;
+}
+
+static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const char *names[3],
+                       int64_t hidden, int64_t intermediate, expert_weights *e, rotq_error *err) {
+  char name[320];
+  snprintf(name, sizeof name, "%s.%s.weight", prefix, names[0]);
+  if (model_read_weight(ck, f32, name, intermediate, hidden, &e->w_gate, err) != 0) return -1;
+  snprintf(name, sizeof name, "%s.%s.weight", prefix, names[1]);
+  if (model_read_weight(ck, f32, name, intermediate, hidden, &e->w_up, err) != 0) return -1;
+  snprintf(name, sizeof name, "%s.%s.weight", prefix, names[2]);
+  return model_read_weight(ck, f32, name, hidden, intermediate, &e->w_down, err);
+}
+
+/* The block's sizes from config.json; *sparse false for a dense Qwen layer. */
+static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weights *moe, bool *sparse,
+                      rotq_error *err) {
+  long experts, top_k, intermediate, shared = 0;
+  bool mixtral = kind == MOE_MIXTRAL;
+  *sparse = true;
+  if (!mixtral && qwen_layer_is_sparse(c, layer, sparse, err) != 0) return -1;
+  if (int_field(c, mixtral ? "num_local_experts" : "num_experts", mixtral ? 8 : kind == MOE_QWEN2 ? 60 : 128, 1,
+                &experts, err) != 0 ||
+      int_field(c, "num_experts_per_tok", mixtral ? 2 : kind == MOE_QWEN2 ? 4 : 8, 1, &top_k, err) != 0)
+    return -1;
+  if (mixtral) intermediate = c->intermediate_size;
+  else if (int_field(c, "moe_intermediate_size", kind == MOE_QWEN2 ? 1408 : 768, 1, &intermediate, err) != 0)
+    return -1;
+  if (kind == MOE_QWEN2 && int_field(c, "shared_expert_intermediate_size", 5632, 1, &shared, err) != 0) return -1;
+  if (top_k > experts)
+    return rotq_fail(err, "%s: num_experts_per_tok %ld exceeds the %ld experts", c->path, top_k, experts);
+  if (intermediate < 1) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
+  const cJSON *norm = cJSON_GetObjectItemCaseSensitive(c->json, "norm_topk_prob");
+  if (norm && !cJSON_IsNull(norm) && !cJSON_IsBool(norm))
+    return rotq_fail(err, "%s: field 'norm_topk_prob' is not true or false", c->path);
+  moe->experts = (int)experts;
+  moe->top_k = (int)top_k;
+  moe->intermediate = (int)intermediate;
+  moe->shared_intermediate = (int)shared;
+  moe->normalize_top_k = mixtral || cJSON_IsTrue(norm);
+  return 0;
+}
+
+int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out,
+                   rotq_error *err) {
+  *out = NULL;
+  const model_config *c = &ck->config;
+  moe_weights *moe = calloc(1, sizeof *moe);
+  if (!moe) return rotq_fail(err, "out of memory");
+  bool sparse;
+  if (read_sizes(c, kind, layer, moe, &sparse, err) != 0 || !sparse) {
+    free(moe);
+    return sparse ? -1 : 0;
+  }
+  moe->expert = calloc((size_t)moe->experts, sizeof *moe->expert);
+  if (!moe->expert) {
+    free(moe);
+    return rotq_fail(err, "out of memory");
+  }
+  const bool mixtral = kind == MOE_MIXTRAL;
+  const char *block = mixtral ? "block_sparse_moe" : "mlp";
+  static const char *mixtral_names[3] = {"w1", "w3", "w2"}, *qwen_names[3] = {"gate_proj", "up_proj", "down_proj"};
+  char name[320];
+  snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", layer, block);
+  int rc = model_read_weight(ck, f32, name, moe->experts, c->hidden_size, &moe->router, err);
+  for (int e = 0; rc == 0 && e < moe->experts; e++) {
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d", layer, block, e);
+    rc = read_expert(ck, f32, name, mixtral ? mixtral_names : qwen_names, c->hidden_size, moe->intermediate,
+                     &moe->expert[e], err);
+  }
+  if (rc == 0 && moe->shared_intermediate) {
+    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert", layer);
+    rc = read_expert(ck, f32, name, qwen_names, c->hidden_size, moe->shared_intermediate, &moe->shared, err);
+    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert_gate.weight", layer);
+    if (rc == 0) rc = model_read_weight(ck, f32, name, 1, c->hidden_size, &moe->shared_gate, err);
+  }
+  if (rc != 0) {
+    moe_free(moe);
+    return -1;
+  }
+  *out = moe;
+  return 0;
+}
+
+static void free_expert(expert_weights *e) {
+  free(e->w_gate);
+  free(e->w_up);
+  free(e->w_down);
+}
+
+void moe_free(moe_weights *moe) {
+  if (!moe) return;
+  for (int e = 0; moe->expert && e < moe->experts; e++) free_expert(&moe->expert[e]);
+  free(moe->expert);
+  free_expert(&moe->shared);
+  free(moe->router);
+  free(moe->shared_gate);
+  free(moe);
+}

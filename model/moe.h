@@ -1,0 +1,46 @@
+/* Sparse mixture-of-experts MLPs (Mixtral, Qwen2-MoE, Qwen3-MoE) as transformers computes them:
+ * router logits = x·routerᵀ; p = softmax(logits) (over all experts); the top_k experts by p are
+ * run, each a SwiGLU MLP down(silu(gate(x))·up(x)), and summed weighted by p — renormalized over
+ * the top k when normalize_top_k (Mixtral always; Qwen when norm_topk_prob). Qwen2-MoE adds a
+ * shared expert on every token, scaled by sigmoid(x·shared_gateᵀ).
+ *
+ * Tensor names (relative to model.layers.{i}):
+ *   Mixtral   block_sparse_moe.gate [experts, hidden]; block_sparse_moe.experts.{e}.w1 (gate),
+ *             .w3 (up) [inter, hidden], .w2 (down) [hidden, inter]
+ *   Qwen-MoE  mlp.gate [experts, hidden]; mlp.experts.{e}.gate_proj/up_proj/down_proj;
+ *             Qwen2-MoE also mlp.shared_expert.gate_proj/up_proj/down_proj, mlp.shared_expert_gate [1, hidden] */
+#ifndef ROTQ_MODEL_MOE_H
+#define ROTQ_MODEL_MOE_H
+
+#include <stdbool.h>
+
+#include "common/error.h"
+#include "io/checkpoint.h"
+
+typedef enum moe_kind { MOE_NONE, MOE_MIXTRAL, MOE_QWEN2, MOE_QWEN3 } moe_kind;
+
+typedef struct expert_weights {
+  void *w_gate; /* gate_proj / w1  [intermediate, hidden] */
+  void *w_up;   /* up_proj / w3    [intermediate, hidden] */
+  void *w_down; /* down_proj / w2  [hidden, intermediate] */
+} expert_weights;
+
+typedef struct moe_weights {
+  int experts, top_k;
+  int intermediate;        /* of each routed expert */
+  bool normalize_top_k;    /* renormalize the top-k probabilities to sum 1 */
+  void *router;            /* [experts, hidden] */
+  expert_weights *expert;  /* [experts] */
+  int shared_intermediate; /* Qwen2-MoE's shared expert, 0 = none */
+  expert_weights shared;
+  void *shared_gate;       /* [1, hidden] */
+} moe_weights;
+
+/* The layer's MoE block, or *out = NULL for a dense layer (Qwen's mlp_only_layers and
+ * decoder_sparse_step), read from the checkpoint in the compute type. Config fields are
+ * checked; errors name config.json or the tensor. */
+int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out,
+                   rotq_error *err);
+void moe_free(moe_weights *moe);
+
+#endif

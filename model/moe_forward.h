@@ -1,0 +1,99 @@
+/* The sparse MoE block of the forward pass (see model/moe.h), included by forward.h after its
+ * helpers (linear, linear_input, swiglu) and compiled with it for each scalar type `real`.
+ * The softmax over the router logits and the routing weights are computed in double (transformers
+ * computes them in float32 whatever the model's dtype; the difference is ~1e-7 of a weight). */
+
+/* out [rows, hidden] = down(silu(gate(x))·up(x)) of x [rows, hidden]; gate, up [rows, inter] are
+ * scratch. True when the observer ended the pass at the down projection's input. */
+static bool TYPED(expert_mlp)(real *out, const real *x, const expert_weights *e, int rows, int hidden,
+                              int inter, real *gate, real *up, const model *m, int layer) {
+  TYPED(linear)(gate, x, e->w_gate, NULL, rows, hidden, inter);
+  TYPED(linear)(up, x, e->w_up, NULL, rows, hidden, inter);
+  TYPED(swiglu)(gate, up, (size_t)rows * inter);
+  if (TYPED(linear_input)(m, layer, INPUT_DOWN_PROJ, gate, rows, inter)) return true;
+  TYPED(linear)(out, gate, e->w_down, NULL, rows, inter, hidden);
+  return false;
+}
+
+/* routing [n, experts]: the weight of each expert for each token — softmax of the router logits
+ * over all experts, kept for the top_k largest (renormalized to sum 1 if normalize_top_k), 0
+ * elsewhere. logits [n, experts] are the router's outputs; chosen [experts] is scratch. */
+static void TYPED(route_tokens)(double *routing, const real *logits, const moe_weights *moe, int n,
+                                bool *chosen) {
+  const int experts = moe->experts;
+  for (int t = 0; t < n; t++) {
+    const real *l = logits + (size_t)t * experts;
+    double *p = routing + (size_t)t * experts;
+    double max = l[0], sum = 0;
+    for (int e = 1; e < experts; e++) max = l[e] > max ? l[e] : max;
+    for (int e = 0; e < experts; e++) sum += p[e] = exp(l[e] - max);
+    for (int e = 0; e < experts; e++) p[e] /= sum;
+    /* top_k by repeated selection of the largest unchosen probability (ties: lowest index) */
+    for (int e = 0; e < experts; e++) chosen[e] = false;
+    double kept = 0;
+    for (int k = 0; k < moe->top_k; k++) {
+      int best = -1;
+      for (int e = 0; e < experts; e++)
+        if (!chosen[e] && (best < 0 || p[e] > p[best])) best = e;
+      chosen[best] = true;
+      kept += p[best];
+    }
+    for (int e = 0; e < experts; e++) p[e] = !chosen[e] ? 0 : moe->normalize_top_k ? p[e] / kept : p[e];
+  }
+}
+
+/* out [n, hidden] = Σ over each token's top-k experts of weight · expert(x), plus for Qwen2-MoE
+ * sigmoid(x·shared_gateᵀ) · shared_expert(x); x [n, hidden] is the normalized stream. Experts run in
+ * index order on the tokens routed to them, as transformers' loop does. 0, 1 when the observer ended
+ * the pass, -1 when out of memory. */
+static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, int n, const model *m,
+                            int layer) {
+  const int hidden = m->config.hidden_size, experts = moe->experts;
+  const int inter = moe->intermediate > moe->shared_intermediate ? moe->intermediate : moe->shared_intermediate;
+  real *logits = malloc(sizeof(real) * n * (experts > 1 ? experts : 1)); /* router output [n, experts] */
+  double *routing = malloc(sizeof(double) * n * experts);                /* routing weights [n, experts] */
+  int *token = malloc(sizeof(int) * n);                                  /* tokens of one expert */
+  bool *chosen = malloc(sizeof(bool) * experts);                         /* top-k flags of one token */
+  real *routed = malloc(sizeof(real) * n * hidden);                      /* their inputs [count, hidden] */
+  real *expert_out = malloc(sizeof(real) * n * hidden);                  /* expert output [count, hidden] */
+  real *gate = malloc(sizeof(real) * n * inter), *up = malloc(sizeof(real) * n * inter); /* [count, inter] */
+  int status = !logits || !routing || !token || !chosen || !routed || !expert_out || !gate || !up ? -1 : 0;
+  if (status == 0) {
+    TYPED(linear)(logits, x, moe->router, NULL, n, hidden, experts);
+    TYPED(route_tokens)(routing, logits, moe, n, chosen);
+    memset(out, 0, sizeof(real) * n * hidden);
+  }
+  for (int e = 0; status == 0 && e < experts; e++) {
+    int count = 0;
+    for (int t = 0; t < n; t++)
+      if (routing[(size_t)t * experts + e] > 0) {
+        memcpy(routed + (size_t)count * hidden, x + (size_t)t * hidden, sizeof(real) * hidden);
+        token[count++] = t;
+      }
+    if (count == 0) continue;
+    if (TYPED(expert_mlp)(expert_out, routed, &moe->expert[e], count, hidden, moe->intermediate, gate, up, m, layer))
+      status = 1;
+    for (int i = 0; status == 0 && i < count; i++) {
+      real weight = (real)routing[(size_t)token[i] * experts + e];
+      for (int j = 0; j < hidden; j++) out[(size_t)token[i] * hidden + j] += weight * expert_out[(size_t)i * hidden + j];
+    }
+  }
+  if (status == 0 && moe->shared_intermediate) {
+    if (TYPED(expert_mlp)(expert_out, x, &moe->shared, n, hidden, moe->shared_intermediate, gate, up, m, layer))
+      status = 1;
+    TYPED(linear)(logits, x, moe->shared_gate, NULL, n, hidden, 1);
+    for (int t = 0; status == 0 && t < n; t++) {
+      real weight = (real)(1 / (1 + exp(-(double)logits[t])));
+      for (int j = 0; j < hidden; j++) out[(size_t)t * hidden + j] += weight * expert_out[(size_t)t * hidden + j];
+    }
+  }
+  free(logits);
+  free(routing);
+  free(token);
+  free(chosen);
+  free(routed);
+  free(expert_out);
+  free(gate);
+  free(up);
+  return status;
+}
