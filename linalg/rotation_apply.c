@@ -3,7 +3,9 @@
  * small GEMM, dense and file rotations through GEMM, Kronecker products as Aᵀ·X·B. The output
  * side works in place on wide tiles of columns with the columns as vector lanes, so it costs about
  * what the input side does. Scratch memory is per call: concurrent calls on disjoint data are
- * safe. */
+ * safe. Hadamard rotations give bitwise the same result however the caller splits rows or columns
+ * (and on every instruction set); dense products go through OpenBLAS, whose last bits can change
+ * with the shape of the call, hence with the split. */
 #include <assert.h>
 #include <cblas.h>
 #include <stdio.h>

@@ -10,6 +10,7 @@
 #include "model/quantize_model.h"
 #include "model/gemma.h"
 #include "model/load_weight.h"
+#include "model/opt.h"
 #include "model/online_hooks.h"
 #include "model/rope.h"
 #include "model/transformer.h"
@@ -39,13 +40,14 @@ static const architecture architectures[] = {
     {"GemmaForCausalLM", false, true, false, false, false, MOE_NONE, false, 1},
     {"Gemma2ForCausalLM", false, true, false, false, false, MOE_NONE, false, 2},
     {"Gemma3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 3},
+    {"OPTForCausalLM", false, false, false, false, false, MOE_NONE, false, 0}, /* model/opt.h */
 };
 #define ARCHITECTURE_COUNT (sizeof architectures / sizeof architectures[0])
 
 const char *model_supported_architectures(void) {
   return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
          "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
-         "Gemma3ForCausalLM";
+         "Gemma3ForCausalLM, OPTForCausalLM";
 }
 
 static const architecture *find_architecture(const char *name) {
@@ -249,10 +251,11 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     rotq_fail(err, "%s: out of memory", dir);
   } else {
     m->f32 = options && options->f32;
-    status = check_config(&ck.config, arch, m, err) != 0 ||
+    const bool opt = strcmp(arch->name, "OPTForCausalLM") == 0;
+    status = (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
                      rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
                      activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
-                     read_weights(&ck, arch, m, err) != 0 ||
+                     (opt ? opt_read_weights(&ck, m, err) : read_weights(&ck, arch, m, err)) != 0 ||
                      (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
                  ? -1
                  : 0;
@@ -289,6 +292,8 @@ void model_free(model *m) {
     moe_free(w->moe);
     free(w->post_attn_norm);
     free(w->post_mlp_norm);
+    free(w->attn_norm_bias);
+    free(w->mlp_norm_bias);
   }
   free(m->layers);
   if (m->lm_head != m->embed) free(m->lm_head);
@@ -297,6 +302,8 @@ void model_free(model *m) {
   free(m->inv_freq);
   free(m->inv_freq_local);
   free(m->layer_window);
+  free(m->final_norm_bias);
+  free(m->positions);
   online_hooks_free(m->online);
   model_config_free(&m->config);
   free(m);

@@ -3,11 +3,14 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/parallel.h"
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "linalg/rng.h"
@@ -83,23 +86,25 @@ static size_t list_tensors(const synth_spec *spec, const synth_family *family, i
   return n;
 }
 
-/* The tensor's values, drawn from a stream seeded by the spec's seed and the tensor's name. */
-static void draw_values(const synth_tensor *t, uint64_t seed, int hidden, double *values) {
+/* The tensor's stream, seeded by the spec's seed and the tensor's name. */
+static void seed_stream(const synth_tensor *t, uint64_t seed, rng *g) {
   uint64_t name_hash = 1469598103934665603ULL; /* FNV-1a */
   for (const char *p = t->name; *p; p++) name_hash = (name_hash ^ (unsigned char)*p) * 1099511628211ULL;
-  rng g;
-  rng_seed(&g, seed ^ name_hash);
-  size_t n = synth_numel(t);
+  rng_seed(g, seed ^ name_hash);
+}
+
+/* The next n values of tensor t, drawn from its stream g. */
+static void draw_values(const synth_tensor *t, rng *g, int hidden, double *values, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    double z = rng_gaussian(&g);
+    double z = rng_gaussian(g);
     switch (t->kind) {
     case KIND_EMBEDDING: values[i] = z / sqrt(hidden); break;
     case KIND_LINEAR: values[i] = z / sqrt((double)t->shape[t->ndim - 1]); break;
     case KIND_NORM: values[i] = 1 + 0.2 * z; break;
     case KIND_BIAS: values[i] = 0.1 * z; break;
-    case KIND_A_LOG: values[i] = log(1 + 15 * rng_uniform(&g)); break;
+    case KIND_A_LOG: values[i] = log(1 + 15 * rng_uniform(g)); break;
     case KIND_DT_BIAS: {
-      double dt = exp(log(0.001) + (log(0.1) - log(0.001)) * rng_uniform(&g));
+      double dt = exp(log(0.001) + (log(0.1) - log(0.001)) * rng_uniform(g));
       values[i] = dt + log(-expm1(-dt)); /* softplus⁻¹(dt) */
       break;
     }
@@ -109,45 +114,125 @@ static void draw_values(const synth_tensor *t, uint64_t seed, int hidden, double
   }
 }
 
-int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
-                        rotq_error *err) {
-  st_spec *specs = calloc(count, sizeof *specs);
-  size_t largest = 1;
-  for (size_t i = 0; specs && i < count; i++) {
-    specs[i] = (st_spec){.name = tensors[i].name, .dtype = spec->dtype, .ndim = tensors[i].ndim};
-    specs[i].shape[0] = tensors[i].shape[0];
-    specs[i].shape[1] = tensors[i].shape[1];
-    specs[i].shape[2] = tensors[i].shape[2];
-    size_t n = synth_numel(&tensors[i]);
-    largest = n > largest ? n : largest;
+/* Values each thread draws, converts and writes at a time (whole rows). */
+#define CHUNK_VALUES ((size_t)1 << 20)
+
+/* The tensors of one synth_write_tensors call, shared by its threads. */
+typedef struct synth_batch {
+  const synth_spec *spec;
+  const synth_tensor *tensors;
+  size_t *order;        /* tensor indices, largest first, so that the big ones start early */
+  size_t count;
+  size_t chunk_values;  /* the largest chunk of any tensor */
+  st_writer *writer;
+  atomic_size_t next;   /* the next entry of order to take */
+  atomic_bool failed;
+  pthread_mutex_t lock; /* guards error */
+  rotq_error error;
+} synth_batch;
+
+/* Rows of tensor t per chunk, and the values of one row. */
+static size_t chunk_rows(const synth_tensor *t, size_t *row_values) {
+  size_t rows = t->ndim ? (size_t)t->shape[0] : 1, numel = synth_numel(t);
+  *row_values = rows ? numel / rows : 0;
+  size_t count = *row_values ? CHUNK_VALUES / *row_values : rows;
+  return count ? count : 1;
+}
+
+/* Draws tensor i chunk by chunk (its stream continuing across chunks, so the values do not
+ * depend on the chunking), plants the outliers, converts and writes each chunk. */
+static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char *converted, rotq_error *err) {
+  const synth_tensor *t = &b->tensors[i];
+  const size_t element = dtype_size(b->spec->dtype), rows = t->ndim ? (size_t)t->shape[0] : 1;
+  size_t row_values, step = chunk_rows(t, &row_values);
+  if (synth_numel(t) == 0) return st_writer_write(b->writer, i, converted, err);
+  rng g;
+  seed_stream(t, b->spec->seed, &g);
+  for (size_t r = 0; r < rows; r += step) {
+    size_t count = rows - r < step ? rows - r : step, n = count * row_values;
+    draw_values(t, &g, b->spec->hidden_size, values, n);
+    synth_plant_outliers(b->spec, t, (int64_t)r, (int64_t)count, values);
+    dtype_from_f64(b->spec->dtype, values, converted, n);
+    if (st_writer_write_part(b->writer, i, r * row_values * element, converted, n * element, err) < 0) return -1;
   }
-  double *values = malloc(largest * sizeof *values);
-  void *converted = malloc(largest * dtype_size(spec->dtype));
-  if (!specs || !values || !converted) {
-    free(specs);
-    free(values);
-    free(converted);
-    return rotq_fail(err, "%s: out of memory", dir);
+  return 0;
+}
+
+static void *write_worker(void *arg) {
+  synth_batch *b = arg;
+  rotq_error err = {{0}};
+  double *values = malloc(b->chunk_values * sizeof *values);
+  unsigned char *converted = malloc(b->chunk_values * dtype_size(b->spec->dtype));
+  int status = values && converted ? 0 : rotq_fail(&err, "out of memory");
+  while (status == 0 && !atomic_load(&b->failed)) {
+    size_t k = atomic_fetch_add(&b->next, 1);
+    if (k >= b->count) break;
+    status = write_tensor(b, b->order[k], values, converted, &err);
   }
-  st_writer *w = st_writer_open(dir, specs, count, spec->max_shard_bytes, err);
-  int status = w ? 0 : -1;
-  for (size_t i = 0; w && i < count && status == 0; i++) {
-    draw_values(&tensors[i], spec->seed, spec->hidden_size, values);
-    synth_plant_outliers(spec, &tensors[i], values);
-    size_t n = synth_numel(&tensors[i]);
-    dtype_from_f64(spec->dtype, values, converted, n);
-    status = st_writer_write(w, i, converted, err);
+  if (status != 0) {
+    pthread_mutex_lock(&b->lock);
+    if (!atomic_exchange(&b->failed, true)) b->error = err;
+    pthread_mutex_unlock(&b->lock);
   }
-  if (w) {
-    if (status == 0)
-      status = st_writer_finish(w, err);
-    else
-      st_writer_abort(w);
-  }
-  free(specs);
   free(values);
   free(converted);
-  return status;
+  return NULL;
+}
+
+static int larger_first(const void *x, const void *y, void *tensors) {
+  const synth_tensor *list = tensors;
+  size_t a = synth_numel(&list[*(const size_t *)x]), b = synth_numel(&list[*(const size_t *)y]);
+  if (a != b) return a > b ? -1 : 1;
+  return *(const size_t *)x < *(const size_t *)y ? -1 : 1;
+}
+
+/* The tensors' write order: largest first (ties in declaration order). */
+static void order_by_size(synth_batch *b) {
+  for (size_t i = 0; i < b->count; i++) b->order[i] = i;
+  qsort_r(b->order, b->count, sizeof *b->order, larger_first, (void *)b->tensors);
+}
+
+int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
+                        rotq_error *err) {
+  st_spec *specs = calloc(count ? count : 1, sizeof *specs);
+  synth_batch b = {.spec = spec, .tensors = tensors, .count = count, .chunk_values = 1};
+  b.order = malloc((count ? count : 1) * sizeof *b.order);
+  if (!specs || !b.order) {
+    free(specs);
+    free(b.order);
+    return rotq_fail(err, "%s: out of memory", dir);
+  }
+  for (size_t i = 0; i < count; i++) {
+    specs[i] = (st_spec){.name = tensors[i].name, .dtype = spec->dtype, .ndim = tensors[i].ndim};
+    for (int d = 0; d < tensors[i].ndim; d++) specs[i].shape[d] = tensors[i].shape[d];
+    size_t row_values, chunk = chunk_rows(&tensors[i], &row_values) * row_values;
+    if (chunk > b.chunk_values) b.chunk_values = chunk;
+  }
+  order_by_size(&b);
+  b.writer = st_writer_open(dir, specs, count, spec->max_shard_bytes, err);
+  free(specs);
+  if (!b.writer) {
+    free(b.order);
+    return -1;
+  }
+  atomic_init(&b.next, 0);
+  atomic_init(&b.failed, false);
+  pthread_mutex_init(&b.lock, NULL);
+  int threads = cpu_count() < 64 ? cpu_count() : 64;
+  pthread_t ids[64];
+  bool started[64] = {false};
+  for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, write_worker, &b) == 0;
+  write_worker(&b);
+  for (int t = 1; t < threads; t++)
+    if (started[t]) pthread_join(ids[t], NULL);
+  pthread_mutex_destroy(&b.lock);
+  free(b.order);
+  if (atomic_load(&b.failed)) {
+    *err = b.error;
+    st_writer_abort(b.writer);
+    return -1;
+  }
+  return st_writer_finish(b.writer, err);
 }
 
 /* config.json as transformers writes it for the family (keys sorted). */

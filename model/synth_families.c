@@ -1,6 +1,6 @@
 /* Synthetic checkpoints of the families beyond the LLaMA one, in their transformers layout:
  * MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM,
- * Gemma2ForCausalLM, Gemma3ForCausalLM. Each family is a function that
+ * Gemma2ForCausalLM, Gemma3ForCausalLM, OPTForCausalLM. Each family is a function that
  * lists its tensors (names and shapes as its modeling file creates them) and one that writes its
  * config.json fields; synth.c's writer draws and writes the values. */
 #include <cjson/cJSON.h>
@@ -172,6 +172,31 @@ static void gemma1_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 1
 static void gemma2_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 2); }
 static void gemma3_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 3); }
 
+/* ---- OPT: LayerNorm with biases, learned positions, fc1/fc2 ---- */
+
+#define OPT_MAX_POSITIONS 128
+
+static void opt_tensors(plan *p, const synth_spec *s) {
+  const int64_t hidden = s->hidden_size;
+  add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "model.decoder.embed_tokens.weight", 0, 0);
+  add(p, KIND_EMBEDDING, OPT_MAX_POSITIONS + 2, hidden, 0, "model.decoder.embed_positions.weight", 0, 0);
+  for (int l = 0; l < s->num_layers; l++) {
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.k_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.v_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.q_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.out_proj", l, 0);
+    add(p, KIND_NORM, hidden, 0, 0, "model.decoder.layers.%d.self_attn_layer_norm.weight", l, 0);
+    add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.layers.%d.self_attn_layer_norm.bias", l, 0);
+    add_linear(p, s->intermediate_size, hidden, true, "model.decoder.layers.%d.fc1", l, 0);
+    add_linear(p, hidden, s->intermediate_size, true, "model.decoder.layers.%d.fc2", l, 0);
+    add(p, KIND_NORM, hidden, 0, 0, "model.decoder.layers.%d.final_layer_norm.weight", l, 0);
+    add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.layers.%d.final_layer_norm.bias", l, 0);
+  }
+  add(p, KIND_NORM, hidden, 0, 0, "model.decoder.final_layer_norm.weight", 0, 0);
+  add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.final_layer_norm.bias", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
+}
+
 /* ---- config.json ---- */
 
 static const char *torch_dtype_name(dtype t) {
@@ -308,6 +333,28 @@ static cJSON *gemma1_config(const synth_spec *s) { return gemma_config(s, 1); }
 static cJSON *gemma2_config(const synth_spec *s) { return gemma_config(s, 2); }
 static cJSON *gemma3_config(const synth_spec *s) { return gemma_config(s, 3); }
 
+static cJSON *opt_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "OPTForCausalLM", "opt");
+  cJSON_DeleteItemFromObject(c, "intermediate_size"); /* OPTConfig calls it ffn_dim */
+  cJSON_DeleteItemFromObject(c, "initializer_range");
+  cJSON_ReplaceItemInObject(c, "bos_token_id", cJSON_CreateNumber(2));
+  cJSON_ReplaceItemInObject(c, "max_position_embeddings", cJSON_CreateNumber(OPT_MAX_POSITIONS));
+  cJSON_AddNumberToObject(c, "ffn_dim", s->intermediate_size);
+  cJSON_AddNumberToObject(c, "activation_dropout", 0.0);
+  cJSON_AddStringToObject(c, "activation_function", "relu");
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddBoolToObject(c, "do_layer_norm_before", true);
+  cJSON_AddNumberToObject(c, "dropout", 0.1);
+  cJSON_AddBoolToObject(c, "enable_bias", true);
+  cJSON_AddNumberToObject(c, "init_std", 0.02);
+  cJSON_AddBoolToObject(c, "layer_norm_elementwise_affine", true);
+  cJSON_AddNumberToObject(c, "layerdrop", 0.0);
+  cJSON_AddNumberToObject(c, "pad_token_id", 1);
+  cJSON_AddStringToObject(c, "prefix", "</s>");
+  cJSON_AddNumberToObject(c, "word_embed_proj_dim", s->hidden_size);
+  return c;
+}
+
 /* ---- the families ---- */
 
 typedef struct family {
@@ -330,6 +377,7 @@ static const family families[] = {
     {"GemmaForCausalLM", gemma1_tensors, gemma1_config, false},
     {"Gemma2ForCausalLM", gemma2_tensors, gemma2_config, false},
     {"Gemma3ForCausalLM", gemma3_tensors, gemma3_config, false},
+    {"OPTForCausalLM", opt_tensors, opt_config, true},
 };
 #define FAMILY_COUNT (sizeof families / sizeof families[0])
 

@@ -13,8 +13,9 @@
 /* Channel k (0 ≤ k < count) of the count outlier channels of a hidden-wide stream, spread evenly. */
 int synth_outlier_channel(int k, int count, int hidden);
 
-/* Scales the outlier channels' entries of tensor t's drawn values (no-op for other tensors or
- * when spec->outlier_channels is 0). */
-void synth_plant_outliers(const synth_spec *spec, const synth_tensor *t, double *values);
+/* Scales the outlier channels' entries of tensor t's drawn values: values holds rows
+ * [first_row, first_row + rows) of t (no-op for other tensors or when spec->outlier_channels is 0). */
+void synth_plant_outliers(const synth_spec *spec, const synth_tensor *t, int64_t first_row, int64_t rows,
+                          double *values);
 
 #endif

@@ -3,6 +3,7 @@
  * commands, plans the output shards, then drives pre_run and preprocess(layer) for every decoder
  * layer, and finally writes config.json, rotation.json and the other files of the input before
  * renaming the output into place. */
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <signal.h>
@@ -210,7 +211,12 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     interrupted = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense
+     * products with the thread count, and the output must not depend on it. */
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     rc = rotate_into(o, &ck, &config, &out, err);
+    openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
     sigaction(SIGINT, &old_int, NULL);

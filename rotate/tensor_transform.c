@@ -109,8 +109,14 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   const size_t compute_size = ctx->use_float64 ? sizeof(double) : sizeof(float);
   const size_t group = c->output ? (size_t)rotation_dim(c->output) : 1;
   const size_t segment = c->input ? (size_t)rotation_dim(c->input) : 1;
+  /* operations that read other tensors or rows outside a group are done on the whole tensor */
+  const bool whole_only = c->fold_norm_bias[0] || c->keep_norm_bias ||
+                          (c->output_row_count && (size_t)c->output_row_begin % group != 0);
   if (!command_changes_tensor(c) || numel == 0) {
     plan->cut = CUT_COPY;
+  } else if (whole_only) {
+    plan->cut = CUT_WHOLE;
+    plan->step = plan->block_rows = plan->rows;
   } else if (!column_mean(c) && group * plan->cols * compute_size <= ROW_GROUP_MAX_BYTES) {
     plan->cut = CUT_ROWS;
     plan->step = multiple_within(PIECE_OUTPUT_BYTES, plan->cols * dtype_size(t->dtype), group);
