@@ -27,6 +27,7 @@ typedef struct norm_fuse {
 
 typedef struct model_adapter {
   const char *family;                  /* e.g. "llama" */
+  const char *builtin_config;          /* the built-in config written for the family, e.g. "mixtral" */
   const char *architectures[12];       /* config.json architectures it handles, NULL-terminated */
   norm_kind norm;
   const char *embed;                   /* "model.embed_tokens" */

@@ -11,6 +11,7 @@
 
 const model_adapter gemma_adapter = {
     .family = "gemma",
+    .builtin_config = "transformer_universal",
     .architectures = {"GemmaForCausalLM", NULL},
     .norm = NORM_RMS_PLUS_ONE,
     .embed = "model.embed_tokens",
@@ -28,6 +29,7 @@ const model_adapter gemma_adapter = {
 
 const model_adapter gemma2_adapter = {
     .family = "gemma2",
+    .builtin_config = "gemma2",
     .architectures = {"Gemma2ForCausalLM", "Gemma3ForCausalLM", NULL},
     .norm = NORM_RMS_PLUS_ONE,
     .embed = "model.embed_tokens",

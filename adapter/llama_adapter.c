@@ -5,6 +5,7 @@
 
 const model_adapter llama_adapter = {
     .family = "llama",
+    .builtin_config = "transformer_universal",
     .architectures = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                       "Qwen3ForCausalLM", NULL},
     .norm = NORM_RMS,

@@ -10,6 +10,7 @@
 
 const model_adapter mixtral_adapter = {
     .family = "mixtral",
+    .builtin_config = "mixtral",
     .architectures = {"MixtralForCausalLM", NULL},
     .norm = NORM_RMS,
     .embed = "model.embed_tokens",
@@ -28,6 +29,7 @@ const model_adapter mixtral_adapter = {
 
 const model_adapter qwen_moe_adapter = {
     .family = "qwen_moe",
+    .builtin_config = "qwen_moe",
     .architectures = {"Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", NULL},
     .norm = NORM_RMS,
     .embed = "model.embed_tokens",

@@ -11,6 +11,7 @@
 
 const model_adapter opt_adapter = {
     .family = "opt",
+    .builtin_config = "opt",
     .architectures = {"OPTForCausalLM", NULL},
     .norm = NORM_LAYER,
     .embed = "model.decoder.embed_tokens",

@@ -7,6 +7,7 @@
 
 const model_adapter phi3_adapter = {
     .family = "phi3",
+    .builtin_config = "phi3",
     .architectures = {"Phi3ForCausalLM", NULL},
     .norm = NORM_RMS,
     .embed = "model.embed_tokens",

@@ -22,7 +22,7 @@ const char *rotq_version(void);
 typedef struct rotq_rotate_options {
   const char *model_dir;   /* input HF checkpoint directory (config.json + safetensors) */
   const char *output_dir;  /* output directory; must not exist unless force */
-  const char *config;      /* built-in config name or YAML path; NULL = "transformer_universal" */
+  const char *config;      /* built-in config name or YAML path; NULL = the architecture's own */
   uint64_t seed;           /* seed of every random matrix */
   int threads;             /* worker threads; 0 = all cores */
   int online;              /* 1 = also apply the online rotations (R3/R4, o_proj heads) */

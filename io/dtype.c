@@ -90,7 +90,6 @@ static inline uint16_t narrow_double(double x, int exponent_bits, int mantissa_b
 }
 
 static inline uint16_t double_to_half(double x) { return narrow_double(x, 5, 10); }
-static inline uint16_t double_to_bfloat16(double x) { return narrow_double(x, 8, 7); }
 
 /* float → bfloat16 in float bits: add just under half an ulp (plus the kept bit, for ties to
  * even) and truncate; the carry handles binade changes and overflow to inf. */
@@ -98,6 +97,83 @@ static inline uint16_t float_to_bfloat16(float f) {
   uint32_t bits = bits_of_float(f);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(bits >> 16 | 0x0040); /* quiet NaN */
   return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
+/* The bulk loops below work eight elements at a time with GCC vector types, compiled for AVX-512,
+ * AVX2 and the baseline and picked at load time (target_clones), and give exactly the results of
+ * the element-wise conversions above. */
+#if defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+typedef uint64_t u64x8 __attribute__((vector_size(64)));
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef uint16_t u16x8 __attribute__((vector_size(16)));
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef double f64x8 __attribute__((vector_size(64)));
+
+/* n doubles → the 16-bit format with exponent_bits and mantissa_bits (narrow_double's rounding).
+ * Eight values whose results are all normal numbers (or overflow to inf) are rounded with integer
+ * arithmetic on their bits: rebias the exponent, add just under half an ulp plus the kept bit
+ * (ties to even), shift; the carry moves into the exponent as needed. Other groups go through
+ * narrow_double. */
+static inline __attribute__((always_inline)) void narrow_doubles(const double *src, unsigned char *dst, size_t n,
+                                                               int exponent_bits, int mantissa_bits) {
+  const int shift = 52 - mantissa_bits, bias = (1 << (exponent_bits - 1)) - 1;
+  const uint64_t lowest = (uint64_t)(1023 + 1 - bias) << 52; /* the target's smallest normal */
+  const uint64_t beyond = (uint64_t)(1023 + 1 + bias) << 52; /* twice its largest binade */
+  const uint64_t rebias = (uint64_t)(1023 - bias) << 52, below_half = ((uint64_t)1 << (shift - 1)) - 1;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u64x8 bits;
+    memcpy(&bits, src + i, sizeof bits);
+    u64x8 magnitude = bits & 0x7fffffffffffffffull;
+    u64x8 outside = (u64x8)(magnitude < lowest) | (u64x8)(magnitude >= beyond); /* lanes 0 or ~0 */
+    outside |= __builtin_shuffle(outside, (u64x8){4, 5, 6, 7, 0, 1, 2, 3});
+    outside |= __builtin_shuffle(outside, (u64x8){2, 3, 0, 1, 6, 7, 4, 5});
+    outside |= __builtin_shuffle(outside, (u64x8){1, 0, 3, 2, 5, 4, 7, 6});
+    if (outside[0]) {
+      for (size_t k = i; k < i + 8; k++) {
+        uint16_t h = narrow_double(src[k], exponent_bits, mantissa_bits);
+        memcpy(dst + 2 * k, &h, 2);
+      }
+      continue;
+    }
+    u64x8 rebiased = magnitude - rebias;
+    u64x8 rounded = (rebiased + below_half + ((rebiased >> shift) & 1)) >> shift | ((bits >> 48) & 0x8000);
+    u16x8 narrow = __builtin_convertvector(rounded, u16x8);
+    memcpy(dst + 2 * i, &narrow, sizeof narrow);
+  }
+  for (; i < n; i++) {
+    uint16_t h = narrow_double(src[i], exponent_bits, mantissa_bits);
+    memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+VECTOR_CLONES static void doubles_to_bfloat16(const double *src, unsigned char *dst, size_t n) {
+  narrow_doubles(src, dst, n, 8, 7);
+}
+
+VECTOR_CLONES static void doubles_to_half(const double *src, unsigned char *dst, size_t n) {
+  narrow_doubles(src, dst, n, 5, 10);
+}
+
+/* bfloat16 → double: widen to float bits (<< 16), convert; exact. */
+VECTOR_CLONES static void bfloat16_to_doubles(const unsigned char *src, double *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u16x8 b;
+    memcpy(&b, src + 2 * i, sizeof b);
+    f64x8 d = __builtin_convertvector((f32x8)(__builtin_convertvector(b, u32x8) << 16), f64x8);
+    memcpy(dst + i, &d, sizeof d);
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = bfloat16_to_float(b);
+  }
 }
 
 void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
@@ -121,11 +197,7 @@ void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
     }
     break;
   case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b;
-      memcpy(&b, p + 2 * i, 2);
-      dst[i] = bfloat16_to_float(b);
-    }
+    bfloat16_to_doubles(p, dst, n);
     break;
   }
 }
@@ -173,16 +245,10 @@ void dtype_from_f64(dtype t, const double *src, void *dst, size_t n) {
     }
     break;
   case DTYPE_F16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t h = double_to_half(src[i]);
-      memcpy(p + 2 * i, &h, 2);
-    }
+    doubles_to_half(src, p, n);
     break;
   case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b = double_to_bfloat16(src[i]);
-      memcpy(p + 2 * i, &b, 2);
-    }
+    doubles_to_bfloat16(src, p, n);
     break;
   }
 }

@@ -166,8 +166,10 @@ static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
 /* Per-family steps, written with the helpers above. */
 #include "model/family_forward.h"
 #include "model/moe_forward.h"
+#include "model/nemotron_h_forward.h"
 
 int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
+  if (s->model->hybrid) return TYPED(hybrid_forward)(s, tokens, n, logits, err); /* Nemotron-H */
   const model *m = s->model;
   const model_config *c = &m->config;
   const int hidden = c->hidden_size, intermediate = c->intermediate_size, vocab = c->vocab_size;

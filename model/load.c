@@ -40,14 +40,15 @@ static const architecture architectures[] = {
     {"GemmaForCausalLM", false, true, false, false, false, MOE_NONE, false, 1},
     {"Gemma2ForCausalLM", false, true, false, false, false, MOE_NONE, false, 2},
     {"Gemma3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 3},
-    {"OPTForCausalLM", false, false, false, false, false, MOE_NONE, false, 0}, /* model/opt.h */
+    {"OPTForCausalLM", false, false, false, false, false, MOE_NONE, false, 0},       /* model/opt.h */
+    {"NemotronHForCausalLM", false, false, false, false, false, MOE_NONE, false, 0}, /* model/nemotron_h.h */
 };
 #define ARCHITECTURE_COUNT (sizeof architectures / sizeof architectures[0])
 
 const char *model_supported_architectures(void) {
   return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
          "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
-         "Gemma3ForCausalLM, OPTForCausalLM";
+         "Gemma3ForCausalLM, OPTForCausalLM, NemotronHForCausalLM";
 }
 
 static const architecture *find_architecture(const char *name) {
@@ -194,7 +195,7 @@ static int check_config(const model_config *c, const architecture *arch, model *
   if (c->head_dim % 2 != 0)
     return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
-  if (act && !arch->gemma && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+  if (act && !arch->gemma && strcmp(arch->name, "NemotronHForCausalLM") != 0 && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
   const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
   if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
@@ -252,10 +253,14 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
   } else {
     m->f32 = options && options->f32;
     const bool opt = strcmp(arch->name, "OPTForCausalLM") == 0;
+    const bool nemotron_h = strcmp(arch->name, "NemotronHForCausalLM") == 0;
     status = (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
                      rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
                      activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
-                     (opt ? opt_read_weights(&ck, m, err) : read_weights(&ck, arch, m, err)) != 0 ||
+                     (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
+                     (opt          ? opt_read_weights(&ck, m, err)
+                      : nemotron_h ? nemotron_h_read_weights(&ck, m, err)
+                                   : read_weights(&ck, arch, m, err)) != 0 ||
                      (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
                  ? -1
                  : 0;
@@ -294,6 +299,7 @@ void model_free(model *m) {
     free(w->post_mlp_norm);
     free(w->attn_norm_bias);
     free(w->mlp_norm_bias);
+    mamba_free(w->mamba);
   }
   free(m->layers);
   if (m->lm_head != m->embed) free(m->lm_head);

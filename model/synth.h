@@ -24,6 +24,10 @@ typedef struct synth_spec {
   uint64_t seed;
   double rope_theta;        /* 0 = 10000 */
   bool llama3_rope_scaling; /* rope_scaling llama3: factor 32, low 1, high 4, original 8192 */
+  double llama3_rope_factor; /* its factor instead of 32 (Llama-3.1: 8); 0 = 32 */
+  int max_position_embeddings; /* 0 = 2048 */
+  double rms_norm_eps;      /* 0 = 1e-6 */
+  int bos_token_id, eos_token_id; /* 0 = 1 and 2 */
   bool attention_bias;      /* q/k/v/o_proj biases (Llama, Qwen3; Qwen2's q/k/v always have them) */
   bool mlp_bias;            /* gate/up/down_proj biases (Llama) */
   size_t max_shard_bytes;   /* 0 = default (5 GB) */
@@ -38,6 +42,9 @@ typedef struct synth_spec {
   int sliding_window;       /* 0 = 4096 */
   int sliding_window_pattern; /* Gemma-3: every n-th layer global; 0 = 6 */
   int query_pre_attn_scalar; /* 0 = head_dim */
+  /* Nemotron-H (NemotronHForCausalLM): */
+  const char *hybrid_override_pattern; /* a layer type per layer: M Mamba-2, * attention, - MLP; NULL = "M*M-" cut/repeated */
+  int mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel; /* 0 = 8, 8, 16, 2, 4 */
   /* Massive activations (model/synth_outliers.h): a few residual-stream channels made this many
    * times larger through embed_tokens columns and down_proj rows, as in real LLMs. */
   int outlier_channels;     /* 0 = none */

@@ -1,6 +1,6 @@
 /* Synthetic checkpoints of the families beyond the LLaMA one, in their transformers layout:
  * MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM,
- * Gemma2ForCausalLM, Gemma3ForCausalLM, OPTForCausalLM. Each family is a function that
+ * Gemma2ForCausalLM, Gemma3ForCausalLM, OPTForCausalLM, NemotronHForCausalLM. Each family is a function that
  * lists its tensors (names and shapes as its modeling file creates them) and one that writes its
  * config.json fields; synth.c's writer draws and writes the values. */
 #include <cjson/cJSON.h>
@@ -197,6 +197,51 @@ static void opt_tensors(plan *p, const synth_spec *s) {
   if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
 }
 
+/* ---- Nemotron-H: Mamba-2 / attention / MLP layers ---- */
+
+static int mamba_heads_of(const synth_spec *s) { return s->mamba_num_heads ? s->mamba_num_heads : 8; }
+static int mamba_head_dim_of(const synth_spec *s) { return s->mamba_head_dim ? s->mamba_head_dim : 8; }
+static int ssm_state_of(const synth_spec *s) { return s->ssm_state_size ? s->ssm_state_size : 16; }
+static int groups_of(const synth_spec *s) { return s->n_groups ? s->n_groups : 2; }
+static int conv_kernel_of(const synth_spec *s) { return s->conv_kernel ? s->conv_kernel : 4; }
+
+/* The layer type of layer l: the pattern's, or "M*M-" repeated. */
+static char hybrid_kind(const synth_spec *s, int l) {
+  const char *p = s->hybrid_override_pattern ? s->hybrid_override_pattern : "M*M-";
+  return s->hybrid_override_pattern ? p[l] : p[l % 4];
+}
+
+static void nemotron_h_tensors(plan *p, const synth_spec *s) {
+  const int64_t hidden = s->hidden_size, heads = mamba_heads_of(s), inter = heads * mamba_head_dim_of(s);
+  const int64_t conv_dim = inter + 2 * (int64_t)groups_of(s) * ssm_state_of(s);
+  add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "backbone.embeddings.weight", 0, 0);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "backbone.layers.%d.norm.weight", l, 0);
+    char kind = hybrid_kind(s, l);
+    if (kind == 'M') {
+      add(p, KIND_A_LOG, heads, 0, 0, "backbone.layers.%d.mixer.A_log", l, 0);
+      add(p, KIND_SKIP, heads, 0, 0, "backbone.layers.%d.mixer.D", l, 0);
+      add(p, KIND_LINEAR, conv_dim, 1, conv_kernel_of(s), "backbone.layers.%d.mixer.conv1d.weight", l, 0);
+      add(p, KIND_BIAS, conv_dim, 0, 0, "backbone.layers.%d.mixer.conv1d.bias", l, 0);
+      add(p, KIND_DT_BIAS, heads, 0, 0, "backbone.layers.%d.mixer.dt_bias", l, 0);
+      add_linear(p, inter + conv_dim + heads, hidden, false, "backbone.layers.%d.mixer.in_proj", l, 0);
+      add(p, KIND_NORM, inter, 0, 0, "backbone.layers.%d.mixer.norm.weight", l, 0);
+      add_linear(p, hidden, inter, false, "backbone.layers.%d.mixer.out_proj", l, 0);
+    } else if (kind == '*') {
+      const int64_t hd = head_dim_of(s);
+      add_linear(p, s->num_heads * hd, hidden, false, "backbone.layers.%d.mixer.q_proj", l, 0);
+      add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.k_proj", l, 0);
+      add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.v_proj", l, 0);
+      add_linear(p, hidden, s->num_heads * hd, false, "backbone.layers.%d.mixer.o_proj", l, 0);
+    } else {
+      add_linear(p, s->intermediate_size, hidden, false, "backbone.layers.%d.mixer.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "backbone.layers.%d.mixer.down_proj", l, 0);
+    }
+  }
+  add(p, KIND_NORM, hidden, 0, 0, "backbone.norm_f.weight", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
+}
+
 /* ---- config.json ---- */
 
 static const char *torch_dtype_name(dtype t) {
@@ -355,6 +400,37 @@ static cJSON *opt_config(const synth_spec *s) {
   return c;
 }
 
+static cJSON *nemotron_h_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "NemotronHForCausalLM", "nemotron_h");
+  char pattern[1024];
+  int layers = s->num_layers < (int)sizeof pattern - 1 ? s->num_layers : (int)sizeof pattern - 1;
+  for (int l = 0; l < layers; l++) pattern[l] = hybrid_kind(s, l);
+  pattern[layers] = '\0';
+  cJSON_AddStringToObject(c, "hybrid_override_pattern", pattern);
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
+  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddBoolToObject(c, "attention_bias", false);
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddBoolToObject(c, "mlp_bias", false);
+  cJSON_AddStringToObject(c, "mlp_hidden_act", "relu2");
+  cJSON_AddNumberToObject(c, "layer_norm_epsilon", 1e-5);
+  cJSON_AddNumberToObject(c, "mamba_num_heads", mamba_heads_of(s));
+  cJSON_AddNumberToObject(c, "mamba_head_dim", mamba_head_dim_of(s));
+  cJSON_AddNumberToObject(c, "ssm_state_size", ssm_state_of(s));
+  cJSON_AddNumberToObject(c, "n_groups", groups_of(s));
+  cJSON_AddNumberToObject(c, "conv_kernel", conv_kernel_of(s));
+  cJSON_AddNumberToObject(c, "chunk_size", 256);
+  cJSON_AddStringToObject(c, "mamba_hidden_act", "silu");
+  cJSON_AddBoolToObject(c, "use_bias", false);
+  cJSON_AddBoolToObject(c, "use_conv_bias", true);
+  cJSON_AddBoolToObject(c, "residual_in_fp32", false);
+  cJSON_AddBoolToObject(c, "rescale_prenorm_residual", true);
+  cJSON_AddNumberToObject(c, "time_step_min", 0.001);
+  cJSON_AddNumberToObject(c, "time_step_max", 0.1);
+  cJSON_AddNumberToObject(c, "time_step_floor", 1e-4);
+  return c;
+}
+
 /* ---- the families ---- */
 
 typedef struct family {
@@ -378,6 +454,7 @@ static const family families[] = {
     {"Gemma2ForCausalLM", gemma2_tensors, gemma2_config, false},
     {"Gemma3ForCausalLM", gemma3_tensors, gemma3_config, false},
     {"OPTForCausalLM", opt_tensors, opt_config, true},
+    {"NemotronHForCausalLM", nemotron_h_tensors, nemotron_h_config, false},
 };
 #define FAMILY_COUNT (sizeof families / sizeof families[0])
 
@@ -425,6 +502,9 @@ static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
   if (head_dim_of(s) % 2 != 0) return rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", head_dim_of(s));
   if (f->needs_head_dim_split && head_dim_of(s) * s->num_heads != s->hidden_size)
     return rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", f->architecture);
+  if (s->hybrid_override_pattern && (int)strlen(s->hybrid_override_pattern) != s->num_layers)
+    return rotq_fail(err, "synth: hybrid_override_pattern has %zu layers, not %d", strlen(s->hybrid_override_pattern),
+                     s->num_layers);
   if (top_k_of(s) > experts_of(s))
     return rotq_fail(err, "synth: %d experts per token of %d experts", top_k_of(s), experts_of(s));
   return 0;

@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "model/moe.h"
+#include "model/nemotron_h.h"
 
 /* The MLP's activation: act(gate)·up for the gated ones. */
 typedef enum activation_kind {
@@ -17,7 +18,7 @@ typedef enum activation_kind {
   ACT_RELU,      /* OPT: relu(fc1(x)), no up projection */
 } activation_kind;
 
-typedef struct layer_weights {
+typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_up.. (attn_norm its norm) */
   void *attn_norm;        /* input_layernorm            [hidden] */
   void *wq, *bq;          /* self_attn.q_proj           [heads·head_dim, hidden], bias or NULL */
   void *wk, *bk;          /* self_attn.k_proj           [kv_heads·head_dim, hidden], bias or NULL */
@@ -32,6 +33,7 @@ typedef struct layer_weights {
   void *post_attn_norm;   /* Gemma-2/3 post_attention_layernorm on o_proj's output [hidden], else NULL */
   void *post_mlp_norm;    /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
+  mamba_weights *mamba;   /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -69,6 +71,7 @@ struct model {
   bool layer_norm;        /* OPT: LayerNorm (centred, with β) instead of RMSNorm */
   void *final_norm_bias;  /* OPT: the final LayerNorm's β [hidden] */
   void *positions;        /* OPT: learned positions [max_position_embeddings + 2, hidden]; position p is row p + 2 */
+  bool hybrid;            /* Nemotron-H: each layer one mixer (Mamba-2, attention or MLP); model/nemotron_h.h */
   activation_quant quant; /* fake quantization, resolved: off is 16 bits, clips and group set */
   linear_input_observer observe; /* NULL, or called at each decoder linear's input */
   void *observe_user;

@@ -161,7 +161,12 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
         for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
         absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
         adapter_layer_module(a, layer, r->norm, norm, sizeof norm);
-        if (fuse(list, ck, a, norm, glob, err) < 0) return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
+        if (fuse(list, ck, a, norm, glob, err) < 0) {
+          if (a->builtin_config && strcmp(a->builtin_config, config->origin) != 0)
+            rotq_fail_context(err, "%s (%s) has its own built-in config, --config %s", ck->config.architecture,
+                              a->family, a->builtin_config);
+          return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
+        }
       }
     } else {
       for (int f = 0; f < 4 && a->layer_fuse[f].norm; f++) {
@@ -362,8 +367,9 @@ static int residual_rotation_forbidden(const model_adapter *a, const rotate_comm
   return rotq_fail(err,
                    "%s (%s) normalizes the outputs of its residual writers (%s) before adding them to the "
                    "residual stream: a residual-stream rotation (%s on '%s') does not commute with those "
-                   "norms; use the built-in config 'gemma2' (R2 on v_proj/o_proj only)",
-                   a->family, a->architectures[0], a->writer_output_norms, embed->input_name, embed->name);
+                   "norms; use the built-in config '%s' (R2 on v_proj/o_proj only)",
+                   a->family, a->architectures[0], a->writer_output_norms, embed->input_name, embed->name,
+                   a->builtin_config);
 }
 
 /* The command of module <layer>.<relative>.weight, or NULL. */

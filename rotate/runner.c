@@ -196,11 +196,16 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
 
 int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
-  rotation_config config;
-  if (rotation_config_load(o->config ? o->config : "transformer_universal", &config, err) < 0) return -1;
   checkpoint ck;
-  if (checkpoint_open(o->model_dir, &ck, err) < 0) {
-    rotation_config_free(&config);
+  if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
+  /* Without --config, the family's own built-in config (transformer_universal for LLaMA). */
+  const model_adapter *adapter = adapter_for(&ck.config, NULL);
+  const char *config_name = o->config            ? o->config
+                            : adapter && adapter->builtin_config ? adapter->builtin_config
+                                                                  : "transformer_universal";
+  rotation_config config;
+  if (rotation_config_load(config_name, &config, err) < 0) {
+    checkpoint_close(&ck);
     return -1;
   }
   output_dir out;

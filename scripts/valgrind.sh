@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs rotq under valgrind's memcheck on the bundled model: generate (the forward pass), rotate
-# (verify on) and compare (original against rotated). Any invalid access, use of uninitialised
+# (verify on; plain, then with the online rotations) and compare (original against rotated). Any invalid access, use of uninitialised
 # memory or definite leak fails the script.
 # usage: scripts/valgrind.sh [rotq-binary]      (default build/rotq, what `make build` makes)
 set -euo pipefail
@@ -19,4 +19,5 @@ run() {
 }
 run generate --model "$model" --max-new 8
 run rotate --model "$model" --output "$scratch/rotated" --quiet --verify
+run rotate --model "$model" --output "$scratch/online" --quiet --verify --online
 run compare --a "$model" --b "$scratch/rotated" --n 16

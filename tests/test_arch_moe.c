@@ -75,6 +75,7 @@ static void universal_config_is_refused(void **state) {
   assert_int_equal(rotq_rotate(&o, &err), -1);
   printf("  %s\n", err.message);
   assert_non_null(strstr(err.message, "mlp.up_proj"));
+  assert_non_null(strstr(err.message, "--config mixtral"));
   scratch_remove(scratch);
   free(scratch);
 }

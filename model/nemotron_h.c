@@ -1,0 +1,167 @@
+/* Reading Nemotron-H checkpoints (see nemotron_h.h). */
+#include "model/nemotron_h.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/load_weight.h"
+#include "model/transformer.h"
+
+/* An integer field, fallback when absent (NemotronHConfig's defaults). */
+static int int_field(const model_config *c, const char *key, long fallback, int *out, rotq_error *err) {
+  long value = fallback;
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(c->json, key);
+  if (item && !cJSON_IsNull(item) && model_config_int(c, key, &value, err) != 0) return -1;
+  if (value < 1 || value > 1 << 24) return rotq_fail(err, "%s: field '%s' must be a positive integer", c->path, key);
+  *out = (int)value;
+  return 0;
+}
+
+static bool bool_field(const model_config *c, const char *key, bool fallback) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(c->json, key);
+  return cJSON_IsBool(item) ? cJSON_IsTrue(item) : fallback;
+}
+
+/* A string field that must equal expected when present. */
+static int require_string(const model_config *c, const char *key, const char *expected, rotq_error *err) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(c->json, key);
+  if (item && !cJSON_IsNull(item) && !(cJSON_IsString(item) && strcmp(item->valuestring, expected) == 0))
+    return rotq_fail(err, "%s: %s must be \"%s\"", c->path, key, expected);
+  return 0;
+}
+
+/* The layer kinds, one character per layer (M, *, -). */
+static const char *pattern(const model_config *c, rotq_error *err) {
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->json, "hybrid_override_pattern");
+  if (!cJSON_IsString(p)) {
+    rotq_fail(err, "%s: missing required field 'hybrid_override_pattern'", c->path);
+    return NULL;
+  }
+  if ((int)strlen(p->valuestring) != c->num_hidden_layers) {
+    rotq_fail(err, "%s: hybrid_override_pattern has %zu layers, num_hidden_layers %d", c->path,
+              strlen(p->valuestring), c->num_hidden_layers);
+    return NULL;
+  }
+  for (const char *k = p->valuestring; *k; k++)
+    if (*k != 'M' && *k != '*' && *k != '-') {
+      rotq_fail(err, "%s: hybrid_override_pattern layer type '%c' is not supported (M, *, -)", c->path, *k);
+      return NULL;
+    }
+  return p->valuestring;
+}
+
+int nemotron_h_configure(const checkpoint *ck, struct model *m, rotq_error *err) {
+  const model_config *c = &ck->config;
+  m->hybrid = true;
+  if (!pattern(c, err) || require_string(c, "mamba_hidden_act", "silu", err) != 0 ||
+      require_string(c, "mlp_hidden_act", "relu2", err) != 0)
+    return -1;
+  return 0;
+}
+
+static int read_pair(const checkpoint *ck, bool f32, const char *prefix, bool bias, int64_t rows, int64_t cols,
+                     void **weight, void **bias_out, rotq_error *err) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  if (model_read_weight(ck, f32, name, rows, cols, weight, err) != 0) return -1;
+  if (!bias) return 0;
+  snprintf(name, sizeof name, "%s.bias", prefix);
+  return model_read_weight(ck, f32, name, rows, 0, bias_out, err);
+}
+
+static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out, rotq_error *err) {
+  const model_config *c = &ck->config;
+  mamba_weights *w = calloc(1, sizeof *w);
+  if (!w) return rotq_fail(err, "out of memory");
+  *out = w;
+  if (int_field(c, "mamba_num_heads", 128, &w->heads, err) || int_field(c, "mamba_head_dim", 64, &w->head_dim, err) ||
+      int_field(c, "ssm_state_size", 128, &w->state, err) || int_field(c, "n_groups", 8, &w->groups, err) ||
+      int_field(c, "conv_kernel", 4, &w->kernel, err))
+    return -1;
+  if (w->heads % w->groups != 0)
+    return rotq_fail(err, "%s: mamba_num_heads %d is not a multiple of n_groups %d", c->path, w->heads, w->groups);
+  w->dt_min = 0, w->dt_max = INFINITY;
+  const cJSON *limit = cJSON_GetObjectItemCaseSensitive(c->json, "time_step_limit");
+  if (cJSON_IsArray(limit) && cJSON_GetArraySize(limit) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(limit, 0)) &&
+      cJSON_IsNumber(cJSON_GetArrayItem(limit, 1)))
+    w->dt_min = cJSON_GetArrayItem(limit, 0)->valuedouble, w->dt_max = cJSON_GetArrayItem(limit, 1)->valuedouble;
+  const int64_t inter = (int64_t)w->heads * w->head_dim, conv_dim = inter + 2 * (int64_t)w->groups * w->state;
+  const bool bias = bool_field(c, "use_bias", false), conv_bias = bool_field(c, "use_conv_bias", true);
+  char prefix[200], name[256];
+  snprintf(prefix, sizeof prefix, "backbone.layers.%d.mixer", l);
+  snprintf(name, sizeof name, "%s.in_proj", prefix);
+  if (read_pair(ck, f32, name, bias, inter + conv_dim + w->heads, c->hidden_size, &w->in_proj, &w->in_proj_bias, err))
+    return -1;
+  snprintf(name, sizeof name, "%s.out_proj", prefix);
+  if (read_pair(ck, f32, name, bias, c->hidden_size, inter, &w->out_proj, &w->out_proj_bias, err)) return -1;
+  snprintf(name, sizeof name, "%s.conv1d.weight", prefix);
+  const st_tensor *conv = checkpoint_find(ck, name);
+  if (!conv || conv->ndim != 3 || conv->shape[0] != conv_dim || conv->shape[1] != 1 || conv->shape[2] != w->kernel)
+    return rotq_fail(err, "%s: tensor '%s' is missing or not [%lld, 1, %d]", ck->dir, name, (long long)conv_dim, w->kernel);
+  size_t conv_numel = (size_t)conv_dim * (size_t)w->kernel;
+  if ((f32 ? checkpoint_read_f32(ck, name, conv_numel, (float **)&w->conv_weight, err)
+           : checkpoint_read_f64(ck, name, conv_numel, (double **)&w->conv_weight, err)) != 0)
+    return -1;
+  snprintf(name, sizeof name, "%s.conv1d.bias", prefix);
+  if (conv_bias && model_read_weight(ck, f32, name, conv_dim, 0, &w->conv_bias, err) != 0) return -1;
+  static const char *const vectors[3] = {"dt_bias", "A_log", "D"};
+  void **targets[3] = {&w->dt_bias, &w->a_log, &w->d};
+  for (int i = 0; i < 3; i++) {
+    snprintf(name, sizeof name, "%s.%s", prefix, vectors[i]);
+    if (model_read_weight(ck, f32, name, w->heads, 0, targets[i], err) != 0) return -1;
+  }
+  snprintf(name, sizeof name, "%s.norm.weight", prefix);
+  return model_read_weight(ck, f32, name, inter, 0, &w->norm, err);
+}
+
+int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err) {
+  const model_config *c = &ck->config;
+  const int64_t hidden = c->hidden_size, inter = c->intermediate_size;
+  const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim, kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
+  const bool f32 = m->f32, attention_bias = bool_field(c, "attention_bias", false), mlp_bias = bool_field(c, "mlp_bias", false);
+  const char *kinds = pattern(c, err);
+  if (!kinds) return -1;
+  for (int i = 0; i < c->head_dim / 2; i++) m->inv_freq[i] = 0; /* no positional encoding */
+  if (model_read_weight(ck, f32, "backbone.embeddings.weight", c->vocab_size, hidden, &m->embed, err) != 0) return -1;
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    layer_weights *w = &m->layers[l];
+    char name[256], prefix[200];
+    snprintf(name, sizeof name, "backbone.layers.%d.norm.weight", l);
+    if (model_read_weight(ck, f32, name, hidden, 0, &w->attn_norm, err) != 0) return -1;
+    snprintf(prefix, sizeof prefix, "backbone.layers.%d.mixer", l);
+    int rc = 0;
+    if (kinds[l] == 'M') {
+      rc = read_mamba(ck, f32, l, &w->mamba, err);
+    } else if (kinds[l] == '*') {
+      const char *names[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+      const int64_t rows[4] = {q_dim, kv_dim, kv_dim, hidden}, cols[4] = {hidden, hidden, hidden, q_dim};
+      void **weights[4] = {&w->wq, &w->wk, &w->wv, &w->wo}, **biases[4] = {&w->bq, &w->bk, &w->bv, &w->bo};
+      for (int i = 0; rc == 0 && i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+        rc = read_pair(ck, f32, name, attention_bias, rows[i], cols[i], weights[i], biases[i], err);
+      }
+    } else {
+      snprintf(name, sizeof name, "%s.up_proj", prefix);
+      rc = read_pair(ck, f32, name, mlp_bias, inter, hidden, &w->w_up, &w->b_up, err);
+      snprintf(name, sizeof name, "%s.down_proj", prefix);
+      if (rc == 0) rc = read_pair(ck, f32, name, mlp_bias, hidden, inter, &w->w_down, &w->b_down, err);
+    }
+    if (rc != 0) return -1;
+  }
+  if (model_read_weight(ck, f32, "backbone.norm_f.weight", hidden, 0, &m->final_norm, err) != 0) return -1;
+  if (checkpoint_find(ck, "lm_head.weight") || !c->tie_word_embeddings)
+    return model_read_weight(ck, f32, "lm_head.weight", c->vocab_size, hidden, &m->lm_head, err);
+  m->lm_head = m->embed;
+  return 0;
+}
+
+void mamba_free(mamba_weights *w) {
+  if (!w) return;
+  void *all[] = {w->in_proj, w->in_proj_bias, w->conv_weight, w->conv_bias, w->dt_bias,
+                 w->a_log,   w->d,            w->norm,        w->out_proj,  w->out_proj_bias};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+  free(w);
+}
