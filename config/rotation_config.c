@@ -99,8 +99,8 @@ static int parse_matrix(yaml_ctx *y, const char *name, yaml_node_t *body, matrix
       const char *s = scalar(v);
       char *end;
       long b = s ? strtol(s, &end, 10) : 0;
-      if (!s || *end || (b != -1 && (b <= 0 || (b & (b - 1)))))
-        return fail_at(y, v, "rotation_matrices.%s.block_size must be -1 (full) or a power of two", name);
+      if (!s || *end || (b != -1 && (b <= 0 || b > (1L << 20) || (b & (b - 1)))))
+        return fail_at(y, v, "rotation_matrices.%s.block_size must be -1 (full) or a power of two up to 2^20", name);
       m->block_size = b == -1 ? 0 : (int)b;
     } else {
       char msg[256];

@@ -151,6 +151,10 @@ static int read_fields(const char *path, model_config *c, rotq_error *err) {
   if (read_double(path, json, eps_keys, 1e-6, &c->rms_norm_eps, err) != 0 || /* Llama's default */
       read_rope_theta(path, json, &c->rope_theta, err) != 0)
     return -1;
+  if (!(c->rms_norm_eps >= 0 && c->rms_norm_eps < 1))
+    return rotq_fail(err, "%s: the norm epsilon %g is out of range [0, 1)", path, c->rms_norm_eps);
+  if (!(c->rope_theta > 0 && isfinite(c->rope_theta)))
+    return rotq_fail(err, "%s: rope_theta %g must be positive and finite", path, c->rope_theta);
   /* PretrainedConfig defaults tie_word_embeddings to true, but most decoder classes (Llama, Qwen2,
    * Mistral, ...) override it to false; Gemma's keep true. */
   static const char *const tied_by_default[] = {"gemma", "gemma2", "gemma3", "gemma3_text"};

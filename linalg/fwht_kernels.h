@@ -99,12 +99,22 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
 
 /* One butterfly stage of distance H < LANES inside the vector v: lane i pairs with lane i ^ H;
  * the lower lane of each pair takes the sum, the upper one the difference. */
+#if defined(__clang__) /* clang has no __builtin_shuffle: lane by lane (it builds the shuffles) */
+#define IN_VECTOR_STAGE(v, H)                                                                                \
+  do {                                                                                                       \
+    VEC partner_, sum_, difference_;                                                                         \
+    for (int l_ = 0; l_ < LANES; l_++) partner_[l_] = v[l_ ^ (H)];                                           \
+    sum_ = v + partner_, difference_ = partner_ - v;                                                         \
+    for (int l_ = 0; l_ < LANES; l_++) v[l_] = (l_ & (H)) ? difference_[l_] : sum_[l_];                      \
+  } while (0)
+#else
 #define IN_VECTOR_STAGE(v, H)                                                                                \
   do {                                                                                                       \
     VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                                         \
     VEC sum_ = v + partner_, difference_ = partner_ - v;                                                     \
     v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));                          \
   } while (0)
+#endif
 
 /* Row i of x (width elements, row stride ld) times scale[i], for rows < count. */
 TARGET static void NAME(scale_rows)(REAL *x, size_t count, size_t width, size_t ld, const REAL *scale) {

@@ -53,7 +53,6 @@ static void TYPED(linear)(real *out, const real *in, const real *w, const real *
 static bool TYPED(linear_input)(const model *m, int layer, linear_input input, real *x, int rows,
                                 int dim) {
   if (m->observe && m->observe(m->observe_user, layer, input, x, rows, dim)) return true;
-  { const char *e = getenv("QSITES"); if (e && !strchr(e, '0' + input)) return false; } /* TEMP */
   for (int r = 0; r < rows; r++)
     TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
   return false;

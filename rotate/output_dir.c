@@ -53,10 +53,25 @@ static bool path_within(const char *inner, const char *outer) {
 static void remove_stale_partials(const char *parent, const char *base) {
   DIR *d = opendir(parent);
   if (!d) return;
-  char prefix[4200];
+  char prefix[4200], old_prefix[4200];
   snprintf(prefix, sizeof prefix, ".%s.rotq-partial-", base);
+  snprintf(old_prefix, sizeof old_prefix, "%s.rotq-old-", base);
   struct dirent *e;
   while ((e = readdir(d))) {
+    if (strncmp(e->d_name, old_prefix, strlen(old_prefix)) == 0) {
+      /* a replaced output whose replacement was interrupted: put it back if nothing took its place */
+      char old[8400], final[8400];
+      snprintf(old, sizeof old, "%s/%s", parent, e->d_name);
+      snprintf(final, sizeof final, "%s/%s", parent, base);
+      struct stat st;
+      long pid = strtol(e->d_name + strlen(old_prefix), NULL, 10);
+      if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue;
+      if (lstat(final, &st) != 0 && rename(old, final) == 0)
+        fprintf(stderr, "rotq: restored the previous output of an interrupted run: %s\n", final);
+      else
+        remove_tree(old);
+      continue;
+    }
     if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
     long pid = strtol(e->d_name + strlen(prefix), NULL, 10);
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue; /* still running */
@@ -114,18 +129,28 @@ int output_dir_commit(output_dir *o, rotq_error *err) {
   if (fsync_path(o->temp_path, O_RDONLY | O_DIRECTORY) != 0)
     return rotq_fail(err, "%s: fsync: %s", o->temp_path, strerror(errno));
   struct stat st;
-  char old[4200] = "";
-  if (lstat(o->final_path, &st) == 0) { /* --force: move the old output aside first */
-    snprintf(old, sizeof old, "%s.rotq-old-%ld", o->final_path, (long)getpid());
-    if (rename(o->final_path, old) != 0)
-      return rotq_fail(err, "%s: cannot replace: %s", o->final_path, strerror(errno));
+  if (lstat(o->final_path, &st) == 0) {
+    /* --force: swap the new output and the old one atomically; the old one, now under the
+     * temporary name, is removed (or by the next run, if this one is killed first). */
+    if (renameat2(AT_FDCWD, o->temp_path, AT_FDCWD, o->final_path, RENAME_EXCHANGE) == 0) {
+      remove_tree(o->temp_path);
+    } else if (errno == EINVAL || errno == ENOSYS) { /* a filesystem without RENAME_EXCHANGE */
+      char old[4200];
+      snprintf(old, sizeof old, "%s.rotq-old-%ld", o->final_path, (long)getpid());
+      if (rename(o->final_path, old) != 0)
+        return rotq_fail(err, "%s: cannot replace: %s", o->final_path, strerror(errno));
+      if (rename(o->temp_path, o->final_path) != 0) {
+        int e = errno;
+        rename(old, o->final_path);
+        return rotq_fail(err, "cannot rename '%s' to '%s': %s", o->temp_path, o->final_path, strerror(e));
+      }
+      remove_tree(old);
+    } else {
+      return rotq_fail(err, "cannot replace '%s' with '%s': %s", o->final_path, o->temp_path, strerror(errno));
+    }
+  } else if (rename(o->temp_path, o->final_path) != 0) {
+    return rotq_fail(err, "cannot rename '%s' to '%s': %s", o->temp_path, o->final_path, strerror(errno));
   }
-  if (rename(o->temp_path, o->final_path) != 0) {
-    int e = errno;
-    if (old[0]) rename(old, o->final_path);
-    return rotq_fail(err, "cannot rename '%s' to '%s': %s", o->temp_path, o->final_path, strerror(e));
-  }
-  if (old[0]) remove_tree(old);
   char parent[4096], base[4096];
   split_path(o->final_path, parent, base, sizeof parent);
   fsync_path(parent, O_RDONLY | O_DIRECTORY);

@@ -107,14 +107,14 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
                 const char *linears_glob, rotq_error *err) {
   const char *dot = adapter_layer_of(a, norm) >= 0 ? strchr(norm + strlen(a->layer_prefix) + 1, '.') : NULL;
   if (a->writer_output_norms && dot && pattern_matches(a->writer_output_norms, dot + 1))
-    return rotq_fail(err, "%s: norm '%s' normalizes a residual writer's output (%s): it feeds no linear and "
-                     "cannot be fused", ck->dir, norm, ck->config.architecture);
+    return rotq_fail(err, "norm '%s' normalizes a residual writer's output (%s): it feeds no linear and "
+                     "cannot be fused", norm, ck->config.architecture);
   char norm_weight[TENSOR_NAME_MAX];
   snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
   rotate_command *nc = commands_find(list, norm_weight);
-  if (!nc) return rotq_fail(err, "%s: norm '%s' of the fuse map is not in the checkpoint", ck->dir, norm_weight);
+  if (!nc) return rotq_fail(err, "norm '%s' of the fuse map is not in the checkpoint", norm_weight);
   if (checkpoint_find(ck, norm_weight)->ndim != 1)
-    return rotq_fail(err, "%s: norm '%s' should be 1-D", ck->dir, norm_weight);
+    return rotq_fail(err, "norm '%s' should be 1-D", norm_weight);
   int matched = 0;
   for (size_t i = 0; i < list->count; i++) {
     rotate_command *c = &list->items[i];
@@ -128,7 +128,7 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
     matched++;
   }
   if (!matched)
-    return rotq_fail(err, "%s: norm '%s' is to be fused into '%s', which matches no tensor", ck->dir, norm,
+    return rotq_fail(err, "norm '%s' is to be fused into '%s', which matches no tensor", norm,
                      linears_glob);
   nc->reset_norm = true;
   return 0;
@@ -298,8 +298,13 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
   char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
   snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
   snprintf(head_weight, sizeof head_weight, "%s.weight", a->lm_head);
-  if (!checkpoint_find(ck, embed_weight))
-    return rotq_fail(err, "%s: the embedding '%s' is missing", ck->dir, embed_weight);
+  const st_tensor *embed = checkpoint_find(ck, embed_weight);
+  if (!embed) return rotq_fail(err, "the embedding '%s' is missing", embed_weight);
+  /* The residual width every rotation is sized from must be the tensors' (--verify is not always on). */
+  if (embed->ndim != 2 || embed->shape[0] != ck->config.vocab_size || embed->shape[1] != ck->config.hidden_size)
+    return rotq_fail(err, "tensor '%s': shape [%lld, %lld] does not match config.json (expected [%d, %d])",
+                     embed_weight, (long long)embed->shape[0], embed->ndim > 1 ? (long long)embed->shape[1] : 0LL,
+                     ck->config.vocab_size, ck->config.hidden_size);
 
   /* Every tensor of the input, plus lm_head cloned from the embedding when tied (untie). */
   for (size_t i = 0; i < ck->tensor_count; i++) {
@@ -332,7 +337,7 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
   for (int r = 0; r < config->rule_count; r++) {
     if (rule_hits[r]) continue;
     if (config->strict) {
-      rotq_fail(err, "%s: rotation_config '%s' matches no tensor of %s", config->origin, config->rules[r].pattern, ck->dir);
+      rotq_fail(err, "%s: rotation_config '%s' matches no tensor", config->origin, config->rules[r].pattern);
       free(rule_hits);
       goto fail;
     }

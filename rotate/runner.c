@@ -157,7 +157,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
-  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0) return -1;
+  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
   if (config->online || o->online) rc = online_pre_run(&p, o->online_for, o->seed, err);
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
@@ -186,6 +186,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
+  if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && !o->quiet)
     fprintf(stderr, "rotq rotate: %s (%s): %zu tensors, %d layers, %d warnings, %.2fs\n", ck->config.architecture,
             p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
@@ -208,14 +209,18 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     checkpoint_close(&ck);
     return -1;
   }
+  /* Signals are caught before the temporary directory exists, so none is left behind; SIGXFSZ
+   * (a file size limit) is ignored so that the write fails with EFBIG and is cleaned up. */
+  struct sigaction sa = {.sa_handler = on_signal}, ignore = {.sa_handler = SIG_IGN}, old_int, old_term, old_xfsz;
+  sigemptyset(&sa.sa_mask);
+  sigemptyset(&ignore.sa_mask);
+  interrupted = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGXFSZ, &ignore, &old_xfsz);
   output_dir out;
   int rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &out, err);
   if (rc == 0) {
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
-    sigemptyset(&sa.sa_mask);
-    interrupted = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense
      * products with the thread count, and the output must not depend on it. */
     int blas_threads = openblas_get_num_threads();
@@ -224,9 +229,10 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
   }
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGXFSZ, &old_xfsz, NULL);
   checkpoint_close(&ck);
   rotation_config_free(&config);
   return rc;

@@ -1,9 +1,9 @@
 #include "rotate/verify.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "model/logit_compare.h"
 #include "model/model.h"
 
 #define VERIFY_TOKENS 16
@@ -53,28 +53,17 @@ int verify_equivalence(const char *original_dir, const char *rotated_dir, bool r
   if (rc == 0) rc = model_forward(a, tokens, VERIFY_TOKENS, la, err);
   if (rc == 0) rc = model_forward(b, tokens, VERIFY_TOKENS, lb, err);
   if (rc == 0) {
-    double max_diff = 0, max_abs = 0;
-    int argmax_agree = 0;
-    for (int t = 0; t < VERIFY_TOKENS; t++) {
-      int ia = 0, ib = 0;
-      for (int v = 0; v < vocab; v++) {
-        size_t k = (size_t)t * vocab + v;
-        max_diff = fmax(max_diff, fabs(la[k] - lb[k]));
-        max_abs = fmax(max_abs, fabs(la[k]));
-        if (la[k] > la[(size_t)t * vocab + ia]) ia = v;
-        if (lb[k] > lb[(size_t)t * vocab + ib]) ib = v;
-      }
-      argmax_agree += ia == ib;
-    }
-    double rel = max_diff / (max_abs > 0 ? max_abs : 1);
+    logit_diff d;
+    logit_diff_compute(la, lb, VERIFY_TOKENS, vocab, &d);
     if (report)
       fprintf(stderr, "rotq rotate: verify: max |Δlogit| %.3g, relative %.3g (tolerance %.0e), argmax %d/%d\n",
-              max_diff, rel, tol, argmax_agree, VERIFY_TOKENS);
-    if (!(rel <= tol) || (tol < 1e-3 && argmax_agree != VERIFY_TOKENS))
+              d.max_abs_diff, d.relative, tol, d.argmax_agree, d.rows);
+    /* NaN compares false: a NaN logit fails here too */
+    if (!(d.relative <= tol) || (tol < 1e-3 && d.argmax_agree != d.rows))
       rc = rotq_fail(err,
                      "verify: the rotated model's logits differ from the original's: relative %.3g > "
                      "tolerance %.0e (argmax agreement %d/%d)",
-                     rel, tol, argmax_agree, VERIFY_TOKENS);
+                     d.relative, tol, d.argmax_agree, d.rows);
   }
   free(la);
   free(lb);

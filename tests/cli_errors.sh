@@ -147,8 +147,7 @@ m=$(copy_model hidden-size) && sed -i 's/"hidden_size": 64/"hidden_size": 128/' 
 model_fails "$m" "tensor 'model\.embed_tokens\.weight'"
 m=$(copy_model hidden-size-divisor) && sed -i 's/"hidden_size": 64/"hidden_size": 32/' "$m/config.json"
 model_fails "$m" "hidden-size-divisor: tensor 'model\.embed_tokens\.weight': shape \[512, 64\] does not match config.json \(expected \[512, 32\]\)"
-known_gap "rotate --no-verify does not check tensor shapes against config.json" -- \
-  rotate_fails "$m" "tensor 'model\.embed_tokens\.weight'.*config.json" --no-verify
+rotate_fails "$m" "tensor 'model\.embed_tokens\.weight'.*config.json" --no-verify
 m=$(copy_model missing-tensor) && surgery header "$m/model.safetensors" delete model.layers.2.self_attn.k_proj.weight
 model_fails "$m" "'model.layers.2.self_attn.k_proj.weight'"
 m=$(copy_model architecture) && sed -i 's/"LlamaForCausalLM"/"FooForCausalLM"/' "$m/config.json"

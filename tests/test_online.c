@@ -57,14 +57,6 @@ static void rotate_online(const char *scratch, const char *in, const char *out, 
   if (rotq_rotate(&o, &err) < 0) fail_msg("rotate %s: %s", in, err.message);
 }
 
-static void check_equivalent(const char *original, const char *rotated, double tolerance, const char *what) {
-  logit_diff d = compare_checkpoints(original, rotated, 24);
-  printf("  %-36s relative %.3g  argmax %.0f%%\n", what, d.relative, 100 * d.argmax_agreement);
-  if (!(d.relative < tolerance) || d.argmax_agreement != 1.0)
-    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %.3f", what, d.relative,
-             tolerance, d.argmax_agreement);
-}
-
 /* max|Δlogit| / max|logit| of a against b loaded with options_b (a with default options, but
  * f32 as in options_b). */
 static double relative_difference(const char *a_dir, const char *b_dir, const model_options *options_b) {
@@ -266,7 +258,7 @@ static void synthetic_models_are_equivalent(void **state) {
       snprintf(out, sizeof out, "%s/%s-online", scratch, label);
       write_synth(&cases[i].spec, precision == 0 ? DTYPE_F64 : DTYPE_F32, orig);
       rotate_online(scratch, orig, out, NULL);
-      check_equivalent(orig, out, precision == 0 ? 1e-9 : 1e-5, label);
+      check_equivalent_logits(orig, out, precision == 0 ? 1e-9 : 1e-5, label);
       if (precision == 0) check_export(out);
     }
   scratch_remove(scratch);
@@ -337,11 +329,11 @@ static void bundled_model_is_equivalent(void **state) {
   snprintf(vllm, sizeof vllm, "%s/vllm", scratch);
   const char *orig = source_path("models/stories260K");
   rotate_online(scratch, orig, out, NULL);
-  check_equivalent(orig, out, 1e-5, "stories260K online");
+  check_equivalent_logits(orig, out, 1e-5, "stories260K online");
   check_record(out, 5, 1, 172); /* 172 = 4·43: no Hadamard of order 43 (or 86); H_172 itself */
   check_export(out);
   rotate_online(scratch, orig, vllm, "vllm");
-  check_equivalent(orig, vllm, 1e-5, "stories260K online vllm");
+  check_equivalent_logits(orig, vllm, 1e-5, "stories260K online vllm");
   check_record(vllm, 5, 1, 172);
   check_export(vllm);
   model_options without = {.no_online_hooks = true};
@@ -361,7 +353,7 @@ static void kronecker_4864_is_equivalent(void **state) {
                      .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .vocab_size = 64, .seed = 11};
   write_synth(&spec, DTYPE_F32, orig);
   rotate_online(scratch, orig, out, NULL);
-  check_equivalent(orig, out, 1e-5, "llama-4864-f32 online");
+  check_equivalent_logits(orig, out, 1e-5, "llama-4864-f32 online");
   check_record(out, 2, 64, 76);
   check_export(out);
   model_options without = {.no_online_hooks = true};
@@ -381,7 +373,7 @@ static void vllm_form_is_equivalent(void **state) {
   snprintf(out, sizeof out, "%s/vllm", scratch);
   write_synth(&cases[3].spec, DTYPE_F64, orig);
   rotate_online(scratch, orig, out, "vllm");
-  check_equivalent(orig, out, 1e-9, "qwen3-f64 online vllm");
+  check_equivalent_logits(orig, out, 1e-9, "qwen3-f64 online vllm");
   check_export(out);
   cJSON *config = read_json(out, "config.json");
   const cJSON *groups = cJSON_GetObjectItem(
@@ -420,7 +412,7 @@ static void vllm_form_is_equivalent(void **state) {
   assert_non_null(strstr(err.message, "bias"));
   o.online_for = NULL; /* rotq's own hooks handle the bias */
   assert_int_equal(rotq_rotate(&o, &err), 0);
-  check_equivalent(biased, refused, 1e-9, "llama-bias-f64 online");
+  check_equivalent_logits(biased, refused, 1e-9, "llama-bias-f64 online");
   scratch_remove(scratch);
   free(scratch);
 }
@@ -438,7 +430,7 @@ static void down_proj_layer_subset(void **state) {
   fputs("down_proj_online_layers: [1]\n", f);
   fclose(f);
   rotate_or_fail(orig, out, config, 3);
-  check_equivalent(orig, out, 1e-9, "qwen2-f64 R4 on layer 1");
+  check_equivalent_logits(orig, out, 1e-9, "qwen2-f64 R4 on layer 1");
   check_record(out, 1, 16, 20);
   check_export(out);
   cJSON *c = read_json(out, "config.json");

@@ -34,15 +34,6 @@ static const arch_case cases[] = {
                        .tie_word_embeddings = true, .seed = 5}},
 };
 
-static void check_equivalent(const char *original, const char *rotated, double tolerance, const char *what) {
-  logit_diff d = compare_checkpoints(original, rotated, 24);
-  printf("  %-40s max|Δ| %.3g  relative %.3g  argmax %.0f%%\n", what, d.max_abs_diff, d.relative,
-         100 * d.argmax_agreement);
-  if (!(d.relative < tolerance) || d.argmax_agreement != 1.0)
-    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %.3f", what, d.relative,
-             tolerance, d.argmax_agreement);
-}
-
 static void rotate_and_check(const char *scratch, const char *original, const char *label, double tolerance) {
   for (int m = 0; m < 3; m++) {
     char config[4200], out[4200], what[256];
@@ -51,7 +42,7 @@ static void rotate_and_check(const char *scratch, const char *original, const ch
     snprintf(what, sizeof what, "%s %s", label, modes[m]);
     write_config_with_mode(config, modes[m], false);
     rotate_or_fail(original, out, config, 7);
-    check_equivalent(original, out, tolerance, what);
+    check_equivalent_logits(original, out, tolerance, what);
   }
 }
 

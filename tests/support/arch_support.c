@@ -36,15 +36,6 @@ void synth_or_fail(const synth_spec *spec, const char *dir) {
   if (synth_write(spec, dir, &err) < 0) fail_msg("synth %s: %s", spec->architecture, err.message);
 }
 
-void check_equivalent_logits(const char *original, const char *rotated, double tolerance, const char *what) {
-  logit_diff d = compare_checkpoints(original, rotated, 24);
-  printf("  %-44s max|Δ| %.3g  relative %.3g  argmax %.0f%%\n", what, d.max_abs_diff, d.relative,
-         100 * d.argmax_agreement);
-  if (!(d.relative < tolerance) || d.argmax_agreement != 1.0)
-    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %.3f", what, d.relative,
-             tolerance, d.argmax_agreement);
-}
-
 void rotate_all_modes_and_check(const char *scratch, const char *original, const char *label, const char *builtin,
                                 double tolerance) {
   for (int m = 0; m < 3; m++) {

@@ -16,8 +16,6 @@ void synth_or_fail(const synth_spec *spec, const char *dir);
  * difference < tolerance and argmax agreement 100%. scratch holds the outputs. */
 void rotate_all_modes_and_check(const char *scratch, const char *original, const char *label, const char *builtin,
                                 double tolerance);
-/* Fails unless original and rotated agree (relative < tolerance, argmax 100%); prints the numbers. */
-void check_equivalent_logits(const char *original, const char *rotated, double tolerance, const char *what);
 /* Sets every element of tensor name in the checkpoint at dir to scale·x + shift (in place). */
 void edit_tensor(const char *dir, const char *name, double scale, double shift);
 /* cp -r from to. */

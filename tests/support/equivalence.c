@@ -1,7 +1,6 @@
 #include "support/equivalence.h"
 
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +21,20 @@ logit_diff compare_checkpoints(const char *dir_a, const char *dir_b, int n) {
   double *la = malloc(sizeof(double) * (size_t)n * vocab), *lb = malloc(sizeof(double) * (size_t)n * vocab);
   if (model_forward(a, tokens, n, la, &err) < 0) fail_msg("%s", err.message);
   if (model_forward(b, tokens, n, lb, &err) < 0) fail_msg("%s", err.message);
-  logit_diff d = {0};
-  int agree = 0;
-  for (int t = 0; t < n; t++) {
-    int ia = 0, ib = 0;
-    for (int v = 0; v < vocab; v++) {
-      size_t k = (size_t)t * vocab + v;
-      d.max_abs_diff = fmax(d.max_abs_diff, fabs(la[k] - lb[k]));
-      d.max_abs_logit = fmax(d.max_abs_logit, fabs(la[k]));
-      if (la[k] > la[(size_t)t * vocab + ia]) ia = v;
-      if (lb[k] > lb[(size_t)t * vocab + ib]) ib = v;
-    }
-    agree += ia == ib;
-  }
-  d.relative = d.max_abs_diff / d.max_abs_logit;
-  d.argmax_agreement = (double)agree / n;
+  logit_diff d;
+  logit_diff_compute(la, lb, n, vocab, &d);
   free(tokens), free(la), free(lb);
   model_free(a), model_free(b);
   return d;
+}
+
+void check_equivalent_logits(const char *original, const char *rotated, double tolerance, const char *what) {
+  logit_diff d = compare_checkpoints(original, rotated, 24);
+  printf("  %-44s max|Δ| %.3g  relative %.3g  argmax %d/%d\n", what, d.max_abs_diff, d.relative, d.argmax_agree,
+         d.rows);
+  if (!(d.relative < tolerance) || d.argmax_agree != d.rows)
+    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %d/%d", what, d.relative,
+             tolerance, d.argmax_agree, d.rows);
 }
 
 void write_config_with_mode(const char *path, const char *mode, bool online) {

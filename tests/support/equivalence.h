@@ -4,17 +4,14 @@
 
 #include <stdbool.h>
 
+#include "model/logit_compare.h"
 #include "rotq.h"
-
-typedef struct logit_diff {
-  double max_abs_diff;  /* max |Δlogit| */
-  double max_abs_logit; /* max |logit| of the first model */
-  double relative;      /* max_abs_diff / max_abs_logit */
-  double argmax_agreement; /* fraction of positions whose argmax agrees */
-} logit_diff;
 
 /* Runs both checkpoints on the same n tokens (a fixed pseudo-random sequence starting with BOS). */
 logit_diff compare_checkpoints(const char *dir_a, const char *dir_b, int n);
+/* Fails unless original and rotated agree on 24 tokens (relative < tolerance, argmax 100%);
+ * prints the numbers under the label what. */
+void check_equivalent_logits(const char *original, const char *rotated, double tolerance, const char *what);
 /* Writes a YAML file: transformer_universal with every matrix in `mode` (and online if set). */
 void write_config_with_mode(const char *path, const char *mode, bool online);
 /* rotq_rotate with the given config path; fails the test on error. */
