@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/calibration.h"
 #include "cli/commands.h"
+#include "cli/heap.h"
 #include "model/perplexity.h"
 #include "model/quantize_model.h"
 #include "model/token_file.h"
@@ -105,6 +106,7 @@ int cmd_eval(int argc, char **argv) {
   calibration_data calibration = {0};
   rotq_error err;
   perplexity_result result;
+  heap_keep_freed_blocks();
   const bool tty = isatty(STDERR_FILENO);
   model_options options = {.f32 = f32,
                            .quant = {(int)abits, a_clip, (int)kvbits, kv_clip, (int)kv_group}};

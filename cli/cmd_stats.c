@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/heap.h"
 #include "cli/outlier_plot.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
@@ -142,6 +143,7 @@ int cmd_stats(int argc, char **argv) {
     fprintf(stderr, "rotq stats: bad option values (see rotq stats --help)\n");
     return 2;
   }
+  heap_keep_freed_blocks();
   int32_t *tokens = NULL;
   size_t count = 0;
   activation_stats original = {0}, rotated_stats = {0};

@@ -287,7 +287,16 @@ void st_prefetch(const void *data, size_t nbytes) {
   void *begin;
   size_t length;
   page_span(data, nbytes, &begin, &length);
-  if (length) madvise(begin, length, MADV_WILLNEED);
+  if (!length) return;
+#ifdef MADV_POPULATE_READ
+  if (madvise(begin, length, MADV_POPULATE_READ) != 0)
+#endif
+  {
+    volatile unsigned char sink = 0;
+    for (size_t i = 0; i < length; i += (size_t)sysconf(_SC_PAGESIZE)) sink ^= ((const unsigned char *)begin)[i];
+    (void)sink;
+  }
+  madvise(begin, length, MADV_DONTNEED);
 }
 
 void st_release(const void *data, size_t nbytes) {

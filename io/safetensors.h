@@ -37,11 +37,12 @@ void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 /* Number of elements of a tensor (product of its shape; 1 for a scalar). */
 size_t st_numel(const st_tensor *t);
-/* Memory hints for bytes [data, data + nbytes) of a file's mapping (a tensor's data, or part of it;
- * widened to whole pages). Prefetch starts reading them into the page cache in the background
- * (MADV_WILLNEED). Release returns them to the kernel (MADV_DONTNEED), so bytes already used stop
- * counting in this process's memory; reading them again maps them again from the file. Only for
- * bytes inside a st_file's mapping. */
+/* Bytes [data, data + nbytes) of a file's mapping (a tensor's data, or part of it; widened to
+ * whole pages). Prefetch reads them from the disk into the page cache now, waiting for them, without
+ * keeping them in this process's memory (MADV_POPULATE_READ, or a read of each page where the
+ * kernel lacks it; then MADV_DONTNEED). Release returns them to the kernel (MADV_DONTNEED), so
+ * bytes already used stop counting in this process's memory; reading them again maps them again
+ * from the page cache. Only for bytes inside a st_file's mapping. */
 void st_prefetch(const void *data, size_t nbytes);
 void st_release(const void *data, size_t nbytes);
 

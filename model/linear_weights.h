@@ -14,8 +14,9 @@ typedef struct linear_weight {
 
 #define MAX_LINEARS_PER_INPUT 3
 
-/* The linears reading `input` in layer l, into out[MAX_LINEARS_PER_INPUT]; returns how many (0 for
- * the MLP inputs of a layer without a dense MLP). */
+/* The dense linears reading `input` in layer l, into out[MAX_LINEARS_PER_INPUT]; returns how many
+ * (0 where the layer has none: the MLP inputs of a MoE layer, the attention inputs of a Mamba
+ * layer). MoE experts and Mamba projections are not listed. */
 int linears_of(const model *m, int l, linear_input input, linear_weight *out);
 
 /* Element i of a weight, widened to double. */

@@ -49,6 +49,7 @@ typedef struct hessian_capture {
   linear_input input;
   bool f32;
   int dim;
+  size_t tokens;  /* rows accumulated */
   double *h;      /* [dim, dim], upper triangle accumulated */
   double *rows;   /* [ctx, dim] scratch: the input widened to double */
 } hessian_capture;
@@ -62,10 +63,11 @@ static bool capture_hessian(void *user, int layer, linear_input input, const voi
     xd = c->rows;
   }
   cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, rows, 1, xd, dim, 1, c->h, dim);
+  c->tokens += (size_t)rows;
   return true; /* nothing after this input is needed */
 }
 
-/* Runs the calibration set until the observed input of every segment. */
+/* Runs each calibration segment up to the observed input (where the observer ends the pass). */
 static int run_calibration(model *m, const calibration_set *cal, double *logits, rotq_error *err) {
   for (size_t s = 0; s < cal->segment_count; s++) {
     const token_segment *seg = &cal->segments[s];
@@ -89,15 +91,17 @@ static int gptq_input(model *m, int l, linear_input input, const weight_quant *q
   capture->layer = l;
   capture->input = input;
   capture->dim = dim;
+  capture->tokens = 0;
   memset(capture->h, 0, sizeof(double) * dim * dim);
   if (run_calibration(m, cal, logits, err) != 0) return -1;
+  if (capture->tokens == 0) /* a zero Hessian would zero every weight */
+    return rotq_fail(err, "GPTQ: the forward pass never reported layer %d's %s input", l, lw[0].name);
   for (int i = 0; i < dim; i++)
     for (int j = 0; j < i; j++) capture->h[(size_t)i * dim + j] = capture->h[(size_t)j * dim + i];
   const gptq_options options = {q->bits, q->group, q->act_order, q->damp > 0 ? q->damp : 0.01};
   for (int k = 0; k < count; k++) {
     size_t numel = (size_t)lw[k].out_dim * dim;
-    for (size_t i = 0; i < numel; i++)
-      weight[i] = linear_weight_at(m, &lw[k], i);
+    for (size_t i = 0; i < numel; i++) weight[i] = linear_weight_at(m, &lw[k], i);
     memcpy(hessian, capture->h, sizeof(double) * dim * dim);
     if (gptq_quantize(weight, lw[k].out_dim, dim, hessian, &options, err) != 0)
       return rotq_fail_context(err, "layer %d %s", l, lw[k].name);

@@ -6,10 +6,60 @@
 #include <string.h>
 #include <time.h>
 
+/* A thread's buffers, kept from batch to batch. */
+typedef struct slot {
+  void *work, *output;
+  size_t work_size, output_size;
+} slot;
+
+/* A whole-tensor output buffer (column pieces), reused by later tensors. */
+typedef struct staging {
+  unsigned char *data;
+  size_t size;
+  bool busy;
+} staging;
+
+/* Source bytes queued for reading ahead. */
+typedef struct range {
+  const unsigned char *data;
+  size_t size;
+} range;
+
+/* The input read ahead of the pieces done at most; read at a time between two flushes of the
+ * output; read per call. */
+#define READ_WINDOW ((size_t)1536 << 20)
+#define READ_BURST ((size_t)512 << 20)
+#define READ_STEP ((size_t)4 << 20)
+
+struct pipeline {
+  const transform_context *ctx;
+  int threads;
+  slot *slots;
+  pthread_mutex_t lock; /* guards the staging buffers */
+  staging *buffers;
+  size_t buffer_count;
+  /* The I/O pacer thread alternates the disk between long runs of reads and of writes (many disks,
+   * virtual ones especially, are several times slower at both mixed): it reads up to READ_BURST of
+   * the queued input into the page cache, staying within READ_WINDOW of the bytes the workers are
+   * done with, then has the output written so far written to the disk (the workers' writes only
+   * fill the page cache), and again. It flushes only while a batch runs, so the writer may be
+   * finished between batches. */
+  pthread_t pacer;
+  bool pacing;                /* the thread runs */
+  pthread_mutex_t io_lock;    /* guards everything below */
+  pthread_cond_t wake;        /* input queued, room to read ahead, output written, or stop */
+  pthread_cond_t idle;        /* a flush ended */
+  range *queue;
+  size_t queue_first, queue_count, queue_capacity;
+  size_t read_ahead, consumed; /* input bytes read ahead; bytes the workers are done with */
+  size_t written, flushed;     /* output bytes written; of which flushed */
+  bool batch_running, flushing, stop;
+};
+
 /* One command's tensor in flight. */
 typedef struct job {
   tensor_plan plan;
-  pthread_mutex_t lock;     /* guards the allocation of output */
+  pthread_mutex_t lock;     /* guards output */
   unsigned char *output;    /* CUT_COLUMNS, CUT_WHOLE: the whole tensor's bytes, while in flight */
   atomic_size_t remaining;  /* pieces not done yet */
 } job;
@@ -19,7 +69,7 @@ typedef struct piece {
 } piece;
 
 typedef struct batch {
-  const transform_context *ctx;
+  pipeline *pl;
   job *jobs;
   size_t job_count;
   piece *pieces;
@@ -32,10 +82,176 @@ typedef struct batch {
   transform_timing timing;
 } batch;
 
+typedef struct worker_args {
+  batch *b;
+  slot *s;
+} worker_args;
+
 static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Reads the next step of queued input; called and returns with io_lock held. */
+static void read_step(pipeline *pl) {
+  range *r = &pl->queue[pl->queue_first];
+  size_t step = r->size < READ_STEP ? r->size : READ_STEP;
+  const unsigned char *data = r->data;
+  r->data += step, r->size -= step;
+  if (r->size == 0) pl->queue_first = (pl->queue_first + 1) % pl->queue_capacity, pl->queue_count--;
+  pthread_mutex_unlock(&pl->io_lock);
+  st_prefetch(data, step);
+  pthread_mutex_lock(&pl->io_lock);
+  pl->read_ahead += step;
+}
+
+/* Has the output written so far written to the disk; called and returns with io_lock held. */
+static void flush_step(pipeline *pl) {
+  size_t written = pl->written;
+  pl->flushing = true;
+  pthread_mutex_unlock(&pl->io_lock);
+  st_writer_flush(pl->ctx->writer);
+  pthread_mutex_lock(&pl->io_lock);
+  pl->flushing = false;
+  pl->flushed = written;
+  pthread_cond_broadcast(&pl->idle);
+}
+
+static void *pace_io(void *arg) {
+  pipeline *pl = arg;
+  pthread_mutex_lock(&pl->io_lock);
+  while (!pl->stop) {
+    bool progress = false;
+    size_t burst_end = pl->read_ahead + READ_BURST;
+    while (!getenv("XNOREAD") && !pl->stop && pl->queue_count > 0 && pl->read_ahead < pl->consumed + READ_WINDOW &&
+           pl->read_ahead < burst_end) {
+      read_step(pl);
+      progress = true;
+    }
+    if (!getenv("XNOFLUSH") && !pl->stop && pl->batch_running && pl->written > pl->flushed + (getenv("XFB") ? (size_t)atol(getenv("XFB")) << 20 : 0)) {
+      flush_step(pl);
+      progress = true;
+    }
+    if (!progress && !pl->stop) pthread_cond_wait(&pl->wake, &pl->io_lock);
+  }
+  pthread_mutex_unlock(&pl->io_lock);
+  return NULL;
+}
+
+/* The workers are done with in more input bytes and wrote out more output bytes. */
+static void progressed(pipeline *pl, size_t in, size_t out) {
+  pthread_mutex_lock(&pl->io_lock);
+  pl->consumed += in;
+  pl->written += out;
+  pthread_cond_signal(&pl->wake);
+  pthread_mutex_unlock(&pl->io_lock);
+}
+
+/* A batch starts (the pacer may flush) or ends (it may not: waits for a flush under way). */
+static void batch_running(pipeline *pl, bool running) {
+  pthread_mutex_lock(&pl->io_lock);
+  pl->batch_running = running;
+  while (!running && pl->flushing) pthread_cond_wait(&pl->idle, &pl->io_lock);
+  pthread_cond_signal(&pl->wake);
+  pthread_mutex_unlock(&pl->io_lock);
+}
+
+void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count) {
+  pthread_mutex_lock(&pl->io_lock);
+  for (size_t i = 0; i < count; i++) {
+    const st_tensor *t = checkpoint_find(pl->ctx->ck, commands[i]->source);
+    if (!t || t->nbytes == 0) continue;
+    if (pl->queue_count == pl->queue_capacity) { /* grow the ring, unwrapping it */
+      size_t capacity = pl->queue_capacity ? 2 * pl->queue_capacity : 64;
+      range *grown = malloc(capacity * sizeof *grown);
+      if (!grown) break; /* reading ahead is an optimisation only */
+      for (size_t k = 0; k < pl->queue_count; k++) grown[k] = pl->queue[(pl->queue_first + k) % pl->queue_capacity];
+      free(pl->queue);
+      pl->queue = grown, pl->queue_capacity = capacity, pl->queue_first = 0;
+    }
+    pl->queue[(pl->queue_first + pl->queue_count++) % pl->queue_capacity] = (range){t->data, t->nbytes};
+  }
+  pthread_cond_signal(&pl->wake);
+  pthread_mutex_unlock(&pl->io_lock);
+}
+
+pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
+  pipeline *pl = calloc(1, sizeof *pl);
+  int threads = ctx->threads < 1 ? 1 : ctx->threads > 64 ? 64 : ctx->threads;
+  if (pl) pl->slots = calloc((size_t)threads, sizeof *pl->slots);
+  if (!pl || !pl->slots) {
+    free(pl);
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  pl->ctx = ctx;
+  pl->threads = threads;
+  pthread_mutex_init(&pl->lock, NULL);
+  pthread_mutex_init(&pl->io_lock, NULL);
+  pthread_cond_init(&pl->wake, NULL);
+  pthread_cond_init(&pl->idle, NULL);
+  pl->pacing = pthread_create(&pl->pacer, NULL, pace_io, pl) == 0;
+  if (pl->pacing && !getenv("XEAGER")) st_writer_set_eager_writeback(ctx->writer, false);
+  return pl;
+}
+
+void pipeline_free(pipeline *pl) {
+  if (!pl) return;
+  pthread_mutex_lock(&pl->io_lock);
+  pl->stop = true;
+  pthread_cond_signal(&pl->wake);
+  pthread_mutex_unlock(&pl->io_lock);
+  if (pl->pacing) pthread_join(pl->pacer, NULL);
+  pthread_cond_destroy(&pl->wake);
+  pthread_cond_destroy(&pl->idle);
+  pthread_mutex_destroy(&pl->io_lock);
+  free(pl->queue);
+  for (int t = 0; t < pl->threads; t++) free(pl->slots[t].work), free(pl->slots[t].output);
+  for (size_t i = 0; i < pl->buffer_count; i++) free(pl->buffers[i].data);
+  free(pl->slots);
+  free(pl->buffers);
+  pthread_mutex_destroy(&pl->lock);
+  free(pl);
+}
+
+/* An idle staging buffer of at least size bytes: the smallest that fits, else an idle one grown,
+ * else a new one. NULL when out of memory. */
+static unsigned char *staging_take(pipeline *pl, size_t size) {
+  pthread_mutex_lock(&pl->lock);
+  staging *best = NULL, *idle = NULL;
+  for (size_t i = 0; i < pl->buffer_count; i++) {
+    staging *b = &pl->buffers[i];
+    if (b->busy) continue;
+    if (b->size >= size && (!best || b->size < best->size)) best = b;
+    if (!idle || b->size > idle->size) idle = b;
+  }
+  if (!best && idle) { /* regrow the largest idle buffer */
+    free(idle->data);
+    idle->data = malloc(size);
+    idle->size = idle->data ? size : 0;
+    best = idle->data ? idle : NULL;
+  }
+  if (!best) {
+    staging *grown = realloc(pl->buffers, (pl->buffer_count + 1) * sizeof *grown);
+    unsigned char *data = grown ? malloc(size) : NULL;
+    if (grown) pl->buffers = grown;
+    if (data) {
+      best = &pl->buffers[pl->buffer_count++];
+      *best = (staging){.data = data, .size = size};
+    }
+  }
+  unsigned char *data = NULL;
+  if (best) best->busy = true, data = best->data;
+  pthread_mutex_unlock(&pl->lock);
+  return data;
+}
+
+static void staging_give(pipeline *pl, unsigned char *data) {
+  pthread_mutex_lock(&pl->lock);
+  for (size_t i = 0; i < pl->buffer_count; i++)
+    if (pl->buffers[i].data == data) pl->buffers[i].busy = false;
+  pthread_mutex_unlock(&pl->lock);
 }
 
 /* The first error of the batch wins; the others stop taking pieces. */
@@ -45,19 +261,20 @@ static void fail(batch *b, const rotq_error *err) {
   pthread_mutex_unlock(&b->lock);
 }
 
-/* The job's whole-tensor output buffer, allocated by the first of its pieces. */
-static unsigned char *job_output(job *j, rotq_error *err) {
+/* The job's whole-tensor output buffer, taken by the first of its pieces. */
+static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
+  size_t size = j->plan.source->nbytes ? j->plan.source->nbytes : 1;
   pthread_mutex_lock(&j->lock);
-  if (!j->output) j->output = malloc(j->plan.source->nbytes ? j->plan.source->nbytes : 1);
+  if (!j->output) j->output = staging_take(b->pl, size);
   unsigned char *output = j->output;
   pthread_mutex_unlock(&j->lock);
-  if (!output) rotq_fail(err, "tensor '%s': out of memory (%zu bytes)", j->plan.command->name, j->plan.source->nbytes);
+  if (!output) rotq_fail(err, "tensor '%s': out of memory (%zu bytes)", j->plan.command->name, size);
   return output;
 }
 
 /* Piece p, from reading to writing, with this thread's buffers. */
-static int run_piece(batch *b, const piece *p, void *work, void *output, transform_timing *timing, rotq_error *err) {
-  const transform_context *ctx = b->ctx;
+static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
+  const transform_context *ctx = b->pl->ctx;
   job *j = &b->jobs[p->job];
   const tensor_plan *plan = &j->plan;
   const st_tensor *source = plan->source;
@@ -66,51 +283,49 @@ static int run_piece(batch *b, const piece *p, void *work, void *output, transfo
     int rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
     timing->write += now_seconds() - t0;
     st_release(source->data, source->nbytes);
+    progressed(b->pl, source->nbytes, source->nbytes);
     return rc;
   }
   if (plan->cut == CUT_ROWS) {
     size_t begin, end, row_bytes = plan->cols * dtype_size(source->dtype);
     tensor_piece_range(plan, p->index, &begin, &end);
-    if (tensor_transform_piece(ctx, plan, p->index, work, output, timing, err) < 0) return -1;
+    if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
     double t0 = now_seconds();
-    int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, output, (end - begin) * row_bytes, err);
+    int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output, (end - begin) * row_bytes,
+                                  err);
     timing->write += now_seconds() - t0;
     st_release((const unsigned char *)source->data + begin * row_bytes, (end - begin) * row_bytes);
+    progressed(b->pl, (end - begin) * row_bytes, (end - begin) * row_bytes);
     return rc;
   }
-  unsigned char *whole = job_output(j, err);
-  if (!whole || tensor_transform_piece(ctx, plan, p->index, work, whole, timing, err) < 0) return -1;
+  unsigned char *whole = job_output(b, j, err);
+  if (!whole || tensor_transform_piece(ctx, plan, p->index, s->work, whole, timing, err) < 0) return -1;
   if (atomic_fetch_sub(&j->remaining, 1) != 1) return 0;
   double t0 = now_seconds();
   int rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->write += now_seconds() - t0;
   st_release(source->data, source->nbytes);
+  progressed(b->pl, source->nbytes, source->nbytes);
   pthread_mutex_lock(&j->lock);
-  free(j->output);
   j->output = NULL;
   pthread_mutex_unlock(&j->lock);
+  staging_give(b->pl, whole);
   return rc;
 }
 
 static void *worker(void *arg) {
-  batch *b = arg;
+  worker_args *a = arg;
+  batch *b = a->b;
   transform_timing timing = {0};
-  void *work = malloc(b->work_bytes ? b->work_bytes : 1), *output = malloc(b->output_bytes ? b->output_bytes : 1);
   rotq_error err = {{0}};
-  if (!work || !output) {
-    rotq_fail(&err, "out of memory for the transform buffers (%zu bytes)", b->work_bytes + b->output_bytes);
-    fail(b, &err);
-  }
   for (;;) {
     size_t k = atomic_fetch_add(&b->next, 1);
     if (k >= b->piece_count || atomic_load(&b->failed)) break;
-    if (run_piece(b, &b->pieces[k], work, output, &timing, &err) < 0) {
+    if (run_piece(b, &b->pieces[k], a->s, &timing, &err) < 0) {
       fail(b, &err);
       break;
     }
   }
-  free(work);
-  free(output);
   pthread_mutex_lock(&b->lock);
   b->timing.read += timing.read, b->timing.compute += timing.compute;
   b->timing.convert += timing.convert, b->timing.write += timing.write;
@@ -124,12 +339,12 @@ static int plan_batch(batch *b, const rotate_command *const *commands, size_t co
   if (!b->jobs) return rotq_fail(err, "out of memory");
   for (size_t i = 0; i < count; i++) {
     job *j = &b->jobs[i];
-    if (tensor_plan_make(b->ctx, commands[i], &j->plan, err) < 0) return -1;
+    if (tensor_plan_make(b->pl->ctx, commands[i], &j->plan, err) < 0) return -1;
     pthread_mutex_init(&j->lock, NULL);
     atomic_init(&j->remaining, j->plan.pieces);
     b->job_count++;
     b->piece_count += j->plan.pieces;
-    size_t work = tensor_piece_work_bytes(b->ctx, &j->plan), output = tensor_piece_output_bytes(&j->plan);
+    size_t work = tensor_piece_work_bytes(b->pl->ctx, &j->plan), output = tensor_piece_output_bytes(&j->plan);
     if (work > b->work_bytes) b->work_bytes = work;
     if (output > b->output_bytes) b->output_bytes = output;
   }
@@ -141,10 +356,19 @@ static int plan_batch(batch *b, const rotate_command *const *commands, size_t co
   return 0;
 }
 
+/* Grows *buffer to at least size bytes (contents not kept). */
+static int reserve(void **buffer, size_t *capacity, size_t size, rotq_error *err) {
+  if (*capacity >= size) return 0;
+  free(*buffer);
+  *buffer = malloc(size);
+  *capacity = *buffer ? size : 0;
+  return *buffer ? 0 : rotq_fail(err, "out of memory for the transform buffers (%zu bytes)", size);
+}
+
 static void free_batch(batch *b) {
   for (size_t i = 0; i < b->job_count; i++) {
     tensor_plan_free(&b->jobs[i].plan);
-    free(b->jobs[i].output);
+    if (b->jobs[i].output) staging_give(b->pl, b->jobs[i].output);
     pthread_mutex_destroy(&b->jobs[i].lock);
   }
   free(b->jobs);
@@ -152,40 +376,36 @@ static void free_batch(batch *b) {
   pthread_mutex_destroy(&b->lock);
 }
 
-int pipeline_run(const transform_context *ctx, const rotate_command *const *commands, size_t count,
-                 transform_timing *timing, rotq_error *err) {
-  batch b = {.ctx = ctx};
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
+                 rotq_error *err) {
+  batch b = {.pl = pl};
   pthread_mutex_init(&b.lock, NULL);
   atomic_init(&b.next, 0);
   atomic_init(&b.failed, false);
-  if (plan_batch(&b, commands, count, err) < 0) {
+  int rc = plan_batch(&b, commands, count, err);
+  for (int t = 0; rc == 0 && t < pl->threads; t++) {
+    slot *s = &pl->slots[t];
+    rc = reserve(&s->work, &s->work_size, b.work_bytes ? b.work_bytes : 1, err);
+    if (rc == 0) rc = reserve(&s->output, &s->output_size, b.output_bytes ? b.output_bytes : 1, err);
+  }
+  if (rc < 0) {
     free_batch(&b);
     return -1;
   }
-  int threads = ctx->threads > 1 ? ctx->threads : 1;
-  pthread_t *ids = calloc((size_t)threads, sizeof *ids);
-  int *started = calloc((size_t)threads, sizeof *started);
-  if (!ids || !started) {
-    free(ids), free(started), free_batch(&b);
-    return rotq_fail(err, "out of memory");
-  }
-  for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, worker, &b) == 0;
-  worker(&b); /* threads that could not start leave their share to the others */
+  batch_running(pl, true);
+  pthread_t ids[64];
+  worker_args args[64];
+  int threads = pl->threads, started[64] = {0};
+  for (int t = 0; t < threads; t++) args[t] = (worker_args){.b = &b, .s = &pl->slots[t]};
+  for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, worker, &args[t]) == 0;
+  worker(&args[0]); /* threads that could not start leave their share to the others */
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
-  free(ids);
-  free(started);
-  int rc = atomic_load(&b.failed) ? -1 : 0;
+  batch_running(pl, false);
+  rc = atomic_load(&b.failed) ? -1 : 0;
   if (rc < 0) *err = b.error;
   timing->read += b.timing.read, timing->compute += b.timing.compute;
   timing->convert += b.timing.convert, timing->write += b.timing.write;
   free_batch(&b);
   return rc;
-}
-
-void pipeline_prefetch(const transform_context *ctx, const rotate_command *const *commands, size_t count) {
-  for (size_t i = 0; i < count; i++) {
-    const st_tensor *t = checkpoint_find(ctx->ck, commands[i]->source);
-    if (t) st_prefetch(t->data, t->nbytes);
-  }
 }

@@ -1,21 +1,29 @@
-/* The processor's execution loop for one batch of commands (the pre-run tensors, or one decoder
- * layer): every tensor is planned and cut into pieces (rotate/tensor_transform.h), and a team of
+/* The processor's execution loop. For each batch of commands (the pre-run tensors, or one decoder
+ * layer) every tensor is planned and cut into pieces (rotate/tensor_transform.h), and a team of
  * ctx->threads threads takes the pieces in order, each thread reading, transforming and writing
  * its piece, so that reading, arithmetic and writing of different pieces overlap. A row piece is
  * written as soon as it is done; column pieces fill one output buffer, written by the thread that
- * finishes the last of them. The mapped input pages of a piece are released once it is written, so
- * memory stays bounded by the pieces in flight whatever the model's size. The bytes written do not
- * depend on the number of threads. */
+ * finishes the last of them. A prefetcher thread reads the sources ahead (a bounded window), and
+ * the mapped input pages of a piece are released once it is written, so memory stays bounded by
+ * the pieces in flight and the window whatever the model's size. The buffers live as long
+ * as the pipeline (fresh pages cost a page fault each). The bytes written do not depend on the
+ * number of threads. */
 #ifndef ROTQ_ROTATE_PIPELINE_H
 #define ROTQ_ROTATE_PIPELINE_H
 
 #include "rotate/tensor_transform.h"
 
+typedef struct pipeline pipeline;
+
+/* A pipeline for ctx (which must outlive it). */
+pipeline *pipeline_create(const transform_context *ctx, rotq_error *err);
+void pipeline_free(pipeline *pl);
 /* Transforms and writes the count commands; returns when all are written (or on the first error).
  * Adds the threads' time to timing. */
-int pipeline_run(const transform_context *ctx, const rotate_command *const *commands, size_t count,
-                 transform_timing *timing, rotq_error *err);
-/* Starts reading the commands' source tensors into the page cache in the background. */
-void pipeline_prefetch(const transform_context *ctx, const rotate_command *const *commands, size_t count);
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
+                 rotq_error *err);
+/* Queues the commands' source tensors for reading ahead, in order, by the pipeline's prefetcher
+ * thread (each tensor once: the batch about to run, then the next). */
+void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count);
 
 #endif

@@ -59,6 +59,8 @@ static void print_timing(const quarot_processor *p) {
 
 void processor_free(quarot_processor *p) {
   print_timing(p);
+  pipeline_free(p->pipeline);
+  p->pipeline = NULL;
   commands_free(&p->commands);
   rotation_set_free(&p->matrices);
 }
@@ -72,18 +74,29 @@ static const rotate_command **layer_commands(const quarot_processor *p, int laye
   return list;
 }
 
-/* Executes every command of `layer` (-1 = pre-run), the next layer's tensors being read ahead. */
+/* Queues the sources of layer's commands (-1 = pre-run) for reading ahead. */
+static int queue_layer(quarot_processor *p, int layer, rotq_error *err) {
+  size_t count;
+  const rotate_command **list = layer_commands(p, layer, &count);
+  if (!list) return rotq_fail(err, "out of memory");
+  pipeline_prefetch(p->pipeline, list, count);
+  free(list);
+  return 0;
+}
+
+/* Executes every command of `layer` (-1 = pre-run), this and the next layer's tensors being read
+ * ahead. */
 static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
   double start = now_seconds();
-  size_t count, next_count;
-  const rotate_command **list = layer_commands(p, layer, &count), **next = layer_commands(p, layer + 1, &next_count);
-  int rc = list && next ? 0 : rotq_fail(err, "out of memory");
-  if (rc == 0) {
-    pipeline_prefetch(&p->context, next, next_count);
-    rc = pipeline_run(&p->context, list, count, &p->timing, err);
-  }
+  int rc = 0;
+  if (!p->pipeline && !(p->pipeline = pipeline_create(&p->context, err))) rc = -1;
+  while (rc == 0 && p->batches_queued <= layer + 2 && p->batches_queued <= p->ck->config.num_hidden_layers)
+    rc = queue_layer(p, p->batches_queued++ - 1, err);
+  size_t count;
+  const rotate_command **list = rc == 0 ? layer_commands(p, layer, &count) : NULL;
+  if (rc == 0 && !list) rc = rotq_fail(err, "out of memory");
+  if (rc == 0) rc = pipeline_run(p->pipeline, list, count, &p->timing, err);
   free(list);
-  free(next);
   p->elapsed += now_seconds() - start;
   return rc;
 }

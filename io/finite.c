@@ -1,0 +1,62 @@
+#include "io/finite.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Scans 16-bit elements for exponent == mask; chunks of 64 are OR-reduced so the loop vectorizes. */
+static size_t scan16(const void *data, size_t n, uint16_t mask) {
+  const unsigned char *bytes = data;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    uint16_t chunk[64];
+    memcpy(chunk, bytes + 2 * i, sizeof chunk);
+    int any = 0;
+    for (int k = 0; k < 64; k++) any |= (chunk[k] & mask) == mask;
+    if (any) break;
+  }
+  for (; i < n; i++) {
+    uint16_t v;
+    memcpy(&v, bytes + 2 * i, 2);
+    if ((v & mask) == mask) return i;
+  }
+  return n;
+}
+
+static size_t scan32(const void *data, size_t n) {
+  const unsigned char *bytes = data;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    uint32_t chunk[32];
+    memcpy(chunk, bytes + 4 * i, sizeof chunk);
+    int any = 0;
+    for (int k = 0; k < 32; k++) any |= (chunk[k] & 0x7f800000u) == 0x7f800000u;
+    if (any) break;
+  }
+  for (; i < n; i++) {
+    uint32_t v;
+    memcpy(&v, bytes + 4 * i, 4);
+    if ((v & 0x7f800000u) == 0x7f800000u) return i;
+  }
+  return n;
+}
+
+static size_t scan64(const void *data, size_t n) {
+  const unsigned char *bytes = data;
+  const uint64_t mask = 0x7ff0000000000000ull;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v;
+    memcpy(&v, bytes + 8 * i, 8);
+    if ((v & mask) == mask) return i;
+  }
+  return n;
+}
+
+size_t first_non_finite(dtype t, const void *data, size_t n) {
+  switch (t) {
+  case DTYPE_F64: return scan64(data, n);
+  case DTYPE_F32: return scan32(data, n);
+  case DTYPE_F16: return scan16(data, n, 0x7c00);
+  case DTYPE_BF16: return scan16(data, n, 0x7f80);
+  }
+  return n;
+}
