@@ -31,20 +31,23 @@ static int same_file(const char *a, const char *b) {
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-int evaluation_segments(const char *tokens_path, const char *calibration_path,
-                        const calibration_data *c, size_t wanted, size_t *limit, rotq_error *err) {
+int evaluation_segments(const char *tokens_path, const char *calibration_path, const calibration_data *c, size_t wanted,
+                        size_t *limit, rotq_error *err) {
   *limit = wanted;
   if (!c || !same_file(tokens_path, calibration_path)) return 0;
   if (wanted == 0) {
     if (c->first == 0)
-      return rotq_fail(err, "%s: every segment is used for calibration; none is left to evaluate "
-                            "(use fewer calibration segments or another --calib file)", tokens_path);
+      return rotq_fail(err,
+                       "%s: every segment is used for calibration; none is left to evaluate "
+                       "(use fewer calibration segments or another --calib file)",
+                       tokens_path);
     *limit = c->first;
     return 0;
   }
   if (wanted > c->first)
-    return rotq_fail(err, "%s: the first %zu segments overlap the %zu calibration segments at its end "
-                          "(it has %zu); evaluate fewer or calibrate on fewer",
+    return rotq_fail(err,
+                     "%s: the first %zu segments overlap the %zu calibration segments at its end "
+                     "(it has %zu); evaluate fewer or calibrate on fewer",
                      tokens_path, wanted, c->set.segment_count, c->first + c->set.segment_count);
   return 0;
 }

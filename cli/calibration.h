@@ -12,8 +12,8 @@ typedef struct calibration_data {
   int32_t *tokens;
   size_t count;
   token_segment *segments;
-  size_t first;         /* index of the first calibration segment in the file */
-  calibration_set set;  /* the last n segments, ctx tokens of each */
+  size_t first;        /* index of the first calibration segment in the file */
+  calibration_set set; /* the last n segments, ctx tokens of each */
 } calibration_data;
 
 /* Reads path and takes its last n segments (all if it has fewer). */
@@ -23,7 +23,7 @@ void calibration_free(calibration_data *c);
 /* How many segments, from the first, to evaluate in tokens_path: *limit = wanted (0 = all). When
  * tokens_path is the calibration file (c not NULL), the evaluation must end before the
  * calibration segments: wanted 0 becomes c->first, a larger wanted is an error. */
-int evaluation_segments(const char *tokens_path, const char *calibration_path,
-                        const calibration_data *c, size_t wanted, size_t *limit, rotq_error *err);
+int evaluation_segments(const char *tokens_path, const char *calibration_path, const calibration_data *c, size_t wanted,
+                        size_t *limit, rotq_error *err);
 
 #endif

@@ -63,15 +63,24 @@ int cmd_eval(int argc, char **argv) {
   double damp = 0.01, a_clip = 0.9, kv_clip = 0.95;
   bool f32 = false, act_order = false;
   const arg_spec specs[] = {
-      {"model", ARG_STRING, &dir},         {"tokens", ARG_STRING, &tokens_path},
-      {"ctx", ARG_INT, &ctx},              {"segments", ARG_INT, &segments},
-      {"f32", ARG_FLAG, &f32},             {"reference", ARG_STRING, &reference_dir},
-      {"wbits", ARG_INT, &wbits},          {"abits", ARG_INT, &abits},
-      {"kvbits", ARG_INT, &kvbits},        {"w-method", ARG_STRING, &method},
-      {"w-group", ARG_INT, &w_group},      {"act-order", ARG_FLAG, &act_order},
-      {"damp", ARG_DOUBLE, &damp},         {"a-clip", ARG_DOUBLE, &a_clip},
-      {"kv-clip", ARG_DOUBLE, &kv_clip},   {"kv-group", ARG_INT, &kv_group},
-      {"calib", ARG_STRING, &calib_path},  {"calib-n", ARG_INT, &calib_n},
+      {"model", ARG_STRING, &dir},
+      {"tokens", ARG_STRING, &tokens_path},
+      {"ctx", ARG_INT, &ctx},
+      {"segments", ARG_INT, &segments},
+      {"f32", ARG_FLAG, &f32},
+      {"reference", ARG_STRING, &reference_dir},
+      {"wbits", ARG_INT, &wbits},
+      {"abits", ARG_INT, &abits},
+      {"kvbits", ARG_INT, &kvbits},
+      {"w-method", ARG_STRING, &method},
+      {"w-group", ARG_INT, &w_group},
+      {"act-order", ARG_FLAG, &act_order},
+      {"damp", ARG_DOUBLE, &damp},
+      {"a-clip", ARG_DOUBLE, &a_clip},
+      {"kv-clip", ARG_DOUBLE, &kv_clip},
+      {"kv-group", ARG_INT, &kv_group},
+      {"calib", ARG_STRING, &calib_path},
+      {"calib-n", ARG_INT, &calib_n},
   };
   int parsed = args_parse("eval", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
@@ -92,8 +101,8 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "rotq eval: --w-method takes rtn or gptq, not '%s'\n", method);
     return 2;
   }
-  if (w_group < 0 || w_group > 1000000 || kv_group < 0 || kv_group > 1000000 || calib_n < 1 ||
-      wbits < 0 || wbits > 16 || abits < 0 || abits > 16 || kvbits < 0 || kvbits > 16) {
+  if (w_group < 0 || w_group > 1000000 || kv_group < 0 || kv_group > 1000000 || calib_n < 1 || wbits < 0 ||
+      wbits > 16 || abits < 0 || abits > 16 || kvbits < 0 || kvbits > 16) {
     fprintf(stderr, "rotq eval: bad quantization option values (see rotq eval --help)\n");
     return 2;
   }
@@ -108,22 +117,22 @@ int cmd_eval(int argc, char **argv) {
   perplexity_result result;
   heap_keep_freed_blocks();
   const bool tty = isatty(STDERR_FILENO);
-  model_options options = {.f32 = f32,
-                           .quant = {(int)abits, a_clip, (int)kvbits, kv_clip, (int)kv_group}};
+  model_options options = {.f32 = f32, .quant = {(int)abits, a_clip, (int)kvbits, kv_clip, (int)kv_group}};
   const weight_quant wq = {(int)wbits, gptq ? WEIGHT_GPTQ : WEIGHT_RTN, (int)w_group, act_order, damp};
-  int status = token_file_read(tokens_path, &tokens, &count, &err) != 0 ||
-                       (calibrate && calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err) != 0) ||
-                       evaluation_segments(tokens_path, calib_path, calibrate ? &calibration : NULL,
-                                           (size_t)segments, &eval_segments, &err) != 0 ||
-                       model_load(dir, &options, &m, &err) != 0 ||
-                       (reference_dir && model_load(reference_dir, &(model_options){.f32 = f32}, &reference, &err) != 0) ||
-                       model_quantize_weights(m, &wq, calibrate ? &calibration.set : NULL,
-                                              tty && calibrate ? show_quantize_progress : NULL, NULL, &err) != 0
-                   ? 1
-                   : 0;
+  int status =
+      token_file_read(tokens_path, &tokens, &count, &err) != 0 ||
+              (calibrate && calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err) != 0) ||
+              evaluation_segments(tokens_path, calib_path, calibrate ? &calibration : NULL, (size_t)segments,
+                                  &eval_segments, &err) != 0 ||
+              model_load(dir, &options, &m, &err) != 0 ||
+              (reference_dir && model_load(reference_dir, &(model_options){.f32 = f32}, &reference, &err) != 0) ||
+              model_quantize_weights(m, &wq, calibrate ? &calibration.set : NULL,
+                                     tty && calibrate ? show_quantize_progress : NULL, NULL, &err) != 0
+          ? 1
+          : 0;
   if (status == 0) {
-    const perplexity_options eval = {.ctx = (int)ctx, .max_segments = eval_segments, .reference = reference,
-                                     .progress = tty ? show_progress : NULL};
+    const perplexity_options eval = {
+        .ctx = (int)ctx, .max_segments = eval_segments, .reference = reference, .progress = tty ? show_progress : NULL};
     status = perplexity_measure(m, tokens, count, &eval, &result, &err) != 0;
   }
   if (status == 0) {

@@ -54,8 +54,8 @@ typedef struct quant_config {
 } quant_config;
 
 static const quant_config configs[] = {
-    {"FP", 16, 16, 16},  {"W8A8", 8, 8, 16}, {"W4A16", 4, 16, 16},
-    {"W4A8", 4, 8, 16},  {"W4A4", 4, 4, 16}, {"W4A4KV4", 4, 4, 4},
+    {"FP", 16, 16, 16}, {"W8A8", 8, 8, 16}, {"W4A16", 4, 16, 16},
+    {"W4A8", 4, 8, 16}, {"W4A4", 4, 4, 16}, {"W4A4KV4", 4, 4, 4},
 };
 #define CONFIG_COUNT (int)(sizeof configs / sizeof configs[0])
 
@@ -117,8 +117,8 @@ static int evaluate(report *r, model *m, int v, int c, int method, rotq_error *e
   r->cells[v][c][method] = (cell){result.ppl, result.kl};
   r->predicted = result.predicted;
   r->done++;
-  fprintf(stderr, "rotq report: [%d/%d] %-11s %-7s %-4s ppl %9.4f  KL %.4g  (%.1fs, %.0fs in all)\n", r->done,
-          r->total, variant_names[v], configs[c].name, c == 0 ? "" : method_name(method), result.ppl, result.kl,
+  fprintf(stderr, "rotq report: [%d/%d] %-11s %-7s %-4s ppl %9.4f  KL %.4g  (%.1fs, %.0fs in all)\n", r->done, r->total,
+          variant_names[v], configs[c].name, c == 0 ? "" : method_name(method), result.ppl, result.kl,
           now_seconds() - t0, now_seconds() - r->start);
   return 0;
 }
@@ -132,8 +132,9 @@ static int evaluate_variant(report *r, int v, rotq_error *err) {
   int status = evaluate(r, m, v, 0, WEIGHT_RTN, err);
   model_free(m);
   if (status == 0 && v != VARIANT_ORIGINAL && r->cells[v][0][0].kl > 1e-6)
-    status = rotq_fail(err, "%s: the %s checkpoint does not compute the original's function "
-                            "(KL %.3g); a quantized comparison would be meaningless",
+    status = rotq_fail(err,
+                       "%s: the %s checkpoint does not compute the original's function "
+                       "(KL %.3g); a quantized comparison would be meaningless",
                        r->dirs[v], variant_names[v], r->cells[v][0][0].kl);
   for (int method = 0; method < 2 && status == 0; method++) {
     if (!r->method_used[method]) continue;
@@ -157,22 +158,27 @@ static int evaluate_variant(report *r, int v, rotq_error *err) {
 }
 
 static void format_cell(char *buf, size_t size, double v, bool ppl) {
-  if (v < 0) snprintf(buf, size, "—");
-  else if (ppl) snprintf(buf, size, v < 1000 ? "%.3f" : "%.4g", v);
-  else snprintf(buf, size, v == 0 ? "0" : v < 1e-3 ? "%.1e" : "%.4f", v);
+  if (v < 0)
+    snprintf(buf, size, "—");
+  else if (ppl)
+    snprintf(buf, size, v < 1000 ? "%.3f" : "%.4g", v);
+  else
+    snprintf(buf, size, v == 0 ? "0" : v < 1e-3 ? "%.1e" : "%.4f", v);
 }
 
 /* The Markdown table (and its header) to f. */
 static void write_markdown(FILE *f, const report *r) {
-  fprintf(f, "Model `%s`, tokens `%s`: %zu segments (the first), %d tokens each at most, %zu tokens "
-             "predicted; KL = mean KL(p_original,FP ‖ p) per token, nats.\n",
+  fprintf(f,
+          "Model `%s`, tokens `%s`: %zu segments (the first), %d tokens each at most, %zu tokens "
+          "predicted; KL = mean KL(p_original,FP ‖ p) per token, nats.\n",
           r->model_dir, r->tokens_path, r->segments, r->ctx, r->predicted);
   if (r->method_used[WEIGHT_GPTQ])
     fprintf(f, "GPTQ calibration: the last %zu segments of `%s` (%d tokens each at most), damping %g%s.\n",
             r->calibration->set.segment_count, r->calib_path, r->ctx, r->weight.damp > 0 ? r->weight.damp : 0.01,
             r->weight.act_order ? ", act-order" : "");
-  fprintf(f, "Weights symmetric per %s; activations per token symmetric, clip %g; KV asymmetric per %s, "
-             "clip %g; rotq %s, %s.\n\n",
+  fprintf(f,
+          "Weights symmetric per %s; activations per token symmetric, clip %g; KV asymmetric per %s, "
+          "clip %g; rotq %s, %s.\n\n",
           r->weight.group > 0 ? "group of input columns" : "output channel", r->act.a_clip,
           r->act.kv_group > 0 ? "group" : "head", r->act.kv_clip, rotq_version(), r->f32 ? "float32" : "float64");
   fprintf(f, "| Config | Weights |");
@@ -252,8 +258,12 @@ static int write_json(const char *path, const report *r, rotq_error *err) {
 static int rotate_variant(report *r, int v, const char *work, uint64_t seed, char *dir, size_t size, rotq_error *err) {
   snprintf(dir, size, "%s/%s", work, v == VARIANT_ONLINE ? "r1r2-online" : "r1r2");
   fprintf(stderr, "rotq report: rotating (%s) into %s\n", variant_names[v], dir);
-  rotq_rotate_options o = {.model_dir = r->model_dir, .output_dir = dir, .seed = seed, .online = v == VARIANT_ONLINE,
-                           .verify = 0, .quiet = 1};
+  rotq_rotate_options o = {.model_dir = r->model_dir,
+                           .output_dir = dir,
+                           .seed = seed,
+                           .online = v == VARIANT_ONLINE,
+                           .verify = 0,
+                           .quiet = 1};
   if (rotq_rotate(&o, err) == 0) {
     r->dirs[v] = dir;
     return 0;
@@ -284,13 +294,20 @@ int cmd_report(int argc, char **argv) {
   double damp = 0.01, a_clip = 0.9, kv_clip = 0.95;
   bool f32 = false, act_order = false;
   const arg_spec specs[] = {
-      {"model", ARG_STRING, &dir},        {"tokens", ARG_STRING, &tokens_path},
-      {"output", ARG_STRING, &output},    {"segments", ARG_INT, &segments},
-      {"ctx", ARG_INT, &ctx},             {"methods", ARG_STRING, &methods},
-      {"calib", ARG_STRING, &calib_path}, {"calib-n", ARG_INT, &calib_n},
-      {"seed", ARG_INT, &seed},           {"w-group", ARG_INT, &w_group},
-      {"act-order", ARG_FLAG, &act_order}, {"damp", ARG_DOUBLE, &damp},
-      {"a-clip", ARG_DOUBLE, &a_clip},    {"kv-clip", ARG_DOUBLE, &kv_clip},
+      {"model", ARG_STRING, &dir},
+      {"tokens", ARG_STRING, &tokens_path},
+      {"output", ARG_STRING, &output},
+      {"segments", ARG_INT, &segments},
+      {"ctx", ARG_INT, &ctx},
+      {"methods", ARG_STRING, &methods},
+      {"calib", ARG_STRING, &calib_path},
+      {"calib-n", ARG_INT, &calib_n},
+      {"seed", ARG_INT, &seed},
+      {"w-group", ARG_INT, &w_group},
+      {"act-order", ARG_FLAG, &act_order},
+      {"damp", ARG_DOUBLE, &damp},
+      {"a-clip", ARG_DOUBLE, &a_clip},
+      {"kv-clip", ARG_DOUBLE, &kv_clip},
       {"f32", ARG_FLAG, &f32},
   };
   int parsed = args_parse("report", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
@@ -304,7 +321,8 @@ int cmd_report(int argc, char **argv) {
     return 2;
   }
   const bool rtn = strcmp(methods, "rtn") == 0 || strcmp(methods, "rtn,gptq") == 0 || strcmp(methods, "gptq,rtn") == 0;
-  const bool gptq = strcmp(methods, "gptq") == 0 || strcmp(methods, "rtn,gptq") == 0 || strcmp(methods, "gptq,rtn") == 0;
+  const bool gptq =
+      strcmp(methods, "gptq") == 0 || strcmp(methods, "rtn,gptq") == 0 || strcmp(methods, "gptq,rtn") == 0;
   if (!rtn && !gptq) {
     fprintf(stderr, "rotq report: --methods takes rtn,gptq, rtn or gptq, not '%s'\n", methods);
     return 2;
@@ -324,10 +342,16 @@ int cmd_report(int argc, char **argv) {
   rotq_error err;
   int status = r ? 0 : rotq_fail(&err, "out of memory");
   if (status == 0) {
-    *r = (report){.model_dir = dir, .tokens_path = tokens_path, .calib_path = calib_path, .ctx = (int)ctx, .f32 = f32,
+    *r = (report){.model_dir = dir,
+                  .tokens_path = tokens_path,
+                  .calib_path = calib_path,
+                  .ctx = (int)ctx,
+                  .f32 = f32,
                   .act = {.a_clip = a_clip, .kv_clip = kv_clip},
                   .weight = {.group = (int)w_group, .act_order = act_order, .damp = damp},
-                  .method_used = {rtn, gptq}, .calibration = &calibration, .start = now_seconds(),
+                  .method_used = {rtn, gptq},
+                  .calibration = &calibration,
+                  .start = now_seconds(),
                   .tty = isatty(STDERR_FILENO)};
     for (int v = 0; v < VARIANT_COUNT; v++)
       for (int c = 0; c < CONFIG_COUNT; c++) r->cells[v][c][0].ppl = r->cells[v][c][1].ppl = -1;
@@ -336,7 +360,8 @@ int cmd_report(int argc, char **argv) {
   }
   if (status == 0 && gptq) status = calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err);
   if (status == 0)
-    status = evaluation_segments(tokens_path, calib_path, gptq ? &calibration : NULL, (size_t)segments, &r->segments, &err);
+    status =
+        evaluation_segments(tokens_path, calib_path, gptq ? &calibration : NULL, (size_t)segments, &r->segments, &err);
   if (status == 0) status = work_dir_create("report", work, sizeof work, &err);
   r->dirs[VARIANT_ORIGINAL] = dir;
   for (int v = VARIANT_R1R2; v < VARIANT_COUNT && status == 0; v++)

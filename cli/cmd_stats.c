@@ -40,8 +40,8 @@ static const char *help =
     "  --json FILE      write every statistic, per-channel arrays included\n"
     "  --f32            compute in float32 (default float64)\n";
 
-static int measure(const char *dir, const int32_t *tokens, size_t count, int ctx, size_t segments,
-                   bool f32, activation_stats *out, rotq_error *err) {
+static int measure(const char *dir, const int32_t *tokens, size_t count, int ctx, size_t segments, bool f32,
+                   activation_stats *out, rotq_error *err) {
   model *m = NULL;
   model_options options = {.f32 = f32};
   int status = model_load(dir, &options, &m, err) != 0 ||
@@ -55,8 +55,8 @@ static int measure(const char *dir, const int32_t *tokens, size_t count, int ctx
 
 static void print_table(const activation_stats *a, const activation_stats *b) {
   printf("%-5s %-9s %6s | %-33s | %-33s\n", "", "", "", "original", "rotated");
-  printf("%-5s %-9s %6s | %9s %8s %7s %7s | %9s %8s %7s %7s\n", "layer", "input", "dim", "max|x|",
-         "max/med", "kurt", "W kurt", "max|x|", "max/med", "kurt", "W kurt");
+  printf("%-5s %-9s %6s | %9s %8s %7s %7s | %9s %8s %7s %7s\n", "layer", "input", "dim", "max|x|", "max/med", "kurt",
+         "W kurt", "max|x|", "max/med", "kurt", "W kurt");
   for (int l = 0; l < a->layers; l++)
     for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
       const input_stats *s[2] = {activation_stats_at(a, l, input), activation_stats_at(b, l, input)};
@@ -65,8 +65,8 @@ static void print_table(const activation_stats *a, const activation_stats *b) {
       for (int k = 0; k < 2; k++) {
         double max = 0;
         for (int j = 0; j < s[k]->dim; j++) max = s[k]->channel_max[j] > max ? s[k]->channel_max[j] : max;
-        printf(" | %9.3g %8.1f %7.1f %7.1f", max, max_median_ratio(s[k]->channel_max, s[k]->dim),
-               s[k]->kurtosis, s[k]->weight_kurtosis);
+        printf(" | %9.3g %8.1f %7.1f %7.1f", max, max_median_ratio(s[k]->channel_max, s[k]->dim), s[k]->kurtosis,
+               s[k]->weight_kurtosis);
       }
       printf("\n");
     }
@@ -82,8 +82,8 @@ static cJSON *stats_json(const input_stats *s) {
   return o;
 }
 
-static int write_json(const char *path, const char *model_dir, const char *rotated_dir,
-                      const activation_stats *a, const activation_stats *b, rotq_error *err) {
+static int write_json(const char *path, const char *model_dir, const char *rotated_dir, const activation_stats *a,
+                      const activation_stats *b, rotq_error *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "model", model_dir);
   cJSON_AddStringToObject(root, "rotated", rotated_dir);
@@ -121,11 +121,16 @@ int cmd_stats(int argc, char **argv) {
   long seed = 0, segments = 20, ctx = 512, layer = -1;
   bool f32 = false;
   const arg_spec specs[] = {
-      {"model", ARG_STRING, &dir},       {"tokens", ARG_STRING, &tokens_path},
-      {"rotated", ARG_STRING, &rotated}, {"seed", ARG_INT, &seed},
-      {"segments", ARG_INT, &segments},  {"ctx", ARG_INT, &ctx},
-      {"svg", ARG_STRING, &svg},         {"layer", ARG_INT, &layer},
-      {"input", ARG_STRING, &input_name}, {"json", ARG_STRING, &json},
+      {"model", ARG_STRING, &dir},
+      {"tokens", ARG_STRING, &tokens_path},
+      {"rotated", ARG_STRING, &rotated},
+      {"seed", ARG_INT, &seed},
+      {"segments", ARG_INT, &segments},
+      {"ctx", ARG_INT, &ctx},
+      {"svg", ARG_STRING, &svg},
+      {"layer", ARG_INT, &layer},
+      {"input", ARG_STRING, &input_name},
+      {"json", ARG_STRING, &json},
       {"f32", ARG_FLAG, &f32},
   };
   int parsed = args_parse("stats", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
@@ -150,10 +155,12 @@ int cmd_stats(int argc, char **argv) {
   char scratch[4096] = "", rotated_dir[4200];
   rotq_error err;
   int status = token_file_read(tokens_path, &tokens, &count, &err);
+  const char *rotated_label = rotated ? "rotated" : "rotated (R1R2)";
   if (status == 0 && !rotated) {
     status = work_dir_create("stats", scratch, sizeof scratch, &err);
     snprintf(rotated_dir, sizeof rotated_dir, "%s/rotated", scratch);
-    rotq_rotate_options o = {.model_dir = dir, .output_dir = rotated_dir, .seed = (uint64_t)seed, .verify = 0, .quiet = 1};
+    rotq_rotate_options o = {
+        .model_dir = dir, .output_dir = rotated_dir, .seed = (uint64_t)seed, .verify = 0, .quiet = 1};
     if (status == 0) status = rotq_rotate(&o, &err);
     rotated = rotated_dir;
   }
@@ -166,7 +173,8 @@ int cmd_stats(int argc, char **argv) {
   if (status == 0) {
     printf("%zu tokens; max|x|: largest over channels of the per-channel max; max/med: its ratio to the "
            "median channel; kurt: mean per-token kurtosis across channels; W kurt: mean per-row kurtosis "
-           "of the weights reading the input\n", original.tokens);
+           "of the weights reading the input\n",
+           original.tokens);
     print_table(&original, &rotated_stats);
   }
   if (status == 0 && json) status = write_json(json, dir, rotated, &original, &rotated_stats, &err);
@@ -175,11 +183,15 @@ int cmd_stats(int argc, char **argv) {
     const input_stats *a = activation_stats_at(&original, l, input), *b = activation_stats_at(&rotated_stats, l, input);
     char title[512];
     snprintf(title, sizeof title, "layer %d, input of %s: largest |activation| per channel over %zu tokens", l,
-             input == INPUT_QKV ? "q/k/v_proj" : input == INPUT_GATE_UP ? "gate/up_proj" : linear_input_name(input),
+             input == INPUT_QKV       ? "q/k/v_proj"
+             : input == INPUT_GATE_UP ? "gate/up_proj"
+                                      : linear_input_name(input),
              original.tokens);
-    if (!a->dim) status = rotq_fail(&err, "layer %d has no %s input", l, input_name);
-    else status = outlier_plot_write(svg, title, &(plot_panel){"original", a->channel_max},
-                                     &(plot_panel){"rotated (R1R2)", b->channel_max}, a->dim, &err);
+    if (!a->dim)
+      status = rotq_fail(&err, "layer %d has no %s input", l, input_name);
+    else
+      status = outlier_plot_write(svg, title, &(plot_panel){"original", a->channel_max},
+                                  &(plot_panel){rotated_label, b->channel_max}, a->dim, &err);
     if (status == 0) printf("wrote %s (layer %d, %s)\n", svg, l, input_name);
   }
   if (status != 0) fprintf(stderr, "rotq stats: %s\n", err.message);

@@ -26,8 +26,8 @@ static double axis_top(double v) {
 
 static void panel(FILE *f, double x0, const plot_panel *p, int dim, double top, const char *color) {
   const double y0 = MARGIN_TOP, bar = (double)PANEL_WIDTH / dim;
-  fprintf(f, "<rect x='%.1f' y='%.1f' width='%d' height='%d' fill='none' stroke='#888'/>\n", x0, y0,
-          PANEL_WIDTH, PANEL_HEIGHT);
+  fprintf(f, "<rect x='%.1f' y='%.1f' width='%d' height='%d' fill='none' stroke='#888'/>\n", x0, y0, PANEL_WIDTH,
+          PANEL_HEIGHT);
   for (int t = 0; t <= 4; t++) { /* horizontal grid and labels */
     double y = y0 + PANEL_HEIGHT * (1 - t / 4.0);
     fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, y, x0 + PANEL_WIDTH, y);
@@ -35,22 +35,22 @@ static void panel(FILE *f, double x0, const plot_panel *p, int dim, double top, 
   }
   for (int j = 0; j < dim; j++) {
     double h = PANEL_HEIGHT * fmin(p->values[j] / top, 1);
-    fprintf(f, "<rect x='%.2f' y='%.2f' width='%.2f' height='%.2f' fill='%s'/>\n", x0 + j * bar,
-            y0 + PANEL_HEIGHT - h, bar > 1.5 ? bar * 0.8 : bar, h, color);
+    fprintf(f, "<rect x='%.2f' y='%.2f' width='%.2f' height='%.2f' fill='%s'/>\n", x0 + j * bar, y0 + PANEL_HEIGHT - h,
+            bar > 1.5 ? bar * 0.8 : bar, h, color);
   }
   for (int t = 0; t <= 4; t++) {
     int channel = (int)((long)dim * t / 4);
-    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%d</text>\n",
-            x0 + bar * channel, y0 + PANEL_HEIGHT + 16, channel);
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%d</text>\n", x0 + bar * channel,
+            y0 + PANEL_HEIGHT + 16, channel);
   }
-  fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' text-anchor='middle'>channel</text>\n",
-          x0 + PANEL_WIDTH / 2.0, y0 + PANEL_HEIGHT + 34);
+  fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' text-anchor='middle'>channel</text>\n", x0 + PANEL_WIDTH / 2.0,
+          y0 + PANEL_HEIGHT + 34);
   fprintf(f, "<text x='%.1f' y='%.1f' font-size='14' text-anchor='middle'>%s — largest/median channel %.1f</text>\n",
           x0 + PANEL_WIDTH / 2.0, y0 - 10, p->label, max_median_ratio(p->values, dim));
 }
 
-int outlier_plot_write(const char *path, const char *title, const plot_panel *left,
-                       const plot_panel *right, int dim, rotq_error *err) {
+int outlier_plot_write(const char *path, const char *title, const plot_panel *left, const plot_panel *right, int dim,
+                       rotq_error *err) {
   FILE *f = fopen(path, "w");
   if (!f) return rotq_fail(err, "%s: cannot create: %s", path, strerror(errno));
   double max = 0;
@@ -58,11 +58,14 @@ int outlier_plot_write(const char *path, const char *title, const plot_panel *le
   const double top = axis_top(max);
   const int width = MARGIN_LEFT + 2 * PANEL_WIDTH + GAP + 20;
   const int height = MARGIN_TOP + PANEL_HEIGHT + MARGIN_BOTTOM;
-  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif'>\n", width, height);
+  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif'>\n", width,
+          height);
   fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
   fprintf(f, "<text x='%d' y='22' font-size='16' text-anchor='middle'>%s</text>\n", width / 2, title);
-  fprintf(f, "<text x='16' y='%d' font-size='13' text-anchor='middle' transform='rotate(-90 16 %d)'>max |activation|</text>\n",
-          MARGIN_TOP + PANEL_HEIGHT / 2, MARGIN_TOP + PANEL_HEIGHT / 2);
+  fprintf(
+      f,
+      "<text x='16' y='%d' font-size='13' text-anchor='middle' transform='rotate(-90 16 %d)'>max |activation|</text>\n",
+      MARGIN_TOP + PANEL_HEIGHT / 2, MARGIN_TOP + PANEL_HEIGHT / 2);
   panel(f, MARGIN_LEFT, left, dim, top, "#c0392b");
   panel(f, MARGIN_LEFT + PANEL_WIDTH + GAP, right, dim, top, "#2471a3");
   fprintf(f, "</svg>\n");

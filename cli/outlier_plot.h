@@ -12,7 +12,7 @@ typedef struct plot_panel {
 } plot_panel;
 
 /* Writes the two panels (same dim) to path; title goes above them. */
-int outlier_plot_write(const char *path, const char *title, const plot_panel *left,
-                       const plot_panel *right, int dim, rotq_error *err);
+int outlier_plot_write(const char *path, const char *title, const plot_panel *left, const plot_panel *right, int dim,
+                       rotq_error *err);
 
 #endif

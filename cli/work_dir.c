@@ -24,8 +24,10 @@ void work_dir_remove(const char *path) {
       char child[4200];
       snprintf(child, sizeof child, "%s/%s", path, e->d_name);
       struct stat st;
-      if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) work_dir_remove(child);
-      else unlink(child);
+      if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
+        work_dir_remove(child);
+      else
+        unlink(child);
     }
     closedir(d);
   }

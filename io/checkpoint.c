@@ -292,6 +292,10 @@ static int compare_key_tensor(const void *key, const void *element) {
   return strcmp(key, (*(const st_tensor *const *)element)->name);
 }
 
+void checkpoint_release(const checkpoint *ck) {
+  for (size_t s = 0; s < ck->shard_count; s++) st_release(ck->shards[s].map, ck->shards[s].size);
+}
+
 const st_tensor *checkpoint_find(const checkpoint *ck, const char *name) {
   const st_tensor *const *found =
       bsearch(name, ck->tensors, ck->tensor_count, sizeof *ck->tensors, compare_key_tensor);

@@ -21,6 +21,9 @@ typedef struct checkpoint {
 int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err);
 void checkpoint_close(checkpoint *ck);
 const st_tensor *checkpoint_find(const checkpoint *ck, const char *name);
+/* Returns every mapped page of the shards to the kernel (st_release of each whole mapping): the
+ * pages read so far stop counting in this process's memory; later reads map them again. */
+void checkpoint_release(const checkpoint *ck);
 /* The tensor as newly malloc'd doubles / floats; error if missing. expected_numel: 0 = any,
  * else must match (error names the tensor and both sizes). */
 int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel,

@@ -47,7 +47,6 @@ struct st_writer {
   planned **by_name; /* the tensors sorted by name */
   shard *shards;
   size_t shard_count;
-  atomic_bool eager; /* start the writeback of every write at once */
 };
 
 /* Copies and checks the specs into w->tensors (names unique, shapes valid). */
@@ -236,7 +235,6 @@ st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count,
     return NULL;
   }
   if (max_shard_bytes == 0) max_shard_bytes = ST_DEFAULT_MAX_SHARD_BYTES;
-  atomic_init(&w->eager, true);
   if (declare_tensors(w, specs, count, err) != 0 || sort_names(w, err) != 0 ||
       plan_shards(w, max_shard_bytes, err) != 0)
     goto fail;
@@ -283,16 +281,8 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
   if (code != 0)
     return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes,
                      strerror(code));
-  if (nbytes > 0 && atomic_load(&w->eager)) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
+  if (nbytes > 0) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
   return 0;
-}
-
-void st_writer_set_eager_writeback(st_writer *w, bool eager) { atomic_store(&w->eager, eager); }
-
-void st_writer_flush(st_writer *w) {
-  for (size_t s = 0; s < w->shard_count; s++)
-    sync_file_range(w->shards[s].fd, 0, 0,
-                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
 }
 
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {

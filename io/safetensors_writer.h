@@ -2,12 +2,12 @@
  * shape) in output order; the writer lays them out in shards of at most max_shard_bytes (HF's
  * naming: model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json),
  * writes each header up front (with __metadata__ {"format":"pt"}, data 8-byte aligned), then
- * accepts tensors (whole or in parts) in any order, written with pwrite at their place. Memory use is
- * independent of the model size. */
+ * accepts tensors (whole or in parts) in any order, written with pwrite at their place; the
+ * writeback of each write starts at once (sync_file_range), so dirty pages never pile up. Memory
+ * use is independent of the model size. */
 #ifndef ROTQ_IO_SAFETENSORS_WRITER_H
 #define ROTQ_IO_SAFETENSORS_WRITER_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,14 +36,6 @@ int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *er
  * a part outside the tensor, or bytes beyond its size, are errors. */
 int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const void *data, size_t nbytes,
                          rotq_error *err);
-/* By default the writeback of each write starts at once (sync_file_range), which suits writing
- * alone. A caller that also reads heavily can turn that off and choose when the disk writes with
- * st_writer_flush: many disks are much faster at long runs of reads and of writes than at both
- * mixed. */
-void st_writer_set_eager_writeback(st_writer *w, bool eager);
-/* Writes what has been written so far to the disk and waits for it (a hint: errors surface at
- * st_writer_finish). Thread-safe with writes; not with st_writer_finish. */
-void st_writer_flush(st_writer *w);
 /* Index of the tensor called name, or -1. */
 long st_writer_index(const st_writer *w, const char *name);
 /* Checks every tensor was written, fsyncs the shards, writes the index (when > 1 shard), frees w. */

@@ -9,9 +9,7 @@
 
 static const char *const input_names[LINEAR_INPUT_COUNT] = {"qkv", "o_proj", "gate_up", "down_proj"};
 
-const char *linear_input_name(int input) {
-  return input >= 0 && input < LINEAR_INPUT_COUNT ? input_names[input] : "?";
-}
+const char *linear_input_name(int input) { return input >= 0 && input < LINEAR_INPUT_COUNT ? input_names[input] : "?"; }
 
 int linear_input_from_name(const char *name) {
   for (int i = 0; i < LINEAR_INPUT_COUNT; i++)
@@ -114,8 +112,8 @@ static int allocate(const model *m, activation_stats *out, int *widest) {
   return 0;
 }
 
-int activation_stats_measure(model *m, const int32_t *tokens, size_t count, int ctx,
-                             size_t max_segments, activation_stats *out, rotq_error *err) {
+int activation_stats_measure(model *m, const int32_t *tokens, size_t count, int ctx, size_t max_segments,
+                             activation_stats *out, rotq_error *err) {
   memset(out, 0, sizeof *out);
   const int layers = m->config.num_hidden_layers, vocab = m->config.vocab_size;
   int widest = 1;

@@ -25,8 +25,8 @@ typedef struct input_stats {
 
 typedef struct activation_stats {
   int layers;
-  size_t tokens;          /* tokens measured */
-  input_stats *inputs;    /* [layers · LINEAR_INPUT_COUNT], layer-major */
+  size_t tokens;       /* tokens measured */
+  input_stats *inputs; /* [layers · LINEAR_INPUT_COUNT], layer-major */
 } activation_stats;
 
 /* The names of the linear inputs: "qkv", "o_proj", "gate_up", "down_proj". */
@@ -36,8 +36,8 @@ int linear_input_from_name(const char *name);
 
 /* Runs the first max_segments segments (0 = all) of tokens, ctx tokens of each, through m (with
  * its activation quantization as loaded: normally off) and measures. */
-int activation_stats_measure(model *m, const int32_t *tokens, size_t count, int ctx,
-                             size_t max_segments, activation_stats *out, rotq_error *err);
+int activation_stats_measure(model *m, const int32_t *tokens, size_t count, int ctx, size_t max_segments,
+                             activation_stats *out, rotq_error *err);
 void activation_stats_free(activation_stats *s);
 
 /* stats of layer's input (NULL when out of range). */

@@ -12,8 +12,7 @@
 static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* scale[r] = max |w[r, first..first+count)| / qmax for every row (a zero row gets scale 0). */
-static void row_scales(const double *w, int rows, int cols, int first, int count, double qmax,
-                       double *scale) {
+static void row_scales(const double *w, int rows, int cols, int first, int count, double qmax, double *scale) {
   for (int r = 0; r < rows; r++) {
     double max_abs = 0;
     for (int c = first; c < first + count; c++) max_abs = fmax(max_abs, fabs(w[(size_t)r * cols + c]));
@@ -31,8 +30,10 @@ static void permute_columns(double *w, int rows, int cols, const int *perm, bool
   for (int r = 0; r < rows; r++) {
     double *wr = w + (size_t)r * cols;
     for (int i = 0; i < cols; i++) {
-      if (inverse) row[perm[i]] = wr[i];
-      else row[i] = wr[perm[i]];
+      if (inverse)
+        row[perm[i]] = wr[i];
+      else
+        row[i] = wr[perm[i]];
     }
     memcpy(wr, row, sizeof(double) * cols);
   }
@@ -72,12 +73,15 @@ static int inverse_cholesky_upper(double *h, int cols, rotq_error *err) {
   lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', cols, h, cols);
   if (info == 0) info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', cols, h, cols);
   if (info != 0)
-    return rotq_fail(err, "GPTQ: the damped Hessian is not positive definite (LAPACK info %d); "
-                          "raise the damping", (int)info);
+    return rotq_fail(err,
+                     "GPTQ: the damped Hessian is not positive definite (LAPACK info %d); "
+                     "raise the damping",
+                     (int)info);
   for (int i = 0; i < cols; i++)
     for (int j = i + 1; j < cols; j++) h[(size_t)i * cols + j] = h[(size_t)j * cols + i];
   info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', cols, h, cols);
-  if (info != 0) return rotq_fail(err, "GPTQ: the inverse Hessian is not positive definite (LAPACK info %d)", (int)info);
+  if (info != 0)
+    return rotq_fail(err, "GPTQ: the inverse Hessian is not positive definite (LAPACK info %d)", (int)info);
   for (int i = 0; i < cols; i++)
     for (int j = 0; j < i; j++) h[(size_t)i * cols + j] = 0;
   return 0;
@@ -89,7 +93,7 @@ int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *
   const int batch = wanted_batch < cols ? wanted_batch : cols;
   int *perm = calloc((size_t)cols, sizeof(int));
   double *diag = malloc(sizeof(double) * cols);
-  double *scale = malloc(sizeof(double) * rows);                               /* [rows] */
+  double *scale = malloc(sizeof(double) * rows);          /* [rows] */
   double *errors = malloc(sizeof(double) * rows * batch); /* [rows, batch] */
   double *scratch = malloc(sizeof(double) * cols * cols); /* [cols, cols] */
   int status = 0;

@@ -21,7 +21,6 @@ typedef struct gptq_options {
 
 /* Quantizes w [rows, cols] in place (to its dequantized values) using hessian [cols, cols]
  * (symmetric, overwritten). Fails when the damped H is not positive definite. */
-int gptq_quantize(double *w, int rows, int cols, double *hessian, const gptq_options *options,
-                  rotq_error *err);
+int gptq_quantize(double *w, int rows, int cols, double *hessian, const gptq_options *options, rotq_error *err);
 
 #endif

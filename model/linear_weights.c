@@ -28,4 +28,3 @@ int linears_of(const model *m, int l, linear_input input, linear_weight *out) {
   }
   return n;
 }
-

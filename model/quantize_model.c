@@ -9,8 +9,7 @@
 #include "model/quantize.h"
 #include "model/transformer.h"
 
-int activation_quant_resolve(const activation_quant *in, int head_dim, activation_quant *out,
-                             rotq_error *err) {
+int activation_quant_resolve(const activation_quant *in, int head_dim, activation_quant *out, rotq_error *err) {
   activation_quant q = in ? *in : (activation_quant){0};
   if (q.abits == 0) q.abits = QUANT_OFF;
   if (q.kvbits == 0) q.kvbits = QUANT_OFF;
@@ -37,8 +36,10 @@ static void quantize_rtn(model *m, const weight_quant *q) {
       linear_weight lw[MAX_LINEARS_PER_INPUT];
       int count = linears_of(m, l, (linear_input)input, lw);
       for (int i = 0; i < count; i++) {
-        if (m->f32) quant_weight_rtn_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
-        else quant_weight_rtn_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
+        if (m->f32)
+          quant_weight_rtn_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
+        else
+          quant_weight_rtn_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
       }
     }
 }
@@ -49,9 +50,9 @@ typedef struct hessian_capture {
   linear_input input;
   bool f32;
   int dim;
-  size_t tokens;  /* rows accumulated */
-  double *h;      /* [dim, dim], upper triangle accumulated */
-  double *rows;   /* [ctx, dim] scratch: the input widened to double */
+  size_t tokens; /* rows accumulated */
+  double *h;     /* [dim, dim], upper triangle accumulated */
+  double *rows;  /* [ctx, dim] scratch: the input widened to double */
 } hessian_capture;
 
 static bool capture_hessian(void *user, int layer, linear_input input, const void *x, int rows, int dim) {
@@ -80,10 +81,9 @@ static int run_calibration(model *m, const calibration_set *cal, double *logits,
 }
 
 /* GPTQ of the linears reading `input` in layer l, with that input's Hessian on the calibration
- * set. weight and hessian are scratch of the largest sizes. */
-static int gptq_input(model *m, int l, linear_input input, const weight_quant *q,
-                      const calibration_set *cal, hessian_capture *capture, double *logits,
-                      double *weight, double *hessian, rotq_error *err) {
+ * set. weight and hessian are scratch for the largest weight and Hessian. */
+static int gptq_input(model *m, int l, linear_input input, const weight_quant *q, const calibration_set *cal,
+                      hessian_capture *capture, double *logits, double *weight, double *hessian, rotq_error *err) {
   linear_weight lw[MAX_LINEARS_PER_INPUT];
   int count = linears_of(m, l, input, lw);
   if (count == 0) return 0;
@@ -106,25 +106,34 @@ static int gptq_input(model *m, int l, linear_input input, const weight_quant *q
     if (gptq_quantize(weight, lw[k].out_dim, dim, hessian, &options, err) != 0)
       return rotq_fail_context(err, "layer %d %s", l, lw[k].name);
     for (size_t i = 0; i < numel; i++) {
-      if (m->f32) ((float *)lw[k].weight)[i] = (float)weight[i];
-      else ((double *)lw[k].weight)[i] = weight[i];
+      if (m->f32)
+        ((float *)lw[k].weight)[i] = (float)weight[i];
+      else
+        ((double *)lw[k].weight)[i] = weight[i];
     }
   }
   return 0;
 }
 
-static int quantize_gptq(model *m, const weight_quant *q, const calibration_set *cal,
-                         quantize_progress progress, void *user, rotq_error *err) {
+static int quantize_gptq(model *m, const weight_quant *q, const calibration_set *cal, quantize_progress progress,
+                         void *user, rotq_error *err) {
   const model_config *c = &m->config;
-  const int q_dim = c->num_attention_heads * c->head_dim;
-  int widest = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
-  widest = widest > q_dim ? widest : q_dim;
-  int tallest = widest; /* every linear's out_dim is hidden, q_dim, kv_dim or intermediate */
+  size_t widest = 1, largest = 1; /* the largest input width and weight over the linears */
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
+      linear_weight lw[MAX_LINEARS_PER_INPUT];
+      int count = linears_of(m, l, (linear_input)input, lw);
+      for (int k = 0; k < count; k++) {
+        widest = (size_t)lw[k].in_dim > widest ? (size_t)lw[k].in_dim : widest;
+        size_t numel = (size_t)lw[k].out_dim * lw[k].in_dim;
+        largest = numel > largest ? numel : largest;
+      }
+    }
   hessian_capture capture = {.f32 = m->f32};
   capture.h = malloc(sizeof(double) * widest * widest);
   capture.rows = malloc(sizeof(double) * (size_t)cal->ctx * widest);
   double *hessian = malloc(sizeof(double) * widest * widest);
-  double *weight = malloc(sizeof(double) * tallest * widest);
+  double *weight = malloc(sizeof(double) * largest);
   double *logits = malloc(sizeof(double) * (size_t)cal->ctx * c->vocab_size);
   int status = 0;
   if (!capture.h || !capture.rows || !hessian || !weight || !logits) {
@@ -159,7 +168,8 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
   weight_quant q = *quant;
   if (q.bits == 0) q.bits = QUANT_OFF;
   if (!quant_bits_valid(q.bits)) return rotq_fail(err, "weight bits %d: must be 2..8, or 16 for off", q.bits);
-  if (q.group < 0 || q.damp < 0) return rotq_fail(err, "weight group %d and damping %g must not be negative", q.group, q.damp);
+  if (q.group < 0 || q.damp < 0)
+    return rotq_fail(err, "weight group %d and damping %g must not be negative", q.group, q.damp);
   if (q.bits == QUANT_OFF) return 0;
   if (q.method == WEIGHT_RTN) {
     quantize_rtn(m, &q);

@@ -25,11 +25,9 @@ typedef struct range {
   size_t size;
 } range;
 
-/* The input read ahead of the pieces done at most; read at a time between two flushes of the
- * output; read per call. */
-#define READ_WINDOW ((size_t)1536 << 20)
-#define READ_BURST ((size_t)512 << 20)
-#define READ_STEP ((size_t)4 << 20)
+/* How far the reader reads ahead of the pieces done, and how much it reads per call. */
+#define READ_WINDOW ((size_t)1024 << 20)
+#define READ_STEP ((size_t)2 << 20)
 
 struct pipeline {
   const transform_context *ctx;
@@ -38,22 +36,17 @@ struct pipeline {
   pthread_mutex_t lock; /* guards the staging buffers */
   staging *buffers;
   size_t buffer_count;
-  /* The I/O pacer thread alternates the disk between long runs of reads and of writes (many disks,
-   * virtual ones especially, are several times slower at both mixed): it reads up to READ_BURST of
-   * the queued input into the page cache, staying within READ_WINDOW of the bytes the workers are
-   * done with, then has the output written so far written to the disk (the workers' writes only
-   * fill the page cache), and again. It flushes only while a batch runs, so the writer may be
-   * finished between batches. */
-  pthread_t pacer;
-  bool pacing;                /* the thread runs */
+  /* The reader thread reads the queued input, in order, into the page cache, staying within
+   * READ_WINDOW of the bytes the workers are done with, so that the workers rarely wait for the
+   * disk. */
+  pthread_t reader;
+  bool reading;               /* the thread runs */
   pthread_mutex_t io_lock;    /* guards everything below */
-  pthread_cond_t wake;        /* input queued, room to read ahead, output written, or stop */
-  pthread_cond_t idle;        /* a flush ended */
+  pthread_cond_t wake;        /* input queued, room to read ahead, or stop */
   range *queue;
   size_t queue_first, queue_count, queue_capacity;
   size_t read_ahead, consumed; /* input bytes read ahead; bytes the workers are done with */
-  size_t written, flushed;     /* output bytes written; of which flushed */
-  bool batch_running, flushing, stop;
+  bool stop;
 };
 
 /* One command's tensor in flight. */
@@ -106,53 +99,21 @@ static void read_step(pipeline *pl) {
   pl->read_ahead += step;
 }
 
-/* Has the output written so far written to the disk; called and returns with io_lock held. */
-static void flush_step(pipeline *pl) {
-  size_t written = pl->written;
-  pl->flushing = true;
-  pthread_mutex_unlock(&pl->io_lock);
-  st_writer_flush(pl->ctx->writer);
-  pthread_mutex_lock(&pl->io_lock);
-  pl->flushing = false;
-  pl->flushed = written;
-  pthread_cond_broadcast(&pl->idle);
-}
-
-static void *pace_io(void *arg) {
+static void *read_loop(void *arg) {
   pipeline *pl = arg;
   pthread_mutex_lock(&pl->io_lock);
   while (!pl->stop) {
-    bool progress = false;
-    size_t burst_end = pl->read_ahead + READ_BURST;
-    while (!getenv("XNOREAD") && !pl->stop && pl->queue_count > 0 && pl->read_ahead < pl->consumed + READ_WINDOW &&
-           pl->read_ahead < burst_end) {
-      read_step(pl);
-      progress = true;
-    }
-    if (!getenv("XNOFLUSH") && !pl->stop && pl->batch_running && pl->written > pl->flushed + (getenv("XFB") ? (size_t)atol(getenv("XFB")) << 20 : 0)) {
-      flush_step(pl);
-      progress = true;
-    }
-    if (!progress && !pl->stop) pthread_cond_wait(&pl->wake, &pl->io_lock);
+    if (pl->queue_count > 0 && pl->read_ahead < pl->consumed + READ_WINDOW) read_step(pl);
+    else pthread_cond_wait(&pl->wake, &pl->io_lock);
   }
   pthread_mutex_unlock(&pl->io_lock);
   return NULL;
 }
 
-/* The workers are done with in more input bytes and wrote out more output bytes. */
-static void progressed(pipeline *pl, size_t in, size_t out) {
+/* The workers are done with size more input bytes: the reader may read further. */
+static void consumed(pipeline *pl, size_t size) {
   pthread_mutex_lock(&pl->io_lock);
-  pl->consumed += in;
-  pl->written += out;
-  pthread_cond_signal(&pl->wake);
-  pthread_mutex_unlock(&pl->io_lock);
-}
-
-/* A batch starts (the pacer may flush) or ends (it may not: waits for a flush under way). */
-static void batch_running(pipeline *pl, bool running) {
-  pthread_mutex_lock(&pl->io_lock);
-  pl->batch_running = running;
-  while (!running && pl->flushing) pthread_cond_wait(&pl->idle, &pl->io_lock);
+  pl->consumed += size;
   pthread_cond_signal(&pl->wake);
   pthread_mutex_unlock(&pl->io_lock);
 }
@@ -190,9 +151,7 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
   pthread_mutex_init(&pl->lock, NULL);
   pthread_mutex_init(&pl->io_lock, NULL);
   pthread_cond_init(&pl->wake, NULL);
-  pthread_cond_init(&pl->idle, NULL);
-  pl->pacing = pthread_create(&pl->pacer, NULL, pace_io, pl) == 0;
-  if (pl->pacing && !getenv("XEAGER")) st_writer_set_eager_writeback(ctx->writer, false);
+  pl->reading = pthread_create(&pl->reader, NULL, read_loop, pl) == 0;
   return pl;
 }
 
@@ -202,9 +161,8 @@ void pipeline_free(pipeline *pl) {
   pl->stop = true;
   pthread_cond_signal(&pl->wake);
   pthread_mutex_unlock(&pl->io_lock);
-  if (pl->pacing) pthread_join(pl->pacer, NULL);
+  if (pl->reading) pthread_join(pl->reader, NULL);
   pthread_cond_destroy(&pl->wake);
-  pthread_cond_destroy(&pl->idle);
   pthread_mutex_destroy(&pl->io_lock);
   free(pl->queue);
   for (int t = 0; t < pl->threads; t++) free(pl->slots[t].work), free(pl->slots[t].output);
@@ -283,7 +241,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     int rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
     timing->write += now_seconds() - t0;
     st_release(source->data, source->nbytes);
-    progressed(b->pl, source->nbytes, source->nbytes);
+    consumed(b->pl, source->nbytes);
     return rc;
   }
   if (plan->cut == CUT_ROWS) {
@@ -295,7 +253,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
                                   err);
     timing->write += now_seconds() - t0;
     st_release((const unsigned char *)source->data + begin * row_bytes, (end - begin) * row_bytes);
-    progressed(b->pl, (end - begin) * row_bytes, (end - begin) * row_bytes);
+    consumed(b->pl, (end - begin) * row_bytes);
     return rc;
   }
   unsigned char *whole = job_output(b, j, err);
@@ -305,7 +263,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   int rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->write += now_seconds() - t0;
   st_release(source->data, source->nbytes);
-  progressed(b->pl, source->nbytes, source->nbytes);
+  consumed(b->pl, source->nbytes);
   pthread_mutex_lock(&j->lock);
   j->output = NULL;
   pthread_mutex_unlock(&j->lock);
@@ -392,7 +350,6 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
     free_batch(&b);
     return -1;
   }
-  batch_running(pl, true);
   pthread_t ids[64];
   worker_args args[64];
   int threads = pl->threads, started[64] = {0};
@@ -401,7 +358,7 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   worker(&args[0]); /* threads that could not start leave their share to the others */
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
-  batch_running(pl, false);
+  checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
   rc = atomic_load(&b.failed) ? -1 : 0;
   if (rc < 0) *err = b.error;
   timing->read += b.timing.read, timing->compute += b.timing.compute;

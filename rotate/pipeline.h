@@ -3,9 +3,10 @@
  * ctx->threads threads takes the pieces in order, each thread reading, transforming and writing
  * its piece, so that reading, arithmetic and writing of different pieces overlap. A row piece is
  * written as soon as it is done; column pieces fill one output buffer, written by the thread that
- * finishes the last of them. A prefetcher thread reads the sources ahead (a bounded window), and
- * the mapped input pages of a piece are released once it is written, so memory stays bounded by
- * the pieces in flight and the window whatever the model's size. The buffers live as long
+ * finishes the last of them; each write's writeback starts at once. A reader thread reads the
+ * sources into the page cache ahead of the workers (a bounded window, not kept mapped), and the
+ * mapped input pages of a piece are released once it is written, so memory stays bounded by the
+ * pieces in flight whatever the model's size. The buffers live as long
  * as the pipeline (fresh pages cost a page fault each). The bytes written do not depend on the
  * number of threads. */
 #ifndef ROTQ_ROTATE_PIPELINE_H
@@ -22,7 +23,7 @@ void pipeline_free(pipeline *pl);
  * Adds the threads' time to timing. */
 int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
                  rotq_error *err);
-/* Queues the commands' source tensors for reading ahead, in order, by the pipeline's prefetcher
+/* Queues the commands' source tensors for reading ahead, in order, by the pipeline's reader
  * thread (each tensor once: the batch about to run, then the next). */
 void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count);
 

@@ -6,8 +6,9 @@
 
 #include "common/parallel.h"
 
-/* Output bytes (in the tensor's dtype) of a row piece at most: large sequential writes. */
-#define PIECE_OUTPUT_BYTES ((size_t)4 << 20)
+/* Output bytes (in the tensor's dtype) of a row piece at most: large writes, from a buffer that
+ * stays in the L2 cache with the block being transformed. */
+#define PIECE_OUTPUT_BYTES ((size_t)1 << 20)
 /* Compute-precision bytes a row piece transforms at a time: the block stays in the L2 cache
  * through conversion, norm, rotations and conversion back. */
 #define BLOCK_BYTES ((size_t)512 << 10)

@@ -76,15 +76,15 @@ static void test_off_is_exact(void **state) {
 
 /* Per output channel, or per group of input columns (the last group shorter). */
 static void test_weight_groups(void **state) {
-  double w[] = {1, 0.5, 4, -2, 3, /* row 0 */
-                -2, 1, 0.5, 0.25, 8}; /* row 1 */
+  double w[] = {1,  0.5, 4,   -2,   3,  /* row 0 */
+                -2, 1,   0.5, 0.25, 8}; /* row 1 */
   double g[10];
   memcpy(g, w, sizeof w);
   quant_weight_rtn_f64(g, 2, 5, 2, 2); /* 2 bits: codes −2..1, scale = group max */
   const double expected[] = {1, 0, 4, 0, 3, -2, 0, 0.5, 0, 8};
   for (int i = 0; i < 10; i++) assert_true(g[i] == expected[i]);
   memcpy(g, w, sizeof w);
-  quant_weight_rtn_f64(g, 2, 5, 2, 0); /* one scale a row: 4 and 8 */
+  quant_weight_rtn_f64(g, 2, 5, 2, 0);                     /* one scale a row: 4 and 8 */
   const double per_row[] = {0, 0, 4, 0, 4, 0, 0, 0, 0, 8}; /* −2/4 = −0.5 → 0 (ties to even) */
   for (int i = 0; i < 10; i++) assert_true(g[i] == per_row[i]);
 }
@@ -134,7 +134,7 @@ static void test_gptq_beats_rtn(void **state) {
   double *h = malloc(sizeof(double) * COLS * COLS), *hc = malloc(sizeof(double) * COLS * COLS);
   double *rtn = malloc(sizeof(double) * ROWS * COLS), *q = malloc(sizeof(double) * ROWS * COLS);
   calibration_problem(N, ROWS, COLS, x, w, h);
-  const gptq_options modes[] = {{4, 0, false, 0.01}, {4, 0, true, 0.01}, {4, 32, false, 0.01},
+  const gptq_options modes[] = {{4, 0, false, 0.01}, {4, 0, true, 0.01},  {4, 32, false, 0.01},
                                 {4, 32, true, 0.01}, {3, 0, false, 0.01}, {8, 0, false, 0.01}};
   for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
     memcpy(rtn, w, sizeof(double) * ROWS * COLS);
@@ -144,8 +144,7 @@ static void test_gptq_beats_rtn(void **state) {
     rotq_error err;
     assert_int_equal(gptq_quantize(q, ROWS, COLS, hc, &modes[m], &err), 0);
     double e_rtn = output_error(x, N, w, rtn, ROWS, COLS), e_gptq = output_error(x, N, w, q, ROWS, COLS);
-    if (!(e_gptq < 0.75 * e_rtn))
-      fail_msg("mode %zu: GPTQ error %g is not well below RTN's %g", m, e_gptq, e_rtn);
+    if (!(e_gptq < 0.75 * e_rtn)) fail_msg("mode %zu: GPTQ error %g is not well below RTN's %g", m, e_gptq, e_rtn);
     if (modes[m].group == 0) {
       const double qmax = (1 << (modes[m].bits - 1)) - 1;
       for (int r = 0; r < ROWS; r++) {

@@ -34,9 +34,7 @@ static char *slurp(const char *path) {
 }
 
 /* Runs `rotq <args>` with stdout and stderr into scratch/out; returns the exit status. */
-static int rotq(const char *args) {
-  return run_command("%s %s > %s/out 2>&1", getenv("ROTQ_BIN"), args, scratch);
-}
+static int rotq(const char *args) { return run_command("%s %s > %s/out 2>&1", getenv("ROTQ_BIN"), args, scratch); }
 
 static void expect_output(const char *needle) {
   char path[4200];
@@ -66,7 +64,8 @@ static void test_eval_options(void **state) {
   expect_output(" kl ");
   /* GPTQ calibrates on the file's last segments; the evaluation must stop before them */
   assert_int_equal(rotq(with_model("eval " MODEL " --ctx 32 --wbits 4 --w-method gptq --calib-n 2 --segments 2")), 0);
-  assert_int_equal(rotq(with_model("eval " MODEL " --ctx 32 --wbits 4 --w-method gptq --calib-n 980 --segments 10")), 1);
+  assert_int_equal(rotq(with_model("eval " MODEL " --ctx 32 --wbits 4 --w-method gptq --calib-n 980 --segments 10")),
+                   1);
   expect_output("overlap");
   assert_int_equal(rotq(with_model("eval " MODEL " --wbits 9")), 1);
   expect_output("2..8");

@@ -54,7 +54,8 @@ static void test_bits_16_is_exact(void **state) {
     const activation_quant off = {.abits = 16, .a_clip = 0.9, .kvbits = 16, .kv_clip = 0.95};
     model *quantized = load(source_path("models/stories260K"), f32, &off);
     rotq_error err;
-    const weight_quant rtn16 = {.bits = 16}, gptq16 = {.bits = 16, .method = WEIGHT_GPTQ, .group = 128, .act_order = true};
+    const weight_quant rtn16 = {.bits = 16},
+                       gptq16 = {.bits = 16, .method = WEIGHT_GPTQ, .group = 128, .act_order = true};
     assert_int_equal(model_quantize_weights(quantized, &rtn16, NULL, NULL, NULL, &err), 0);
     assert_int_equal(model_quantize_weights(quantized, &gptq16, NULL, NULL, NULL, &err), 0);
     const int n = 96, vocab = model_get_config(plain)->vocab_size;
@@ -73,7 +74,8 @@ static void test_bits_16_is_exact(void **state) {
 static void test_activation_and_kv_quantization(void **state) {
   model *reference = load(source_path("models/stories260K"), false, NULL);
   double kl[4];
-  const activation_quant settings[4] = {{.abits = 8}, {.abits = 4}, {.abits = 4, .kvbits = 4}, {.abits = 4, .kvbits = 4, .kv_group = 4}};
+  const activation_quant settings[4] = {
+      {.abits = 8}, {.abits = 4}, {.abits = 4, .kvbits = 4}, {.abits = 4, .kvbits = 4, .kv_group = 4}};
   for (int i = 0; i < 4; i++) {
     model *m = load(source_path("models/stories260K"), false, &settings[i]);
     kl[i] = measure(m, reference, 0, 4, 128).kl;
@@ -90,7 +92,8 @@ static void test_activation_and_kv_quantization(void **state) {
 static void test_settings_are_checked(void **state) {
   model *m = load(source_path("models/stories260K"), false, NULL);
   rotq_error err;
-  const activation_quant bad_bits = {.abits = 9}, bad_clip = {.abits = 4, .a_clip = 1.5}, bad_group = {.kvbits = 4, .kv_group = 3};
+  const activation_quant bad_bits = {.abits = 9}, bad_clip = {.abits = 4, .a_clip = 1.5},
+                         bad_group = {.kvbits = 4, .kv_group = 3};
   assert_int_equal(model_set_activation_quant(m, &bad_bits, &err), -1);
   assert_non_null(strstr(err.message, "2..8"));
   assert_int_equal(model_set_activation_quant(m, &bad_clip, &err), -1);
@@ -122,7 +125,8 @@ static void test_gptq_beats_rtn_on_calibration_data(void **state) {
   for (int f32 = 0; f32 <= 1; f32++) {
     model *reference = load(source_path("models/stories260K"), f32, NULL);
     const activation_quant a8 = {.abits = 8};
-    model *rtn = load(source_path("models/stories260K"), f32, &a8), *gptq = load(source_path("models/stories260K"), f32, &a8);
+    model *rtn = load(source_path("models/stories260K"), f32, &a8),
+          *gptq = load(source_path("models/stories260K"), f32, &a8);
     const weight_quant w_rtn = {.bits = 4}, w_gptq = {.bits = 4, .method = WEIGHT_GPTQ};
     assert_int_equal(model_quantize_weights(rtn, &w_rtn, NULL, NULL, NULL, &err), 0);
     layers_done = 0;
@@ -144,9 +148,17 @@ static void test_outliers_and_rotation(void **state) {
   char original[4200], rotated[4200];
   snprintf(original, sizeof original, "%s/original", dir);
   snprintf(rotated, sizeof rotated, "%s/rotated", dir);
-  const synth_spec spec = {.architecture = "LlamaForCausalLM", .hidden_size = 128, .intermediate_size = 256,
-                           .num_layers = 2, .num_heads = 4, .num_kv_heads = 4, .vocab_size = 512,
-                           .dtype = DTYPE_F32, .seed = 1, .outlier_channels = 4, .outlier_scale = 100};
+  const synth_spec spec = {.architecture = "LlamaForCausalLM",
+                           .hidden_size = 128,
+                           .intermediate_size = 256,
+                           .num_layers = 2,
+                           .num_heads = 4,
+                           .num_kv_heads = 4,
+                           .vocab_size = 512,
+                           .dtype = DTYPE_F32,
+                           .seed = 1,
+                           .outlier_channels = 4,
+                           .outlier_scale = 100};
   rotq_error err;
   if (synth_write(&spec, original, &err) != 0) fail_msg("%s", err.message);
   const rotq_rotate_options o = {.model_dir = original, .output_dir = rotated, .verify = 0, .quiet = 1};
@@ -157,7 +169,8 @@ static void test_outliers_and_rotation(void **state) {
   assert_int_equal(activation_stats_measure(a, tokens, token_count, 128, 4, &sa, &err), 0);
   assert_int_equal(activation_stats_measure(b, tokens, token_count, 128, 4, &sb, &err), 0);
   const input_stats *qkv_a = activation_stats_at(&sa, 0, 0), *qkv_b = activation_stats_at(&sb, 0, 0);
-  double ratio_a = max_median_ratio(qkv_a->channel_max, qkv_a->dim), ratio_b = max_median_ratio(qkv_b->channel_max, qkv_b->dim);
+  double ratio_a = max_median_ratio(qkv_a->channel_max, qkv_a->dim),
+         ratio_b = max_median_ratio(qkv_b->channel_max, qkv_b->dim);
   if (!(ratio_a > 20 && ratio_b < 3)) fail_msg("largest/median channel: %g original, %g rotated", ratio_a, ratio_b);
   assert_true(qkv_a->kurtosis > 20 && qkv_b->kurtosis < 4);
   activation_stats_free(&sa);
@@ -191,12 +204,9 @@ static void test_measure_range_and_self_kl(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_bits_16_is_exact),
-      cmocka_unit_test(test_activation_and_kv_quantization),
-      cmocka_unit_test(test_settings_are_checked),
-      cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
-      cmocka_unit_test(test_outliers_and_rotation),
-      cmocka_unit_test(test_measure_range_and_self_kl),
+      cmocka_unit_test(test_bits_16_is_exact),      cmocka_unit_test(test_activation_and_kv_quantization),
+      cmocka_unit_test(test_settings_are_checked),  cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
+      cmocka_unit_test(test_outliers_and_rotation), cmocka_unit_test(test_measure_range_and_self_kl),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
