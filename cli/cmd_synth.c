@@ -27,6 +27,10 @@ static const char *help_head =
     "  --outliers         plant massive activations: 4 residual channels scaled ×100 (see\n"
     "                     --outlier-scale) in embed_tokens' columns and every down_proj's rows\n"
     "  --outlier-scale X  the outliers' scale (default 100; real models show 100 to 1000)\n"
+    "  --logit-scale S    multiply lm_head by S (logits S times larger), so that the next-token\n"
+    "                     distribution is as peaked as a trained model's: random weights alone give\n"
+    "                     a nearly flat one (tiny: mean entropy 6.5 nats of ln 1024 = 6.9; with\n"
+    "                     S = 6, 1.5 nats). Needs an untied lm_head\n"
     "  --max-shard-size B maximum shard size in bytes (default 5000000000)\n\n"
     "shapes:\n";
 
@@ -70,13 +74,14 @@ static double shard_bytes(const char *dir, int *count) {
 int cmd_synth(int argc, char **argv) {
   const char *shape = NULL, *output = NULL, *type = "bf16";
   long layers = 0, seed = 0, max_shard = 0;
-  double outlier_scale = 0;
+  double outlier_scale = 0, logit_scale = 0;
   bool outliers = false;
   arg_spec specs[] = {
       {"shape", ARG_STRING, &shape},        {"output", ARG_STRING, &output},
       {"dtype", ARG_STRING, &type},         {"layers", ARG_INT, &layers},
       {"seed", ARG_INT, &seed},             {"outliers", ARG_FLAG, &outliers},
       {"outlier-scale", ARG_DOUBLE, &outlier_scale}, {"max-shard-size", ARG_INT, &max_shard},
+      {"logit-scale", ARG_DOUBLE, &logit_scale},
   };
   int parsed = args_parse("synth", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
@@ -97,7 +102,7 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32 or f64, not '%s'\n", type);
     return 2;
   }
-  if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0) {
+  if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0 || logit_scale < 0) {
     fprintf(stderr, "rotq synth: bad option values (see rotq synth --help)\n");
     return 2;
   }
@@ -105,6 +110,7 @@ int cmd_synth(int argc, char **argv) {
   spec.seed = (uint64_t)seed;
   spec.max_shard_bytes = (size_t)max_shard;
   if (outliers || outlier_scale > 0) spec.outlier_channels = 4, spec.outlier_scale = outlier_scale;
+  spec.logit_scale = logit_scale;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   rotq_error err = {{0}};

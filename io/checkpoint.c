@@ -6,10 +6,13 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/json_file.h"
 
@@ -294,6 +297,22 @@ static int compare_key_tensor(const void *key, const void *element) {
 
 void checkpoint_release(const checkpoint *ck) {
   for (size_t s = 0; s < ck->shard_count; s++) st_release(ck->shards[s].map, ck->shards[s].size);
+}
+
+void checkpoint_forget(const checkpoint *ck, const void *data, size_t nbytes) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), address = (uintptr_t)data;
+  for (size_t s = 0; s < ck->shard_count; s++) {
+    const st_file *f = &ck->shards[s];
+    uintptr_t map = (uintptr_t)f->map;
+    if (address < map || address - map >= f->size) continue;
+    uintptr_t first = (address - map + page - 1) & ~(page - 1), end = (address - map + nbytes) & ~(page - 1);
+    int fd = end > first ? open(f->path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+      posix_fadvise(fd, (off_t)first, (off_t)(end - first), POSIX_FADV_DONTNEED);
+      close(fd);
+    }
+    return;
+  }
 }
 
 const st_tensor *checkpoint_find(const checkpoint *ck, const char *name) {

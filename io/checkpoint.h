@@ -24,6 +24,11 @@ const st_tensor *checkpoint_find(const checkpoint *ck, const char *name);
 /* Returns every mapped page of the shards to the kernel (st_release of each whole mapping): the
  * pages read so far stop counting in this process's memory; later reads map them again. */
 void checkpoint_release(const checkpoint *ck);
+/* Drops the whole pages of [data, data + nbytes) (bytes of one shard's mapping, e.g. a tensor
+ * read for the last time) from the page cache (POSIX_FADV_DONTNEED); pages it shares with
+ * neighbouring bytes stay. The freed memory serves the next reads and writes: a one-pass job then
+ * cycles through a little memory instead of filling the page cache. */
+void checkpoint_forget(const checkpoint *ck, const void *data, size_t nbytes);
 /* The tensor as newly malloc'd doubles / floats; error if missing. expected_numel: 0 = any,
  * else must match (error names the tensor and both sizes). */
 int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel,

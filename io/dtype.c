@@ -115,10 +115,10 @@ typedef float f32x8 __attribute__((vector_size(32)));
 typedef double f64x8 __attribute__((vector_size(64)));
 
 /* n doubles → the 16-bit format with exponent_bits and mantissa_bits (narrow_double's rounding).
- * Eight values whose results are all normal numbers (or overflow to inf) are rounded with integer
- * arithmetic on their bits: rebias the exponent, add just under half an ulp plus the kept bit
- * (ties to even), shift; the carry moves into the exponent as needed. Other groups go through
- * narrow_double. */
+ * Values whose results are normal numbers (or overflow to inf) are rounded with integer arithmetic
+ * on their bits: rebias the exponent, add just under half an ulp plus the kept bit (ties to even),
+ * shift; the carry moves into the exponent as needed. A group of 32 with any other value goes
+ * through narrow_double. */
 static inline __attribute__((always_inline)) void narrow_doubles(const double *src, unsigned char *dst, size_t n,
                                                                int exponent_bits, int mantissa_bits) {
   const int shift = 52 - mantissa_bits, bias = (1 << (exponent_bits - 1)) - 1;
@@ -126,25 +126,29 @@ static inline __attribute__((always_inline)) void narrow_doubles(const double *s
   const uint64_t beyond = (uint64_t)(1023 + 1 + bias) << 52; /* twice its largest binade */
   const uint64_t rebias = (uint64_t)(1023 - bias) << 52, below_half = ((uint64_t)1 << (shift - 1)) - 1;
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    u64x8 bits;
-    memcpy(&bits, src + i, sizeof bits);
-    u64x8 magnitude = bits & 0x7fffffffffffffffull;
-    u64x8 outside = (u64x8)(magnitude < lowest) | (u64x8)(magnitude >= beyond); /* lanes 0 or ~0 */
+  for (; i + 32 <= n; i += 32) {
+    u16x8 narrow[4];
+    u64x8 outside = {0}; /* lanes 0 or ~0 */
+    for (int v = 0; v < 4; v++) {
+      u64x8 bits;
+      memcpy(&bits, src + i + 8 * v, sizeof bits);
+      u64x8 magnitude = bits & 0x7fffffffffffffffull;
+      outside |= (u64x8)(magnitude < lowest) | (u64x8)(magnitude >= beyond);
+      u64x8 rebiased = magnitude - rebias;
+      u64x8 rounded = (rebiased + below_half + ((rebiased >> shift) & 1)) >> shift | ((bits >> 48) & 0x8000);
+      narrow[v] = __builtin_convertvector(rounded, u16x8);
+    }
     outside |= __builtin_shuffle(outside, (u64x8){4, 5, 6, 7, 0, 1, 2, 3});
     outside |= __builtin_shuffle(outside, (u64x8){2, 3, 0, 1, 6, 7, 4, 5});
     outside |= __builtin_shuffle(outside, (u64x8){1, 0, 3, 2, 5, 4, 7, 6});
-    if (outside[0]) {
-      for (size_t k = i; k < i + 8; k++) {
-        uint16_t h = narrow_double(src[k], exponent_bits, mantissa_bits);
-        memcpy(dst + 2 * k, &h, 2);
-      }
+    if (!outside[0]) {
+      memcpy(dst + 2 * i, narrow, sizeof narrow);
       continue;
     }
-    u64x8 rebiased = magnitude - rebias;
-    u64x8 rounded = (rebiased + below_half + ((rebiased >> shift) & 1)) >> shift | ((bits >> 48) & 0x8000);
-    u16x8 narrow = __builtin_convertvector(rounded, u16x8);
-    memcpy(dst + 2 * i, &narrow, sizeof narrow);
+    for (size_t k = i; k < i + 32; k++) {
+      uint16_t h = narrow_double(src[k], exponent_bits, mantissa_bits);
+      memcpy(dst + 2 * k, &h, 2);
+    }
   }
   for (; i < n; i++) {
     uint16_t h = narrow_double(src[i], exponent_bits, mantissa_bits);
@@ -160,9 +164,22 @@ VECTOR_CLONES static void doubles_to_half(const double *src, unsigned char *dst,
   narrow_doubles(src, dst, n, 5, 10);
 }
 
+/* How far ahead of a conversion its source is prefetched: the source is usually a file mapping,
+ * read once, whose next page the hardware prefetcher does not fetch in time (3× faster with it). */
+#define PREFETCH_BYTES 1024
+
 /* bfloat16 → double: widen to float bits (<< 16), convert; exact. */
 VECTOR_CLONES static void bfloat16_to_doubles(const unsigned char *src, double *dst, size_t n) {
   size_t i = 0;
+  for (; i + 32 <= n; i += 32) { /* one cache line of source at a time */
+    __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+    for (size_t k = i; k < i + 32; k += 8) {
+      u16x8 b;
+      memcpy(&b, src + 2 * k, sizeof b);
+      f64x8 d = __builtin_convertvector((f32x8)(__builtin_convertvector(b, u32x8) << 16), f64x8);
+      memcpy(dst + k, &d, sizeof d);
+    }
+  }
   for (; i + 8 <= n; i += 8) {
     u16x8 b;
     memcpy(&b, src + 2 * i, sizeof b);
@@ -174,6 +191,24 @@ VECTOR_CLONES static void bfloat16_to_doubles(const unsigned char *src, double *
     memcpy(&b, src + 2 * i, 2);
     dst[i] = bfloat16_to_float(b);
   }
+}
+
+/* dst[i] = src[i]·scale[i] in doubles, eight at a time. */
+VECTOR_CLONES static void scale_doubles(double *dst, const double *scale, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    f64x8 x, y;
+    memcpy(&x, dst + i, sizeof x);
+    memcpy(&y, scale + i, sizeof y);
+    x *= y;
+    memcpy(dst + i, &x, sizeof x);
+  }
+  for (; i < n; i++) dst[i] *= scale[i];
+}
+
+void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n) {
+  dtype_to_f64(t, src, dst, n);
+  scale_doubles(dst, scale, n);
 }
 
 void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {

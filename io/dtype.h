@@ -14,6 +14,9 @@ int dtype_parse(const char *name, dtype *t); /* 0 if name is one of the above, e
 /* n elements of type t at src → double/float at dst (exact for every source type). */
 void dtype_to_f64(dtype t, const void *src, double *dst, size_t n);
 void dtype_to_f32(dtype t, const void *src, float *dst, size_t n); /* F64 → F32 rounds (RNE) */
+/* dtype_to_f64, then each element multiplied by scale[i] (one rounding: the conversion is exact);
+ * for rows of up to a few thousand elements, which stay in the L1 cache in between. */
+void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n);
 /* n doubles/floats → type t at dst, one rounding (RNE). */
 void dtype_from_f64(dtype t, const double *src, void *dst, size_t n);
 void dtype_from_f32(dtype t, const float *src, void *dst, size_t n);

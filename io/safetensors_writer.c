@@ -285,6 +285,10 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
   return 0;
 }
 
+void st_writer_drop_cache(st_writer *w) {
+  for (size_t s = 0; s < w->shard_count; s++) posix_fadvise(w->shards[s].fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {
   if (index >= w->count)
     return rotq_fail(err, "%s: tensor index %zu out of range (%zu declared)", w->dir, index, w->count);

@@ -36,6 +36,10 @@ int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *er
  * a part outside the tensor, or bytes beyond its size, are errors. */
 int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const void *data, size_t nbytes,
                          rotq_error *err);
+/* Drops the bytes already on the disk from the page cache (POSIX_FADV_DONTNEED; pages still
+ * being written stay), so that writing a large model cycles through a little memory. Thread-safe
+ * with writes; not with st_writer_finish. */
+void st_writer_drop_cache(st_writer *w);
 /* Index of the tensor called name, or -1. */
 long st_writer_index(const st_writer *w, const char *name);
 /* Checks every tensor was written, fsyncs the shards, writes the index (when > 1 shard), frees w. */

@@ -169,8 +169,15 @@ static size_t rows_within(const synth_tensor *t, size_t limit, size_t *row_value
   return count ? count : 1;
 }
 
+/* A trained model's peaked predictions: lm_head's values times spec->logit_scale, so that every
+ * logit is that many times larger (a temperature of 1 / logit_scale). */
+static void scale_logits(const synth_spec *spec, const synth_tensor *t, double *values, size_t n) {
+  if (spec->logit_scale <= 0 || spec->logit_scale == 1 || strcmp(t->name, "lm_head.weight") != 0) return;
+  for (size_t i = 0; i < n; i++) values[i] *= spec->logit_scale;
+}
+
 /* Draws tensor i block by block (its stream continuing across blocks, so the values do not depend
- * on the blocking), plants the outliers, converts, and writes a chunk at a time. */
+ * on the blocking), plants the outliers, scales the logits, converts, and writes a chunk at a time. */
 static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char *converted, rotq_error *err) {
   const synth_tensor *t = &b->tensors[i];
   const size_t element = dtype_size(b->spec->dtype), rows = t->ndim ? (size_t)t->shape[0] : 1;
@@ -185,6 +192,7 @@ static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char 
       size_t count = chunk_rows - q < block ? chunk_rows - q : block, n = count * row_values;
       draw_values(t, &stream, b->spec->hidden_size, values, n);
       synth_plant_outliers(b->spec, t, (int64_t)(r + q), (int64_t)count, values);
+      scale_logits(b->spec, t, values, n);
       dtype_from_f64(b->spec->dtype, values, converted + q * row_values * element, n);
     }
     if (st_writer_write_part(b->writer, i, r * row_values * element, converted, chunk_rows * row_values * element,
@@ -204,6 +212,7 @@ static void *write_worker(void *arg) {
     size_t k = atomic_fetch_add(&b->next, 1);
     if (k >= b->count) break;
     status = write_tensor(b, b->order[k], values, converted, &err);
+    st_writer_drop_cache(b->writer); /* what reached the disk leaves the page cache: reuse its memory */
   }
   if (status != 0) {
     pthread_mutex_lock(&b->lock);
@@ -367,6 +376,8 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
 }
 
 int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
+  if (spec->logit_scale < 0 || (spec->logit_scale > 0 && spec->logit_scale != 1 && spec->tie_word_embeddings))
+    return rotq_fail(err, "synth: a logit scale needs a positive value and an untied lm_head");
   if (spec->architecture && synth_family_known(spec->architecture)) return synth_family_write(spec, dir, err);
   int head_dim = 0;
   const synth_family *family = check_spec(spec, &head_dim, err);

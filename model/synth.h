@@ -49,6 +49,9 @@ typedef struct synth_spec {
    * times larger through embed_tokens columns and down_proj rows, as in real LLMs. */
   int outlier_channels;     /* 0 = none */
   double outlier_scale;     /* 0 = 100 */
+  /* Peaked predictions (model/synth_outliers.h): lm_head.weight times this, so the logits are this
+   * many times larger and the next-token distribution has a trained model's entropy. */
+  double logit_scale;       /* 0 = 1 */
 } synth_spec;
 
 /* Writes config.json and the safetensors shards into dir (created if absent; it must not already

@@ -359,6 +359,9 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
   checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
+  for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
+    checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
+  st_writer_drop_cache(pl->ctx->writer);
   rc = atomic_load(&b.failed) ? -1 : 0;
   if (rc < 0) *err = b.error;
   timing->read += b.timing.read, timing->compute += b.timing.compute;

@@ -172,8 +172,10 @@ size_t tensor_piece_output_bytes(const tensor_plan *plan) {
 }
 
 /* Rows [row, row + m->rows) of the source into m (or the norm's identity value when the command
- * resets it). Column c0 of m is column c0 + col of the tensor. */
-static void load(const transform_context *ctx, const tensor_plan *plan, size_t row, size_t col, matrix *m) {
+ * resets it), columns multiplied by g[j] if g (float64 only: the norm fused while each row is in
+ * the L1 cache). Column c0 of m is column c0 + col of the tensor. */
+static void load(const transform_context *ctx, const tensor_plan *plan, size_t row, size_t col, const double *g,
+                 matrix *m) {
   const rotate_command *c = plan->command;
   const unsigned char *src = plan->source->data;
   size_t element = dtype_size(plan->source->dtype);
@@ -181,6 +183,12 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
     double identity = c->is_bias || ctx->adapter->norm == NORM_RMS_PLUS_ONE ? 0.0 : 1.0; /* LayerNorm β: 0 */
     for (size_t i = 0; i < m->rows; i++)
       for (size_t j = 0; j < m->cols; j++) m->d ? (void)(m->d[i * m->ld + j] = identity) : (void)(m->f[i * m->ld + j] = (float)identity);
+    return;
+  }
+  if (g) {
+    for (size_t i = 0; i < m->rows; i++)
+      dtype_to_f64_scaled(plan->source->dtype, src + ((row + i) * plan->cols + col) * element, g, m->d + i * m->ld,
+                          m->cols);
     return;
   }
   if (m->ld == plan->cols && col == 0) { /* contiguous rows: one conversion */
@@ -303,6 +311,11 @@ static void transform_matrix(const transform_context *ctx, const tensor_plan *pl
   }
 }
 
+/* Can the norm be fused while loading (float64, and no other operation comes before it)? */
+static bool norm_fused_in_load(const tensor_plan *plan, const matrix *m) {
+  return plan->norm && m->d && !plan->bias_shift && !plan->command->reset_norm;
+}
+
 static matrix matrix_at(const transform_context *ctx, void *memory, size_t rows, size_t cols) {
   matrix m = {.rows = rows, .cols = cols, .ld = cols};
   if (ctx->use_float64) m.d = memory;
@@ -318,10 +331,11 @@ static void transform_rows(const transform_context *ctx, const tensor_plan *plan
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;
     matrix m = matrix_at(ctx, work, count, plan->cols);
     m.row0 = b;
+    const bool fused = norm_fused_in_load(plan, &m);
     double t0 = now_seconds();
-    load(ctx, plan, b, 0, &m);
+    load(ctx, plan, b, 0, fused ? plan->norm : NULL, &m);
     double t1 = now_seconds();
-    transform_matrix(ctx, plan, plan->norm, &m, threads);
+    transform_matrix(ctx, plan, fused ? NULL : plan->norm, &m, threads);
     double t2 = now_seconds();
     store(plan, &m, out + (b - begin) * plan->cols * element, plan->cols);
     double t3 = now_seconds();

@@ -5,18 +5,8 @@
 # and its input unchanged (content and mtime of every file). Broken checkpoints are copies of the
 # bundled model edited by tests/support/checkpoint_surgery.py, under a scratch directory.
 set -u
-ROOT=${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}
-ROTQ=${ROTQ_BIN:?ROTQ_BIN is not set}
-MODEL=$ROOT/models/stories260K
+. "${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}/tests/support/cli_test.sh" cli_errors
 SURGERY=$ROOT/tests/support/checkpoint_surgery.py
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/rotq-cli-errors-XXXXXX")
-trap 'chmod -R u+w "$SCRATCH"; rm -rf "$SCRATCH"' EXIT
-failures=0
-
-fail() {
-  echo "${GAP:+(known gap) }FAIL: $*" >&2
-  failures=$((failures + 1))
-}
 
 # known_gap DESCRIPTION -- command...: a case of the catalogue that rotq does not meet yet: its
 # failures are reported but not counted, except a crash. When it passes, that is a failure: make
@@ -49,31 +39,8 @@ snapshot() {
   (cd "$1" && find . -printf '%p %y %s %m %T@\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum)
 }
 
-# expect_error PATTERN -- command...: exit status 1, output (stdout and stderr) matching the
-# extended regex PATTERN.
-expect_error() {
-  local pattern=$1
-  shift 2
-  OUTPUT=$("$@" 2>&1)
-  local status=$?
-  if [ "$status" -ge 128 ]; then
-    CRASHED=1
-    fail "crashed with status $status: $*: $OUTPUT"
-  elif [ "$status" -ne 1 ]; then
-    fail "exited $status, expected 1: $*: $OUTPUT"
-  fi
-  grep -Eq -- "$pattern" <<<"$OUTPUT" || fail "message lacks /$pattern/: $*: $OUTPUT"
-}
-
-# expect_status STATUS PATTERN -- command...: as expect_error for another status.
-expect_status() {
-  local expected=$1 pattern=$2
-  shift 3
-  OUTPUT=$("$@" 2>&1)
-  local status=$?
-  [ "$status" -eq "$expected" ] || fail "exited $status, expected $expected: $*: $OUTPUT"
-  grep -Eq -- "$pattern" <<<"$OUTPUT" || fail "output lacks /$pattern/: $*: $OUTPUT"
-}
+# expect_error PATTERN -- command...: exit status 1 and a message matching PATTERN.
+expect_error() { expect 1 "$@"; }
 
 # Fails if anything named after the output OUT (OUT itself, .OUT.rotq-partial-*) is in $SCRATCH.
 expect_no_output() {
@@ -163,7 +130,7 @@ mkdir "$SCRATCH/out" && touch "$SCRATCH/out/keep"
 expect_error "^rotq rotate: output '$SCRATCH/out' already exists \(use --force to replace it\)" -- \
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out" --quiet
 [ -e "$SCRATCH/out/keep" ] || fail "a refused rotate touched the existing output"
-expect_status 0 "" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out" --force --quiet --no-verify
+expect 0 "" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out" --force --quiet --no-verify
 [ -f "$SCRATCH/out/config.json" ] && [ ! -e "$SCRATCH/out/keep" ] || fail "--force did not replace the output"
 rm -rf "${SCRATCH:?}/out"
 
@@ -235,15 +202,14 @@ kill -s KILL "$PID"
 { wait "$PID"; } 2>/dev/null
 left=$(cd "$SCRATCH" && ls -A | grep -E '^\.?out-kill($|\.rotq)')
 [ "$left" = ".out-kill.rotq-partial-$PID" ] || fail "SIGKILL: expected only .out-kill.rotq-partial-$PID, found: $left"
-expect_status 0 "^rotq: removing the partial output of an interrupted run: .*/\.out-kill\.rotq-partial-$PID\$" -- \
+expect 0 "^rotq: removing the partial output of an interrupted run: .*/\.out-kill\.rotq-partial-$PID\$" -- \
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out-kill" --quiet --no-verify
 [ ! -e "$SCRATCH/.out-kill.rotq-partial-$PID" ] || fail "the next run did not remove .out-kill.rotq-partial-$PID"
 [ -f "$SCRATCH/out-kill/config.json" ] || fail "the run after SIGKILL did not write its output"
 [ "$(snapshot "$big")" = "$big_before" ] || fail "interrupted runs changed their input"
 
 # --- usage errors: status 2 ---
-expect_status 2 "^rotq rotate: --model and --output are required" -- "$ROTQ" rotate --model "$MODEL"
-expect_status 2 "^rotq info: unknown option '--modle'" -- "$ROTQ" info --modle "$MODEL"
+expect 2 "^rotq rotate: --model and --output are required" -- "$ROTQ" rotate --model "$MODEL"
+expect 2 "^rotq info: unknown option '--modle'" -- "$ROTQ" info --modle "$MODEL"
 
-[ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "cli_errors: all cases passed"
+finish

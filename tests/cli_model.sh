@@ -1,30 +1,7 @@
 #!/usr/bin/env bash
 # rotq info / generate / eval / compare on the bundled stories260K model.
 set -u
-ROOT=${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}
-ROTQ=${ROTQ_BIN:?ROTQ_BIN is not set}
-MODEL=$ROOT/models/stories260K
-TOKENS=$ROOT/data/tinystories_val.tok512.u16
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/rotq-cli-model-XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect STATUS PATTERN -- command...: runs it, checks the exit status and that stdout+stderr
-# match the extended regex PATTERN.
-expect() {
-  local status=$1 pattern=$2
-  shift 3
-  local output
-  output=$("$@" 2>&1)
-  local actual=$?
-  [ "$actual" -eq "$status" ] || fail "$* exited $actual, expected $status: $output"
-  echo "$output" | grep -Eq -- "$pattern" || fail "$* output lacks /$pattern/: $output"
-}
+. "${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}/tests/support/cli_test.sh" cli_model
 
 # info
 expect 0 'architecture +LlamaForCausalLM' -- "$ROTQ" info --model "$MODEL"
@@ -73,8 +50,4 @@ for cmd in info generate eval compare; do
 done
 expect 2 'wants an integer' -- "$ROTQ" generate --model "$MODEL" --max-new many
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures failure(s)" >&2
-  exit 1
-fi
-echo "cli_model: all checks passed"
+finish

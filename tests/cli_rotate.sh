@@ -2,27 +2,7 @@
 # rotq rotate / rotq config on the bundled stories260K model: the output is a complete HF
 # checkpoint, computes the same function (logits, perplexity to 4 digits), and the input is untouched.
 set -u
-ROOT=${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}
-ROTQ=${ROTQ_BIN:?ROTQ_BIN is not set}
-MODEL=$ROOT/models/stories260K
-TOKENS=$ROOT/data/tinystories_val.tok512.u16
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/rotq-cli-rotate-XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-# expect STATUS PATTERN -- command...
-expect() {
-  local status=$1 pattern=$2
-  shift 3
-  local output
-  output=$("$@" 2>&1)
-  local actual=$?
-  [ "$actual" -eq "$status" ] || fail "$* exited $actual, expected $status: $output"
-  echo "$output" | grep -Eq -- "$pattern" || fail "$* output lacks /$pattern/: $output"
-}
+. "${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}/tests/support/cli_test.sh" cli_rotate
 
 before=$(cd "$MODEL" && sha256sum ./* && stat -c '%n %Y' ./*)
 OUT=$SCRATCH/rotated
@@ -73,5 +53,4 @@ expect 2 'required' -- "$ROTQ" rotate --model "$MODEL"
 expect 0 'usage: rotq rotate' -- "$ROTQ" rotate --help
 [ -e "$SCRATCH/x" ] && fail "a failed run left its output"
 
-[ "$failures" -eq 0 ] && echo "cli_rotate: all checks passed"
-exit $((failures > 0))
+finish

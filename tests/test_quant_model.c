@@ -189,6 +189,38 @@ static void test_outliers_and_rotation(void **state) {
   free(dir);
 }
 
+/* A logit scale multiplies lm_head, so every logit exactly (float64), and nothing else; it needs
+ * an untied lm_head. */
+static void test_logit_scale(void **state) {
+  char *dir = scratch_dir("quant-logit-scale");
+  char plain_dir[4200], scaled_dir[4200];
+  snprintf(plain_dir, sizeof plain_dir, "%s/plain", dir);
+  snprintf(scaled_dir, sizeof scaled_dir, "%s/scaled", dir);
+  synth_spec spec = {.architecture = "LlamaForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
+                     .num_heads = 4, .num_kv_heads = 2, .vocab_size = 512, .dtype = DTYPE_F64, .seed = 3,
+                     .outlier_channels = 4};
+  rotq_error err;
+  if (synth_write(&spec, plain_dir, &err) != 0) fail_msg("%s", err.message);
+  spec.logit_scale = 4;
+  if (synth_write(&spec, scaled_dir, &err) != 0) fail_msg("%s", err.message);
+  model *plain = load(plain_dir, false, NULL), *scaled = load(scaled_dir, false, NULL);
+  enum { N = 16, VOCAB = 512 };
+  double *a = malloc(sizeof(double) * N * VOCAB), *b = malloc(sizeof(double) * N * VOCAB);
+  assert_int_equal(model_forward(plain, tokens, N, a, &err), 0);
+  assert_int_equal(model_forward(scaled, tokens, N, b, &err), 0);
+  for (int i = 0; i < N * VOCAB; i++) assert_true(fabs(b[i] - 4 * a[i]) <= 1e-12 * (1 + fabs(b[i])));
+  free(a);
+  free(b);
+  model_free(plain);
+  model_free(scaled);
+  spec.tie_word_embeddings = true;
+  snprintf(scaled_dir, sizeof scaled_dir, "%s/tied", dir);
+  assert_int_equal(synth_write(&spec, scaled_dir, &err), -1);
+  assert_non_null(strstr(err.message, "untied lm_head"));
+  scratch_remove(dir);
+  free(dir);
+}
+
 /* The evaluation range and the KL of a model against itself. */
 static void test_measure_range_and_self_kl(void **state) {
   model *m = load(source_path("models/stories260K"), false, NULL);
@@ -206,7 +238,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bits_16_is_exact),      cmocka_unit_test(test_activation_and_kv_quantization),
       cmocka_unit_test(test_settings_are_checked),  cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
-      cmocka_unit_test(test_outliers_and_rotation), cmocka_unit_test(test_measure_range_and_self_kl),
+      cmocka_unit_test(test_outliers_and_rotation), cmocka_unit_test(test_logit_scale),
+      cmocka_unit_test(test_measure_range_and_self_kl),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
