@@ -347,10 +347,12 @@ static void transform_rows(const transform_context *ctx, const tensor_plan *plan
 static void transform_columns(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                               void *work, unsigned char *out, transform_timing *timing) {
   matrix m = matrix_at(ctx, work, plan->rows, end - begin);
+  const double *g = plan->norm ? plan->norm + begin : NULL;
+  const bool fused = norm_fused_in_load(plan, &m);
   double t0 = now_seconds();
-  load(ctx, plan, 0, begin, &m);
+  load(ctx, plan, 0, begin, fused ? g : NULL, &m);
   double t1 = now_seconds();
-  transform_matrix(ctx, plan, plan->norm ? plan->norm + begin : NULL, &m, 1);
+  transform_matrix(ctx, plan, fused ? NULL : g, &m, 1);
   double t2 = now_seconds();
   store(plan, &m, out + begin * dtype_size(plan->source->dtype), plan->cols);
   double t3 = now_seconds();
