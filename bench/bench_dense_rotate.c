@@ -31,7 +31,7 @@ static void die(const char *what, const rotq_error *err) {
 typedef struct bench {
   checkpoint ck, rotated;
   int has_rotated;
-  const double *r1;        /* [hidden, hidden] */
+  const double *r1; /* [hidden, hidden] */
   int hidden, head_dim;
   double convert_seconds, gemm_seconds;
   long compared, differing, worst_ulps;
@@ -89,7 +89,8 @@ static void store(bench *b, const st_tensor *t, const char *name, const double *
 }
 
 /* C ← op(A)·op(B) into a new buffer: [m, n] with inner dimension k. */
-static double *gemm(bench *b, int trans_a, const double *a, int trans_b, const double *x, size_t m, size_t n, size_t k) {
+static double *gemm(bench *b, int trans_a, const double *a, int trans_b, const double *x, size_t m, size_t n,
+                    size_t k) {
   double *c = malloc(sizeof *c * m * n);
   if (!c) die("out of memory", NULL);
   double t0 = now();
@@ -163,12 +164,18 @@ int main(int argc, char **argv) {
   long embedding_rows = 8192;
   unsigned long long seed = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--model")) model = argv[i + 1];
-    else if (!strcmp(argv[i], "--rotated")) rotated = argv[i + 1];
-    else if (!strcmp(argv[i], "--layers")) layers = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--embedding-rows")) embedding_rows = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 0);
-    else model = NULL, i = argc;
+    if (!strcmp(argv[i], "--model"))
+      model = argv[i + 1];
+    else if (!strcmp(argv[i], "--rotated"))
+      rotated = argv[i + 1];
+    else if (!strcmp(argv[i], "--layers"))
+      layers = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--embedding-rows"))
+      embedding_rows = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seed"))
+      seed = strtoull(argv[i + 1], NULL, 0);
+    else
+      model = NULL, i = argc;
   }
   if (!model || layers < 1 || embedding_rows < 1) {
     fprintf(stderr, "usage: bench_dense_rotate --model DIR [--layers N] [--embedding-rows N] [--seed S] "

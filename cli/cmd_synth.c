@@ -37,7 +37,8 @@ static const char *help_head =
 static void print_help(void) {
   fputs(help_head, stdout);
   const char *description;
-  for (size_t i = 0; synth_shape_name(i, &description); i++) printf("  %-14s %s\n", synth_shape_name(i, NULL), description);
+  for (size_t i = 0; synth_shape_name(i, &description); i++)
+    printf("  %-14s %s\n", synth_shape_name(i, NULL), description);
 }
 
 static int parse_dtype(const char *name, dtype *t) {
@@ -77,10 +78,14 @@ int cmd_synth(int argc, char **argv) {
   double outlier_scale = 0, logit_scale = 0;
   bool outliers = false;
   arg_spec specs[] = {
-      {"shape", ARG_STRING, &shape},        {"output", ARG_STRING, &output},
-      {"dtype", ARG_STRING, &type},         {"layers", ARG_INT, &layers},
-      {"seed", ARG_INT, &seed},             {"outliers", ARG_FLAG, &outliers},
-      {"outlier-scale", ARG_DOUBLE, &outlier_scale}, {"max-shard-size", ARG_INT, &max_shard},
+      {"shape", ARG_STRING, &shape},
+      {"output", ARG_STRING, &output},
+      {"dtype", ARG_STRING, &type},
+      {"layers", ARG_INT, &layers},
+      {"seed", ARG_INT, &seed},
+      {"outliers", ARG_FLAG, &outliers},
+      {"outlier-scale", ARG_DOUBLE, &outlier_scale},
+      {"max-shard-size", ARG_INT, &max_shard},
       {"logit-scale", ARG_DOUBLE, &logit_scale},
   };
   int parsed = args_parse("synth", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
@@ -123,6 +128,7 @@ int cmd_synth(int argc, char **argv) {
   int shards;
   double bytes = shard_bytes(output, &shards);
   printf("rotq synth: wrote %s (%s, %s, %d layers): %.2f GB in %d shard%s, %.1f s, %.0f MB/s\n", output, shape, type,
-         spec.num_layers, bytes / 1e9, shards, shards == 1 ? "" : "s", seconds, bytes / 1e6 / (seconds > 0 ? seconds : 1));
+         spec.num_layers, bytes / 1e9, shards, shards == 1 ? "" : "s", seconds,
+         bytes / 1e6 / (seconds > 0 ? seconds : 1));
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,6 +39,7 @@ typedef struct shard {
   char *path;
   int fd;            /* -1 once closed */
   uint64_t size;     /* final file size */
+  pthread_mutex_t lock; /* one write at a time: waiting writers sleep (in ext4 they would spin) */
 } shard;
 
 struct st_writer {
@@ -124,6 +126,7 @@ static int plan_shards(st_writer *w, size_t max_shard_bytes, rotq_error *err) {
     if (!(w->shards[s].path = malloc(size))) return rotq_fail(err, "%s: out of memory", w->dir);
     snprintf(w->shards[s].path, size, "%s/%s", w->dir, name);
     w->shards[s].fd = -1;
+    pthread_mutex_init(&w->shards[s].lock, NULL);
   }
   return 0;
 }
@@ -217,6 +220,7 @@ static void writer_free(st_writer *w, bool remove_files) {
       if (remove_files) unlink(w->shards[s].path);
     }
     free(w->shards[s].path);
+    pthread_mutex_destroy(&w->shards[s].lock);
   }
   for (size_t i = 0; i < w->count; i++) free(w->tensors[i].name);
   free(w->shards);
@@ -277,7 +281,9 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
   if (atomic_fetch_add(&t->written_bytes, nbytes) + nbytes > t->nbytes)
     return rotq_fail(err, "%s: tensor '%s' written twice (more than its %zu bytes)", sh->path, t->name,
                      t->nbytes);
+  pthread_mutex_lock(&sh->lock);
   int code = write_fully(sh->fd, data, nbytes, t->offset + byte_offset);
+  pthread_mutex_unlock(&sh->lock);
   if (code != 0)
     return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes,
                      strerror(code));

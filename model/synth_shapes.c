@@ -8,6 +8,7 @@ typedef struct shape {
   synth_spec spec;
 } shape;
 
+/* clang-format off */
 static const shape shapes[] = {
     {"llama-3-8b", "Llama-3(.1)-8B: hidden 4096, intermediate 14336, 32 layers, 32/8 heads, vocab 128256",
      {.architecture = "LlamaForCausalLM", .hidden_size = 4096, .intermediate_size = 14336, .num_layers = 32,
@@ -40,6 +41,7 @@ static const shape shapes[] = {
       .num_heads = 8, .num_kv_heads = 4, .vocab_size = 1024, .rope_theta = 500000, .llama3_rope_scaling = true,
       .llama3_rope_factor = 8, .rms_norm_eps = 1e-5}},
 };
+/* clang-format on */
 
 int synth_shape(const char *name, synth_spec *spec) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

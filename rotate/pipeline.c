@@ -40,9 +40,9 @@ struct pipeline {
    * READ_WINDOW of the bytes the workers are done with, so that the workers rarely wait for the
    * disk. */
   pthread_t reader;
-  bool reading;               /* the thread runs */
-  pthread_mutex_t io_lock;    /* guards everything below */
-  pthread_cond_t wake;        /* input queued, room to read ahead, or stop */
+  bool reading;            /* the thread runs */
+  pthread_mutex_t io_lock; /* guards everything below */
+  pthread_cond_t wake;     /* input queued, room to read ahead, or stop */
   range *queue;
   size_t queue_first, queue_count, queue_capacity;
   size_t read_ahead, consumed; /* input bytes read ahead; bytes the workers are done with */
@@ -52,9 +52,9 @@ struct pipeline {
 /* One command's tensor in flight. */
 typedef struct job {
   tensor_plan plan;
-  pthread_mutex_t lock;     /* guards output */
-  unsigned char *output;    /* CUT_COLUMNS, CUT_WHOLE: the whole tensor's bytes, while in flight */
-  atomic_size_t remaining;  /* pieces not done yet */
+  pthread_mutex_t lock;    /* guards output */
+  unsigned char *output;   /* CUT_COLUMNS, CUT_WHOLE: the whole tensor's bytes, while in flight */
+  atomic_size_t remaining; /* pieces not done yet */
 } job;
 
 typedef struct piece {
@@ -67,10 +67,10 @@ typedef struct batch {
   size_t job_count;
   piece *pieces;
   size_t piece_count;
-  atomic_size_t next;       /* the next piece to take */
+  atomic_size_t next; /* the next piece to take */
   atomic_bool failed;
   size_t work_bytes, output_bytes; /* per thread */
-  pthread_mutex_t lock;     /* guards error and timing */
+  pthread_mutex_t lock;            /* guards error and timing */
   rotq_error error;
   transform_timing timing;
 } batch;
@@ -103,8 +103,10 @@ static void *read_loop(void *arg) {
   pipeline *pl = arg;
   pthread_mutex_lock(&pl->io_lock);
   while (!pl->stop) {
-    if (pl->queue_count > 0 && pl->read_ahead < pl->consumed + READ_WINDOW) read_step(pl);
-    else pthread_cond_wait(&pl->wake, &pl->io_lock);
+    if (pl->queue_count > 0 && pl->read_ahead < pl->consumed + READ_WINDOW)
+      read_step(pl);
+    else
+      pthread_cond_wait(&pl->wake, &pl->io_lock);
   }
   pthread_mutex_unlock(&pl->io_lock);
   return NULL;
@@ -249,8 +251,8 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     tensor_piece_range(plan, p->index, &begin, &end);
     if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
     double t0 = now_seconds();
-    int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output, (end - begin) * row_bytes,
-                                  err);
+    int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
+                                  (end - begin) * row_bytes, err);
     timing->write += now_seconds() - t0;
     st_release((const unsigned char *)source->data + begin * row_bytes, (end - begin) * row_bytes);
     consumed(b->pl, (end - begin) * row_bytes);
@@ -358,7 +360,7 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   worker(&args[0]); /* threads that could not start leave their share to the others */
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
-  checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
+  checkpoint_release(pl->ctx->ck);         /* pages the kernel mapped around the pieces' own (fault-around) */
   for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
     checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
   st_writer_drop_cache(pl->ctx->writer);

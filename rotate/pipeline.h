@@ -3,12 +3,17 @@
  * ctx->threads threads takes the pieces in order, each thread reading, transforming and writing
  * its piece, so that reading, arithmetic and writing of different pieces overlap. A row piece is
  * written as soon as it is done; column pieces fill one output buffer, written by the thread that
- * finishes the last of them; each write's writeback starts at once. A reader thread reads the
- * sources into the page cache ahead of the workers (a bounded window, not kept mapped), and the
- * mapped input pages of a piece are released once it is written, so memory stays bounded by the
- * pieces in flight whatever the model's size. The buffers live as long
- * as the pipeline (fresh pages cost a page fault each). The bytes written do not depend on the
- * number of threads. */
+ * finishes the last of them; each write's writeback starts at once.
+ *
+ * Memory: a reader thread reads the sources into the page cache ahead of the workers (a bounded
+ * window, not kept mapped); the mapped input pages of a piece are released once it is written; the
+ * buffers live as long as the pipeline. So the process holds the pieces in flight whatever the
+ * model's size. When a batch ends, its input and output leave the page cache too: the job then
+ * cycles through a little memory instead of filling the page cache with two copies of the model,
+ * which keeps the kernel's page copies on recently used memory (on virtual machines, freshly
+ * allocated memory costs several times more to touch first).
+ *
+ * The bytes written do not depend on the number of threads. */
 #ifndef ROTQ_ROTATE_PIPELINE_H
 #define ROTQ_ROTATE_PIPELINE_H
 

@@ -103,6 +103,4 @@ static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
 
 int processor_pre_run(quarot_processor *p, rotq_error *err) { return execute_layer(p, -1, err); }
 
-int processor_preprocess(quarot_processor *p, int layer, rotq_error *err) {
-  return execute_layer(p, layer, err);
-}
+int processor_preprocess(quarot_processor *p, int layer, rotq_error *err) { return execute_layer(p, layer, err); }

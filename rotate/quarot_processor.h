@@ -19,13 +19,13 @@ typedef struct quarot_processor {
   const model_adapter *adapter;
   const rotation_config *config;
   rotation_set matrices;
-  command_list commands;     /* sorted: pre-run tensors first, then by layer, then by name */
-  transform_context context; /* writer set by the runner before pre_run */
+  command_list commands;       /* sorted: pre-run tensors first, then by layer, then by name */
+  transform_context context;   /* writer set by the runner before pre_run */
   struct online_state *online; /* the online processor's matrices, or NULL */
-  struct pipeline *pipeline; /* created by the first batch */
-  int batches_queued;        /* batches (pre-run, layer 0, ...) queued for reading ahead */
-  transform_timing timing;   /* the pipeline threads' time, summed */
-  double elapsed;            /* seconds inside pre_run and preprocess */
+  struct pipeline *pipeline;   /* created by the first batch */
+  int batches_queued;          /* batches (pre-run, layer 0, ...) queued for reading ahead */
+  transform_timing timing;     /* the pipeline threads' time, summed */
+  double elapsed;              /* seconds inside pre_run and preprocess */
 } quarot_processor;
 
 /* Creates the matrices and the commands (and checks them); nothing is written yet. */
