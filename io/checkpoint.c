@@ -358,3 +358,12 @@ int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_
   dtype_to_f32(t->dtype, t->data, *out, n);
   return 0;
 }
+
+const char *checkpoint_path_of(const checkpoint *ck, const st_tensor *t) {
+  for (size_t i = 0; i < ck->shard_count; i++) {
+    const unsigned char *base = ck->shards[i].map;
+    if ((const unsigned char *)t->data >= base && (const unsigned char *)t->data <= base + ck->shards[i].size)
+      return ck->shards[i].path;
+  }
+  return ck->dir;
+}

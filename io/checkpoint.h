@@ -21,6 +21,8 @@ typedef struct checkpoint {
 int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err);
 void checkpoint_close(checkpoint *ck);
 const st_tensor *checkpoint_find(const checkpoint *ck, const char *name);
+/* The path of the shard holding t (a tensor of ck), for messages. */
+const char *checkpoint_path_of(const checkpoint *ck, const st_tensor *t);
 /* Returns every mapped page of the shards to the kernel (st_release of each whole mapping): the
  * pages read so far stop counting in this process's memory; later reads map them again. */
 void checkpoint_release(const checkpoint *ck);

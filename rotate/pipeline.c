@@ -1,5 +1,7 @@
 #include "rotate/pipeline.h"
 
+#include "io/finite.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -232,6 +234,17 @@ static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
   return output;
 }
 
+/* Fails naming the shard and tensor if count elements of t from element `first` on hold a NaN or
+ * an infinity (a rotation would spread it over every element it mixes). */
+static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count,
+                        rotq_error *err) {
+  const unsigned char *data = (const unsigned char *)t->data + first * dtype_size(t->dtype);
+  size_t at = first_non_finite(t->dtype, data, count);
+  if (at == count) return 0;
+  return rotq_fail(err, "%s: tensor '%s': element %zu is not finite (NaN or infinity)", checkpoint_path_of(ctx->ck, t),
+                   t->name, first + at);
+}
+
 /* Piece p, from reading to writing, with this thread's buffers. */
 static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
   const transform_context *ctx = b->pl->ctx;
@@ -240,7 +253,8 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   const st_tensor *source = plan->source;
   if (plan->cut == CUT_COPY) {
     double t0 = now_seconds();
-    int rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
+    int rc = check_finite(ctx, source, 0, st_numel(source), err);
+    if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
     timing->write += now_seconds() - t0;
     st_release(source->data, source->nbytes);
     consumed(b->pl, source->nbytes);
@@ -249,6 +263,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (plan->cut == CUT_ROWS) {
     size_t begin, end, row_bytes = plan->cols * dtype_size(source->dtype);
     tensor_piece_range(plan, p->index, &begin, &end);
+    if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
     double t0 = now_seconds();
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
@@ -262,7 +277,8 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (!whole || tensor_transform_piece(ctx, plan, p->index, s->work, whole, timing, err) < 0) return -1;
   if (atomic_fetch_sub(&j->remaining, 1) != 1) return 0;
   double t0 = now_seconds();
-  int rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
+  int rc = check_finite(ctx, source, 0, st_numel(source), err);
+  if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->write += now_seconds() - t0;
   st_release(source->data, source->nbytes);
   consumed(b->pl, source->nbytes);
