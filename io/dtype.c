@@ -138,9 +138,9 @@ static inline __attribute__((always_inline)) void narrow_doubles(const double *s
       u64x8 rounded = (rebiased + below_half + ((rebiased >> shift) & 1)) >> shift | ((bits >> 48) & 0x8000);
       narrow[v] = __builtin_convertvector(rounded, u16x8);
     }
-    outside |= __builtin_shuffle(outside, (u64x8){4, 5, 6, 7, 0, 1, 2, 3});
-    outside |= __builtin_shuffle(outside, (u64x8){2, 3, 0, 1, 6, 7, 4, 5});
-    outside |= __builtin_shuffle(outside, (u64x8){1, 0, 3, 2, 5, 4, 7, 6});
+    outside |= __builtin_shufflevector(outside, outside, 4, 5, 6, 7, 0, 1, 2, 3);
+    outside |= __builtin_shufflevector(outside, outside, 2, 3, 0, 1, 6, 7, 4, 5);
+    outside |= __builtin_shufflevector(outside, outside, 1, 0, 3, 2, 5, 4, 7, 6);
     if (!outside[0]) {
       memcpy(dst + 2 * i, narrow, sizeof narrow);
       continue;
