@@ -254,8 +254,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (plan->cut == CUT_COPY) {
     double t0 = now_seconds();
     int rc = check_finite(ctx, source, 0, st_numel(source), err);
+    double t1 = now_seconds();
     if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
-    timing->write += now_seconds() - t0;
+    timing->read += t1 - t0, timing->write += now_seconds() - t1;
     st_release(source->data, source->nbytes);
     consumed(b->pl, source->nbytes);
     return rc;
@@ -263,7 +264,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (plan->cut == CUT_ROWS) {
     size_t begin, end, row_bytes = plan->cols * dtype_size(source->dtype);
     tensor_piece_range(plan, p->index, &begin, &end);
+    double t_check = now_seconds();
     if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
+    timing->read += now_seconds() - t_check;
     if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
     double t0 = now_seconds();
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
@@ -278,8 +281,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (atomic_fetch_sub(&j->remaining, 1) != 1) return 0;
   double t0 = now_seconds();
   int rc = check_finite(ctx, source, 0, st_numel(source), err);
+  double t1 = now_seconds();
   if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
-  timing->write += now_seconds() - t0;
+  timing->read += t1 - t0, timing->write += now_seconds() - t1;
   st_release(source->data, source->nbytes);
   consumed(b->pl, source->nbytes);
   pthread_mutex_lock(&j->lock);
