@@ -28,7 +28,8 @@ static const char *help =
     "                     models up to 50M parameters)\n"
     "  --no-verify        skip that check\n"
     "  --force            replace an existing output directory\n"
-    "  --quiet            no progress line, warnings or summary on stderr\n";
+    "  --quiet            no progress line, warnings or summary on stderr\n\n"
+    "environment: ROTQ_TIMING=1 prints where the time went (read, compute, convert, write).\n";
 
 int cmd_rotate(int argc, char **argv) {
   const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;

@@ -81,8 +81,20 @@ static void assert_same_file(const char *a, const char *b) {
   free(x), free(y);
 }
 
+/* Each test works in a scratch directory, removed even when the test fails. */
+static int make_scratch(void **state) {
+  *state = scratch_dir("rotate-memory");
+  return 0;
+}
+
+static int remove_scratch(void **state) {
+  scratch_remove(*state);
+  free(*state);
+  return 0;
+}
+
 static void peak_memory_does_not_grow_with_layers(void **state) {
-  char *scratch = scratch_dir("memory");
+  const char *scratch = *state;
   char small[4200], large[4200], out_small[4200], out_large[4200];
   snprintf(small, sizeof small, "%s/layers2", scratch);
   snprintf(large, sizeof large, "%s/layers8", scratch);
@@ -97,12 +109,10 @@ static void peak_memory_does_not_grow_with_layers(void **state) {
   if (rss_large > rss_small + margin_kb)
     fail_msg("peak RSS grows with the model: %ld KB for 8 layers, %ld KB for 2 (allowed: + %ld KB)", rss_large,
              rss_small, margin_kb);
-  scratch_remove(scratch);
-  free(scratch);
 }
 
 static void output_does_not_depend_on_threads(void **state) {
-  char *scratch = scratch_dir("threads");
+  const char *scratch = *state;
   char model[4200], config[4200];
   snprintf(model, sizeof model, "%s/model", scratch);
   write_model(model, 2);
@@ -126,14 +136,12 @@ static void output_does_not_depend_on_threads(void **state) {
     }
     printf("  %s: --threads 1, 2 and 3 write the same bytes\n", c ? "orthogonal" : "hadamard");
   }
-  scratch_remove(scratch);
-  free(scratch);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(peak_memory_does_not_grow_with_layers),
-      cmocka_unit_test(output_does_not_depend_on_threads),
+      cmocka_unit_test_setup_teardown(peak_memory_does_not_grow_with_layers, make_scratch, remove_scratch),
+      cmocka_unit_test_setup_teardown(output_does_not_depend_on_threads, make_scratch, remove_scratch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
