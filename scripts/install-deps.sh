@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs rotq's build dependencies from Debian's packages: as root with apt-get, otherwise
+# Installs rotq's build dependencies (and any package names given as arguments) from Debian's packages: as root with apt-get, otherwise
 # prints the exact command to run. Exits 0 when everything is present.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libcjson-dev libyaml-dev libopenblas-dev liblapacke-dev libcmocka-dev
-          python3) # python3: tests/cli_errors.sh edits checkpoints with tests/support/checkpoint_surgery.py
+          python3 "$@") # python3: tests/cli_errors.sh edits checkpoints with tests/support/checkpoint_surgery.py
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
