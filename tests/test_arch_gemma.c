@@ -22,19 +22,9 @@ static const synth_spec gemma3 = {
     .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .vocab_size = 72, .tie_word_embeddings = true,
     .dtype = DTYPE_F64, .seed = 33, .sliding_window = 8, .sliding_window_pattern = 2};
 
-static void check_family(const synth_spec *spec, const char *label, const char *builtin) {
-  char *scratch = scratch_dir("arch-gemma");
-  char original[4200];
-  snprintf(original, sizeof original, "%s/original", scratch);
-  synth_or_fail(spec, original);
-  rotate_all_modes_and_check(scratch, original, label, builtin, 1e-9);
-  scratch_remove(scratch);
-  free(scratch);
-}
-
-static void gemma_is_equivalent(void **state) { check_family(&gemma, "gemma", "transformer_universal"); }
-static void gemma2_r2_is_equivalent(void **state) { check_family(&gemma2, "gemma2", "gemma2"); }
-static void gemma3_r2_is_equivalent(void **state) { check_family(&gemma3, "gemma3", "gemma2"); }
+static void gemma_is_equivalent(void **state) { check_family_equivalent(&gemma, "gemma", "transformer_universal"); }
+static void gemma2_r2_is_equivalent(void **state) { check_family_equivalent(&gemma2, "gemma2", "gemma2"); }
+static void gemma3_r2_is_equivalent(void **state) { check_family_equivalent(&gemma3, "gemma3", "gemma2"); }
 
 /* q_proj of layer 0 with w fused instead of 1 + w (from the rotation of a copy whose
  * input_layernorm is w − 1, same seed): caught. */

@@ -24,19 +24,9 @@ static const synth_spec qwen3_moe = {
     .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .vocab_size = 64, .dtype = DTYPE_F64, .seed = 13,
     .num_experts = 6, .num_experts_per_tok = 3, .moe_intermediate_size = 40, .norm_topk_prob = true};
 
-static void check_family(const synth_spec *spec, const char *label, const char *builtin) {
-  char *scratch = scratch_dir("arch-moe");
-  char original[4200];
-  snprintf(original, sizeof original, "%s/original", scratch);
-  synth_or_fail(spec, original);
-  rotate_all_modes_and_check(scratch, original, label, builtin, 1e-9);
-  scratch_remove(scratch);
-  free(scratch);
-}
-
-static void mixtral_is_equivalent(void **state) { check_family(&mixtral, "mixtral", "mixtral"); }
-static void qwen2_moe_is_equivalent(void **state) { check_family(&qwen2_moe, "qwen2-moe", "qwen_moe"); }
-static void qwen3_moe_is_equivalent(void **state) { check_family(&qwen3_moe, "qwen3-moe", "qwen_moe"); }
+static void mixtral_is_equivalent(void **state) { check_family_equivalent(&mixtral, "mixtral", "mixtral"); }
+static void qwen2_moe_is_equivalent(void **state) { check_family_equivalent(&qwen2_moe, "qwen2-moe", "qwen_moe"); }
+static void qwen3_moe_is_equivalent(void **state) { check_family_equivalent(&qwen3_moe, "qwen3-moe", "qwen_moe"); }
 
 /* One expert's w1 rotated but without the post-attention norm fused in (taken from the rotation of
  * a copy whose norm is all ones, same seed so the same R1): the logits no longer match. */

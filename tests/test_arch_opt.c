@@ -20,17 +20,8 @@ static const synth_spec opt_untied = {
     .num_heads = 6, .num_kv_heads = 6, .vocab_size = 64, .dtype = DTYPE_F64, .seed = 42};
 
 static void opt_is_equivalent(void **state) {
-  char *scratch = scratch_dir("arch-opt");
-  const synth_spec *specs[2] = {&opt, &opt_untied};
-  const char *labels[2] = {"opt-tied", "opt-untied"};
-  for (int i = 0; i < 2; i++) {
-    char original[4200];
-    snprintf(original, sizeof original, "%s/%s", scratch, labels[i]);
-    synth_or_fail(specs[i], original);
-    rotate_all_modes_and_check(scratch, original, labels[i], "opt", 1e-9);
-  }
-  scratch_remove(scratch);
-  free(scratch);
+  check_family_equivalent(&opt, "opt-tied", "opt");
+  check_family_equivalent(&opt_untied, "opt-untied", "opt");
 }
 
 /* fc1's bias of layer 1 without its norm's β folded in (from the rotation of a copy whose

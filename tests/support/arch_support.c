@@ -36,6 +36,16 @@ void synth_or_fail(const synth_spec *spec, const char *dir) {
   if (synth_write(spec, dir, &err) < 0) fail_msg("synth %s: %s", spec->architecture, err.message);
 }
 
+void check_family_equivalent(const synth_spec *spec, const char *label, const char *builtin) {
+  char *scratch = scratch_dir("arch");
+  char original[4200];
+  snprintf(original, sizeof original, "%s/%s", scratch, label);
+  synth_or_fail(spec, original);
+  rotate_all_modes_and_check(scratch, original, label, builtin, 1e-9);
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 void rotate_all_modes_and_check(const char *scratch, const char *original, const char *label, const char *builtin,
                                 double tolerance) {
   for (int m = 0; m < 3; m++) {

@@ -10,6 +10,9 @@ extern const char *const arch_modes[3]; /* hadamard, base_hadamard, orthogonal *
 
 /* Writes the built-in config `builtin` to path with every "mode: hadamard" replaced by mode. */
 void write_builtin_with_mode(const char *path, const char *builtin, const char *mode);
+/* Synthesizes spec into a scratch directory and rotate_all_modes_and_check()s it with `builtin`
+ * (float64 tolerance 1e-9); the scratch directory is removed. */
+void check_family_equivalent(const synth_spec *spec, const char *label, const char *builtin);
 /* Writes spec (with dtype) as dir; fails the test on error. */
 void synth_or_fail(const synth_spec *spec, const char *dir);
 /* Rotates original with `builtin` in each of the three modes and checks the logits: relative
