@@ -7,12 +7,19 @@
 #   (c) the same rotation with dense float64 GEMM, the Python tools' method
 #       (bench_dense_rotate: a few layers measured, extrapolated to the model),
 #   (d) rotq rotate --threads 1, whose output must be bitwise identical to (b)'s: every shard is
-#       compared with cmp when there is room for both outputs (small shapes), else by SHA-256.
+#       compared with cmp when there is room for both outputs (small shapes), else by SHA-256,
+#   (e) the disk's floor: every shard copied with dd and O_DIRECT on both sides (16 MB blocks),
+#       the least time any tool can spend reading and writing the checkpoint here,
+#   (f) the arithmetic alone, in memory: a copy of the model cut to MEM_LAYERS decoder layers
+#       (default 4; embedding and lm_head whole) on /dev/shm, rotated by rotq from tmpfs to tmpfs
+#       (its second run: the first pays for fresh tmpfs pages) and by the dense benchmark (compute
+#       only), when there is room.
 # Before each timed step the page cache is dropped when this user may (sync; echo 3 >
 # /proc/sys/vm/drop_caches); the report says whether it was.
 # Environment: BENCH_DIR (work directory, default /tmp/rotq-bench; needs ~3× the checkpoint's size),
 # ROTQ_BUILD (a Release build directory to use instead of building bench/../build-bench),
-# DENSE_LAYERS (layers the dense benchmark measures, default 2), KEEP=1 (keep the files).
+# DENSE_LAYERS (layers the dense benchmark measures, default 2), MEM_LAYERS (layers of the
+# in-memory model of (f), default 4; 0 skips it), KEEP=1 (keep the files).
 # Prints a Markdown report and writes it to $BENCH_DIR/results-SHAPE-DTYPE.md.
 set -euo pipefail
 
@@ -21,6 +28,7 @@ DTYPE=${2:-bf16}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${BENCH_DIR:-/tmp/rotq-bench}
 DENSE_LAYERS=${DENSE_LAYERS:-2}
+MEM_LAYERS=${MEM_LAYERS:-4}
 if [ -n "${ROTQ_BUILD:-}" ]; then
   BUILD=$ROTQ_BUILD
 else
@@ -35,11 +43,16 @@ MODEL=$WORK/$SHAPE-$DTYPE
 COPY=$WORK/copy
 OUT2=$WORK/rotated
 OUT1=$WORK/rotated-threads1
+FLOOR=$WORK/floor
+SHM=/dev/shm/rotq-bench-$$
 REPORT=$WORK/results-$SHAPE-$DTYPE.md
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$WORK"
-rm -rf "$COPY" "$OUT1" "$OUT2"
-cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "$COPY" "$OUT1" "$OUT2" "$MODEL"; }
+rm -rf "$COPY" "$OUT1" "$OUT2" "$FLOOR"
+cleanup() {
+  rm -rf "$SHM" "$FLOOR"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$COPY" "$OUT1" "$OUT2" "$MODEL"
+}
 trap cleanup EXIT
 
 CACHE="dropped before each timed step (sync; echo 3 > /proc/sys/vm/drop_caches)"
@@ -76,6 +89,18 @@ SYNC_S=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 CP_SYNC_S=$(awk -v a="$CP_S" -v b="$SYNC_S" 'BEGIN { printf "%.2f", a + b }')
 rm -rf "$COPY"
 
+echo "== disk floor: dd with O_DIRECT" >&2
+drop_caches
+mkdir -p "$FLOOR"
+T0=$(date +%s.%N)
+for f in "$MODEL"/*; do
+  if dd if="$f" of="$FLOOR/$(basename "$f")" bs=16M iflag=direct oflag=direct status=none 2>/dev/null; then :
+  else cp "$f" "$FLOOR/"; fi # small files (config) or a file system without O_DIRECT
+done
+sync
+FLOOR_S=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+rm -rf "$FLOOR"
+
 echo "== rotq rotate (all cores)" >&2
 drop_caches
 ROTATE_LOG=$WORK/rotate.log
@@ -110,6 +135,27 @@ else
 fi
 ROT1_S=$SECONDS_TAKEN
 
+MEM_LINE="skipped"
+SHM_FREE_KB=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+MEM_BYTES=$((SIZE_BYTES * MEM_LAYERS / $(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' "$MODEL/config.json") + 4000000000))
+if [ "$MEM_LAYERS" -gt 0 ] && [ -n "$SHM_FREE_KB" ] && [ $((SHM_FREE_KB * 1024)) -gt $((MEM_BYTES * 2)) ]; then
+  echo "== in memory: $MEM_LAYERS layers on /dev/shm" >&2
+  mkdir -p "$SHM"
+  "$ROTQ" synth --shape "$SHAPE" --dtype "$DTYPE" --layers "$MEM_LAYERS" --output "$SHM/model" > /dev/null
+  cat "$SHM"/model/* > /dev/null
+  # twice, timing the second: the first pays for the VM handing out fresh memory for tmpfs pages
+  "$ROTQ" rotate --model "$SHM/model" --output "$SHM/rotated" --no-verify --quiet
+  rm -rf "$SHM/rotated"
+  timed "$ROTQ" rotate --model "$SHM/model" --output "$SHM/rotated" --no-verify --quiet
+  MEM_ROT_S=$SECONDS_TAKEN
+  MEM_DENSE_LOG=$WORK/dense-memory.log
+  "$DENSE" --model "$SHM/model" --layers "$MEM_LAYERS" --rotated "$SHM/rotated" > "$MEM_DENSE_LOG"
+  MEM_DENSE_S=$(sed -n 's/^dense estimate for the whole model: \([0-9.]*\) s.*/\1/p' "$MEM_DENSE_LOG")
+  MEM_LINE="rotq rotate $MEM_ROT_S s, dense $MEM_DENSE_S s: $(ratio "$MEM_DENSE_S" "$MEM_ROT_S")×"
+  rm -rf "$SHM"
+fi
+DENSE_E2E_S=$(awk -v a="$DENSE_S" -v b="$FLOOR_S" 'BEGIN { printf "%.1f", a + b }')
+
 FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')
 {
   echo "### $SHAPE $DTYPE ($SIZE_GB GB), $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -125,11 +171,18 @@ FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')
   echo "| cp -r + sync | $CP_SYNC_S | |"
   echo "| rotq rotate, $(nproc) threads (fsync'd) | $ROT_S | $(ratio "$ROT_S" "$CP_S")× cp -r, $(ratio "$ROT_S" "$CP_SYNC_S")× cp -r + sync |"
   echo "| rotq rotate, 1 thread | $ROT1_S | |"
-  echo "| dense float64 GEMM (estimate) | $DENSE_S | $(ratio "$DENSE_S" "$ROT_S")× rotq rotate |"
+  echo "| disk floor: dd O_DIRECT copy + sync | $FLOOR_S | rotq rotate = $(ratio "$ROT_S" "$FLOOR_S")× the floor |"
+  echo "| dense float64 GEMM, compute only (estimate) | $DENSE_S | $(ratio "$DENSE_S" "$ROT_S")× rotq rotate |"
+  echo "| dense float64 GEMM + disk floor (lower bound of a dense tool's wall time) | $DENSE_E2E_S | $(ratio "$DENSE_E2E_S" "$ROT_S")× rotq rotate |"
   echo
   echo "- rotq rotate peak RSS: $ROT_RSS_MB MB"
   echo "- rotq timing: $TIMING"
   echo "- --threads 1 vs --threads $(nproc) output: $SAME ($METHOD)"
+  echo "- in memory ($MEM_LAYERS layers, /dev/shm, arithmetic and conversions only): $MEM_LINE"
   echo "- dense benchmark:"
   sed 's/^/    /' "$DENSE_LOG"
+  if [ -n "${MEM_DENSE_LOG:-}" ]; then
+    echo "- dense benchmark on the in-memory model:"
+    sed 's/^/    /' "$MEM_DENSE_LOG"
+  fi
 } | tee "$REPORT"
