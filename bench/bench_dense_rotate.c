@@ -381,9 +381,9 @@ int main(int argc, char **argv) {
            "conversions and norm %.2f s\n",
            METHOD_NAME[m], embed, head, embedding_rows, b.tally[m].compute_seconds, b.tally[m].convert_seconds);
   }
-  printf("fast estimate for the whole model: %.1f s (%.3f s per layer × %d + embedding + lm_head; compute only)\n",
+  printf("fast estimate for the whole model: %.2f s (%.3f s per layer × %d + embedding + lm_head; compute only)\n",
          total[FAST], layer_seconds[FAST] / layers, total_layers);
-  printf("dense estimate for the whole model: %.1f s (%.2f s per layer × %d + embedding + lm_head; compute only)\n",
+  printf("dense estimate for the whole model: %.2f s (%.2f s per layer × %d + embedding + lm_head; compute only)\n",
          total[DENSE], layer_seconds[DENSE] / layers, total_layers);
   printf("dense / fast, compute only: %.1f×\n", total[DENSE] / total[FAST]);
   for (int m = DENSE; b.has_rotated && m <= FAST; m++)

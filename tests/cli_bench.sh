@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench/run.sh end to end on the tiny shape (seconds): every step runs, the report is complete, the
+# threads-1 and threads-N outputs are identical, and the dense GEMM and the fast kernels of the
+# benchmark give rotq's output bit for bit (on the full model and on the in-memory one).
+set -u
+. "${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}/tests/support/cli_test.sh" cli_bench
+
+BUILD=$(dirname "$ROTQ")
+[ -x "$BUILD/bench_dense_rotate" ] || { echo "cli_bench: $BUILD/bench_dense_rotate not built" >&2; exit 1; }
+expect 0 'rotq rotate, [0-9]+ threads' -- env BENCH_DIR="$SCRATCH/bench" ROTQ_BUILD="$BUILD" DENSE_LAYERS=2 \
+  MEM_LAYERS=2 bash "$ROOT/bench/run.sh" tiny bf16
+REPORT=$SCRATCH/bench/results-tiny-bf16.md
+[ -f "$REPORT" ] || fail "no report written"
+for pattern in '^\| cp -r \| [0-9.]+ ' '^\| disk floor.*\| [0-9.]+ \| rotq rotate = [0-9.]+× the floor' \
+  '^\| dense float64 GEMM, compute only \(estimate\) \| [0-9.]+ \| [0-9.]+× rotq rotate' \
+  'output: identical' 'in memory \(2 layers.*rotq rotate [0-9.]+ s, dense [0-9.]+ s: [0-9.]+×' \
+  'dense versus rotq.s output: 0 of [1-9][0-9]* elements differ' 'fast versus rotq.s output: 0 of [1-9][0-9]* elements differ'; do
+  grep -Eq -- "$pattern" "$REPORT" || fail "report lacks /$pattern/: $(cat "$REPORT")"
+done
+[ "$(grep -Ec 'versus rotq.s output: 0 of' "$REPORT")" -eq 4 ] || fail "expected 4 comparisons with rotq's output"
+ls /dev/shm | grep -q rotq-bench && fail "the in-memory model was left on /dev/shm"
+finish
