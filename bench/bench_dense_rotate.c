@@ -11,12 +11,12 @@
  * Usage: bench_dense_rotate --model DIR [--layers N] [--embedding-rows N] [--seed S] [--rotated DIR] */
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/parallel.h"
 #include "config/rotation_config.h"
 #include "io/checkpoint.h"
 #include "rotate/rotation_set.h"
@@ -76,37 +76,6 @@ static double *dense_of(const rotation *r) {
   return d;
 }
 
-/* fn over [0, extent) in `threads` contiguous parts (multiples of unit), one thread each. */
-typedef void (*range_fn)(void *arg, size_t begin, size_t end);
-typedef struct part {
-  range_fn fn;
-  void *arg;
-  size_t begin, end;
-} part;
-
-static void *run_part(void *p) {
-  part *q = p;
-  q->fn(q->arg, q->begin, q->end);
-  return NULL;
-}
-
-static void parallel_for(int threads, size_t extent, size_t unit, range_fn fn, void *arg) {
-  threads = threads < 1 ? 1 : threads > 16 ? 16 : threads;
-  pthread_t ids[16];
-  part parts[16];
-  int started[16] = {0};
-  size_t share = (extent / unit + (size_t)threads - 1) / (size_t)threads * unit;
-  for (int t = 0; t < threads; t++) {
-    size_t begin = (size_t)t * share, end = begin + share < extent ? begin + share : extent;
-    if (begin >= end) break;
-    parts[t] = (part){fn, arg, begin, end};
-    started[t] = t > 0 && pthread_create(&ids[t], NULL, run_part, &parts[t]) == 0;
-    if (!started[t]) run_part(&parts[t]);
-  }
-  for (int t = 1; t < threads; t++)
-    if (started[t]) pthread_join(ids[t], NULL);
-}
-
 /* rotq's kernels on w [rows, cols]: rows (W·R) or columns (Rᵀ·W) split among the threads. */
 typedef struct fast_job {
   const rotation *r;
@@ -127,8 +96,8 @@ static void fast_cols(void *arg, size_t begin, size_t end) {
 static void fast(bench *b, const rotation *r, double *w, size_t rows, size_t cols, int by_rows) {
   double t0 = now();
   fast_job job = {r, w, rows, cols};
-  if (by_rows) parallel_for(b->threads, rows, 1, fast_rows, &job);
-  else parallel_for(b->threads, cols, 8, fast_cols, &job); /* whole cache lines of columns */
+  if (by_rows) parallel_for(rows, 1, b->threads, fast_rows, &job);
+  else parallel_for(cols, 8, b->threads, fast_cols, &job); /* whole cache lines of columns */
   b->tally[FAST].compute_seconds += now() - t0;
 }
 
@@ -165,7 +134,7 @@ static double *load(bench *b, method m, const st_tensor *t, size_t first, size_t
   memcpy(b->raw, (const char *)t->data + first * cols * dtype_size(t->dtype), bytes); /* untimed */
   double t0 = now();
   convert_job job = {t, (const char *)b->raw, b->w, NULL, cols, g};
-  parallel_for(b->threads, rows, 1, to_f64_rows, &job);
+  parallel_for(rows, 1, b->threads, to_f64_rows, &job);
   b->tally[m].convert_seconds += now() - t0;
   return b->w;
 }
@@ -180,7 +149,7 @@ static void store(bench *b, method m, const st_tensor *t, const char *name, cons
   size_t size = dtype_size(t->dtype);
   unsigned char *out = b->out;
   convert_job job = {t, NULL, (double *)w, out, (size_t)t->shape[1], NULL};
-  parallel_for(b->threads, count / job.cols, 1, from_f64_rows, &job);
+  parallel_for(count / job.cols, 1, b->threads, from_f64_rows, &job);
   tally *y = &b->tally[m];
   y->convert_seconds += now() - t0;
   const st_tensor *r = b->has_rotated ? checkpoint_find(&b->rotated, name) : NULL;
