@@ -24,13 +24,20 @@ static const char *help_head =
     "  --dtype T          bf16 (default), f16, f32 or f64\n"
     "  --layers N         number of decoder layers instead of the model's\n"
     "  --seed S           seed of the values (default 0)\n"
-    "  --outliers         plant massive activations: 4 residual channels scaled ×100 (see\n"
-    "                     --outlier-scale) in embed_tokens' columns and every down_proj's rows\n"
-    "  --outlier-scale X  the outliers' scale (default 100; real models show 100 to 1000)\n"
+    "  --outliers         a model with massive activations and trained-like structure, on which\n"
+    "                     rotation's effect on quantization shows (docs/quantization.md): a residual\n"
+    "                     channel at 28× the others' rms in every token's embedding (embeddings at\n"
+    "                     unit rms per channel), and the embeddings and every reader and writer of the\n"
+    "                     residual stream confined to a random feature subspace of rank hidden/16,\n"
+    "                     orthogonal to the outlier channels\n"
+    "  --outlier-channels N  that many outlier channels instead of 1 (implies --outliers)\n"
+    "  --outlier-scale X  their magnitude instead of 28 (implies --outliers)\n"
+    "  --feature-rank N   the feature subspace's rank instead of hidden/16; 0 = isotropic random\n"
+    "                     weights (implies --outliers)\n"
     "  --logit-scale S    multiply lm_head by S (logits S times larger), so that the next-token\n"
-    "                     distribution is as peaked as a trained model's: random weights alone give\n"
-    "                     a nearly flat one (tiny: mean entropy 6.5 nats of ln 1024 = 6.9; with\n"
-    "                     S = 6, 1.5 nats). Needs an untied lm_head\n"
+    "                     distribution is as peaked as a trained model's (small --outliers: mean\n"
+    "                     entropy 4.3 nats with S = 3, 1.8 with S = 6, of ln 1024 = 6.9). Needs an\n"
+    "                     untied lm_head\n"
     "  --max-shard-size B maximum shard size in bytes (default 5000000000)\n\n"
     "shapes:\n";
 
@@ -74,7 +81,7 @@ static double shard_bytes(const char *dir, int *count) {
 
 int cmd_synth(int argc, char **argv) {
   const char *shape = NULL, *output = NULL, *type = "bf16";
-  long layers = 0, seed = 0, max_shard = 0;
+  long layers = 0, seed = 0, max_shard = 0, outlier_channels = 0, feature_rank = -1;
   double outlier_scale = 0, logit_scale = 0;
   bool outliers = false;
   arg_spec specs[] = {
@@ -85,6 +92,8 @@ int cmd_synth(int argc, char **argv) {
       {"seed", ARG_INT, &seed},
       {"outliers", ARG_FLAG, &outliers},
       {"outlier-scale", ARG_DOUBLE, &outlier_scale},
+      {"outlier-channels", ARG_INT, &outlier_channels},
+      {"feature-rank", ARG_INT, &feature_rank},
       {"max-shard-size", ARG_INT, &max_shard},
       {"logit-scale", ARG_DOUBLE, &logit_scale},
   };
@@ -107,14 +116,19 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32 or f64, not '%s'\n", type);
     return 2;
   }
-  if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0 || logit_scale < 0) {
+  if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0 || logit_scale < 0 ||
+      outlier_channels < 0 || outlier_channels > 100000 || feature_rank < -1 || feature_rank > 1000000) {
     fprintf(stderr, "rotq synth: bad option values (see rotq synth --help)\n");
     return 2;
   }
   if (layers) spec.num_layers = (int)layers;
   spec.seed = (uint64_t)seed;
   spec.max_shard_bytes = (size_t)max_shard;
-  if (outliers || outlier_scale > 0) spec.outlier_channels = 4, spec.outlier_scale = outlier_scale;
+  if (outliers || outlier_scale > 0 || outlier_channels > 0 || feature_rank >= 0) {
+    spec.outlier_channels = outlier_channels > 0 ? (int)outlier_channels : 1;
+    spec.outlier_scale = outlier_scale;
+    spec.feature_rank = feature_rank >= 0 ? (int)feature_rank : spec.hidden_size / 16;
+  }
   spec.logit_scale = logit_scale;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

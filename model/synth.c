@@ -14,6 +14,7 @@
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "linalg/rng.h"
+#include "model/synth_features.h"
 #include "model/synth_internal.h"
 #include "model/synth_outliers.h"
 
@@ -177,7 +178,8 @@ static void scale_logits(const synth_spec *spec, const synth_tensor *t, double *
 }
 
 /* Draws tensor i block by block (its stream continuing across blocks, so the values do not depend
- * on the blocking), plants the outliers, scales the logits, converts, and writes a chunk at a time. */
+ * on the blocking), gives it the feature structure, plants the outliers, scales the logits,
+ * converts, and writes a chunk at a time. */
 static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char *converted, rotq_error *err) {
   const synth_tensor *t = &b->tensors[i];
   const size_t element = dtype_size(b->spec->dtype), rows = t->ndim ? (size_t)t->shape[0] : 1;
@@ -191,6 +193,7 @@ static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char 
     for (size_t q = 0; q < chunk_rows; q += block) {
       size_t count = chunk_rows - q < block ? chunk_rows - q : block, n = count * row_values;
       draw_values(t, &stream, b->spec->hidden_size, values, n);
+      synth_shape_features(b->spec, t, (int64_t)(r + q), (int64_t)count, values);
       synth_plant_outliers(b->spec, t, (int64_t)(r + q), (int64_t)count, values);
       scale_logits(b->spec, t, values, n);
       dtype_from_f64(b->spec->dtype, values, converted + q * row_values * element, n);
@@ -378,6 +381,9 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
 int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
   if (spec->logit_scale < 0 || (spec->logit_scale > 0 && spec->logit_scale != 1 && spec->tie_word_embeddings))
     return rotq_fail(err, "synth: a logit scale needs a positive value and an untied lm_head");
+  if (spec->outlier_channels < 0 || spec->outlier_scale < 0 || spec->feature_rank < 0 ||
+      (spec->feature_rank > 0 && spec->feature_rank > spec->hidden_size - spec->outlier_channels))
+    return rotq_fail(err, "synth: the feature rank must be at most the hidden size less the outlier channels");
   if (spec->architecture && synth_family_known(spec->architecture)) return synth_family_write(spec, dir, err);
   int head_dim = 0;
   const synth_family *family = check_spec(spec, &head_dim, err);

@@ -45,10 +45,14 @@ typedef struct synth_spec {
   /* Nemotron-H (NemotronHForCausalLM): */
   const char *hybrid_override_pattern; /* a layer type per layer: M Mamba-2, * attention, - MLP; NULL = "M*M-" cut/repeated */
   int mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel; /* 0 = 8, 8, 16, 2, 4 */
-  /* Massive activations (model/synth_outliers.h): a few residual-stream channels made this many
-   * times larger through embed_tokens columns and down_proj rows, as in real LLMs. */
+  /* Massive activations (model/synth_outliers.h): this many residual-stream channels hold
+   * ±outlier_scale × the other channels' rms in every token's embedding, as in real LLMs; the
+   * embeddings then have unit rms per channel. */
   int outlier_channels;     /* 0 = none */
-  double outlier_scale;     /* 0 = 100 */
+  double outlier_scale;     /* 0 = SYNTH_DEFAULT_OUTLIER_SCALE (28) */
+  /* Trained-like structure (model/synth_features.h): embeddings and every reader and writer of the
+   * residual stream confined to a random subspace of this dimension, orthogonal to the outliers. */
+  int feature_rank;         /* 0 = isotropic random weights */
   /* Peaked predictions (model/synth_outliers.h): lm_head.weight times this, so the logits are this
    * many times larger and the next-token distribution has a trained model's entropy. */
   double logit_scale;       /* 0 = 1 */

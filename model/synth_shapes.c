@@ -40,6 +40,10 @@ static const shape shapes[] = {
      {.architecture = "LlamaForCausalLM", .hidden_size = 256, .intermediate_size = 688, .num_layers = 4,
       .num_heads = 8, .num_kv_heads = 4, .vocab_size = 1024, .rope_theta = 500000, .llama3_rope_scaling = true,
       .llama3_rope_factor = 8, .rms_norm_eps = 1e-5}},
+    {"small", "a wider Llama-3-like model: hidden 1024, intermediate 2816, 4 layers, 16/4 heads, vocab 1024",
+     {.architecture = "LlamaForCausalLM", .hidden_size = 1024, .intermediate_size = 2816, .num_layers = 4,
+      .num_heads = 16, .num_kv_heads = 4, .vocab_size = 1024, .rope_theta = 500000, .llama3_rope_scaling = true,
+      .llama3_rope_factor = 8, .rms_norm_eps = 1e-5}},
 };
 /* clang-format on */
 

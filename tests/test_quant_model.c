@@ -141,8 +141,10 @@ static void test_gptq_beats_rtn_on_calibration_data(void **state) {
   free(segments);
 }
 
-/* A model with massive activations planted in 4 residual channels: the statistics show them at
- * the q/k/v input, R1R2 spreads them, and with it 4-bit activations do far less damage. */
+/* A model with a massive activation planted in one residual channel (28× the others, in a feature
+ * subspace of rank 8): the statistics show it at the q/k/v input (largest/median channel 9.1,
+ * kurtosis 79; rotated 1.6 and 1.5), R1R2 spreads it, and with it 4-bit activations do far less
+ * damage (KL 11× less). */
 static void test_outliers_and_rotation(void **state) {
   char *dir = scratch_dir("quant-outliers");
   char original[4200], rotated[4200];
@@ -157,8 +159,9 @@ static void test_outliers_and_rotation(void **state) {
                            .vocab_size = 512,
                            .dtype = DTYPE_F32,
                            .seed = 1,
-                           .outlier_channels = 4,
-                           .outlier_scale = 100};
+                           .outlier_channels = 1,
+                           .outlier_scale = 28,
+                           .feature_rank = 8};
   rotq_error err;
   if (synth_write(&spec, original, &err) != 0) fail_msg("%s", err.message);
   const rotq_rotate_options o = {.model_dir = original, .output_dir = rotated, .verify = 0, .quiet = 1};
@@ -171,7 +174,7 @@ static void test_outliers_and_rotation(void **state) {
   const input_stats *qkv_a = activation_stats_at(&sa, 0, 0), *qkv_b = activation_stats_at(&sb, 0, 0);
   double ratio_a = max_median_ratio(qkv_a->channel_max, qkv_a->dim),
          ratio_b = max_median_ratio(qkv_b->channel_max, qkv_b->dim);
-  if (!(ratio_a > 20 && ratio_b < 3)) fail_msg("largest/median channel: %g original, %g rotated", ratio_a, ratio_b);
+  if (!(ratio_a > 5 && ratio_b < 3)) fail_msg("largest/median channel: %g original, %g rotated", ratio_a, ratio_b);
   assert_true(qkv_a->kurtosis > 20 && qkv_b->kurtosis < 4);
   activation_stats_free(&sa);
   activation_stats_free(&sb);
@@ -181,7 +184,7 @@ static void test_outliers_and_rotation(void **state) {
   assert_int_equal(model_set_activation_quant(b, &a4, &err), 0);
   model *reference = load(original, false, NULL);
   double kl_a = measure(a, reference, 0, 4, 128).kl, kl_b = measure(b, reference, 0, 4, 128).kl;
-  if (!(kl_b < 0.7 * kl_a)) fail_msg("W16A4 KL: %g original, %g rotated", kl_a, kl_b);
+  if (!(kl_b < 0.2 * kl_a)) fail_msg("W16A4 KL: %g original, %g rotated", kl_a, kl_b);
   model_free(a);
   model_free(b);
   model_free(reference);
