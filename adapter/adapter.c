@@ -10,9 +10,9 @@ extern const model_adapter llama_adapter, mixtral_adapter, qwen_moe_adapter, phi
     gemma2_adapter, opt_adapter, nemotron_h_adapter;
 
 /* Every family rotq knows; adapter_for picks by architectures[0]. */
-static const model_adapter *const adapters[] = {&llama_adapter, &mixtral_adapter, &qwen_moe_adapter,
-                                                    &phi3_adapter,  &gemma_adapter,    &gemma2_adapter,
-                                                    &opt_adapter,   &nemotron_h_adapter};
+static const model_adapter *const adapters[] = {&llama_adapter, &mixtral_adapter,   &qwen_moe_adapter,
+                                                &phi3_adapter,  &gemma_adapter,     &gemma2_adapter,
+                                                &opt_adapter,   &nemotron_h_adapter};
 #define ADAPTER_COUNT (sizeof adapters / sizeof adapters[0])
 
 const char *adapter_supported_list(void) {

@@ -26,25 +26,25 @@ typedef struct norm_fuse {
 } norm_fuse;
 
 typedef struct model_adapter {
-  const char *family;                  /* e.g. "llama" */
-  const char *builtin_config;          /* the built-in config written for the family, e.g. "mixtral" */
-  const char *architectures[12];       /* config.json architectures it handles, NULL-terminated */
+  const char *family;            /* e.g. "llama" */
+  const char *builtin_config;    /* the built-in config written for the family, e.g. "mixtral" */
+  const char *architectures[12]; /* config.json architectures it handles, NULL-terminated */
   norm_kind norm;
-  const char *embed;                   /* "model.embed_tokens" */
-  const char *position_embed;          /* learned positions added to the stream (OPT), or NULL: like the
-                                          embedding, R1 on the input side (and the mean baked) */
-  const char *final_norm;              /* "model.norm" */
-  const char *lm_head;                 /* "lm_head" */
-  const char *layer_prefix;            /* "model.layers" (layer i is "<prefix>.<i>") */
-  norm_fuse layer_fuse[4];             /* default per-layer fuse map, used when the config has none */
-  const char *writers;                 /* per-layer residual writers, e.g. "self_attn.o_proj|mlp.down_proj" */
-  const char *writer_output_norms;     /* per-layer norms applied to a writer's output before the residual
-                                          add (Gemma-2/3), or NULL: they forbid R1 and cannot be fused */
-  const char *o_proj, *v_proj;         /* per-layer o/v pair */
-  bool v_rows_after_qk;                /* v_proj is a fused qkv_proj [(heads + 2·kv_heads)·head_dim, hidden]:
-                                          its output rotation acts on the V rows only, the last
-                                          kv_heads·head_dim (Phi-3) */
-  const char *up_proj, *down_proj;     /* per-layer up/down pair */
+  const char *embed;               /* "model.embed_tokens" */
+  const char *position_embed;      /* learned positions added to the stream (OPT), or NULL: like the
+                                      embedding, R1 on the input side (and the mean baked) */
+  const char *final_norm;          /* "model.norm" */
+  const char *lm_head;             /* "lm_head" */
+  const char *layer_prefix;        /* "model.layers" (layer i is "<prefix>.<i>") */
+  norm_fuse layer_fuse[4];         /* default per-layer fuse map, used when the config has none */
+  const char *writers;             /* per-layer residual writers, e.g. "self_attn.o_proj|mlp.down_proj" */
+  const char *writer_output_norms; /* per-layer norms applied to a writer's output before the residual
+                                      add (Gemma-2/3), or NULL: they forbid R1 and cannot be fused */
+  const char *o_proj, *v_proj;     /* per-layer o/v pair */
+  bool v_rows_after_qk;            /* v_proj is a fused qkv_proj [(heads + 2·kv_heads)·head_dim, hidden]:
+                                      its output rotation acts on the V rows only, the last
+                                      kv_heads·head_dim (Phi-3) */
+  const char *up_proj, *down_proj; /* per-layer up/down pair */
 } model_adapter;
 
 /* The adapter for config's architecture; error naming it and listing the supported ones. */

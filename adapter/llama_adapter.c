@@ -6,8 +6,7 @@
 const model_adapter llama_adapter = {
     .family = "llama",
     .builtin_config = "transformer_universal",
-    .architectures = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                      "Qwen3ForCausalLM", NULL},
+    .architectures = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", NULL},
     .norm = NORM_RMS,
     .embed = "model.embed_tokens",
     .final_norm = "model.norm",

@@ -53,7 +53,7 @@ typedef struct bench {
    * kernel handing out fresh pages): the float64 input, the GEMM's output, the converted output. */
   double *w, *x;
   unsigned char *out, *raw; /* raw: the input tensor's bytes, copied from the mapping (untimed) */
-  size_t capacity; /* elements */
+  size_t capacity;          /* elements */
 } bench;
 
 /* Makes the buffers hold n elements. */
@@ -96,8 +96,10 @@ static void fast_cols(void *arg, size_t begin, size_t end) {
 static void fast(bench *b, const rotation *r, double *w, size_t rows, size_t cols, int by_rows) {
   double t0 = now();
   fast_job job = {r, w, rows, cols};
-  if (by_rows) parallel_for(rows, 1, b->threads, fast_rows, &job);
-  else parallel_for(cols, 8, b->threads, fast_cols, &job); /* whole cache lines of columns */
+  if (by_rows)
+    parallel_for(rows, 1, b->threads, fast_rows, &job);
+  else
+    parallel_for(cols, 8, b->threads, fast_cols, &job); /* whole cache lines of columns */
   b->tally[FAST].compute_seconds += now() - t0;
 }
 
@@ -128,8 +130,7 @@ static void from_f64_rows(void *arg, size_t begin, size_t end) {
 }
 
 /* rows [first, first + rows) of a [*, cols] tensor as float64, with norm g fused into its columns. */
-static double *load(bench *b, method m, const st_tensor *t, size_t first, size_t rows, size_t cols,
-                    const double *g) {
+static double *load(bench *b, method m, const st_tensor *t, size_t first, size_t rows, size_t cols, const double *g) {
   size_t bytes = rows * cols * dtype_size(t->dtype);
   memcpy(b->raw, (const char *)t->data + first * cols * dtype_size(t->dtype), bytes); /* untimed */
   double t0 = now();
@@ -252,10 +253,12 @@ static double layer(bench *b, method m, int l) {
     const st_tensor *t = tensor(b, parts[p].weight, l, name);
     double *g = norm_of(b, parts[p].norm, l, (size_t)t->shape[1]);
     tally before = b->tally[m];
-    if (parts[p].is_writer) writer(b, m, t, name, parts[p].with_r2);
-    else reader(b, m, t, name, g, parts[p].with_r2);
-    seconds += b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds -
-               before.compute_seconds;
+    if (parts[p].is_writer)
+      writer(b, m, t, name, parts[p].with_r2);
+    else
+      reader(b, m, t, name, g, parts[p].with_r2);
+    seconds +=
+        b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds - before.compute_seconds;
     free(g);
   }
   return seconds;
@@ -271,12 +274,14 @@ static double embedding(bench *b, method m, const char *name, const char *norm, 
   double *g = norm_of(b, norm, 0, cols);
   tally before = b->tally[m];
   double *w = load(b, m, t, 0, rows, cols, g), *x = w;
-  if (m == FAST) fast(b, b->r1, w, rows, cols, 1);
-  else gemm(b, 0, w, 0, b->dense_r1, x = b->x, rows, cols, cols);
+  if (m == FAST)
+    fast(b, b->r1, w, rows, cols, 1);
+  else
+    gemm(b, 0, w, 0, b->dense_r1, x = b->x, rows, cols, cols);
   store(b, m, t, name, x, 0, rows * cols);
   free(g);
-  double seconds = b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds -
-                   before.compute_seconds;
+  double seconds =
+      b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds - before.compute_seconds;
   return seconds * (double)t->shape[0] / (double)rows;
 }
 
@@ -320,8 +325,8 @@ int main(int argc, char **argv) {
   b.hidden = rotation_dim(b.r1);
   int total_layers = b.ck.config.num_hidden_layers;
   if (layers > total_layers) layers = total_layers;
-  printf("float64 rotation, %s: %d of %d layers measured, %d threads for both methods\n", model, layers,
-         total_layers, b.threads);
+  printf("float64 rotation, %s: %d of %d layers measured, %d threads for both methods\n", model, layers, total_layers,
+         b.threads);
   size_t largest = (size_t)embedding_rows * (size_t)b.hidden;
   for (size_t i = 0; i < b.ck.tensor_count; i++)
     if (strstr(b.ck.tensors[i]->name, "layers.0.") && st_numel(b.ck.tensors[i]) > largest)

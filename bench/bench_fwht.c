@@ -72,17 +72,16 @@ static void bench_side(size_t rows, size_t cols, int output_side, int dense) {
     rotation_dense(r, rd);
     t0 = now();
     if (output_side)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)rows, 1.0, rd, n, w,
-                  (int)cols, 0.0, out, (int)cols);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)rows, 1.0, rd, n, w, (int)cols,
+                  0.0, out, (int)cols);
     else
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)cols, 1.0, w,
-                  (int)cols, rd, n, 0.0, out, (int)cols);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)cols, 1.0, w, (int)cols, rd, n,
+                  0.0, out, (int)cols);
     gemm = now() - t0;
     free(rd);
     free(out);
   }
-  printf("  %5zu x %-5zu %s R_%-5d fast %7.3f s", rows, cols, output_side ? "cols Rt.W" : "rows W.R ", n,
-         fast);
+  printf("  %5zu x %-5zu %s R_%-5d fast %7.3f s", rows, cols, output_side ? "cols Rt.W" : "rows W.R ", n, fast);
   if (dense) printf("   dgemm %7.3f s   dgemm/fast %6.1fx", gemm, gemm / fast);
   printf("\n");
   free(w);

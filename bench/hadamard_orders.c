@@ -35,8 +35,7 @@ static void row(int n, int check) {
     printf("| %d | %s |\n", n, text);
   } else {
     int k = __builtin_ctz((unsigned)n);
-    printf("| %d | **none** — fallback H_%d (Sylvester) ⊗ random orthogonal of order %d |\n", n, 1 << k,
-           n >> k);
+    printf("| %d | **none** — fallback H_%d (Sylvester) ⊗ random orthogonal of order %d |\n", n, 1 << k, n >> k);
   }
 }
 
@@ -76,9 +75,8 @@ int main(void) {
          "`base_hadamard` mode), applied as x·R without forming R.\n\n"
          "## Sizes of real models\n\n"
          "| n | construction |\n|---|---|\n");
-  static const int models[] = {64,    172,   896,   1536,  2048,  2816,  3072,  3584,
-                               4096,  4864,  5120,  8192,  10944, 11008, 12288, 13696,
-                               14336, 17408, 18944, 25600, 27648, 28672, 29568};
+  static const int models[] = {64,    172,   896,   1536,  2048,  2816,  3072,  3584,  4096,  4864,  5120, 8192,
+                               10944, 11008, 12288, 13696, 14336, 17408, 18944, 25600, 27648, 28672, 29568};
   for (size_t i = 0; i < sizeof models / sizeof *models; i++) row(models[i], 0);
   printf("\n## Every multiple of 4 up to 1024\n\n| n | construction |\n|---|---|\n");
   int found = 0, total = 0;

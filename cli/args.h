@@ -9,7 +9,7 @@ typedef enum arg_kind { ARG_STRING, ARG_INT, ARG_DOUBLE, ARG_FLAG } arg_kind;
 typedef struct arg_spec {
   const char *name; /* without the leading "--" */
   arg_kind kind;
-  void *target;     /* const char**, long*, double*, or bool* */
+  void *target; /* const char**, long*, double*, or bool* */
 } arg_spec;
 
 /* Parses argv[1..argc) against specs; on an unknown option, a missing or malformed value, prints

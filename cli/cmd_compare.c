@@ -21,8 +21,7 @@ static const char *help =
     "  --tolerance X      largest relative difference accepted (default 1e-6)\n";
 
 /* The tokens to run: from the file, or the fixed sequence. */
-static int compare_tokens(const char *path, int n, int vocab, int32_t **tokens, int *count,
-                          rotq_error *err) {
+static int compare_tokens(const char *path, int n, int vocab, int32_t **tokens, int *count, rotq_error *err) {
   if (!path) {
     *tokens = malloc(sizeof **tokens * (size_t)n);
     if (!*tokens) return rotq_fail(err, "out of memory for %d tokens", n);
@@ -67,8 +66,7 @@ int cmd_compare(int argc, char **argv) {
   if (model_load(dir_a, NULL, &a, &err) != 0 || model_load(dir_b, NULL, &b, &err) != 0) goto done;
   const int vocab = model_get_config(a)->vocab_size;
   if (model_get_config(b)->vocab_size != vocab) {
-    rotq_fail(&err, "%s: vocab_size %d differs from %s's %d", dir_b, model_get_config(b)->vocab_size,
-              dir_a, vocab);
+    rotq_fail(&err, "%s: vocab_size %d differs from %s's %d", dir_b, model_get_config(b)->vocab_size, dir_a, vocab);
     goto done;
   }
   if (compare_tokens(tokens_path, (int)n, vocab, &tokens, &count, &err) != 0) goto done;

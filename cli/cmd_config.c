@@ -37,8 +37,8 @@ int cmd_config(int argc, char **argv) {
       fprintf(stderr, "rotq config: %s\n", err.message);
       return 1;
     }
-    printf("%s: %d matrices, %d rotation rules, %d + %d norm fusions, use_float64 %s\n", argv[2],
-           c.matrix_count, c.rule_count, c.layer_fuse_count, c.head_fuse_count, c.use_float64 ? "true" : "false");
+    printf("%s: %d matrices, %d rotation rules, %d + %d norm fusions, use_float64 %s\n", argv[2], c.matrix_count,
+           c.rule_count, c.layer_fuse_count, c.head_fuse_count, c.use_float64 ? "true" : "false");
     rotation_config_free(&c);
     return 0;
   }

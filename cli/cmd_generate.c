@@ -8,15 +8,14 @@
 #include "cli/commands.h"
 #include "model/model.h"
 
-static const char *help =
-    "usage: rotq generate --model DIR [--prompt-tokens 1,2,3] [--max-new N] [--f32]\n\n"
-    "Greedy (argmax) decoding with the reference forward pass. Prints the token ids, prompt\n"
-    "included, space separated, on one line. Stops after N new tokens or at the config's\n"
-    "eos_token_id, which is printed.\n\n"
-    "  --model DIR            checkpoint directory\n"
-    "  --prompt-tokens LIST   comma-separated prompt token ids (default: 1, the BOS token)\n"
-    "  --max-new N            new tokens to generate (default 120)\n"
-    "  --f32                  compute in float32 (default float64)\n";
+static const char *help = "usage: rotq generate --model DIR [--prompt-tokens 1,2,3] [--max-new N] [--f32]\n\n"
+                          "Greedy (argmax) decoding with the reference forward pass. Prints the token ids, prompt\n"
+                          "included, space separated, on one line. Stops after N new tokens or at the config's\n"
+                          "eos_token_id, which is printed.\n\n"
+                          "  --model DIR            checkpoint directory\n"
+                          "  --prompt-tokens LIST   comma-separated prompt token ids (default: 1, the BOS token)\n"
+                          "  --max-new N            new tokens to generate (default 120)\n"
+                          "  --f32                  compute in float32 (default float64)\n";
 
 /* Parses "1,2,3" into *tokens (malloc'd); -1 if malformed. */
 static int parse_tokens(const char *text, int32_t **tokens, int *count) {

@@ -36,12 +36,18 @@ int cmd_rotate(int argc, char **argv) {
   long seed = 0, threads = 0, max_shard = 0;
   bool online = false, verify = false, no_verify = false, force = false, quiet = false;
   arg_spec specs[] = {
-      {"model", ARG_STRING, &model},        {"output", ARG_STRING, &output},
-      {"config", ARG_STRING, &config},      {"seed", ARG_INT, &seed},
-      {"threads", ARG_INT, &threads},       {"online", ARG_FLAG, &online},
-      {"online-for", ARG_STRING, &online_for}, {"max-shard-size", ARG_INT, &max_shard},
-      {"verify", ARG_FLAG, &verify},        {"no-verify", ARG_FLAG, &no_verify},
-      {"force", ARG_FLAG, &force},          {"quiet", ARG_FLAG, &quiet},
+      {"model", ARG_STRING, &model},
+      {"output", ARG_STRING, &output},
+      {"config", ARG_STRING, &config},
+      {"seed", ARG_INT, &seed},
+      {"threads", ARG_INT, &threads},
+      {"online", ARG_FLAG, &online},
+      {"online-for", ARG_STRING, &online_for},
+      {"max-shard-size", ARG_INT, &max_shard},
+      {"verify", ARG_FLAG, &verify},
+      {"no-verify", ARG_FLAG, &no_verify},
+      {"force", ARG_FLAG, &force},
+      {"quiet", ARG_FLAG, &quiet},
   };
   int parsed = args_parse("rotate", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
@@ -70,7 +76,9 @@ int cmd_rotate(int argc, char **argv) {
       .online = online || online_for,
       .online_for = online_for,
       .force = force,
-      .verify = verify ? 1 : no_verify ? 0 : -1,
+      .verify = verify      ? 1
+                : no_verify ? 0
+                            : -1,
       .max_shard_bytes = (size_t)max_shard,
       .progress = !quiet && isatty(STDERR_FILENO),
       .quiet = quiet,

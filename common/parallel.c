@@ -20,8 +20,8 @@ int cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
-void parallel_for(size_t count, size_t align, int threads,
-                  void (*body)(void *ctx, size_t begin, size_t end), void *ctx) {
+void parallel_for(size_t count, size_t align, int threads, void (*body)(void *ctx, size_t begin, size_t end),
+                  void *ctx) {
   if (align == 0) align = 1;
   size_t units = (count + align - 1) / align;
   if (threads > 64) threads = 64;

@@ -18,8 +18,7 @@ typedef struct yaml_ctx {
 static int fail_at(yaml_ctx *y, const yaml_node_t *node, const char *fmt, const char *what) {
   char msg[512];
   snprintf(msg, sizeof msg, fmt, what);
-  return rotq_fail(y->err, "%s: line %lu: %s", y->origin,
-                   node ? (unsigned long)node->start_mark.line + 1 : 0UL, msg);
+  return rotq_fail(y->err, "%s: line %lu: %s", y->origin, node ? (unsigned long)node->start_mark.line + 1 : 0UL, msg);
 }
 
 static const char *scalar(const yaml_node_t *n) {
@@ -29,8 +28,8 @@ static const char *scalar(const yaml_node_t *n) {
 static int is_null(const yaml_node_t *n) {
   const char *s = scalar(n);
   return s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-         (strcmp(s, "null") == 0 || strcmp(s, "~") == 0 || strcmp(s, "") == 0 ||
-          strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
+         (strcmp(s, "null") == 0 || strcmp(s, "~") == 0 || strcmp(s, "") == 0 || strcmp(s, "Null") == 0 ||
+          strcmp(s, "NULL") == 0);
 }
 
 /* YAML 1.1/1.2 booleans as written in configs. Returns 0/1, or -1 if not a boolean. */
@@ -82,7 +81,9 @@ static int parse_matrix(yaml_ctx *y, const char *name, yaml_node_t *body, matrix
         m->from_file = true;
       } else if (!s || rotation_mode_parse(s, &m->mode) < 0) {
         char msg[256];
-        snprintf(msg, sizeof msg, "rotation_matrices.%s.mode '%s' is not one of hadamard, base_hadamard, orthogonal, file", name, s ? s : "?");
+        snprintf(msg, sizeof msg,
+                 "rotation_matrices.%s.mode '%s' is not one of hadamard, base_hadamard, orthogonal, file", name,
+                 s ? s : "?");
         return fail_at(y, v, "%s", msg);
       }
     } else if (!strcmp(key, "file")) {
@@ -134,8 +135,8 @@ static int parse_rotation_rules(yaml_ctx *y, yaml_node_t *map, rotation_config *
   return 0;
 }
 
-static int parse_fuse_list(yaml_ctx *y, yaml_node_t *list, const char *field, norm_fuse_rule *rules,
-                           int cap, int *count) {
+static int parse_fuse_list(yaml_ctx *y, yaml_node_t *list, const char *field, norm_fuse_rule *rules, int cap,
+                           int *count) {
   if (list->type != YAML_SEQUENCE_NODE)
     return fail_at(y, list, "norm_fuse_config.%s must be a list of [norm, [linears...]]", field);
   for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++) {
@@ -194,8 +195,7 @@ static int parse_layer_list(yaml_ctx *y, yaml_node_t *v, const char *key, rotati
 }
 
 static int parse_root(yaml_ctx *y, yaml_node_t *root, rotation_config *c) {
-  if (!root || root->type != YAML_MAPPING_NODE)
-    return fail_at(y, root, "%s", "the config must be a YAML mapping");
+  if (!root || root->type != YAML_MAPPING_NODE) return fail_at(y, root, "%s", "the config must be a YAML mapping");
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
     yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
@@ -258,9 +258,9 @@ static int check_references(const rotation_config *c, rotq_error *err) {
     const char *names[2] = {r->input, r->output};
     for (int s = 0; s < 2; s++)
       if (names[s][0] && !rotation_config_matrix(c, names[s]))
-        return rotq_fail(err, "%s: rotation_config '%s' names unknown matrix '%s' (defined: %s%s%s)",
-                         c->origin, r->pattern, names[s], c->matrices[0].name,
-                         c->matrix_count > 1 ? ", " : "", c->matrix_count > 1 ? c->matrices[1].name : "");
+        return rotq_fail(err, "%s: rotation_config '%s' names unknown matrix '%s' (defined: %s%s%s)", c->origin,
+                         r->pattern, names[s], c->matrices[0].name, c->matrix_count > 1 ? ", " : "",
+                         c->matrix_count > 1 ? c->matrices[1].name : "");
   }
   return 0;
 }
@@ -298,8 +298,8 @@ int rotation_config_load(const char *name_or_path, rotation_config *c, rotq_erro
       strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
       strncat(names, builtin_configs[i].name, sizeof names - strlen(names) - 1);
     }
-    return rotq_fail(err, "config '%s': not a built-in config (%s) and not a readable file: %s",
-                     name_or_path, names, strerror(errno));
+    return rotq_fail(err, "config '%s': not a built-in config (%s) and not a readable file: %s", name_or_path, names,
+                     strerror(errno));
   }
   char *text = NULL;
   size_t len = 0, cap = 0;

@@ -29,30 +29,30 @@ typedef enum per_layer_kind {
 
 typedef struct matrix_spec {
   char name[CONFIG_NAME_MAX];
-  long dim;                       /* > 0 when given as an integer */
-  char dim_key[CONFIG_NAME_MAX];  /* config.json key when given as a string */
+  long dim;                      /* > 0 when given as an integer */
+  char dim_key[CONFIG_NAME_MAX]; /* config.json key when given as a string */
   rotation_mode mode;
-  bool from_file;                 /* mode "file": learned matrices from a safetensors file */
-  char file[1024];                /* that file (tensor <name>, or <name>.<layer> per layer) */
+  bool from_file;  /* mode "file": learned matrices from a safetensors file */
+  char file[1024]; /* that file (tensor <name>, or <name>.<layer> per layer) */
   per_layer_kind per_layer;
   char per_layer_pattern[512];
-  int block_size;                 /* 0 = full; power of two = block-diagonal */
+  int block_size; /* 0 = full; power of two = block-diagonal */
 } matrix_spec;
 
 typedef struct rotation_rule {
-  char pattern[512];             /* glob alternatives separated by '|' */
-  char input[CONFIG_NAME_MAX];   /* matrix name, "" for null */
+  char pattern[512];           /* glob alternatives separated by '|' */
+  char input[CONFIG_NAME_MAX]; /* matrix name, "" for null */
   char output[CONFIG_NAME_MAX];
 } rotation_rule;
 
 typedef struct norm_fuse_rule {
-  char norm[CONFIG_NAME_MAX];    /* module name, relative to the layer (or absolute for lm_head) */
+  char norm[CONFIG_NAME_MAX]; /* module name, relative to the layer (or absolute for lm_head) */
   int linear_count;
   char linears[16][CONFIG_NAME_MAX];
 } norm_fuse_rule;
 
 typedef struct rotation_config {
-  char origin[1024];             /* built-in name or file path, for messages */
+  char origin[1024]; /* built-in name or file path, for messages */
   int matrix_count;
   matrix_spec matrices[16];
   int rule_count;
@@ -66,8 +66,8 @@ typedef struct rotation_config {
   bool down_proj_online_layers_set; /* down_proj_online_layers given (else every layer) */
   int down_proj_online_layer_count;
   int down_proj_online_layers[1024];
-  bool strict;                   /* a rule matching no tensor is an error, not a warning */
-  char *text;                    /* the YAML source (owned) */
+  bool strict; /* a rule matching no tensor is an error, not a warning */
+  char *text;  /* the YAML source (owned) */
 } rotation_config;
 
 /* Parses YAML text; origin names it in messages. */

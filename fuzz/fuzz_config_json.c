@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (c.head_dim <= 0) broken(path, "head_dim > 0");
   if (strlen(c.architecture) >= sizeof c.architecture || strlen(c.model_type) >= sizeof c.model_type)
     broken(path, "architecture and model_type are NUL-terminated in their buffers");
-  static const char *const keys[] = {"hidden_size", "head_dim", "num_key_value_heads", "intermediate_size",
-                                     "rope_theta", "no_such_field"};
+  static const char *const keys[] = {"hidden_size",       "head_dim",   "num_key_value_heads",
+                                     "intermediate_size", "rope_theta", "no_such_field"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     long value;
     model_config_int(&c, keys[i], &value, &err);

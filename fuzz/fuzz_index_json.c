@@ -34,8 +34,8 @@ static void write_shard(const char *name, const char *header, const void *data, 
 }
 
 static void remove_directory(void) {
-  const char *names[] = {"config.json", "model-00001-of-00002.safetensors",
-                         "model-00002-of-00002.safetensors", "model.safetensors.index.json"};
+  const char *names[] = {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                         "model.safetensors.index.json"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -64,8 +64,8 @@ static void create_directory(void) {
               first, sizeof first);
   const unsigned char second[8] = {0x80, 0x3f, 0x00, 0x40, 0x40, 0x40, 0x80, 0x40}; /* bf16 1..4 */
   write_shard("model-00002-of-00002.safetensors",
-              "{\"lm_head.weight\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,8]}}",
-              second, sizeof second);
+              "{\"lm_head.weight\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,8]}}", second,
+              sizeof second);
   snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", dir);
 }
 

@@ -20,18 +20,18 @@ const char *rotq_version(void);
 
 /* Options of a rotation run: what `rotq rotate` does. Zero-initialise, then set fields. */
 typedef struct rotq_rotate_options {
-  const char *model_dir;   /* input HF checkpoint directory (config.json + safetensors) */
-  const char *output_dir;  /* output directory; must not exist unless force */
-  const char *config;      /* built-in config name or YAML path; NULL = the architecture's own */
-  uint64_t seed;           /* seed of every random matrix */
-  int threads;             /* worker threads; 0 = all cores */
-  int online;              /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
-  const char *online_for;  /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
-  int force;               /* replace an existing output directory */
-  int verify;              /* -1 = auto (small models), 0 = off, 1 = on */
-  size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
-  int progress;            /* 1 = per-layer progress line on stderr */
-  int quiet;               /* 1 = no warnings, verify report or summary on stderr */
+  const char *model_dir;  /* input HF checkpoint directory (config.json + safetensors) */
+  const char *output_dir; /* output directory; must not exist unless force */
+  const char *config;     /* built-in config name or YAML path; NULL = the architecture's own */
+  uint64_t seed;          /* seed of every random matrix */
+  int threads;            /* worker threads; 0 = all cores */
+  int online;             /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
+  const char *online_for; /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
+  int force;              /* replace an existing output directory */
+  int verify;             /* -1 = auto (small models), 0 = off, 1 = on */
+  size_t max_shard_bytes; /* 0 = 5 GB, like HF */
+  int progress;           /* 1 = per-layer progress line on stderr */
+  int quiet;              /* 1 = no warnings, verify report or summary on stderr */
 } rotq_rotate_options;
 
 /* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory

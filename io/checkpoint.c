@@ -99,8 +99,8 @@ static located *locate_tensors(checkpoint *ck, rotq_error *err) {
 
 /* The weight_map of the index, sorted by name, checked (string values naming plain files in
  * the directory, no name twice); *shards gets the distinct shard names, sorted. */
-static listed *read_weight_map(const char *index_path, const cJSON *index, size_t *count,
-                               char ***shards, size_t *shard_count, rotq_error *err) {
+static listed *read_weight_map(const char *index_path, const cJSON *index, size_t *count, char ***shards,
+                               size_t *shard_count, rotq_error *err) {
   const cJSON *map = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
   if (!cJSON_IsObject(map)) {
     rotq_fail(err, "%s: \"weight_map\" is missing or not an object", index_path);
@@ -118,8 +118,7 @@ static listed *read_weight_map(const char *index_path, const cJSON *index, size_
   cJSON_ArrayForEach(item, map) {
     if (!cJSON_IsString(item) || !item->valuestring[0] || strchr(item->valuestring, '/') ||
         strcmp(item->valuestring, ".") == 0 || strcmp(item->valuestring, "..") == 0) {
-      rotq_fail(err, "%s: weight_map: tensor '%s' names no shard file in this directory", index_path,
-                item->string);
+      rotq_fail(err, "%s: weight_map: tensor '%s' names no shard file in this directory", index_path, item->string);
       goto fail;
     }
     entries[i] = (listed){item->string, item->valuestring};
@@ -147,22 +146,22 @@ fail:
 
 /* Walks the sorted weight_map and the sorted tensors together: both must name the same tensors,
  * each in the same shard. */
-static int check_weight_map(const checkpoint *ck, const char *index_path, const listed *entries,
-                            size_t count, const located *all, rotq_error *err) {
+static int check_weight_map(const checkpoint *ck, const char *index_path, const listed *entries, size_t count,
+                            const located *all, rotq_error *err) {
   size_t i = 0, j = 0;
   while (i < count || j < ck->tensor_count) {
     int order = i == count ? 1 : j == ck->tensor_count ? -1 : strcmp(entries[i].name, all[j].tensor->name);
     if (order < 0)
-      return rotq_fail(err, "%s: weight_map puts tensor '%s' in %s, which has no such tensor",
-                       index_path, entries[i].name, entries[i].shard);
+      return rotq_fail(err, "%s: weight_map puts tensor '%s' in %s, which has no such tensor", index_path,
+                       entries[i].name, entries[i].shard);
     const char *path = ck->shards[all[j].shard].path;
     if (order > 0)
-      return rotq_fail(err, "%s: tensor '%s' is not listed in the weight_map of %s", path,
-                       all[j].tensor->name, index_path);
+      return rotq_fail(err, "%s: tensor '%s' is not listed in the weight_map of %s", path, all[j].tensor->name,
+                       index_path);
     const char *file = strrchr(path, '/') + 1;
     if (strcmp(entries[i].shard, file) != 0)
-      return rotq_fail(err, "%s: weight_map puts tensor '%s' in %s, which has no such tensor (it is in %s)",
-                       index_path, entries[i].name, entries[i].shard, file);
+      return rotq_fail(err, "%s: weight_map puts tensor '%s' in %s, which has no such tensor (it is in %s)", index_path,
+                       entries[i].name, entries[i].shard, file);
     i++;
     j++;
   }
@@ -245,8 +244,7 @@ static int open_unindexed(checkpoint *ck, located **all, rotq_error *err) {
     size_t count = 0;
     char **files = list_safetensors(ck->dir, &count, err);
     if (!files) return -1;
-    int status = count == 0 ? rotq_fail(err, "%s: no model.safetensors, %s or *.safetensors files",
-                                        ck->dir, INDEX_NAME)
+    int status = count == 0 ? rotq_fail(err, "%s: no model.safetensors, %s or *.safetensors files", ck->dir, INDEX_NAME)
                             : open_shards(ck, files, count, err);
     for (size_t i = 0; i < count; i++) free(files[i]);
     free(files);
@@ -265,8 +263,7 @@ int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err) {
   char *index_path = config_path ? path_join(dir, INDEX_NAME, err) : NULL;
   int status = -1;
   if (!index_path || model_config_load(config_path, &ck->config, err) != 0) goto done;
-  status = is_regular_file(index_path) ? open_indexed(ck, index_path, &all, err)
-                                       : open_unindexed(ck, &all, err);
+  status = is_regular_file(index_path) ? open_indexed(ck, index_path, &all, err) : open_unindexed(ck, &all, err);
   if (status != 0) goto done;
   ck->tensors = malloc((ck->tensor_count ? ck->tensor_count : 1) * sizeof *ck->tensors);
   if (!ck->tensors) {
@@ -316,29 +313,25 @@ void checkpoint_forget(const checkpoint *ck, const void *data, size_t nbytes) {
 }
 
 const st_tensor *checkpoint_find(const checkpoint *ck, const char *name) {
-  const st_tensor *const *found =
-      bsearch(name, ck->tensors, ck->tensor_count, sizeof *ck->tensors, compare_key_tensor);
+  const st_tensor *const *found = bsearch(name, ck->tensors, ck->tensor_count, sizeof *ck->tensors, compare_key_tensor);
   return found ? *found : NULL;
 }
 
 /* The tensor called name, checked against expected_numel (0 = any). */
-static const st_tensor *find_checked(const checkpoint *ck, const char *name, size_t expected_numel,
-                                     rotq_error *err) {
+static const st_tensor *find_checked(const checkpoint *ck, const char *name, size_t expected_numel, rotq_error *err) {
   const st_tensor *t = checkpoint_find(ck, name);
   if (!t) {
     rotq_fail(err, "%s: no tensor '%s'", ck->dir, name);
     return NULL;
   }
   if (expected_numel && st_numel(t) != expected_numel) {
-    rotq_fail(err, "%s: tensor '%s' has %zu elements, expected %zu", ck->dir, name, st_numel(t),
-              expected_numel);
+    rotq_fail(err, "%s: tensor '%s' has %zu elements, expected %zu", ck->dir, name, st_numel(t), expected_numel);
     return NULL;
   }
   return t;
 }
 
-int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel,
-                        double **out, rotq_error *err) {
+int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel, double **out, rotq_error *err) {
   const st_tensor *t = find_checked(ck, name, expected_numel, err);
   if (!t) return -1;
   size_t n = st_numel(t);
@@ -348,8 +341,7 @@ int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_
   return 0;
 }
 
-int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_numel,
-                        float **out, rotq_error *err) {
+int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_numel, float **out, rotq_error *err) {
   const st_tensor *t = find_checked(ck, name, expected_numel, err);
   if (!t) return -1;
   size_t n = st_numel(t);

@@ -33,9 +33,7 @@ void checkpoint_release(const checkpoint *ck);
 void checkpoint_forget(const checkpoint *ck, const void *data, size_t nbytes);
 /* The tensor as newly malloc'd doubles / floats; error if missing. expected_numel: 0 = any,
  * else must match (error names the tensor and both sizes). */
-int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel,
-                        double **out, rotq_error *err);
-int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_numel,
-                        float **out, rotq_error *err);
+int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_numel, double **out, rotq_error *err);
+int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_numel, float **out, rotq_error *err);
 
 #endif

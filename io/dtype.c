@@ -78,7 +78,7 @@ static inline uint16_t narrow_double(double x, int exponent_bits, int mantissa_b
   /* Double subnormals lie far below every target's range: they round to zero below. */
   uint64_t significand = (magnitude & 0xfffffffffffffull) | (magnitude >> 52 ? 1ull << 52 : 0);
   int shift = 52 - mantissa_bits + (exponent < 1 ? 1 - exponent : 0); /* bits dropped */
-  if (shift > 54) return sign; /* below half the smallest subnormal */
+  if (shift > 54) return sign;                                        /* below half the smallest subnormal */
   uint64_t kept = significand >> shift;
   uint64_t dropped = significand & ((1ull << shift) - 1);
   uint64_t half = 1ull << (shift - 1);
@@ -120,7 +120,7 @@ typedef double f64x8 __attribute__((vector_size(64)));
  * shift; the carry moves into the exponent as needed. A group of 32 with any other value goes
  * through narrow_double. */
 static inline __attribute__((always_inline)) void narrow_doubles(const double *src, unsigned char *dst, size_t n,
-                                                               int exponent_bits, int mantissa_bits) {
+                                                                 int exponent_bits, int mantissa_bits) {
   const int shift = 52 - mantissa_bits, bias = (1 << (exponent_bits - 1)) - 1;
   const uint64_t lowest = (uint64_t)(1023 + 1 - bias) << 52; /* the target's smallest normal */
   const uint64_t beyond = (uint64_t)(1023 + 1 + bias) << 52; /* twice its largest binade */
@@ -214,9 +214,7 @@ void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *
 void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
   const unsigned char *p = src;
   switch (t) {
-  case DTYPE_F64:
-    memcpy(dst, src, n * sizeof(double));
-    break;
+  case DTYPE_F64: memcpy(dst, src, n * sizeof(double)); break;
   case DTYPE_F32:
     for (size_t i = 0; i < n; i++) {
       float f;
@@ -231,9 +229,7 @@ void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
       dst[i] = half_to_float(h);
     }
     break;
-  case DTYPE_BF16:
-    bfloat16_to_doubles(p, dst, n);
-    break;
+  case DTYPE_BF16: bfloat16_to_doubles(p, dst, n); break;
   }
 }
 
@@ -247,9 +243,7 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
       dst[i] = (float)d; /* IEEE conversion: round to nearest even, overflow to inf */
     }
     break;
-  case DTYPE_F32:
-    memcpy(dst, src, n * sizeof(float));
-    break;
+  case DTYPE_F32: memcpy(dst, src, n * sizeof(float)); break;
   case DTYPE_F16:
     for (size_t i = 0; i < n; i++) {
       uint16_t h;
@@ -270,21 +264,15 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
 void dtype_from_f64(dtype t, const double *src, void *dst, size_t n) {
   unsigned char *p = dst;
   switch (t) {
-  case DTYPE_F64:
-    memcpy(dst, src, n * sizeof(double));
-    break;
+  case DTYPE_F64: memcpy(dst, src, n * sizeof(double)); break;
   case DTYPE_F32:
     for (size_t i = 0; i < n; i++) {
       float f = (float)src[i];
       memcpy(p + 4 * i, &f, 4);
     }
     break;
-  case DTYPE_F16:
-    doubles_to_half(src, p, n);
-    break;
-  case DTYPE_BF16:
-    doubles_to_bfloat16(src, p, n);
-    break;
+  case DTYPE_F16: doubles_to_half(src, p, n); break;
+  case DTYPE_BF16: doubles_to_bfloat16(src, p, n); break;
   }
 }
 
@@ -297,9 +285,7 @@ void dtype_from_f32(dtype t, const float *src, void *dst, size_t n) {
       memcpy(p + 8 * i, &d, 8);
     }
     break;
-  case DTYPE_F32:
-    memcpy(dst, src, n * sizeof(float));
-    break;
+  case DTYPE_F32: memcpy(dst, src, n * sizeof(float)); break;
   case DTYPE_F16: /* float → double is exact, so this is still one rounding */
     for (size_t i = 0; i < n; i++) {
       uint16_t h = double_to_half(src[i]);

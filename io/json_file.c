@@ -46,8 +46,7 @@ cJSON *json_file_read(const char *path, rotq_error *err) {
   const char *parse_end = NULL;
   cJSON *json = cJSON_ParseWithOpts(text, &parse_end, 1);
   if (!json)
-    rotq_fail(err, "%s: not valid JSON (error at byte %td)", path,
-              parse_end ? parse_end - text : (ptrdiff_t)0);
+    rotq_fail(err, "%s: not valid JSON (error at byte %td)", path, parse_end ? parse_end - text : (ptrdiff_t)0);
   free(text);
   return json;
 }

@@ -31,8 +31,8 @@ static int json_int(const cJSON *item, double minimum, double maximum, long *val
 }
 
 /* An int field that must be positive; absent: an error if required, else fallback. */
-static int read_int(const char *path, const cJSON *json, const char *key, int required,
-                    int fallback, int *out, rotq_error *err) {
+static int read_int(const char *path, const cJSON *json, const char *key, int required, int fallback, int *out,
+                    rotq_error *err) {
   const cJSON *item = config_field(json, key);
   if (!item) {
     if (required) return rotq_fail(err, "%s: missing required field '%s'", path, key);
@@ -47,8 +47,8 @@ static int read_int(const char *path, const cJSON *json, const char *key, int re
 }
 
 /* The first of keys present as a number, else fallback. */
-static int read_double(const char *path, const cJSON *json, const char *const *keys, double fallback,
-                       double *out, rotq_error *err) {
+static int read_double(const char *path, const cJSON *json, const char *const *keys, double fallback, double *out,
+                       rotq_error *err) {
   for (; *keys; keys++) {
     const cJSON *item = config_field(json, *keys);
     if (!item) continue;
@@ -60,8 +60,7 @@ static int read_double(const char *path, const cJSON *json, const char *const *k
   return 0;
 }
 
-static int read_bool(const char *path, const cJSON *json, const char *key, bool fallback, bool *out,
-                     rotq_error *err) {
+static int read_bool(const char *path, const cJSON *json, const char *key, bool fallback, bool *out, rotq_error *err) {
   const cJSON *item = config_field(json, key);
   if (!item) {
     *out = fallback;
@@ -73,8 +72,7 @@ static int read_bool(const char *path, const cJSON *json, const char *key, bool 
 }
 
 /* A string field copied into out (size bytes); "" if absent. */
-static int read_string(const char *path, const cJSON *item, const char *key, char *out, size_t size,
-                       rotq_error *err) {
+static int read_string(const char *path, const cJSON *item, const char *key, char *out, size_t size, rotq_error *err) {
   out[0] = '\0';
   if (!item || cJSON_IsNull(item)) return 0;
   if (!cJSON_IsString(item)) return rotq_fail(err, "%s: field '%s' is not a string", path, key);
@@ -92,8 +90,7 @@ static int read_rope_scaling(const char *path, const cJSON *json, rope_scaling *
   if (!cJSON_IsObject(scaling)) return rotq_fail(err, "%s: field 'rope_scaling' is not an object", path);
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
   if (!type) type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
-  if (read_string(path, type, "rope_scaling.rope_type", rope->type, sizeof rope->type, err) != 0)
-    return -1;
+  if (read_string(path, type, "rope_scaling.rope_type", rope->type, sizeof rope->type, err) != 0) return -1;
   static const char *const factor[] = {"factor", NULL}, *const low[] = {"low_freq_factor", NULL},
                            *const high[] = {"high_freq_factor", NULL};
   if (read_double(path, scaling, factor, 0, &rope->factor, err) != 0 ||
@@ -103,8 +100,7 @@ static int read_rope_scaling(const char *path, const cJSON *json, rope_scaling *
   const cJSON *original = cJSON_GetObjectItemCaseSensitive(scaling, "original_max_position_embeddings");
   long value = 0;
   if (original && !cJSON_IsNull(original) && json_int(original, 1, INT_MAX, &value) != 0)
-    return rotq_fail(err, "%s: field 'rope_scaling.original_max_position_embeddings' is not a positive integer",
-                     path);
+    return rotq_fail(err, "%s: field 'rope_scaling.original_max_position_embeddings' is not a positive integer", path);
   rope->original_max_position_embeddings = (int)value;
   return 0;
 }
@@ -126,8 +122,8 @@ static int read_fields(const char *path, model_config *c, rotq_error *err) {
       read_string(path, cJSON_GetArrayItem(architectures, 0), "architectures[0]", c->architecture,
                   sizeof c->architecture, err) != 0)
     return -1;
-  if (read_string(path, cJSON_GetObjectItemCaseSensitive(json, "model_type"), "model_type",
-                  c->model_type, sizeof c->model_type, err) != 0)
+  if (read_string(path, cJSON_GetObjectItemCaseSensitive(json, "model_type"), "model_type", c->model_type,
+                  sizeof c->model_type, err) != 0)
     return -1;
   if (read_int(path, json, "hidden_size", 1, 0, &c->hidden_size, err) != 0 ||
       read_int(path, json, "num_hidden_layers", 1, 0, &c->num_hidden_layers, err) != 0 ||
@@ -135,19 +131,16 @@ static int read_fields(const char *path, model_config *c, rotq_error *err) {
       read_int(path, json, "vocab_size", 1, 0, &c->vocab_size, err) != 0 ||
       read_int(path, json, "intermediate_size", 0, 0, &c->intermediate_size, err) != 0 ||
       read_int(path, json, "max_position_embeddings", 0, 0, &c->max_position_embeddings, err) != 0 ||
-      read_int(path, json, "num_key_value_heads", 0, c->num_attention_heads, &c->num_key_value_heads,
-               err) != 0)
+      read_int(path, json, "num_key_value_heads", 0, c->num_attention_heads, &c->num_key_value_heads, err) != 0)
     return -1;
   if (c->num_attention_heads % c->num_key_value_heads != 0)
-    return rotq_fail(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                     path, c->num_attention_heads, c->num_key_value_heads);
+    return rotq_fail(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                     c->num_attention_heads, c->num_key_value_heads);
   if (!config_field(json, "head_dim") && c->hidden_size % c->num_attention_heads != 0)
-    return rotq_fail(err, "%s: no 'head_dim', and hidden_size %d is not a multiple of num_attention_heads %d",
-                     path, c->hidden_size, c->num_attention_heads);
-  if (read_int(path, json, "head_dim", 0, c->hidden_size / c->num_attention_heads, &c->head_dim, err) != 0)
-    return -1;
-  static const char *const eps_keys[] = {"rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon",
-                                         "norm_epsilon", NULL};
+    return rotq_fail(err, "%s: no 'head_dim', and hidden_size %d is not a multiple of num_attention_heads %d", path,
+                     c->hidden_size, c->num_attention_heads);
+  if (read_int(path, json, "head_dim", 0, c->hidden_size / c->num_attention_heads, &c->head_dim, err) != 0) return -1;
+  static const char *const eps_keys[] = {"rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", NULL};
   if (read_double(path, json, eps_keys, 1e-6, &c->rms_norm_eps, err) != 0 || /* Llama's default */
       read_rope_theta(path, json, &c->rope_theta, err) != 0)
     return -1;

@@ -10,7 +10,7 @@
 struct cJSON;
 
 typedef struct rope_scaling {
-  char type[32];   /* "" (none), "llama3", "linear", ... */
+  char type[32]; /* "" (none), "llama3", "linear", ... */
   double factor, low_freq_factor, high_freq_factor;
   int original_max_position_embeddings;
 } rope_scaling;
@@ -20,14 +20,14 @@ typedef struct model_config {
   char model_type[64];    /* e.g. "llama" */
   int hidden_size, intermediate_size, num_hidden_layers;
   int num_attention_heads, num_key_value_heads; /* kv heads default to attention heads */
-  int head_dim;           /* config "head_dim" when present, else hidden_size / heads */
+  int head_dim;                                 /* config "head_dim" when present, else hidden_size / heads */
   int vocab_size, max_position_embeddings;
   double rms_norm_eps, rope_theta; /* rms_norm_eps: also layer_norm_eps / norm_epsilon */
-  bool tie_word_embeddings; /* default true only where HF's class defaults to true */
+  bool tie_word_embeddings;        /* default true only where HF's class defaults to true */
   bool attention_bias, mlp_bias;
   rope_scaling rope;
-  struct cJSON *json;     /* the whole parsed file (owned) */
-  char *path;             /* the file read, for messages (owned) */
+  struct cJSON *json; /* the whole parsed file (owned) */
+  char *path;         /* the file read, for messages (owned) */
 } model_config;
 
 /* Parses dir/config.json (path given); errors name the file and the field. */

@@ -49,54 +49,52 @@ static int parse_shape(const char *path, const cJSON *entry, st_tensor *t, rotq_
     return rotq_fail(err, "%s: tensor '%s': \"shape\" is missing or not an array", path, t->name);
   int ndim = cJSON_GetArraySize(shape);
   if (ndim > ST_MAX_DIMS)
-    return rotq_fail(err, "%s: tensor '%s': shape has %d dimensions (at most %d supported)", path,
-                     t->name, ndim, ST_MAX_DIMS);
+    return rotq_fail(err, "%s: tensor '%s': shape has %d dimensions (at most %d supported)", path, t->name, ndim,
+                     ST_MAX_DIMS);
   t->ndim = 0;
   size_t numel = 1;
   const cJSON *dim;
   cJSON_ArrayForEach(dim, shape) {
     uint64_t extent;
     if (json_count(dim, &extent) != 0)
-      return rotq_fail(err, "%s: tensor '%s': shape dimension %d is not a non-negative integer",
-                       path, t->name, t->ndim);
+      return rotq_fail(err, "%s: tensor '%s': shape dimension %d is not a non-negative integer", path, t->name,
+                       t->ndim);
     t->shape[t->ndim++] = (int64_t)extent;
     if (__builtin_mul_overflow(numel, (size_t)extent, &numel))
       return rotq_fail(err, "%s: tensor '%s': shape has too many elements", path, t->name);
   }
   if (__builtin_mul_overflow(numel, dtype_size(t->dtype), &t->nbytes))
-    return rotq_fail(err, "%s: tensor '%s': shape is too large for %s", path, t->name,
-                     dtype_name(t->dtype));
+    return rotq_fail(err, "%s: tensor '%s': shape is too large for %s", path, t->name, dtype_name(t->dtype));
   return 0;
 }
 
 /* Parses one tensor entry; begin and end get its data_offsets, checked against the data section. */
-static int parse_tensor(const char *path, const cJSON *entry, size_t data_size, st_tensor *t,
-                        uint64_t *begin, uint64_t *end, rotq_error *err) {
+static int parse_tensor(const char *path, const cJSON *entry, size_t data_size, st_tensor *t, uint64_t *begin,
+                        uint64_t *end, rotq_error *err) {
   if (!cJSON_IsObject(entry)) return rotq_fail(err, "%s: tensor '%s': entry is not an object", path, t->name);
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
   if (!cJSON_IsString(type))
     return rotq_fail(err, "%s: tensor '%s': \"dtype\" is missing or not a string", path, t->name);
   if (dtype_parse(type->valuestring, &t->dtype) != 0)
-    return rotq_fail(err, "%s: tensor '%s': unsupported dtype '%.32s' (F64, F32, F16, BF16 are)",
-                     path, t->name, type->valuestring);
+    return rotq_fail(err, "%s: tensor '%s': unsupported dtype '%.32s' (F64, F32, F16, BF16 are)", path, t->name,
+                     type->valuestring);
   if (parse_shape(path, entry, t, err) != 0) return -1;
   const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
   if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
-      json_count(cJSON_GetArrayItem(offsets, 0), begin) != 0 ||
-      json_count(cJSON_GetArrayItem(offsets, 1), end) != 0)
-    return rotq_fail(err, "%s: tensor '%s': \"data_offsets\" is not [begin, end] of non-negative integers",
-                     path, t->name);
+      json_count(cJSON_GetArrayItem(offsets, 0), begin) != 0 || json_count(cJSON_GetArrayItem(offsets, 1), end) != 0)
+    return rotq_fail(err, "%s: tensor '%s': \"data_offsets\" is not [begin, end] of non-negative integers", path,
+                     t->name);
   if (*begin > *end)
-    return rotq_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path,
-                     t->name, (unsigned long long)*begin, (unsigned long long)*end);
+    return rotq_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, t->name,
+                     (unsigned long long)*begin, (unsigned long long)*end);
   if (*end > data_size)
-    return rotq_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] lie outside the data section (%zu bytes)",
-                     path, t->name, (unsigned long long)*begin, (unsigned long long)*end, data_size);
+    return rotq_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] lie outside the data section (%zu bytes)", path,
+                     t->name, (unsigned long long)*begin, (unsigned long long)*end, data_size);
   if (*end - *begin != t->nbytes) {
     char shape[256];
-    return rotq_fail(err, "%s: tensor '%s': shape %s × %s is %zu bytes but data_offsets span %llu",
-                     path, t->name, shape_text(t, shape, sizeof shape), dtype_name(t->dtype),
-                     t->nbytes, (unsigned long long)(*end - *begin));
+    return rotq_fail(err, "%s: tensor '%s': shape %s × %s is %zu bytes but data_offsets span %llu", path, t->name,
+                     shape_text(t, shape, sizeof shape), dtype_name(t->dtype), t->nbytes,
+                     (unsigned long long)(*end - *begin));
   }
   return 0;
 }
@@ -146,9 +144,8 @@ static int check_layout(const char *path, span *spans, size_t count, rotq_error 
   qsort(spans, count, sizeof *spans, compare_span);
   for (size_t i = 1; i < count; i++)
     if (spans[i].begin < spans[i - 1].end)
-      return rotq_fail(err, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", path,
-                       spans[i - 1].name, (unsigned long long)spans[i - 1].begin,
-                       (unsigned long long)spans[i - 1].end, spans[i].name,
+      return rotq_fail(err, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", path, spans[i - 1].name,
+                       (unsigned long long)spans[i - 1].begin, (unsigned long long)spans[i - 1].end, spans[i].name,
                        (unsigned long long)spans[i].begin, (unsigned long long)spans[i].end);
   return 0;
 }
@@ -167,8 +164,7 @@ static int parse_header(st_file *f, const char *json, size_t header_size, rotq_e
   span *spans = NULL;
   for (const char *p = parse_end; p < data; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-      rotq_fail(err, "%s: header has bytes after its JSON object (at byte %td of %zu)", path,
-                p - json, header_size);
+      rotq_fail(err, "%s: header has bytes after its JSON object (at byte %td of %zu)", path, p - json, header_size);
       goto done;
     }
   if (!cJSON_IsObject(root)) {
@@ -233,8 +229,8 @@ int st_open(const char *path, st_file *f, rotq_error *err) {
     goto fail;
   }
   if (st.st_size < 8) {
-    rotq_fail(err, "%s: file is %lld bytes, too short for a safetensors header (8-byte length + JSON)",
-              path, (long long)st.st_size);
+    rotq_fail(err, "%s: file is %lld bytes, too short for a safetensors header (8-byte length + JSON)", path,
+              (long long)st.st_size);
     close(fd);
     goto fail;
   }
@@ -250,13 +246,13 @@ int st_open(const char *path, st_file *f, rotq_error *err) {
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; i--) header_size = header_size << 8 | bytes[i];
   if (header_size > f->size - 8) {
-    rotq_fail(err, "%s: header length %llu exceeds the %zu bytes that follow it (truncated or not safetensors)",
-              path, (unsigned long long)header_size, f->size - 8);
+    rotq_fail(err, "%s: header length %llu exceeds the %zu bytes that follow it (truncated or not safetensors)", path,
+              (unsigned long long)header_size, f->size - 8);
     goto fail;
   }
   if (header_size > ST_MAX_HEADER_BYTES) {
-    rotq_fail(err, "%s: header length %llu exceeds the %llu-byte limit", path,
-              (unsigned long long)header_size, (unsigned long long)ST_MAX_HEADER_BYTES);
+    rotq_fail(err, "%s: header length %llu exceeds the %llu-byte limit", path, (unsigned long long)header_size,
+              (unsigned long long)ST_MAX_HEADER_BYTES);
     goto fail;
   }
   if (parse_header(f, (const char *)bytes + 8, (size_t)header_size, err) != 0) goto fail;

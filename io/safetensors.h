@@ -24,10 +24,10 @@ typedef struct st_tensor {
 
 typedef struct st_file {
   char *path;
-  void *map;     /* the whole file, PROT_READ, MAP_PRIVATE */
-  size_t size;   /* file size in bytes */
-  size_t count;  /* number of tensors */
-  st_tensor *tensors; /* in header order */
+  void *map;           /* the whole file, PROT_READ, MAP_PRIVATE */
+  size_t size;         /* file size in bytes */
+  size_t count;        /* number of tensors */
+  st_tensor *tensors;  /* in header order */
   char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
 } st_file;
 

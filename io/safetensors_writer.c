@@ -28,17 +28,17 @@ typedef struct planned {
   int ndim;
   int64_t shape[ST_MAX_DIMS];
   size_t nbytes;
-  size_t shard;      /* index into w->shards */
-  uint64_t begin;    /* data_offsets begin, relative to the shard's data section */
-  uint64_t offset;   /* absolute file offset of the data */
+  size_t shard;                /* index into w->shards */
+  uint64_t begin;              /* data_offsets begin, relative to the shard's data section */
+  uint64_t offset;             /* absolute file offset of the data */
   atomic_bool begun;           /* a write of it was made (zero-byte tensors need one too) */
   atomic_size_t written_bytes; /* complete when it reaches nbytes */
 } planned;
 
 typedef struct shard {
   char *path;
-  int fd;            /* -1 once closed */
-  uint64_t size;     /* final file size */
+  int fd;               /* -1 once closed */
+  uint64_t size;        /* final file size */
   pthread_mutex_t lock; /* one write at a time: waiting writers sleep (in ext4 they would spin) */
 } shard;
 
@@ -63,16 +63,15 @@ static int declare_tensors(st_writer *w, const st_spec *specs, size_t count, rot
     if (!(t->name = strdup(s->name))) return rotq_fail(err, "%s: out of memory", w->dir);
     w->count++;
     if (s->ndim < 0 || s->ndim > ST_MAX_DIMS)
-      return rotq_fail(err, "%s: tensor '%s': %d dimensions (0 to %d supported)", w->dir, s->name,
-                       s->ndim, ST_MAX_DIMS);
+      return rotq_fail(err, "%s: tensor '%s': %d dimensions (0 to %d supported)", w->dir, s->name, s->ndim,
+                       ST_MAX_DIMS);
     t->dtype = s->dtype;
     t->ndim = s->ndim;
     size_t numel = 1;
     for (int d = 0; d < s->ndim; d++) {
-      if (s->shape[d] < 0 || s->shape[d] > MAX_EXTENT ||
-          __builtin_mul_overflow(numel, (size_t)s->shape[d], &numel))
-        return rotq_fail(err, "%s: tensor '%s': invalid shape (dimension %d is %lld)", w->dir,
-                         s->name, d, (long long)s->shape[d]);
+      if (s->shape[d] < 0 || s->shape[d] > MAX_EXTENT || __builtin_mul_overflow(numel, (size_t)s->shape[d], &numel))
+        return rotq_fail(err, "%s: tensor '%s': invalid shape (dimension %d is %lld)", w->dir, s->name, d,
+                         (long long)s->shape[d]);
       t->shape[d] = s->shape[d];
     }
     if (__builtin_mul_overflow(numel, dtype_size(t->dtype), &t->nbytes))
@@ -144,8 +143,7 @@ static char *shard_header(const st_writer *w, size_t s, size_t *size) {
     cJSON *shape = entry ? cJSON_AddArrayToObject(entry, "shape") : NULL;
     cJSON *offsets = shape ? cJSON_AddArrayToObject(entry, "data_offsets") : NULL;
     ok = offsets && cJSON_AddStringToObject(entry, "dtype", dtype_name(t->dtype));
-    for (int d = 0; ok && d < t->ndim; d++)
-      ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    for (int d = 0; ok && d < t->ndim; d++) ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
     ok = ok && cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)t->begin)) &&
          cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
   }
@@ -199,12 +197,11 @@ static int create_shard(st_writer *w, size_t s, rotq_error *err) {
     return rotq_fail(err, "%s: cannot create: %s", sh->path, strerror(errno));
   }
   int code = posix_fallocate(sh->fd, 0, (off_t)sh->size); /* ENOSPC now rather than mid-write */
-  if (code == EOPNOTSUPP || code == EINVAL) /* the file system cannot reserve: just size it */
+  if (code == EOPNOTSUPP || code == EINVAL)               /* the file system cannot reserve: just size it */
     code = ftruncate(sh->fd, (off_t)sh->size) == 0 ? 0 : errno;
   if (code != 0) {
     free(header);
-    return rotq_fail(err, "%s: cannot reserve %llu bytes: %s", sh->path, (unsigned long long)sh->size,
-                     strerror(code));
+    return rotq_fail(err, "%s: cannot reserve %llu bytes: %s", sh->path, (unsigned long long)sh->size, strerror(code));
   }
   code = write_fully(sh->fd, header, header_size, 0);
   free(header);
@@ -230,8 +227,8 @@ static void writer_free(st_writer *w, bool remove_files) {
   free(w);
 }
 
-st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count,
-                          size_t max_shard_bytes, rotq_error *err) {
+st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, size_t max_shard_bytes,
+                          rotq_error *err) {
   st_writer *w = calloc(1, sizeof *w);
   if (!w || !(w->dir = strdup(dir))) {
     free(w);
@@ -256,8 +253,10 @@ long st_writer_index(const st_writer *w, const char *name) {
     size_t middle = low + (high - low) / 2;
     int order = strcmp(name, w->by_name[middle]->name);
     if (order == 0) return (long)(w->by_name[middle] - w->tensors);
-    if (order < 0) high = middle;
-    else low = middle + 1;
+    if (order < 0)
+      high = middle;
+    else
+      low = middle + 1;
   }
   return -1;
 }
@@ -279,14 +278,12 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
                      byte_offset, nbytes, t->nbytes);
   atomic_store(&t->begun, true);
   if (atomic_fetch_add(&t->written_bytes, nbytes) + nbytes > t->nbytes)
-    return rotq_fail(err, "%s: tensor '%s' written twice (more than its %zu bytes)", sh->path, t->name,
-                     t->nbytes);
+    return rotq_fail(err, "%s: tensor '%s' written twice (more than its %zu bytes)", sh->path, t->name, t->nbytes);
   pthread_mutex_lock(&sh->lock);
   int code = write_fully(sh->fd, data, nbytes, t->offset + byte_offset);
   pthread_mutex_unlock(&sh->lock);
   if (code != 0)
-    return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes,
-                     strerror(code));
+    return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes, strerror(code));
   if (nbytes > 0) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
   return 0;
 }
@@ -347,8 +344,8 @@ int st_writer_finish(st_writer *w, rotq_error *err) {
         missing++ == 0)
       first_missing = w->tensors[i].name;
   if (missing)
-    status = rotq_fail(err, "%s: tensor '%s' was never written (%zu of %zu tensors missing)", w->dir,
-                       first_missing, missing, w->count);
+    status = rotq_fail(err, "%s: tensor '%s' was never written (%zu of %zu tensors missing)", w->dir, first_missing,
+                       missing, w->count);
   for (size_t s = 0; status == 0 && s < w->shard_count; s++) {
     shard *sh = &w->shards[s];
     if (fsync(sh->fd) != 0) status = rotq_fail(err, "%s: fsync: %s", sh->path, strerror(errno));

@@ -26,8 +26,7 @@ typedef struct st_writer st_writer;
 #define ST_DEFAULT_MAX_SHARD_BYTES ((size_t)5000000000ULL)
 
 /* Creates the shard files in dir (which must exist). max_shard_bytes 0 = default (5 GB). */
-st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count,
-                          size_t max_shard_bytes, rotq_error *err);
+st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, size_t max_shard_bytes, rotq_error *err);
 /* Writes tensor number index (of the specs) from data (nbytes of the declared dtype/shape).
  * Thread-safe for distinct indices. */
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err);

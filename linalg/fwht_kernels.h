@@ -100,19 +100,19 @@ TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, s
 /* One butterfly stage of distance H < LANES inside the vector v: lane i pairs with lane i ^ H;
  * the lower lane of each pair takes the sum, the upper one the difference. */
 #if defined(__clang__) /* clang has no __builtin_shuffle: lane by lane (it builds the shuffles) */
-#define IN_VECTOR_STAGE(v, H)                                                                                \
-  do {                                                                                                       \
-    VEC partner_, sum_, difference_;                                                                         \
-    for (int l_ = 0; l_ < LANES; l_++) partner_[l_] = v[l_ ^ (H)];                                           \
-    sum_ = v + partner_, difference_ = partner_ - v;                                                         \
-    for (int l_ = 0; l_ < LANES; l_++) v[l_] = (l_ & (H)) ? difference_[l_] : sum_[l_];                      \
+#define IN_VECTOR_STAGE(v, H)                                                                                          \
+  do {                                                                                                                 \
+    VEC partner_, sum_, difference_;                                                                                   \
+    for (int l_ = 0; l_ < LANES; l_++) partner_[l_] = v[l_ ^ (H)];                                                     \
+    sum_ = v + partner_, difference_ = partner_ - v;                                                                   \
+    for (int l_ = 0; l_ < LANES; l_++) v[l_] = (l_ & (H)) ? difference_[l_] : sum_[l_];                                \
   } while (0)
 #else
-#define IN_VECTOR_STAGE(v, H)                                                                                \
-  do {                                                                                                       \
-    VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                                         \
-    VEC sum_ = v + partner_, difference_ = partner_ - v;                                                     \
-    v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));                          \
+#define IN_VECTOR_STAGE(v, H)                                                                                          \
+  do {                                                                                                                 \
+    VEC partner_ = __builtin_shuffle(v, IOTA ^ (H));                                                                   \
+    VEC sum_ = v + partner_, difference_ = partner_ - v;                                                               \
+    v = __builtin_shuffle(sum_, difference_, IOTA + (((IOTA & (H)) != 0) & LANES));                                    \
   } while (0)
 #endif
 
@@ -188,8 +188,7 @@ TARGET static void NAME(columns)(REAL *x, int log_n, size_t width, size_t ld, co
  * The sum runs over l in order. Per chunk of two vectors of a row, the m chunks are first packed
  * contiguously (rows at power-of-two strides would fight over a few L1 sets), then four outputs
  * at a time take them (eight accumulators). */
-TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, size_t stride, REAL *y,
-                                     size_t v) {
+TARGET static void NAME(sign_matrix)(const REAL *signs_t, int m, const REAL *x, size_t stride, REAL *y, size_t v) {
   size_t t = 0;
   REAL *packed = v >= 2 * LANES ? malloc(sizeof *packed * 2 * LANES * (size_t)m) : NULL;
   /* without the packing buffer (short rows, or no memory) the scalar loop below does it all */

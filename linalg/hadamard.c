@@ -144,8 +144,7 @@ static int constructible(hadamard_construction construction, int order) {
   int p, k, m = order / 4;
   switch (construction) {
   case HADAMARD_PALEY_I: return (order - 1) % 4 == 3 && prime_power(order - 1, &p, &k);
-  case HADAMARD_PALEY_II:
-    return order % 8 == 4 && (order / 2 - 1) % 4 == 1 && prime_power(order / 2 - 1, &p, &k);
+  case HADAMARD_PALEY_II: return order % 8 == 4 && (order / 2 - 1) % 4 == 1 && prime_power(order / 2 - 1, &p, &k);
   case HADAMARD_WILLIAMSON: {
     if (order % 4 || m % 2 == 0 || m > WILLIAMSON_MAX_ORDER) return 0;
     int8_t *rows = malloc(4 * (size_t)m);
@@ -249,6 +248,5 @@ void hadamard_plan_describe(const hadamard_plan *plan, char *text, size_t size) 
     used += (size_t)snprintf(text + used, size - used, "%sH_%d (%s)", i ? " ⊗ " : "", plan->order[i],
                              hadamard_construction_name(plan->construction[i]));
   if (used < size && (plan->log2_sylvester > 0 || plan->count == 0))
-    snprintf(text + used, size - used, "%sH_%d (Sylvester)", plan->count ? " ⊗ " : "",
-             1 << plan->log2_sylvester);
+    snprintf(text + used, size - used, "%sH_%d (Sylvester)", plan->count ? " ⊗ " : "", 1 << plan->log2_sylvester);
 }

@@ -25,8 +25,7 @@ static void single_thread_end(int saved) {
 
 int orthogonal_random(int n, rng *g, double *q, rotq_error *err) {
   size_t nn = (size_t)n * (size_t)n;
-  double *a = malloc(sizeof *a * nn), *tau = malloc(sizeof *tau * (size_t)n),
-         *sign = malloc(sizeof *sign * (size_t)n);
+  double *a = malloc(sizeof *a * nn), *tau = malloc(sizeof *tau * (size_t)n), *sign = malloc(sizeof *sign * (size_t)n);
   if (!a || !tau || !sign) {
     free(a), free(tau), free(sign);
     return rotq_fail(err, "random orthogonal matrix of order %d: out of memory", n);

@@ -94,10 +94,8 @@ static int make_hadamard(rotation *r, const hadamard_plan *plan, rng *g, rotq_er
                        hadamard_construction_name(plan->construction[f]));
     r->json_factor[r->json_factor_count++] = m;
   }
-  if (plan->log2_sylvester > 0 || plan->count == 0)
-    r->json_factor[r->json_factor_count++] = 1 << plan->log2_sylvester;
-  if (make_scale(r, g, r->order, r->order) < 0)
-    return rotq_fail(err, "rotation of order %d: out of memory", r->order);
+  if (plan->log2_sylvester > 0 || plan->count == 0) r->json_factor[r->json_factor_count++] = 1 << plan->log2_sylvester;
+  if (make_scale(r, g, r->order, r->order) < 0) return rotq_fail(err, "rotation of order %d: out of memory", r->order);
   char text[384];
   hadamard_plan_describe(plan, text, sizeof text);
   snprintf(r->description, sizeof r->description, "%s %s",
@@ -180,8 +178,7 @@ rotation *rotation_from_dense(int n, const double *matrix, double tol, rotq_erro
   }
   double e = orthogonality_error(n, matrix);
   if (!(e < tol)) {
-    rotq_fail(err, "dense rotation of order %d is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", n,
-              e, tol);
+    rotq_fail(err, "dense rotation of order %d is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", n, e, tol);
     return NULL;
   }
   rotation *r = calloc(1, sizeof *r);

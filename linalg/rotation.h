@@ -31,8 +31,7 @@ const char *rotation_mode_name(rotation_mode mode);
  * block-diagonal matrix repeating one b × b rotation. When no Hadamard of a needed order is
  * constructible, Hadamard modes fall back to H_2^k ⊗ (seeded random orthogonal of order m) and
  * rotation_is_fallback() says so. */
-rotation *rotation_create(int n, rotation_mode mode, uint64_t seed, int block_size,
-                          rotq_error *err);
+rotation *rotation_create(int n, rotation_mode mode, uint64_t seed, int block_size, rotq_error *err);
 /* A rotation from a dense row-major n × n matrix (copied); fails unless ‖RᵀR − I‖max < tol. */
 rotation *rotation_from_dense(int n, const double *matrix, double tol, rotq_error *err);
 /* The rotation a ⊗ b (order a.n · b.n): x·(A ⊗ B) is computed as Aᵀ·X·B with X the a.n × b.n

@@ -49,8 +49,7 @@ static void SUFFIX(hadamard_tile)(const rotation *r, const fwht_kernels *k, REAL
       for (size_t j = 0; j < inner; j++) {
         REAL *first = x + (o * m * inner + j) * ld; /* rows first + l·inner·ld, l < m */
         SIGN_MATRIX(k)(SIGNS(&r->factor[f]), (int)m, first, inner * ld, scratch, width);
-        for (size_t i = 0; i < m; i++)
-          memcpy(first + i * inner * ld, scratch + i * width, sizeof *first * width);
+        for (size_t i = 0; i < m; i++) memcpy(first + i * inner * ld, scratch + i * width, sizeof *first * width);
       }
     outer *= m;
   }
@@ -60,8 +59,8 @@ static void SUFFIX(hadamard_tile)(const rotation *r, const fwht_kernels *k, REAL
 static void SUFFIX(fallback_segment)(const rotation *r, const fwht_kernels *k, REAL *x, REAL *scratch) {
   size_t order = (size_t)r->order, m = (size_t)r->dense_order, run = order / m;
   COLUMNS(k)(x, r->log2_sylvester, m, m, SCALE(r));
-  GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)run, (int)m, (int)m, 1, x, (int)m, DENSE(r), (int)m, 0,
-       scratch, (int)m);
+  GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)run, (int)m, (int)m, 1, x, (int)m, DENSE(r), (int)m, 0, scratch,
+       (int)m);
   memcpy(x, scratch, sizeof *x * order);
 }
 
@@ -73,8 +72,8 @@ static void SUFFIX(fallback_tile)(const rotation *r, const fwht_kernels *k, REAL
   for (size_t p = 0; p < m; p++) COLUMNS(k)(x + p * ld, r->log2_sylvester, width, m * ld, SCALE(r));
   for (size_t j = 0; j < run; j++) {
     REAL *slice = x + j * m * ld;
-    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)width, (int)m, 1, DENSE(r), (int)m, slice,
-         (int)ld, 0, scratch, (int)width);
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)width, (int)m, 1, DENSE(r), (int)m, slice, (int)ld, 0,
+         scratch, (int)width);
     for (size_t i = 0; i < m; i++) memcpy(slice + i * ld, scratch + i * width, sizeof *slice * width);
   }
 }
@@ -86,10 +85,9 @@ static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t c
   for (size_t r0 = 0; r0 < rows; r0 += block) {
     size_t count = rows - r0 < block ? rows - r0 : block;
     for (size_t c0 = 0; c0 < cols; c0 += order) {
-      for (size_t i = 0; i < count; i++)
-        memcpy(copy + i * order, w + (r0 + i) * ld + c0, sizeof *copy * order);
-      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)order, (int)order, 1, copy, (int)order,
-           DENSE(r), (int)order, 0, w + r0 * ld + c0, (int)ld);
+      for (size_t i = 0; i < count; i++) memcpy(copy + i * order, w + (r0 + i) * ld + c0, sizeof *copy * order);
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)order, (int)order, 1, copy, (int)order, DENSE(r),
+           (int)order, 0, w + r0 * ld + c0, (int)ld);
     }
   }
   free(copy);
@@ -102,10 +100,9 @@ static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t c
   for (size_t g = 0; g < rows; g += order)
     for (size_t c0 = 0; c0 < cols; c0 += tile) {
       size_t width = cols - c0 < tile ? cols - c0 : tile;
-      for (size_t i = 0; i < order; i++)
-        memcpy(copy + i * width, w + (g + i) * ld + c0, sizeof *copy * width);
-      GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)order, (int)width, (int)order, 1, DENSE(r),
-           (int)order, copy, (int)width, 0, w + g * ld + c0, (int)ld);
+      for (size_t i = 0; i < order; i++) memcpy(copy + i * width, w + (g + i) * ld + c0, sizeof *copy * width);
+      GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)order, (int)width, (int)order, 1, DENSE(r), (int)order, copy,
+           (int)width, 0, w + g * ld + c0, (int)ld);
     }
   free(copy);
 }
@@ -121,8 +118,7 @@ void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t
     size_t nb = (size_t)r->b->n, na = (size_t)r->a->n;
     SUFFIX(rotation_apply_rows)(r->b, w, rows, cols, ld);
     for (size_t i = 0; i < rows; i++)
-      for (size_t c0 = 0; c0 < cols; c0 += order)
-        SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
+      for (size_t c0 = 0; c0 < cols; c0 += order) SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
   } else {
     REAL *scratch = checked_malloc(sizeof *scratch * order);
     for (size_t i = 0; i < rows; i++)

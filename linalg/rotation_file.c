@@ -27,16 +27,15 @@ rotation *rotation_load_file(const char *path, const char *tensor, int dim, rotq
   if (!t) {
     rotq_fail(err, "%s: no tensor '%s'", path, tensor);
   } else if (t->ndim != 2 || t->shape[0] != dim || t->shape[1] != dim) {
-    rotq_fail(err, "%s: tensor '%s': a rotation of order %d must have shape [%d, %d]", path, tensor, dim, dim,
-              dim);
+    rotq_fail(err, "%s: tensor '%s': a rotation of order %d must have shape [%d, %d]", path, tensor, dim, dim, dim);
   } else if (!(m = malloc(sizeof *m * (size_t)dim * (size_t)dim))) {
     rotq_fail(err, "%s: tensor '%s': out of memory", path, tensor);
   } else {
     dtype_to_f64(t->dtype, t->data, m, (size_t)dim * (size_t)dim);
     double e = orthogonality_error(dim, m), tol = tolerance(t->dtype);
     if (!(e < tol))
-      rotq_fail(err, "%s: tensor '%s' (%s) is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", path,
-                tensor, dtype_name(t->dtype), e, tol);
+      rotq_fail(err, "%s: tensor '%s' (%s) is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", path, tensor,
+                dtype_name(t->dtype), e, tol);
     else if (e >= 1e-13 && orthogonal_polish(dim, m, err) < 0)
       rotq_fail_context(err, "%s: tensor '%s'", path, tensor);
     else if (!(r = rotation_from_dense(dim, m, 1e-12, err)))

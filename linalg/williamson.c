@@ -87,8 +87,7 @@ static int make_candidates(int m, const orbits *o, candidates *c) {
     return -1;
   }
   for (int f = 0; f < shifts; f++)
-    for (int x = 0; x < m; x++)
-      orbit_cosine[f * o->count + o->of[x]] += cos(2 * M_PI * (double)o->rep[1 + f] * x / m);
+    for (int x = 0; x < m; x++) orbit_cosine[f * o->count + o->of[x]] += cos(2 * M_PI * (double)o->rep[1 + f] * x / m);
   for (long pattern = 0; pattern < total; pattern++) {
     int sum = 0;
     for (int x = 0; x < m; x++) sum += (pattern >> o->of[x]) & 1 ? -1 : 1;
@@ -97,8 +96,7 @@ static int make_candidates(int m, const orbits *o, candidates *c) {
     int fits = 1;
     for (int f = 0; f < shifts && fits; f++) {
       double amplitude = 0;
-      for (int k = 0; k < o->count; k++)
-        amplitude += ((pattern >> k) & 1 ? -1 : 1) * orbit_cosine[f * o->count + k];
+      for (int k = 0; k < o->count; k++) amplitude += ((pattern >> k) & 1 ? -1 : 1) * orbit_cosine[f * o->count + k];
       spectrum[f] = (float)(amplitude * amplitude);
       fits = amplitude * amplitude <= 4.0 * m + 1e-6;
     }
@@ -130,8 +128,7 @@ static int compare_pairs(const void *pa, const void *pb) {
 static uint64_t pair_key(const candidates *c, int i, int j, int sign) {
   uint64_t h = 1469598103934665603ULL;
   for (int s = 0; s < c->shifts; s++) {
-    int v = sign *
-            (c->autocorrelation[(size_t)i * c->shifts + s] + c->autocorrelation[(size_t)j * c->shifts + s]);
+    int v = sign * (c->autocorrelation[(size_t)i * c->shifts + s] + c->autocorrelation[(size_t)j * c->shifts + s]);
     h = (h ^ (uint16_t)v) * 1099511628211ULL;
   }
   return h;
@@ -139,8 +136,7 @@ static uint64_t pair_key(const candidates *c, int i, int j, int sign) {
 
 static int spectra_fit(const candidates *c, int i, int j, int m) {
   for (int s = 0; s < c->shifts; s++)
-    if (c->spectrum[(size_t)i * c->shifts + s] + c->spectrum[(size_t)j * c->shifts + s] > 4.0f * m + 1e-3f)
-      return 0;
+    if (c->spectrum[(size_t)i * c->shifts + s] + c->spectrum[(size_t)j * c->shifts + s] > 4.0f * m + 1e-3f) return 0;
   return 1;
 }
 

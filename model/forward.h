@@ -39,10 +39,9 @@ static void TYPED(rmsnorm)(real *out, const real *x, const real *w, int rows, in
 }
 
 /* out [rows, out_dim] = in [rows, in_dim] · wᵀ + bias (w [out_dim, in_dim]; bias may be NULL). */
-static void TYPED(linear)(real *out, const real *in, const real *w, const real *bias, int rows,
-                          int in_dim, int out_dim) {
-  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out_dim, in_dim, 1, in, in_dim, w, in_dim, 0,
-       out, out_dim);
+static void TYPED(linear)(real *out, const real *in, const real *w, const real *bias, int rows, int in_dim,
+                          int out_dim) {
+  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out_dim, in_dim, 1, in, in_dim, w, in_dim, 0, out, out_dim);
   if (!bias) return;
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < out_dim; j++) out[(size_t)r * out_dim + j] += bias[j];
@@ -50,8 +49,7 @@ static void TYPED(linear)(real *out, const real *in, const real *w, const real *
 
 /* x [rows, dim] enters the linears of `input` in `layer`: the observer sees it, then each token is
  * fake-quantized as a serving kernel quantizes its input. True when the observer ends the pass. */
-static bool TYPED(linear_input)(const model *m, int layer, linear_input input, real *x, int rows,
-                                int dim) {
+static bool TYPED(linear_input)(const model *m, int layer, linear_input input, real *x, int rows, int dim) {
   if (m->observe && m->observe(m->observe_user, layer, input, x, rows, dim)) return true;
   for (int r = 0; r < rows; r++)
     TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
@@ -67,8 +65,7 @@ static void TYPED(store_kv)(real *k, real *v, int n, int kv_dim, const activatio
 }
 
 /* RoPE of every head vector of x [rows, heads, head_dim], row r at angles cos/sin [rows, head_dim/2]. */
-static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double *cos_table,
-                        const double *sin_table) {
+static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double *cos_table, const double *sin_table) {
   int half = head_dim / 2;
   for (int r = 0; r < rows; r++)
     for (int h = 0; h < heads; h++) {
@@ -121,8 +118,8 @@ static void TYPED(softcap)(real *x, size_t count, double cap) {
  * soft-capped when the model says so). Query head h reads kv head h / (heads / kv_heads).
  * out [n, heads·head_dim]; scores [QUERY_TILE, pos+n] is scratch. Queries go QUERY_TILE at a
  * time, each tile against only the keys it may see. */
-static void TYPED(attention)(real *out, const real *q, const real *keys, const real *values,
-                             real *scores, int n, int pos, const model *m, int layer) {
+static void TYPED(attention)(real *out, const real *q, const real *keys, const real *values, real *scores, int n,
+                             int pos, const model *m, int layer) {
   const int window = m->layer_window ? m->layer_window[layer] : m->sliding_window;
   const double scale = m->attention_scale > 0 ? m->attention_scale : 1 / sqrt(m->config.head_dim);
   const model_config *c = &m->config;
@@ -143,8 +140,8 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
         if (m->attn_softcap > 0) TYPED(softcap)(scores + (size_t)i * visible, (size_t)last + 1, m->attn_softcap);
         TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last);
       }
-      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v,
-           kv_dim, 0, out + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim);
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v, kv_dim, 0,
+           out + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim);
     }
   }
 }
@@ -177,22 +174,22 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
   const int pos = s->length, context = pos + n;
   const double eps = c->rms_norm_eps;
 
-  real *x = malloc(sizeof(real) * n * hidden);                      /* residual stream [n, hidden] */
-  real *xb = malloc(sizeof(real) * n * hidden);                     /* normalized stream [n, hidden] */
-  real *q = malloc(sizeof(real) * n * q_dim);                       /* queries [n, heads·head_dim] */
-  real *attn = malloc(sizeof(real) * n * q_dim);                    /* attention output [n, heads·head_dim] */
-  real *delta = malloc(sizeof(real) * n * hidden);                  /* o_proj / down_proj output [n, hidden] */
-  real *gate = malloc(sizeof(real) * n * intermediate);             /* gate_proj output [n, intermediate] */
-  real *up = malloc(sizeof(real) * n * intermediate);               /* up_proj output [n, intermediate] */
-  real *scores = malloc(sizeof(real) * QUERY_TILE * context);       /* attention weights [QUERY_TILE, pos+n] */
-  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);       /* lm_head output [LOGIT_ROWS, vocab] */
-  double *cos_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE cos [n, head_dim/2] */
-  double *sin_table = malloc(sizeof(double) * n * (head_dim / 2));  /* RoPE sin [n, head_dim/2] */
-  double *cos_local = malloc(sizeof(double) * n * (head_dim / 2));  /* Gemma-3 sliding layers' RoPE cos */
-  double *sin_local = malloc(sizeof(double) * n * (head_dim / 2));  /* Gemma-3 sliding layers' RoPE sin */
+  real *x = malloc(sizeof(real) * n * hidden);                     /* residual stream [n, hidden] */
+  real *xb = malloc(sizeof(real) * n * hidden);                    /* normalized stream [n, hidden] */
+  real *q = malloc(sizeof(real) * n * q_dim);                      /* queries [n, heads·head_dim] */
+  real *attn = malloc(sizeof(real) * n * q_dim);                   /* attention output [n, heads·head_dim] */
+  real *delta = malloc(sizeof(real) * n * hidden);                 /* o_proj / down_proj output [n, hidden] */
+  real *gate = malloc(sizeof(real) * n * intermediate);            /* gate_proj output [n, intermediate] */
+  real *up = malloc(sizeof(real) * n * intermediate);              /* up_proj output [n, intermediate] */
+  real *scores = malloc(sizeof(real) * QUERY_TILE * context);      /* attention weights [QUERY_TILE, pos+n] */
+  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);      /* lm_head output [LOGIT_ROWS, vocab] */
+  double *cos_table = malloc(sizeof(double) * n * (head_dim / 2)); /* RoPE cos [n, head_dim/2] */
+  double *sin_table = malloc(sizeof(double) * n * (head_dim / 2)); /* RoPE sin [n, head_dim/2] */
+  double *cos_local = malloc(sizeof(double) * n * (head_dim / 2)); /* Gemma-3 sliding layers' RoPE cos */
+  double *sin_local = malloc(sizeof(double) * n * (head_dim / 2)); /* Gemma-3 sliding layers' RoPE sin */
   int status = 0;
-  if (!x || !xb || !q || !attn || !delta || !gate || !up || !scores || !head_out || !cos_table ||
-      !sin_table || !cos_local || !sin_local) {
+  if (!x || !xb || !q || !attn || !delta || !gate || !up || !scores || !head_out || !cos_table || !sin_table ||
+      !cos_local || !sin_local) {
     status = rotq_fail(err, "out of memory for the activations of %d tokens", n);
     goto done;
   }
@@ -200,8 +197,7 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
   rope_tables(m->inv_freq, head_dim / 2, pos, n, cos_table, sin_table);
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
-  for (int t = 0; t < n; t++)
-    memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
+  for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
   TYPED(embed_extras)(m, x, n, pos);
 
   for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -225,7 +221,7 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
     TYPED(rope)(q, n, heads, head_dim, layer_cos, layer_sin);
     TYPED(rope)(k, n, kv_heads, head_dim, layer_cos, layer_sin);
-    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim);  /* R3: q·R3, k·R3 per head */
+    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
     TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
     TYPED(store_kv)(k, v, n, kv_dim, &m->quant);
     TYPED(attention)(attn, q, keys, values, scores, n, pos, m, l);

@@ -62,7 +62,8 @@ static int read_windows(const model_config *c, int generation, model *m, rotq_er
     bool sliding;
     if (types && !cJSON_IsNull(types)) {
       const cJSON *t = cJSON_GetArrayItem(types, l);
-      if (!cJSON_IsString(t) || (strcmp(t->valuestring, "sliding_attention") && strcmp(t->valuestring, "full_attention")))
+      if (!cJSON_IsString(t) ||
+          (strcmp(t->valuestring, "sliding_attention") && strcmp(t->valuestring, "full_attention")))
         return rotq_fail(err, "%s: layer_types[%d] is not \"sliding_attention\" or \"full_attention\"", c->path, l);
       sliding = !strcmp(t->valuestring, "sliding_attention");
     } else if (generation == 2) {
@@ -120,8 +121,10 @@ int gemma_read_post_norms(const checkpoint *ck, bool f32, int l, layer_weights *
 /* v[i] += 1 for a norm weight of `count` elements (NULL: absent). */
 static void shift(void *v, int count, bool f32) {
   for (int i = 0; v && i < count; i++) {
-    if (f32) ((float *)v)[i] += 1;
-    else ((double *)v)[i] += 1;
+    if (f32)
+      ((float *)v)[i] += 1;
+    else
+      ((double *)v)[i] += 1;
   }
 }
 

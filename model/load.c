@@ -18,14 +18,14 @@
 /* What distinguishes the supported architectures, as in their transformers modeling files. */
 typedef struct architecture {
   const char *name;
-  bool qkv_bias;            /* q/k/v_proj always have a bias (Qwen2) */
-  bool attention_bias;      /* config attention_bias puts a bias on q/k/v/o_proj (Llama, Qwen3) */
-  bool mlp_bias;            /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
-  bool qk_norm;             /* q_norm / k_norm on each head before RoPE (Qwen3) */
-  bool sliding_window;      /* config sliding_window limits attention (Mistral) */
-  moe_kind moe;             /* sparse MoE blocks instead of the MLP (model/moe.h) */
-  bool fused_projections;   /* self_attn.qkv_proj and mlp.gate_up_proj, split at load (Phi-3) */
-  int gemma;                /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
+  bool qkv_bias;          /* q/k/v_proj always have a bias (Qwen2) */
+  bool attention_bias;    /* config attention_bias puts a bias on q/k/v/o_proj (Llama, Qwen3) */
+  bool mlp_bias;          /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
+  bool qk_norm;           /* q_norm / k_norm on each head before RoPE (Qwen3) */
+  bool sliding_window;    /* config sliding_window limits attention (Mistral) */
+  moe_kind moe;           /* sparse MoE blocks instead of the MLP (model/moe.h) */
+  bool fused_projections; /* self_attn.qkv_proj and mlp.gate_up_proj, split at load (Phi-3) */
+  int gemma;              /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
 } architecture;
 
 static const architecture architectures[] = {
@@ -68,16 +68,16 @@ static const char *shape_text(int ndim, const int64_t *shape, char *buf, size_t 
 
 /* Reads tensor name, which must have shape [rows, cols] (cols 0: a vector [rows]), as doubles or
  * floats (f32) into *out. */
-static int read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols,
-                       void **out, rotq_error *err) {
+static int read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols, void **out,
+                       rotq_error *err) {
   const st_tensor *t = checkpoint_find(ck, name);
   if (!t) return rotq_fail(err, "%s: tensor '%s' is missing", ck->dir, name);
   int64_t expected[2] = {rows, cols};
   int ndim = cols ? 2 : 1;
   if (t->ndim != ndim || t->shape[0] != rows || (ndim == 2 && t->shape[1] != cols)) {
     char actual_text[128], expected_text[64];
-    return rotq_fail(err, "%s: tensor '%s': shape %s does not match config.json (expected %s)",
-                     ck->dir, name, shape_text(t->ndim, t->shape, actual_text, sizeof actual_text),
+    return rotq_fail(err, "%s: tensor '%s': shape %s does not match config.json (expected %s)", ck->dir, name,
+                     shape_text(t->ndim, t->shape, actual_text, sizeof actual_text),
                      shape_text(ndim, expected, expected_text, sizeof expected_text));
   }
   size_t numel = (size_t)rows * (size_t)(cols ? cols : 1);
@@ -85,13 +85,13 @@ static int read_weight(const checkpoint *ck, bool f32, const char *name, int64_t
              : checkpoint_read_f64(ck, name, numel, (double **)out, err);
 }
 
-int model_read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols,
-                      void **out, rotq_error *err) {
+int model_read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols, void **out,
+                      rotq_error *err) {
   return read_weight(ck, f32, name, rows, cols, out, err);
 }
 
-int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t cols, const int64_t *rows,
-                     int parts, void **outs, rotq_error *err) {
+int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t cols, const int64_t *rows, int parts,
+                     void **outs, rotq_error *err) {
   int64_t total = 0;
   for (int i = 0; i < parts; i++) total += rows[i];
   void *fused = NULL;
@@ -112,16 +112,16 @@ int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t c
 }
 
 /* read_weight of "model.layers.<layer>.<suffix>". */
-static int read_layer_weight(const checkpoint *ck, bool f32, int layer, const char *suffix,
-                             int64_t rows, int64_t cols, void **out, rotq_error *err) {
+static int read_layer_weight(const checkpoint *ck, bool f32, int layer, const char *suffix, int64_t rows, int64_t cols,
+                             void **out, rotq_error *err) {
   char name[256];
   snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
   return read_weight(ck, f32, name, rows, cols, out, err);
 }
 
 /* The weight "<module>.weight" [out, in] and, when has_bias, "<module>.bias" [out]. */
-static int read_linear(const checkpoint *ck, bool f32, int layer, const char *module, bool has_bias,
-                       int64_t out_dim, int64_t in_dim, void **weight, void **bias, rotq_error *err) {
+static int read_linear(const checkpoint *ck, bool f32, int layer, const char *module, bool has_bias, int64_t out_dim,
+                       int64_t in_dim, void **weight, void **bias, rotq_error *err) {
   char suffix[128];
   snprintf(suffix, sizeof suffix, "%s.weight", module);
   if (read_layer_weight(ck, f32, layer, suffix, out_dim, in_dim, weight, err) != 0) return -1;
@@ -146,8 +146,7 @@ static int read_fused_layer(const checkpoint *ck, bool f32, int l, layer_weights
   snprintf(name, sizeof name, "model.layers.%d.mlp.gate_up_proj.weight", l);
   if (rc == 0) rc = model_read_split(ck, f32, name, hidden, gate_up_rows, 2, gate_up, err);
   w->w_gate = gate_up[0], w->w_up = gate_up[1];
-  if (rc != 0 ||
-      read_layer_weight(ck, f32, l, "input_layernorm.weight", hidden, 0, &w->attn_norm, err) != 0 ||
+  if (rc != 0 || read_layer_weight(ck, f32, l, "input_layernorm.weight", hidden, 0, &w->attn_norm, err) != 0 ||
       read_linear(ck, f32, l, "self_attn.o_proj", false, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
       read_layer_weight(ck, f32, l, "post_attention_layernorm.weight", hidden, 0, &w->mlp_norm, err) != 0 ||
       read_linear(ck, f32, l, "mlp.down_proj", false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0)
@@ -155,8 +154,8 @@ static int read_fused_layer(const checkpoint *ck, bool f32, int l, layer_weights
   return 0;
 }
 
-static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l,
-                      layer_weights *w, rotq_error *err) {
+static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
+                      rotq_error *err) {
   if (arch->fused_projections) return read_fused_layer(ck, f32, l, w, err);
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
@@ -170,15 +169,16 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
       read_linear(ck, f32, l, "self_attn.k_proj", qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
       read_linear(ck, f32, l, "self_attn.v_proj", qkv_bias, kv_dim, hidden, &w->wv, &w->bv, err) != 0 ||
       read_linear(ck, f32, l, "self_attn.o_proj", o_bias, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
-      read_layer_weight(ck, f32, l, arch->gemma >= 2 ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight",
+      read_layer_weight(ck, f32, l,
+                        arch->gemma >= 2 ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight",
                         hidden, 0, &w->mlp_norm, err) != 0 ||
       (arch->gemma >= 2 && gemma_read_post_norms(ck, f32, l, w, err) != 0) ||
       (arch->moe && moe_read_layer(ck, arch->moe, f32, l, &w->moe, err) != 0))
     return -1;
   if (!w->moe &&
       (read_linear(ck, f32, l, "mlp.gate_proj", mlp_bias, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
-      read_linear(ck, f32, l, "mlp.up_proj", mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
-      read_linear(ck, f32, l, "mlp.down_proj", mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
+       read_linear(ck, f32, l, "mlp.up_proj", mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
+       read_linear(ck, f32, l, "mlp.down_proj", mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
     return -1;
   if (!arch->qk_norm) return 0;
   return read_layer_weight(ck, f32, l, "self_attn.q_norm.weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
@@ -190,12 +190,11 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
 /* The config fields the forward pass relies on beyond what model_config checks; sets
  * m->sliding_window. */
 static int check_config(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
-  if (c->intermediate_size <= 0)
-    return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
-  if (c->head_dim % 2 != 0)
-    return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
+  if (c->intermediate_size <= 0) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
+  if (c->head_dim % 2 != 0) return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
-  if (act && !arch->gemma && strcmp(arch->name, "NemotronHForCausalLM") != 0 && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+  if (act && !arch->gemma && strcmp(arch->name, "NemotronHForCausalLM") != 0 &&
+      !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
   const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
   if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
@@ -216,8 +215,7 @@ static int check_config(const model_config *c, const architecture *arch, model *
 static int read_weights(const checkpoint *ck, const architecture *arch, model *m, rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, vocab = c->vocab_size;
-  if (read_weight(ck, m->f32, "model.embed_tokens.weight", vocab, hidden, &m->embed, err) != 0)
-    return -1;
+  if (read_weight(ck, m->f32, "model.embed_tokens.weight", vocab, hidden, &m->embed, err) != 0) return -1;
   for (int l = 0; l < c->num_hidden_layers; l++)
     if (read_layer(ck, arch, m->f32, l, &m->layers[l], err) != 0) return -1;
   if (read_weight(ck, m->f32, "model.norm.weight", hidden, 0, &m->final_norm, err) != 0) return -1;
@@ -225,8 +223,7 @@ static int read_weights(const checkpoint *ck, const architecture *arch, model *m
   if (checkpoint_find(ck, "lm_head.weight"))
     return read_weight(ck, m->f32, "lm_head.weight", vocab, hidden, &m->lm_head, err);
   if (!c->tie_word_embeddings)
-    return rotq_fail(err, "%s: tensor 'lm_head.weight' is missing and tie_word_embeddings is false",
-                     ck->dir);
+    return rotq_fail(err, "%s: tensor 'lm_head.weight' is missing and tie_word_embeddings is false", ck->dir);
   m->lm_head = m->embed;
   return 0;
 }
@@ -237,8 +234,8 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
   if (checkpoint_open(dir, &ck, err) != 0) return -1;
   const architecture *arch = find_architecture(ck.config.architecture);
   if (!arch) {
-    rotq_fail(err, "%s: architecture '%s' is not supported (supported: %s)", ck.config.path,
-              ck.config.architecture, model_supported_architectures());
+    rotq_fail(err, "%s: architecture '%s' is not supported (supported: %s)", ck.config.path, ck.config.architecture,
+              model_supported_architectures());
     checkpoint_close(&ck);
     return -1;
   }
@@ -254,16 +251,17 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     m->f32 = options && options->f32;
     const bool opt = strcmp(arch->name, "OPTForCausalLM") == 0;
     const bool nemotron_h = strcmp(arch->name, "NemotronHForCausalLM") == 0;
-    status = (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
-                     rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
-                     activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
-                     (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
-                     (opt          ? opt_read_weights(&ck, m, err)
-                      : nemotron_h ? nemotron_h_read_weights(&ck, m, err)
-                                   : read_weights(&ck, arch, m, err)) != 0 ||
-                     (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
-                 ? -1
-                 : 0;
+    status =
+        (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
+                rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
+                activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
+                (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
+                (opt          ? opt_read_weights(&ck, m, err)
+                 : nemotron_h ? nemotron_h_read_weights(&ck, m, err)
+                              : read_weights(&ck, arch, m, err)) != 0 ||
+                (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
+            ? -1
+            : 0;
     if (status == 0 && arch->gemma) gemma_shift_norms(m, &ck.config);
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
@@ -290,9 +288,8 @@ void model_free(model *m) {
   if (!m) return;
   for (int l = 0; m->layers && l < m->config.num_hidden_layers; l++) {
     layer_weights *w = &m->layers[l];
-    void *weights[] = {w->attn_norm, w->wq, w->bq, w->wk, w->bk, w->wv, w->bv, w->q_norm,
-                       w->k_norm, w->wo, w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up,
-                       w->b_up, w->w_down, w->b_down};
+    void *weights[] = {w->attn_norm, w->wq, w->bq,       w->wk,     w->bk,     w->wv,   w->bv,   w->q_norm, w->k_norm,
+                       w->wo,        w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down, w->b_down};
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
     moe_free(w->moe);
     free(w->post_attn_norm);

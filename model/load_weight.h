@@ -11,12 +11,12 @@
 
 /* Reads tensor name, which must have shape [rows, cols] (cols 0: a vector [rows]), as doubles or
  * floats (f32) into *out; the error names the tensor and both shapes. */
-int model_read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols,
-                      void **out, rotq_error *err);
+int model_read_weight(const checkpoint *ck, bool f32, const char *name, int64_t rows, int64_t cols, void **out,
+                      rotq_error *err);
 
 /* Reads the fused linear name [Σ rows, cols] and splits it into parts (copies): outs[i] gets the
  * next rows[i] rows. */
-int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t cols, const int64_t *rows,
-                     int parts, void **outs, rotq_error *err);
+int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t cols, const int64_t *rows, int parts,
+                     void **outs, rotq_error *err);
 
 #endif

@@ -27,7 +27,7 @@ typedef struct activation_quant {
 } activation_quant;
 
 typedef struct model_options {
-  bool f32;             /* compute in float32 (default float64) */
+  bool f32; /* compute in float32 (default float64) */
   activation_quant quant;
   bool no_online_hooks; /* ignore rotation.json's online rotations (model/online_hooks.h) */
 } model_options;
@@ -54,8 +54,7 @@ typedef struct model_session model_session;
 model_session *model_session_new(model *m, int max_tokens, rotq_error *err);
 /* Appends n tokens at the next positions; logits [n, vocab] of those positions. Fails, leaving
  * the session unchanged, on an out-of-vocabulary token or when the cache would overflow. */
-int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits,
-                          rotq_error *err);
+int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err);
 /* model_session_forward of one token; logits [vocab]. */
 int model_session_step(model_session *s, int32_t token, double *logits, rotq_error *err);
 /* Number of tokens in the cache. */

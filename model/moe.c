@@ -36,8 +36,8 @@ static int qwen_layer_is_sparse(const model_config *c, int layer, bool *sparse, 
   return 0;
 }
 
-static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const char *names[3],
-                       int64_t hidden, int64_t intermediate, expert_weights *e, rotq_error *err) {
+static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const char *names[3], int64_t hidden,
+                       int64_t intermediate, expert_weights *e, rotq_error *err) {
   char name[320];
   snprintf(name, sizeof name, "%s.%s.weight", prefix, names[0]);
   if (model_read_weight(ck, f32, name, intermediate, hidden, &e->w_gate, err) != 0) return -1;
@@ -54,11 +54,19 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   bool mixtral = kind == MOE_MIXTRAL;
   *sparse = true;
   if (!mixtral && qwen_layer_is_sparse(c, layer, sparse, err) != 0) return -1;
-  if (int_field(c, mixtral ? "num_local_experts" : "num_experts", mixtral ? 8 : kind == MOE_QWEN2 ? 60 : 128, 1,
-                &experts, err) != 0 ||
-      int_field(c, "num_experts_per_tok", mixtral ? 2 : kind == MOE_QWEN2 ? 4 : 8, 1, &top_k, err) != 0)
+  if (int_field(c, mixtral ? "num_local_experts" : "num_experts",
+                mixtral             ? 8
+                : kind == MOE_QWEN2 ? 60
+                                    : 128,
+                1, &experts, err) != 0 ||
+      int_field(c, "num_experts_per_tok",
+                mixtral             ? 2
+                : kind == MOE_QWEN2 ? 4
+                                    : 8,
+                1, &top_k, err) != 0)
     return -1;
-  if (mixtral) intermediate = c->intermediate_size;
+  if (mixtral)
+    intermediate = c->intermediate_size;
   else if (int_field(c, "moe_intermediate_size", kind == MOE_QWEN2 ? 1408 : 768, 1, &intermediate, err) != 0)
     return -1;
   if (kind == MOE_QWEN2 && int_field(c, "shared_expert_intermediate_size", 5632, 1, &shared, err) != 0) return -1;
@@ -76,8 +84,7 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   return 0;
 }
 
-int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out,
-                   rotq_error *err) {
+int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out, rotq_error *err) {
   *out = NULL;
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);

@@ -33,14 +33,13 @@ typedef struct moe_weights {
   expert_weights *expert;  /* [experts] */
   int shared_intermediate; /* Qwen2-MoE's shared expert, 0 = none */
   expert_weights shared;
-  void *shared_gate;       /* [1, hidden] */
+  void *shared_gate; /* [1, hidden] */
 } moe_weights;
 
 /* The layer's MoE block, or *out = NULL for a dense layer (Qwen's mlp_only_layers and
  * decoder_sparse_step), read from the checkpoint in the compute type. Config fields are
  * checked; errors name config.json or the tensor. */
-int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out,
-                   rotq_error *err);
+int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out, rotq_error *err);
 void moe_free(moe_weights *moe);
 
 #endif

@@ -5,8 +5,8 @@
 
 /* out [rows, hidden] = down(silu(gate(x))·up(x)) of x [rows, hidden]; gate, up [rows, inter] are
  * scratch. True when the observer ended the pass at the down projection's input. */
-static bool TYPED(expert_mlp)(real *out, const real *x, const expert_weights *e, int rows, int hidden,
-                              int inter, real *gate, real *up, const model *m, int layer) {
+static bool TYPED(expert_mlp)(real *out, const real *x, const expert_weights *e, int rows, int hidden, int inter,
+                              real *gate, real *up, const model *m, int layer) {
   TYPED(linear)(gate, x, e->w_gate, NULL, rows, hidden, inter);
   TYPED(linear)(up, x, e->w_up, NULL, rows, hidden, inter);
   TYPED(swiglu)(gate, up, (size_t)rows * inter);
@@ -18,8 +18,7 @@ static bool TYPED(expert_mlp)(real *out, const real *x, const expert_weights *e,
 /* routing [n, experts]: the weight of each expert for each token — softmax of the router logits
  * over all experts, kept for the top_k largest (renormalized to sum 1 if normalize_top_k), 0
  * elsewhere. logits [n, experts] are the router's outputs; chosen [experts] is scratch. */
-static void TYPED(route_tokens)(double *routing, const real *logits, const moe_weights *moe, int n,
-                                bool *chosen) {
+static void TYPED(route_tokens)(double *routing, const real *logits, const moe_weights *moe, int n, bool *chosen) {
   const int experts = moe->experts;
   for (int t = 0; t < n; t++) {
     const real *l = logits + (size_t)t * experts;
@@ -46,8 +45,7 @@ static void TYPED(route_tokens)(double *routing, const real *logits, const moe_w
  * sigmoid(x·shared_gateᵀ) · shared_expert(x); x [n, hidden] is the normalized stream. Experts run in
  * index order on the tokens routed to them, as transformers' loop does. 0, 1 when the observer ended
  * the pass, -1 when out of memory. */
-static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, int n, const model *m,
-                            int layer) {
+static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, int n, const model *m, int layer) {
   const int hidden = m->config.hidden_size, experts = moe->experts;
   const int inter = moe->intermediate > moe->shared_intermediate ? moe->intermediate : moe->shared_intermediate;
   real *logits = malloc(sizeof(real) * n * (experts > 1 ? experts : 1)); /* router output [n, experts] */
@@ -75,7 +73,8 @@ static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, in
       status = 1;
     for (int i = 0; status == 0 && i < count; i++) {
       real weight = (real)routing[(size_t)token[i] * experts + e];
-      for (int j = 0; j < hidden; j++) out[(size_t)token[i] * hidden + j] += weight * expert_out[(size_t)i * hidden + j];
+      for (int j = 0; j < hidden; j++)
+        out[(size_t)token[i] * hidden + j] += weight * expert_out[(size_t)i * hidden + j];
     }
   }
   if (status == 0 && moe->shared_intermediate) {

@@ -41,8 +41,8 @@ static const char *pattern(const model_config *c, rotq_error *err) {
     return NULL;
   }
   if ((int)strlen(p->valuestring) != c->num_hidden_layers) {
-    rotq_fail(err, "%s: hybrid_override_pattern has %zu layers, num_hidden_layers %d", c->path,
-              strlen(p->valuestring), c->num_hidden_layers);
+    rotq_fail(err, "%s: hybrid_override_pattern has %zu layers, num_hidden_layers %d", c->path, strlen(p->valuestring),
+              c->num_hidden_layers);
     return NULL;
   }
   for (const char *k = p->valuestring; *k; k++)
@@ -100,7 +100,8 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
   snprintf(name, sizeof name, "%s.conv1d.weight", prefix);
   const st_tensor *conv = checkpoint_find(ck, name);
   if (!conv || conv->ndim != 3 || conv->shape[0] != conv_dim || conv->shape[1] != 1 || conv->shape[2] != w->kernel)
-    return rotq_fail(err, "%s: tensor '%s' is missing or not [%lld, 1, %d]", ck->dir, name, (long long)conv_dim, w->kernel);
+    return rotq_fail(err, "%s: tensor '%s' is missing or not [%lld, 1, %d]", ck->dir, name, (long long)conv_dim,
+                     w->kernel);
   size_t conv_numel = (size_t)conv_dim * (size_t)w->kernel;
   if ((f32 ? checkpoint_read_f32(ck, name, conv_numel, (float **)&w->conv_weight, err)
            : checkpoint_read_f64(ck, name, conv_numel, (double **)&w->conv_weight, err)) != 0)
@@ -120,8 +121,10 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
 int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, inter = c->intermediate_size;
-  const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim, kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
-  const bool f32 = m->f32, attention_bias = bool_field(c, "attention_bias", false), mlp_bias = bool_field(c, "mlp_bias", false);
+  const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim,
+                kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
+  const bool f32 = m->f32, attention_bias = bool_field(c, "attention_bias", false),
+             mlp_bias = bool_field(c, "mlp_bias", false);
   const char *kinds = pattern(c, err);
   if (!kinds) return -1;
   for (int i = 0; i < c->head_dim / 2; i++) m->inv_freq[i] = 0; /* no positional encoding */
@@ -160,8 +163,8 @@ int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *e
 
 void mamba_free(mamba_weights *w) {
   if (!w) return;
-  void *all[] = {w->in_proj, w->in_proj_bias, w->conv_weight, w->conv_bias, w->dt_bias,
-                 w->a_log,   w->d,            w->norm,        w->out_proj,  w->out_proj_bias};
+  void *all[] = {w->in_proj, w->in_proj_bias, w->conv_weight, w->conv_bias,    w->dt_bias, w->a_log,
+                 w->d,       w->norm,         w->out_proj,    w->out_proj_bias};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
   free(w);
 }

@@ -23,13 +23,14 @@ struct model;
 struct layer_weights;
 
 typedef struct mamba_weights {
-  int heads, head_dim, state, groups, kernel; /* mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel */
-  double dt_min, dt_max;                      /* time_step_limit */
-  void *in_proj, *in_proj_bias;               /* [inter + conv_dim + heads, hidden], bias or NULL */
-  void *conv_weight, *conv_bias;              /* conv1d [conv_dim, 1, kernel], bias [conv_dim] or NULL */
-  void *dt_bias, *a_log, *d;                  /* [heads] */
-  void *norm;                                 /* gated RMSNorm weight [inter] */
-  void *out_proj, *out_proj_bias;             /* [hidden, inter], bias or NULL */
+  int heads, head_dim, state, groups,
+      kernel;                     /* mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel */
+  double dt_min, dt_max;          /* time_step_limit */
+  void *in_proj, *in_proj_bias;   /* [inter + conv_dim + heads, hidden], bias or NULL */
+  void *conv_weight, *conv_bias;  /* conv1d [conv_dim, 1, kernel], bias [conv_dim] or NULL */
+  void *dt_bias, *a_log, *d;      /* [heads] */
+  void *norm;                     /* gated RMSNorm weight [inter] */
+  void *out_proj, *out_proj_bias; /* [hidden, inter], bias or NULL */
 } mamba_weights;
 
 /* Checks config.json's hybrid fields and sets intermediate_size's use; sets m->hybrid. */

@@ -13,11 +13,11 @@ static int TYPED(mamba_mixer)(real *out, const real *h, const mamba_weights *w, 
   const int proj = inter + conv_dim + heads, heads_per_group = heads / groups, group_size = inter / groups;
   const real *conv_w = w->conv_weight, *conv_b = w->conv_bias, *dt_bias = w->dt_bias, *a_log = w->a_log, *d = w->d;
   const real *norm = w->norm;
-  real *p = malloc(sizeof(real) * n * proj);                   /* in_proj output [n, z | xBC | dt] */
-  double *xbc = malloc(sizeof(double) * n * conv_dim);         /* silu(conv1d(xBC)) [n, conv_dim] */
-  double *y = malloc(sizeof(double) * n * inter);              /* scan output [n, heads·head_dim] */
+  real *p = malloc(sizeof(real) * n * proj);                      /* in_proj output [n, z | xBC | dt] */
+  double *xbc = malloc(sizeof(double) * n * conv_dim);            /* silu(conv1d(xBC)) [n, conv_dim] */
+  double *y = malloc(sizeof(double) * n * inter);                 /* scan output [n, heads·head_dim] */
   double *s = calloc((size_t)heads * hd * state, sizeof(double)); /* SSM state [heads, head_dim, state] */
-  real *gated = malloc(sizeof(real) * n * inter);              /* gated RMSNorm output [n, inter] */
+  real *gated = malloc(sizeof(real) * n * inter);                 /* gated RMSNorm output [n, inter] */
   int status = !p || !xbc || !y || !s || !gated ? -1 : 0;
   if (status == 0) {
     TYPED(linear)(p, h, w->in_proj, w->in_proj_bias, n, hidden, proj);
@@ -81,14 +81,14 @@ static int TYPED(hybrid_forward)(model_session *s, const int32_t *tokens, int n,
   const int q_dim = c->num_attention_heads * c->head_dim, kv_dim = c->num_key_value_heads * c->head_dim;
   if (s->length != 0)
     return rotq_fail(err, "%s: Nemotron-H runs fresh sequences only (no incremental Mamba state)", c->architecture);
-  real *x = calloc((size_t)n * hidden, sizeof(real));         /* residual stream [n, hidden] */
-  real *xb = malloc(sizeof(real) * n * hidden);               /* normalized stream [n, hidden] */
-  real *delta = malloc(sizeof(real) * n * hidden);            /* a mixer's output [n, hidden] */
-  real *q = malloc(sizeof(real) * n * q_dim);                 /* queries [n, heads·head_dim] */
-  real *attn = malloc(sizeof(real) * n * q_dim);              /* attention output [n, heads·head_dim] */
+  real *x = calloc((size_t)n * hidden, sizeof(real));            /* residual stream [n, hidden] */
+  real *xb = malloc(sizeof(real) * n * hidden);                  /* normalized stream [n, hidden] */
+  real *delta = malloc(sizeof(real) * n * hidden);               /* a mixer's output [n, hidden] */
+  real *q = malloc(sizeof(real) * n * q_dim);                    /* queries [n, heads·head_dim] */
+  real *attn = malloc(sizeof(real) * n * q_dim);                 /* attention output [n, heads·head_dim] */
   real *up = malloc(sizeof(real) * n * (inter > 0 ? inter : 1)); /* MLP activation [n, intermediate] */
-  real *scores = malloc(sizeof(real) * QUERY_TILE * n);       /* attention weights [QUERY_TILE, n] */
-  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab); /* lm_head output [LOGIT_ROWS, vocab] */
+  real *scores = malloc(sizeof(real) * QUERY_TILE * n);          /* attention weights [QUERY_TILE, n] */
+  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);    /* lm_head output [LOGIT_ROWS, vocab] */
   int status = 0;
   if (!x || !xb || !delta || !q || !attn || !up || !scores || !head_out) {
     status = rotq_fail(err, "out of memory for the activations of %d tokens", n);

@@ -89,8 +89,7 @@ int online_recipe_from_json(const cJSON *json, online_recipe *recipe, const char
   int order[2];
   for (int i = 0; i < 2; i++) {
     const cJSON *v = cJSON_GetArrayItem(orders, i);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (1 << 24) ||
-        v->valuedouble != (int)v->valuedouble)
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (1 << 24) || v->valuedouble != (int)v->valuedouble)
       return rotq_fail(err, "%s: field 'kronecker' must hold two positive orders", where);
     order[i] = (int)v->valuedouble;
   }
@@ -134,15 +133,14 @@ static int add_rotation(online_hooks *h, const cJSON *entry, int index, const mo
   for (int s = 0; cJSON_IsString(site_json) && s < ONLINE_SITE_COUNT; s++)
     if (strcmp(site_json->valuestring, site_names[s]) == 0) site = s;
   if (site < 0)
-    return rotq_fail(err, "%s: field 'site' must be \"down_proj_input\", \"o_proj_input\" or \"qk_after_rope\"",
-                     where);
+    return rotq_fail(err, "%s: field 'site' must be \"down_proj_input\", \"o_proj_input\" or \"qk_after_rope\"", where);
   if (h->rotation[site]) return rotq_fail(err, "%s: a second rotation at site '%s'", where, site_names[site]);
   online_recipe recipe;
   if (online_recipe_from_json(cJSON_GetObjectItemCaseSensitive(entry, "recipe"), &recipe, where, err) < 0) return -1;
   int order = expected_order(site, c);
   if ((long)recipe.m * recipe.n != order || (site != ONLINE_SITE_DOWN_PROJ && recipe.m != 1))
-    return rotq_fail(err, "%s: a %d ⊗ %d rotation at site '%s' does not fit config.json (order %d)", where,
-                     recipe.m, recipe.n, site_names[site], order);
+    return rotq_fail(err, "%s: a %d ⊗ %d rotation at site '%s' does not fit config.json (order %d)", where, recipe.m,
+                     recipe.n, site_names[site], order);
   const cJSON *layers = cJSON_GetObjectItemCaseSensitive(entry, "layers");
   if (!cJSON_IsArray(layers)) return rotq_fail(err, "%s: field 'layers' must be a list of layer indices", where);
   h->active[site] = calloc((size_t)h->num_layers + 1, sizeof(bool));
@@ -159,8 +157,8 @@ static int add_rotation(online_hooks *h, const cJSON *entry, int index, const mo
   return 0;
 }
 
-int online_hooks_from_json(const cJSON *online, const model_config *config, const char *origin,
-                           online_hooks **out, rotq_error *err) {
+int online_hooks_from_json(const cJSON *online, const model_config *config, const char *origin, online_hooks **out,
+                           rotq_error *err) {
   *out = NULL;
   if (!online || cJSON_IsNull(online)) return 0;
   if (!cJSON_IsObject(online)) return rotq_fail(err, "%s: 'online' must be an object or null", origin);

@@ -47,8 +47,7 @@ rotation *online_recipe_build(const online_recipe *recipe, rotq_error *err);
 /* {"kronecker": [m, n], "mode", "seeds": ["<seed_m>", "<seed_n>"], "block_size"}; seeds are
  * strings so that 64-bit values survive JSON readers that parse numbers as doubles. */
 struct cJSON *online_recipe_to_json(const online_recipe *recipe);
-int online_recipe_from_json(const struct cJSON *json, online_recipe *recipe, const char *where,
-                            rotq_error *err);
+int online_recipe_from_json(const struct cJSON *json, online_recipe *recipe, const char *where, rotq_error *err);
 
 typedef struct online_hooks online_hooks;
 

@@ -54,9 +54,14 @@ static int read_layer(const checkpoint *ck, bool f32, int l, layer_weights *w, r
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, ffn = c->intermediate_size;
   char p[8][128];
-  static const char *const modules[8] = {"self_attn_layer_norm", "self_attn.q_proj", "self_attn.k_proj",
-                                         "self_attn.v_proj",     "self_attn.out_proj", "final_layer_norm",
-                                         "fc1",                  "fc2"};
+  static const char *const modules[8] = {"self_attn_layer_norm",
+                                         "self_attn.q_proj",
+                                         "self_attn.k_proj",
+                                         "self_attn.v_proj",
+                                         "self_attn.out_proj",
+                                         "final_layer_norm",
+                                         "fc1",
+                                         "fc2"};
   for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "model.decoder.layers.%d.%s", l, modules[i]);
   return read_pair(ck, f32, p[0], hidden, 0, &w->attn_norm, &w->attn_norm_bias, err) ||
                  read_pair(ck, f32, p[1], hidden, hidden, &w->wq, &w->bq, err) ||

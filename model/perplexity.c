@@ -15,8 +15,7 @@ double token_nll(const double *logits, int vocab, int target) {
 }
 
 int perplexity_eval(model *m, const int32_t *tokens, size_t count, int ctx, size_t max_segments,
-                    perplexity_progress progress, void *user, perplexity_result *out,
-                    rotq_error *err) {
+                    perplexity_progress progress, void *user, perplexity_result *out, rotq_error *err) {
   const perplexity_options options = {.ctx = ctx, .max_segments = max_segments, .progress = progress, .user = user};
   return perplexity_measure(m, tokens, count, &options, out, err);
 }
@@ -38,7 +37,7 @@ int perplexity_measure(model *m, const int32_t *tokens, size_t count, const perp
   }
   size_t last = segment_count; /* one past the last segment evaluated */
   if (o->max_segments && o->max_segments < segment_count - o->first_segment) last = o->first_segment + o->max_segments;
-  double *logits = malloc(sizeof(double) * (size_t)ctx * vocab);                               /* [ctx, vocab] */
+  double *logits = malloc(sizeof(double) * (size_t)ctx * vocab);                          /* [ctx, vocab] */
   double *reference = o->reference ? malloc(sizeof(double) * (size_t)ctx * vocab) : NULL; /* [ctx, vocab] */
   if (!logits || (o->reference && !reference)) {
     free(segments);

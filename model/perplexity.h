@@ -10,11 +10,11 @@
 #include "model/model.h"
 
 typedef struct perplexity_result {
-  double nll;        /* mean negative log-likelihood, nats per token */
-  double ppl;        /* exp(nll) */
-  double kl;         /* with a reference: mean KL(p_reference ‖ p_model) per predicted token, nats */
-  size_t predicted;  /* tokens predicted */
-  size_t segments;   /* segments evaluated */
+  double nll;       /* mean negative log-likelihood, nats per token */
+  double ppl;       /* exp(nll) */
+  double kl;        /* with a reference: mean KL(p_reference ‖ p_model) per predicted token, nats */
+  size_t predicted; /* tokens predicted */
+  size_t segments;  /* segments evaluated */
 } perplexity_result;
 
 /* Called after each segment with the number done and the number to do. */
@@ -36,8 +36,7 @@ int perplexity_measure(model *m, const int32_t *tokens, size_t count, const perp
 /* Evaluates the first max_segments segments (0 = all) of tokens[0..count), ctx ≥ 2 tokens of
  * each. progress may be NULL. An out-of-vocabulary id is an error naming its position. */
 int perplexity_eval(model *m, const int32_t *tokens, size_t count, int ctx, size_t max_segments,
-                    perplexity_progress progress, void *user, perplexity_result *out,
-                    rotq_error *err);
+                    perplexity_progress progress, void *user, perplexity_result *out, rotq_error *err);
 
 /* −log softmax(logits)[target] over a row of vocab logits, by log-sum-exp in double. */
 double token_nll(const double *logits, int vocab, int target);

@@ -17,8 +17,7 @@ static void llama3_scaling(const rope_scaling *r, double *inv_freq, int half) {
     if (wavelen > low_freq_wavelen) {
       inv_freq[i] /= r->factor;
     } else {
-      double smooth = (old_context / wavelen - r->low_freq_factor) /
-                      (r->high_freq_factor - r->low_freq_factor);
+      double smooth = (old_context / wavelen - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
       inv_freq[i] = (1 - smooth) * inv_freq[i] / r->factor + smooth * inv_freq[i];
     }
   }
@@ -35,8 +34,8 @@ int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err) {
     return 0;
   }
   if (strcmp(r->type, "llama3") == 0) {
-    if (!(r->factor > 0) || !(r->low_freq_factor > 0) ||
-        !(r->high_freq_factor > r->low_freq_factor) || r->original_max_position_embeddings <= 0)
+    if (!(r->factor > 0) || !(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
+        r->original_max_position_embeddings <= 0)
       return rotq_fail(err,
                        "%s: rope_scaling llama3 needs factor > 0, 0 < low_freq_factor < "
                        "high_freq_factor and original_max_position_embeddings",
@@ -44,12 +43,11 @@ int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err) {
     llama3_scaling(r, inv_freq, half);
     return 0;
   }
-  return rotq_fail(err, "%s: rope_scaling type '%s' is not supported (supported: default, linear, llama3)",
-                   c->path, r->type);
+  return rotq_fail(err, "%s: rope_scaling type '%s' is not supported (supported: default, linear, llama3)", c->path,
+                   r->type);
 }
 
-void rope_tables(const double *inv_freq, int half, int first, int n, double *cos_table,
-                 double *sin_table) {
+void rope_tables(const double *inv_freq, int half, int first, int n, double *cos_table, double *sin_table) {
   for (int p = 0; p < n; p++)
     for (int i = 0; i < half; i++) {
       double angle = (double)(first + p) * inv_freq[i];

@@ -13,7 +13,6 @@
 int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err);
 
 /* cos/sin [n, half] of positions first..first+n−1: cos_table[p·half + i] = cos((first+p)·inv_freq[i]). */
-void rope_tables(const double *inv_freq, int half, int first, int n, double *cos_table,
-                 double *sin_table);
+void rope_tables(const double *inv_freq, int half, int first, int n, double *cos_table, double *sin_table);
 
 #endif

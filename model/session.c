@@ -10,8 +10,8 @@ model_session *model_session_new(model *m, int max_tokens, rotq_error *err) {
     return NULL;
   }
   const model_config *c = &m->config;
-  size_t cache_elements = (size_t)c->num_hidden_layers * (size_t)max_tokens *
-                          (size_t)c->num_key_value_heads * (size_t)c->head_dim;
+  size_t cache_elements =
+      (size_t)c->num_hidden_layers * (size_t)max_tokens * (size_t)c->num_key_value_heads * (size_t)c->head_dim;
   size_t element_size = m->f32 ? sizeof(float) : sizeof(double);
   model_session *s = calloc(1, sizeof *s);
   if (s) {
@@ -28,19 +28,17 @@ model_session *model_session_new(model *m, int max_tokens, rotq_error *err) {
   return s;
 }
 
-int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits,
-                          rotq_error *err) {
+int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
   if (n < 1) return rotq_fail(err, "no tokens to run");
   if (n > s->max_tokens - s->length)
-    return rotq_fail(err, "%d more tokens overflow the session's cache (%d of %d positions used)",
-                     n, s->length, s->max_tokens);
+    return rotq_fail(err, "%d more tokens overflow the session's cache (%d of %d positions used)", n, s->length,
+                     s->max_tokens);
   const int vocab = s->model->config.vocab_size;
   for (int i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= vocab)
-      return rotq_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)",
-                       (int)tokens[i], s->length + i, vocab);
-  int status = s->model->f32 ? forward_f32(s, tokens, n, logits, err)
-                             : forward_f64(s, tokens, n, logits, err);
+      return rotq_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", (int)tokens[i],
+                       s->length + i, vocab);
+  int status = s->model->f32 ? forward_f32(s, tokens, n, logits, err) : forward_f64(s, tokens, n, logits, err);
   if (status == 0) s->length += n;
   return status;
 }

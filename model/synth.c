@@ -18,7 +18,6 @@
 #include "model/synth_internal.h"
 #include "model/synth_outliers.h"
 
-
 /* The architecture's layout rules (as its transformers modeling file defines them). */
 typedef struct synth_family {
   const char *architecture, *model_type;
@@ -42,8 +41,8 @@ static const char *torch_dtype_name(dtype t) {
   return "float32";
 }
 
-static void add_tensor(synth_tensor *list, size_t *count, weight_kind kind, int64_t rows,
-                       int64_t cols, const char *fmt, int layer) {
+static void add_tensor(synth_tensor *list, size_t *count, weight_kind kind, int64_t rows, int64_t cols, const char *fmt,
+                       int layer) {
   synth_tensor *t = &list[(*count)++];
   snprintf(t->name, sizeof t->name, fmt, layer);
   t->kind = kind;
@@ -53,8 +52,7 @@ static void add_tensor(synth_tensor *list, size_t *count, weight_kind kind, int6
 }
 
 /* Every tensor of the checkpoint in model order; list has room for 2 + 18·layers + 1. */
-static size_t list_tensors(const synth_spec *spec, const synth_family *family, int head_dim,
-                           synth_tensor *list) {
+static size_t list_tensors(const synth_spec *spec, const synth_family *family, int head_dim, synth_tensor *list) {
   const int64_t hidden = spec->hidden_size, intermediate = spec->intermediate_size;
   const int64_t q_dim = (int64_t)spec->num_heads * head_dim, kv_dim = (int64_t)spec->num_kv_heads * head_dim;
   const bool qkv_bias = family->qkv_bias_always || spec->attention_bias;
@@ -152,11 +150,11 @@ static void draw_values(const synth_tensor *t, value_stream *s, int hidden, doub
 typedef struct synth_batch {
   const synth_spec *spec;
   const synth_tensor *tensors;
-  size_t *order;        /* tensor indices, largest first, so that the big ones start early */
+  size_t *order; /* tensor indices, largest first, so that the big ones start early */
   size_t count;
   size_t chunk_values, block_values; /* the largest chunk and block of any tensor */
   st_writer *writer;
-  atomic_size_t next;   /* the next entry of order to take */
+  atomic_size_t next; /* the next entry of order to take */
   atomic_bool failed;
   pthread_mutex_t lock; /* guards error */
   rotq_error error;
@@ -325,8 +323,10 @@ static cJSON *config_json(const synth_spec *spec, const synth_family *family, in
   }
   cJSON_AddNumberToObject(c, "rope_theta", spec->rope_theta > 0 ? spec->rope_theta : 10000.0);
   if (mistral) cJSON_AddNumberToObject(c, "sliding_window", 4096);
-  if (qwen3) cJSON_AddNullToObject(c, "sliding_window");
-  else if (qwen) cJSON_AddNumberToObject(c, "sliding_window", max_positions);
+  if (qwen3)
+    cJSON_AddNullToObject(c, "sliding_window");
+  else if (qwen)
+    cJSON_AddNumberToObject(c, "sliding_window", max_positions);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", spec->tie_word_embeddings);
   cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(spec->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "4.51.3");
@@ -342,13 +342,14 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
   for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
     if (spec->architecture && strcmp(spec->architecture, families[i].architecture) == 0) family = &families[i];
   if (!family) {
-    rotq_fail(err, "synth: architecture '%s' is not one of LlamaForCausalLM, MistralForCausalLM, "
-                   "Qwen2ForCausalLM, Qwen3ForCausalLM, %s",
+    rotq_fail(err,
+              "synth: architecture '%s' is not one of LlamaForCausalLM, MistralForCausalLM, "
+              "Qwen2ForCausalLM, Qwen3ForCausalLM, %s",
               spec->architecture ? spec->architecture : "(none)", synth_family_list());
     return NULL;
   }
-  if (spec->hidden_size < 1 || spec->intermediate_size < 1 || spec->num_layers < 1 ||
-      spec->num_heads < 1 || spec->num_kv_heads < 1 || spec->vocab_size < 1 || spec->head_dim < 0) {
+  if (spec->hidden_size < 1 || spec->intermediate_size < 1 || spec->num_layers < 1 || spec->num_heads < 1 ||
+      spec->num_kv_heads < 1 || spec->vocab_size < 1 || spec->head_dim < 0) {
     rotq_fail(err, "synth: sizes must be positive");
     return NULL;
   }
@@ -357,8 +358,8 @@ static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rot
     return NULL;
   }
   if (!spec->head_dim && spec->hidden_size % spec->num_heads != 0) {
-    rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim",
-              spec->hidden_size, spec->num_heads);
+    rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim", spec->hidden_size,
+              spec->num_heads);
     return NULL;
   }
   *head_dim = spec->head_dim ? spec->head_dim : spec->hidden_size / spec->num_heads;

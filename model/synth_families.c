@@ -93,9 +93,12 @@ static void mixtral_tensors(plan *p, const synth_spec *s) {
     add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
     add_linear(p, experts_of(s), s->hidden_size, false, "model.layers.%d.block_sparse_moe.gate", l, 0);
     for (int e = 0; e < experts_of(s); e++) {
-      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w1", l, e);
-      add_linear(p, s->hidden_size, s->intermediate_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w2", l, e);
-      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w3", l, e);
+      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w1", l,
+                 e);
+      add_linear(p, s->hidden_size, s->intermediate_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w2", l,
+                 e);
+      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w3", l,
+                 e);
     }
   }
   add_head(p, s, false);
@@ -105,7 +108,8 @@ static void mixtral_tensors(plan *p, const synth_spec *s) {
 static void qwen_moe_tensors(plan *p, const synth_spec *s, bool qwen2) {
   const int64_t hidden = s->hidden_size;
   const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
-  const int64_t shared_inter = s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size : s->intermediate_size;
+  const int64_t shared_inter =
+      s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size : s->intermediate_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
@@ -158,11 +162,13 @@ static void gemma_tensors(plan *p, const synth_spec *s, int generation) {
     add_attention(p, s, l, s->attention_bias, generation == 3);
     if (s->attention_bias) add(p, KIND_BIAS, hidden, 0, 0, "model.layers.%d.self_attn.o_proj.bias", l, 0);
     add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
-    if (generation >= 2) add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l, 0);
+    if (generation >= 2)
+      add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l, 0);
     add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
     add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
     add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
-    if (generation >= 2) add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.post_feedforward_layernorm.weight", l, 0);
+    if (generation >= 2)
+      add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.post_feedforward_layernorm.weight", l, 0);
   }
   add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.norm.weight", 0, 0);
   if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
@@ -308,15 +314,18 @@ static cJSON *qwen_moe_config(const synth_spec *s, bool qwen2) {
                           s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
   if (qwen2)
     cJSON_AddNumberToObject(c, "shared_expert_intermediate_size",
-                            s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size : s->intermediate_size);
+                            s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size
+                                                               : s->intermediate_size);
   cJSON_AddBoolToObject(c, "norm_topk_prob", s->norm_topk_prob);
   cJSON_AddNumberToObject(c, "num_experts", experts_of(s));
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
   cJSON_AddBoolToObject(c, "output_router_logits", false);
   cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.001);
   cJSON_AddNullToObject(c, "rope_scaling");
-  if (qwen2) cJSON_AddNumberToObject(c, "sliding_window", 2048);
-  else cJSON_AddNullToObject(c, "sliding_window");
+  if (qwen2)
+    cJSON_AddNumberToObject(c, "sliding_window", 2048);
+  else
+    cJSON_AddNullToObject(c, "sliding_window");
   cJSON_AddBoolToObject(c, "use_sliding_window", false);
   return c;
 }
@@ -355,7 +364,8 @@ static cJSON *gemma_config(const synth_spec *s, int generation) {
     return c;
   }
   if (generation == 2) cJSON_DeleteItemFromObject(c, "hidden_act"); /* Gemma2Config has hidden_activation only */
-  cJSON_AddNumberToObject(c, "query_pre_attn_scalar", s->query_pre_attn_scalar ? s->query_pre_attn_scalar : head_dim_of(s));
+  cJSON_AddNumberToObject(c, "query_pre_attn_scalar",
+                          s->query_pre_attn_scalar ? s->query_pre_attn_scalar : head_dim_of(s));
   cJSON_AddNumberToObject(c, "sliding_window", s->sliding_window ? s->sliding_window : 4096);
   if (generation == 2) {
     cJSON_AddNumberToObject(c, "attn_logit_softcapping", 50.0);
@@ -491,8 +501,8 @@ static void sort_keys(cJSON *object) {
 }
 
 static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
-  if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 ||
-      s->num_kv_heads < 1 || s->vocab_size < 1 || s->head_dim < 0)
+  if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
+      s->vocab_size < 1 || s->head_dim < 0)
     return rotq_fail(err, "synth: sizes must be positive");
   if (s->num_heads % s->num_kv_heads != 0)
     return rotq_fail(err, "synth: %d heads is not a multiple of %d kv heads", s->num_heads, s->num_kv_heads);

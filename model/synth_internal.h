@@ -11,13 +11,13 @@
 #include "model/synth.h"
 
 typedef enum weight_kind {
-  KIND_EMBEDDING, /* N(0, 1/hidden) */
-  KIND_LINEAR,    /* N(0, 1/in), in = the last dimension */
-  KIND_NORM,      /* 1 + 0.2·N(0, 1) */
-  KIND_BIAS,      /* 0.1·N(0, 1) */
-  KIND_A_LOG,     /* Mamba A_log: log of U(1, 16) */
-  KIND_DT_BIAS,   /* Mamba dt_bias: softplus⁻¹ of a step in [0.001, 0.1] (log-uniform) */
-  KIND_SKIP,      /* Mamba D: 1 + 0.2·N(0, 1) */
+  KIND_EMBEDDING,  /* N(0, 1/hidden) */
+  KIND_LINEAR,     /* N(0, 1/in), in = the last dimension */
+  KIND_NORM,       /* 1 + 0.2·N(0, 1) */
+  KIND_BIAS,       /* 0.1·N(0, 1) */
+  KIND_A_LOG,      /* Mamba A_log: log of U(1, 16) */
+  KIND_DT_BIAS,    /* Mamba dt_bias: softplus⁻¹ of a step in [0.001, 0.1] (log-uniform) */
+  KIND_SKIP,       /* Mamba D: 1 + 0.2·N(0, 1) */
   KIND_NORM_DELTA, /* Gemma's norm weights w (the norm scales by 1 + w): 0.2·N(0, 1) */
 } weight_kind;
 

@@ -43,8 +43,8 @@ int token_file_read(const char *path, int32_t **tokens, size_t *count, rotq_erro
   return 0;
 }
 
-int token_segments(const int32_t *tokens, size_t count, token_segment **segments,
-                   size_t *segment_count, rotq_error *err) {
+int token_segments(const int32_t *tokens, size_t count, token_segment **segments, size_t *segment_count,
+                   rotq_error *err) {
   size_t n = 0;
   for (size_t i = 0; i < count; i++) n += i == 0 || tokens[i] == TOKEN_BOS;
   token_segment *out = malloc((n ? n : 1) * sizeof *out);

@@ -19,7 +19,7 @@ int token_file_read(const char *path, int32_t **tokens, size_t *count, rotq_erro
 
 /* Splits tokens into segments, each starting at a BOS token (and one at 0 if the first token is
  * not BOS): *segments malloc'd, *segment_count of them. */
-int token_segments(const int32_t *tokens, size_t count, token_segment **segments,
-                   size_t *segment_count, rotq_error *err);
+int token_segments(const int32_t *tokens, size_t count, token_segment **segments, size_t *segment_count,
+                   rotq_error *err);
 
 #endif

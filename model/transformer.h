@@ -19,21 +19,21 @@ typedef enum activation_kind {
 } activation_kind;
 
 typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_up.. (attn_norm its norm) */
-  void *attn_norm;        /* input_layernorm            [hidden] */
-  void *wq, *bq;          /* self_attn.q_proj           [heads·head_dim, hidden], bias or NULL */
-  void *wk, *bk;          /* self_attn.k_proj           [kv_heads·head_dim, hidden], bias or NULL */
-  void *wv, *bv;          /* self_attn.v_proj           [kv_heads·head_dim, hidden], bias or NULL */
-  void *q_norm, *k_norm;  /* self_attn.q_norm / k_norm  [head_dim] (Qwen3), else NULL */
-  void *wo, *bo;          /* self_attn.o_proj           [hidden, heads·head_dim], bias or NULL */
-  void *mlp_norm;         /* post_attention_layernorm   [hidden] (Gemma-2/3: pre_feedforward_layernorm) */
-  void *w_gate, *b_gate;  /* mlp.gate_proj              [intermediate, hidden], bias or NULL */
-  void *w_up, *b_up;      /* mlp.up_proj                [intermediate, hidden], bias or NULL */
-  void *w_down, *b_down;  /* mlp.down_proj              [hidden, intermediate], bias or NULL */
-  moe_weights *moe;       /* sparse MoE block instead of the MLP (Mixtral, Qwen-MoE), else NULL */
-  void *post_attn_norm;   /* Gemma-2/3 post_attention_layernorm on o_proj's output [hidden], else NULL */
-  void *post_mlp_norm;    /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
+  void *attn_norm;             /* input_layernorm            [hidden] */
+  void *wq, *bq;               /* self_attn.q_proj           [heads·head_dim, hidden], bias or NULL */
+  void *wk, *bk;               /* self_attn.k_proj           [kv_heads·head_dim, hidden], bias or NULL */
+  void *wv, *bv;               /* self_attn.v_proj           [kv_heads·head_dim, hidden], bias or NULL */
+  void *q_norm, *k_norm;       /* self_attn.q_norm / k_norm  [head_dim] (Qwen3), else NULL */
+  void *wo, *bo;               /* self_attn.o_proj           [hidden, heads·head_dim], bias or NULL */
+  void *mlp_norm;              /* post_attention_layernorm   [hidden] (Gemma-2/3: pre_feedforward_layernorm) */
+  void *w_gate, *b_gate;       /* mlp.gate_proj              [intermediate, hidden], bias or NULL */
+  void *w_up, *b_up;           /* mlp.up_proj                [intermediate, hidden], bias or NULL */
+  void *w_down, *b_down;       /* mlp.down_proj              [hidden, intermediate], bias or NULL */
+  moe_weights *moe;            /* sparse MoE block instead of the MLP (Mixtral, Qwen-MoE), else NULL */
+  void *post_attn_norm;        /* Gemma-2/3 post_attention_layernorm on o_proj's output [hidden], else NULL */
+  void *post_mlp_norm;         /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
-  mamba_weights *mamba;   /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
+  mamba_weights *mamba;                 /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -48,28 +48,27 @@ typedef enum linear_input {
 /* Sees x [rows, dim] (elements of the compute type) as it enters the linears of `input` in
  * `layer`, after any online rotation and before fake quantization. Returning true ends the
  * forward pass there: the logits are then left unset (calibration needs no more). */
-typedef bool (*linear_input_observer)(void *user, int layer, linear_input input, const void *x,
-                                      int rows, int dim);
+typedef bool (*linear_input_observer)(void *user, int layer, linear_input input, const void *x, int rows, int dim);
 
 struct model {
   model_config config;
-  bool f32;               /* elements are floats (else doubles) */
-  int sliding_window;     /* a query sees this many most recent positions; 0 = all */
-  void *embed;            /* model.embed_tokens         [vocab, hidden] */
-  layer_weights *layers;  /* [num_hidden_layers] */
-  void *final_norm;       /* model.norm                 [hidden] */
-  void *lm_head;          /* lm_head                    [vocab, hidden]; == embed when tied */
-  double *inv_freq;       /* RoPE inverse frequencies   [head_dim / 2], rope_scaling applied */
+  bool f32;              /* elements are floats (else doubles) */
+  int sliding_window;    /* a query sees this many most recent positions; 0 = all */
+  void *embed;           /* model.embed_tokens         [vocab, hidden] */
+  layer_weights *layers; /* [num_hidden_layers] */
+  void *final_norm;      /* model.norm                 [hidden] */
+  void *lm_head;         /* lm_head                    [vocab, hidden]; == embed when tied */
+  double *inv_freq;      /* RoPE inverse frequencies   [head_dim / 2], rope_scaling applied */
   /* Family features beyond the LLaMA family (all zero/NULL for it): */
   activation_kind activation; /* of the MLP: SiLU-gated unless set */
-  double embed_scale;     /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */
-  double attention_scale; /* Gemma-2/3: query_pre_attn_scalar^-½; 0 = 1/√head_dim */
-  double attn_softcap;    /* Gemma-2: scores ← cap·tanh(scores/cap); 0 = none */
-  double final_softcap;   /* Gemma-2: logits ← cap·tanh(logits/cap); 0 = none */
-  int *layer_window;      /* [layers] Gemma-2/3: each layer's sliding window (0 = full); NULL = sliding_window */
-  double *inv_freq_local; /* Gemma-3: RoPE of the sliding layers (rope_local_base_freq), else NULL */
-  bool layer_norm;        /* OPT: LayerNorm (centred, with β) instead of RMSNorm */
-  void *final_norm_bias;  /* OPT: the final LayerNorm's β [hidden] */
+  double embed_scale;         /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */
+  double attention_scale;     /* Gemma-2/3: query_pre_attn_scalar^-½; 0 = 1/√head_dim */
+  double attn_softcap;        /* Gemma-2: scores ← cap·tanh(scores/cap); 0 = none */
+  double final_softcap;       /* Gemma-2: logits ← cap·tanh(logits/cap); 0 = none */
+  int *layer_window;          /* [layers] Gemma-2/3: each layer's sliding window (0 = full); NULL = sliding_window */
+  double *inv_freq_local;     /* Gemma-3: RoPE of the sliding layers (rope_local_base_freq), else NULL */
+  bool layer_norm;            /* OPT: LayerNorm (centred, with β) instead of RMSNorm */
+  void *final_norm_bias;      /* OPT: the final LayerNorm's β [hidden] */
   void *positions;        /* OPT: learned positions [max_position_embeddings + 2, hidden]; position p is row p + 2 */
   bool hybrid;            /* Nemotron-H: each layer one mixer (Mamba-2, attention or MLP); model/nemotron_h.h */
   activation_quant quant; /* fake quantization, resolved: off is 16 bits, clips and group set */
@@ -80,10 +79,10 @@ struct model {
 
 struct model_session {
   model *model;
-  int max_tokens;         /* cache capacity in positions */
-  int length;             /* positions filled */
-  void *key_cache;        /* [layers, max_tokens, kv_heads·head_dim], RoPE applied */
-  void *value_cache;      /* [layers, max_tokens, kv_heads·head_dim] */
+  int max_tokens;    /* cache capacity in positions */
+  int length;        /* positions filled */
+  void *key_cache;   /* [layers, max_tokens, kv_heads·head_dim], RoPE applied */
+  void *value_cache; /* [layers, max_tokens, kv_heads·head_dim] */
 };
 
 /* The forward pass of n tokens (already bounds-checked) at positions s->length.. (room checked):

@@ -17,13 +17,13 @@
 
 /* One online rotation and its export. */
 typedef struct online_group {
-  const char *name;     /* transform group: "R4", "R_heads", "R3" */
+  const char *name; /* transform group: "R4", "R_heads", "R3" */
   online_site site;
   online_recipe recipe;
-  rotation *rotation;   /* the activation transform (R4, R_heads, R3) */
-  bool *layers;         /* [num_layers]: where it acts */
-  const char *type;     /* compressed-tensors type: hadamard | random-hadamard | random-matrix */
-  int head_dim;         /* transform_config head_dim (the block order), 0 = null (the whole input) */
+  rotation *rotation; /* the activation transform (R4, R_heads, R3) */
+  bool *layers;       /* [num_layers]: where it acts */
+  const char *type;   /* compressed-tensors type: hadamard | random-hadamard | random-matrix */
+  int head_dim;       /* transform_config head_dim (the block order), 0 = null (the whole input) */
   /* The stored tensor S = √s·T (s × s): T = rotation, T = rotation ⊗ I_head_dim (R_heads), or one
    * diagonal block H_b of vLLM's R4 (stored_block). Absent for vLLM's R3 (nothing loads it). */
   bool stored;
@@ -52,9 +52,7 @@ static bool hadamard_constructible(int n) {
   return hadamard_plan_order(n, &plan) == 0;
 }
 
-static bool kronecker_factor_allowed(int k) {
-  return k == 1 || k == 2 || (k % 4 == 0 && k <= KRONECKER_MAX_FACTOR);
-}
+static bool kronecker_factor_allowed(int k) { return k == 1 || k == 2 || (k % 4 == 0 && k <= KRONECKER_MAX_FACTOR); }
 
 void online_kronecker_split(int intermediate, int *m, int *n) {
   *m = 1;
@@ -188,8 +186,8 @@ static int make_r4(quarot_processor *p, uint64_t seed, rotq_error *err) {
     if (b < 2)
       return rotq_fail(err, "--online-for vllm: intermediate_size %d has no power-of-two factor for vLLM's blocks",
                        intermediate);
-    g->recipe = (online_recipe){.m = 1, .n = intermediate, .mode = ROTATION_BASE_HADAMARD,
-                                .block_size = b == intermediate ? 0 : b};
+    g->recipe = (online_recipe){
+        .m = 1, .n = intermediate, .mode = ROTATION_BASE_HADAMARD, .block_size = b == intermediate ? 0 : b};
     g->type = "hadamard";
     g->head_dim = b;
     g->tensor_order = b;
@@ -198,7 +196,9 @@ static int make_r4(quarot_processor *p, uint64_t seed, rotq_error *err) {
   } else {
     int m, n;
     online_kronecker_split(intermediate, &m, &n);
-    g->recipe = (online_recipe){.m = m, .n = n, .mode = ROTATION_HADAMARD,
+    g->recipe = (online_recipe){.m = m,
+                                .n = n,
+                                .mode = ROTATION_HADAMARD,
                                 .seed_m = m > 1 ? derive_seed(seed, "online.R4.m", 0) : 0,
                                 .seed_n = derive_seed(seed, "online.R4.n", 0)};
     g->tensor_order = intermediate;
@@ -221,8 +221,8 @@ static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
   g->name = "R_heads";
   g->site = ONLINE_SITE_O_PROJ;
   if (all_layers(s, g, err) < 0) return -1;
-  g->recipe = (online_recipe){.m = 1, .n = s->heads, .mode = ROTATION_HADAMARD,
-                              .seed_n = derive_seed(seed, "online.R_heads", 0)};
+  g->recipe = (online_recipe){
+      .m = 1, .n = s->heads, .mode = ROTATION_HADAMARD, .seed_n = derive_seed(seed, "online.R_heads", 0)};
   if (build_group(g, err) < 0) return -1;
   /* R_heads ⊗ I is not a Hadamard matrix (it has zeros) nor block-diagonal: a dense transform */
   g->type = "random-matrix";
@@ -256,16 +256,16 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
   if (s->vllm)
     g->recipe = (online_recipe){.m = 1, .n = s->head_dim, .mode = ROTATION_BASE_HADAMARD};
   else
-    g->recipe = (online_recipe){.m = 1, .n = s->head_dim, .mode = ROTATION_HADAMARD,
-                                .seed_n = derive_seed(seed, "online.R3", 0)};
+    g->recipe = (online_recipe){
+        .m = 1, .n = s->head_dim, .mode = ROTATION_HADAMARD, .seed_n = derive_seed(seed, "online.R3", 0)};
   if (build_group(g, err) < 0) return -1;
   g->head_dim = s->head_dim;
   g->tensor_order = s->head_dim;
   g->type = s->vllm ? "hadamard" : rotation_is_fallback(g->rotation) ? "random-matrix" : "random-hadamard";
   if (rotation_is_fallback(g->rotation)) {
     char text[512];
-    snprintf(text, sizeof text, "online R3: head_dim %d is not a constructible Hadamard order; using %s",
-             s->head_dim, rotation_describe(g->rotation));
+    snprintf(text, sizeof text, "online R3: head_dim %d is not a constructible Hadamard order; using %s", s->head_dim,
+             rotation_describe(g->rotation));
     online_warn(s, text);
   }
   /* vLLM has no attention transforms, hence no parameter to load an R3 tensor into. */
@@ -335,8 +335,8 @@ size_t online_extra_tensor_specs(const quarot_processor *p, st_spec *specs) {
   for (int site = 0; p->online && site < ONLINE_SITE_COUNT; site++) {
     const online_group *g = &p->online->group[site];
     if (!g->stored) continue;
-    specs[k++] = (st_spec){.name = g->tensor, .dtype = g->tensor_dtype, .ndim = 2,
-                           .shape = {g->tensor_order, g->tensor_order}};
+    specs[k++] =
+        (st_spec){.name = g->tensor, .dtype = g->tensor_dtype, .ndim = 2, .shape = {g->tensor_order, g->tensor_order}};
   }
   return k;
 }
@@ -435,9 +435,12 @@ static void add_regex_targets(cJSON *targets, const char *relative) {
     char regex[1024] = "re:.*";
     size_t len = strlen(regex);
     for (const char *c = alt; *c && len + 4 < sizeof regex; c++) {
-      if (*c == '.') regex[len++] = '\\', regex[len++] = '.';
-      else if (*c == '*') regex[len++] = '.', regex[len++] = '*';
-      else regex[len++] = *c;
+      if (*c == '.')
+        regex[len++] = '\\', regex[len++] = '.';
+      else if (*c == '*')
+        regex[len++] = '.', regex[len++] = '*';
+      else
+        regex[len++] = *c;
     }
     regex[len++] = '$';
     regex[len] = '\0';
@@ -498,8 +501,10 @@ static cJSON *transform_scheme(const quarot_processor *p, const online_group *g)
   }
   cJSON_AddBoolToObject(scheme, "randomize", 0);
   cJSON_AddBoolToObject(scheme, "requires_grad", 0);
-  if (g->head_dim) cJSON_AddNumberToObject(scheme, "head_dim", g->head_dim);
-  else cJSON_AddNullToObject(scheme, "head_dim");
+  if (g->head_dim)
+    cJSON_AddNumberToObject(scheme, "head_dim", g->head_dim);
+  else
+    cJSON_AddNullToObject(scheme, "head_dim");
   cJSON_AddStringToObject(scheme, "precision", "torch.float32");
   return scheme;
 }
@@ -551,15 +556,17 @@ cJSON *online_record(const quarot_processor *p) {
     cJSON_AddStringToObject(r, "construction", rotation_describe(g->rotation));
     cJSON_AddBoolToObject(r, "fallback", rotation_is_fallback(g->rotation));
     cJSON_AddStringToObject(r, "activation", activation_text[site]);
-    if (weight_text[site]) cJSON_AddStringToObject(r, "weight", weight_text[site]);
-    else cJSON_AddNullToObject(r, "weight");
+    if (weight_text[site])
+      cJSON_AddStringToObject(r, "weight", weight_text[site]);
+    else
+      cJSON_AddNullToObject(r, "weight");
     if (site == ONLINE_SITE_O_PROJ) cJSON_AddNumberToObject(r, "head_dim", s->head_dim);
     cJSON_AddStringToObject(r, "transform_group", g->name);
     cJSON_AddStringToObject(r, "transform_type", g->type);
     if (g->stored) {
       cJSON_AddStringToObject(r, "tensor", g->tensor);
       cJSON_AddStringToObject(r, "tensor_holds",
-                              g->stored_block ? "sqrt(b)·H_b, one diagonal block of R (b = head_dim)"
+                              g->stored_block              ? "sqrt(b)·H_b, one diagonal block of R (b = head_dim)"
                               : site == ONLINE_SITE_O_PROJ ? "sqrt(heads·head_dim)·(R ⊗ I_head_dim)"
                                                            : "sqrt(dim)·R");
     } else {

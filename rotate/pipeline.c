@@ -236,8 +236,7 @@ static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
 
 /* Fails naming the shard and tensor if count elements of t from element `first` on hold a NaN or
  * an infinity (a rotation would spread it over every element it mixes). */
-static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count,
-                        rotq_error *err) {
+static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count, rotq_error *err) {
   const unsigned char *data = (const unsigned char *)t->data + first * dtype_size(t->dtype);
   size_t at = first_non_finite(t->dtype, data, count);
   if (at == count) return 0;

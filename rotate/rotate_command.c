@@ -69,8 +69,8 @@ static void limit_to_v_rows(rotate_command *c, const model_adapter *a, const mod
 }
 
 /* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
-static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule,
-                      const rotation_set *set, rotq_error *err) {
+static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule, const rotation_set *set,
+                      rotq_error *err) {
   const char *side_name[2] = {rule->input, rule->output};
   for (int side = 0; side < 2; side++) {
     if (!side_name[side][0]) continue;
@@ -78,7 +78,9 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
     const rotation *r = rotation_set_get(set, side_name[side], c->layer, err);
     if (!r) return rotq_fail_context(err, "tensor '%s' (rule '%s')", c->name, rule->pattern);
     long n = rotation_dim(r);
-    long extent = side == 0 ? (t->ndim == 2 ? t->shape[1] : -1) : c->output_row_count ? c->output_row_count : t->shape[0];
+    long extent = side == 0             ? (t->ndim == 2 ? t->shape[1] : -1)
+                  : c->output_row_count ? c->output_row_count
+                                        : t->shape[0];
     if (side == 1 && c->output_row_begin + c->output_row_count > t->shape[0])
       return rotq_fail(err, "tensor '%s' (rule '%s'): %ld rows, fewer than the %ld Q, K and V rows of config.json",
                        c->name, rule->pattern, (long)t->shape[0], c->output_row_begin + c->output_row_count);
@@ -86,10 +88,8 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
       return rotq_fail(err, "tensor '%s' (rule '%s'): a %s rotation needs a 2-D [out, in] weight, shape has %d dims",
                        c->name, rule->pattern, side == 0 ? "input" : "output", t->ndim);
     if (extent % n != 0)
-      return rotq_fail(err,
-                       "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld",
-                       c->name, rule->pattern, side == 0 ? "input" : "output", extent,
-                       side_name[side], n);
+      return rotq_fail(err, "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld", c->name,
+                       rule->pattern, side == 0 ? "input" : "output", extent, side_name[side], n);
     if (side == 0) {
       c->input = r;
       snprintf(c->input_name, sizeof c->input_name, "%s", side_name[side]);
@@ -107,14 +107,15 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
                 const char *linears_glob, rotq_error *err) {
   const char *dot = adapter_layer_of(a, norm) >= 0 ? strchr(norm + strlen(a->layer_prefix) + 1, '.') : NULL;
   if (a->writer_output_norms && dot && pattern_matches(a->writer_output_norms, dot + 1))
-    return rotq_fail(err, "norm '%s' normalizes a residual writer's output (%s): it feeds no linear and "
-                     "cannot be fused", norm, ck->config.architecture);
+    return rotq_fail(err,
+                     "norm '%s' normalizes a residual writer's output (%s): it feeds no linear and "
+                     "cannot be fused",
+                     norm, ck->config.architecture);
   char norm_weight[TENSOR_NAME_MAX];
   snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
   rotate_command *nc = commands_find(list, norm_weight);
   if (!nc) return rotq_fail(err, "norm '%s' of the fuse map is not in the checkpoint", norm_weight);
-  if (checkpoint_find(ck, norm_weight)->ndim != 1)
-    return rotq_fail(err, "norm '%s' should be 1-D", norm_weight);
+  if (checkpoint_find(ck, norm_weight)->ndim != 1) return rotq_fail(err, "norm '%s' should be 1-D", norm_weight);
   int matched = 0;
   for (size_t i = 0; i < list->count; i++) {
     rotate_command *c = &list->items[i];
@@ -128,15 +129,14 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
     matched++;
   }
   if (!matched)
-    return rotq_fail(err, "norm '%s' is to be fused into '%s', which matches no tensor", norm,
-                     linears_glob);
+    return rotq_fail(err, "norm '%s' is to be fused into '%s', which matches no tensor", norm, linears_glob);
   nc->reset_norm = true;
   return 0;
 }
 
 /* Turns a config fuse entry's linears (relative names) into one absolute glob list. */
-static void absolute_glob(const model_adapter *a, int layer, const char *const *names, int count,
-                          char *out, size_t cap) {
+static void absolute_glob(const model_adapter *a, int layer, const char *const *names, int count, char *out,
+                          size_t cap) {
   out[0] = '\0';
   for (int i = 0; i < count; i++) {
     char abs[512];
@@ -202,8 +202,10 @@ static int stream_reflection(const rotation *r1, int hidden, double **out, rotq_
   *out = NULL;
   int n = rotation_dim(r1);
   if (n != hidden)
-    return rotq_fail(err, "a LayerNorm model needs R1 of the hidden size (%d), not %d: its rotation must keep "
-                     "the mean direction", hidden, n);
+    return rotq_fail(err,
+                     "a LayerNorm model needs R1 of the hidden size (%d), not %d: its rotation must keep "
+                     "the mean direction",
+                     hidden, n);
   double *w = malloc(sizeof(double) * (size_t)n);
   if (!w) return rotq_fail(err, "out of memory");
   double u = 1 / sqrt((double)n), length = 0;
@@ -292,8 +294,8 @@ static int layer_norm_commands(command_list *list, const checkpoint *ck, const m
   return 0;
 }
 
-int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_config *config,
-                   const rotation_set *set, command_list *out, rotq_error *err) {
+int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_config *config, const rotation_set *set,
+                   command_list *out, rotq_error *err) {
   memset(out, 0, sizeof *out);
   char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
   snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);

@@ -46,10 +46,10 @@ typedef struct rotate_command {
                                            direction to itself (LayerNorm's centring stays a no-op);
                                            on the input and/or output side, as reflect_* say */
   bool reflect_input, reflect_output;
-  const rotation *input;           /* Rin, or NULL */
-  const rotation *output;          /* Rout, or NULL */
-  long output_row_begin, output_row_count; /* Rout acts on these rows only (count 0: all rows):
-                                              the V rows of a fused qkv_proj */
+  const rotation *input;                                          /* Rin, or NULL */
+  const rotation *output;                                         /* Rout, or NULL */
+  long output_row_begin, output_row_count;                        /* Rout acts on these rows only (count 0: all rows):
+                                                                     the V rows of a fused qkv_proj */
   char input_name[CONFIG_NAME_MAX], output_name[CONFIG_NAME_MAX]; /* matrix names, for the record */
   online_kind online;
   const rotation *online_rotation;
@@ -58,9 +58,9 @@ typedef struct rotate_command {
 typedef struct command_list {
   rotate_command *items;
   size_t count, capacity;
-  double *reflection;              /* owned: the LayerNorm families' w (see rotate_command) */
+  double *reflection; /* owned: the LayerNorm families' w (see rotate_command) */
   int warning_count;
-  char warnings[16][512];          /* rules that matched nothing, ... (also printed) */
+  char warnings[16][512]; /* rules that matched nothing, ... (also printed) */
 } command_list;
 
 /* get_rotate_command: one command per output tensor, from the adapter, the config and the

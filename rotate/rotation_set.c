@@ -54,14 +54,13 @@ static int resolve_dim(const matrix_spec *spec, const model_config *model, int *
   long d = spec->dim;
   if (spec->dim_key[0] && model_config_int(model, spec->dim_key, &d, err) < 0)
     return rotq_fail_context(err, "rotation_matrices.%s.dim", spec->name);
-  if (d <= 0 || d > (1L << 20))
-    return rotq_fail(err, "rotation_matrices.%s: dim %ld is out of range", spec->name, d);
+  if (d <= 0 || d > (1L << 20)) return rotq_fail(err, "rotation_matrices.%s: dim %ld is out of range", spec->name, d);
   *dim = (int)d;
   return 0;
 }
 
-static rotation *make_rotation(const matrix_spec *spec, int dim, uint64_t seed, int group,
-                               int per_layer, rotq_error *err) {
+static rotation *make_rotation(const matrix_spec *spec, int dim, uint64_t seed, int group, int per_layer,
+                               rotq_error *err) {
   if (!spec->from_file) return rotation_create(dim, spec->mode, seed, spec->block_size, err);
   char tensor[256];
   if (per_layer)
@@ -71,8 +70,8 @@ static rotation *make_rotation(const matrix_spec *spec, int dim, uint64_t seed, 
   return rotation_load_file(spec->file, tensor, dim, err);
 }
 
-int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed,
-                        rotation_set *set, rotq_error *err) {
+int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed, rotation_set *set,
+                        rotq_error *err) {
   memset(set, 0, sizeof *set);
   set->num_layers = model->num_hidden_layers;
   set->entries = calloc((size_t)config->matrix_count, sizeof *set->entries);
@@ -89,8 +88,7 @@ int rotation_set_create(const rotation_config *config, const model_config *model
     if (!e->rotations || !e->seeds) goto oom;
     for (int g = 0; g < e->group_count; g++) {
       e->seeds[g] = derive_seed(seed, e->spec->name, g);
-      e->rotations[g] = make_rotation(e->spec, e->dim, e->seeds[g], g,
-                                      e->spec->per_layer != PER_LAYER_SHARED, err);
+      e->rotations[g] = make_rotation(e->spec, e->dim, e->seeds[g], g, e->spec->per_layer != PER_LAYER_SHARED, err);
       if (!e->rotations[g]) {
         rotq_fail_context(err, "%s: rotation_matrices.%s (dim %d)", config->origin, e->spec->name, e->dim);
         goto fail;

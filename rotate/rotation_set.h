@@ -29,8 +29,8 @@ typedef struct rotation_set {
 } rotation_set;
 
 /* Creates every matrix of config for a model with this config.json. */
-int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed,
-                        rotation_set *set, rotq_error *err);
+int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed, rotation_set *set,
+                        rotq_error *err);
 void rotation_set_free(rotation_set *set);
 /* The matrix called name as used at layer (-1 = pre-run: only shared matrices), or NULL with an
  * error when a per-layer matrix is asked for outside a layer. */

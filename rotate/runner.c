@@ -86,8 +86,7 @@ static cJSON *command_record(const rotate_command *c) {
 
 /* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
  * construction, every tensor's operations, the online rotations, warnings. */
-static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir,
-                        rotq_error *err) {
+static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir, rotq_error *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "rotq_version", rotq_version());
   cJSON_AddStringToObject(root, "source", p->ck->dir);
@@ -124,8 +123,7 @@ static int copy_other_files(const char *in, const char *out, rotq_error *err) {
     const char *n = e->d_name;
     size_t len = strlen(n);
     if (n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "rotation.json") ||
-        !strcmp(n, "model.safetensors.index.json") ||
-        (len > 12 && !strcmp(n + len - 12, ".safetensors")))
+        !strcmp(n, "model.safetensors.index.json") || (len > 12 && !strcmp(n + len - 12, ".safetensors")))
       continue;
     char src[4200], dst[4200];
     snprintf(src, sizeof src, "%s/%s", in, n);
@@ -157,7 +155,8 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
-  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
+  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0)
+    return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
   if (config->online || o->online) rc = online_pre_run(&p, o->online_for, o->seed, err);
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
@@ -201,9 +200,9 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   /* Without --config, the family's own built-in config (transformer_universal for LLaMA). */
   const model_adapter *adapter = adapter_for(&ck.config, NULL);
-  const char *config_name = o->config            ? o->config
+  const char *config_name = o->config                            ? o->config
                             : adapter && adapter->builtin_config ? adapter->builtin_config
-                                                                  : "transformer_universal";
+                                                                 : "transformer_universal";
   rotation_config config;
   if (rotation_config_load(config_name, &config, err) < 0) {
     checkpoint_close(&ck);

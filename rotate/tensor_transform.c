@@ -23,8 +23,8 @@ typedef struct matrix {
   double *d; /* float64 compute, or NULL */
   float *f;  /* float32 compute, or NULL */
   size_t rows, cols, ld;
-  size_t row0;            /* the tensor row of m's first row */
-  const rotation *r;      /* the rotation being applied (parallel bodies) */
+  size_t row0;       /* the tensor row of m's first row */
+  const rotation *r; /* the rotation being applied (parallel bodies) */
   int heads, head_dim;
 } matrix;
 
@@ -56,7 +56,8 @@ static int fold_shift(const transform_context *ctx, tensor_plan *plan, rotq_erro
   const rotate_command *c = plan->command;
   const st_tensor *w = checkpoint_find(ctx->ck, c->fold_weight);
   if (!w || w->ndim != 2 || (size_t)w->shape[0] != plan->rows)
-    return rotq_fail(err, "tensor '%s': its weight '%s' is missing or not [%zu, in]", c->name, c->fold_weight, plan->rows);
+    return rotq_fail(err, "tensor '%s': its weight '%s' is missing or not [%zu, in]", c->name, c->fold_weight,
+                     plan->rows);
   size_t in = (size_t)w->shape[1];
   double *weight = NULL, *beta = NULL;
   int rc = checkpoint_read_f64(ctx->ck, c->fold_weight, plan->rows * in, &weight, err);
@@ -78,8 +79,10 @@ static void reflect_rows(matrix *m, const double *w) {
     double dot = 0;
     for (size_t j = 0; j < m->cols; j++) dot += (m->d ? m->d[i * m->ld + j] : m->f[i * m->ld + j]) * w[j];
     for (size_t j = 0; j < m->cols; j++) {
-      if (m->d) m->d[i * m->ld + j] -= 2 * dot * w[j];
-      else m->f[i * m->ld + j] = (float)(m->f[i * m->ld + j] - 2 * dot * w[j]);
+      if (m->d)
+        m->d[i * m->ld + j] -= 2 * dot * w[j];
+      else
+        m->f[i * m->ld + j] = (float)(m->f[i * m->ld + j] - 2 * dot * w[j]);
     }
   }
 }
@@ -92,8 +95,10 @@ static void reflect_columns(matrix *m, const double *w, size_t n) {
       for (size_t i = 0; i < n; i++) dot += (m->d ? m->d[(g + i) * m->ld + j] : m->f[(g + i) * m->ld + j]) * w[i];
       for (size_t i = 0; i < n; i++) {
         size_t k = (g + i) * m->ld + j;
-        if (m->d) m->d[k] -= 2 * dot * w[i];
-        else m->f[k] = (float)(m->f[k] - 2 * dot * w[i]);
+        if (m->d)
+          m->d[k] -= 2 * dot * w[i];
+        else
+          m->f[k] = (float)(m->f[k] - 2 * dot * w[i]);
       }
     }
 }
@@ -111,8 +116,8 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   const size_t group = c->output ? (size_t)rotation_dim(c->output) : 1;
   const size_t segment = c->input ? (size_t)rotation_dim(c->input) : 1;
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
-  const bool whole_only = c->fold_norm_bias[0] || c->keep_norm_bias ||
-                          (c->output_row_count && (size_t)c->output_row_begin % group != 0);
+  const bool whole_only =
+      c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
   if (!command_changes_tensor(c) || numel == 0) {
     plan->cut = CUT_COPY;
   } else if (whole_only) {
@@ -182,8 +187,10 @@ size_t tensor_piece_output_bytes(const tensor_plan *plan) {
 /* Prefetches the n bytes at p, to read them or to write them. */
 static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
   for (size_t k = 0; k < n; k += 64) {
-    if (for_writing) __builtin_prefetch(p + k, 1);
-    else __builtin_prefetch(p + k, 0);
+    if (for_writing)
+      __builtin_prefetch(p + k, 1);
+    else
+      __builtin_prefetch(p + k, 0);
   }
 }
 
@@ -195,7 +202,8 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
   if (c->reset_norm) {
     double identity = c->is_bias || ctx->adapter->norm == NORM_RMS_PLUS_ONE ? 0.0 : 1.0; /* LayerNorm β: 0 */
     for (size_t i = 0; i < m->rows; i++)
-      for (size_t j = 0; j < m->cols; j++) m->d ? (void)(m->d[i * m->ld + j] = identity) : (void)(m->f[i * m->ld + j] = (float)identity);
+      for (size_t j = 0; j < m->cols; j++)
+        m->d ? (void)(m->d[i * m->ld + j] = identity) : (void)(m->f[i * m->ld + j] = (float)identity);
     return;
   }
   const bool strided = m->cols < plan->cols;
@@ -210,16 +218,20 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
   }
   if (m->ld == plan->cols && col == 0) { /* contiguous rows: one conversion */
     const void *from = src + row * plan->cols * element;
-    if (m->d) dtype_to_f64(plan->source->dtype, from, m->d, m->rows * m->cols);
-    else dtype_to_f32(plan->source->dtype, from, m->f, m->rows * m->cols);
+    if (m->d)
+      dtype_to_f64(plan->source->dtype, from, m->d, m->rows * m->cols);
+    else
+      dtype_to_f32(plan->source->dtype, from, m->f, m->rows * m->cols);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
     if (strided && i + PREFETCH_ROWS < m->rows)
       prefetch_bytes(src + ((row + i + PREFETCH_ROWS) * plan->cols + col) * element, m->cols * element, false);
     const void *from = src + ((row + i) * plan->cols + col) * element;
-    if (m->d) dtype_to_f64(plan->source->dtype, from, m->d + i * m->ld, m->cols);
-    else dtype_to_f32(plan->source->dtype, from, m->f + i * m->ld, m->cols);
+    if (m->d)
+      dtype_to_f64(plan->source->dtype, from, m->d + i * m->ld, m->cols);
+    else
+      dtype_to_f32(plan->source->dtype, from, m->f + i * m->ld, m->cols);
   }
 }
 
@@ -227,14 +239,19 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
 static void store(const tensor_plan *plan, const matrix *m, unsigned char *out, size_t out_ld) {
   size_t element = dtype_size(plan->source->dtype);
   if (m->ld == m->cols && out_ld == m->cols) {
-    if (m->d) dtype_from_f64(plan->source->dtype, m->d, out, m->rows * m->cols);
-    else dtype_from_f32(plan->source->dtype, m->f, out, m->rows * m->cols);
+    if (m->d)
+      dtype_from_f64(plan->source->dtype, m->d, out, m->rows * m->cols);
+    else
+      dtype_from_f32(plan->source->dtype, m->f, out, m->rows * m->cols);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
-    if (i + PREFETCH_ROWS < m->rows) prefetch_bytes(out + (i + PREFETCH_ROWS) * out_ld * element, m->cols * element, true);
-    if (m->d) dtype_from_f64(plan->source->dtype, m->d + i * m->ld, out + i * out_ld * element, m->cols);
-    else dtype_from_f32(plan->source->dtype, m->f + i * m->ld, out + i * out_ld * element, m->cols);
+    if (i + PREFETCH_ROWS < m->rows)
+      prefetch_bytes(out + (i + PREFETCH_ROWS) * out_ld * element, m->cols * element, true);
+    if (m->d)
+      dtype_from_f64(plan->source->dtype, m->d + i * m->ld, out + i * out_ld * element, m->cols);
+    else
+      dtype_from_f32(plan->source->dtype, m->f + i * m->ld, out + i * out_ld * element, m->cols);
   }
 }
 
@@ -242,8 +259,10 @@ static void store(const tensor_plan *plan, const matrix *m, unsigned char *out, 
 static void fuse_norm(matrix *m, const double *g) {
   for (size_t i = 0; i < m->rows; i++)
     for (size_t j = 0; j < m->cols; j++) {
-      if (m->d) m->d[i * m->ld + j] *= g[j];
-      else m->f[i * m->ld + j] = (float)(m->f[i * m->ld + j] * g[j]);
+      if (m->d)
+        m->d[i * m->ld + j] *= g[j];
+      else
+        m->f[i * m->ld + j] = (float)(m->f[i * m->ld + j] * g[j]);
     }
 }
 
@@ -261,30 +280,38 @@ static void bake_mean(matrix *m, bool rows_are_tokens) {
     double mean = sum / (double)inner;
     for (size_t i = 0; i < inner; i++) {
       size_t k = rows_are_tokens ? o * m->ld + i : i * m->ld + o;
-      if (m->d) m->d[k] -= mean;
-      else m->f[k] = (float)(m->f[k] - mean);
+      if (m->d)
+        m->d[k] -= mean;
+      else
+        m->f[k] = (float)(m->f[k] - mean);
     }
   }
 }
 
 static void rotate_rows_range(void *ctx, size_t begin, size_t end) {
   matrix *m = ctx;
-  if (m->d) rotation_apply_rows_f64(m->r, m->d + begin * m->ld, end - begin, m->cols, m->ld);
-  else rotation_apply_rows_f32(m->r, m->f + begin * m->ld, end - begin, m->cols, m->ld);
+  if (m->d)
+    rotation_apply_rows_f64(m->r, m->d + begin * m->ld, end - begin, m->cols, m->ld);
+  else
+    rotation_apply_rows_f32(m->r, m->f + begin * m->ld, end - begin, m->cols, m->ld);
 }
 
 static void rotate_cols_range(void *ctx, size_t begin, size_t end) {
   matrix *m = ctx;
-  if (m->d) rotation_apply_cols_f64(m->r, m->d + begin, m->rows, end - begin, m->ld);
-  else rotation_apply_cols_f32(m->r, m->f + begin, m->rows, end - begin, m->ld);
+  if (m->d)
+    rotation_apply_cols_f64(m->r, m->d + begin, m->rows, end - begin, m->ld);
+  else
+    rotation_apply_cols_f32(m->r, m->f + begin, m->rows, end - begin, m->ld);
 }
 
 /* Each row x viewed as [heads, head_dim] becomes R_headsᵀ·X: x·(R_heads ⊗ I_head_dim). */
 static void rotate_heads_range(void *ctx, size_t begin, size_t end) {
   matrix *m = ctx;
   for (size_t i = begin; i < end; i++) {
-    if (m->d) rotation_apply_cols_f64(m->r, m->d + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
-    else rotation_apply_cols_f32(m->r, m->f + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
+    if (m->d)
+      rotation_apply_cols_f64(m->r, m->d + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
+    else
+      rotation_apply_cols_f32(m->r, m->f + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
   }
 }
 
@@ -294,8 +321,10 @@ static void transform_matrix(const transform_context *ctx, const tensor_plan *pl
                              int threads) {
   const rotate_command *c = plan->command;
   for (size_t i = 0; plan->bias_shift && i < m->rows; i++) { /* m's rows are bias elements */
-    if (m->d) m->d[i * m->ld] += plan->bias_shift[m->row0 + i];
-    else m->f[i * m->ld] = (float)(m->f[i * m->ld] + plan->bias_shift[m->row0 + i]);
+    if (m->d)
+      m->d[i * m->ld] += plan->bias_shift[m->row0 + i];
+    else
+      m->f[i * m->ld] = (float)(m->f[i * m->ld] + plan->bias_shift[m->row0 + i]);
   }
   if (g) fuse_norm(m, g);
   if (c->bake_mean) bake_mean(m, token_mean(c));
@@ -323,8 +352,10 @@ static void transform_matrix(const transform_context *ctx, const tensor_plan *pl
     }
     matrix part = *m;
     part.rows = last > first ? last - first : 0;
-    if (part.d) part.d += first * m->ld;
-    else part.f += first * m->ld;
+    if (part.d)
+      part.d += first * m->ld;
+    else
+      part.f += first * m->ld;
     part.r = c->output;
     if (part.rows) parallel_for(part.cols, 8, threads, rotate_cols_range, &part);
     if (c->reflect_output) reflect_columns(m, c->reflection, (size_t)rotation_dim(c->output));
@@ -338,14 +369,16 @@ static bool norm_fused_in_load(const tensor_plan *plan, const matrix *m) {
 
 static matrix matrix_at(const transform_context *ctx, void *memory, size_t rows, size_t cols) {
   matrix m = {.rows = rows, .cols = cols, .ld = cols};
-  if (ctx->use_float64) m.d = memory;
-  else m.f = memory;
+  if (ctx->use_float64)
+    m.d = memory;
+  else
+    m.f = memory;
   return m;
 }
 
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
-static void transform_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
-                           void *work, unsigned char *out, int threads, transform_timing *timing) {
+static void transform_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end, void *work,
+                           unsigned char *out, int threads, transform_timing *timing) {
   size_t element = dtype_size(plan->source->dtype);
   for (size_t b = begin; b < end; b += plan->block_rows) {
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;

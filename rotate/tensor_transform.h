@@ -39,14 +39,14 @@ typedef enum tensor_cut {
 typedef struct tensor_plan {
   const rotate_command *command;
   const st_tensor *source;
-  size_t output_index;    /* in the writer */
-  size_t rows, cols;      /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
+  size_t output_index; /* in the writer */
+  size_t rows, cols;   /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
   tensor_cut cut;
-  size_t step;            /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
+  size_t step; /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
   size_t pieces;
-  size_t block_rows;      /* rows transformed at a time inside a row piece (cache-sized) */
-  double *norm;           /* the fused norm's weight (1 + w for 1 + w norms; 1/γ for a kept norm bias), or NULL */
-  double *bias_shift;     /* a LayerNorm reader's bias: W·β added first [rows], or NULL */
+  size_t block_rows;  /* rows transformed at a time inside a row piece (cache-sized) */
+  double *norm;       /* the fused norm's weight (1 + w for 1 + w norms; 1/γ for a kept norm bias), or NULL */
+  double *bias_shift; /* a LayerNorm reader's bias: W·β added first [rows], or NULL */
 } tensor_plan;
 
 /* Seconds spent by one thread: reading (the mapped input converted to the compute precision),

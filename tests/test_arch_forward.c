@@ -16,23 +16,79 @@
 #define N_TOKENS 20
 
 static const synth_spec specs[] = {
-    {.architecture = "MixtralForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-     .num_heads = 4, .num_kv_heads = 2, .vocab_size = 40, .dtype = DTYPE_F64, .seed = 61},
-    {.architecture = "Qwen2MoeForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-     .num_heads = 4, .num_kv_heads = 2, .vocab_size = 40, .dtype = DTYPE_F64, .seed = 62, .moe_intermediate_size = 24},
-    {.architecture = "Phi3ForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-     .num_heads = 4, .num_kv_heads = 2, .vocab_size = 40, .dtype = DTYPE_F64, .seed = 63},
-    {.architecture = "GemmaForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-     .num_heads = 2, .num_kv_heads = 1, .head_dim = 16, .vocab_size = 40, .tie_word_embeddings = true,
-     .dtype = DTYPE_F64, .seed = 64},
-    {.architecture = "Gemma2ForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-     .num_heads = 2, .num_kv_heads = 1, .head_dim = 16, .vocab_size = 40, .tie_word_embeddings = true,
-     .dtype = DTYPE_F64, .seed = 65, .sliding_window = 6},
-    {.architecture = "Gemma3ForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 3,
-     .num_heads = 2, .num_kv_heads = 1, .head_dim = 16, .vocab_size = 40, .tie_word_embeddings = true,
-     .dtype = DTYPE_F64, .seed = 66, .sliding_window = 6, .sliding_window_pattern = 3},
-    {.architecture = "OPTForCausalLM", .hidden_size = 32, .intermediate_size = 64, .num_layers = 2,
-     .num_heads = 4, .num_kv_heads = 4, .vocab_size = 40, .tie_word_embeddings = true, .dtype = DTYPE_F64,
+    {.architecture = "MixtralForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 2,
+     .num_heads = 4,
+     .num_kv_heads = 2,
+     .vocab_size = 40,
+     .dtype = DTYPE_F64,
+     .seed = 61},
+    {.architecture = "Qwen2MoeForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 2,
+     .num_heads = 4,
+     .num_kv_heads = 2,
+     .vocab_size = 40,
+     .dtype = DTYPE_F64,
+     .seed = 62,
+     .moe_intermediate_size = 24},
+    {.architecture = "Phi3ForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 2,
+     .num_heads = 4,
+     .num_kv_heads = 2,
+     .vocab_size = 40,
+     .dtype = DTYPE_F64,
+     .seed = 63},
+    {.architecture = "GemmaForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 2,
+     .num_heads = 2,
+     .num_kv_heads = 1,
+     .head_dim = 16,
+     .vocab_size = 40,
+     .tie_word_embeddings = true,
+     .dtype = DTYPE_F64,
+     .seed = 64},
+    {.architecture = "Gemma2ForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 2,
+     .num_heads = 2,
+     .num_kv_heads = 1,
+     .head_dim = 16,
+     .vocab_size = 40,
+     .tie_word_embeddings = true,
+     .dtype = DTYPE_F64,
+     .seed = 65,
+     .sliding_window = 6},
+    {.architecture = "Gemma3ForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 48,
+     .num_layers = 3,
+     .num_heads = 2,
+     .num_kv_heads = 1,
+     .head_dim = 16,
+     .vocab_size = 40,
+     .tie_word_embeddings = true,
+     .dtype = DTYPE_F64,
+     .seed = 66,
+     .sliding_window = 6,
+     .sliding_window_pattern = 3},
+    {.architecture = "OPTForCausalLM",
+     .hidden_size = 32,
+     .intermediate_size = 64,
+     .num_layers = 2,
+     .num_heads = 4,
+     .num_kv_heads = 4,
+     .vocab_size = 40,
+     .tie_word_embeddings = true,
+     .dtype = DTYPE_F64,
      .seed = 67},
 };
 
@@ -102,8 +158,10 @@ static void set_config_number(const char *dir, const char *key, double value) {
   cJSON *json = json_file_read(path, &err);
   assert_non_null(json);
   cJSON_DeleteItemFromObject(json, key);
-  if (value < 0) cJSON_AddNullToObject(json, key);
-  else cJSON_AddNumberToObject(json, key, value);
+  if (value < 0)
+    cJSON_AddNullToObject(json, key);
+  else
+    cJSON_AddNumberToObject(json, key, value);
   assert_int_equal(unlink(path), 0);
   assert_int_equal(json_file_write(path, json, &err), 0);
   cJSON_Delete(json);
@@ -120,7 +178,8 @@ static void gemma2_features_matter(void **state) {
   double *windowed = full_logits(dir);
   set_config_number(dir, "sliding_window", 4096);
   double *full = full_logits(dir);
-  double early = max_diff(windowed, full, 0, 6 * vocab), late = max_diff(windowed, full, 6 * vocab, (N_TOKENS - 6) * vocab);
+  double early = max_diff(windowed, full, 0, 6 * vocab),
+         late = max_diff(windowed, full, 6 * vocab, (N_TOKENS - 6) * vocab);
   printf("  window 6 vs 4096: positions < 6 max|Δ| %.3g, later %.3g\n", early, late);
   assert_true(early < 1e-12 && late > 1e-6);
   set_config_number(dir, "final_logit_softcapping", 0.5);

@@ -9,18 +9,43 @@
 #include "support/arch_support.h"
 #include "support/test_support.h"
 
-static const synth_spec gemma = {
-    .architecture = "GemmaForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 1, .head_dim = 32, .vocab_size = 80, .tie_word_embeddings = true,
-    .dtype = DTYPE_F64, .seed = 31};
-static const synth_spec gemma2 = {
-    .architecture = "Gemma2ForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 3,
-    .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .vocab_size = 80, .tie_word_embeddings = true,
-    .dtype = DTYPE_F64, .seed = 32, .sliding_window = 8, .query_pre_attn_scalar = 24};
-static const synth_spec gemma3 = {
-    .architecture = "Gemma3ForCausalLM", .hidden_size = 64, .intermediate_size = 96, .num_layers = 3,
-    .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .vocab_size = 72, .tie_word_embeddings = true,
-    .dtype = DTYPE_F64, .seed = 33, .sliding_window = 8, .sliding_window_pattern = 2};
+static const synth_spec gemma = {.architecture = "GemmaForCausalLM",
+                                 .hidden_size = 64,
+                                 .intermediate_size = 128,
+                                 .num_layers = 2,
+                                 .num_heads = 4,
+                                 .num_kv_heads = 1,
+                                 .head_dim = 32,
+                                 .vocab_size = 80,
+                                 .tie_word_embeddings = true,
+                                 .dtype = DTYPE_F64,
+                                 .seed = 31};
+static const synth_spec gemma2 = {.architecture = "Gemma2ForCausalLM",
+                                  .hidden_size = 64,
+                                  .intermediate_size = 128,
+                                  .num_layers = 3,
+                                  .num_heads = 4,
+                                  .num_kv_heads = 2,
+                                  .head_dim = 32,
+                                  .vocab_size = 80,
+                                  .tie_word_embeddings = true,
+                                  .dtype = DTYPE_F64,
+                                  .seed = 32,
+                                  .sliding_window = 8,
+                                  .query_pre_attn_scalar = 24};
+static const synth_spec gemma3 = {.architecture = "Gemma3ForCausalLM",
+                                  .hidden_size = 64,
+                                  .intermediate_size = 96,
+                                  .num_layers = 3,
+                                  .num_heads = 4,
+                                  .num_kv_heads = 2,
+                                  .head_dim = 16,
+                                  .vocab_size = 72,
+                                  .tie_word_embeddings = true,
+                                  .dtype = DTYPE_F64,
+                                  .seed = 33,
+                                  .sliding_window = 8,
+                                  .sliding_window_pattern = 2};
 
 static void gemma_is_equivalent(void **state) { check_family_equivalent(&gemma, "gemma", "transformer_universal"); }
 static void gemma2_r2_is_equivalent(void **state) { check_family_equivalent(&gemma2, "gemma2", "gemma2"); }
@@ -81,10 +106,8 @@ static void gemma2_r1_is_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(gemma_is_equivalent),
-      cmocka_unit_test(fusing_w_instead_of_one_plus_w_is_caught),
-      cmocka_unit_test(gemma2_r2_is_equivalent),
-      cmocka_unit_test(gemma3_r2_is_equivalent),
+      cmocka_unit_test(gemma_is_equivalent),     cmocka_unit_test(fusing_w_instead_of_one_plus_w_is_caught),
+      cmocka_unit_test(gemma2_r2_is_equivalent), cmocka_unit_test(gemma3_r2_is_equivalent),
       cmocka_unit_test(gemma2_r1_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

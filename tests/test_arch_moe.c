@@ -10,19 +10,47 @@
 #include "support/arch_support.h"
 #include "support/test_support.h"
 
-static const synth_spec mixtral = {
-    .architecture = "MixtralForCausalLM", .hidden_size = 64, .intermediate_size = 96, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 2, .vocab_size = 64, .dtype = DTYPE_F64, .seed = 11, .rope_theta = 1e6,
-    .num_experts = 4, .num_experts_per_tok = 2};
-static const synth_spec qwen2_moe = {
-    .architecture = "Qwen2MoeForCausalLM", .hidden_size = 64, .intermediate_size = 80, .num_layers = 3,
-    .num_heads = 4, .num_kv_heads = 2, .vocab_size = 72, .tie_word_embeddings = true, .dtype = DTYPE_F64,
-    .seed = 12, .num_experts = 5, .num_experts_per_tok = 2, .moe_intermediate_size = 48,
-    .shared_expert_intermediate_size = 96, .decoder_sparse_step = 2};
-static const synth_spec qwen3_moe = {
-    .architecture = "Qwen3MoeForCausalLM", .hidden_size = 64, .intermediate_size = 96, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .vocab_size = 64, .dtype = DTYPE_F64, .seed = 13,
-    .num_experts = 6, .num_experts_per_tok = 3, .moe_intermediate_size = 40, .norm_topk_prob = true};
+static const synth_spec mixtral = {.architecture = "MixtralForCausalLM",
+                                   .hidden_size = 64,
+                                   .intermediate_size = 96,
+                                   .num_layers = 2,
+                                   .num_heads = 4,
+                                   .num_kv_heads = 2,
+                                   .vocab_size = 64,
+                                   .dtype = DTYPE_F64,
+                                   .seed = 11,
+                                   .rope_theta = 1e6,
+                                   .num_experts = 4,
+                                   .num_experts_per_tok = 2};
+static const synth_spec qwen2_moe = {.architecture = "Qwen2MoeForCausalLM",
+                                     .hidden_size = 64,
+                                     .intermediate_size = 80,
+                                     .num_layers = 3,
+                                     .num_heads = 4,
+                                     .num_kv_heads = 2,
+                                     .vocab_size = 72,
+                                     .tie_word_embeddings = true,
+                                     .dtype = DTYPE_F64,
+                                     .seed = 12,
+                                     .num_experts = 5,
+                                     .num_experts_per_tok = 2,
+                                     .moe_intermediate_size = 48,
+                                     .shared_expert_intermediate_size = 96,
+                                     .decoder_sparse_step = 2};
+static const synth_spec qwen3_moe = {.architecture = "Qwen3MoeForCausalLM",
+                                     .hidden_size = 64,
+                                     .intermediate_size = 96,
+                                     .num_layers = 2,
+                                     .num_heads = 4,
+                                     .num_kv_heads = 2,
+                                     .head_dim = 32,
+                                     .vocab_size = 64,
+                                     .dtype = DTYPE_F64,
+                                     .seed = 13,
+                                     .num_experts = 6,
+                                     .num_experts_per_tok = 3,
+                                     .moe_intermediate_size = 40,
+                                     .norm_topk_prob = true};
 
 static void mixtral_is_equivalent(void **state) { check_family_equivalent(&mixtral, "mixtral", "mixtral"); }
 static void qwen2_moe_is_equivalent(void **state) { check_family_equivalent(&qwen2_moe, "qwen2-moe", "qwen_moe"); }
@@ -72,10 +100,8 @@ static void universal_config_is_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(mixtral_is_equivalent),
-      cmocka_unit_test(qwen2_moe_is_equivalent),
-      cmocka_unit_test(qwen3_moe_is_equivalent),
-      cmocka_unit_test(skipped_expert_fusion_is_caught),
+      cmocka_unit_test(mixtral_is_equivalent),       cmocka_unit_test(qwen2_moe_is_equivalent),
+      cmocka_unit_test(qwen3_moe_is_equivalent),     cmocka_unit_test(skipped_expert_fusion_is_caught),
       cmocka_unit_test(universal_config_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

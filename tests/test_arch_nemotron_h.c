@@ -9,11 +9,22 @@
 #include "support/arch_support.h"
 #include "support/test_support.h"
 
-static const synth_spec nemotron_h = {
-    .architecture = "NemotronHForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 5,
-    .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .vocab_size = 72, .dtype = DTYPE_F64, .seed = 51,
-    .hybrid_override_pattern = "M-M*M", .mamba_num_heads = 8, .mamba_head_dim = 8, .ssm_state_size = 16,
-    .n_groups = 2, .conv_kernel = 4};
+static const synth_spec nemotron_h = {.architecture = "NemotronHForCausalLM",
+                                      .hidden_size = 64,
+                                      .intermediate_size = 128,
+                                      .num_layers = 5,
+                                      .num_heads = 4,
+                                      .num_kv_heads = 2,
+                                      .head_dim = 16,
+                                      .vocab_size = 72,
+                                      .dtype = DTYPE_F64,
+                                      .seed = 51,
+                                      .hybrid_override_pattern = "M-M*M",
+                                      .mamba_num_heads = 8,
+                                      .mamba_head_dim = 8,
+                                      .ssm_state_size = 16,
+                                      .n_groups = 2,
+                                      .conv_kernel = 4};
 
 static void nemotron_h_is_equivalent(void **state) { check_family_equivalent(&nemotron_h, "nemotron-h", "nemotron_h"); }
 

@@ -11,13 +11,25 @@
 #include "support/arch_support.h"
 #include "support/test_support.h"
 
-static const synth_spec opt = {
-    .architecture = "OPTForCausalLM", .hidden_size = 64, .intermediate_size = 256, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 4, .vocab_size = 80, .tie_word_embeddings = true, .dtype = DTYPE_F64,
-    .seed = 41};
-static const synth_spec opt_untied = {
-    .architecture = "OPTForCausalLM", .hidden_size = 96, .intermediate_size = 192, .num_layers = 3,
-    .num_heads = 6, .num_kv_heads = 6, .vocab_size = 64, .dtype = DTYPE_F64, .seed = 42};
+static const synth_spec opt = {.architecture = "OPTForCausalLM",
+                               .hidden_size = 64,
+                               .intermediate_size = 256,
+                               .num_layers = 2,
+                               .num_heads = 4,
+                               .num_kv_heads = 4,
+                               .vocab_size = 80,
+                               .tie_word_embeddings = true,
+                               .dtype = DTYPE_F64,
+                               .seed = 41};
+static const synth_spec opt_untied = {.architecture = "OPTForCausalLM",
+                                      .hidden_size = 96,
+                                      .intermediate_size = 192,
+                                      .num_layers = 3,
+                                      .num_heads = 6,
+                                      .num_kv_heads = 6,
+                                      .vocab_size = 64,
+                                      .dtype = DTYPE_F64,
+                                      .seed = 42};
 
 static void opt_is_equivalent(void **state) {
   check_family_equivalent(&opt, "opt-tied", "opt");

@@ -11,18 +11,29 @@
 #include "support/arch_support.h"
 #include "support/test_support.h"
 
-static const synth_spec phi3 = {
-    .architecture = "Phi3ForCausalLM", .hidden_size = 96, .intermediate_size = 160, .num_layers = 2,
-    .num_heads = 6, .num_kv_heads = 2, .vocab_size = 80, .dtype = DTYPE_F64, .seed = 21};
-static const synth_spec phi3_mha_tied = {
-    .architecture = "Phi3ForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 4, .vocab_size = 64, .tie_word_embeddings = true, .dtype = DTYPE_F64,
-    .seed = 22};
+static const synth_spec phi3 = {.architecture = "Phi3ForCausalLM",
+                                .hidden_size = 96,
+                                .intermediate_size = 160,
+                                .num_layers = 2,
+                                .num_heads = 6,
+                                .num_kv_heads = 2,
+                                .vocab_size = 80,
+                                .dtype = DTYPE_F64,
+                                .seed = 21};
+static const synth_spec phi3_mha_tied = {.architecture = "Phi3ForCausalLM",
+                                         .hidden_size = 64,
+                                         .intermediate_size = 128,
+                                         .num_layers = 2,
+                                         .num_heads = 4,
+                                         .num_kv_heads = 4,
+                                         .vocab_size = 64,
+                                         .tie_word_embeddings = true,
+                                         .dtype = DTYPE_F64,
+                                         .seed = 22};
 
-static const char *no_r2_yaml =
-    "rotation_matrices:\n  r1: {dim: hidden_size, mode: hadamard}\n"
-    "rotation_config:\n  \"*embed_tokens|*lm_head|*qkv_proj|*gate_up_proj\": [r1, null]\n"
-    "  \"*o_proj|*down_proj\": [null, r1]\n";
+static const char *no_r2_yaml = "rotation_matrices:\n  r1: {dim: hidden_size, mode: hadamard}\n"
+                                "rotation_config:\n  \"*embed_tokens|*lm_head|*qkv_proj|*gate_up_proj\": [r1, null]\n"
+                                "  \"*o_proj|*down_proj\": [null, r1]\n";
 
 static void phi3_is_equivalent(void **state) {
   check_family_equivalent(&phi3, "phi3-gqa", "phi3");

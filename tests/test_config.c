@@ -122,9 +122,12 @@ static void patterns_match_like_globs(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(builtin_universal_parses), cmocka_unit_test(every_builtin_parses),
-      cmocka_unit_test(options_are_read),         cmocka_unit_test(bad_documents_are_rejected),
-      cmocka_unit_test(missing_file_names_builtins), cmocka_unit_test(patterns_match_like_globs),
+      cmocka_unit_test(builtin_universal_parses),
+      cmocka_unit_test(every_builtin_parses),
+      cmocka_unit_test(options_are_read),
+      cmocka_unit_test(bad_documents_are_rejected),
+      cmocka_unit_test(missing_file_names_builtins),
+      cmocka_unit_test(patterns_match_like_globs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,7 @@ static void write_text(const char *name, const char *text) {
   fclose(file);
 }
 
-#define MINIMAL_CONFIG \
+#define MINIMAL_CONFIG                                                                                                 \
   "{\"model_type\":\"llama\",\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":16}"
 
 /* Writes a safetensors file dir/name holding F32 tensors of 2 elements with the given names. */
@@ -103,8 +103,7 @@ static void test_stories260k(void **state) {
 
   assert_int_equal(ck.shard_count, 1);
   assert_int_equal(ck.tensor_count, 2 + 5 * 9); /* embedding, final norm, 9 per layer; tied head */
-  for (size_t i = 1; i < ck.tensor_count; i++)
-    assert_true(strcmp(ck.tensors[i - 1]->name, ck.tensors[i]->name) < 0);
+  for (size_t i = 1; i < ck.tensor_count; i++) assert_true(strcmp(ck.tensors[i - 1]->name, ck.tensors[i]->name) < 0);
   const st_tensor *down = checkpoint_find(&ck, "model.layers.0.mlp.down_proj.weight");
   assert_non_null(down);
   assert_int_equal(down->dtype, DTYPE_F32);
@@ -325,8 +324,7 @@ static void test_index_checked_against_shards(void **state) {
 
   write_text("model.safetensors.index.json",
              INDEX_PREFIX "\"a\":\"model-00001-of-00002.safetensors\",\"c\":\"model-00002-of-00002.safetensors\"}}");
-  OPEN_FAILS(join("model-00001-of-00002.safetensors"), "tensor 'b' is not listed in the weight_map of",
-             index);
+  OPEN_FAILS(join("model-00001-of-00002.safetensors"), "tensor 'b' is not listed in the weight_map of", index);
 
   write_text("model.safetensors.index.json",
              INDEX_PREFIX "\"a\":\"model-00001-of-00002.safetensors\",\"b\":\"model-00001-of-00002.safetensors\","

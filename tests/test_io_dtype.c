@@ -66,9 +66,9 @@ static void test_f16_known_values(void **state) {
     uint16_t bits;
     double value;
   } known[] = {
-      {0x3c00, 1.0},          {0xc100, -2.5},       {0x7bff, 65504.0},        {0x0001, 0x1p-24},
-      {0x03ff, 1023 * 0x1p-24}, {0x0400, 0x1p-14}, {0x8000, -0.0},          {0x0000, 0.0},
-      {0x7c00, INFINITY},     {0xfc00, -INFINITY}, {0x3555, 0x1.554p-2},    {0x8001, -0x1p-24},
+      {0x3c00, 1.0},        {0xc100, -2.5},     {0x7bff, 65504.0}, {0x0001, 0x1p-24},  {0x03ff, 1023 * 0x1p-24},
+      {0x0400, 0x1p-14},    {0x8000, -0.0},     {0x0000, 0.0},     {0x7c00, INFINITY}, {0xfc00, -INFINITY},
+      {0x3555, 0x1.554p-2}, {0x8001, -0x1p-24},
   };
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
     assert_true(f64_of(DTYPE_F16, known[i].bits) == known[i].value);
@@ -213,14 +213,10 @@ static void test_unaligned_buffers(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_names_and_sizes),
-      cmocka_unit_test(test_f16_known_values),
-      cmocka_unit_test(test_f16_rounding),
-      cmocka_unit_test(test_bf16_known_values_and_rounding),
-      cmocka_unit_test(test_f32_from_f64),
-      cmocka_unit_test(test_f16_exhaustive),
-      cmocka_unit_test(test_bf16_exhaustive),
-      cmocka_unit_test(test_unaligned_buffers),
+      cmocka_unit_test(test_names_and_sizes), cmocka_unit_test(test_f16_known_values),
+      cmocka_unit_test(test_f16_rounding),    cmocka_unit_test(test_bf16_known_values_and_rounding),
+      cmocka_unit_test(test_f32_from_f64),    cmocka_unit_test(test_f16_exhaustive),
+      cmocka_unit_test(test_bf16_exhaustive), cmocka_unit_test(test_unaligned_buffers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

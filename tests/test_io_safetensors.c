@@ -25,8 +25,7 @@ static int teardown(void **state) {
 
 /* Writes dir/name: the 8-byte length declared_length (or the header's own length if -1), the
  * header text, then data_bytes bytes 0, 1, 2, ... Returns the path (static ring buffer). */
-static const char *write_file(const char *name, const char *header, long long declared_length,
-                              size_t data_bytes) {
+static const char *write_file(const char *name, const char *header, long long declared_length, size_t data_bytes) {
   static char paths[4][4096];
   static int next;
   char *path = paths[next++ % 4];
@@ -57,17 +56,15 @@ static void expect_rejected(const char *header, size_t data_bytes, const char *c
   assert_null(f.map); /* closed again */
 }
 
-#define REJECTED(header, data_bytes, ...) \
-  expect_rejected(header, data_bytes, (const char *const[]){__VA_ARGS__, NULL})
+#define REJECTED(header, data_bytes, ...) expect_rejected(header, data_bytes, (const char *const[]){__VA_ARGS__, NULL})
 
 static void test_reads_well_formed_file(void **state) {
   (void)state;
-  const char *header =
-      "{\"__metadata__\":{\"format\":\"pt\"},"
-      "\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-      "\"empty\":{\"dtype\":\"BF16\",\"shape\":[0,4],\"data_offsets\":[24,24]},"
-      "\"scalar\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[24,26]},"
-      "\"d\":{\"data_offsets\":[26,34],\"shape\":[1],\"dtype\":\"F64\"}}  ";
+  const char *header = "{\"__metadata__\":{\"format\":\"pt\"},"
+                       "\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                       "\"empty\":{\"dtype\":\"BF16\",\"shape\":[0,4],\"data_offsets\":[24,24]},"
+                       "\"scalar\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[24,26]},"
+                       "\"d\":{\"data_offsets\":[26,34],\"shape\":[1],\"dtype\":\"F64\"}}  ";
   const char *path = write_file("good.safetensors", header, -1, 34);
   st_file f;
   rotq_error err = {{0}};
@@ -175,12 +172,12 @@ static void test_rejects_bad_shapes(void **state) {
            "not a non-negative integer");
   REJECTED("{\"w\":{\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,12]}}", 12, "tensor 'w'",
            "\"shape\" is missing or not an array");
-  REJECTED("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
-           "tensor 'w'", "9 dimensions");
-  REJECTED("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0,
-           "tensor 'w'", "too many elements");
-  REJECTED("{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,536870912],\"data_offsets\":[0,0]}}", 0,
-           "tensor 'w'", "too large for F64");
+  REJECTED("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "tensor 'w'",
+           "9 dimensions");
+  REJECTED("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0, "tensor 'w'",
+           "too many elements");
+  REJECTED("{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,536870912],\"data_offsets\":[0,0]}}", 0, "tensor 'w'",
+           "too large for F64");
 }
 
 static void test_rejects_bad_offsets(void **state) {

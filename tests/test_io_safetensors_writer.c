@@ -123,8 +123,8 @@ static void test_single_file_round_trip(void **state) {
   assert_int_equal(f.count, SPEC_COUNT);
   for (size_t i = 0; i < SPEC_COUNT; i++) assert_string_equal(f.tensors[i].name, specs[i].name);
   assert_int_equal(stat(path, &st), 0);
-  assert_int_equal((size_t)st.st_size, (size_t)((const char *)f.tensors[SPEC_COUNT - 1].data -
-                                                (const char *)f.map) + 8);
+  assert_int_equal((size_t)st.st_size,
+                   (size_t)((const char *)f.tensors[SPEC_COUNT - 1].data - (const char *)f.map) + 8);
   st_close(&f);
 
   write_config(dir);
@@ -301,12 +301,9 @@ static void test_file_too_large_is_reported(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_single_file_round_trip),
-      cmocka_unit_test(test_sharded_round_trip),
-      cmocka_unit_test(test_concurrent_writes),
-      cmocka_unit_test(test_zero_length_and_scalar_tensors),
-      cmocka_unit_test(test_misuse_is_reported),
-      cmocka_unit_test(test_file_too_large_is_reported),
+      cmocka_unit_test(test_single_file_round_trip), cmocka_unit_test(test_sharded_round_trip),
+      cmocka_unit_test(test_concurrent_writes),      cmocka_unit_test(test_zero_length_and_scalar_tensors),
+      cmocka_unit_test(test_misuse_is_reported),     cmocka_unit_test(test_file_too_large_is_reported),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

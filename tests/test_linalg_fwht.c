@@ -21,8 +21,7 @@ static void naive_fwht(const double *x, const double *scale, double *y, int log_
   size_t n = (size_t)1 << log_n;
   for (size_t j = 0; j < n; j++) {
     double sum = 0;
-    for (size_t i = 0; i < n; i++)
-      sum += (__builtin_parityll(i & j) ? -1 : 1) * x[i] * (scale ? scale[i] : 1);
+    for (size_t i = 0; i < n; i++) sum += (__builtin_parityll(i & j) ? -1 : 1) * x[i] * (scale ? scale[i] : 1);
     y[j] = sum;
   }
 }
@@ -61,8 +60,7 @@ static void test_columns(void **state) {
     for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
       for (int log_n = 0; log_n <= 9; log_n += 3) {
         size_t n = (size_t)1 << log_n, width = widths[wi], ld = width + 5;
-        double *a = random_vector(n * ld, 3), *scale = random_vector(n, 4),
-               *expected = malloc(sizeof *a * n * ld);
+        double *a = random_vector(n * ld, 3), *scale = random_vector(n, 4), *expected = malloc(sizeof *a * n * ld);
         memcpy(expected, a, sizeof *a * n * ld);
         double *column = malloc(sizeof *column * n), *out = malloc(sizeof *out * n);
         for (size_t t = 0; t < width; t++) {
@@ -86,8 +84,7 @@ static void test_variants_agree(void **state) {
     for (int log_n = 0; log_n <= 13; log_n++) {
       size_t n = (size_t)1 << log_n;
       double *a = random_vector(n, 10 + log_n), *b = malloc(sizeof *a * n), *scale = random_vector(n, 99);
-      float *af = malloc(sizeof *af * n), *bf = malloc(sizeof *bf * n),
-            *scale_f = malloc(sizeof *scale_f * n);
+      float *af = malloc(sizeof *af * n), *bf = malloc(sizeof *bf * n), *scale_f = malloc(sizeof *scale_f * n);
       for (size_t i = 0; i < n; i++) af[i] = (float)a[i], scale_f[i] = (float)scale[i];
       memcpy(b, a, sizeof *a * n);
       memcpy(bf, af, sizeof *af * n);

@@ -26,8 +26,7 @@ static void check_jacobsthal(int q) {
   assert_int_equal(galois_field_init(&f, q), 0);
   int *chi = malloc(sizeof *chi * (size_t)q * q);
   for (int a = 0; a < q; a++)
-    for (int b = 0; b < q; b++)
-      chi[a * q + b] = galois_field_quadratic_character(&f, galois_field_sub(&f, a, b));
+    for (int b = 0; b < q; b++) chi[a * q + b] = galois_field_quadratic_character(&f, galois_field_sub(&f, a, b));
   for (int a = 0; a < q; a++) {
     int row = 0;
     for (int b = 0; b < q; b++) row += chi[a * q + b];

@@ -22,8 +22,7 @@ static int is_hadamard(int n, const int8_t *h) {
 static void check_direct(hadamard_construction c, int order) {
   int8_t *h = malloc((size_t)order * order);
   assert_int_equal(hadamard_direct(c, order, h), 0);
-  if (!is_hadamard(order, h))
-    fail_msg("%s of order %d is not Hadamard", hadamard_construction_name(c), order);
+  if (!is_hadamard(order, h)) fail_msg("%s of order %d is not Hadamard", hadamard_construction_name(c), order);
   free(h);
 }
 
@@ -34,11 +33,9 @@ static void test_direct_constructions(void **state) {
   static const int paley_i[] = {4, 8, 12, 20, 24, 28, 32, 44, 48, 60, 68, 72, 84, 108, 140, 244, 684};
   static const int paley_ii[] = {12, 20, 28, 36, 52, 76, 100, 148, 244, 924};
   for (size_t i = 0; i < sizeof paley_i / sizeof *paley_i; i++) check_direct(HADAMARD_PALEY_I, paley_i[i]);
-  for (size_t i = 0; i < sizeof paley_ii / sizeof *paley_ii; i++)
-    check_direct(HADAMARD_PALEY_II, paley_ii[i]);
+  for (size_t i = 0; i < sizeof paley_ii / sizeof *paley_ii; i++) check_direct(HADAMARD_PALEY_II, paley_ii[i]);
   static const int williamson[] = {4, 12, 20, 28, 36, 44, 52, 60, 92, 100, 116, 172};
-  for (size_t i = 0; i < sizeof williamson / sizeof *williamson; i++)
-    check_direct(HADAMARD_WILLIAMSON, williamson[i]);
+  for (size_t i = 0; i < sizeof williamson / sizeof *williamson; i++) check_direct(HADAMARD_WILLIAMSON, williamson[i]);
   check_direct(HADAMARD_COOPER_WALLIS, 156); /* 3 × Williamson 13 */
   check_direct(HADAMARD_COOPER_WALLIS, 60);  /* 3 × Williamson 5 */
 }

@@ -72,8 +72,8 @@ static double orthogonality_check(const rotation *r) {
       for (size_t i = 0; i < len; i++)
         for (size_t s = 0; s < count; s++) picked[i * count + s] = rows[i * n + subset[s]];
       /* gram[s][j] += Σ_i R[i][S_s]·R[i][j] */
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)count, (int)n, (int)len, 1.0, picked,
-                  (int)count, rows, (int)n, 1.0, gram, (int)n);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)count, (int)n, (int)len, 1.0, picked, (int)count, rows,
+                  (int)n, 1.0, gram, (int)n);
     }
     for (size_t s = 0; s < count; s++)
       for (size_t j = 0; j < n; j++) {
@@ -84,8 +84,8 @@ static double orthogonality_check(const rotation *r) {
     memset(rows, 0, sizeof *rows * count * n);
     for (size_t s = 0; s < count; s++) rows[s * n + subset[s]] = 1.0;
     rotation_apply_rows_f64(r, rows, count, n, n); /* rows S of R */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)count, (int)n, 1.0, rows, (int)n,
-                rows, (int)n, 0.0, gram, (int)count);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)count, (int)n, 1.0, rows, (int)n, rows,
+                (int)n, 0.0, gram, (int)count);
     for (size_t s = 0; s < count; s++)
       for (size_t t = 0; t < count; t++) {
         double e = fabs(gram[s * count + t] - (subset[s] == subset[t]));
@@ -120,17 +120,17 @@ static void test_orthogonal_in_every_mode(void **state) {
 }
 
 /* expected = W·blockdiag(R, …) per row (rows_mode) or blockdiag(Rᵀ, …)·W, by dense products. */
-static void dense_reference(const double *rd, int n, const double *w, double *out, size_t rows, size_t cols,
-                            size_t ld, int rows_mode) {
+static void dense_reference(const double *rd, int n, const double *w, double *out, size_t rows, size_t cols, size_t ld,
+                            int rows_mode) {
   memcpy(out, w, sizeof *out * rows * ld);
   if (rows_mode)
     for (size_t c0 = 0; c0 < cols; c0 += (size_t)n)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0, w + c0, (int)ld, rd, n,
-                  0.0, out + c0, (int)ld);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0, w + c0, (int)ld, rd, n, 0.0,
+                  out + c0, (int)ld);
   else
     for (size_t g = 0; g < rows; g += (size_t)n)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, (int)cols, n, 1.0, rd, n, w + g * ld, (int)ld,
-                  0.0, out + g * ld, (int)ld);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, (int)cols, n, 1.0, rd, n, w + g * ld, (int)ld, 0.0,
+                  out + g * ld, (int)ld);
 }
 
 /* apply_rows and apply_cols against the dense products, f64 (1e-12) and f32 (1e-5), with a row
@@ -140,8 +140,8 @@ static void check_apply(const rotation *r) {
   double *rd = dense_of(r);
   for (int rows_mode = 0; rows_mode <= 1; rows_mode++) {
     size_t rows = rows_mode ? 5 : 3 * (size_t)n, cols = rows_mode ? 3 * (size_t)n : 37, ld = cols + 3;
-    double *w = random_matrix(rows * ld, (uint64_t)n * 7 + rows_mode),
-           *expected = malloc(sizeof *w * rows * ld), *got = malloc(sizeof *w * rows * ld);
+    double *w = random_matrix(rows * ld, (uint64_t)n * 7 + rows_mode), *expected = malloc(sizeof *w * rows * ld),
+           *got = malloc(sizeof *w * rows * ld);
     float *got32 = malloc(sizeof *got32 * rows * ld);
     dense_reference(rd, n, w, expected, rows, cols, ld, rows_mode);
     memcpy(got, w, sizeof *w * rows * ld);
@@ -159,8 +159,7 @@ static void check_apply(const rotation *r) {
       if (!(d <= e32)) e32 = d;
     }
     if (!(e < 1e-12) || !(e32 < 1e-5))
-      fail_msg("%s, %s: f64 error %g, f32 error %g", rotation_describe(r), rows_mode ? "rows" : "cols", e,
-               e32);
+      fail_msg("%s, %s: f64 error %g, f32 error %g", rotation_describe(r), rows_mode ? "rows" : "cols", e, e32);
     for (size_t i = 0; i < rows; i++)
       for (size_t j = cols; j < ld; j++)
         assert_true(got[i * ld + j] == w[i * ld + j] && got32[i * ld + j] == (float)w[i * ld + j]);
@@ -375,8 +374,7 @@ static void test_base_hadamard_is_sylvester(void **state) {
   rotation *r = make(128, ROTATION_BASE_HADAMARD, 9, 0);
   double *d = dense_of(r);
   for (int i = 0; i < 128; i++)
-    for (int j = 0; j < 128; j++)
-      assert_true(d[i * 128 + j] == (__builtin_parity(i & j) ? -1.0 : 1.0) / sqrt(128.0));
+    for (int j = 0; j < 128; j++) assert_true(d[i * 128 + j] == (__builtin_parity(i & j) ? -1.0 : 1.0) / sqrt(128.0));
   free(d);
   rotation_free(r);
 }

@@ -25,9 +25,9 @@ static void write_safetensors(const char *path, const stored *tensors, int count
   for (int i = 0; i < count; i++) {
     size_t bytes = dtype_size(tensors[i].type) * (size_t)tensors[i].rows * tensors[i].cols;
     used += (size_t)snprintf(header + used, sizeof header - used,
-                             "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
-                             i ? "," : "", tensors[i].name, dtype_name(tensors[i].type), tensors[i].rows,
-                             tensors[i].cols, offset, offset + bytes);
+                             "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "",
+                             tensors[i].name, dtype_name(tensors[i].type), tensors[i].rows, tensors[i].cols, offset,
+                             offset + bytes);
     offset += bytes;
   }
   used += (size_t)snprintf(header + used, sizeof header - used, "}");
@@ -65,8 +65,7 @@ static void test_loads_and_orthogonalizes(void **state) {
   snprintf(path, sizeof path, "%s/rotations.safetensors", dir);
   const int n = 48;
   double *q = haar(n), *loaded = malloc(sizeof *loaded * n * n);
-  stored tensors[] = {
-      {"r1", DTYPE_F64, n, n, q}, {"r1_f32", DTYPE_F32, n, n, q}, {"r1_bf16", DTYPE_BF16, n, n, q}};
+  stored tensors[] = {{"r1", DTYPE_F64, n, n, q}, {"r1_f32", DTYPE_F32, n, n, q}, {"r1_bf16", DTYPE_BF16, n, n, q}};
   write_safetensors(path, tensors, 3);
   rotq_error err;
 

@@ -18,29 +18,72 @@
 
 #define N_TOKENS 19
 
-static const synth_spec llama_gqa_tied = {
-    .architecture = "LlamaForCausalLM", .hidden_size = 32, .intermediate_size = 44, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 2, .vocab_size = 61, .tie_word_embeddings = true,
-    .dtype = DTYPE_F32, .seed = 1};
-static const synth_spec llama_untied_biases = {
-    .architecture = "LlamaForCausalLM", .hidden_size = 32, .intermediate_size = 40, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 4, .vocab_size = 50, .dtype = DTYPE_F64, .seed = 2,
-    .attention_bias = true, .mlp_bias = true};
-static const synth_spec llama3_scaled = {
-    .architecture = "LlamaForCausalLM", .hidden_size = 64, .intermediate_size = 96, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 1, .vocab_size = 64, .tie_word_embeddings = true,
-    .dtype = DTYPE_BF16, .seed = 3, .rope_theta = 500000, .llama3_rope_scaling = true};
-static const synth_spec mistral = {
-    .architecture = "MistralForCausalLM", .hidden_size = 32, .intermediate_size = 48, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 2, .vocab_size = 70, .dtype = DTYPE_F16, .seed = 4};
-static const synth_spec qwen2 = {
-    .architecture = "Qwen2ForCausalLM", .hidden_size = 48, .intermediate_size = 72, .num_layers = 2,
-    .num_heads = 6, .num_kv_heads = 2, .vocab_size = 80, .tie_word_embeddings = true,
-    .dtype = DTYPE_F32, .seed = 5, .rope_theta = 1000000, .max_shard_bytes = 40000};
-static const synth_spec qwen3 = {
-    .architecture = "Qwen3ForCausalLM", .hidden_size = 48, .intermediate_size = 64, .num_layers = 2,
-    .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .vocab_size = 90, .tie_word_embeddings = true,
-    .dtype = DTYPE_BF16, .seed = 6, .rope_theta = 1000000};
+static const synth_spec llama_gqa_tied = {.architecture = "LlamaForCausalLM",
+                                          .hidden_size = 32,
+                                          .intermediate_size = 44,
+                                          .num_layers = 2,
+                                          .num_heads = 4,
+                                          .num_kv_heads = 2,
+                                          .vocab_size = 61,
+                                          .tie_word_embeddings = true,
+                                          .dtype = DTYPE_F32,
+                                          .seed = 1};
+static const synth_spec llama_untied_biases = {.architecture = "LlamaForCausalLM",
+                                               .hidden_size = 32,
+                                               .intermediate_size = 40,
+                                               .num_layers = 2,
+                                               .num_heads = 4,
+                                               .num_kv_heads = 4,
+                                               .vocab_size = 50,
+                                               .dtype = DTYPE_F64,
+                                               .seed = 2,
+                                               .attention_bias = true,
+                                               .mlp_bias = true};
+static const synth_spec llama3_scaled = {.architecture = "LlamaForCausalLM",
+                                         .hidden_size = 64,
+                                         .intermediate_size = 96,
+                                         .num_layers = 2,
+                                         .num_heads = 4,
+                                         .num_kv_heads = 1,
+                                         .vocab_size = 64,
+                                         .tie_word_embeddings = true,
+                                         .dtype = DTYPE_BF16,
+                                         .seed = 3,
+                                         .rope_theta = 500000,
+                                         .llama3_rope_scaling = true};
+static const synth_spec mistral = {.architecture = "MistralForCausalLM",
+                                   .hidden_size = 32,
+                                   .intermediate_size = 48,
+                                   .num_layers = 2,
+                                   .num_heads = 4,
+                                   .num_kv_heads = 2,
+                                   .vocab_size = 70,
+                                   .dtype = DTYPE_F16,
+                                   .seed = 4};
+static const synth_spec qwen2 = {.architecture = "Qwen2ForCausalLM",
+                                 .hidden_size = 48,
+                                 .intermediate_size = 72,
+                                 .num_layers = 2,
+                                 .num_heads = 6,
+                                 .num_kv_heads = 2,
+                                 .vocab_size = 80,
+                                 .tie_word_embeddings = true,
+                                 .dtype = DTYPE_F32,
+                                 .seed = 5,
+                                 .rope_theta = 1000000,
+                                 .max_shard_bytes = 40000};
+static const synth_spec qwen3 = {.architecture = "Qwen3ForCausalLM",
+                                 .hidden_size = 48,
+                                 .intermediate_size = 64,
+                                 .num_layers = 2,
+                                 .num_heads = 4,
+                                 .num_kv_heads = 2,
+                                 .head_dim = 16,
+                                 .vocab_size = 90,
+                                 .tie_word_embeddings = true,
+                                 .dtype = DTYPE_BF16,
+                                 .seed = 6,
+                                 .rope_theta = 1000000};
 
 static char *write_synth(const synth_spec *spec) {
   char *dir = scratch_dir("model-archs");
@@ -161,8 +204,8 @@ static void expect_load_error(const char *dir, const char *const *fragments) {
 static void test_misshaped_tensor(void **state) {
   char *dir = write_synth(&llama_gqa_tied);
   edit_config(dir, "intermediate_size", cJSON_CreateNumber(45));
-  expect_load_error(dir, (const char *const[]){"model.layers.0.mlp.gate_proj.weight", "[44, 32]",
-                                               "expected [45, 32]", NULL});
+  expect_load_error(
+      dir, (const char *const[]){"model.layers.0.mlp.gate_proj.weight", "[44, 32]", "expected [45, 32]", NULL});
   scratch_remove(dir);
   free(dir);
 }
@@ -214,12 +257,12 @@ static void test_features_matter(void **state) {
     size_t count;  /* its elements */
     double value;  /* set to */
   } cases[] = {
-      {&qwen2, offsetof(layer_weights, bq), 48, 0},               /* heads·head_dim = 6·8 */
-      {&qwen2, offsetof(layer_weights, bk), 16, 0},               /* kv_heads·head_dim = 2·8 */
+      {&qwen2, offsetof(layer_weights, bq), 48, 0}, /* heads·head_dim = 6·8 */
+      {&qwen2, offsetof(layer_weights, bk), 16, 0}, /* kv_heads·head_dim = 2·8 */
       {&qwen2, offsetof(layer_weights, bv), 16, 0},
-      {&qwen3, offsetof(layer_weights, q_norm), 16, 1},           /* head_dim */
+      {&qwen3, offsetof(layer_weights, q_norm), 16, 1}, /* head_dim */
       {&qwen3, offsetof(layer_weights, k_norm), 16, 1},
-      {&llama_untied_biases, offsetof(layer_weights, bo), 32, 0}, /* hidden */
+      {&llama_untied_biases, offsetof(layer_weights, bo), 32, 0},     /* hidden */
       {&llama_untied_biases, offsetof(layer_weights, b_gate), 40, 0}, /* intermediate */
       {&llama_untied_biases, offsetof(layer_weights, b_down), 32, 0},
   };
@@ -267,10 +310,18 @@ static void test_sliding_window(void **state) {
  * frequency of each kind (kept, smoothed, divided). */
 static void test_rope_llama3_frequencies(void **state) {
   model_config c = {.head_dim = 16, .rope_theta = 500000, .path = "config.json"};
-  c.rope = (rope_scaling){.type = "llama3", .factor = 32, .low_freq_factor = 1, .high_freq_factor = 4,
+  c.rope = (rope_scaling){.type = "llama3",
+                          .factor = 32,
+                          .low_freq_factor = 1,
+                          .high_freq_factor = 4,
                           .original_max_position_embeddings = 8192};
-  const double expected[8] = {1.0, 0.19392274474868576, 0.03760603093086393, 0.0072926647372171085,
-                              0.00042955679655936815, 8.570255489881478e-06, 1.661967467795309e-06,
+  const double expected[8] = {1.0,
+                              0.19392274474868576,
+                              0.03760603093086393,
+                              0.0072926647372171085,
+                              0.00042955679655936815,
+                              8.570255489881478e-06,
+                              1.661967467795309e-06,
                               3.2229329303788936e-07};
   double inv_freq[8];
   rotq_error err;
@@ -333,18 +384,12 @@ static void test_synth_round_trip(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_llama_gqa_tied),
-      cmocka_unit_test(test_llama_untied_biases),
-      cmocka_unit_test(test_llama3_rope_scaling),
-      cmocka_unit_test(test_mistral),
-      cmocka_unit_test(test_qwen2_sharded),
-      cmocka_unit_test(test_qwen3_head_dim),
-      cmocka_unit_test(test_misshaped_tensor),
-      cmocka_unit_test(test_unsupported_architecture),
-      cmocka_unit_test(test_tied_embeddings),
-      cmocka_unit_test(test_features_matter),
-      cmocka_unit_test(test_sliding_window),
-      cmocka_unit_test(test_rope_llama3_frequencies),
+      cmocka_unit_test(test_llama_gqa_tied),      cmocka_unit_test(test_llama_untied_biases),
+      cmocka_unit_test(test_llama3_rope_scaling), cmocka_unit_test(test_mistral),
+      cmocka_unit_test(test_qwen2_sharded),       cmocka_unit_test(test_qwen3_head_dim),
+      cmocka_unit_test(test_misshaped_tensor),    cmocka_unit_test(test_unsupported_architecture),
+      cmocka_unit_test(test_tied_embeddings),     cmocka_unit_test(test_features_matter),
+      cmocka_unit_test(test_sliding_window),      cmocka_unit_test(test_rope_llama3_frequencies),
       cmocka_unit_test(test_synth_round_trip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,8 +30,7 @@ static model *load_bundled(bool f32) {
   rotq_error err;
   model *m = NULL;
   model_options options = {.f32 = f32};
-  if (model_load(source_path("models/stories260K"), &options, &m, &err) != 0)
-    fail_msg("%s", err.message);
+  if (model_load(source_path("models/stories260K"), &options, &m, &err) != 0) fail_msg("%s", err.message);
   return m;
 }
 
@@ -76,8 +75,7 @@ static void check_probe(bool f32, double tolerance) {
   int32_t *file_tokens = NULL;
   size_t file_count = 0;
   rotq_error err;
-  assert_int_equal(token_file_read(source_path("data/tinystories_val.tok512.u16"), &file_tokens,
-                                   &file_count, &err), 0);
+  assert_int_equal(token_file_read(source_path("data/tinystories_val.tok512.u16"), &file_tokens, &file_count, &err), 0);
   const int n = cJSON_GetArraySize(probe_tokens);
   assert_int_equal(n, 64);
   for (int i = 0; i < n; i++) assert_int_equal(file_tokens[i], cJSON_GetArrayItem(probe_tokens, i)->valueint);
@@ -94,8 +92,7 @@ static void check_probe(bool f32, double tolerance) {
   assert_relative(sum, cJSON_GetObjectItem(probe, "logits_sum")->valuedouble, tolerance);
   assert_relative(abs_sum, cJSON_GetObjectItem(probe, "logits_abs_sum")->valuedouble, tolerance);
   const double *last = logits + (size_t)(n - 1) * vocab;
-  assert_relative(last[argmax(last, vocab)], cJSON_GetObjectItem(probe, "last_row_max")->valuedouble,
-                  tolerance);
+  assert_relative(last[argmax(last, vocab)], cJSON_GetObjectItem(probe, "last_row_max")->valuedouble, tolerance);
   const cJSON *top5 = cJSON_GetObjectItem(probe, "last_row_top5");
   for (int k = 0; k < 5; k++) { /* the k-th largest: exactly k logits of the row are larger */
     int id = cJSON_GetArrayItem(top5, k)->valueint, larger = 0;
@@ -122,8 +119,7 @@ static void test_perplexity(void **state) {
   model *m = load_bundled(false);
   perplexity_result result;
   if (perplexity_eval(m, tokens, count, 512, 0, NULL, NULL, &result, &err) != 0) fail_msg("%s", err.message);
-  printf("nll %.6f ppl %.6f tokens %zu segments %zu\n", result.nll, result.ppl, result.predicted,
-         result.segments);
+  printf("nll %.6f ppl %.6f tokens %zu segments %zu\n", result.nll, result.ppl, result.predicted, result.segments);
   assert_int_equal(result.predicted, 308837);
   assert_int_equal(result.segments, 984);
   assert_relative(result.ppl, 4.286, 0.003);
@@ -153,10 +149,8 @@ static void test_token_out_of_range(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_greedy_tokens),
-      cmocka_unit_test(test_logits_probe_f64),
-      cmocka_unit_test(test_logits_probe_f32),
-      cmocka_unit_test(test_token_out_of_range),
+      cmocka_unit_test(test_greedy_tokens),    cmocka_unit_test(test_logits_probe_f64),
+      cmocka_unit_test(test_logits_probe_f32), cmocka_unit_test(test_token_out_of_range),
       cmocka_unit_test(test_perplexity),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -27,16 +27,46 @@ typedef struct online_case {
 } online_case;
 
 static const online_case cases[] = {
-    {"llama-gqa", {.architecture = "LlamaForCausalLM", .hidden_size = 64, .intermediate_size = 172, .num_layers = 2,
-                   .num_heads = 8, .num_kv_heads = 4, .vocab_size = 96, .tie_word_embeddings = true, .seed = 1}},
-    {"llama-6heads", {.architecture = "LlamaForCausalLM", .hidden_size = 96, .intermediate_size = 192,
-                      .num_layers = 2, .num_heads = 6, .num_kv_heads = 2, .vocab_size = 80,
-                      .llama3_rope_scaling = true, .seed = 2}},
-    {"qwen2-bias", {.architecture = "Qwen2ForCausalLM", .hidden_size = 128, .intermediate_size = 320,
-                    .num_layers = 2, .num_heads = 8, .num_kv_heads = 2, .vocab_size = 64, .seed = 4}},
-    {"qwen3-headdim", {.architecture = "Qwen3ForCausalLM", .hidden_size = 64, .intermediate_size = 160,
-                       .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .vocab_size = 64,
-                       .tie_word_embeddings = true, .seed = 5}},
+    {"llama-gqa",
+     {.architecture = "LlamaForCausalLM",
+      .hidden_size = 64,
+      .intermediate_size = 172,
+      .num_layers = 2,
+      .num_heads = 8,
+      .num_kv_heads = 4,
+      .vocab_size = 96,
+      .tie_word_embeddings = true,
+      .seed = 1}},
+    {"llama-6heads",
+     {.architecture = "LlamaForCausalLM",
+      .hidden_size = 96,
+      .intermediate_size = 192,
+      .num_layers = 2,
+      .num_heads = 6,
+      .num_kv_heads = 2,
+      .vocab_size = 80,
+      .llama3_rope_scaling = true,
+      .seed = 2}},
+    {"qwen2-bias",
+     {.architecture = "Qwen2ForCausalLM",
+      .hidden_size = 128,
+      .intermediate_size = 320,
+      .num_layers = 2,
+      .num_heads = 8,
+      .num_kv_heads = 2,
+      .vocab_size = 64,
+      .seed = 4}},
+    {"qwen3-headdim",
+     {.architecture = "Qwen3ForCausalLM",
+      .hidden_size = 64,
+      .intermediate_size = 160,
+      .num_layers = 2,
+      .num_heads = 4,
+      .num_kv_heads = 2,
+      .head_dim = 32,
+      .vocab_size = 64,
+      .tie_word_embeddings = true,
+      .seed = 5}},
 };
 
 static void write_synth(const synth_spec *spec, dtype t, const char *dir) {
@@ -51,8 +81,13 @@ static void rotate_online(const char *scratch, const char *in, const char *out, 
   char config[4200];
   snprintf(config, sizeof config, "%s/online.yaml", scratch);
   write_config_with_mode(config, "hadamard", true);
-  rotq_rotate_options o = {.model_dir = in, .output_dir = out, .config = config, .seed = 7, .online = 1,
-                           .online_for = online_for, .verify = 0};
+  rotq_rotate_options o = {.model_dir = in,
+                           .output_dir = out,
+                           .config = config,
+                           .seed = 7,
+                           .online = 1,
+                           .online_for = online_for,
+                           .verify = 0};
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) fail_msg("rotate %s: %s", in, err.message);
 }
@@ -165,8 +200,9 @@ static void check_export(const char *dir) {
     assert_true(cJSON_IsString(cJSON_GetObjectItem(g, "precision")));
     const cJSON *head_dim = cJSON_GetObjectItem(g, "head_dim");
     assert_true(cJSON_IsNull(head_dim) || cJSON_IsNumber(head_dim));
-    const char *site = !strcmp(g->string, "R4") ? "down_proj_input" : !strcmp(g->string, "R3") ? "qk_after_rope"
-                                                                                               : "o_proj_input";
+    const char *site = !strcmp(g->string, "R4")   ? "down_proj_input"
+                       : !strcmp(g->string, "R3") ? "qk_after_rope"
+                                                  : "o_proj_input";
     const cJSON *entry = online_entry(record, site);
     assert_non_null(entry);
     assert_string_equal(cJSON_GetObjectItem(entry, "transform_type")->valuestring, type);
@@ -196,7 +232,8 @@ static void check_export(const char *dir) {
       char weight[600];
       snprintf(weight, sizeof weight, "%s.weight", module);
       int s = cJSON_IsNumber(head_dim) ? head_dim->valueint
-                                       : is_attention ? 0 : (int)checkpoint_find(&ck, weight)->shape[1];
+              : is_attention           ? 0
+                                       : (int)checkpoint_find(&ck, weight)->shape[1];
       assert_int_equal(t->ndim, 2);
       assert_int_equal(t->shape[0], s);
       assert_int_equal(t->shape[1], s);
@@ -311,8 +348,7 @@ static void hooks_are_needed(void **state) {
   double rel_with = relative_difference(orig, out, &with), rel_without = relative_difference(orig, out, &without);
   model_options f32_with = {.f32 = true};
   double rel_f32 = relative_difference(orig, out, &f32_with);
-  printf("  with hooks: relative %.3g; float32 compute: %.3g; without hooks: %.3g\n", rel_with, rel_f32,
-         rel_without);
+  printf("  with hooks: relative %.3g; float32 compute: %.3g; without hooks: %.3g\n", rel_with, rel_f32, rel_without);
   assert_true(rel_with < 1e-9);
   assert_true(rel_f32 < 1e-4);
   assert_true(rel_without > 1e-2);
@@ -349,8 +385,14 @@ static void kronecker_4864_is_equivalent(void **state) {
   char orig[4200], out[4200];
   snprintf(orig, sizeof orig, "%s/orig", scratch);
   snprintf(out, sizeof out, "%s/online", scratch);
-  synth_spec spec = {.architecture = "LlamaForCausalLM", .hidden_size = 64, .intermediate_size = 4864,
-                     .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .vocab_size = 64, .seed = 11};
+  synth_spec spec = {.architecture = "LlamaForCausalLM",
+                     .hidden_size = 64,
+                     .intermediate_size = 4864,
+                     .num_layers = 2,
+                     .num_heads = 4,
+                     .num_kv_heads = 2,
+                     .vocab_size = 64,
+                     .seed = 11};
   write_synth(&spec, DTYPE_F32, orig);
   rotate_online(scratch, orig, out, NULL);
   check_equivalent_logits(orig, out, 1e-5, "llama-4864-f32 online");
@@ -405,8 +447,8 @@ static void vllm_form_is_equivalent(void **state) {
   write_synth(&spec, DTYPE_F64, biased);
   char config_path[4200];
   snprintf(config_path, sizeof config_path, "%s/online.yaml", scratch);
-  rotq_rotate_options o = {.model_dir = biased, .output_dir = refused, .config = config_path, .online = 1,
-                           .online_for = "vllm"};
+  rotq_rotate_options o = {
+      .model_dir = biased, .output_dir = refused, .config = config_path, .online = 1, .online_for = "vllm"};
   assert_int_equal(rotq_rotate(&o, &err), -1);
   printf("  refused: %s\n", err.message);
   assert_non_null(strstr(err.message, "bias"));

@@ -199,8 +199,15 @@ static void test_logit_scale(void **state) {
   char plain_dir[4200], scaled_dir[4200];
   snprintf(plain_dir, sizeof plain_dir, "%s/plain", dir);
   snprintf(scaled_dir, sizeof scaled_dir, "%s/scaled", dir);
-  synth_spec spec = {.architecture = "LlamaForCausalLM", .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
-                     .num_heads = 4, .num_kv_heads = 2, .vocab_size = 512, .dtype = DTYPE_F64, .seed = 3,
+  synth_spec spec = {.architecture = "LlamaForCausalLM",
+                     .hidden_size = 64,
+                     .intermediate_size = 128,
+                     .num_layers = 2,
+                     .num_heads = 4,
+                     .num_kv_heads = 2,
+                     .vocab_size = 512,
+                     .dtype = DTYPE_F64,
+                     .seed = 3,
                      .outlier_channels = 4};
   rotq_error err;
   if (synth_write(&spec, plain_dir, &err) != 0) fail_msg("%s", err.message);
@@ -239,9 +246,9 @@ static void test_measure_range_and_self_kl(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_bits_16_is_exact),      cmocka_unit_test(test_activation_and_kv_quantization),
-      cmocka_unit_test(test_settings_are_checked),  cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
-      cmocka_unit_test(test_outliers_and_rotation), cmocka_unit_test(test_logit_scale),
+      cmocka_unit_test(test_bits_16_is_exact),          cmocka_unit_test(test_activation_and_kv_quantization),
+      cmocka_unit_test(test_settings_are_checked),      cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
+      cmocka_unit_test(test_outliers_and_rotation),     cmocka_unit_test(test_logit_scale),
       cmocka_unit_test(test_measure_range_and_self_kl),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

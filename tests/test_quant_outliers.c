@@ -64,9 +64,17 @@ static void test_rotation_rescues_w4a4_rtn(void **state) {
   /* rotq synth --outliers (1 channel ×28, feature rank hidden/16) at half the width and depth of
    * `small`; measured (seeds 1–4): original 0.23–0.34, R1R2 3.7–6.2× less, online 2.1–2.5× less
    * again (seed 1: 0.336, 0.062, 0.028) */
-  const synth_spec spec = {.architecture = "LlamaForCausalLM", .hidden_size = 512, .intermediate_size = 1408,
-                           .num_layers = 2, .num_heads = 8, .num_kv_heads = 4, .vocab_size = 1024,
-                           .dtype = DTYPE_F32, .seed = 1, .outlier_channels = 1, .feature_rank = 32,
+  const synth_spec spec = {.architecture = "LlamaForCausalLM",
+                           .hidden_size = 512,
+                           .intermediate_size = 1408,
+                           .num_layers = 2,
+                           .num_heads = 8,
+                           .num_kv_heads = 4,
+                           .vocab_size = 1024,
+                           .dtype = DTYPE_F32,
+                           .seed = 1,
+                           .outlier_channels = 1,
+                           .feature_rank = 32,
                            .logit_scale = 5};
   rotq_error err;
   if (synth_write(&spec, original, &err) != 0) fail_msg("%s", err.message);

@@ -33,8 +33,8 @@ void check_equivalent_logits(const char *original, const char *rotated, double t
   printf("  %-44s max|Δ| %.3g  relative %.3g  argmax %d/%d\n", what, d.max_abs_diff, d.relative, d.argmax_agree,
          d.rows);
   if (!(d.relative < tolerance) || d.argmax_agree != d.rows)
-    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %d/%d", what, d.relative,
-             tolerance, d.argmax_agree, d.rows);
+    fail_msg("%s: relative logit difference %.3g (tolerance %.0e), argmax agreement %d/%d", what, d.relative, tolerance,
+             d.argmax_agree, d.rows);
 }
 
 void write_config_with_mode(const char *path, const char *mode, bool online) {
