@@ -3,8 +3,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The scans are built for x86-64-v4 (AVX-512 with 16-bit lanes), AVX2 and the baseline, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SCAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define SCAN_CLONES
+#endif
+
 /* Scans 16-bit elements for exponent == mask; chunks of 64 are OR-reduced so the loop vectorizes. */
-static size_t scan16(const void *data, size_t n, uint16_t mask) {
+SCAN_CLONES static size_t scan16(const void *data, size_t n, uint16_t mask) {
   const unsigned char *bytes = data;
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
@@ -22,7 +29,7 @@ static size_t scan16(const void *data, size_t n, uint16_t mask) {
   return n;
 }
 
-static size_t scan32(const void *data, size_t n) {
+SCAN_CLONES static size_t scan32(const void *data, size_t n) {
   const unsigned char *bytes = data;
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
