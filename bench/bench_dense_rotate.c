@@ -233,6 +233,11 @@ static double *norm_of(bench *b, const char *fmt, int layer, size_t n) {
   return g;
 }
 
+/* The timed seconds (conversions and arithmetic) a tally gained since `before`. */
+static double seconds_since(const tally *before, const tally *now) {
+  return now->convert_seconds - before->convert_seconds + now->compute_seconds - before->compute_seconds;
+}
+
 /* One decoder layer by method m (its input already in memory); returns the seconds. */
 static double layer(bench *b, method m, int l) {
   static const struct {
@@ -257,8 +262,7 @@ static double layer(bench *b, method m, int l) {
       writer(b, m, t, name, parts[p].with_r2);
     else
       reader(b, m, t, name, g, parts[p].with_r2);
-    seconds +=
-        b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds - before.compute_seconds;
+    seconds += seconds_since(&before, &b->tally[m]);
     free(g);
   }
   return seconds;
@@ -280,9 +284,7 @@ static double embedding(bench *b, method m, const char *name, const char *norm, 
     gemm(b, 0, w, 0, b->dense_r1, x = b->x, rows, cols, cols);
   store(b, m, t, name, x, 0, rows * cols);
   free(g);
-  double seconds =
-      b->tally[m].convert_seconds - before.convert_seconds + b->tally[m].compute_seconds - before.compute_seconds;
-  return seconds * (double)t->shape[0] / (double)rows;
+  return seconds_since(&before, &b->tally[m]) * (double)t->shape[0] / (double)rows;
 }
 
 int main(int argc, char **argv) {
