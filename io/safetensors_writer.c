@@ -247,6 +247,12 @@ fail:
   return NULL;
 }
 
+void st_writer_location(const st_writer *w, size_t index, const char **path, uint64_t *offset) {
+  const planned *t = &w->tensors[index];
+  *path = w->shards[t->shard].path;
+  *offset = t->offset;
+}
+
 long st_writer_index(const st_writer *w, const char *name) {
   size_t low = 0, high = w->count;
   while (low < high) {

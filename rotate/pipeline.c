@@ -355,8 +355,8 @@ static void free_batch(batch *b) {
   pthread_mutex_destroy(&b->lock);
 }
 
-int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
-                 rotq_error *err) {
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, pipeline_check check,
+                 void *check_user, transform_timing *timing, rotq_error *err) {
   batch b = {.pl = pl};
   pthread_mutex_init(&b.lock, NULL);
   atomic_init(&b.next, 0);
@@ -379,12 +379,14 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   worker(&args[0]); /* threads that could not start leave their share to the others */
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
+  rotq_error check_err = {{0}};
+  bool check_failed = !atomic_load(&b.failed) && check && check(check_user, &check_err) < 0;
   checkpoint_release(pl->ctx->ck);         /* pages the kernel mapped around the pieces' own (fault-around) */
   for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
     checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
   st_writer_drop_cache(pl->ctx->writer);
-  rc = atomic_load(&b.failed) ? -1 : 0;
-  if (rc < 0) *err = b.error;
+  rc = atomic_load(&b.failed) || check_failed ? -1 : 0;
+  if (rc < 0) *err = check_failed ? check_err : b.error;
   timing->read += b.timing.read, timing->compute += b.timing.compute;
   timing->convert += b.timing.convert, timing->write += b.timing.write;
   free_batch(&b);

@@ -24,10 +24,14 @@ typedef struct pipeline pipeline;
 /* A pipeline for ctx (which must outlive it). */
 pipeline *pipeline_create(const transform_context *ctx, rotq_error *err);
 void pipeline_free(pipeline *pl);
-/* Transforms and writes the count commands; returns when all are written (or on the first error).
- * Adds the threads' time to timing. */
-int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
-                 rotq_error *err);
+/* Called once a batch is written, before its input and output leave the page cache (the in-stream
+ * verification reads both back from there); its error fails the batch. */
+typedef int (*pipeline_check)(void *user, rotq_error *err);
+
+/* Transforms and writes the count commands; returns when all are written (or on the first error),
+ * after check (NULL = none). Adds the threads' time to timing. */
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, pipeline_check check,
+                 void *check_user, transform_timing *timing, rotq_error *err);
 /* Queues the commands' source tensors for reading ahead, in order, by the pipeline's reader
  * thread (each tensor once: the batch about to run, then the next). */
 void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count);

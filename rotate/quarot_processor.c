@@ -7,6 +7,7 @@
 
 #include "common/parallel.h"
 #include "rotate/pipeline.h"
+#include "rotate/stream_check.h"
 
 static int by_layer_then_name(const void *a, const void *b) {
   const rotate_command *x = a, *y = b;
@@ -84,6 +85,16 @@ static int queue_layer(quarot_processor *p, int layer, rotq_error *err) {
   return 0;
 }
 
+typedef struct batch_check {
+  stream_check *check;
+  int layer;
+} batch_check;
+
+static int check_batch(void *user, rotq_error *err) {
+  batch_check *b = user;
+  return stream_check_batch(b->check, b->layer, err);
+}
+
 /* Executes every command of `layer` (-1 = pre-run), this and the next layer's tensors being read
  * ahead. */
 static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
@@ -95,7 +106,9 @@ static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
   size_t count;
   const rotate_command **list = rc == 0 ? layer_commands(p, layer, &count) : NULL;
   if (rc == 0 && !list) rc = rotq_fail(err, "out of memory");
-  if (rc == 0) rc = pipeline_run(p->pipeline, list, count, &p->timing, err);
+  batch_check checking = {.check = p->check, .layer = layer};
+  if (rc == 0)
+    rc = pipeline_run(p->pipeline, list, count, p->check ? check_batch : NULL, &checking, &p->timing, err);
   free(list);
   p->elapsed += now_seconds() - start;
   return rc;

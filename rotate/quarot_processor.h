@@ -23,6 +23,7 @@ typedef struct quarot_processor {
   transform_context context;   /* writer set by the runner before pre_run */
   struct online_state *online; /* the online processor's matrices, or NULL */
   struct pipeline *pipeline;   /* created by the first batch */
+  struct stream_check *check;  /* in-stream verification of each batch, or NULL (set by the runner) */
   int batches_queued;          /* batches (pre-run, layer 0, ...) queued for reading ahead */
   transform_timing timing;     /* the pipeline threads' time, summed */
   double elapsed;              /* seconds inside pre_run and preprocess */

@@ -18,6 +18,7 @@
 #include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
 #include "rotate/quarot_processor.h"
+#include "rotate/stream_check.h"
 #include "rotate/verify.h"
 #include "rotq.h"
 
@@ -86,7 +87,8 @@ static cJSON *command_record(const rotate_command *c) {
 
 /* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
  * construction, every tensor's operations, the online rotations, warnings. */
-static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir, rotq_error *err) {
+static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir, bool whole_model,
+                        rotq_error *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "rotq_version", rotq_version());
   cJSON_AddStringToObject(root, "source", p->ck->dir);
@@ -103,6 +105,15 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
     if (command_changes_tensor(c)) cJSON_AddItemToObject(tensors, c->name, command_record(c));
   }
   cJSON_AddItemToObject(root, "online", online_record(p));
+  cJSON *verification = cJSON_AddObjectToObject(root, "verification");
+  if (p->check)
+    cJSON_AddItemToObject(verification, "in_stream", stream_check_to_json(p->check));
+  else
+    cJSON_AddStringToObject(verification, "in_stream", "off (--no-verify)");
+  cJSON_AddStringToObject(verification, "whole_model",
+                          whole_model ? "the reference forward pass, original vs rotated logits on 16 tokens "
+                                        "(run after this file was written; a failure removes the output)"
+                                      : "not run (only models up to 50M parameters, or --verify)");
   cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
   for (int i = 0; i < p->commands.warning_count; i++)
     cJSON_AddItemToArray(warnings, cJSON_CreateString(p->commands.warnings[i]));
@@ -162,6 +173,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
   if (!writer) rc = -1;
   p.context.writer = writer;
+  if (rc == 0 && o->verify != 0 && !(p.check = stream_check_create(&p, err))) rc = -1;
   double start = now_seconds();
   for (int i = 0; rc == 0 && !o->quiet && i < p.commands.warning_count; i++)
     fprintf(stderr, "rotq rotate: warning: %s\n", p.commands.warnings[i]);
@@ -181,15 +193,28 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   }
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
-  if (rc == 0) rc = write_record(&p, o, out->temp_path, err);
+  bool whole_model = verify_wanted(o->verify, ck);
+  if (rc == 0) rc = write_record(&p, o, out->temp_path, whole_model, err);
   if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
-  if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
+  if (rc == 0 && !o->quiet) {
+    if (p.check) {
+      const stream_check_summary *v = stream_check_result(p.check);
+      fprintf(stderr,
+              "rotq rotate: verify: in-stream: %d batches, %zu tensors proven equivalent; max relative error %.3g "
+              "(%.2g of its tolerance, at %s); %.2fs\n",
+              v->batches, v->tensors, v->max_relative, v->max_ratio, v->worst[0] ? v->worst : "-", v->seconds);
+    } else {
+      fprintf(stderr, "rotq rotate: warning: --no-verify: the output was not verified\n");
+    }
+  }
+  if (rc == 0 && whole_model) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && !o->quiet)
     fprintf(stderr, "rotq rotate: %s (%s): %zu tensors, %d layers, %d warnings, %.2fs\n", ck->config.architecture,
             p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
   online_free(&p);
+  stream_check_free(p.check);
   processor_free(&p);
   return rc;
 }
