@@ -173,7 +173,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
   if (!writer) rc = -1;
   p.context.writer = writer;
-  if (rc == 0 && o->verify != 0 && !(p.check = stream_check_create(&p, err))) rc = -1;
+  if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(p.check = stream_check_create(&p, err))) rc = -1;
   double start = now_seconds();
   for (int i = 0; rc == 0 && !o->quiet && i < p.commands.warning_count; i++)
     fprintf(stderr, "rotq rotate: warning: %s\n", p.commands.warnings[i]);

@@ -5,11 +5,12 @@
 
 #include "model/logit_compare.h"
 #include "model/model.h"
+#include "rotq.h"
 
 #define VERIFY_TOKENS 16
 
 bool verify_wanted(int mode, const checkpoint *ck) {
-  if (mode >= 0) return mode == 1;
+  if (mode != ROTQ_VERIFY_AUTO) return mode == ROTQ_VERIFY_ALL;
   long params = 0;
   for (size_t i = 0; i < ck->tensor_count; i++) params += (long)st_numel(ck->tensors[i]);
   return params <= VERIFY_AUTO_MAX_PARAMETERS;

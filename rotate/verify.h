@@ -10,7 +10,8 @@
 /* Models up to this many parameters are verified by default (--verify auto). */
 #define VERIFY_AUTO_MAX_PARAMETERS 50000000L
 
-/* mode: 1 on, 0 off, -1 auto (on for models up to VERIFY_AUTO_MAX_PARAMETERS). */
+/* Whether the whole-model check runs for mode (ROTQ_VERIFY_*): ALL, or AUTO for models up to
+ * VERIFY_AUTO_MAX_PARAMETERS. */
 bool verify_wanted(int mode, const checkpoint *ck);
 /* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t. */
 double verify_tolerance(dtype t);
