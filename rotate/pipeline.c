@@ -244,6 +244,18 @@ static int check_finite(const transform_context *ctx, const st_tensor *t, size_t
                    t->name, first + at);
 }
 
+/* Fails naming the tensor if count written elements (of the tensor's dtype, from element `first`)
+ * hold a NaN or an infinity: finite weights can overflow a 16-bit dtype once fused and rotated. */
+static int check_output_finite(const tensor_plan *plan, const void *data, size_t first, size_t count,
+                               rotq_error *err) {
+  size_t at = first_non_finite(plan->source->dtype, data, count);
+  if (at == count) return 0;
+  return rotq_fail(err,
+                   "tensor '%s': element %zu is not finite once rotated and rounded to %s (the fused, rotated "
+                   "weight overflows the dtype's range)",
+                   plan->command->name, first + at, dtype_name(plan->source->dtype));
+}
+
 /* Piece p, from reading to writing, with this thread's buffers. */
 static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
   const transform_context *ctx = b->pl->ctx;
@@ -267,6 +279,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     timing->read += now_seconds() - t_check;
     if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
+    if (check_output_finite(plan, s->output, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     double t0 = now_seconds();
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
                                   (end - begin) * row_bytes, err);
@@ -280,6 +293,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (atomic_fetch_sub(&j->remaining, 1) != 1) return 0;
   double t0 = now_seconds();
   int rc = check_finite(ctx, source, 0, st_numel(source), err);
+  if (rc == 0) rc = check_output_finite(plan, whole, 0, st_numel(source), err);
   double t1 = now_seconds();
   if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->read += t1 - t0, timing->write += now_seconds() - t1;

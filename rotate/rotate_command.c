@@ -318,7 +318,14 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
   }
-  if (!checkpoint_find(ck, head_weight) && !add_command(out, head_weight, embed_weight, -1)) goto oom;
+  const st_tensor *head = checkpoint_find(ck, head_weight);
+  if (!head && !add_command(out, head_weight, embed_weight, -1)) goto oom;
+  if (head && ck->config.tie_word_embeddings &&
+      (head->nbytes != embed->nbytes || head->dtype != embed->dtype || memcmp(head->data, embed->data, head->nbytes)))
+    warn(out,
+         "config.json ties the embeddings, but the checkpoint ships a '%s' that differs from '%s': rotq rotates "
+         "the shipped one and unties (a loader that re-ties would use the embedding instead)",
+         head_weight, embed_weight);
 
   /* Rotate map: the first rule whose pattern matches a tensor's module. */
   int *rule_hits = calloc((size_t)config->rule_count + 1, sizeof(int));

@@ -34,13 +34,18 @@ static dtype main_dtype(const checkpoint *ck) {
   return (dtype)best;
 }
 
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, rotq_error *err) {
+int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+                       rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
   double tol = verify_tolerance(main_dtype(&ck));
   checkpoint_close(&ck);
   model *a = NULL, *b = NULL;
-  if (model_load(original_dir, NULL, &a, err) < 0) return rotq_fail_context(err, "verify");
+  rotq_error load_err = {{0}};
+  if (model_load(original_dir, NULL, &a, &load_err) < 0) {
+    snprintf(why, why_cap, "%s", load_err.message);
+    return 1;
+  }
   if (model_load(rotated_dir, NULL, &b, err) < 0) {
     model_free(a);
     return rotq_fail_context(err, "verify");

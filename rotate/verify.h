@@ -15,8 +15,10 @@
 bool verify_wanted(int mode, const checkpoint *ck);
 /* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t. */
 double verify_tolerance(dtype t);
-/* Compares the two checkpoints on 16 fixed tokens; error if the relative difference exceeds the
- * tolerance of the original's dtype or any argmax differs. */
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, rotq_error *err);
+/* Compares the two checkpoints on 16 fixed tokens; error (-1) if the relative difference exceeds
+ * the tolerance of the original's dtype or any argmax differs. 1, with the reason in why, when the
+ * reference forward pass cannot load the original (an architecture feature it does not model). */
+int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+                       rotq_error *err);
 
 #endif
