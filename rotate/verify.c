@@ -34,6 +34,8 @@ static dtype main_dtype(const checkpoint *ck) {
   return (dtype)best;
 }
 
+double verify_checkpoint_tolerance(const checkpoint *ck) { return verify_tolerance(main_dtype(ck)); }
+
 int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
                        rotq_error *err) {
   checkpoint ck;

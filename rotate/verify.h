@@ -15,6 +15,8 @@
 bool verify_wanted(int mode, const checkpoint *ck);
 /* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t. */
 double verify_tolerance(dtype t);
+/* The tolerance for comparing the checkpoint's logits: that of the dtype of most of its parameters. */
+double verify_checkpoint_tolerance(const checkpoint *ck);
 /* Compares the two checkpoints on 16 fixed tokens; error (-1) if the relative difference exceeds
  * the tolerance of the original's dtype or any argmax differs. 1, with the reason in why, when the
  * reference forward pass cannot load the original (an architecture feature it does not model). */
