@@ -23,10 +23,10 @@ const char *rotq_version(void);
  *                proven equivalent to the original (rotate/stream_check.h); any model size, little cost
  *   whole-model  the reference forward pass on the original and the written checkpoint, logits
  *                compared (loads both models: small models) */
-#define ROTQ_VERIFY_AUTO (-1)     /* in-stream; whole-model too for models up to 50M parameters */
-#define ROTQ_VERIFY_OFF 0         /* nothing (the output is not proven) */
-#define ROTQ_VERIFY_ALL 1         /* in-stream and whole-model, whatever the size */
-#define ROTQ_VERIFY_IN_STREAM 2   /* in-stream only */
+#define ROTQ_VERIFY_AUTO (-1)   /* in-stream; whole-model too for models up to 50M parameters */
+#define ROTQ_VERIFY_OFF 0       /* nothing (the output is not proven) */
+#define ROTQ_VERIFY_ALL 1       /* in-stream and whole-model, whatever the size */
+#define ROTQ_VERIFY_IN_STREAM 2 /* in-stream only */
 
 /* Options of a rotation run: what `rotq rotate` does. Zero-initialise, then set fields. */
 typedef struct rotq_rotate_options {

@@ -298,6 +298,12 @@ void st_writer_drop_cache(st_writer *w) {
   for (size_t s = 0; s < w->shard_count; s++) posix_fadvise(w->shards[s].fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
+void st_writer_drop_tensor(st_writer *w, size_t index) {
+  const planned *t = &w->tensors[index];
+  if (w->shards[t->shard].fd >= 0 && t->nbytes)
+    posix_fadvise(w->shards[t->shard].fd, (off_t)t->offset, (off_t)t->nbytes, POSIX_FADV_DONTNEED);
+}
+
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {
   if (index >= w->count)
     return rotq_fail(err, "%s: tensor index %zu out of range (%zu declared)", w->dir, index, w->count);

@@ -85,15 +85,7 @@ static int queue_layer(quarot_processor *p, int layer, rotq_error *err) {
   return 0;
 }
 
-typedef struct batch_check {
-  stream_check *check;
-  int layer;
-} batch_check;
-
-static int check_batch(void *user, rotq_error *err) {
-  batch_check *b = user;
-  return stream_check_batch(b->check, b->layer, err);
-}
+static int check_batch(void *user, int layer, rotq_error *err) { return stream_check_batch(user, layer, err); }
 
 /* Executes every command of `layer` (-1 = pre-run), this and the next layer's tensors being read
  * ahead. */
@@ -106,14 +98,20 @@ static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
   size_t count;
   const rotate_command **list = rc == 0 ? layer_commands(p, layer, &count) : NULL;
   if (rc == 0 && !list) rc = rotq_fail(err, "out of memory");
-  batch_check checking = {.check = p->check, .layer = layer};
   if (rc == 0)
-    rc = pipeline_run(p->pipeline, list, count, p->check ? check_batch : NULL, &checking, &p->timing, err);
+    rc = pipeline_run(p->pipeline, list, count, p->check ? check_batch : NULL, p->check, layer, &p->timing, err);
   free(list);
   p->elapsed += now_seconds() - start;
   return rc;
 }
 
 int processor_pre_run(quarot_processor *p, rotq_error *err) { return execute_layer(p, -1, err); }
+
+int processor_finish(quarot_processor *p, rotq_error *err) {
+  double start = now_seconds();
+  int rc = p->pipeline ? pipeline_finish(p->pipeline, err) : 0;
+  p->elapsed += now_seconds() - start;
+  return rc;
+}
 
 int processor_preprocess(quarot_processor *p, int layer, rotq_error *err) { return execute_layer(p, layer, err); }

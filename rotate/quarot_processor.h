@@ -36,7 +36,10 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
 void processor_free(quarot_processor *p);
 /* Executes the pre-run commands (tensors outside the decoder layers). */
 int processor_pre_run(quarot_processor *p, rotq_error *err);
-/* Executes the commands of decoder layer `layer`. */
+/* Executes the commands of decoder layer `layer`. The in-stream check of a batch (p->check) runs
+ * beside the next batch; its failure fails the next call, or processor_finish. */
 int processor_preprocess(quarot_processor *p, int layer, rotq_error *err);
+/* Waits for the last batch's in-stream check; its status. */
+int processor_finish(quarot_processor *p, rotq_error *err);
 
 #endif

@@ -386,8 +386,9 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
       return rotq_fail(err, "tensor '%s' is empty (shape [%lld%s]): a projection %s cannot have a zero dimension",
                        c->name, (long long)t->shape[0], t->ndim > 1 ? ", ..." : "",
                        known ? "of the residual stream" : "that is rotated");
-    bool value_rotation = rel && c->layer >= 0 && ((c->output && a->v_proj && !strcmp(rel, a->v_proj)) ||
-                                                   (c->input && a->o_proj && !strcmp(rel, a->o_proj)));
+    bool value_rotation =
+        rel && c->layer >= 0 &&
+        ((c->output && a->v_proj && !strcmp(rel, a->v_proj)) || (c->input && a->o_proj && !strcmp(rel, a->o_proj)));
     const rotation *r = c->output && a->v_proj && rel && !strcmp(rel, a->v_proj) ? c->output : c->input;
     if (value_rotation && head_dim > 0 && head_dim % rotation_dim(r) != 0)
       return rotq_fail(err,

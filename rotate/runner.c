@@ -88,8 +88,8 @@ static cJSON *command_record(const rotate_command *c) {
 
 /* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
  * construction, every tensor's operations, the online rotations, warnings. */
-static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir, const char *whole_model,
-                        const cJSON *previous, rotq_error *err) {
+static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir,
+                        const char *whole_model, const cJSON *previous, rotq_error *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "rotq_version", rotq_version());
   cJSON_AddStringToObject(root, "source", p->ck->dir);
@@ -215,6 +215,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     if (rc == 0) rc = processor_preprocess(&p, layer, err);
     if (rc == 0) progress(o, layer + 1, layers, start);
   }
+  if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) rc = online_write_tensors(&p, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0) {

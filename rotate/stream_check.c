@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,8 @@
 #include "linalg/rng.h"
 #include "rotate/quarot_processor.h"
 
-#define PROBES 2          /* probe rows (positions) per check */
-#define REAL_ROWS 8       /* real token embeddings kept as probes, one per layer in turn */
+#define PROBES 2    /* probe rows (positions) per check */
+#define REAL_ROWS 8 /* real token embeddings kept as probes, one per layer in turn */
 #define CHUNK_BYTES (1u << 20)
 #define CHECK_SEED 0x5eedc0deULL
 
@@ -131,39 +132,65 @@ static int read_fully(int fd, void *buffer, size_t size, uint64_t offset) {
 
 /* ---- products y[q, r] = Σ_j W[r, j]·x[q, j] ------------------------------------------------ */
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef double v4d __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+typedef uint32_t v16w __attribute__((vector_size(64)));
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-CLONES static double dot_f32(const float *a, const float *b, size_t n) {
-  v8f s0 = {0}, s1 = {0};
+/* out[q] = Σ_j w[j]·x[q·n + j] for the PROBES rows of x: one pass over w. */
+CLONES static void dot_bf16(const unsigned char *w, const float *x, size_t n, double *out) {
+  v16f s0 = {0}, s1 = {0};
   size_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    v8f a0, a1, b0, b1;
-    memcpy(&a0, a + j, sizeof a0), memcpy(&a1, a + j + 8, sizeof a1);
-    memcpy(&b0, b + j, sizeof b0), memcpy(&b1, b + j + 8, sizeof b1);
-    s0 += a0 * b0, s1 += a1 * b1;
+    v16h raw;
+    memcpy(&raw, w + 2 * j, sizeof raw);
+    v16w bits = __builtin_convertvector(raw, v16w) << 16;
+    v16f a, x0, x1;
+    memcpy(&a, &bits, sizeof a);
+    memcpy(&x0, x + j, sizeof x0), memcpy(&x1, x + n + j, sizeof x1);
+    s0 += a * x0, s1 += a * x1;
   }
-  double s = 0;
-  for (int i = 0; i < 8; i++) s += (double)s0[i] + (double)s1[i];
-  for (; j < n; j++) s += (double)a[j] * b[j];
-  return s;
+  double r0 = 0, r1 = 0;
+  for (int i = 0; i < 16; i++) r0 += s0[i], r1 += s1[i];
+  for (; j < n; j++) {
+    uint32_t bits = (uint32_t)(w[2 * j] | w[2 * j + 1] << 8) << 16;
+    float a;
+    memcpy(&a, &bits, sizeof a);
+    r0 += (double)a * x[j], r1 += (double)a * x[n + j];
+  }
+  out[0] = r0, out[1] = r1;
 }
 
-CLONES static double dot_f64(const double *a, const double *b, size_t n) {
-  v4d s0 = {0}, s1 = {0};
+CLONES static void dot_f32(const float *w, const float *x, size_t n, double *out) {
+  v16f s0 = {0}, s1 = {0};
+  size_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    v16f a, x0, x1;
+    memcpy(&a, w + j, sizeof a), memcpy(&x0, x + j, sizeof x0), memcpy(&x1, x + n + j, sizeof x1);
+    s0 += a * x0, s1 += a * x1;
+  }
+  double r0 = 0, r1 = 0;
+  for (int i = 0; i < 16; i++) r0 += s0[i], r1 += s1[i];
+  for (; j < n; j++) r0 += (double)w[j] * x[j], r1 += (double)w[j] * x[n + j];
+  out[0] = r0, out[1] = r1;
+}
+
+CLONES static void dot_f64(const double *w, const double *x, size_t n, double *out) {
+  v8d s0 = {0}, s1 = {0};
   size_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    v4d a0, a1, b0, b1;
-    memcpy(&a0, a + j, sizeof a0), memcpy(&a1, a + j + 4, sizeof a1);
-    memcpy(&b0, b + j, sizeof b0), memcpy(&b1, b + j + 4, sizeof b1);
-    s0 += a0 * b0, s1 += a1 * b1;
+    v8d a, x0, x1;
+    memcpy(&a, w + j, sizeof a), memcpy(&x0, x + j, sizeof x0), memcpy(&x1, x + n + j, sizeof x1);
+    s0 += a * x0, s1 += a * x1;
   }
-  double s = 0;
-  for (int i = 0; i < 4; i++) s += s0[i] + s1[i];
-  for (; j < n; j++) s += a[j] * b[j];
-  return s;
+  double r0 = 0, r1 = 0;
+  for (int i = 0; i < 8; i++) r0 += s0[i], r1 += s1[i];
+  for (; j < n; j++) r0 += w[j] * x[j], r1 += w[j] * x[n + j];
+  out[0] = r0, out[1] = r1;
 }
+
+_Static_assert(PROBES == 2, "the dot kernels take two probe rows");
 
 typedef struct product_job {
   const wref *w;
@@ -200,13 +227,17 @@ static void product_range(void *ctx, size_t begin, size_t end) {
     }
     for (size_t i = 0; i < n; i++) {
       const unsigned char *s = src + i * row_bytes;
-      if (narrow) {
+      double out[PROBES];
+      if (w->t == DTYPE_BF16) {
+        dot_bf16(s, j->xf, cols, out);
+      } else if (narrow) {
         dtype_to_f32(w->t, s, row, cols);
-        for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r + i] = dot_f32(row, j->xf + (size_t)q * cols, cols);
+        dot_f32(row, j->xf, cols, out);
       } else {
         dtype_to_f64(w->t, s, row, cols);
-        for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r + i] = dot_f64(row, j->x + (size_t)q * cols, cols);
+        dot_f64(row, j->x, cols, out);
       }
+      for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r + i] = out[q];
     }
     if (w->map) st_release(src, n * row_bytes);
   }
@@ -307,8 +338,8 @@ static double norm2(const double *x, size_t n) {
 }
 
 /* Fails naming what, when got differs from want by more than the tolerance of dtype t. */
-static int compare(stream_check *sc, const char *what, dtype t, const double *got, const double *want,
-                   size_t n, rotq_error *err) {
+static int compare(stream_check *sc, const char *what, dtype t, const double *got, const double *want, size_t n,
+                   rotq_error *err) {
   double diff = 0;
   for (size_t i = 0; i < n; i++) diff += (got[i] - want[i]) * (got[i] - want[i]);
   double scale = norm2(want, n), relative = sqrt(diff) / (scale > 0 ? scale : 1);
@@ -541,7 +572,8 @@ static void mix_heads(const stream_check *sc, int layer, const double *v, double
 
 /* The value → output path: o'(Ronline(mix(v'))) + b' = S(o(mix(v)) + b). */
 static int check_value_path(stream_check *sc, int layer, const char *v_module, const char *o_module,
-                            const rotate_command *o, const double *v, const double *vs, size_t v_rows, rotq_error *err) {
+                            const rotate_command *o, const double *v, const double *vs, size_t v_rows,
+                            rotq_error *err) {
   const size_t u_dim = (size_t)sc->heads * sc->head_dim;
   const st_tensor *t = weight_tensor(sc, o_module);
   if (v_rows != (size_t)sc->kv_heads * sc->head_dim || t->ndim != 2 || (size_t)t->shape[1] != u_dim ||
@@ -582,7 +614,8 @@ static int check_unchanged(stream_check *sc, int layer, const rotate_command *c,
   while (rc == 0 && left > 0) {
     size_t n = left < CHUNK_BYTES ? left : CHUNK_BYTES;
     int code = read_fully(w.fd, buffer, n, w.offset + at);
-    if (code) rc = rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", c->name, strerror(code));
+    if (code)
+      rc = rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", c->name, strerror(code));
     else if (memcmp(buffer, (const unsigned char *)t->data + at, n) != 0)
       rc = rotq_fail(err,
                      "verify: tensor '%s' (layer %d) was changed, but by the %s adapter it neither reads nor "

@@ -37,13 +37,13 @@ struct cJSON;
 typedef struct stream_check stream_check;
 
 typedef struct stream_check_summary {
-  int batches;           /* pre-run and decoder layers checked */
-  size_t tensors;        /* tensors checked (products or bytes) */
-  size_t elements;       /* weight elements read back and multiplied or compared */
-  double max_relative;   /* the largest relative error of any check */
-  double max_ratio;      /* the largest relative error / its tolerance (< 1 when all pass) */
-  char worst[300];       /* the tensor of max_ratio */
-  double seconds;        /* time spent checking */
+  int batches;         /* pre-run and decoder layers checked */
+  size_t tensors;      /* tensors checked (products or bytes) */
+  size_t elements;     /* weight elements read back and multiplied or compared */
+  double max_relative; /* the largest relative error of any check */
+  double max_ratio;    /* the largest relative error / its tolerance (< 1 when all pass) */
+  char worst[300];     /* the tensor of max_ratio */
+  double seconds;      /* time spent checking */
 } stream_check_summary;
 
 /* A checker for p's plan and output writer (p->context.writer must be set). */

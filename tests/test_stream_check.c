@@ -52,7 +52,8 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   const model_adapter *a = adapter_for(&ck.config, err);
   rotation_config config;
   assert_non_null(a);
-  assert_int_equal(rotation_config_load(a->builtin_config ? a->builtin_config : "transformer_universal", &config, err), 0);
+  assert_int_equal(rotation_config_load(a->builtin_config ? a->builtin_config : "transformer_universal", &config, err),
+                   0);
   quarot_processor p;
   assert_int_equal(processor_init(&p, &ck, a, &config, 3, 2, err), 0);
   int rc = online ? online_pre_run(&p, NULL, 3, err) : 0;
@@ -95,6 +96,7 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
     if (online) rc = online_preprocess(&p, layer, err);
     if (rc == 0) rc = processor_preprocess(&p, layer, err);
   }
+  if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) {
     const stream_check_summary *s = stream_check_result(p.check);
     assert_int_equal(s->batches, ck.config.num_hidden_layers + 1);
