@@ -5,6 +5,7 @@
 
 #include "model/logit_compare.h"
 #include "model/model.h"
+#include "model/rope.h"
 #include "rotq.h"
 
 #define VERIFY_TOKENS 16
@@ -41,13 +42,14 @@ int verify_equivalence(const char *original_dir, const char *rotated_dir, bool r
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
   double tol = verify_tolerance(main_dtype(&ck));
+  bool rope_ok = rope_type_supported(&ck.config);
+  if (!rope_ok)
+    snprintf(why, why_cap, "%s/config.json: rope_scaling type '%s' is not modelled by the reference forward pass",
+             original_dir, ck.config.rope.type);
   checkpoint_close(&ck);
+  if (!rope_ok) return 1;
   model *a = NULL, *b = NULL;
-  rotq_error load_err = {{0}};
-  if (model_load(original_dir, NULL, &a, &load_err) < 0) {
-    snprintf(why, why_cap, "%s", load_err.message);
-    return 1;
-  }
+  if (model_load(original_dir, NULL, &a, err) < 0) return rotq_fail_context(err, "verify");
   if (model_load(rotated_dir, NULL, &b, err) < 0) {
     model_free(a);
     return rotq_fail_context(err, "verify");

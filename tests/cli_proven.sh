@@ -126,7 +126,7 @@ c = json.load(open(sys.argv[1]))
 c["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256}
 json.dump(c, open(sys.argv[1], "w"))
 EOF
-expect 0 "whole-model check skipped \(.*rope_scaling type 'yarn' is not supported.*\); the in-stream check proved" -- \
+expect 0 "whole-model check skipped \(.*rope_scaling type 'yarn' is not modelled.*\); the in-stream check proved" -- \
   "$ROTQ" rotate --model "$YARN" --output "$SCRATCH/yarn-out"
 python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['verification']['whole_model'].startswith('skipped')" \
   "$SCRATCH/yarn-out/rotation.json" || fail "rotation.json does not say the whole-model check was skipped"
