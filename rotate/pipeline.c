@@ -184,20 +184,26 @@ static void *check_loop(void *arg) {
   return NULL;
 }
 
-int pipeline_finish(pipeline *pl, rotq_error *err) {
+/* Waits for the running check (if any); its status. */
+static int wait_check(pipeline *pl, rotq_error *err) {
   checker *c = &pl->checking;
   if (!c->running) return 0;
   pthread_join(c->thread, NULL);
   c->running = false;
-  st_writer_drop_cache(pl->ctx->writer); /* pages that were still being written */
   if (c->status < 0) *err = c->error;
   return c->status < 0 ? -1 : 0;
+}
+
+int pipeline_finish(pipeline *pl, rotq_error *err) {
+  int rc = wait_check(pl, err);
+  st_writer_drop_cache(pl->ctx->writer); /* pages that were still being written when dropped */
+  return rc;
 }
 
 void pipeline_free(pipeline *pl) {
   if (!pl) return;
   rotq_error ignored;
-  pipeline_finish(pl, &ignored);
+  wait_check(pl, &ignored);
   free(pl->checking.sources), free(pl->checking.source_bytes), free(pl->checking.outputs);
   pthread_mutex_lock(&pl->io_lock);
   pl->stop = true;
@@ -458,7 +464,7 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
   rotq_error check_err = {{0}};
-  bool check_failed = pipeline_finish(pl, &check_err) < 0; /* the previous batch's */
+  bool check_failed = wait_check(pl, &check_err) < 0; /* the previous batch's */
   checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
   bool checking =
       !atomic_load(&b.failed) && !check_failed && check && start_check(pl, &b, check, check_user, batch_id) == 0;
