@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/heap.h"
 #include "model/perplexity.h"
+#include "model/quantize.h"
 #include "model/quantize_model.h"
 #include "model/token_file.h"
 
@@ -37,6 +38,10 @@ static const char *help =
     "  --wbits B         weight bits, 2..8 or 16 = off (default 16)\n"
     "  --abits B         activation bits (default 16)\n"
     "  --kvbits B        KV cache bits (default 16)\n"
+    "  --wformat F       weight format: int (--wbits, default), fp8 (E4M3, per output channel),\n"
+    "                    mxfp4 (E2M1 in blocks of 32, E8M0 scales) or nvfp4 (E2M1 in blocks of 16,\n"
+    "                    E4M3 scales, one FP32 scale per tensor); float formats by RTN\n"
+    "  --aformat F       activation format, the same (per token; nvfp4's FP32 scale per token)\n"
     "  --w-method M      rtn or gptq (default rtn)\n"
     "  --w-group G       input columns per weight scale (default 0 = per output channel)\n"
     "  --act-order       GPTQ: columns of largest Hessian diagonal first\n"
@@ -59,6 +64,7 @@ static void show_quantize_progress(int done, int layers, void *user) {
 
 int cmd_eval(int argc, char **argv) {
   const char *dir = NULL, *tokens_path = NULL, *reference_dir = NULL, *method = "rtn", *calib_path = NULL;
+  const char *wformat_name = "int", *aformat_name = "int";
   long ctx = 512, segments = 0, wbits = 16, abits = 16, kvbits = 16, w_group = 0, kv_group = 0, calib_n = 128;
   double damp = 0.01, a_clip = 0.9, kv_clip = 0.95;
   bool f32 = false, act_order = false;
@@ -71,6 +77,8 @@ int cmd_eval(int argc, char **argv) {
       {"reference", ARG_STRING, &reference_dir},
       {"wbits", ARG_INT, &wbits},
       {"abits", ARG_INT, &abits},
+      {"wformat", ARG_STRING, &wformat_name},
+      {"aformat", ARG_STRING, &aformat_name},
       {"kvbits", ARG_INT, &kvbits},
       {"w-method", ARG_STRING, &method},
       {"w-group", ARG_INT, &w_group},
@@ -106,6 +114,15 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "rotq eval: bad quantization option values (see rotq eval --help)\n");
     return 2;
   }
+  quant_format wformat, aformat;
+  if (quant_format_parse(wformat_name, &wformat) < 0 || quant_format_parse(aformat_name, &aformat) < 0) {
+    fprintf(stderr, "rotq eval: --wformat and --aformat take int, fp8, mxfp4 or nvfp4\n");
+    return 2;
+  }
+  if (gptq && wformat != QUANT_INT) {
+    fprintf(stderr, "rotq eval: --w-method gptq quantizes to int only (--wformat %s takes rtn)\n", wformat_name);
+    return 2;
+  }
   if (!calib_path) calib_path = tokens_path;
   const bool calibrate = gptq && wbits != 16;
 
@@ -117,8 +134,19 @@ int cmd_eval(int argc, char **argv) {
   perplexity_result result;
   heap_keep_freed_blocks();
   const bool tty = isatty(STDERR_FILENO);
-  model_options options = {.f32 = f32, .quant = {(int)abits, a_clip, (int)kvbits, kv_clip, (int)kv_group}};
-  const weight_quant wq = {(int)wbits, gptq ? WEIGHT_GPTQ : WEIGHT_RTN, (int)w_group, act_order, damp};
+  model_options options = {.f32 = f32,
+                           .quant = {.abits = (int)abits,
+                                     .a_clip = a_clip,
+                                     .kvbits = (int)kvbits,
+                                     .kv_clip = kv_clip,
+                                     .kv_group = (int)kv_group,
+                                     .aformat = (int)aformat}};
+  const weight_quant wq = {.bits = (int)wbits,
+                           .method = gptq ? WEIGHT_GPTQ : WEIGHT_RTN,
+                           .group = (int)w_group,
+                           .act_order = act_order,
+                           .damp = damp,
+                           .format = (int)wformat};
   int status =
       token_file_read(tokens_path, &tokens, &count, &err) != 0 ||
               (calibrate && calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err) != 0) ||

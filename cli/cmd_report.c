@@ -16,6 +16,7 @@
 #include "cli/work_dir.h"
 #include "io/json_file.h"
 #include "model/perplexity.h"
+#include "model/quantize.h"
 #include "model/quantize_model.h"
 #include "model/token_file.h"
 #include "rotq.h"
@@ -25,7 +26,8 @@ static const char *help =
     "Measures what rotation buys on your model and data. Rotates the model (R1R2, and R1R2 with the\n"
     "online rotations) into a scratch directory, then evaluates each of the three, fake-quantized\n"
     "(see rotq eval --help), as FP, W8A8, W4A16, W4A8, W4A4 and W4A4KV4, with RTN and with GPTQ\n"
-    "weights: perplexity on the first --segments segments of FILE, and the mean KL divergence per\n"
+    "weights, and in the float formats W8A8 FP8 (E4M3), W4A4 MXFP4 and W4A4 NVFP4 (RTN weights;\n"
+    "rotq eval --help describes them): perplexity on the first --segments segments of FILE, and the mean KL divergence per\n"
     "token from the unquantized original (meaningful also for synthetic models). GPTQ calibrates\n"
     "on the last --calib-n segments of --calib (default FILE), never on evaluated ones. Writes\n"
     "PREFIX.md (the table) and PREFIX.json (every number), prints the table, and shows progress\n"
@@ -47,15 +49,19 @@ static const char *help =
     "  --kv-clip X       KV clip ratio (default 0.95)\n"
     "  --f32             compute in float32 (default float64)\n";
 
-/* One row of the table: a quantization setting. */
+/* One row of the table: a quantization setting; format rows quantize weights and activations to
+ * a float format (model/quantize.h), weights by RTN. */
 typedef struct quant_config {
   const char *name;
   int wbits, abits, kvbits;
+  quant_format format;
 } quant_config;
 
 static const quant_config configs[] = {
-    {"FP", 16, 16, 16}, {"W8A8", 8, 8, 16}, {"W4A16", 4, 16, 16},
-    {"W4A8", 4, 8, 16}, {"W4A4", 4, 4, 16}, {"W4A4KV4", 4, 4, 4},
+    {"FP", 16, 16, 16, QUANT_INT},         {"W8A8", 8, 8, 16, QUANT_INT},      {"W4A16", 4, 16, 16, QUANT_INT},
+    {"W4A8", 4, 8, 16, QUANT_INT},         {"W4A4", 4, 4, 16, QUANT_INT},      {"W4A4KV4", 4, 4, 4, QUANT_INT},
+    {"W8A8 FP8", 8, 8, 16, QUANT_FP8},     {"W4A4 MXFP4", 4, 4, 16, QUANT_MXFP4},
+    {"W4A4 NVFP4", 4, 4, 16, QUANT_NVFP4},
 };
 #define CONFIG_COUNT (int)(sizeof configs / sizeof configs[0])
 
@@ -108,6 +114,7 @@ static int evaluate(report *r, model *m, int v, int c, int method, rotq_error *e
   activation_quant act = r->act;
   act.abits = configs[c].abits;
   act.kvbits = configs[c].kvbits;
+  act.aformat = (int)configs[c].format;
   if (model_set_activation_quant(m, &act, err) != 0) return -1;
   const perplexity_options o = {.ctx = r->ctx, .max_segments = r->segments, .reference = r->reference};
   perplexity_result result;
@@ -149,10 +156,21 @@ static int evaluate_variant(report *r, int v, rotq_error *err) {
                                         method == WEIGHT_GPTQ && r->tty ? show_gptq_progress : NULL, NULL, err);
       }
       for (int c = 1; c < CONFIG_COUNT && status == 0; c++)
-        if (configs[c].wbits == wbits) status = evaluate(r, m, v, c, method, err);
+        if (configs[c].wbits == wbits && configs[c].format == QUANT_INT) status = evaluate(r, m, v, c, method, err);
       model_free(m);
       m = NULL;
     }
+  }
+  for (int c = 1; c < CONFIG_COUNT && status == 0 && r->method_used[WEIGHT_RTN]; c++) {
+    if (configs[c].format == QUANT_INT) continue;
+    weight_quant wq = r->weight;
+    wq.method = WEIGHT_RTN;
+    wq.format = (int)configs[c].format;
+    status = model_load(r->dirs[v], &options, &m, err);
+    if (status == 0) status = model_quantize_weights(m, &wq, NULL, NULL, NULL, err);
+    if (status == 0) status = evaluate(r, m, v, c, WEIGHT_RTN, err);
+    model_free(m);
+    m = NULL;
   }
   return status;
 }
@@ -190,7 +208,7 @@ static void write_markdown(FILE *f, const report *r) {
   fprintf(f, "\n");
   for (int c = 0; c < CONFIG_COUNT; c++)
     for (int method = 0; method < 2; method++) {
-      if (c == 0 && method > 0) continue;
+      if ((c == 0 || configs[c].format != QUANT_INT) && method > 0) continue;
       if (c > 0 && !r->method_used[method]) continue;
       fprintf(f, "| %s | %s |", configs[c].name, c == 0 ? "—" : method_name(method));
       for (int v = 0; v < VARIANT_COUNT; v++) {
@@ -243,6 +261,7 @@ static int write_json(const char *path, const report *r, rotq_error *err) {
         cJSON_AddNumberToObject(o, "wbits", configs[c].wbits);
         cJSON_AddNumberToObject(o, "abits", configs[c].abits);
         cJSON_AddNumberToObject(o, "kvbits", configs[c].kvbits);
+        cJSON_AddStringToObject(o, "format", quant_format_name(configs[c].format));
         if (c > 0) cJSON_AddStringToObject(o, "weights", method == WEIGHT_GPTQ ? "gptq" : "rtn");
         cJSON_AddNumberToObject(o, "ppl", x->ppl);
         cJSON_AddNumberToObject(o, "kl", x->kl);
@@ -370,7 +389,9 @@ int cmd_report(int argc, char **argv) {
   if (status == 0) {
     int variants = 0;
     for (int v = 0; v < VARIANT_COUNT; v++) variants += r->dirs[v] != NULL;
-    r->total = variants * (1 + (rtn + gptq) * (CONFIG_COUNT - 1));
+    int float_rows = 0;
+    for (int c = 0; c < CONFIG_COUNT; c++) float_rows += configs[c].format != QUANT_INT;
+    r->total = variants * (1 + (rtn + gptq) * (CONFIG_COUNT - 1 - float_rows) + rtn * float_rows);
   }
   for (int v = 0; v < VARIANT_COUNT && status == 0; v++)
     if (r->dirs[v]) status = evaluate_variant(r, v, &err);

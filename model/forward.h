@@ -51,8 +51,12 @@ static void TYPED(linear)(real *out, const real *in, const real *w, const real *
  * fake-quantized as a serving kernel quantizes its input. True when the observer ends the pass. */
 static bool TYPED(linear_input)(const model *m, int layer, linear_input input, real *x, int rows, int dim) {
   if (m->observe && m->observe(m->observe_user, layer, input, x, rows, dim)) return true;
-  for (int r = 0; r < rows; r++)
-    TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
+  for (int r = 0; r < rows; r++) {
+    if (m->quant.aformat != QUANT_INT)
+      TYPED(fake_quant_format)(x + (size_t)r * dim, (size_t)dim, (quant_format)m->quant.aformat, 0);
+    else
+      TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
+  }
   return false;
 }
 

@@ -24,6 +24,8 @@ typedef struct activation_quant {
   int kvbits;     /* K (after RoPE) and V as written to the cache, asymmetric per group */
   double kv_clip; /* 0 = 0.95 */
   int kv_group;   /* elements per K/V group; 0 = head_dim (per head); must divide head_dim */
+  int aformat;    /* quant_format (model/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
+                     mxfp4 or nvfp4 quantize them in that format (abits then ignored) */
 } activation_quant;
 
 typedef struct model_options {

@@ -18,6 +18,34 @@ double quant_symmetric_codes(const double *x, size_t n, int bits, double clip, i
   return scale;
 }
 
+#include <string.h>
+
+static const char *const format_names[] = {"int", "fp8", "mxfp4", "nvfp4"};
+
+int quant_format_parse(const char *name, quant_format *f) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, format_names[i]) == 0) return *f = (quant_format)i, 0;
+  return -1;
+}
+
+const char *quant_format_name(quant_format f) { return (unsigned)f < 4 ? format_names[f] : "?"; }
+
+/* v rounded to nearest-even onto a binary float grid of `mantissa` fraction bits whose smallest
+ * normal exponent is emin (below it, subnormals of step 2^(emin − mantissa)), saturating at max. */
+static double float_grid_round(double v, int mantissa, int emin, double max) {
+  if (v == 0 || isnan(v)) return v;
+  double a = fabs(v);
+  int e;
+  frexp(a, &e); /* a = f·2^e, f in [0.5, 1): the leading bit is 2^(e−1) */
+  int exponent = e - 1 < emin ? emin : e - 1;
+  double step = ldexp(1.0, exponent - mantissa);
+  double r = nearbyint(a / step) * step;
+  return copysign(r > max ? max : r, v);
+}
+
+double fp8_e4m3_round(double v) { return float_grid_round(v, 3, -6, 448); }
+double fp4_e2m1_round(double v) { return float_grid_round(v, 1, 0, 6); }
+
 #define REAL double
 #define NAME(x) x##_f64
 #include "model/quantize_template.h"

@@ -16,6 +16,7 @@ int activation_quant_resolve(const activation_quant *in, int head_dim, activatio
   if (q.a_clip == 0) q.a_clip = 0.9;
   if (q.kv_clip == 0) q.kv_clip = 0.95;
   if (q.kv_group == 0) q.kv_group = head_dim;
+  if (q.aformat < QUANT_INT || q.aformat > QUANT_NVFP4) return rotq_fail(err, "activation format %d is unknown", q.aformat);
   if (!quant_bits_valid(q.abits) || !quant_bits_valid(q.kvbits))
     return rotq_fail(err, "activation bits %d / KV bits %d: each must be 2..8, or 16 for off", q.abits, q.kvbits);
   if (!(q.a_clip > 0 && q.a_clip <= 1) || !(q.kv_clip > 0 && q.kv_clip <= 1))
@@ -36,7 +37,11 @@ static void quantize_rtn(model *m, const weight_quant *q) {
       linear_weight lw[MAX_LINEARS_PER_INPUT];
       int count = linears_of(m, l, (linear_input)input, lw);
       for (int i = 0; i < count; i++) {
-        if (m->f32)
+        if (q->format != QUANT_INT && m->f32)
+          quant_weight_rtn_format_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, (quant_format)q->format);
+        else if (q->format != QUANT_INT)
+          quant_weight_rtn_format_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, (quant_format)q->format);
+        else if (m->f32)
           quant_weight_rtn_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
         else
           quant_weight_rtn_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
@@ -170,7 +175,10 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
   if (!quant_bits_valid(q.bits)) return rotq_fail(err, "weight bits %d: must be 2..8, or 16 for off", q.bits);
   if (q.group < 0 || q.damp < 0)
     return rotq_fail(err, "weight group %d and damping %g must not be negative", q.group, q.damp);
-  if (q.bits == QUANT_OFF) return 0;
+  if (q.format < QUANT_INT || q.format > QUANT_NVFP4) return rotq_fail(err, "weight format %d is unknown", q.format);
+  if (q.format != QUANT_INT && q.method != WEIGHT_RTN)
+    return rotq_fail(err, "weights in %s are quantized by RTN only (GPTQ: int)", quant_format_name((quant_format)q.format));
+  if (q.bits == QUANT_OFF && q.format == QUANT_INT) return 0;
   if (q.method == WEIGHT_RTN) {
     quantize_rtn(m, &q);
     if (progress) progress(m->config.num_hidden_layers, m->config.num_hidden_layers, user);

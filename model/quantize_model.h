@@ -24,6 +24,7 @@ typedef struct weight_quant {
   int group;      /* input columns per scale; 0 = per output channel */
   bool act_order; /* GPTQ: columns of largest Hessian diagonal first */
   double damp;    /* GPTQ: relative damping of the Hessian; 0 = 0.01 */
+  int format;     /* quant_format: 0 = int (bits); fp8, mxfp4, nvfp4 (RTN only; bits ignored) */
 } weight_quant;
 
 /* GPTQ's calibration tokens: each segment of tokens, its first ctx tokens. */

@@ -196,6 +196,61 @@ static void test_outlier_measures(void **state) {
   assert_int_equal(linear_input_from_name("nope"), -1);
 }
 
+/* The value of an E4M3 bit pattern (OCP FP8: bias 7, no infinity, S.1111.111 NaN). */
+static double e4m3_value(unsigned bits) {
+  int sign = bits >> 7, exponent = (bits >> 3) & 15, mantissa = bits & 7;
+  double v = exponent ? ldexp(1 + mantissa / 8.0, exponent - 7) : ldexp(mantissa / 8.0, -6);
+  return sign ? -v : v;
+}
+
+/* Every finite E4M3 and E2M1 value rounds to itself; midpoints go to the even neighbour; beyond
+ * the largest value saturates. */
+static void test_float_grids(void **state) {
+  (void)state;
+  for (unsigned b = 0; b < 256; b++) {
+    if ((b & 0x7f) == 0x7f) continue; /* NaN */
+    double v = e4m3_value(b);
+    assert_true(fp8_e4m3_round(v) == v);
+  }
+  assert_true(fp8_e4m3_round(448) == 448 && fp8_e4m3_round(500) == 448 && fp8_e4m3_round(-1e9) == -448);
+  assert_true(fp8_e4m3_round(1.0625) == 1.0);                /* tie between 1 and 1.125: even */
+  assert_true(fp8_e4m3_round(1.1875) == 1.25);               /* tie between 1.125 and 1.25: even */
+  assert_true(fp8_e4m3_round(ldexp(1, -10)) == 0);           /* half the smallest subnormal */
+  assert_true(fp8_e4m3_round(3 * ldexp(1, -10)) == ldexp(1, -8)); /* 1.5 subnormal steps → 2 */
+  const double grid[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  for (int i = 0; i < 8; i++) assert_true(fp4_e2m1_round(grid[i]) == grid[i] && fp4_e2m1_round(-grid[i]) == -grid[i]);
+  const double from[] = {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 7, 100}, to[] = {0, 1, 1, 2, 2, 4, 4, 6, 6};
+  for (int i = 0; i < 9; i++) assert_true(fp4_e2m1_round(from[i]) == to[i]);
+}
+
+static void test_mx_and_nv_blocks(void **state) {
+  (void)state;
+  /* MXFP4: block amax 31 → E8M0 scale 2^(4 − 2) = 4; 31/4 saturates at 6 → 24; 5/4 → 1.25 → 1 → 4 */
+  double x[64];
+  for (int i = 0; i < 64; i++) x[i] = i < 32 ? (i == 0 ? 31 : i == 1 ? 5 : 0) : 0.001 * (i - 32);
+  fake_quant_format_f64(x, 64, QUANT_MXFP4, 0);
+  assert_true(x[0] == 24 && x[1] == 4 && x[2] == 0);
+  /* the second block has its own scale: amax 0.031 → 2^(−6 − 2); 0.001·k on the E2M1 grid of it */
+  for (int i = 32; i < 64; i++) {
+    double scale = ldexp(1, -8), want = scale * fp4_e2m1_round(0.001 * (i - 32) / scale);
+    assert_true(fabs(x[i] - want) < 1e-15);
+  }
+  /* NVFP4: a block of equal values is exact (scale amax/6 is representable relative to the
+   * per-tensor scale amax/(6·448): the E4M3 code is 448) */
+  float y[32];
+  for (int i = 0; i < 32; i++) y[i] = i < 16 ? 3.7f : -0.02f * (float)(i - 15);
+  fake_quant_format_f32(y, 32, QUANT_NVFP4, 0);
+  for (int i = 0; i < 16; i++) assert_true(fabsf(y[i] - 3.7f) < 1e-6f);
+  /* FP8 per row: the largest magnitude is exact, the rest on the E4M3 grid of amax/448 */
+  double z[3] = {-10, 1, 0.1};
+  fake_quant_format_f64(z, 3, QUANT_FP8, 0);
+  assert_true(z[0] == -10 && fabs(z[1] - 1) < 0.04 && fabs(z[2] - 0.1) < 0.004);
+  quant_format f;
+  assert_int_equal(quant_format_parse("nvfp4", &f), 0);
+  assert_int_equal(f, QUANT_NVFP4);
+  assert_int_equal(quant_format_parse("fp4", &f), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rtn_known_codes),
@@ -207,6 +262,8 @@ int main(void) {
       cmocka_unit_test(test_gptq_dead_columns_and_errors),
       cmocka_unit_test(test_token_kl),
       cmocka_unit_test(test_outlier_measures),
+      cmocka_unit_test(test_float_grids),
+      cmocka_unit_test(test_mx_and_nv_blocks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
