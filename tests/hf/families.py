@@ -1,6 +1,8 @@
 """Tiny random checkpoints of every family rotq supports, built with transformers' own model classes.
 
-Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 256) whose model is
+Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 256; intermediate
+128, or 192 = 12·16 (Mistral, Gemma-2: vLLM's R4 blocks of 64) and 172 = 4·43 (Phi-3: R4 is one
+Williamson H_172, vLLM's blocks of 4)) whose model is
 made by from_config in float64; every norm weight is moved off its init (w += 0.3·randn: RMSNorm
 weights ≈ 1 ± 0.3, Gemma's (1 + w) offsets ≈ ±0.3) and every bias drawn (0.1·randn), so that rotq's
 norm fusion and bias handling are exercised, then saved with save_pretrained (safetensors).
@@ -32,7 +34,7 @@ def _llama():
 
 
 def _mistral():
-    return transformers.MistralConfig(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2, sliding_window=8)
+    return transformers.MistralConfig(**COMMON, **ATTN, intermediate_size=192, num_hidden_layers=2, sliding_window=8)
 
 
 def _qwen2():
@@ -61,7 +63,7 @@ def _qwen3_moe():
 
 
 def _phi3():
-    return transformers.Phi3Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+    return transformers.Phi3Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, intermediate_size=172,
                                    num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
@@ -70,7 +72,7 @@ def _gemma():
 
 
 def _gemma2():
-    return transformers.Gemma2Config(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2, sliding_window=8)
+    return transformers.Gemma2Config(**COMMON, **ATTN, intermediate_size=192, num_hidden_layers=2, sliding_window=8)
 
 
 def _gemma3():

@@ -38,13 +38,15 @@ def original(family, workdir):
     return _originals[family.name]
 
 
-def rotate_and_compare(family, workdir, label, config, mode, online=None, extra_yaml=""):
+def rotate_and_compare(family, workdir, label, config, mode, online=None, extra_yaml="", verify=False):
     """Rotates the family's model (config: a built-in name or None for rotq's default; online: None,
     "kronecker" or "vllm"); returns the result dict (status "refused" with rotq's message, or "compared"
     with rel and argmax agreement, plus rel_no_hooks for online exports)."""
     directory, ids, reference = original(family, workdir)
     out = str(workdir / f"{family.name}-{label}")
-    args = ["rotate", "--model", directory, "--output", out, "--quiet", "--no-verify", "--force"]
+    args = ["rotate", "--model", directory, "--output", out, "--quiet", "--force"]
+    if not verify:  # the oracle here is transformers; rotq's own check runs in test_default_config
+        args.append("--no-verify")
     if config is not None:
         yaml = oracle.write_config(out + ".yaml", config, mode)
         if extra_yaml:
@@ -79,8 +81,9 @@ def assert_exact(result):
 
 @pytest.mark.parametrize("family", families.FAMILIES, ids=lambda f: f.name)
 def test_default_config(family, workdir):
-    """`rotq rotate` with no --config: the family's own built-in config, random Hadamard."""
-    assert_exact(rotate_and_compare(family, workdir, "default", None, "hadamard"))
+    """`rotq rotate` as a user runs it: no --config (the family's own built-in config, random
+    Hadamard) and rotq's own --verify (on for small models), which reads transformers' config.json."""
+    assert_exact(rotate_and_compare(family, workdir, "default", None, "hadamard", verify=True))
 
 
 @pytest.mark.parametrize("config", CONFIGS)
