@@ -95,8 +95,8 @@ def _nemotron_h():
 
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
-    NVIDIA's published checkpoints (and transformers' loader, which converts it) use
-    hybrid_override_pattern. The suite rotates the published form (see docs/testing.md)."""
+    NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
+    and num_hidden_layers. The suite rotates both forms (nemotron_h, nemotron_h5)."""
     kinds = {"mamba": "M", "linear_attention": "M", "attention": "*", "full_attention": "*", "mlp": "-", "moe": "E"}
     pattern = "".join(kinds[k] for k in config.pop("layers_block_type"))
     config["hybrid_override_pattern"] = pattern
@@ -117,6 +117,7 @@ FAMILIES = [
     Family("gemma3", "Gemma3ForCausalLM", _gemma3, "gemma2"),
     Family("opt", "OPTForCausalLM", _opt, "opt", "none"),
     Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none", _nemotron_h_hub_form),
+    Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none"),  # as transformers 5 saves it
 ]
 
 

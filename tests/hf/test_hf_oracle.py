@@ -59,7 +59,7 @@ def rotate_and_compare(family, workdir, label, config, mode, online=None, extra_
         args += ["--online", "--online-for", "vllm"]
     status, stderr = oracle.rotq(*args)
     result = dict(family=family.name, config=config or f"(default: {family.config})", mode=mode,
-                  online=online or "-", status="refused" if status else "compared", note=stderr.splitlines()[-1] if stderr else "")
+                  online=online or "-", status="refused" if status else "compared", note=stderr.splitlines()[-1].replace(str(workdir) + "/", "") if stderr else "")
     if status == 0:
         if not online:
             model = oracle.load(out)
