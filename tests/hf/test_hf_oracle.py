@@ -58,8 +58,13 @@ def rotate_and_compare(family, workdir, label, config, mode, online=None, extra_
     elif online == "vllm":
         args += ["--online", "--online-for", "vllm"]
     status, stderr = oracle.rotq(*args)
+    # A refusal is exit 1 with one message and nothing written; a crash (signal, ≥ 128) is a bug.
+    assert status in (0, 1), f"rotq exited {status}: {stderr}"
+    if status:
+        assert not os.path.exists(out), f"rotq refused but left {out}"
+    note = stderr.splitlines()[-1].replace(str(workdir) + "/", "") if stderr else ""
     result = dict(family=family.name, config=config or f"(default: {family.config})", mode=mode,
-                  online=online or "-", status="refused" if status else "compared", note=stderr.splitlines()[-1].replace(str(workdir) + "/", "") if stderr else "")
+                  online=online or "-", status="refused" if status else "compared", note=note)
     if status == 0:
         if not online:
             model = oracle.load(out)
@@ -67,6 +72,7 @@ def rotate_and_compare(family, workdir, label, config, mode, online=None, extra_
             model, result["note"] = oracle.load_online_export(out)
             result["rel_no_hooks"], _ = oracle.compare(reference, oracle.logits(model, ids))
             result["transforms"] = len(oracle.apply_online(model, out))
+            assert result["transforms"] > 0, "the online export names no transform"
         result["rel"], result["argmax"] = oracle.compare(reference, oracle.logits(model, ids))
         shutil.rmtree(out)
     RESULTS.append(result)
@@ -140,3 +146,14 @@ def test_negative_control(workdir):
     RESULTS.append(dict(family="llama", config="(negative control)", mode="hadamard", online="-",
                         status="compared", rel=rel, argmax=None, note=f"{name}[0,0] moved by 1e-6·max"))
     assert rel > oracle.TOLERANCE, f"a perturbed weight went unnoticed (rel {rel:.3e})"
+
+
+def test_every_supported_architecture_has_a_family():
+    """A family rotq learns to rotate (`rotq info`'s "supported" line) must get its entry in
+    families.py, so the oracle covers it as it lands."""
+    out = oracle.subprocess.run([oracle.ROTQ, "info", "--model", os.path.join(oracle.SOURCE_DIR, "models", "stories260K")],
+                                capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("supported"))
+    supported = {a.strip() for a in line.split(None, 1)[1].split(",")}
+    covered = {f.architecture for f in families.FAMILIES}
+    assert supported <= covered, f"no oracle family for {sorted(supported - covered)}"
