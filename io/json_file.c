@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,78 @@ static char *read_text(const char *path, rotq_error *err) {
   return text;
 }
 
+/* Number literals keep their spelling. cJSON prints 30.0 as 30 and 0.0 as 0; Python's json then
+ * reads an int, and transformers 5's strict config classes refuse it where a float is declared
+ * (Gemma-2 final_logit_softcapping, Mixtral router_jitter_noise, Nemotron-H time_step_limit).
+ * Reading, each number item gets its source literal in valuestring (unused by cJSON for numbers,
+ * freed and copied with the item); writing, a number whose value still equals its literal is
+ * printed as that literal. Literals are matched to items in document order, which cJSON keeps. */
+
+/* The next number literal of text after *p (skipping strings), its length in *length; NULL at the end. */
+static const char *next_number(const char **p, size_t *length) {
+  const char *s = *p;
+  while (*s) {
+    if (*s == '"') {
+      for (s++; *s && *s != '"'; s++)
+        if (*s == '\\' && s[1]) s++;
+      if (*s) s++;
+    } else if (*s == '-' || (*s >= '0' && *s <= '9')) {
+      const char *start = s;
+      while (*s && strchr("+-.0123456789eE", *s)) s++;
+      *length = (size_t)(s - start);
+      *p = s;
+      return start;
+    } else {
+      s++;
+    }
+  }
+  *p = s;
+  return NULL;
+}
+
+/* Gives every number item of json, in document order, its literal from text; false on a mismatch. */
+static bool attach_literals(cJSON *json, const char **cursor) {
+  for (cJSON *item = json; item; item = item->next) {
+    if (cJSON_IsNumber(item)) {
+      size_t length;
+      const char *literal = next_number(cursor, &length);
+      if (!literal) return false;
+      item->valuestring = strndup(literal, length);
+      if (!item->valuestring) return false;
+    }
+    if (item->child && !attach_literals(item->child, cursor)) return false;
+  }
+  return true;
+}
+
+/* Drops the literals (on a mismatch: the numbers are then printed as cJSON prints them). */
+static void drop_literals(cJSON *json) {
+  for (cJSON *item = json; item; item = item->next) {
+    if (cJSON_IsNumber(item) && item->valuestring) {
+      free(item->valuestring);
+      item->valuestring = NULL;
+    }
+    if (item->child) drop_literals(item->child);
+  }
+}
+
+/* Turns every number whose value still equals its literal into a raw item printing that literal. */
+static void literals_to_raw(cJSON *json) {
+  for (cJSON *item = json; item; item = item->next) {
+    if (cJSON_IsNumber(item) && item->valuestring) {
+      char *end = NULL;
+      double value = strtod(item->valuestring, &end);
+      if (end && *end == '\0' && value == item->valuedouble) {
+        item->type = cJSON_Raw;
+      } else {
+        free(item->valuestring);
+        item->valuestring = NULL;
+      }
+    }
+    if (item->child) literals_to_raw(item->child);
+  }
+}
+
 cJSON *json_file_read(const char *path, rotq_error *err) {
   char *text = read_text(path, err);
   if (!text) return NULL;
@@ -47,12 +120,18 @@ cJSON *json_file_read(const char *path, rotq_error *err) {
   cJSON *json = cJSON_ParseWithOpts(text, &parse_end, 1);
   if (!json)
     rotq_fail(err, "%s: not valid JSON (error at byte %td)", path, parse_end ? parse_end - text : (ptrdiff_t)0);
+  const char *cursor = text;
+  if (json && !attach_literals(json, &cursor)) drop_literals(json);
   free(text);
   return json;
 }
 
 int json_file_write(const char *path, const cJSON *json, rotq_error *err) {
-  char *text = cJSON_Print(json);
+  cJSON *copy = cJSON_Duplicate(json, 1);
+  if (!copy) return rotq_fail(err, "%s: out of memory", path);
+  literals_to_raw(copy);
+  char *text = cJSON_Print(copy);
+  cJSON_Delete(copy);
   if (!text) return rotq_fail(err, "%s: out of memory", path);
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {

@@ -54,7 +54,10 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   bool mixtral = kind == MOE_MIXTRAL;
   *sparse = true;
   if (!mixtral && qwen_layer_is_sparse(c, layer, sparse, err) != 0) return -1;
-  if (int_field(c, mixtral ? "num_local_experts" : "num_experts",
+  /* transformers 5 writes Qwen3-MoE's expert count as num_local_experts (num_experts before). */
+  const char *experts_key = mixtral ? "num_local_experts" : "num_experts";
+  if (kind == MOE_QWEN3 && !cJSON_GetObjectItemCaseSensitive(c->json, experts_key)) experts_key = "num_local_experts";
+  if (int_field(c, experts_key,
                 mixtral             ? 8
                 : kind == MOE_QWEN2 ? 60
                                     : 128,

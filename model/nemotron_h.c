@@ -33,31 +33,73 @@ static int require_string(const model_config *c, const char *key, const char *ex
   return 0;
 }
 
-/* The layer kinds, one character per layer (M, *, -). */
-static const char *pattern(const model_config *c, rotq_error *err) {
+/* The layer kinds, one character per layer (M, *, -), in buf (size num_hidden_layers + 1):
+ * hybrid_override_pattern, or transformers 5's layers_block_type ("linear_attention" = Mamba-2,
+ * "full_attention", "mlp", "moe"). */
+static const char *pattern(const model_config *c, char *buf, size_t size, rotq_error *err) {
   const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->json, "hybrid_override_pattern");
-  if (!cJSON_IsString(p)) {
-    rotq_fail(err, "%s: missing required field 'hybrid_override_pattern'", c->path);
+  const cJSON *types = cJSON_GetObjectItemCaseSensitive(c->json, "layers_block_type");
+  if (!cJSON_IsString(p) && cJSON_IsArray(types)) {
+    static const struct {
+      const char *name;
+      char kind;
+    } names[] = {{"linear_attention", 'M'}, {"mamba", 'M'}, {"full_attention", '*'},
+                 {"attention", '*'},        {"mlp", '-'},   {"moe", 'E'}};
+    size_t n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, types) {
+      char kind = '?';
+      for (size_t i = 0; cJSON_IsString(t) && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(t->valuestring, names[i].name) == 0) kind = names[i].kind;
+      if (kind == '?' || n + 1 >= size) {
+        rotq_fail(err, "%s: layers_block_type[%zu] is not one of linear_attention, full_attention, mlp, moe", c->path,
+                  n);
+        return NULL;
+      }
+      buf[n++] = kind;
+    }
+    buf[n] = '\0';
+  } else if (!cJSON_IsString(p)) {
+    rotq_fail(err, "%s: missing required field 'hybrid_override_pattern' (or layers_block_type)", c->path);
     return NULL;
+  } else {
+    snprintf(buf, size, "%s", p->valuestring);
   }
-  if ((int)strlen(p->valuestring) != c->num_hidden_layers) {
-    rotq_fail(err, "%s: hybrid_override_pattern has %zu layers, num_hidden_layers %d", c->path, strlen(p->valuestring),
+  if ((int)strlen(buf) != c->num_hidden_layers) {
+    rotq_fail(err, "%s: hybrid_override_pattern has %zu layers, num_hidden_layers %d", c->path, strlen(buf),
               c->num_hidden_layers);
     return NULL;
   }
-  for (const char *k = p->valuestring; *k; k++)
+  for (const char *k = buf; *k; k++)
     if (*k != 'M' && *k != '*' && *k != '-') {
       rotq_fail(err, "%s: hybrid_override_pattern layer type '%c' is not supported (M, *, -)", c->path, *k);
       return NULL;
     }
-  return p->valuestring;
+  return buf;
+}
+
+/* A pattern buffer for c (freed by the caller), or NULL with an error. */
+static char *pattern_alloc(const model_config *c, rotq_error *err) {
+  size_t size = (size_t)(c->num_hidden_layers > 0 ? c->num_hidden_layers : 0) + 2;
+  char *buf = malloc(size);
+  if (!buf) {
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  if (!pattern(c, buf, size, err)) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
 }
 
 int nemotron_h_configure(const checkpoint *ck, struct model *m, rotq_error *err) {
   const model_config *c = &ck->config;
   m->hybrid = true;
-  if (!pattern(c, err) || require_string(c, "mamba_hidden_act", "silu", err) != 0 ||
-      require_string(c, "mlp_hidden_act", "relu2", err) != 0)
+  char *kinds = pattern_alloc(c, err);
+  if (!kinds) return -1;
+  free(kinds);
+  if (require_string(c, "mamba_hidden_act", "silu", err) != 0 || require_string(c, "mlp_hidden_act", "relu2", err) != 0)
     return -1;
   return 0;
 }
@@ -118,15 +160,13 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
   return model_read_weight(ck, f32, name, inter, 0, &w->norm, err);
 }
 
-int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err) {
+static int read_weights(const checkpoint *ck, struct model *m, const char *kinds, rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, inter = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim,
                 kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
   const bool f32 = m->f32, attention_bias = bool_field(c, "attention_bias", false),
              mlp_bias = bool_field(c, "mlp_bias", false);
-  const char *kinds = pattern(c, err);
-  if (!kinds) return -1;
   for (int i = 0; i < c->head_dim / 2; i++) m->inv_freq[i] = 0; /* no positional encoding */
   if (model_read_weight(ck, f32, "backbone.embeddings.weight", c->vocab_size, hidden, &m->embed, err) != 0) return -1;
   for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -167,4 +207,12 @@ void mamba_free(mamba_weights *w) {
                  w->d,       w->norm,         w->out_proj,    w->out_proj_bias};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
   free(w);
+}
+
+int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err) {
+  char *kinds = pattern_alloc(&ck->config, err);
+  if (!kinds) return -1;
+  int rc = read_weights(ck, m, kinds, err);
+  free(kinds);
+  return rc;
 }

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "io/checkpoint.h"
+#include "io/json_file.h"
 #include "io/safetensors_writer.h"
 
 static char *dir;
@@ -348,6 +351,38 @@ static void test_index_checked_against_shards(void **state) {
   OPEN_FAILS(join("model-00002-of-00002.safetensors"), "empty file");
 }
 
+/* config.json round trip: number literals keep their spelling (transformers 5 refuses 30 where a
+ * float is declared; cJSON alone prints 30.0 as 30), a number changed in memory prints its new
+ * value; transformers 5's Nemotron-H form gives num_hidden_layers from layers_block_type. */
+static void test_config_literals_and_layers_block_type(void **state) {
+  (void)state;
+  fresh_dir();
+  write_text("config.json",
+             "{\"model_type\":\"nemotron_h\",\"hidden_size\":8,\"num_attention_heads\":2,\"vocab_size\":16,"
+             "\"final_logit_softcapping\":30.0,\"router_jitter_noise\":0.0,\"rms_norm_eps\":1e-06,\"big\":1E+3,"
+             "\"time_step_limit\":[0.0,{\"__float__\":\"Infinity\"}],\"s\":\"a \\\"1.0\\\" 2\",\"n\":-5,"
+             "\"changed\":2.0,\"layers_block_type\":[\"linear_attention\",\"full_attention\",\"mlp\"]}");
+  model_config c;
+  rotq_error err = {{0}};
+  if (model_config_load(join("config.json"), &c, &err) != 0) fail_msg("%s", err.message);
+  assert_int_equal(c.num_hidden_layers, 3);
+  assert_true(c.rms_norm_eps == 1e-6);
+  cJSON_SetNumberValue(cJSON_GetObjectItem(c.json, "changed"), 2.5);
+  if (json_file_write(join("out.json"), c.json, &err) != 0) fail_msg("%s", err.message);
+  model_config_free(&c);
+  FILE *f = fopen(join("out.json"), "r");
+  assert_non_null(f);
+  char text[4096] = {0};
+  assert_true(fread(text, 1, sizeof text - 1, f) > 0);
+  fclose(f);
+  const char *expected[] = {"\"final_logit_softcapping\":\t30.0", "\"router_jitter_noise\":\t0.0",
+                            "\"rms_norm_eps\":\t1e-06", "\"big\":\t1E+3", "\"n\":\t-5", "\"changed\":\t2.5",
+                            "\"s\":\t\"a \\\"1.0\\\" 2\""};
+  for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+    if (!strstr(text, expected[i])) fail_msg("written config lacks %s:\n%s", expected[i], text);
+  if (!strstr(text, "[0.0, {")) fail_msg("time_step_limit lost 0.0:\n%s", text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stories260k),
@@ -356,6 +391,7 @@ int main(void) {
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_finds_shards_without_index),
       cmocka_unit_test(test_index_checked_against_shards),
+      cmocka_unit_test(test_config_literals_and_layers_block_type),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

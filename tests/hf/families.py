@@ -1,0 +1,144 @@
+"""Tiny random checkpoints of every family rotq supports, built with transformers' own model classes.
+
+Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 256; intermediate
+128, or 192 = 12·16 (Mistral, Gemma-2: vLLM's R4 blocks of 64) and 172 = 4·43 (Phi-3: R4 is one
+Williamson H_172, vLLM's blocks of 4)) whose model is
+made by from_config in float64; every norm weight is moved off its init (w += 0.3·randn: RMSNorm
+weights ≈ 1 ± 0.3, Gemma's (1 + w) offsets ≈ ±0.3) and every bias drawn (0.1·randn), so that rotq's
+norm fusion and bias handling are exercised, then saved with save_pretrained (safetensors).
+"""
+import dataclasses
+import json
+import os
+
+import torch
+import transformers
+
+COMMON = dict(vocab_size=256, hidden_size=64, initializer_range=0.1)
+ATTN = dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+
+
+@dataclasses.dataclass
+class Family:
+    name: str          # short name used in test ids
+    architecture: str  # config.json "architectures"
+    make_config: object  # () -> transformers.PretrainedConfig
+    config: str        # rotq's built-in config for the family (what `rotq rotate` uses by default)
+    online: str = "all"  # rotq's online rotations: "all", "no_r4" (MoE: down_proj_online_layers: []), "none"
+    edit_config: object = None  # (config.json dict) -> None, applied after save_pretrained
+
+
+def _llama():
+    return transformers.LlamaConfig(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2,
+                                    attention_bias=True, mlp_bias=True)
+
+
+def _mistral():
+    return transformers.MistralConfig(**COMMON, **ATTN, intermediate_size=192, num_hidden_layers=2, sliding_window=8)
+
+
+def _qwen2():
+    return transformers.Qwen2Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                                    num_hidden_layers=2, tie_word_embeddings=True)
+
+
+def _qwen3():
+    return transformers.Qwen3Config(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2)
+
+
+def _mixtral():
+    return transformers.MixtralConfig(**COMMON, **ATTN, intermediate_size=64, num_hidden_layers=2,
+                                      num_local_experts=4, num_experts_per_tok=2)
+
+
+def _qwen2_moe():
+    return transformers.Qwen2MoeConfig(**COMMON, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                                       moe_intermediate_size=32, shared_expert_intermediate_size=64,
+                                       num_hidden_layers=3, num_experts=4, num_experts_per_tok=2, mlp_only_layers=[1])
+
+
+def _qwen3_moe():
+    return transformers.Qwen3MoeConfig(**COMMON, **ATTN, intermediate_size=128, moe_intermediate_size=32,
+                                       num_hidden_layers=2, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True)
+
+
+def _phi3():
+    return transformers.Phi3Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, intermediate_size=172,
+                                   num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def _gemma():
+    return transformers.GemmaConfig(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2)
+
+
+def _gemma2():
+    return transformers.Gemma2Config(**COMMON, **ATTN, intermediate_size=192, num_hidden_layers=2, sliding_window=8)
+
+
+def _gemma3():
+    return transformers.Gemma3TextConfig(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=2, sliding_window=8,
+                                         layer_types=["sliding_attention", "full_attention"])
+
+
+def _opt():
+    return transformers.OPTConfig(vocab_size=256, hidden_size=64, ffn_dim=128, num_hidden_layers=2,
+                                  num_attention_heads=4, max_position_embeddings=64, word_embed_proj_dim=64,
+                                  init_std=0.1)
+
+
+def _nemotron_h():
+    return transformers.NemotronHConfig(**COMMON, **ATTN, num_hidden_layers=4,
+                                        layers_block_type=["mamba", "attention", "mamba", "mlp"],
+                                        intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16,
+                                        ssm_state_size=16, n_groups=2, conv_kernel=4, chunk_size=8)
+
+
+def _nemotron_h_hub_form(config):
+    """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
+    NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
+    and num_hidden_layers. The suite rotates both forms (nemotron_h, nemotron_h5)."""
+    kinds = {"mamba": "M", "linear_attention": "M", "attention": "*", "full_attention": "*", "mlp": "-", "moe": "E"}
+    pattern = "".join(kinds[k] for k in config.pop("layers_block_type"))
+    config["hybrid_override_pattern"] = pattern
+    config["num_hidden_layers"] = len(pattern)
+
+
+FAMILIES = [
+    Family("llama", "LlamaForCausalLM", _llama, "transformer_universal"),
+    Family("mistral", "MistralForCausalLM", _mistral, "transformer_universal"),
+    Family("qwen2", "Qwen2ForCausalLM", _qwen2, "transformer_universal"),
+    Family("qwen3", "Qwen3ForCausalLM", _qwen3, "transformer_universal"),
+    Family("mixtral", "MixtralForCausalLM", _mixtral, "mixtral", "no_r4"),
+    Family("qwen2_moe", "Qwen2MoeForCausalLM", _qwen2_moe, "qwen_moe", "no_r4"),
+    Family("qwen3_moe", "Qwen3MoeForCausalLM", _qwen3_moe, "qwen_moe", "no_r4"),
+    Family("phi3", "Phi3ForCausalLM", _phi3, "phi3"),
+    Family("gemma", "GemmaForCausalLM", _gemma, "transformer_universal"),
+    Family("gemma2", "Gemma2ForCausalLM", _gemma2, "gemma2"),
+    Family("gemma3", "Gemma3ForCausalLM", _gemma3, "gemma2"),
+    Family("opt", "OPTForCausalLM", _opt, "opt", "none"),
+    Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none", _nemotron_h_hub_form),
+    Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none"),  # as transformers 5 saves it
+]
+
+
+def build(family, directory, seed=0):
+    """Makes the family's random float64 model with from_config, randomizes norms and biases, saves it."""
+    torch.manual_seed(seed)
+    config = family.make_config()
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float64)
+    assert type(model).__name__ == family.architecture, type(model).__name__
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+            elif p.dim() == 1 and "norm" in name.lower():
+                p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    if family.edit_config:
+        path = os.path.join(directory, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        family.edit_config(config)
+        with open(path, "w") as f:
+            json.dump(config, f, indent=2)
+    return model
