@@ -93,14 +93,18 @@ static void test_stats(void **state) {
   expect_output("5 layers");
 }
 
-/* The whole table with RTN on 2 short segments: three columns, six rows, and the FP row exact. */
+/* The whole table with RTN on 2 short segments: three columns, nine rows (six integer settings and
+ * the float formats FP8, MXFP4, NVFP4), and the FP row exact. */
 static void test_report(void **state) {
   assert_int_equal(rotq(with_model("report " MODEL " --segments 2 --ctx 48 --methods rtn --output %s/report")), 0);
-  expect_output("[18/18]");
+  expect_output("[27/27]");
   char path[4200];
   snprintf(path, sizeof path, "%s/report.md", scratch);
   char *md = slurp(path);
   assert_non_null(strstr(md, "| W4A4KV4 | RTN |"));
+  assert_non_null(strstr(md, "| W8A8 FP8 | RTN |"));
+  assert_non_null(strstr(md, "| W4A4 MXFP4 | RTN |"));
+  assert_non_null(strstr(md, "| W4A4 NVFP4 | RTN |"));
   assert_non_null(strstr(md, "R1R2+online KL"));
   free(md);
   snprintf(path, sizeof path, "%s/report.json", scratch);
