@@ -109,8 +109,8 @@ static void online_layers(const cJSON *rec, const char *name, char *out, size_t 
 static void matrix_groups(const cJSON *rec, const char *name, char *out, size_t cap) {
   out[0] = '\0';
   const cJSON *m;
-  cJSON_ArrayForEach(m, cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "matrices"), name),
-                                            "matrices")) {
+  cJSON_ArrayForEach(m,
+                     cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "matrices"), name), "matrices")) {
     if (out[0]) strncat(out, "|", cap - strlen(out) - 1);
     const cJSON *l;
     bool first = true;
@@ -295,7 +295,8 @@ static void api_defaults_and_rule_order(void **state) {
   rotate_with(original, rotated, NULL, text, 0);
   free(text);
   cJSON *rec = record(rotated);
-  assert_true(has_warning(rec, "matches rotation_config '*mixer.q_proj' and '*q_proj|*k_proj': the first rule applies"));
+  assert_true(
+      has_warning(rec, "matches rotation_config '*mixer.q_proj' and '*q_proj|*k_proj': the first rule applies"));
   cJSON_Delete(rec);
   scratch_remove(scratch);
   free(scratch);
