@@ -103,10 +103,10 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
 }
 
 /* Marks norm (absolute module) as fused into the linears matching linears_glob (absolute,
- * '|'-separated). Errors if the norm or no linear exists — unless optional (a config's
- * decoder_layer_fuse entry in a layer of another kind): then returns 1, nothing fused. */
+ * '|'-separated). Errors if the norm or no linear exists (a config entry that does not fit a
+ * layer is skipped before: fuse_entry). */
 static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a, const char *norm,
-                const char *linears_glob, bool optional, rotq_error *err) {
+                const char *linears_glob, rotq_error *err) {
   const char *dot = adapter_layer_of(a, norm) >= 0 ? strchr(norm + strlen(a->layer_prefix) + 1, '.') : NULL;
   if (a->writer_output_norms && dot && pattern_matches(a->writer_output_norms, dot + 1))
     return rotq_fail(err,
@@ -116,7 +116,6 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
   char norm_weight[TENSOR_NAME_MAX];
   snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
   rotate_command *nc = commands_find(list, norm_weight);
-  if (!nc && optional) return 1;
   if (!nc) return rotq_fail(err, "norm '%s' of the fuse map is not in the checkpoint", norm_weight);
   if (checkpoint_find(ck, norm_weight)->ndim != 1) return rotq_fail(err, "norm '%s' should be 1-D", norm_weight);
   int matched = 0;
@@ -126,13 +125,11 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
     bool is_bias;
     module_of(c->name, module, sizeof module, &is_bias);
     if (is_bias || !pattern_matches(linears_glob, module)) continue;
-    if (c->fuse_norm[0] && optional && strcmp(c->fuse_norm, norm_weight) == 0) continue; /* listed twice */
     if (c->fuse_norm[0])
       return rotq_fail(err, "tensor '%s' is fed by two norms ('%s' and '%s')", c->name, c->fuse_norm, norm_weight);
     snprintf(c->fuse_norm, sizeof c->fuse_norm, "%s", norm_weight);
     matched++;
   }
-  if (!matched && optional) return 1;
   if (!matched)
     return rotq_fail(err, "norm '%s' is to be fused into '%s', which matches no tensor", norm, linears_glob);
   nc->reset_norm = true;
@@ -192,7 +189,7 @@ static int fuse_entry(command_list *list, const checkpoint *ck, const model_adap
   const char *names[16];
   for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
   absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
-  return fuse(list, ck, a, norm, glob, false, err);
+  return fuse(list, ck, a, norm, glob, err);
 }
 
 /* The fuse map. A config's decoder_layer_fuse entries apply per layer, as modelopt's do: in a
@@ -227,7 +224,7 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
         for (char *tok = strtok(rel, "|"); tok && count < 16; tok = strtok(NULL, "|")) names[count++] = tok;
         absolute_glob(a, layer, names, count, glob, sizeof glob);
         adapter_layer_module(a, layer, a->layer_fuse[f].norm, norm, sizeof norm);
-        if (fuse(list, ck, a, norm, glob, false, err) < 0) return -1;
+        if (fuse(list, ck, a, norm, glob, err) < 0) return -1;
       }
     }
   }
@@ -255,10 +252,9 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
       const char *names[16];
       for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
       absolute_glob(a, -1, names, r->linear_count, glob, sizeof glob);
-      if (fuse(list, ck, a, r->norm, glob, false, err) < 0)
-        return rotq_fail_context(err, "%s: lm_head_fuse", config->origin);
+      if (fuse(list, ck, a, r->norm, glob, err) < 0) return rotq_fail_context(err, "%s: lm_head_fuse", config->origin);
     }
-  } else if (fuse(list, ck, a, a->final_norm, a->lm_head, false, err) < 0) {
+  } else if (fuse(list, ck, a, a->final_norm, a->lm_head, err) < 0) {
     return -1;
   }
   return 0;

@@ -200,6 +200,57 @@ static void published_nemotron_h_config_runs_unchanged(void **state) {
   free(scratch);
 }
 
+/* text without its lines that contain fragment (caller frees). */
+static char *without_lines(const char *text, const char *fragment) {
+  char *out = malloc(strlen(text) + 1), *o = out;
+  for (const char *line = text; *line;) {
+    const char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%.*s", (int)len, line);
+    if (!strstr(copy, fragment)) memcpy(o, line, len), o += len;
+    line += len;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* The published text without its MoE lines (the router rule and the MoE fuse entry): exact on a
+ * checkpoint without MoE layers (the entries of the other kinds skipped per layer); on one with MoE
+ * layers the plan check refuses it, naming a reader the config left out. */
+static void published_shape_without_moe_lines(void **state) {
+  (void)state;
+  char *scratch = scratch_dir("seed-no-moe");
+  char *published = read_text(source_path("tests/data/modelopt/nemotron_h.yaml"));
+  char *text = without_lines(published, "mixer.gate");
+  assert_null(strstr(text, "experts"));
+  synth_spec dense = nemotron_h_moe;
+  dense.hybrid_override_pattern = "M*-M*-";
+  char original[4200], rotated[4200], moe[4200], refused[4200];
+  snprintf(original, sizeof original, "%s/dense", scratch);
+  snprintf(rotated, sizeof rotated, "%s/dense-rotated", scratch);
+  snprintf(moe, sizeof moe, "%s/moe", scratch);
+  snprintf(refused, sizeof refused, "%s/moe-refused", scratch);
+  synth_or_fail(&dense, original);
+  rotate_with(original, rotated, NULL, text, 0);
+  check_equivalent_logits(original, rotated, 1e-9, "published shape, no MoE layers");
+  synth_or_fail(&nemotron_h_moe, moe);
+  rotq_rotate_options o = rotq_rotate_default_options();
+  o.model_dir = moe;
+  o.output_dir = refused;
+  o.config_text = text;
+  o.quiet = 1;
+  rotq_error err = {{0}};
+  assert_int_equal(rotq_rotate(&o, &err), -1);
+  printf("  %s\n", err.message);
+  assert_non_null(strstr(err.message, "backbone.layers.1.mixer."));
+  assert_non_null(strstr(err.message, "reads the residual stream"));
+  free(text);
+  free(published);
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 /* The built-in config of `builtin` with r2's "per_layer: true" replaced by per_layer (and strict). */
 static char *with_per_layer(const char *builtin, const char *per_layer, bool strict) {
   const char *yaml = builtin_config_find(builtin)->yaml, *at = strstr(yaml, "per_layer: true");
@@ -305,6 +356,7 @@ static void api_defaults_and_rule_order(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(published_nemotron_h_config_runs_unchanged),
+      cmocka_unit_test(published_shape_without_moe_lines),
       cmocka_unit_test(per_layer_patterns_group_layers),
       cmocka_unit_test(api_defaults_and_rule_order),
   };
