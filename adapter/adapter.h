@@ -45,6 +45,8 @@ typedef struct model_adapter {
                                       its output rotation acts on the V rows only, the last
                                       kv_heads·head_dim (Phi-3) */
   const char *up_proj, *down_proj; /* per-layer up/down pair */
+  bool hybrid_layers;              /* layers of different kinds (Nemotron-H: Mamba-2, attention, MLP, MoE):
+                                      a layer without o_proj / down_proj has no online rotation there */
 } model_adapter;
 
 /* The adapter for config's architecture; error naming it and listing the supported ones. */

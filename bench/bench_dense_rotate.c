@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
   rotation_config config;
   rotation_set set;
   if (rotation_config_load("transformer_universal", &config, &err) < 0) die("config", &err);
-  if (rotation_set_create(&config, &b.ck.config, seed, &set, &err) < 0) die("matrices", &err);
+  if (rotation_set_create(&config, &b.ck.config, "model.layers", seed, &set, &err) < 0) die("matrices", &err);
   b.r1 = rotation_set_get(&set, "r1", -1, &err);
   if (!b.r1) die("r1", &err);
   b.dense_r1 = dense_of(b.r1);

@@ -74,22 +74,20 @@ int cmd_rotate(int argc, char **argv) {
     fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
     return 2;
   }
-  rotq_rotate_options o = {
-      .model_dir = model,
-      .output_dir = output,
-      .config = config,
-      .seed = (uint64_t)seed,
-      .threads = (int)threads,
-      .online = online || online_for,
-      .online_for = online_for,
-      .force = force,
-      .verify = verify      ? ROTQ_VERIFY_ALL
-                : no_verify ? ROTQ_VERIFY_OFF
-                            : ROTQ_VERIFY_AUTO,
-      .max_shard_bytes = (size_t)max_shard,
-      .progress = !quiet && isatty(STDERR_FILENO),
-      .quiet = quiet,
-  };
+  rotq_rotate_options o = rotq_rotate_default_options();
+  o.model_dir = model;
+  o.output_dir = output;
+  o.config = config;
+  o.seed = (uint64_t)seed;
+  o.threads = (int)threads;
+  o.online = online || online_for;
+  o.online_for = online_for;
+  o.force = force;
+  if (verify) o.verify = ROTQ_VERIFY_ALL;
+  if (no_verify) o.verify = ROTQ_VERIFY_OFF;
+  o.max_shard_bytes = (size_t)max_shard;
+  o.progress = !quiet && isatty(STDERR_FILENO);
+  o.quiet = quiet;
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) {
     fprintf(stderr, "rotq rotate: %s\n", err.message);

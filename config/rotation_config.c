@@ -265,6 +265,27 @@ static int check_references(const rotation_config *c, rotq_error *err) {
   return 0;
 }
 
+/* YAML forbids a key twice in one mapping, but libyaml keeps both: a duplicate is an error here
+ * (naming the key and both lines), not "the first one kept". Every mapping node of the document. */
+static int check_duplicate_keys(yaml_document_t *doc, const char *origin, rotq_error *err) {
+  for (yaml_node_t *n = doc->nodes.start; n < doc->nodes.top; n++) {
+    if (n->type != YAML_MAPPING_NODE) continue;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+      const yaml_node_t *k = yaml_document_get_node(doc, p->key);
+      const char *key = scalar(k);
+      if (!key) continue;
+      for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
+        const yaml_node_t *earlier = yaml_document_get_node(doc, q->key);
+        if (scalar(earlier) && strcmp(scalar(earlier), key) == 0)
+          return rotq_fail(err, "%s: line %lu: duplicate key '%s' (first at line %lu): a YAML mapping holds a key once",
+                           origin, (unsigned long)k->start_mark.line + 1, key,
+                           (unsigned long)earlier->start_mark.line + 1);
+      }
+    }
+  }
+  return 0;
+}
+
 int rotation_config_parse(const char *text, const char *origin, rotation_config *c, rotq_error *err) {
   memset(c, 0, sizeof *c);
   snprintf(c->origin, sizeof c->origin, "%s", origin);
@@ -280,7 +301,8 @@ int rotation_config_parse(const char *text, const char *origin, rotation_config 
     return -1;
   }
   yaml_ctx y = {&doc, origin, err};
-  int rc = parse_root(&y, yaml_document_get_root_node(&doc), c);
+  int rc = check_duplicate_keys(&doc, origin, err);
+  if (rc == 0) rc = parse_root(&y, yaml_document_get_root_node(&doc), c);
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
   if (rc == 0) rc = check_references(c, err);

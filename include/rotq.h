@@ -28,21 +28,37 @@ const char *rotq_version(void);
 #define ROTQ_VERIFY_ALL 1       /* in-stream and whole-model, whatever the size */
 #define ROTQ_VERIFY_IN_STREAM 2 /* in-stream only */
 
-/* Options of a rotation run: what `rotq rotate` does. Zero-initialise, then set fields. */
+/* Options of a rotation run: what `rotq rotate` does. Start from rotq_rotate_default_options()
+ * (the CLI's defaults), then set fields. A zero-initialised struct also works, but its verify is
+ * ROTQ_VERIFY_OFF: the output is then not proven.
+ *
+ * The rotation config, like the seed's config_path_or_dict, is given one of three ways:
+ *   config = "nemotron_h"              a built-in config by name (`rotq config list`)
+ *   config = "path/to/my.yaml"         a YAML file
+ *   config_text = "rotation_matrices: ..."   the config itself, in memory: YAML, or JSON (JSON is
+ *                                      YAML's flow syntax: {"rotation_matrices": {...}, ...})
+ * Neither: the architecture's own built-in config. Both: an error. The same config as a file and
+ * as text rotates identically (only rotation.json's config_name differs: the path, or "<config text>"). */
 typedef struct rotq_rotate_options {
-  const char *model_dir;  /* input HF checkpoint directory (config.json + safetensors) */
-  const char *output_dir; /* output directory; must not exist unless force */
-  const char *config;     /* built-in config name or YAML path; NULL = the architecture's own */
-  uint64_t seed;          /* seed of every random matrix */
-  int threads;            /* worker threads; 0 = all cores */
-  int online;             /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
-  const char *online_for; /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
-  int force;              /* replace an existing output directory */
-  int verify;             /* ROTQ_VERIFY_*: -1 = auto (zero-initialised options: set it) */
-  size_t max_shard_bytes; /* 0 = 5 GB, like HF */
-  int progress;           /* 1 = per-layer progress line on stderr */
-  int quiet;              /* 1 = no warnings, verify report or summary on stderr */
+  const char *model_dir;   /* input HF checkpoint directory (config.json + safetensors) */
+  const char *output_dir;  /* output directory; must not exist unless force */
+  const char *config;      /* built-in config name or YAML path; NULL = the architecture's own */
+  const char *config_text; /* the config as YAML/JSON text (NUL-terminated), instead of config; NULL = none */
+  uint64_t seed;           /* seed of every random matrix */
+  int threads;             /* worker threads; 0 = all cores */
+  int online;              /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
+  const char *online_for;  /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
+  int force;               /* replace an existing output directory */
+  int verify;              /* ROTQ_VERIFY_*; the defaults: ROTQ_VERIFY_AUTO (zero: OFF) */
+  size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
+  int progress;            /* 1 = per-layer progress line on stderr */
+  int quiet;               /* 1 = no warnings, verify report or summary on stderr */
 } rotq_rotate_options;
+
+/* The options `rotq rotate` runs with when given only --model and --output: verify =
+ * ROTQ_VERIFY_AUTO, seed 0, all cores, no online rotations, 5 GB shards, the architecture's own
+ * config. model_dir and output_dir are NULL: set them. */
+rotq_rotate_options rotq_rotate_default_options(void);
 
 /* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory
  * renamed into place when complete). */

@@ -140,5 +140,6 @@ void moe_free(moe_weights *moe) {
   free_expert(&moe->shared);
   free(moe->router);
   free(moe->shared_gate);
+  free(moe->correction_bias);
   free(moe);
 }

@@ -8,7 +8,10 @@
  *   Mixtral   block_sparse_moe.gate [experts, hidden]; block_sparse_moe.experts.{e}.w1 (gate),
  *             .w3 (up) [inter, hidden], .w2 (down) [hidden, inter]
  *   Qwen-MoE  mlp.gate [experts, hidden]; mlp.experts.{e}.gate_proj/up_proj/down_proj;
- *             Qwen2-MoE also mlp.shared_expert.gate_proj/up_proj/down_proj, mlp.shared_expert_gate [1, hidden] */
+ *             Qwen2-MoE also mlp.shared_expert.gate_proj/up_proj/down_proj, mlp.shared_expert_gate [1, hidden]
+ *   Nemotron-H backbone.layers.{i}.mixer.gate [experts, hidden], .gate.e_score_correction_bias [experts];
+ *             mixer.experts.{e}.up_proj [inter, hidden], .down_proj [hidden, inter];
+ *             mixer.shared_experts.up_proj / .down_proj (read by model/nemotron_h.c) */
 #ifndef ROTQ_MODEL_MOE_H
 #define ROTQ_MODEL_MOE_H
 
@@ -17,7 +20,7 @@
 #include "common/error.h"
 #include "io/checkpoint.h"
 
-typedef enum moe_kind { MOE_NONE, MOE_MIXTRAL, MOE_QWEN2, MOE_QWEN3 } moe_kind;
+typedef enum moe_kind { MOE_NONE, MOE_MIXTRAL, MOE_QWEN2, MOE_QWEN3, MOE_NEMOTRON_H } moe_kind;
 
 typedef struct expert_weights {
   void *w_gate; /* gate_proj / w1  [intermediate, hidden] */
@@ -34,6 +37,14 @@ typedef struct moe_weights {
   int shared_intermediate; /* Qwen2-MoE's shared expert, 0 = none */
   expert_weights shared;
   void *shared_gate; /* [1, hidden] */
+  /* Nemotron-H MoE layers ('E', model/nemotron_h.h): DeepSeek-V3 routing — sigmoid scores, the
+   * top_k by score + correction_bias within the topk_group best of n_group groups, weights the
+   * scores renormalized (normalize_top_k) and times routed_scaling; experts and the shared expert
+   * are relu² MLPs down(relu(up(x))²) (w_gate NULL); the shared expert is not gated. */
+  bool nemotron;
+  void *correction_bias; /* gate.e_score_correction_bias [experts] */
+  int n_group, topk_group;
+  double routed_scaling;
 } moe_weights;
 
 /* The layer's MoE block, or *out = NULL for a dense layer (Qwen's mlp_only_layers and

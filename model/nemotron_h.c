@@ -71,8 +71,8 @@ static const char *pattern(const model_config *c, char *buf, size_t size, rotq_e
     return NULL;
   }
   for (const char *k = buf; *k; k++)
-    if (*k != 'M' && *k != '*' && *k != '-') {
-      rotq_fail(err, "%s: hybrid_override_pattern layer type '%c' is not supported (M, *, -)", c->path, *k);
+    if (*k != 'M' && *k != '*' && *k != '-' && *k != 'E') {
+      rotq_fail(err, "%s: hybrid_override_pattern layer type '%c' is not supported (M, *, -, E)", c->path, *k);
       return NULL;
     }
   return buf;
@@ -160,6 +160,76 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
   return model_read_weight(ck, f32, name, inter, 0, &w->norm, err);
 }
 
+/* A relu² MLP's up_proj [inter, hidden] and down_proj [hidden, inter] under prefix. */
+static int read_relu2_mlp(const checkpoint *ck, bool f32, const char *prefix, int64_t hidden, int64_t inter,
+                          expert_weights *e, rotq_error *err) {
+  char name[320];
+  snprintf(name, sizeof name, "%s.up_proj.weight", prefix);
+  if (model_read_weight(ck, f32, name, inter, hidden, &e->w_up, err) != 0) return -1;
+  snprintf(name, sizeof name, "%s.down_proj.weight", prefix);
+  return model_read_weight(ck, f32, name, hidden, inter, &e->w_down, err);
+}
+
+/* A float field, fallback when absent. */
+static int double_field(const model_config *c, const char *key, double fallback, double *out, rotq_error *err) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(c->json, key);
+  if (!item || cJSON_IsNull(item)) {
+    *out = fallback;
+    return 0;
+  }
+  if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble <= 0)
+    return rotq_fail(err, "%s: field '%s' must be a positive number", c->path, key);
+  *out = item->valuedouble;
+  return 0;
+}
+
+/* An MoE layer ('E', Nemotron-3): NemotronHMoE — DeepSeek-V3 routing over n_routed_experts relu²
+ * experts plus one relu² shared expert (NemotronHConfig's defaults when a field is absent). */
+static int read_moe(const checkpoint *ck, bool f32, int l, moe_weights **out, rotq_error *err) {
+  const model_config *c = &ck->config;
+  moe_weights *moe = calloc(1, sizeof *moe);
+  if (!moe) return rotq_fail(err, "out of memory");
+  *out = moe;
+  moe->nemotron = true;
+  const cJSON *latent = cJSON_GetObjectItemCaseSensitive(c->json, "moe_latent_size");
+  if (latent && !cJSON_IsNull(latent))
+    return rotq_fail(err, "%s: moe_latent_size (latent expert projections) is not supported", c->path);
+  if (bool_field(c, "mlp_bias", false))
+    return rotq_fail(err, "%s: mlp_bias with MoE layers is not supported (the experts have no bias)", c->path);
+  const cJSON *shared_count = cJSON_GetObjectItemCaseSensitive(c->json, "n_shared_experts");
+  if (shared_count && !cJSON_IsNull(shared_count) && !(cJSON_IsNumber(shared_count) && shared_count->valuedouble == 1))
+    return rotq_fail(err, "%s: n_shared_experts must be 1 (one shared expert per MoE layer)", c->path);
+  if (int_field(c, "n_routed_experts", 8, &moe->experts, err) ||
+      int_field(c, "num_experts_per_tok", 2, &moe->top_k, err) ||
+      int_field(c, "moe_intermediate_size", 7688, &moe->intermediate, err) ||
+      int_field(c, "moe_shared_expert_intermediate_size", 7688, &moe->shared_intermediate, err) ||
+      int_field(c, "n_group", 1, &moe->n_group, err) || int_field(c, "topk_group", 1, &moe->topk_group, err) ||
+      double_field(c, "routed_scaling_factor", 1.0, &moe->routed_scaling, err))
+    return -1;
+  if (moe->top_k > moe->experts)
+    return rotq_fail(err, "%s: num_experts_per_tok %d exceeds n_routed_experts %d", c->path, moe->top_k, moe->experts);
+  if (moe->experts % moe->n_group != 0 || moe->topk_group > moe->n_group ||
+      (moe->n_group > 1 && moe->experts / moe->n_group < 2))
+    return rotq_fail(err, "%s: n_group %d / topk_group %d do not divide n_routed_experts %d into groups of two or more",
+                     c->path, moe->n_group, moe->topk_group, moe->experts);
+  const cJSON *norm = cJSON_GetObjectItemCaseSensitive(c->json, "norm_topk_prob");
+  moe->normalize_top_k = !cJSON_IsBool(norm) || cJSON_IsTrue(norm);
+  moe->expert = calloc((size_t)moe->experts, sizeof *moe->expert);
+  if (!moe->expert) return rotq_fail(err, "out of memory");
+  const int64_t hidden = c->hidden_size;
+  char name[320];
+  snprintf(name, sizeof name, "backbone.layers.%d.mixer.gate.weight", l);
+  if (model_read_weight(ck, f32, name, moe->experts, hidden, &moe->router, err) != 0) return -1;
+  snprintf(name, sizeof name, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l);
+  if (model_read_weight(ck, f32, name, moe->experts, 0, &moe->correction_bias, err) != 0) return -1;
+  for (int e = 0; e < moe->experts; e++) {
+    snprintf(name, sizeof name, "backbone.layers.%d.mixer.experts.%d", l, e);
+    if (read_relu2_mlp(ck, f32, name, hidden, moe->intermediate, &moe->expert[e], err) != 0) return -1;
+  }
+  snprintf(name, sizeof name, "backbone.layers.%d.mixer.shared_experts", l);
+  return read_relu2_mlp(ck, f32, name, hidden, moe->shared_intermediate, &moe->shared, err);
+}
+
 static int read_weights(const checkpoint *ck, struct model *m, const char *kinds, rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, inter = c->intermediate_size;
@@ -186,6 +256,8 @@ static int read_weights(const checkpoint *ck, struct model *m, const char *kinds
         snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
         rc = read_pair(ck, f32, name, attention_bias, rows[i], cols[i], weights[i], biases[i], err);
       }
+    } else if (kinds[l] == 'E') {
+      rc = read_moe(ck, f32, l, &w->moe, err);
     } else {
       snprintf(name, sizeof name, "%s.up_proj", prefix);
       rc = read_pair(ck, f32, name, mlp_bias, inter, hidden, &w->w_up, &w->b_up, err);

@@ -73,6 +73,117 @@ static int TYPED(mamba_mixer)(real *out, const real *h, const mamba_weights *w, 
   return status;
 }
 
+/* out [rows, hidden] = down(relu(up(x))²) of x [rows, hidden]; act [rows, inter] is scratch. True
+ * when the observer ended the pass at the down projection's input. */
+static bool TYPED(relu2_mlp)(real *out, const real *x, const expert_weights *e, int rows, int hidden, int inter,
+                             real *act, const model *m, int layer) {
+  TYPED(linear)(act, x, e->w_up, NULL, rows, hidden, inter);
+  for (size_t i = 0; i < (size_t)rows * inter; i++) act[i] = act[i] > 0 ? act[i] * act[i] : 0;
+  if (TYPED(linear_input)(m, layer, INPUT_DOWN_PROJ, act, rows, inter)) return true;
+  TYPED(linear)(out, act, e->w_down, NULL, rows, inter, hidden);
+  return false;
+}
+
+/* routing [n, experts] of a Nemotron-H MoE layer, as NemotronHMoE (DeepSeek-V3) routes: scores s =
+ * sigmoid(logits); the choice c = s + e_score_correction_bias; with n_group groups, each group's
+ * score is the sum of its two largest c and only the topk_group best groups stay (c = 0 elsewhere);
+ * the top_k experts by c take s, renormalized (sum + 1e-20) when norm_topk_prob, times
+ * routed_scaling_factor; 0 for the others. Ties: the lowest index. scratch [2·experts]. */
+static void TYPED(nemotron_route)(double *routing, const real *logits, const moe_weights *moe, int n, double *scratch) {
+  const int experts = moe->experts, groups = moe->n_group, per_group = experts / groups;
+  const real *bias = moe->correction_bias;
+  double *choice = scratch, *group_score = scratch + experts;
+  bool group_kept[256];
+  for (int t = 0; t < n; t++) {
+    double *p = routing + (size_t)t * experts;
+    for (int e = 0; e < experts; e++) {
+      p[e] = 1 / (1 + exp(-(double)logits[(size_t)t * experts + e]));
+      choice[e] = p[e] + (double)bias[e];
+    }
+    if (groups > 1) {
+      for (int g = 0; g < groups; g++) {
+        double first = -INFINITY, second = -INFINITY;
+        for (int e = g * per_group; e < (g + 1) * per_group; e++) {
+          if (choice[e] > first)
+            second = first, first = choice[e];
+          else if (choice[e] > second)
+            second = choice[e];
+        }
+        group_score[g] = first + second;
+        group_kept[g % 256] = false;
+      }
+      for (int k = 0; k < moe->topk_group; k++) {
+        int best = -1;
+        for (int g = 0; g < groups; g++)
+          if (!group_kept[g % 256] && (best < 0 || group_score[g] > group_score[best])) best = g;
+        group_kept[best % 256] = true;
+      }
+      for (int e = 0; e < experts; e++)
+        if (!group_kept[(e / per_group) % 256]) choice[e] = 0;
+    }
+    double kept = 0;
+    for (int k = 0; k < moe->top_k; k++) {
+      int best = -1;
+      for (int e = 0; e < experts; e++)
+        if (choice[e] != -INFINITY && (best < 0 || choice[e] > choice[best])) best = e;
+      choice[best] = -INFINITY; /* chosen */
+      kept += p[best];
+    }
+    for (int e = 0; e < experts; e++)
+      p[e] = choice[e] != -INFINITY ? 0
+             : moe->normalize_top_k ? p[e] / (kept + 1e-20) * moe->routed_scaling
+                                    : p[e] * moe->routed_scaling;
+  }
+}
+
+/* out [n, hidden] = Σ over each token's top-k experts of weight · expert(x) + shared_expert(x), x
+ * [n, hidden] the normalized stream; experts in index order on the tokens routed to them, as
+ * transformers' loop runs them. 0, 1 when the observer ended the pass, -1 when out of memory. */
+static int TYPED(nemotron_moe)(real *out, const real *x, const moe_weights *moe, int n, const model *m, int layer) {
+  const int hidden = m->config.hidden_size, experts = moe->experts;
+  const int inter = moe->intermediate > moe->shared_intermediate ? moe->intermediate : moe->shared_intermediate;
+  real *logits = malloc(sizeof(real) * n * experts);      /* router output [n, experts] */
+  double *routing = malloc(sizeof(double) * n * experts); /* routing weights [n, experts] */
+  double *scratch = malloc(sizeof(double) * 2 * (experts > moe->n_group ? experts : moe->n_group));
+  int *token = malloc(sizeof(int) * n);                 /* tokens of one expert */
+  real *routed = malloc(sizeof(real) * n * hidden);     /* their inputs [count, hidden] */
+  real *expert_out = malloc(sizeof(real) * n * hidden); /* expert output [count, hidden] */
+  real *act = malloc(sizeof(real) * n * inter);         /* [count, inter] */
+  int status = !logits || !routing || !scratch || !token || !routed || !expert_out || !act ? -1 : 0;
+  if (status == 0) {
+    TYPED(linear)(logits, x, moe->router, NULL, n, hidden, experts);
+    TYPED(nemotron_route)(routing, logits, moe, n, scratch);
+    memset(out, 0, sizeof(real) * n * hidden);
+  }
+  for (int e = 0; status == 0 && e < experts; e++) {
+    int count = 0;
+    for (int t = 0; t < n; t++)
+      if (routing[(size_t)t * experts + e] != 0) {
+        memcpy(routed + (size_t)count * hidden, x + (size_t)t * hidden, sizeof(real) * hidden);
+        token[count++] = t;
+      }
+    if (count == 0) continue;
+    if (TYPED(relu2_mlp)(expert_out, routed, &moe->expert[e], count, hidden, moe->intermediate, act, m, layer))
+      status = 1;
+    for (int i = 0; status == 0 && i < count; i++) {
+      real weight = (real)routing[(size_t)token[i] * experts + e];
+      for (int j = 0; j < hidden; j++)
+        out[(size_t)token[i] * hidden + j] += weight * expert_out[(size_t)i * hidden + j];
+    }
+  }
+  if (status == 0 && TYPED(relu2_mlp)(expert_out, x, &moe->shared, n, hidden, moe->shared_intermediate, act, m, layer))
+    status = 1;
+  for (size_t i = 0; status == 0 && i < (size_t)n * hidden; i++) out[i] += expert_out[i];
+  free(logits);
+  free(routing);
+  free(scratch);
+  free(token);
+  free(routed);
+  free(expert_out);
+  free(act);
+  return status;
+}
+
 /* The forward pass of a fresh sequence of n tokens: x += mixer(rmsnorm(x)) per layer. */
 static int TYPED(hybrid_forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
   const model *m = s->model;
@@ -111,14 +222,23 @@ static int TYPED(hybrid_forward)(model_session *s, const int32_t *tokens, int n,
       TYPED(linear)(q, xb, w->wq, w->bq, n, hidden, q_dim);
       TYPED(linear)(keys, xb, w->wk, w->bk, n, hidden, kv_dim);
       TYPED(linear)(values, xb, w->wv, w->bv, n, hidden, kv_dim);
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, keys, n, kv_dim);
       TYPED(store_kv)(keys, values, n, kv_dim, &m->quant);
       TYPED(attention)(attn, q, keys, values, scores, n, 0, m, l);
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_O_PROJ, l, attn, n, q_dim); /* x·(R_heads ⊗ I) */
       if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, q_dim)) goto done;
       TYPED(linear)(delta, attn, w->wo, w->bo, n, q_dim, hidden);
+    } else if (w->moe) { /* MoE (Nemotron-3 'E'): routed relu² experts + the shared expert */
+      if (TYPED(linear_input)(m, l, INPUT_GATE_UP, xb, n, hidden)) goto done;
+      int moe_status = TYPED(nemotron_moe)(delta, xb, w->moe, n, m, l);
+      if (moe_status < 0) status = rotq_fail(err, "out of memory for the MoE block of %d tokens", n);
+      if (moe_status != 0) goto done;
     } else { /* MLP: down(relu(up(h))²) */
       if (TYPED(linear_input)(m, l, INPUT_GATE_UP, xb, n, hidden)) goto done;
       TYPED(linear)(up, xb, w->w_up, w->b_up, n, hidden, inter);
       for (size_t i = 0; i < (size_t)n * inter; i++) up[i] = up[i] > 0 ? up[i] * up[i] : 0;
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_DOWN_PROJ, l, up, n, inter); /* R4 */
       if (TYPED(linear_input)(m, l, INPUT_DOWN_PROJ, up, n, inter)) goto done;
       TYPED(linear)(delta, up, w->w_down, w->b_down, n, inter, hidden);
     }

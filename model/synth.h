@@ -43,8 +43,8 @@ typedef struct synth_spec {
   int sliding_window_pattern; /* Gemma-3: every n-th layer global; 0 = 6 */
   int query_pre_attn_scalar;  /* 0 = head_dim */
   /* Nemotron-H (NemotronHForCausalLM): */
-  const char
-      *hybrid_override_pattern; /* a layer type per layer: M Mamba-2, * attention, - MLP; NULL = "M*M-" cut/repeated */
+  const char *hybrid_override_pattern; /* a layer type per layer: M Mamba-2, * attention, - MLP, E MoE; NULL = "M*M-"
+                                          cut/repeated */
   int mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel; /* 0 = 8, 8, 16, 2, 4 */
   /* Massive activations (model/synth_outliers.h): this many residual-stream channels hold
    * ±outlier_scale × the other channels' rms in every token's embedding, as in real LLMs; the

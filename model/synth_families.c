@@ -203,7 +203,7 @@ static void opt_tensors(plan *p, const synth_spec *s) {
   if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
 }
 
-/* ---- Nemotron-H: Mamba-2 / attention / MLP layers ---- */
+/* ---- Nemotron-H: Mamba-2 / attention / MLP / MoE layers ---- */
 
 static int mamba_heads_of(const synth_spec *s) { return s->mamba_num_heads ? s->mamba_num_heads : 8; }
 static int mamba_head_dim_of(const synth_spec *s) { return s->mamba_head_dim ? s->mamba_head_dim : 8; }
@@ -239,6 +239,16 @@ static void nemotron_h_tensors(plan *p, const synth_spec *s) {
       add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.k_proj", l, 0);
       add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.v_proj", l, 0);
       add_linear(p, hidden, s->num_heads * hd, false, "backbone.layers.%d.mixer.o_proj", l, 0);
+    } else if (kind == 'E') { /* Nemotron-3 MoE: router (+ correction bias), relu² experts, shared expert */
+      const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+      add_linear(p, experts_of(s), hidden, false, "backbone.layers.%d.mixer.gate", l, 0);
+      add(p, KIND_BIAS, experts_of(s), 0, 0, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l, 0);
+      for (int e = 0; e < experts_of(s); e++) {
+        add_linear(p, expert_inter, hidden, false, "backbone.layers.%d.mixer.experts.%d.up_proj", l, e);
+        add_linear(p, hidden, expert_inter, false, "backbone.layers.%d.mixer.experts.%d.down_proj", l, e);
+      }
+      add_linear(p, s->intermediate_size, hidden, false, "backbone.layers.%d.mixer.shared_experts.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "backbone.layers.%d.mixer.shared_experts.down_proj", l, 0);
     } else {
       add_linear(p, s->intermediate_size, hidden, false, "backbone.layers.%d.mixer.up_proj", l, 0);
       add_linear(p, hidden, s->intermediate_size, false, "backbone.layers.%d.mixer.down_proj", l, 0);
@@ -424,6 +434,19 @@ static cJSON *nemotron_h_config(const synth_spec *s) {
   cJSON_AddBoolToObject(c, "mlp_bias", false);
   cJSON_AddStringToObject(c, "mlp_hidden_act", "relu2");
   cJSON_AddNumberToObject(c, "layer_norm_epsilon", 1e-5);
+  if (strchr(pattern, 'E')) { /* MoE layers (Nemotron-3): NemotronHMoE's fields */
+    cJSON_AddNumberToObject(c, "n_routed_experts", experts_of(s));
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
+    cJSON_AddNumberToObject(c, "moe_intermediate_size",
+                            s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
+    cJSON_AddNumberToObject(c, "moe_shared_expert_intermediate_size", s->intermediate_size);
+    cJSON_AddNumberToObject(c, "n_shared_experts", 1);
+    cJSON_AddNullToObject(c, "moe_latent_size");
+    cJSON_AddNumberToObject(c, "n_group", experts_of(s) % 2 == 0 && experts_of(s) >= 4 ? 2 : 1);
+    cJSON_AddNumberToObject(c, "topk_group", 1);
+    cJSON_AddBoolToObject(c, "norm_topk_prob", true);
+    cJSON_AddNumberToObject(c, "routed_scaling_factor", 2.5);
+  }
   cJSON_AddNumberToObject(c, "mamba_num_heads", mamba_heads_of(s));
   cJSON_AddNumberToObject(c, "mamba_head_dim", mamba_head_dim_of(s));
   cJSON_AddNumberToObject(c, "ssm_state_size", ssm_state_of(s));

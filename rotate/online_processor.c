@@ -145,12 +145,34 @@ static int all_layers(struct online_state *s, online_group *g, rotq_error *err) 
   return 0;
 }
 
-/* The layers whose down_proj takes R4: config down_proj_online_layers, or all. */
+/* Hybrid families (Nemotron-H): a layer of another kind (Mamba-2, MoE, ...) has no weight at
+ * relative and no online site there; it is left out of g. */
+static void keep_layers_having(quarot_processor *p, online_group *g, const char *relative) {
+  if (!p->adapter->hybrid_layers) return;
+  for (int l = 0; l < p->online->num_layers; l++) {
+    size_t count;
+    layer_target(p, l, relative, &count);
+    if (count == 0) g->layers[l] = false;
+  }
+}
+
+/* The first layer where g acts, or -1. */
+static int first_layer(const struct online_state *s, const online_group *g) {
+  for (int l = 0; g->layers && l < s->num_layers; l++)
+    if (g->layers[l]) return l;
+  return -1;
+}
+
+/* The layers whose down_proj takes R4: config down_proj_online_layers, or all (a hybrid model's:
+ * all that have one). */
 static int down_proj_layers(quarot_processor *p, online_group *g, rotq_error *err) {
   struct online_state *s = p->online;
   if (all_layers(s, g, err) < 0) return -1;
   const rotation_config *c = p->config;
-  if (!c->down_proj_online_layers_set) return 0;
+  if (!c->down_proj_online_layers_set) {
+    keep_layers_having(p, g, p->adapter->down_proj);
+    return 0;
+  }
   for (int l = 0; l < s->num_layers; l++) g->layers[l] = false;
   for (int i = 0; i < c->down_proj_online_layer_count; i++) {
     int l = c->down_proj_online_layers[i];
@@ -221,6 +243,12 @@ static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
   g->name = "R_heads";
   g->site = ONLINE_SITE_O_PROJ;
   if (all_layers(s, g, err) < 0) return -1;
+  keep_layers_having(p, g, p->adapter->o_proj);
+  if (first_layer(s, g) < 0) { /* no attention layer (a hybrid model of Mamba-2 and MLP layers) */
+    free(g->layers);
+    g->layers = NULL;
+    return 0;
+  }
   g->recipe = (online_recipe){
       .m = 1, .n = s->heads, .mode = ROTATION_HADAMARD, .seed_n = derive_seed(seed, "online.R_heads", 0)};
   if (build_group(g, err) < 0) return -1;
@@ -253,6 +281,13 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     return 0;
   }
   if (all_layers(s, g, err) < 0) return -1;
+  keep_layers_having(p, g, p->adapter->o_proj);
+  const int attention_layer = first_layer(s, g);
+  if (attention_layer < 0) {
+    free(g->layers);
+    g->layers = NULL;
+    return 0;
+  }
   if (s->vllm)
     g->recipe = (online_recipe){.m = 1, .n = s->head_dim, .mode = ROTATION_BASE_HADAMARD};
   else
@@ -278,11 +313,11 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     if (!dot) return rotq_fail(err, "online R3: o_proj '%s' has no parent module", p->adapter->o_proj);
     *dot = '\0';
     char module[512];
-    adapter_layer_module(p->adapter, 0, attention, module, sizeof module);
+    adapter_layer_module(p->adapter, attention_layer, attention, module, sizeof module);
     snprintf(g->tensor, sizeof g->tensor, "%s.R3_q_attn.weight", module);
     size_t count;
-    const rotate_command *o = layer_target(p, 0, p->adapter->o_proj, &count);
-    if (!o) return rotq_fail(err, "%s: online R3: no o_proj in layer 0", p->ck->dir);
+    const rotate_command *o = layer_target(p, attention_layer, p->adapter->o_proj, &count);
+    if (!o) return rotq_fail(err, "%s: online R3: no o_proj in layer %d", p->ck->dir, attention_layer);
     g->tensor_dtype = checkpoint_find(p->ck, o->source)->dtype;
   }
   return 0;
@@ -426,13 +461,14 @@ int online_write_tensors(quarot_processor *p, rotq_error *err) {
   return 0;
 }
 
-/* "re:.*<alternative with dots escaped and * as .*>$" for each alternative of relative. */
-static void add_regex_targets(cJSON *targets, const char *relative) {
+/* "re:<head><alternative with dots escaped and * as .*>$" for each alternative of relative. */
+static void add_regex_targets_after(cJSON *targets, const char *head, const char *relative) {
   char copy[1024];
   snprintf(copy, sizeof copy, "%s", relative);
   char *save = NULL;
   for (char *alt = strtok_r(copy, "|", &save); alt; alt = strtok_r(NULL, "|", &save)) {
-    char regex[1024] = "re:.*";
+    char regex[1024];
+    snprintf(regex, sizeof regex, "re:%s", head);
     size_t len = strlen(regex);
     for (const char *c = alt; *c && len + 4 < sizeof regex; c++) {
       if (*c == '.')
@@ -448,8 +484,22 @@ static void add_regex_targets(cJSON *targets, const char *relative) {
   }
 }
 
-/* Targets of a group: the modules (relative, a '|' list) of every layer it acts on — as regexes
- * when that is all layers, else by name. */
+/* "re:.*<relative>$": the module in every layer. */
+static void add_regex_targets(cJSON *targets, const char *relative) { add_regex_targets_after(targets, ".*", relative); }
+
+/* The module in one layer, anchored on the layer's last name component and index but not on the
+ * prefix: "re:(.*\.)?layers\.3\.<relative>$". Engines and loaders name modules differently
+ * from the checkpoint (transformers loads Nemotron-H's backbone.layers as model.layers; vLLM maps
+ * HF names to its own), so an exact name would silently match nothing there. */
+static void add_layer_regex_targets(cJSON *targets, const model_adapter *a, int layer, const char *relative) {
+  const char *last = strrchr(a->layer_prefix, '.');
+  char head[256];
+  snprintf(head, sizeof head, "(.*\\.)?%s\\.%d\\.", last ? last + 1 : a->layer_prefix, layer);
+  add_regex_targets_after(targets, head, relative);
+}
+
+/* Targets of a group: the modules (relative, a '|' list) of every layer it acts on — one regex
+ * when that is all layers, else one anchored regex per layer. */
 static cJSON *group_targets(const quarot_processor *p, const online_group *g, const char *relative) {
   cJSON *targets = cJSON_CreateArray();
   bool all = true;
@@ -458,14 +508,8 @@ static cJSON *group_targets(const quarot_processor *p, const online_group *g, co
     add_regex_targets(targets, relative);
     return targets;
   }
-  for (int l = 0; l < p->online->num_layers; l++) {
-    if (!g->layers[l]) continue;
-    size_t count;
-    const rotate_command *c = layer_target(p, l, relative, &count);
-    char module[TENSOR_NAME_MAX];
-    snprintf(module, sizeof module, "%.*s", (int)(strlen(c->name) - 7), c->name);
-    cJSON_AddItemToArray(targets, cJSON_CreateString(module));
-  }
+  for (int l = 0; l < p->online->num_layers; l++)
+    if (g->layers[l]) add_layer_regex_targets(targets, p->adapter, l, relative);
   return targets;
 }
 
@@ -490,8 +534,18 @@ static cJSON *transform_scheme(const quarot_processor *p, const online_group *g)
     char *dot = strrchr(attention, '.');
     if (dot) *dot = '\0';
     cJSON *q = cJSON_CreateArray(), *k = cJSON_CreateArray();
-    add_regex_targets(q, attention);
-    add_regex_targets(k, attention);
+    bool all = true;
+    for (int l = 0; l < p->online->num_layers; l++) all = all && g->layers[l];
+    if (all) {
+      add_regex_targets(q, attention);
+      add_regex_targets(k, attention);
+    } else { /* a hybrid model: the attention layers' modules by name */
+      for (int l = 0; l < p->online->num_layers; l++) {
+        if (!g->layers[l]) continue;
+        add_layer_regex_targets(q, p->adapter, l, attention);
+        add_layer_regex_targets(k, p->adapter, l, attention);
+      }
+    }
     add_apply(apply, q, "q_attn", false);
     add_apply(apply, k, "k_cache", false);
   } else {

@@ -21,11 +21,15 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
   p->ck = ck;
   p->adapter = adapter;
   p->config = config;
-  if (rotation_set_create(config, &ck->config, seed, &p->matrices, err) < 0) return -1;
+  if (rotation_set_create(config, &ck->config, adapter->layer_prefix, seed, &p->matrices, err) < 0) return -1;
   if (commands_build(ck, adapter, config, &p->matrices, &p->commands, err) < 0) {
     rotation_set_free(&p->matrices);
     return -1;
   }
+  for (int i = 0; i < p->matrices.warning_count; i++)
+    if (p->commands.warning_count < (int)(sizeof p->commands.warnings / sizeof p->commands.warnings[0]))
+      snprintf(p->commands.warnings[p->commands.warning_count++], sizeof p->commands.warnings[0], "%s",
+               p->matrices.warnings[i]);
   qsort(p->commands.items, p->commands.count, sizeof *p->commands.items, by_layer_then_name);
   p->context = (transform_context){
       .ck = ck,

@@ -103,7 +103,8 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
 }
 
 /* Marks norm (absolute module) as fused into the linears matching linears_glob (absolute,
- * '|'-separated). Errors if the norm or no linear exists. */
+ * '|'-separated). Errors if the norm or no linear exists (a config entry that does not fit a
+ * layer is skipped before: fuse_entry). */
 static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a, const char *norm,
                 const char *linears_glob, rotq_error *err) {
   const char *dot = adapter_layer_of(a, norm) >= 0 ? strchr(norm + strlen(a->layer_prefix) + 1, '.') : NULL;
@@ -150,24 +151,68 @@ static void absolute_glob(const model_adapter *a, int layer, const char *const *
   }
 }
 
+/* 1 if some weight of layer is a module matching glob (absolute). */
+static int layer_has_weight(const command_list *list, int layer, const char *glob) {
+  for (size_t i = 0; i < list->count; i++) {
+    const rotate_command *c = &list->items[i];
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    if (c->layer != layer) continue;
+    module_of(c->name, module, sizeof module, &is_bias);
+    if (!is_bias && pattern_matches(glob, module)) return 1;
+  }
+  return 0;
+}
+
+/* One decoder_layer_fuse entry in one layer: 0 fused, 1 skipped (the layer lacks the norm or every
+ * linear: another kind of layer), -1 when the layer has some of the linears but not all (a tensor
+ * missing from the checkpoint). */
+static int fuse_entry(command_list *list, const checkpoint *ck, const model_adapter *a, const norm_fuse_rule *r,
+                      int layer, rotq_error *err) {
+  char norm[512], norm_weight[TENSOR_NAME_MAX], glob[4096], missing[512] = "";
+  adapter_layer_module(a, layer, r->norm, norm, sizeof norm);
+  snprintf(norm_weight, sizeof norm_weight, "%s.weight", norm);
+  if (!commands_find(list, norm_weight)) return 1;
+  int present = 0;
+  for (int i = 0; i < r->linear_count; i++) {
+    char abs[512];
+    adapter_layer_module(a, layer, r->linears[i], abs, sizeof abs);
+    if (layer_has_weight(list, layer, abs))
+      present++;
+    else if (!missing[0])
+      snprintf(missing, sizeof missing, "%s", abs);
+  }
+  if (present == 0) return 1;
+  if (present < r->linear_count)
+    return rotq_fail(err, "layer %d has '%s' and %d of the linears [%s%s] to fuse it into, but no tensor '%s.weight'",
+                     layer, norm, present, r->linears[0], r->linear_count > 1 ? ", ..." : "", missing);
+  const char *names[16];
+  for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
+  absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
+  return fuse(list, ck, a, norm, glob, err);
+}
+
+/* The fuse map. A config's decoder_layer_fuse entries apply per layer, as modelopt's do: in a
+ * layer without the entry's norm or any of its linears (a hybrid model's Mamba, attention, MLP and
+ * MoE layers each have one mixer's readers) the entry is skipped; commands_check then proves that
+ * every residual reader of every layer was covered. An entry that applies in no layer at all is
+ * an error under strict: true, else a warning. */
 static int build_fuse_map(command_list *list, const checkpoint *ck, const model_adapter *a,
-                          const rotation_config *config, rotq_error *err) {
+                          const rotation_config *config, char *unapplied, size_t unapplied_cap, rotq_error *err) {
   int layers = ck->config.num_hidden_layers;
   char glob[4096], norm[512];
+  bool applied[16] = {false};
   for (int layer = 0; layer < layers; layer++) {
     if (config->layer_fuse_count > 0) {
       for (int f = 0; f < config->layer_fuse_count; f++) {
-        const norm_fuse_rule *r = &config->layer_fuse[f];
-        const char *names[16];
-        for (int i = 0; i < r->linear_count; i++) names[i] = r->linears[i];
-        absolute_glob(a, layer, names, r->linear_count, glob, sizeof glob);
-        adapter_layer_module(a, layer, r->norm, norm, sizeof norm);
-        if (fuse(list, ck, a, norm, glob, err) < 0) {
+        int rc = fuse_entry(list, ck, a, &config->layer_fuse[f], layer, err);
+        if (rc < 0) {
           if (a->builtin_config && strcmp(a->builtin_config, config->origin) != 0)
             rotq_fail_context(err, "%s (%s) has its own built-in config, --config %s", ck->config.architecture,
                               a->family, a->builtin_config);
           return rotq_fail_context(err, "%s: decoder_layer_fuse", config->origin);
         }
+        if (rc == 0) applied[f] = true;
       }
     } else {
       for (int f = 0; f < 4 && a->layer_fuse[f].norm; f++) {
@@ -182,6 +227,24 @@ static int build_fuse_map(command_list *list, const checkpoint *ck, const model_
         if (fuse(list, ck, a, norm, glob, err) < 0) return -1;
       }
     }
+  }
+  for (int f = 0; layers > 0 && f < config->layer_fuse_count; f++) {
+    if (applied[f]) continue;
+    const norm_fuse_rule *r = &config->layer_fuse[f];
+    char linears[1024] = "";
+    for (int i = 0; i < r->linear_count; i++) {
+      if (i) strncat(linears, ", ", sizeof linears - strlen(linears) - 1);
+      strncat(linears, r->linears[i], sizeof linears - strlen(linears) - 1);
+    }
+    char text[512];
+    snprintf(text, sizeof text,
+             "%.200s: decoder_layer_fuse [%.60s, [%.150s]] matches no layer (no '%.60s' with any of those linears "
+             "in %.60s.*)",
+             config->origin, r->norm, linears, r->norm, a->layer_prefix);
+    if (config->strict) return rotq_fail(err, "%s", text);
+    if (!unapplied[0]) snprintf(unapplied, unapplied_cap, "%s", text);
+    if (list->warning_count < (int)(sizeof list->warnings / sizeof list->warnings[0]))
+      snprintf(list->warnings[list->warning_count++], sizeof list->warnings[0], "%s", text);
   }
   if (config->head_fuse_count > 0) {
     for (int f = 0; f < config->head_fuse_count; f++) {
@@ -329,7 +392,12 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
 
   /* Rotate map: the first rule whose pattern matches a tensor's module. */
   int *rule_hits = calloc((size_t)config->rule_count + 1, sizeof(int));
-  if (!rule_hits) goto oom;
+  bool *shadowed = calloc((size_t)config->rule_count * (size_t)config->rule_count + 1, sizeof(bool));
+  if (!rule_hits || !shadowed) {
+    free(rule_hits);
+    free(shadowed);
+    goto oom;
+  }
   for (size_t i = 0; i < out->count; i++) {
     rotate_command *c = &out->items[i];
     char module[TENSOR_NAME_MAX];
@@ -338,12 +406,26 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     const rotation_rule *rule = rule_for(config, module);
     if (!rule) continue;
     rule_hits[rule - config->rules]++;
+    /* a module several rules match takes the first one's; said once per pair of rules */
+    for (int later = (int)(rule - config->rules) + 1; later < config->rule_count; later++) {
+      int first = (int)(rule - config->rules);
+      if (shadowed[first * config->rule_count + later] || !pattern_matches(config->rules[later].pattern, module))
+        continue;
+      shadowed[first * config->rule_count + later] = true;
+      if (out->warning_count < (int)(sizeof out->warnings / sizeof out->warnings[0]))
+        snprintf(out->warnings[out->warning_count++], sizeof out->warnings[0],
+                 "tensor '%.200s' matches rotation_config '%.100s' and '%.100s': the first rule applies (to every "
+                 "tensor both match)",
+                 c->name, rule->pattern, config->rules[later].pattern);
+    }
     if (rule->output[0]) limit_to_v_rows(c, a, &ck->config);
     if (apply_rule(c, checkpoint_find(ck, c->source), rule, set, err) < 0) {
       free(rule_hits);
+      free(shadowed);
       goto fail;
     }
   }
+  free(shadowed);
   for (int r = 0; r < config->rule_count; r++) {
     if (rule_hits[r]) continue;
     if (config->strict) {
@@ -357,9 +439,17 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
 
   if (check_sizes(out, ck, a, err) < 0) goto fail;
   if (residual_rotation_forbidden(a, commands_find(out, embed_weight), err) < 0) goto fail;
-  if (build_fuse_map(out, ck, a, config, err) < 0) goto fail;
+  char unapplied[512] = "";
+  if (build_fuse_map(out, ck, a, config, unapplied, sizeof unapplied, err) < 0) goto fail;
   if (a->norm == NORM_LAYER && layer_norm_commands(out, ck, a, err) < 0) goto fail;
-  if (commands_check(out, a, err) < 0) goto fail;
+  if (commands_check(out, a, err) < 0) {
+    /* a plan the config left incomplete: say which fuse entry fit no layer, and the family's config */
+    if (a->builtin_config && strcmp(a->builtin_config, config->origin) != 0)
+      rotq_fail_context(err, "%s (%s) has its own built-in config, --config %s", ck->config.architecture, a->family,
+                        a->builtin_config);
+    if (unapplied[0]) rotq_fail_context(err, "%s", unapplied);
+    goto fail;
+  }
   return 0;
 oom:
   rotq_fail(err, "out of memory");
@@ -448,9 +538,9 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
   for (size_t i = 0; i < list->count; i++) {
     const rotate_command *c = &list->items[i];
     char module[TENSOR_NAME_MAX];
-    snprintf(module, sizeof module, "%s", c->name);
-    char *suffix = strrchr(module, '.');
-    if (suffix) *suffix = '\0';
+    bool is_bias;
+    /* "<module>.weight" / ".bias"; any other tensor (a router's e_score_correction_bias) is not a linear's */
+    module_of(c->name, module, sizeof module, &is_bias);
     /* who reads the stream is the adapter's knowledge, not the config's fuse map */
     const char *adapter_norm = c->is_bias || c->layer < 0 ? NULL : adapter_reader_norm(a, module);
     bool reader = c->fuse_norm[0] || strcmp(c->name, head_weight) == 0 || adapter_norm;

@@ -1,6 +1,7 @@
 #include "rotate/rotation_set.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@ uint64_t derive_seed(uint64_t seed, const char *label, int index) {
   return z ^ (z >> 31);
 }
 
-/* Assigns each layer its matrix index for the spec's per_layer kind; returns the count. */
-static int assign_groups(const matrix_spec *spec, int num_layers, int *layer_group) {
+/* Assigns each layer its matrix index for the spec's per_layer kind; returns the count, or -1
+ * (err set) when an alternative of a grouped spec matches no layer under strict. */
+static int assign_groups(const matrix_spec *spec, const rotation_config *config, int num_layers,
+                         const char *layer_prefix, int *layer_group, rotation_set *set, rotq_error *err) {
   if (spec->per_layer == PER_LAYER_SHARED) {
     for (int i = 0; i < num_layers; i++) layer_group[i] = 0;
     return 1;
@@ -26,13 +29,16 @@ static int assign_groups(const matrix_spec *spec, int num_layers, int *layer_gro
     for (int i = 0; i < num_layers; i++) layer_group[i] = i;
     return num_layers;
   }
-  /* Grouped: each '|' alternative is one group; unmatched layers get one each. */
+  /* Grouped: alternative a is group a (the layers it matches share it; a layer takes the first
+   * alternative it matches); unmatched layers get one group each, numbered from `alternatives`. */
   int alternatives = 1;
   for (const char *p = spec->per_layer_pattern; *p; p++) alternatives += *p == '|';
+  bool *used = calloc((size_t)alternatives, sizeof(bool));
+  if (!used) return rotq_fail(err, "out of memory");
   int next = alternatives;
   for (int i = 0; i < num_layers; i++) {
-    char module[64];
-    snprintf(module, sizeof module, "model.layers.%d", i);
+    char module[256];
+    snprintf(module, sizeof module, "%s.%d", layer_prefix, i);
     layer_group[i] = -1;
     const char *start = spec->per_layer_pattern;
     for (int a = 0; a < alternatives && layer_group[i] < 0; a++) {
@@ -42,11 +48,30 @@ static int assign_groups(const matrix_spec *spec, int num_layers, int *layer_gro
       if (len >= sizeof alt) len = sizeof alt - 1;
       memcpy(alt, start, len);
       alt[len] = '\0';
-      if (pattern_matches(alt, module)) layer_group[i] = a;
+      if (pattern_matches(alt, module)) layer_group[i] = a, used[a] = true;
       start = bar ? bar + 1 : start + len;
     }
     if (layer_group[i] < 0) layer_group[i] = next++;
   }
+  const char *start = spec->per_layer_pattern;
+  for (int a = 0; a < alternatives; a++) {
+    const char *bar = strchr(start, '|');
+    int len = (int)(bar ? bar - start : (long)strlen(start));
+    if (!used[a]) {
+      char text[512];
+      snprintf(text, sizeof text,
+               "%.200s: rotation_matrices.%.100s.per_layer: '%.*s' matches no decoder layer (%.60s.0 .. %.60s.%d)",
+               config->origin, spec->name, len > 100 ? 100 : len, start, layer_prefix, layer_prefix, num_layers - 1);
+      if (config->strict) {
+        free(used);
+        return rotq_fail(err, "%s", text);
+      }
+      if (set->warning_count < (int)(sizeof set->warnings / sizeof set->warnings[0]))
+        snprintf(set->warnings[set->warning_count++], sizeof set->warnings[0], "%s", text);
+    }
+    start = bar ? bar + 1 : start + len;
+  }
+  free(used);
   return next;
 }
 
@@ -70,8 +95,8 @@ static rotation *make_rotation(const matrix_spec *spec, int dim, uint64_t seed, 
   return rotation_load_file(spec->file, tensor, dim, err);
 }
 
-int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed, rotation_set *set,
-                        rotq_error *err) {
+int rotation_set_create(const rotation_config *config, const model_config *model, const char *layer_prefix,
+                        uint64_t seed, rotation_set *set, rotq_error *err) {
   memset(set, 0, sizeof *set);
   set->num_layers = model->num_hidden_layers;
   set->entries = calloc((size_t)config->matrix_count, sizeof *set->entries);
@@ -82,7 +107,8 @@ int rotation_set_create(const rotation_config *config, const model_config *model
     if (resolve_dim(e->spec, model, &e->dim, err) < 0) goto fail;
     e->layer_group = calloc((size_t)(set->num_layers > 0 ? set->num_layers : 1), sizeof(int));
     if (!e->layer_group) goto oom;
-    e->group_count = assign_groups(e->spec, set->num_layers, e->layer_group);
+    e->group_count = assign_groups(e->spec, config, set->num_layers, layer_prefix, e->layer_group, set, err);
+    if (e->group_count < 0) goto fail;
     e->rotations = calloc((size_t)e->group_count, sizeof *e->rotations);
     e->seeds = calloc((size_t)e->group_count, sizeof *e->seeds);
     if (!e->rotations || !e->seeds) goto oom;

@@ -26,11 +26,18 @@ typedef struct rotation_set {
   int count;
   int num_layers;
   named_rotation *entries;
+  int warning_count;
+  char warnings[4][512]; /* per_layer alternatives that match no layer (non-strict configs) */
 } rotation_set;
 
-/* Creates every matrix of config for a model with this config.json. */
-int rotation_set_create(const rotation_config *config, const model_config *model, uint64_t seed, rotation_set *set,
-                        rotq_error *err);
+/* Creates every matrix of config for a model with this config.json, whose decoder layers are
+ * "<layer_prefix>.<i>" (the family's: "model.layers", "backbone.layers", "model.decoder.layers").
+ * per_layer: "<glob>|<glob>" is matched against those names: the layers one alternative matches
+ * share one matrix (the first alternative a layer matches wins); a layer no alternative matches
+ * gets a matrix of its own. An alternative that matches no layer is an error under strict: true,
+ * else a warning (it would make a matrix nothing uses). */
+int rotation_set_create(const rotation_config *config, const model_config *model, const char *layer_prefix,
+                        uint64_t seed, rotation_set *set, rotq_error *err);
 void rotation_set_free(rotation_set *set);
 /* The matrix called name as used at layer (-1 = pre-run: only shared matrices), or NULL with an
  * error when a per-layer matrix is asked for outside a layer. */

@@ -270,8 +270,12 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   return rc;
 }
 
+rotq_rotate_options rotq_rotate_default_options(void) { return (rotq_rotate_options){.verify = ROTQ_VERIFY_AUTO}; }
+
 int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
+  if (o->config && o->config_text)
+    return rotq_fail(err, "options: config ('%s') and config_text are exclusive: give the config one way", o->config);
   checkpoint ck;
   if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   /* Without --config, the family's own built-in config (transformer_universal for LLaMA). */
@@ -281,7 +285,9 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
                                                                  : "transformer_universal";
   rotation_config config;
   cJSON *previous = NULL;
-  if (check_input_history(&ck, &previous, err) < 0 || rotation_config_load(config_name, &config, err) < 0) {
+  if (check_input_history(&ck, &previous, err) < 0 ||
+      (o->config_text ? rotation_config_parse(o->config_text, "<config text>", &config, err)
+                      : rotation_config_load(config_name, &config, err)) < 0) {
     cJSON_Delete(previous);
     checkpoint_close(&ck);
     return -1;

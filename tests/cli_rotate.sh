@@ -44,6 +44,9 @@ expect 0 '^transformer_universal' -- "$ROTQ" config list
 expect 0 'rotation_matrices' -- "$ROTQ" config show transformer_universal
 expect 1 "no built-in config 'nope'" -- "$ROTQ" config show nope
 expect 0 '2 matrices, 9 rotation rules' -- "$ROTQ" config check transformer_universal
+expect 0 '^usage: rotq config' -- "$ROTQ" config show --help
+expect 0 '^usage: rotq config' -- "$ROTQ" config check --help
+expect 0 '^usage: rotq config' -- "$ROTQ" config list -h
 
 # refusals: existing output, unknown config, missing options
 expect 1 'already exists \(use --force' -- "$ROTQ" rotate --model "$MODEL" --output "$OUT"

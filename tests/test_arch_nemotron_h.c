@@ -26,7 +26,33 @@ static const synth_spec nemotron_h = {.architecture = "NemotronHForCausalLM",
                                       .n_groups = 2,
                                       .conv_kernel = 4};
 
+/* Every layer kind, MoE ('E', Nemotron-3: router with e_score_correction_bias, relu² experts, shared
+ * expert, two expert groups) included. */
+static const synth_spec nemotron_h_moe = {.architecture = "NemotronHForCausalLM",
+                                          .hidden_size = 64,
+                                          .intermediate_size = 96,
+                                          .moe_intermediate_size = 32,
+                                          .num_experts = 8,
+                                          .num_experts_per_tok = 2,
+                                          .num_layers = 6,
+                                          .num_heads = 4,
+                                          .num_kv_heads = 2,
+                                          .head_dim = 16,
+                                          .vocab_size = 72,
+                                          .dtype = DTYPE_F64,
+                                          .seed = 52,
+                                          .hybrid_override_pattern = "ME*-EM",
+                                          .mamba_num_heads = 8,
+                                          .mamba_head_dim = 8,
+                                          .ssm_state_size = 16,
+                                          .n_groups = 2,
+                                          .conv_kernel = 4};
+
 static void nemotron_h_is_equivalent(void **state) { check_family_equivalent(&nemotron_h, "nemotron-h", "nemotron_h"); }
+
+static void nemotron_h_moe_is_equivalent(void **state) {
+  check_family_equivalent(&nemotron_h_moe, "nemotron-h-moe", "nemotron_h");
+}
 
 /* out_proj of the Mamba-2 mixer of layer 2 without R1 (the original's bytes): caught. */
 static void unrotated_out_proj_is_caught(void **state) {
@@ -49,6 +75,7 @@ static void unrotated_out_proj_is_caught(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(nemotron_h_is_equivalent),
+      cmocka_unit_test(nemotron_h_moe_is_equivalent),
       cmocka_unit_test(unrotated_out_proj_is_caught),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

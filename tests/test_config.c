@@ -100,6 +100,34 @@ static void bad_documents_are_rejected(void **state) {
                "[norm, [linears...]]", NULL);
   expect_error("rotation_matrices:\n  r1: {dim: 64, mode: file}\n", "file", NULL);
   expect_error("rotation_matrices: {}\n", "empty", NULL);
+  /* a key twice in one mapping: an error naming it and both lines, at any depth */
+  expect_error("rotation_matrices:\n  r1: {dim: 64}\nrotation_config:\n  \"*q_proj\": [r1, null]\n"
+               "  \"*q_proj\": [null, r1]\n",
+               "duplicate key '*q_proj'", "first at line 4");
+  expect_error("rotation_matrices:\n  r1: {dim: 64}\nuse_float64: true\nuse_float64: false\n",
+               "duplicate key 'use_float64'", "line 4");
+  expect_error("rotation_matrices:\n  r1: {dim: 64, mode: hadamard, mode: orthogonal}\n", "duplicate key 'mode'", NULL);
+  expect_error("rotation_matrices:\n  r1: {dim: 64}\n  r1: {dim: 32}\n", "duplicate key 'r1'", NULL);
+}
+
+/* JSON is YAML's flow syntax: the same config given as JSON parses to the same rules. */
+static void json_text_is_a_config(void **state) {
+  (void)state;
+  const char *json = "{\"rotation_matrices\": {\"r1\": {\"dim\": \"hidden_size\", \"mode\": \"hadamard\", "
+                     "\"per_layer\": false}},\n \"rotation_config\": {\"*q_proj|*k_proj\": [\"r1\", null]},\n"
+                     " \"norm_fuse_config\": {\"decoder_layer_fuse\": [[\"input_layernorm\", [\"self_attn.q_proj\"]]]},"
+                     " \"use_float64\": true}";
+  rotation_config c;
+  rotq_error err = {{0}};
+  if (rotation_config_parse(json, "json", &c, &err) != 0) fail_msg("%s", err.message);
+  assert_int_equal(c.matrix_count, 1);
+  assert_string_equal(c.matrices[0].dim_key, "hidden_size");
+  assert_int_equal(c.rule_count, 1);
+  assert_string_equal(c.rules[0].input, "r1");
+  assert_string_equal(c.rules[0].output, "");
+  assert_int_equal(c.layer_fuse_count, 1);
+  assert_string_equal(c.layer_fuse[0].linears[0], "self_attn.q_proj");
+  rotation_config_free(&c);
 }
 
 static void missing_file_names_builtins(void **state) {
@@ -122,11 +150,9 @@ static void patterns_match_like_globs(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(builtin_universal_parses),
-      cmocka_unit_test(every_builtin_parses),
-      cmocka_unit_test(options_are_read),
-      cmocka_unit_test(bad_documents_are_rejected),
-      cmocka_unit_test(missing_file_names_builtins),
+      cmocka_unit_test(builtin_universal_parses),  cmocka_unit_test(every_builtin_parses),
+      cmocka_unit_test(options_are_read),          cmocka_unit_test(bad_documents_are_rejected),
+      cmocka_unit_test(json_text_is_a_config),     cmocka_unit_test(missing_file_names_builtins),
       cmocka_unit_test(patterns_match_like_globs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,8 +141,10 @@ static bool target_matches(const cJSON *targets, const char *module) {
       if (strcmp(t->valuestring, module) == 0) return true;
       continue;
     }
-    regex_t re;
-    assert_int_equal(regcomp(&re, t->valuestring + 3, REG_EXTENDED | REG_NOSUB), 0);
+    regex_t re; /* anchored at the start, as Python's re.match that compressed-tensors and vLLM use */
+    char anchored[1100];
+    snprintf(anchored, sizeof anchored, "^(%s)", t->valuestring + 3);
+    assert_int_equal(regcomp(&re, anchored, REG_EXTENDED | REG_NOSUB), 0);
     bool match = regexec(&re, module, 0, NULL, 0) == 0;
     regfree(&re);
     if (match) return true;
@@ -459,7 +461,8 @@ static void vllm_form_is_equivalent(void **state) {
   free(scratch);
 }
 
-/* down_proj_online_layers: [1] puts R4 on layer 1 only; the transform targets it by name. */
+/* down_proj_online_layers: [1] puts R4 on layer 1 only; the transform targets it by a regex anchored
+ * on "layers.1.mlp.down_proj" (not on the prefix, which loaders and engines rename). */
 static void down_proj_layer_subset(void **state) {
   char *scratch = scratch_dir("online-subset");
   char orig[4200], out[4200], config[4200];
@@ -482,7 +485,13 @@ static void down_proj_layer_subset(void **state) {
       "R4");
   const cJSON *targets = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r4, "apply"), 0), "targets");
   assert_int_equal(cJSON_GetArraySize(targets), 1);
-  assert_string_equal(cJSON_GetArrayItem(targets, 0)->valuestring, "model.layers.1.mlp.down_proj");
+  assert_string_equal(cJSON_GetArrayItem(targets, 0)->valuestring, "re:(.*\\.)?layers\\.1\\.mlp\\.down_proj$");
+  assert_true(target_matches(targets, "model.layers.1.mlp.down_proj"));
+  assert_true(target_matches(targets, "language_model.model.layers.1.mlp.down_proj"));
+  assert_true(target_matches(targets, "layers.1.mlp.down_proj"));
+  assert_false(target_matches(targets, "model.layers.11.mlp.down_proj"));
+  assert_false(target_matches(targets, "model.layers.0.mlp.down_proj"));
+  assert_false(target_matches(targets, "model.sublayers.1.mlp.down_proj"));
   cJSON_Delete(c);
   scratch_remove(scratch);
   free(scratch);

@@ -112,8 +112,8 @@ static void test_report(void **state) {
   cJSON *json = json_file_read(path, &err);
   assert_non_null(json);
   const cJSON *results = cJSON_GetObjectItem(json, "results");
-  assert_int_equal(cJSON_GetArraySize(results), 18);
-  const cJSON *fp_rotated = cJSON_GetArrayItem(results, 6); /* R1R2, FP */
+  assert_int_equal(cJSON_GetArraySize(results), 27);
+  const cJSON *fp_rotated = cJSON_GetArrayItem(results, 9); /* R1R2, FP (after the original's nine) */
   assert_string_equal(cJSON_GetObjectItem(fp_rotated, "config")->valuestring, "FP");
   assert_true(cJSON_GetObjectItem(fp_rotated, "kl")->valuedouble < 1e-9);
   cJSON_Delete(json);

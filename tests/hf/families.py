@@ -116,8 +116,9 @@ FAMILIES = [
     Family("gemma2", "Gemma2ForCausalLM", _gemma2, "gemma2"),
     Family("gemma3", "Gemma3ForCausalLM", _gemma3, "gemma2"),
     Family("opt", "OPTForCausalLM", _opt, "opt", "none"),
-    Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none", _nemotron_h_hub_form),
-    Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "none"),  # as transformers 5 saves it
+    # Nemotron-H: R4 on the MLP layers' down_proj, the heads rotation and R3 on the attention layers
+    Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all", _nemotron_h_hub_form),
+    Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all"),  # as transformers 5 saves it
 ]
 
 

@@ -110,7 +110,7 @@ def test_online(family, workdir):
     checkpoint must compute a different function (the hooks are what makes it exact)."""
     extra = "down_proj_online_layers: []\n" if family.online == "no_r4" else ""
     # The online processor knows one down_proj per layer (not MoE experts: "no_r4") and the LLaMA-like
-    # layouts; OPT (no intermediate_size) and Nemotron-H (Mamba layers) are refused ("none").
+    # layouts and Nemotron-H's MLP and attention layers; OPT (no intermediate_size) is refused ("none").
     for mode in oracle.MODES:
         result = rotate_and_compare(family, workdir, f"online-{mode}", family.config, mode, "kronecker", extra)
         if family.online == "none":
