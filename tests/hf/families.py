@@ -93,6 +93,18 @@ def _nemotron_h():
                                         ssm_state_size=16, n_groups=2, conv_kernel=4, chunk_size=8)
 
 
+def _nemotron_h_moe():
+    """Nemotron-3 style: Mamba, MoE ('E': routed relu² experts with grouped sigmoid routing and a
+    correction bias, plus a shared expert), attention and MLP layers."""
+    return transformers.NemotronHConfig(**COMMON, **ATTN, num_hidden_layers=5,
+                                        layers_block_type=["mamba", "moe", "attention", "mlp", "moe"],
+                                        intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16,
+                                        ssm_state_size=16, n_groups=2, conv_kernel=4, chunk_size=8,
+                                        n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=48,
+                                        moe_shared_expert_intermediate_size=40, n_group=2, topk_group=1,
+                                        routed_scaling_factor=1.5)
+
+
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
     NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
@@ -119,6 +131,7 @@ FAMILIES = [
     # Nemotron-H: R4 on the MLP layers' down_proj, the heads rotation and R3 on the attention layers
     Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all", _nemotron_h_hub_form),
     Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all"),  # as transformers 5 saves it
+    Family("nemotron_h_moe", "NemotronHForCausalLM", _nemotron_h_moe, "nemotron_h", "all", _nemotron_h_hub_form),
 ]
 
 

@@ -77,15 +77,15 @@ def load(directory):
 class float64_everywhere:
     """transformers computes some steps in float32 whatever the model's dtype: RMSNorm casts its
     input with .to(torch.float32), MoE routers take softmax(..., dtype=torch.float), the Mamba-2
-    scan calls .float(). Those float32 islands round x and x·R1 differently (~1e-7), which would
+    scan calls .float(), Nemotron-H's MoE router .type(torch.float32). Those float32 islands round x and x·R1 differently (~1e-7), which would
     hide a 1e-9 comparison. Inside this context a float64 tensor asked to become float32 stays
     float64 (Tensor.to, Tensor.float, softmax's dtype): transformers' own code runs, in float64
     throughout. Other conversions (int positions to float32 for RoPE) are untouched."""
 
     def __enter__(self):
         self.saved = (torch.Tensor.to, torch.Tensor.float, torch.nn.functional.softmax, torch.softmax,
-                      torch.Tensor.softmax)
-        to, flt, fsoftmax, tsoftmax, msoftmax = self.saved
+                      torch.Tensor.softmax, torch.Tensor.type)
+        to, flt, fsoftmax, tsoftmax, msoftmax, typ = self.saved
 
         def keep(t, dtype):
             return t.dtype == torch.float64 and dtype == torch.float32
@@ -97,6 +97,11 @@ class float64_everywhere:
                 kwargs["dtype"] = torch.float64
             return to(t, *args, **kwargs)
 
+        def patched_type(t, *args, **kwargs):  # Nemotron-H's MoE router: .type(torch.float32)
+            if args and isinstance(args[0], torch.dtype) and keep(t, args[0]):
+                return t
+            return typ(t, *args, **kwargs)
+
         def patched_float(t, *args, **kwargs):
             return t if t.dtype == torch.float64 else flt(t, *args, **kwargs)
 
@@ -107,7 +112,7 @@ class float64_everywhere:
                 return original(t, *args, **kwargs)
             return patched
 
-        torch.Tensor.to, torch.Tensor.float = patched_to, patched_float
+        torch.Tensor.to, torch.Tensor.float, torch.Tensor.type = patched_to, patched_float, patched_type
         torch.nn.functional.softmax = softmax_of(fsoftmax)
         torch.softmax = softmax_of(tsoftmax)
         torch.Tensor.softmax = softmax_of(msoftmax)
@@ -115,7 +120,7 @@ class float64_everywhere:
 
     def __exit__(self, *exc):
         (torch.Tensor.to, torch.Tensor.float, torch.nn.functional.softmax, torch.softmax,
-         torch.Tensor.softmax) = self.saved
+         torch.Tensor.softmax, torch.Tensor.type) = self.saved
         return False
 
 
