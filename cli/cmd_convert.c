@@ -46,8 +46,7 @@ static int read_hparams(const gguf_file *f, hparams *h, rotq_error *err) {
   char arch[64];
   if (gguf_get_string(f, "general.architecture", arch, sizeof arch, err) != 0) return -1;
   if (strcmp(arch, ARCH) != 0)
-    return rotq_fail(err, "%s: metadata key 'general.architecture': '%s' (rotq convert reads 'llama')", f->path,
-                     arch);
+    return rotq_fail(err, "%s: metadata key 'general.architecture': '%s' (rotq convert reads 'llama')", f->path, arch);
   if (get_uint(f, ARCH ".embedding_length", &h->hidden, err) != 0 ||
       get_uint(f, ARCH ".block_count", &h->layers, err) != 0 ||
       get_uint(f, ARCH ".feed_forward_length", &h->intermediate, err) != 0 ||
@@ -66,12 +65,13 @@ static int read_hparams(const gguf_file *f, hparams *h, rotq_error *err) {
   if (gguf_get_float(f, ARCH ".attention.layer_norm_rms_epsilon", &h->rms_eps, err) != 0) return -1;
   const gguf_kv *scaling = gguf_find_kv(f, ARCH ".rope.scaling.type");
   if (scaling && !(scaling->type == GGUF_VALUE_STRING && scaling->str_len == 4 && !memcmp(scaling->str, "none", 4)))
-    return rotq_fail(err, "%s: metadata key '" ARCH ".rope.scaling.type': RoPE scaling is not supported by rotq convert",
-                     f->path);
+    return rotq_fail(
+        err, "%s: metadata key '" ARCH ".rope.scaling.type': RoPE scaling is not supported by rotq convert", f->path);
   if (h->hidden == 0 || h->layers == 0 || h->intermediate == 0 || h->heads == 0 || h->kv_heads == 0 ||
       h->hidden % h->heads != 0 || h->heads % h->kv_heads != 0 || h->hidden > (1u << 20) || h->layers > 4096)
-    return rotq_fail(err, "%s: metadata: inconsistent sizes (hidden %" PRIu64 ", heads %" PRIu64 ", kv heads %" PRIu64
-                          ", layers %" PRIu64 ")",
+    return rotq_fail(err,
+                     "%s: metadata: inconsistent sizes (hidden %" PRIu64 ", heads %" PRIu64 ", kv heads %" PRIu64
+                     ", layers %" PRIu64 ")",
                      f->path, h->hidden, h->heads, h->kv_heads, h->layers);
   h->head_dim = h->hidden / h->heads;
   if (h->head_dim % 2 != 0)
@@ -80,8 +80,9 @@ static int read_hparams(const gguf_file *f, hparams *h, rotq_error *err) {
   if (gguf_find_kv(f, ARCH ".rope.dimension_count")) {
     if (get_uint(f, ARCH ".rope.dimension_count", &rope_dim, err) != 0) return -1;
     if (rope_dim != h->head_dim)
-      return rotq_fail(err, "%s: metadata key '" ARCH ".rope.dimension_count': %" PRIu64 " (partial RoPE) is not "
-                            "supported; head_dim is %" PRIu64,
+      return rotq_fail(err,
+                       "%s: metadata key '" ARCH ".rope.dimension_count': %" PRIu64 " (partial RoPE) is not "
+                       "supported; head_dim is %" PRIu64,
                        f->path, rope_dim, h->head_dim);
   }
   const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
@@ -160,8 +161,9 @@ static int check_shape(const gguf_file *f, const gguf_tensor *t, const mapping *
                          : (t->ndim == 1 && t->ne[0] == m->cols);
   if (ok) return 0;
   if (m->ndim == 2)
-    return rotq_fail(err, "%s: tensor '%s': shape ne=[%" PRId64 ", %" PRId64 "] (%d dims), expected [%" PRId64
-                          ", %" PRId64 "] from the llama.* metadata",
+    return rotq_fail(err,
+                     "%s: tensor '%s': shape ne=[%" PRId64 ", %" PRId64 "] (%d dims), expected [%" PRId64 ", %" PRId64
+                     "] from the llama.* metadata",
                      f->path, t->name, t->ne[0], t->ne[1], t->ndim, m->cols, m->rows);
   return rotq_fail(err, "%s: tensor '%s': shape ne=[%" PRId64 "] (%d dims), expected [%" PRId64 "]", f->path, t->name,
                    t->ne[0], t->ndim, m->cols);

@@ -13,7 +13,7 @@
 #include "io/dtype.h"
 
 #define GGUF_MAGIC "GGUF"
-#define GGUF_MAX_NAME 64          /* ggml's GGML_MAX_NAME, with the NUL */
+#define GGUF_MAX_NAME 64           /* ggml's GGML_MAX_NAME, with the NUL */
 #define GGUF_MAX_STRING (1u << 30) /* a key or string value longer than this is corrupt */
 #define QK_K 256
 
@@ -93,8 +93,8 @@ typedef struct reader {
 
 static int need(reader *r, uint64_t n, const char *what) {
   if (n > r->size - r->pos)
-    return rotq_fail(r->err, "%s: truncated: %s needs %" PRIu64 " bytes at offset %zu, the file has %zu", r->path,
-                     what, n, r->pos, r->size);
+    return rotq_fail(r->err, "%s: truncated: %s needs %" PRIu64 " bytes at offset %zu, the file has %zu", r->path, what,
+                     n, r->pos, r->size);
   return 0;
 }
 
@@ -133,21 +133,16 @@ static size_t scalar_size(gguf_value_type t) {
   switch (t) {
   case GGUF_VALUE_UINT8:
   case GGUF_VALUE_INT8:
-  case GGUF_VALUE_BOOL:
-    return 1;
+  case GGUF_VALUE_BOOL: return 1;
   case GGUF_VALUE_UINT16:
-  case GGUF_VALUE_INT16:
-    return 2;
+  case GGUF_VALUE_INT16: return 2;
   case GGUF_VALUE_UINT32:
   case GGUF_VALUE_INT32:
-  case GGUF_VALUE_FLOAT32:
-    return 4;
+  case GGUF_VALUE_FLOAT32: return 4;
   case GGUF_VALUE_UINT64:
   case GGUF_VALUE_INT64:
-  case GGUF_VALUE_FLOAT64:
-    return 8;
-  default:
-    return 0;
+  case GGUF_VALUE_FLOAT64: return 8;
+  default: return 0;
   }
 }
 
@@ -164,18 +159,10 @@ static int decode_scalar(const gguf_file *f, gguf_kv *kv, const uint8_t *p) {
     kv->u = raw;
     kv->i = raw > INT64_MAX ? INT64_MAX : (int64_t)raw;
     break;
-  case GGUF_VALUE_INT8:
-    kv->i = (int8_t)raw;
-    break;
-  case GGUF_VALUE_INT16:
-    kv->i = (int16_t)raw;
-    break;
-  case GGUF_VALUE_INT32:
-    kv->i = (int32_t)raw;
-    break;
-  case GGUF_VALUE_INT64:
-    kv->i = (int64_t)raw;
-    break;
+  case GGUF_VALUE_INT8: kv->i = (int8_t)raw; break;
+  case GGUF_VALUE_INT16: kv->i = (int16_t)raw; break;
+  case GGUF_VALUE_INT32: kv->i = (int32_t)raw; break;
+  case GGUF_VALUE_INT64: kv->i = (int64_t)raw; break;
   case GGUF_VALUE_BOOL:
     if (raw > 1) return -1;
     kv->i = (int64_t)raw;
@@ -187,11 +174,8 @@ static int decode_scalar(const gguf_file *f, gguf_kv *kv, const uint8_t *p) {
     kv->f = v;
     break;
   }
-  case GGUF_VALUE_FLOAT64:
-    memcpy(&kv->f, &raw, 8);
-    break;
-  default:
-    return -1;
+  case GGUF_VALUE_FLOAT64: memcpy(&kv->f, &raw, 8); break;
+  default: return -1;
   }
   if (kv->type != GGUF_VALUE_FLOAT32 && kv->type != GGUF_VALUE_FLOAT64) {
     if (kv->type != GGUF_VALUE_UINT64 && kv->type != GGUF_VALUE_UINT32 && kv->type != GGUF_VALUE_UINT16 &&
@@ -210,8 +194,7 @@ static int read_kv(reader *r, gguf_file *f, gguf_kv *kv, size_t index) {
   uint64_t key_len;
   if (read_string(r, &key, &key_len, what) != 0) return -1;
   if (key_len == 0) return rotq_fail(r->err, "%s: %s: empty key", r->path, what);
-  if (memchr(key, '\0', (size_t)key_len))
-    return rotq_fail(r->err, "%s: %s: key contains a NUL byte", r->path, what);
+  if (memchr(key, '\0', (size_t)key_len)) return rotq_fail(r->err, "%s: %s: key contains a NUL byte", r->path, what);
   kv->key = strndup(key, (size_t)key_len);
   if (!kv->key) return rotq_fail(r->err, "%s: out of memory", r->path);
   for (size_t j = 0; j < index; j++)
@@ -391,14 +374,16 @@ int gguf_parse(const char *path, const void *data, size_t size, gguf_file *f, ro
   for (size_t i = 0; i < f->tensor_count; i++) {
     gguf_tensor *t = &f->tensors[i];
     if (t->offset != expected) {
-      rotq_fail(err, "%s: tensor '%s': data offset %" PRIu64 ", expected %" PRIu64 " (tensors are laid out in order, "
-                     "each padded to %zu bytes)",
+      rotq_fail(err,
+                "%s: tensor '%s': data offset %" PRIu64 ", expected %" PRIu64 " (tensors are laid out in order, "
+                "each padded to %zu bytes)",
                 path, t->name, t->offset, expected, f->alignment);
       goto fail;
     }
     if (t->offset > size - data_start || t->nbytes > size - data_start - t->offset) {
-      rotq_fail(err, "%s: truncated: tensor '%s' (%s, %zu bytes at data offset %" PRIu64 ") runs past the end of the "
-                     "file (%zu bytes)",
+      rotq_fail(err,
+                "%s: truncated: tensor '%s' (%s, %zu bytes at data offset %" PRIu64 ") runs past the end of the "
+                "file (%zu bytes)",
                 path, t->name, gguf_type_name(t->type), t->nbytes, t->offset, size);
       goto fail;
     }
@@ -491,8 +476,7 @@ int gguf_get_string(const gguf_file *f, const char *key, char *buf, size_t size,
   if (!kv) return rotq_fail(err, "%s: metadata key '%s' is missing", f->path, key);
   if (kv->type != GGUF_VALUE_STRING) return rotq_fail(err, "%s: metadata key '%s' is not a string", f->path, key);
   if (kv->str_len >= size)
-    return rotq_fail(err, "%s: metadata key '%s': string of %" PRIu64 " bytes is too long", f->path, key,
-                     kv->str_len);
+    return rotq_fail(err, "%s: metadata key '%s': string of %" PRIu64 " bytes is too long", f->path, key, kv->str_len);
   memcpy(buf, kv->str, (size_t)kv->str_len);
   buf[kv->str_len] = '\0';
   return 0;
@@ -605,39 +589,23 @@ static void dequant_q6_k(const uint8_t *b, float *y, size_t nb) {
 void gguf_dequantize_blocks(uint32_t type, const void *src, float *dst, size_t n) {
   const uint8_t *b = src;
   switch (type) {
-  case GGUF_TENSOR_F32:
-    memcpy(dst, src, n * sizeof(float));
-    break;
-  case GGUF_TENSOR_F16:
-    dtype_to_f32(DTYPE_F16, src, dst, n);
-    break;
-  case GGUF_TENSOR_BF16:
-    dtype_to_f32(DTYPE_BF16, src, dst, n);
-    break;
-  case GGUF_TENSOR_Q4_0:
-    dequant_q4_0(b, dst, n / 32);
-    break;
-  case GGUF_TENSOR_Q4_1:
-    dequant_q4_1(b, dst, n / 32);
-    break;
-  case GGUF_TENSOR_Q8_0:
-    dequant_q8_0(b, dst, n / 32);
-    break;
-  case GGUF_TENSOR_Q4_K:
-    dequant_q4_k(b, dst, n / QK_K);
-    break;
-  case GGUF_TENSOR_Q6_K:
-    dequant_q6_k(b, dst, n / QK_K);
-    break;
-  default:
-    break;
+  case GGUF_TENSOR_F32: memcpy(dst, src, n * sizeof(float)); break;
+  case GGUF_TENSOR_F16: dtype_to_f32(DTYPE_F16, src, dst, n); break;
+  case GGUF_TENSOR_BF16: dtype_to_f32(DTYPE_BF16, src, dst, n); break;
+  case GGUF_TENSOR_Q4_0: dequant_q4_0(b, dst, n / 32); break;
+  case GGUF_TENSOR_Q4_1: dequant_q4_1(b, dst, n / 32); break;
+  case GGUF_TENSOR_Q8_0: dequant_q8_0(b, dst, n / 32); break;
+  case GGUF_TENSOR_Q4_K: dequant_q4_k(b, dst, n / QK_K); break;
+  case GGUF_TENSOR_Q6_K: dequant_q6_k(b, dst, n / QK_K); break;
+  default: break;
   }
 }
 
 int gguf_dequantize(const gguf_file *f, const gguf_tensor *t, float *dst, rotq_error *err) {
   if (!gguf_type_supported(t->type))
-    return rotq_fail(err, "%s: tensor '%s': type %s is not supported (rotq dequantizes F32, F16, BF16, Q8_0, Q4_0, "
-                          "Q4_1, Q4_K, Q6_K)",
+    return rotq_fail(err,
+                     "%s: tensor '%s': type %s is not supported (rotq dequantizes F32, F16, BF16, Q8_0, Q4_0, "
+                     "Q4_1, Q4_K, Q6_K)",
                      f->path, t->name, gguf_type_name(t->type));
   gguf_dequantize_blocks(t->type, t->data, dst, gguf_numel(t));
   return 0;

@@ -5,6 +5,7 @@ tokenizes text files into uint16 token files for rotq eval/report.
 
 usage: gguf_tokenizer.py build GGUF OUT_DIR
        gguf_tokenizer.py encode TOKENIZER_DIR --format wikitext|stories IN.txt OUT.u16
+       gguf_tokenizer.py retokenize TOKENIZER_DIR TOK512_BIN IN.u16 OUT.u16
        gguf_tokenizer.py decode TOKENIZER_DIR ID...
 
 Needs the `gguf` and `tokenizers` packages (scripts/fetch-smollm2.sh installs them in a venv).
@@ -13,7 +14,11 @@ The pre-tokenizer follows llama.cpp's: "smollm" splits every digit, then GPT-2's
 
 Token files: little-endian uint16 ids, each segment starting with BOS, as rotq eval reads them.
   wikitext: the file is split at its " = Title = " article headings; each article is a segment.
-  stories:  segments are separated by blank lines (one story each).
+  stories:  segments are separated by blank lines (paragraphs, not stories: TinyStories' text
+            file has no story boundaries).
+  retokenize: the segments of a token file of another (llama2.c) vocabulary, decoded with its
+            tok512.bin and encoded anew: the same stories, one segment each (the tokens of
+            data/tinystories_val.tok512.u16 → the same 984 stories in SmolLM2's tokens).
 """
 import json
 import os
@@ -129,6 +134,42 @@ def encode(tok_dir, fmt, src, dst):
     print(f"{dst}: {count} segments, {len(a)} tokens")
 
 
+def llama2c_vocab(path):
+    """llama2.c's tokenizer.bin: int32 max_token_length, then per token float32 score, int32
+    length, bytes (pieces with spaces, byte tokens as <0xHH>)."""
+    import struct
+
+    pieces = []
+    with open(path, "rb") as f:
+        f.read(4)
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            _, n = struct.unpack("<fi", head)
+            piece = f.read(n)
+            m = re.fullmatch(rb"<0x([0-9A-Fa-f]{2})>", piece)
+            pieces.append(bytes([int(m.group(1), 16)]) if m else piece)
+    return pieces
+
+
+def retokenize(tok_dir, vocab_bin, src, dst):
+    tok, bos = load(tok_dir)
+    pieces = llama2c_vocab(vocab_bin)
+    old = np.fromfile(src, dtype="<u2")
+    starts = list(np.flatnonzero(old == 1)) + [len(old)]
+    ids = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        text = b"".join(pieces[t] for t in old[a + 1 : b] if t > 2).decode("utf-8", errors="replace")
+        if text.startswith(" "):
+            text = text[1:]  # SentencePiece's dummy prefix
+        ids.append(bos)
+        ids.extend(tok.encode(text, add_special_tokens=False).ids)
+    a = np.asarray(ids, dtype="<u2")
+    a.tofile(dst)
+    print(f"{dst}: {len(starts) - 1} segments, {len(a)} tokens")
+
+
 def decode(tok_dir, ids):
     tok, _ = load(tok_dir)
     print(tok.decode([int(i) for i in ids], skip_special_tokens=False))
@@ -139,6 +180,8 @@ if __name__ == "__main__":
         build(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 7 and sys.argv[1] == "encode" and sys.argv[3] == "--format":
         encode(sys.argv[2], sys.argv[4], sys.argv[5], sys.argv[6])
+    elif len(sys.argv) == 6 and sys.argv[1] == "retokenize":
+        retokenize(*sys.argv[2:])
     elif len(sys.argv) >= 3 and sys.argv[1] == "decode":
         decode(sys.argv[2], sys.argv[3:])
     else:
