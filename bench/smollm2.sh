@@ -2,7 +2,8 @@
 # What rotation buys on a real trained model: `rotq report` on SmolLM2-135M-Instruct (fetched and
 # converted by scripts/fetch-smollm2.sh into cache/smollm2/) on WikiText-2 and TinyStories tokens,
 # and `rotq stats`' outlier plot. Writes bench/smollm2-{wiki,tinystories}.{md,json},
-# bench/smollm2-stats.{txt,json} and docs/smollm2_outliers.svg. Settings by environment:
+# bench/smollm2-stats.txt, docs/smollm2_outliers.svg (per-channel JSON:
+# cache/smollm2/smollm2-stats.json). Settings by environment:
 # RUNS ("wiki tinystories stats"), WIKI_SEGMENTS (8), STORY_SEGMENTS (20), STATS_SEGMENTS (4),
 # METHODS (rtn: GPTQ recomputes every group's inputs from the embedding, quadratic in the depth,
 # too slow for 30 layers on 2 cores), CALIB_N (16, for gptq), PRECISION (--f32; empty = float64).
@@ -31,7 +32,7 @@ for step in ${RUNS:-wiki tinystories stats}; do
     ;;
   stats)
     run "$rotq" stats --model "$cache/hf" --tokens "$cache/wiki.test.u16" --segments "${STATS_SEGMENTS:-4}" \
-      --svg "$root/docs/smollm2_outliers.svg" --json "$root/bench/smollm2-stats.json" |
+      --svg "$root/docs/smollm2_outliers.svg" --json "$cache/smollm2-stats.json" |
       tee "$root/bench/smollm2-stats.txt"
     ;;
   *) echo "bench/smollm2.sh: unknown step '$step' (wiki, tinystories, stats)" >&2; exit 2 ;;
