@@ -129,6 +129,15 @@ static int read_string(reader *r, const char **s, uint64_t *len, const char *wha
   return 0;
 }
 
+/* A NUL-terminated copy of n bytes that need not be followed by a NUL (strndup may look past n). */
+static char *copy_bytes(const char *s, size_t n) {
+  char *c = malloc(n + 1);
+  if (!c) return NULL;
+  memcpy(c, s, n);
+  c[n] = '\0';
+  return c;
+}
+
 static size_t scalar_size(gguf_value_type t) {
   switch (t) {
   case GGUF_VALUE_UINT8:
@@ -195,7 +204,7 @@ static int read_kv(reader *r, gguf_file *f, gguf_kv *kv, size_t index) {
   if (read_string(r, &key, &key_len, what) != 0) return -1;
   if (key_len == 0) return rotq_fail(r->err, "%s: %s: empty key", r->path, what);
   if (memchr(key, '\0', (size_t)key_len)) return rotq_fail(r->err, "%s: %s: key contains a NUL byte", r->path, what);
-  kv->key = strndup(key, (size_t)key_len);
+  kv->key = copy_bytes(key, (size_t)key_len);
   if (!kv->key) return rotq_fail(r->err, "%s: out of memory", r->path);
   for (size_t j = 0; j < index; j++)
     if (strcmp(f->kvs[j].key, kv->key) == 0)
@@ -255,7 +264,7 @@ static int read_tensor_info(reader *r, gguf_file *f, gguf_tensor *t, size_t inde
                      GGUF_MAX_NAME - 1);
   if (memchr(name, '\0', (size_t)name_len))
     return rotq_fail(r->err, "%s: %s: tensor name contains a NUL byte", r->path, what);
-  t->name = strndup(name, (size_t)name_len);
+  t->name = copy_bytes(name, (size_t)name_len);
   if (!t->name) return rotq_fail(r->err, "%s: out of memory", r->path);
   for (size_t j = 0; j < index; j++)
     if (strcmp(f->tensors[j].name, t->name) == 0)
