@@ -14,6 +14,7 @@ static const command commands[] = {
     {"config", "list or show the built-in rotation configs", cmd_config},
     {"report", "what rotation buys: fake-quantized perplexity/KL, original vs rotated", cmd_report},
     {"stats", "outlier statistics at every linear input, before/after rotation (SVG plot)", cmd_stats},
+    {"convert", "convert a llama.cpp GGUF checkpoint (LLaMA; F32..Q4_K/Q6_K) to HF safetensors", cmd_convert},
     {"synth", "write a synthetic checkpoint shaped like a real model (tests, benchmarks)", cmd_synth},
 };
 

@@ -176,8 +176,62 @@ rotation_config:
     write(target, "near_empty", "")
 
 
+def gguf(kvs, tensors, version=3, alignment=32, offsets=None):
+    """A GGUF file: kvs [(key, type, payload bytes)], tensors [(name, ne, type, data)]."""
+    def string(text):
+        b = text.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, vtype, payload in kvs:
+        out += string(key) + struct.pack("<I", vtype) + payload
+    data = b""
+    for i, (name, ne, ttype, raw) in enumerate(tensors):
+        data += b"\0" * (-len(data) % alignment)
+        offset = len(data) if offsets is None else offsets[i]
+        out += string(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+        out += struct.pack("<IQ", ttype, offset)
+        data += raw
+    out += b"\0" * (-len(out) % alignment)
+    return out + data
+
+
+def gguf_corpus():
+    target = "fuzz_gguf"
+    u32 = lambda v: struct.pack("<I", v)
+    arch = ("general.architecture", 8, struct.pack("<Q", 5) + b"llama")
+    align = ("general.alignment", 4, u32(32))
+    tokens = ("tokenizer.ggml.tokens", 9, u32(8) + struct.pack("<Q", 2) + struct.pack("<Q", 1) + b"a"
+              + struct.pack("<Q", 2) + b"bc")
+    eps = ("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5))
+    block = lambda size: bytes((i * 29 + 3) % 256 for i in range(size))
+    half_one = b"\x00\x3c"
+    tensors = [
+        ("f32", [4], 0, block(16)),
+        ("f16", [2, 2], 1, block(8)),
+        ("q4_0", [32], 2, half_one + block(16)),
+        ("q4_1", [32], 3, half_one + half_one + block(16)),
+        ("q8_0", [32, 2], 8, (half_one + block(32)) * 2),
+        ("q4_k", [256], 12, half_one + half_one + block(140)),
+        ("q6_k", [256], 14, block(208) + half_one),
+        ("bf16", [2], 30, b"\x80\x3f\x40\xc0"),
+    ]
+    write(target, "valid_every_type", gguf([arch, align, tokens, eps], tensors))
+    write(target, "valid_v2_metadata_only", gguf([arch, tokens, eps], [], version=2))
+    write(target, "valid_q5_k_unsupported", gguf([arch], [("q5_k", [256], 13, block(176))]))
+    write(target, "near_truncated", gguf([arch, align], tensors)[:-7])
+    write(target, "near_misaligned_offset", gguf([arch], tensors[:2], offsets=[0, 4]))
+    write(target, "near_duplicate_tensor", gguf([arch], [tensors[0], tensors[0]]))
+    write(target, "near_duplicate_key", gguf([arch, arch], []))
+    write(target, "near_partial_block", gguf([arch], [("q8_0", [33], 8, block(34))]))
+    write(target, "near_bad_alignment", gguf([("general.alignment", 4, u32(48))], tensors[:1]))
+    write(target, "near_unknown_type", gguf([arch], [("x", [4], 99, block(16))]))
+    write(target, "near_version_1", gguf([arch], [], version=1))
+
+
 if __name__ == "__main__":
     safetensors_corpus()
     index_corpus()
     config_corpus()
     yaml_corpus()
+    gguf_corpus()
