@@ -17,6 +17,11 @@ int cmd_config(int argc, char **argv) {
     fputs(help, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  for (int i = 2; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { /* `config show --help`: help, not a name */
+      fputs(help, stdout);
+      return 0;
+    }
   if (!strcmp(argv[1], "list") && argc == 2) {
     for (int i = 0; i < builtin_config_count; i++) printf("%s\n", builtin_configs[i].name);
     return 0;

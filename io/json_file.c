@@ -1,6 +1,8 @@
 /* JSON files read and written whole with cJSON. */
 #include "io/json_file.h"
 
+#include "common/regular_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +13,8 @@
 
 /* The whole file as a NUL-terminated string (caller frees), or NULL with an error. */
 static char *read_text(const char *path, rotq_error *err) {
-  FILE *file = fopen(path, "rb");
-  if (!file) {
-    rotq_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
+  FILE *file = regular_file_open(path, err);
+  if (!file) return NULL;
   size_t size = 0, capacity = 4096;
   char *text = malloc(capacity);
   while (text) {

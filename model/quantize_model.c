@@ -171,6 +171,15 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
   if (q.group < 0 || q.damp < 0)
     return rotq_fail(err, "weight group %d and damping %g must not be negative", q.group, q.damp);
   if (q.bits == QUANT_OFF) return 0;
+  for (int l = 0; q.group > 0 && l < m->config.num_hidden_layers; l++) /* groups must tile every row */
+    for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
+      linear_weight lw[MAX_LINEARS_PER_INPUT];
+      int count = linears_of(m, l, (linear_input)input, lw);
+      for (int k = 0; k < count; k++)
+        if (lw[k].in_dim % q.group != 0)
+          return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
+                           lw[k].in_dim, l, lw[k].name);
+    }
   if (q.method == WEIGHT_RTN) {
     quantize_rtn(m, &q);
     if (progress) progress(m->config.num_hidden_layers, m->config.num_hidden_layers, user);

@@ -55,6 +55,10 @@ static int resolve_dim(const matrix_spec *spec, const model_config *model, int *
   if (spec->dim_key[0] && model_config_int(model, spec->dim_key, &d, err) < 0)
     return rotq_fail_context(err, "rotation_matrices.%s.dim", spec->name);
   if (d <= 0 || d > (1L << 20)) return rotq_fail(err, "rotation_matrices.%s: dim %ld is out of range", spec->name, d);
+  if (model->max_tensor_extent > 0 && d > model->max_tensor_extent)
+    return rotq_fail(err, "rotation_matrices.%s: dim %ld%s%s%s is larger than any dimension of any tensor (%ld)",
+                     spec->name, d, spec->dim_key[0] ? " (config.json field '" : "", spec->dim_key,
+                     spec->dim_key[0] ? "')" : "", model->max_tensor_extent);
   *dim = (int)d;
   return 0;
 }

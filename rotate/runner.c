@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,8 +114,46 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
   return rc;
 }
 
-/* Copies every other regular file of the input (tokenizer, generation config, licence, ...). */
-static int copy_other_files(const char *in, const char *out, rotq_error *err) {
+/* Weight files of other formats (PyTorch, TensorFlow, Flax, GGUF, ...) and their indexes: rotq
+ * does not rotate them, so it does not carry them over (the output would otherwise also hold
+ * the unrotated weights). A *.bin is weights when named so by transformers or when it is a
+ * torch.save file (a zip archive or a pickle); other .bin files (tokenizers) are copied. */
+static bool unrotated_weights(const char *dir, const char *n) {
+  static const char *const suffixes[] = {".bin.index.json",
+                                         ".pt",
+                                         ".pth",
+                                         ".ckpt",
+                                         ".h5",
+                                         ".msgpack",
+                                         ".msgpack.index.json",
+                                         ".gguf",
+                                         ".safetensors.index.json",
+                                         ".pkl",
+                                         ".pickle",
+                                         ".onnx",
+                                         ".h5.index.json",
+                                         ".ckpt.index"};
+  size_t len = strlen(n);
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    size_t k = strlen(suffixes[i]);
+    if (len > k && !strcmp(n + len - k, suffixes[i])) return true;
+  }
+  if (len <= 4 || strcmp(n + len - 4, ".bin") != 0) return false;
+  if (!strncmp(n, "pytorch_model", 13) || !strncmp(n, "adapter_model", 13) || !strncmp(n, "training_args", 13))
+    return true;
+  char path[4200];
+  unsigned char magic[4] = {0};
+  snprintf(path, sizeof path, "%s/%s", dir, n);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ssize_t got = fd >= 0 ? read(fd, magic, sizeof magic) : -1;
+  if (fd >= 0) close(fd);
+  return got == 4 && ((magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4) ||
+                      (magic[0] == 0x80 && magic[1] >= 2 && magic[1] <= 5));
+}
+
+/* Copies every other regular file of the input (tokenizer, generation config, licence, ...),
+ * except weight files it did not rotate, which it names through o->notice. */
+static int copy_other_files(const rotq_rotate_options *o, const char *in, const char *out, rotq_error *err) {
   DIR *d = opendir(in);
   if (!d) return rotq_fail(err, "%s: cannot list directory", in);
   struct dirent *e;
@@ -130,6 +169,12 @@ static int copy_other_files(const char *in, const char *out, rotq_error *err) {
     snprintf(dst, sizeof dst, "%s/%s", out, n);
     struct stat st;
     if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (unrotated_weights(in, n)) {
+      char message[4400];
+      snprintf(message, sizeof message, "skipped %s: weights in a format rotq does not rotate", src);
+      if (o->notice) o->notice(message, o->notice_context);
+      continue;
+    }
     rc = copy_file(src, dst, err);
   }
   closedir(d);
@@ -182,7 +227,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
   if (rc == 0) rc = write_record(&p, o, out->temp_path, err);
-  if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
+  if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
   if (rc == 0) rc = check_interrupt(err);
@@ -228,6 +273,11 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
+    if (rc == 0 && out.replaced[0] && o->notice) {
+      char message[4400];
+      snprintf(message, sizeof message, "replaced %s, which was %s", out.final_path, out.replaced);
+      o->notice(message, o->notice_context);
+    }
   }
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
