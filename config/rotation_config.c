@@ -342,7 +342,7 @@ int rotation_config_parse(const char *text, const char *origin, rotation_config 
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
   if (rc == 0) rc = check_references(c, err);
-  if (rc == 0) c->text = strdup(text);
+  if (rc == 0 && !(c->text = strdup(text))) rc = rotq_fail(err, "%s: out of memory", origin);
   return rc;
 }
 

@@ -5,11 +5,30 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* cJSON's functions that build a tree (cJSON_AddStringToObject, ...) drop what they cannot
+ * allocate without a word; a file written from such a tree would look complete but lack fields.
+ * cJSON's allocations therefore go through json_file_malloc, which counts failures, and
+ * json_file_write refuses to write when any happened since the previous write. */
+static unsigned long alloc_failures, failures_at_last_write;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+void *json_file_malloc(size_t size) {
+  void *p = malloc(size);
+  if (!p) __atomic_add_fetch(&alloc_failures, 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+static void install_hooks(void) { cJSON_InitHooks(&(cJSON_Hooks){.malloc_fn = json_file_malloc, .free_fn = free}); }
+
+void json_file_init(void) { pthread_once(&hooks_once, install_hooks); }
 
 /* The whole file as a NUL-terminated string (caller frees), or NULL with an error. */
 static char *read_text(const char *path, rotq_error *err) {
@@ -40,6 +59,7 @@ static char *read_text(const char *path, rotq_error *err) {
 }
 
 cJSON *json_file_read(const char *path, rotq_error *err) {
+  json_file_init();
   char *text = read_text(path, err);
   if (!text) return NULL;
   const char *parse_end = NULL;
@@ -51,6 +71,11 @@ cJSON *json_file_read(const char *path, rotq_error *err) {
 }
 
 int json_file_write(const char *path, const cJSON *json, rotq_error *err) {
+  json_file_init();
+  unsigned long failures = __atomic_load_n(&alloc_failures, __ATOMIC_RELAXED);
+  bool incomplete = failures != failures_at_last_write;
+  failures_at_last_write = failures;
+  if (incomplete) return rotq_fail(err, "%s: out of memory (building its JSON)", path);
   char *text = cJSON_Print(json);
   if (!text) return rotq_fail(err, "%s: out of memory", path);
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -73,4 +98,16 @@ int json_file_write(const char *path, const cJSON *json, rotq_error *err) {
   if (close(fd) != 0 && status == 0) status = rotq_fail(err, "%s: cannot close: %s", path, strerror(errno));
   free(text);
   return status;
+}
+
+bool json_add_to_array(cJSON *array, cJSON *item) {
+  if (cJSON_AddItemToArray(array, item)) return true;
+  cJSON_Delete(item);
+  return false;
+}
+
+bool json_add_to_object(cJSON *object, const char *key, cJSON *item) {
+  if (cJSON_AddItemToObject(object, key, item)) return true;
+  cJSON_Delete(item);
+  return false;
 }

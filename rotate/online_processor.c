@@ -9,6 +9,7 @@
 #include "common/parallel.h"
 #include "linalg/hadamard.h"
 #include "model/online_hooks.h"
+#include "io/json_file.h"
 
 /* vLLM's hadacore kernel applies normalized Sylvester Hadamards of powers of two up to 2^15. */
 #define VLLM_HADAMARD_MAX_ORDER 32768
@@ -444,7 +445,7 @@ static void add_regex_targets(cJSON *targets, const char *relative) {
     }
     regex[len++] = '$';
     regex[len] = '\0';
-    cJSON_AddItemToArray(targets, cJSON_CreateString(regex));
+    json_add_to_array(targets, cJSON_CreateString(regex));
   }
 }
 
@@ -464,18 +465,18 @@ static cJSON *group_targets(const quarot_processor *p, const online_group *g, co
     const rotate_command *c = layer_target(p, l, relative, &count);
     char module[TENSOR_NAME_MAX];
     snprintf(module, sizeof module, "%.*s", (int)(strlen(c->name) - 7), c->name);
-    cJSON_AddItemToArray(targets, cJSON_CreateString(module));
+    json_add_to_array(targets, cJSON_CreateString(module));
   }
   return targets;
 }
 
 static void add_apply(cJSON *apply, cJSON *targets, const char *location, bool inverse) {
   cJSON *a = cJSON_CreateObject();
-  cJSON_AddItemToObject(a, "targets", targets);
+  json_add_to_object(a, "targets", targets);
   cJSON_AddStringToObject(a, "location", location);
   cJSON_AddBoolToObject(a, "inverse", inverse);
   cJSON_AddArrayToObject(a, "ignore");
-  cJSON_AddItemToArray(apply, a);
+  json_add_to_array(apply, a);
 }
 
 /* The compressed-tensors scheme of one group. Row-vector convention: location "input" with
@@ -522,7 +523,7 @@ int online_add_quantization_config(const quarot_processor *p, cJSON *config, rot
   cJSON *groups = cJSON_AddObjectToObject(cJSON_AddObjectToObject(q, "transform_config"), "config_groups");
   for (int site = 0; site < ONLINE_SITE_COUNT; site++) {
     const online_group *g = &p->online->group[site];
-    if (g->rotation) cJSON_AddItemToObject(groups, g->name, transform_scheme(p, g));
+    if (g->rotation) json_add_to_object(groups, g->name, transform_scheme(p, g));
   }
   return 0;
 }
@@ -550,9 +551,9 @@ cJSON *online_record(const quarot_processor *p) {
     cJSON_AddStringToObject(r, "site", online_site_name(g->site));
     cJSON *layers = cJSON_AddArrayToObject(r, "layers");
     for (int l = 0; l < s->num_layers; l++)
-      if (g->layers[l]) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+      if (g->layers[l]) json_add_to_array(layers, cJSON_CreateNumber(l));
     cJSON_AddNumberToObject(r, "dim", rotation_dim(g->rotation));
-    cJSON_AddItemToObject(r, "recipe", online_recipe_to_json(&g->recipe));
+    json_add_to_object(r, "recipe", online_recipe_to_json(&g->recipe));
     cJSON_AddStringToObject(r, "construction", rotation_describe(g->rotation));
     cJSON_AddBoolToObject(r, "fallback", rotation_is_fallback(g->rotation));
     cJSON_AddStringToObject(r, "activation", activation_text[site]);
@@ -572,10 +573,10 @@ cJSON *online_record(const quarot_processor *p) {
     } else {
       cJSON_AddNullToObject(r, "tensor");
     }
-    cJSON_AddItemToArray(rotations, r);
+    json_add_to_array(rotations, r);
   }
   cJSON *warnings = cJSON_AddArrayToObject(o, "warnings");
-  for (int i = 0; i < s->warning_count; i++) cJSON_AddItemToArray(warnings, cJSON_CreateString(s->warnings[i]));
+  for (int i = 0; i < s->warning_count; i++) json_add_to_array(warnings, cJSON_CreateString(s->warnings[i]));
   return o;
 }
 

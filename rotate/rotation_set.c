@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "linalg/rotation_file.h"
+#include "io/json_file.h"
 
 uint64_t derive_seed(uint64_t seed, const char *label, int index) {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a over the label, then splitmix64 mixing */
@@ -158,8 +159,8 @@ cJSON *rotation_set_to_json(const rotation_set *set) {
       cJSON *r = rotation_to_json(e->rotations[g]);
       cJSON *layers = cJSON_AddArrayToObject(r, "layers");
       for (int l = 0; e->spec->per_layer != PER_LAYER_SHARED && l < set->num_layers; l++)
-        if (e->layer_group[l] == g) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
-      cJSON_AddItemToArray(groups, r);
+        if (e->layer_group[l] == g) json_add_to_array(layers, cJSON_CreateNumber(l));
+      json_add_to_array(groups, r);
     }
   }
   return out;

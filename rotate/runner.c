@@ -97,16 +97,16 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
   cJSON_AddStringToObject(root, "config_name", p->config->origin);
   cJSON_AddStringToObject(root, "config_yaml", p->config->text);
   cJSON_AddBoolToObject(root, "use_float64", p->config->use_float64);
-  cJSON_AddItemToObject(root, "matrices", rotation_set_to_json(&p->matrices));
+  json_add_to_object(root, "matrices", rotation_set_to_json(&p->matrices));
   cJSON *tensors = cJSON_AddObjectToObject(root, "tensors");
   for (size_t i = 0; i < p->commands.count; i++) {
     const rotate_command *c = &p->commands.items[i];
-    if (command_changes_tensor(c)) cJSON_AddItemToObject(tensors, c->name, command_record(c));
+    if (command_changes_tensor(c)) json_add_to_object(tensors, c->name, command_record(c));
   }
-  cJSON_AddItemToObject(root, "online", online_record(p));
+  json_add_to_object(root, "online", online_record(p));
   cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
   for (int i = 0; i < p->commands.warning_count; i++)
-    cJSON_AddItemToArray(warnings, cJSON_CreateString(p->commands.warnings[i]));
+    json_add_to_array(warnings, cJSON_CreateString(p->commands.warnings[i]));
   char path[4200];
   snprintf(path, sizeof path, "%s/rotation.json", dir);
   int rc = json_file_write(path, root, err);
