@@ -349,10 +349,20 @@ typedef struct stored_rows {
   double *rows; /* [count, s] */
   size_t first;
   double *factor_m, *factor_n; /* R4 with m > 1: the dense normalized factors */
+  int failed;                  /* a rotation's scratch memory could not be allocated */
 } stored_rows;
+
+static void fill_stored_rows_body(stored_rows *w, size_t begin, size_t end);
 
 static void fill_stored_rows(void *ctx, size_t begin, size_t end) {
   stored_rows *w = ctx;
+  rotation_scratch_recover(true);
+  fill_stored_rows_body(w, begin, end);
+  if (rotation_scratch_failed()) __atomic_store_n(&w->failed, 1, __ATOMIC_RELAXED);
+  rotation_scratch_recover(false);
+}
+
+static void fill_stored_rows_body(stored_rows *w, size_t begin, size_t end) {
   const online_group *g = w->g;
   size_t order = (size_t)g->tensor_order;
   double scale = sqrt((double)order);
@@ -409,6 +419,10 @@ static int write_stored(quarot_processor *p, const online_group *g, rotq_error *
     size_t count = order - first < block ? order - first : block;
     w.first = first;
     parallel_for(count, 1, p->context.threads, fill_stored_rows, &w);
+    if (w.failed) {
+      rc = rotq_fail(err, "tensor '%s': out of memory (rotation scratch)", g->tensor);
+      break;
+    }
     dtype_from_f64(g->tensor_dtype, w.rows, bytes, count * order);
     rc = st_writer_write_part(writer, (size_t)index, first * order * element, bytes, count * order * element, err);
   }

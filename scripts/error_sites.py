@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The error sites of rotq reached by whatever ran the gcov-instrumented binary of BUILD
 (scripts/fault_sweep.sh). An error site is a call of rotq_fail or rotq_fail_context in the
-library or the CLI (one source line each); an out-of-memory site is one whose message says
-"out of memory". Prints reached/total per directory and in all.
+library or the CLI (one source line each; reached when gcov counts the line executed with none
+of its blocks unexecuted, so a one-line `if (bad) return rotq_fail(...)` counts only when the
+call ran); an out-of-memory site is one whose message (within 3 lines) says "out of memory". Prints reached/total per directory and in all.
 usage: scripts/error_sites.py BUILD [--list-unreached]"""
 import glob
 import os
@@ -30,11 +31,15 @@ def line_counts(source):
         parts = row.split(":", 2)
         if len(parts) < 3:
             continue
-        count, number = parts[0].strip().rstrip("*"), parts[1].strip()
+        count, number = parts[0].strip(), parts[1].strip()
         if not number.isdigit():
             continue
+        # "N*": the line ran but one of its blocks did not; on an error site's line that block is
+        # the call (`if (bad) return rotq_fail(...)` on one line), so it counts as not reached.
         if count.isdigit():
             counts[int(number)] = int(count)
+        elif count.endswith("*"):
+            counts[int(number)] = 0
         elif count in ("#####", "====="):
             counts[int(number)] = 0
     return counts
