@@ -59,6 +59,15 @@ static const char *relative_name(const model_adapter *a, const char *module) {
   return dot ? dot + 1 : NULL;
 }
 
+const char *adapter_relative_name(const model_adapter *a, const char *module) { return relative_name(a, module); }
+
+const char *adapter_reader_norm(const model_adapter *a, const char *module) {
+  const char *rel = relative_name(a, module);
+  for (int f = 0; rel && f < 4 && a->layer_fuse[f].norm; f++)
+    if (pattern_matches(a->layer_fuse[f].linears, rel)) return a->layer_fuse[f].norm;
+  return NULL;
+}
+
 int adapter_is_writer(const model_adapter *a, const char *module) {
   const char *rel = relative_name(a, module);
   return rel && pattern_matches(a->writers, rel);

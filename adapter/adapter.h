@@ -60,6 +60,12 @@ int adapter_head_dim(const model_config *config);
 void adapter_layer_module(const model_adapter *a, int layer, const char *relative, char *out, size_t cap);
 /* 1 if module (absolute) is a residual-stream writer of some layer. */
 int adapter_is_writer(const model_adapter *a, const char *module);
+/* The norm (relative to the layer, e.g. "input_layernorm") through which module (absolute, a
+ * decoder-layer linear) reads the residual stream by the adapter's own fuse map, or NULL when the
+ * module does not read the stream. Independent of any user config. */
+const char *adapter_reader_norm(const model_adapter *a, const char *module);
+/* The relative name of a decoder-layer module ("self_attn.o_proj"), or NULL for pre-run modules. */
+const char *adapter_relative_name(const model_adapter *a, const char *module);
 /* The layer a module belongs to, or -1 for pre-run modules (embedding, final norm, lm_head). */
 int adapter_layer_of(const model_adapter *a, const char *module);
 

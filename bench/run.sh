@@ -6,6 +6,9 @@
 #       ROTQ_TIMING=1 (read / compute / convert / write shares) and peak RSS (/usr/bin/time),
 #   (c) the same rotation with dense float64 GEMM, the Python tools' method
 #       (bench_dense_rotate: a few layers measured, extrapolated to the model),
+#   (b') the same with the in-stream check on (rotq's default; (b) runs --no-verify): its cost as a
+#       ratio, the bytes read from the disk by each (the check must read nothing more), peak RSS,
+#       and that both write the same bytes,
 #   (d) rotq rotate --threads 1, whose output must be bitwise identical to (b)'s: every shard is
 #       compared with cmp when there is room for both outputs (small shapes), else by SHA-256,
 #   (e) the disk's floor: every shard copied with dd and O_DIRECT on both sides (16 MB blocks),
@@ -63,12 +66,14 @@ drop_caches() {
   fi
 }
 
-# seconds and peak RSS (KB) of a command, into the globals SECONDS_TAKEN and RSS_KB
+# seconds, peak RSS (KB) and file system inputs (512-byte blocks read from the disk) of a command,
+# into the globals SECONDS_TAKEN, RSS_KB and INPUT_BLOCKS
 timed() {
   local log=$WORK/time.log
-  /usr/bin/time -f "%e %M" -o "$log" "$@"
-  read -r SECONDS_TAKEN RSS_KB < "$log"
+  /usr/bin/time -f "%e %M %I" -o "$log" "$@"
+  read -r SECONDS_TAKEN RSS_KB INPUT_BLOCKS < "$log"
 }
+gb_of_blocks() { awk -v b="$1" 'BEGIN { printf "%.2f", b * 512 / 1e9 }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -107,7 +112,22 @@ ROTATE_LOG=$WORK/rotate.log
 ROTQ_TIMING=1 timed "$ROTQ" rotate --model "$MODEL" --output "$OUT2" --no-verify --quiet 2> "$ROTATE_LOG"
 ROT_S=$SECONDS_TAKEN
 ROT_RSS_MB=$((RSS_KB / 1024))
+ROT_IN_GB=$(gb_of_blocks "$INPUT_BLOCKS")
 TIMING=$(grep '^rotq timing' "$ROTATE_LOG" | sed 's/^rotq timing: //')
+
+echo "== rotq rotate with the in-stream check (the default)" >&2
+OUTV=$WORK/rotated-verified
+rm -rf "$OUTV"
+drop_caches
+VERIFY_LOG=$WORK/verify.log
+timed "$ROTQ" rotate --model "$MODEL" --output "$OUTV" 2> "$VERIFY_LOG"
+VER_S=$SECONDS_TAKEN
+VER_RSS_MB=$((RSS_KB / 1024))
+VER_IN_GB=$(gb_of_blocks "$INPUT_BLOCKS")
+VER_LINE=$(grep 'verify: in-stream' "$VERIFY_LOG" | sed 's/^rotq rotate: verify: //')
+VER_SAME=identical
+for s in $(cd "$OUT2" && ls ./*.safetensors); do cmp -s "$OUT2/$s" "$OUTV/$s" || VER_SAME="DIFFERENT ($s)"; done
+rm -rf "$OUTV"
 
 echo "== dense GEMM ($DENSE_LAYERS layers, extrapolated)" >&2
 drop_caches
@@ -149,12 +169,15 @@ if [ "$MEM_LAYERS" -gt 0 ]; then
     # twice, timing the second: the first pays for the VM handing out fresh memory for tmpfs pages
     "$ROTQ" rotate --model "$SHM/model" --output "$SHM/rotated" --no-verify --quiet
     rm -rf "$SHM/rotated"
+    timed "$ROTQ" rotate --model "$SHM/model" --output "$SHM/rotated-verified" --quiet
+    MEM_VER_S=$SECONDS_TAKEN
+    rm -rf "$SHM/rotated-verified"
     timed "$ROTQ" rotate --model "$SHM/model" --output "$SHM/rotated" --no-verify --quiet
     MEM_ROT_S=$SECONDS_TAKEN
     MEM_DENSE_LOG=$WORK/dense-memory.log
     "$DENSE" --model "$SHM/model" --layers "$MEM_LAYERS" --rotated "$SHM/rotated" > "$MEM_DENSE_LOG"
     MEM_DENSE_S=$(sed -n 's/^dense estimate for the whole model: \([0-9.]*\) s.*/\1/p' "$MEM_DENSE_LOG")
-    MEM_LINE="rotq rotate $MEM_ROT_S s, dense $MEM_DENSE_S s: $(ratio "$MEM_DENSE_S" "$MEM_ROT_S")×"
+    MEM_LINE="rotq rotate $MEM_ROT_S s (with the in-stream check $MEM_VER_S s: $(ratio "$MEM_VER_S" "$MEM_ROT_S")×), dense $MEM_DENSE_S s: $(ratio "$MEM_DENSE_S" "$MEM_ROT_S")×"
     rm -rf "$SHM"
   else
     MEM_LINE="skipped (no room on /dev/shm for 2.5 × $MEM_BYTES bytes)"
@@ -177,12 +200,15 @@ FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')
   echo "| cp -r | $CP_S | |"
   echo "| cp -r + sync | $CP_SYNC_S | |"
   echo "| rotq rotate, $(nproc) threads (fsync'd) | $ROT_S | $(ratio "$ROT_S" "$CP_S")× cp -r, $(ratio "$ROT_S" "$CP_SYNC_S")× cp -r + sync |"
+  echo "| rotq rotate with the in-stream check (the default) | $VER_S | $(ratio "$VER_S" "$ROT_S")× rotq rotate --no-verify |"
   echo "| rotq rotate, 1 thread | $ROT1_S | |"
   echo "| disk floor: dd O_DIRECT copy + sync | $FLOOR_S | rotq rotate = $(ratio "$ROT_S" "$FLOOR_S")× the floor |"
   echo "| dense float64 GEMM, compute only (estimate) | $DENSE_S | $(ratio "$DENSE_S" "$ROT_S")× rotq rotate |"
   echo "| dense float64 GEMM + disk floor (lower bound of a dense tool's wall time) | $DENSE_E2E_S | $(ratio "$DENSE_E2E_S" "$ROT_S")× rotq rotate |"
   echo
-  echo "- rotq rotate peak RSS: $ROT_RSS_MB MB"
+  echo "- rotq rotate peak RSS: $ROT_RSS_MB MB --no-verify, $VER_RSS_MB MB with the in-stream check"
+  echo "- read from the disk: $ROT_IN_GB GB --no-verify, $VER_IN_GB GB with the in-stream check; outputs $VER_SAME"
+  echo "- in-stream check: $VER_LINE"
   echo "- rotq timing: $TIMING"
   echo "- --threads 1 vs --threads $(nproc) output: $SAME ($METHOD)"
   echo "- in memory ($MEM_LAYERS layers, /dev/shm, arithmetic and conversions only): $MEM_LINE"

@@ -7,9 +7,10 @@
 #include "model/logit_compare.h"
 #include "model/model.h"
 #include "model/token_file.h"
+#include "rotate/verify.h"
 
 static const char *help =
-    "usage: rotq compare --a DIR --b DIR [--tokens FILE.u16] [--n 64] [--tolerance 1e-6]\n\n"
+    "usage: rotq compare --a DIR --b DIR [--tokens FILE.u16] [--n 64] [--tolerance X]\n\n"
     "Runs both checkpoints (float64 reference forward pass) on the same tokens — the first n of\n"
     "FILE (fewer if it is shorter), or without --tokens a fixed sequence: BOS then ids spread over\n"
     "the vocabulary — and prints max |dlogit|, the relative difference max |dlogit| / max |logit|\n"
@@ -18,7 +19,8 @@ static const char *help =
     "  --a DIR, --b DIR   the checkpoints (same vocabulary)\n"
     "  --tokens FILE      token file (uint16 little-endian)\n"
     "  --n N              number of tokens (default 64)\n"
-    "  --tolerance X      largest relative difference accepted (default 1e-6)\n";
+    "  --tolerance X      largest relative difference accepted (default: from the checkpoints' dtype,\n"
+    "                     the coarser of the two: F64 1e-9, F32 1e-5, F16/BF16 5e-2, as rotate's check)\n";
 
 /* The tokens to run: from the file, or the fixed sequence. */
 static int compare_tokens(const char *path, int n, int vocab, int32_t **tokens, int *count, rotq_error *err) {
@@ -38,7 +40,7 @@ static int compare_tokens(const char *path, int n, int vocab, int32_t **tokens, 
 int cmd_compare(int argc, char **argv) {
   const char *dir_a = NULL, *dir_b = NULL, *tokens_path = NULL;
   long n = 64;
-  double tolerance = 1e-6;
+  double tolerance = -1; /* -1: from the dtypes */
   const arg_spec specs[] = {{"a", ARG_STRING, &dir_a},
                             {"b", ARG_STRING, &dir_b},
                             {"tokens", ARG_STRING, &tokens_path},
@@ -54,7 +56,7 @@ int cmd_compare(int argc, char **argv) {
     fprintf(stderr, "rotq compare: --a DIR and --b DIR are required (see rotq compare --help)\n");
     return 2;
   }
-  if (n < 1 || n > 1000000 || !(tolerance >= 0)) {
+  if (n < 1 || n > 1000000 || !(tolerance >= 0 || tolerance == -1)) {
     fprintf(stderr, "rotq compare: --n must be between 1 and 1000000 and --tolerance not negative\n");
     return 2;
   }
@@ -64,6 +66,16 @@ int cmd_compare(int argc, char **argv) {
   int count = 0, status = 1;
   rotq_error err;
   if (model_load(dir_a, NULL, &a, &err) != 0 || model_load(dir_b, NULL, &b, &err) != 0) goto done;
+  if (tolerance < 0) { /* the tolerance of the coarser of the two dtypes */
+    const char *dirs[2] = {dir_a, dir_b};
+    for (int side = 0; side < 2; side++) {
+      checkpoint ck;
+      if (checkpoint_open(dirs[side], &ck, &err) != 0) goto done;
+      double t = verify_checkpoint_tolerance(&ck);
+      checkpoint_close(&ck);
+      if (t > tolerance) tolerance = t;
+    }
+  }
   const int vocab = model_get_config(a)->vocab_size;
   if (model_get_config(b)->vocab_size != vocab) {
     rotq_fail(&err, "%s: vocab_size %d differs from %s's %d", dir_b, model_get_config(b)->vocab_size, dir_a, vocab);

@@ -14,6 +14,12 @@ static const char *help =
     "residual stream and R2 per head (and, with --online, the online rotations), and writes a checkpoint\n"
     "that loads as a standard HF model and computes the same function. The output is written to a\n"
     "temporary sibling directory and renamed into place only when complete.\n\n"
+    "Every output is proven before it is called complete: while each decoder layer (and the\n"
+    "embedding, final norm and lm_head) is written, it is read back and checked against the\n"
+    "original on probe rows of hidden states (the in-stream check: readers of the residual stream\n"
+    "give identical outputs, writers outputs rotated by R1, the attention value path through\n"
+    "per-head mixing, every other tensor unchanged). A failure names the layer, the tensor and the\n"
+    "relative error, exits 1 and leaves no output. rotation.json records what was verified.\n\n"
     "options:\n"
     "  --model DIR        input checkpoint directory (never modified)\n"
     "  --output DIR       output directory (must not exist, unless --force)\n"
@@ -24,9 +30,10 @@ static const char *help =
     "  --online           also apply the online rotations (R4 on down_proj, heads rotation on o_proj, R3)\n"
     "  --online-for vllm  make the online R4 the normalized Sylvester blocks vLLM applies\n"
     "  --max-shard-size B maximum shard size in bytes (default 5000000000, like HF)\n"
-    "  --verify           check equivalence with the forward pass before finishing (default: on for\n"
+    "  --verify           also run the whole-model check (the reference forward pass on the original\n"
+    "                     and the output, logits compared) whatever the model's size (default: for\n"
     "                     models up to 50M parameters)\n"
-    "  --no-verify        skip that check\n"
+    "  --no-verify        skip every check, the in-stream one too (the output is then not proven)\n"
     "  --force            replace an existing output directory that is a checkpoint or an earlier\n"
     "                     rotq output (never a file, device, FIFO, link or other directory)\n"
     "  --quiet            no progress line, warnings or summary on stderr\n\n"
@@ -83,9 +90,9 @@ int cmd_rotate(int argc, char **argv) {
       .online = online || online_for,
       .online_for = online_for,
       .force = force,
-      .verify = verify      ? 1
-                : no_verify ? 0
-                            : -1,
+      .verify = verify      ? ROTQ_VERIFY_ALL
+                : no_verify ? ROTQ_VERIFY_OFF
+                            : ROTQ_VERIFY_AUTO,
       .max_shard_bytes = (size_t)max_shard,
       .progress = !quiet && isatty(STDERR_FILENO),
       .quiet = quiet,

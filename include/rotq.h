@@ -18,6 +18,16 @@ typedef struct rotq_error {
 /* The library version, e.g. "0.1.0". */
 const char *rotq_version(void);
 
+/* What rotq_rotate proves before it calls an output complete:
+ *   in-stream    every batch (pre-run tensors, each decoder layer) read back while it is written and
+ *                proven equivalent to the original (rotate/stream_check.h); any model size, little cost
+ *   whole-model  the reference forward pass on the original and the written checkpoint, logits
+ *                compared (loads both models: small models) */
+#define ROTQ_VERIFY_AUTO (-1)   /* in-stream; whole-model too for models up to 50M parameters */
+#define ROTQ_VERIFY_OFF 0       /* nothing (the output is not proven) */
+#define ROTQ_VERIFY_ALL 1       /* in-stream and whole-model, whatever the size */
+#define ROTQ_VERIFY_IN_STREAM 2 /* in-stream only */
+
 /* Options of a rotation run: what `rotq rotate` does. Zero-initialise, then set fields. */
 typedef struct rotq_rotate_options {
   const char *model_dir;  /* input HF checkpoint directory (config.json + safetensors) */
@@ -28,7 +38,7 @@ typedef struct rotq_rotate_options {
   int online;             /* 1 = also apply the online rotations (R3/R4, o_proj heads) */
   const char *online_for; /* NULL, or "vllm": online R4 as vLLM's normalized Sylvester blocks */
   int force;              /* replace an existing output directory */
-  int verify;             /* -1 = auto (small models), 0 = off, 1 = on */
+  int verify;             /* ROTQ_VERIFY_*: -1 = auto (zero-initialised options: set it) */
   size_t max_shard_bytes; /* 0 = 5 GB, like HF */
   int progress;           /* 1 = per-layer progress line on stderr */
   int quiet;              /* 1 = no warnings, verify report or summary on stderr */

@@ -248,6 +248,12 @@ fail:
   return NULL;
 }
 
+void st_writer_location(const st_writer *w, size_t index, const char **path, uint64_t *offset) {
+  const planned *t = &w->tensors[index];
+  *path = w->shards[t->shard].path;
+  *offset = t->offset;
+}
+
 long st_writer_index(const st_writer *w, const char *name) {
   size_t low = 0, high = w->count;
   while (low < high) {
@@ -291,6 +297,12 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
 
 void st_writer_drop_cache(st_writer *w) {
   for (size_t s = 0; s < w->shard_count; s++) posix_fadvise(w->shards[s].fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+void st_writer_drop_tensor(st_writer *w, size_t index) {
+  const planned *t = &w->tensors[index];
+  if (w->shards[t->shard].fd >= 0 && t->nbytes)
+    posix_fadvise(w->shards[t->shard].fd, (off_t)t->offset, (off_t)t->nbytes, POSIX_FADV_DONTNEED);
 }
 
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err) {

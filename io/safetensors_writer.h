@@ -39,6 +39,12 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
  * being written stay), so that writing a large model cycles through a little memory. Thread-safe
  * with writes; not with st_writer_finish. */
 void st_writer_drop_cache(st_writer *w);
+/* Where tensor number index lies: its shard file and the absolute offset of its data there
+ * (for reading back what was written, e.g. by the in-stream verification). */
+void st_writer_location(const st_writer *w, size_t index, const char **path, uint64_t *offset);
+/* Drops tensor number index's written bytes from the page cache (as st_writer_drop_cache, for one
+ * tensor). */
+void st_writer_drop_tensor(st_writer *w, size_t index);
 /* Index of the tensor called name, or -1. */
 long st_writer_index(const st_writer *w, const char *name);
 /* Checks every tensor was written, fsyncs the shards, writes the index (when > 1 shard), frees w. */

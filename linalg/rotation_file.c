@@ -1,5 +1,6 @@
 #include "linalg/rotation_file.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "io/safetensors.h"
@@ -32,8 +33,13 @@ rotation *rotation_load_file(const char *path, const char *tensor, int dim, rotq
     rotq_fail(err, "%s: tensor '%s': out of memory", path, tensor);
   } else {
     dtype_to_f64(t->dtype, t->data, m, (size_t)dim * (size_t)dim);
-    double e = orthogonality_error(dim, m), tol = tolerance(t->dtype);
-    if (!(e < tol))
+    size_t bad = 0, count = (size_t)dim * (size_t)dim;
+    while (bad < count && isfinite(m[bad])) bad++;
+    double e = bad < count ? NAN : orthogonality_error(dim, m), tol = tolerance(t->dtype);
+    if (bad < count)
+      rotq_fail(err, "%s: tensor '%s': element [%zu, %zu] is not finite (NaN or infinity)", path, tensor,
+                bad / (size_t)dim, bad % (size_t)dim);
+    else if (!(e < tol))
       rotq_fail(err, "%s: tensor '%s' (%s) is not orthogonal: max |RᵀR - I| = %.3g (tolerance %.3g)", path, tensor,
                 dtype_name(t->dtype), e, tol);
     else if (e >= 1e-13 && orthogonal_polish(dim, m, err) < 0)

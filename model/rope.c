@@ -23,6 +23,11 @@ static void llama3_scaling(const rope_scaling *r, double *inv_freq, int half) {
   }
 }
 
+bool rope_type_supported(const model_config *c) {
+  const char *t = c->rope.type;
+  return t[0] == '\0' || !strcmp(t, "default") || !strcmp(t, "linear") || !strcmp(t, "llama3");
+}
+
 int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err) {
   int half = c->head_dim / 2;
   for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(c->rope_theta, 2.0 * i / c->head_dim);

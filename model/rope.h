@@ -4,6 +4,8 @@
 #ifndef ROTQ_MODEL_ROPE_H
 #define ROTQ_MODEL_ROPE_H
 
+#include <stdbool.h>
+
 #include "common/error.h"
 #include "io/model_config.h"
 
@@ -11,6 +13,8 @@
  * transformers' rope init functions do: none/"default", "linear" (divide by factor), "llama3"
  * (_compute_llama3_parameters). Other scaling types are an error naming config.json. */
 int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err);
+/* Whether rope_inv_freq knows c's rope_scaling type (its parameters are checked there). */
+bool rope_type_supported(const model_config *c);
 
 /* cos/sin [n, half] of positions first..first+n−1: cos_table[p·half + i] = cos((first+p)·inv_freq[i]). */
 void rope_tables(const double *inv_freq, int half, int first, int n, double *cos_table, double *sin_table);

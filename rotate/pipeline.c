@@ -31,9 +31,23 @@ typedef struct range {
 #define READ_WINDOW ((size_t)1024 << 20)
 #define READ_STEP ((size_t)2 << 20)
 
+/* The check of a written batch, running beside the next one, then its eviction. */
+typedef struct checker {
+  pthread_t thread;
+  bool running;
+  pipeline_check check;
+  void *user;
+  int batch;
+  const void **sources; /* the batch's input bytes and output tensors, evicted after the check */
+  size_t *source_bytes, *outputs, count, capacity;
+  int status;
+  rotq_error error;
+} checker;
+
 struct pipeline {
   const transform_context *ctx;
   int threads;
+  checker checking;
   slot *slots;
   pthread_mutex_t lock; /* guards the staging buffers */
   staging *buffers;
@@ -159,8 +173,38 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
   return pl;
 }
 
+static void *check_loop(void *arg) {
+  pipeline *pl = arg;
+  checker *c = &pl->checking;
+  c->status = c->check(c->user, c->batch, &c->error);
+  for (size_t i = 0; i < c->count; i++) { /* the batch's input and output leave the page cache */
+    checkpoint_forget(pl->ctx->ck, c->sources[i], c->source_bytes[i]);
+    st_writer_drop_tensor(pl->ctx->writer, c->outputs[i]);
+  }
+  return NULL;
+}
+
+/* Waits for the running check (if any); its status. */
+static int wait_check(pipeline *pl, rotq_error *err) {
+  checker *c = &pl->checking;
+  if (!c->running) return 0;
+  pthread_join(c->thread, NULL);
+  c->running = false;
+  if (c->status < 0) *err = c->error;
+  return c->status < 0 ? -1 : 0;
+}
+
+int pipeline_finish(pipeline *pl, rotq_error *err) {
+  int rc = wait_check(pl, err);
+  st_writer_drop_cache(pl->ctx->writer); /* pages that were still being written when dropped */
+  return rc;
+}
+
 void pipeline_free(pipeline *pl) {
   if (!pl) return;
+  rotq_error ignored;
+  wait_check(pl, &ignored);
+  free(pl->checking.sources), free(pl->checking.source_bytes), free(pl->checking.outputs);
   pthread_mutex_lock(&pl->io_lock);
   pl->stop = true;
   pthread_cond_signal(&pl->wake);
@@ -244,6 +288,17 @@ static int check_finite(const transform_context *ctx, const st_tensor *t, size_t
                    t->name, first + at);
 }
 
+/* Fails naming the tensor if count written elements (of the tensor's dtype, from element `first`)
+ * hold a NaN or an infinity: finite weights can overflow a 16-bit dtype once fused and rotated. */
+static int check_output_finite(const tensor_plan *plan, const void *data, size_t first, size_t count, rotq_error *err) {
+  size_t at = first_non_finite(plan->source->dtype, data, count);
+  if (at == count) return 0;
+  return rotq_fail(err,
+                   "tensor '%s': element %zu is not finite once rotated and rounded to %s (the fused, rotated "
+                   "weight overflows the dtype's range)",
+                   plan->command->name, first + at, dtype_name(plan->source->dtype));
+}
+
 /* Piece p, from reading to writing, with this thread's buffers. */
 static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
   const transform_context *ctx = b->pl->ctx;
@@ -267,6 +322,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     timing->read += now_seconds() - t_check;
     if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
+    if (check_output_finite(plan, s->output, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     double t0 = now_seconds();
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
                                   (end - begin) * row_bytes, err);
@@ -280,6 +336,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   if (atomic_fetch_sub(&j->remaining, 1) != 1) return 0;
   double t0 = now_seconds();
   int rc = check_finite(ctx, source, 0, st_numel(source), err);
+  if (rc == 0) rc = check_output_finite(plan, whole, 0, st_numel(source), err);
   double t1 = now_seconds();
   if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->read += t1 - t0, timing->write += now_seconds() - t1;
@@ -355,8 +412,35 @@ static void free_batch(batch *b) {
   pthread_mutex_destroy(&b->lock);
 }
 
-int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
-                 rotq_error *err) {
+/* Starts check of batch b beside the next batch (or runs it here when no thread can start); 0, or
+ * -1 when out of memory (then nothing was started and the batch is evicted by the caller). */
+static int start_check(pipeline *pl, const batch *b, pipeline_check check, void *user, int batch_id) {
+  checker *c = &pl->checking;
+  if (b->job_count > c->capacity) {
+    size_t cap = b->job_count;
+    const void **sources = realloc(c->sources, cap * sizeof *sources);
+    if (sources) c->sources = sources;
+    size_t *bytes = realloc(c->source_bytes, cap * sizeof *bytes);
+    if (bytes) c->source_bytes = bytes;
+    size_t *outputs = realloc(c->outputs, cap * sizeof *outputs);
+    if (outputs) c->outputs = outputs;
+    if (!sources || !bytes || !outputs) return -1;
+    c->capacity = cap;
+  }
+  for (size_t i = 0; i < b->job_count; i++) {
+    c->sources[i] = b->jobs[i].plan.source->data;
+    c->source_bytes[i] = b->jobs[i].plan.source->nbytes;
+    c->outputs[i] = b->jobs[i].plan.output_index;
+  }
+  c->count = b->job_count;
+  c->check = check, c->user = user, c->batch = batch_id, c->status = 0;
+  c->running = pthread_create(&c->thread, NULL, check_loop, pl) == 0;
+  if (!c->running) check_loop(pl);
+  return 0;
+}
+
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, pipeline_check check,
+                 void *check_user, int batch_id, transform_timing *timing, rotq_error *err) {
   batch b = {.pl = pl};
   pthread_mutex_init(&b.lock, NULL);
   atomic_init(&b.next, 0);
@@ -379,12 +463,18 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   worker(&args[0]); /* threads that could not start leave their share to the others */
   for (int t = 1; t < threads; t++)
     if (started[t]) pthread_join(ids[t], NULL);
-  checkpoint_release(pl->ctx->ck);         /* pages the kernel mapped around the pieces' own (fault-around) */
-  for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
-    checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
-  st_writer_drop_cache(pl->ctx->writer);
-  rc = atomic_load(&b.failed) ? -1 : 0;
-  if (rc < 0) *err = b.error;
+  rotq_error check_err = {{0}};
+  bool check_failed = wait_check(pl, &check_err) < 0; /* the previous batch's */
+  checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
+  bool checking =
+      !atomic_load(&b.failed) && !check_failed && check && start_check(pl, &b, check, check_user, batch_id) == 0;
+  if (!checking) {
+    for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
+      checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
+    st_writer_drop_cache(pl->ctx->writer);
+  }
+  rc = atomic_load(&b.failed) || check_failed ? -1 : 0;
+  if (rc < 0) *err = check_failed ? check_err : b.error;
   timing->read += b.timing.read, timing->compute += b.timing.compute;
   timing->convert += b.timing.convert, timing->write += b.timing.write;
   free_batch(&b);

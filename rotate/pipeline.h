@@ -24,10 +24,19 @@ typedef struct pipeline pipeline;
 /* A pipeline for ctx (which must outlive it). */
 pipeline *pipeline_create(const transform_context *ctx, rotq_error *err);
 void pipeline_free(pipeline *pl);
-/* Transforms and writes the count commands; returns when all are written (or on the first error).
+/* Called once batch `batch` is written, before its input and output leave the page cache (the
+ * in-stream verification reads both back from there). It runs on its own thread beside the next
+ * batch's transforms (so that the disk never waits for it), one batch at a time; its error fails
+ * the next pipeline_run, or pipeline_finish. */
+typedef int (*pipeline_check)(void *user, int batch, rotq_error *err);
+
+/* Transforms and writes the count commands; returns when all are written (or on the first error),
+ * and check (NULL = none) of the batch is started. Fails with the previous batch's check error.
  * Adds the threads' time to timing. */
-int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, transform_timing *timing,
-                 rotq_error *err);
+int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t count, pipeline_check check,
+                 void *check_user, int batch, transform_timing *timing, rotq_error *err);
+/* Waits for the last batch's check; its status. */
+int pipeline_finish(pipeline *pl, rotq_error *err);
 /* Queues the commands' source tensors for reading ahead, in order, by the pipeline's reader
  * thread (each tensor once: the batch about to run, then the next). */
 void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count);

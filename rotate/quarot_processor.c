@@ -7,6 +7,7 @@
 
 #include "common/parallel.h"
 #include "rotate/pipeline.h"
+#include "rotate/stream_check.h"
 
 static int by_layer_then_name(const void *a, const void *b) {
   const rotate_command *x = a, *y = b;
@@ -84,6 +85,8 @@ static int queue_layer(quarot_processor *p, int layer, rotq_error *err) {
   return 0;
 }
 
+static int check_batch(void *user, int layer, rotq_error *err) { return stream_check_batch(user, layer, err); }
+
 /* Executes every command of `layer` (-1 = pre-run), this and the next layer's tensors being read
  * ahead. */
 static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
@@ -95,12 +98,20 @@ static int execute_layer(quarot_processor *p, int layer, rotq_error *err) {
   size_t count;
   const rotate_command **list = rc == 0 ? layer_commands(p, layer, &count) : NULL;
   if (rc == 0 && !list) rc = rotq_fail(err, "out of memory");
-  if (rc == 0) rc = pipeline_run(p->pipeline, list, count, &p->timing, err);
+  if (rc == 0)
+    rc = pipeline_run(p->pipeline, list, count, p->check ? check_batch : NULL, p->check, layer, &p->timing, err);
   free(list);
   p->elapsed += now_seconds() - start;
   return rc;
 }
 
 int processor_pre_run(quarot_processor *p, rotq_error *err) { return execute_layer(p, -1, err); }
+
+int processor_finish(quarot_processor *p, rotq_error *err) {
+  double start = now_seconds();
+  int rc = p->pipeline ? pipeline_finish(p->pipeline, err) : 0;
+  p->elapsed += now_seconds() - start;
+  return rc;
+}
 
 int processor_preprocess(quarot_processor *p, int layer, rotq_error *err) { return execute_layer(p, layer, err); }

@@ -23,6 +23,7 @@ typedef struct quarot_processor {
   transform_context context;   /* writer set by the runner before pre_run */
   struct online_state *online; /* the online processor's matrices, or NULL */
   struct pipeline *pipeline;   /* created by the first batch */
+  struct stream_check *check;  /* in-stream verification of each batch, or NULL (set by the runner) */
   int batches_queued;          /* batches (pre-run, layer 0, ...) queued for reading ahead */
   transform_timing timing;     /* the pipeline threads' time, summed */
   double elapsed;              /* seconds inside pre_run and preprocess */
@@ -35,7 +36,10 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
 void processor_free(quarot_processor *p);
 /* Executes the pre-run commands (tensors outside the decoder layers). */
 int processor_pre_run(quarot_processor *p, rotq_error *err);
-/* Executes the commands of decoder layer `layer`. */
+/* Executes the commands of decoder layer `layer`. The in-stream check of a batch (p->check) runs
+ * beside the next batch; its failure fails the next call, or processor_finish. */
 int processor_preprocess(quarot_processor *p, int layer, rotq_error *err);
+/* Waits for the last batch's in-stream check; its status. */
+int processor_finish(quarot_processor *p, rotq_error *err);
 
 #endif

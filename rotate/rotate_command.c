@@ -6,6 +6,7 @@
 #include <string.h>
 
 static int residual_rotation_forbidden(const model_adapter *a, const rotate_command *embed, rotq_error *err);
+static int check_sizes(const command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err);
 static int layer_norm_commands(command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err);
 
 static rotate_command *add_command(command_list *list, const char *name, const char *source, int layer) {
@@ -317,7 +318,14 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
   }
-  if (!checkpoint_find(ck, head_weight) && !add_command(out, head_weight, embed_weight, -1)) goto oom;
+  const st_tensor *head = checkpoint_find(ck, head_weight);
+  if (!head && !add_command(out, head_weight, embed_weight, -1)) goto oom;
+  if (head && ck->config.tie_word_embeddings &&
+      (head->nbytes != embed->nbytes || head->dtype != embed->dtype || memcmp(head->data, embed->data, head->nbytes)))
+    warn(out,
+         "config.json ties the embeddings, but the checkpoint ships a '%s' that differs from '%s': rotq rotates "
+         "the shipped one and unties (a loader that re-ties would use the embedding instead)",
+         head_weight, embed_weight);
 
   /* Rotate map: the first rule whose pattern matches a tensor's module. */
   int *rule_hits = calloc((size_t)config->rule_count + 1, sizeof(int));
@@ -347,6 +355,7 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
   }
   free(rule_hits);
 
+  if (check_sizes(out, ck, a, err) < 0) goto fail;
   if (residual_rotation_forbidden(a, commands_find(out, embed_weight), err) < 0) goto fail;
   if (build_fuse_map(out, ck, a, config, err) < 0) goto fail;
   if (a->norm == NORM_LAYER && layer_norm_commands(out, ck, a, err) < 0) goto fail;
@@ -357,6 +366,37 @@ oom:
 fail:
   commands_free(out);
   return -1;
+}
+
+/* What the plan's matrices act on, checked against the tensors: the value heads' rotation (R2)
+ * must act within one head (attention mixes each head on its own); no projection the adapter
+ * knows of, and no tensor the plan changes, may be empty. */
+static int check_sizes(const command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err) {
+  const long head_dim = adapter_head_dim(&ck->config);
+  for (size_t i = 0; i < list->count; i++) {
+    const rotate_command *c = &list->items[i];
+    const st_tensor *t = checkpoint_find(ck, c->source);
+    char module[TENSOR_NAME_MAX];
+    bool is_bias;
+    module_of(c->name, module, sizeof module, &is_bias);
+    const char *rel = adapter_relative_name(a, module);
+    bool known = adapter_reader_norm(a, module) || adapter_is_writer(a, module) ||
+                 (rel && ((a->v_proj && !strcmp(rel, a->v_proj)) || (a->o_proj && !strcmp(rel, a->o_proj))));
+    if ((known || c->input || c->output) && st_numel(t) == 0)
+      return rotq_fail(err, "tensor '%s' is empty (shape [%lld%s]): a projection %s cannot have a zero dimension",
+                       c->name, (long long)t->shape[0], t->ndim > 1 ? ", ..." : "",
+                       known ? "of the residual stream" : "that is rotated");
+    bool value_rotation =
+        rel && c->layer >= 0 &&
+        ((c->output && a->v_proj && !strcmp(rel, a->v_proj)) || (c->input && a->o_proj && !strcmp(rel, a->o_proj)));
+    const rotation *r = c->output && a->v_proj && rel && !strcmp(rel, a->v_proj) ? c->output : c->input;
+    if (value_rotation && head_dim > 0 && head_dim % rotation_dim(r) != 0)
+      return rotq_fail(err,
+                       "tensor '%s': matrix '%s' has dim %d, which does not divide head_dim %ld: a rotation of the "
+                       "value heads must act within one head (attention mixes each head on its own)",
+                       c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r), head_dim);
+  }
+  return 0;
 }
 
 void commands_free(command_list *list) {
@@ -411,8 +451,28 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
     snprintf(module, sizeof module, "%s", c->name);
     char *suffix = strrchr(module, '.');
     if (suffix) *suffix = '\0';
-    bool reader = c->fuse_norm[0] || strcmp(c->name, head_weight) == 0;
+    /* who reads the stream is the adapter's knowledge, not the config's fuse map */
+    const char *adapter_norm = c->is_bias || c->layer < 0 ? NULL : adapter_reader_norm(a, module);
+    bool reader = c->fuse_norm[0] || strcmp(c->name, head_weight) == 0 || adapter_norm;
     bool writer = adapter_is_writer(a, module);
+    if (adapter_norm) {
+      char norm_weight[TENSOR_NAME_MAX];
+      adapter_layer_module(a, c->layer, adapter_norm, norm_weight, sizeof norm_weight);
+      strncat(norm_weight, ".weight", sizeof norm_weight - strlen(norm_weight) - 1);
+      const rotate_command *norm = commands_find(list, norm_weight);
+      if (c->fuse_norm[0] && strcmp(c->fuse_norm, norm_weight) != 0)
+        return rotq_fail(err, "tensor '%s' reads the residual stream through '%s', but '%s' is fused into it", c->name,
+                         norm_weight, c->fuse_norm);
+      const char *readers = "";
+      for (int f = 0; f < 4 && a->layer_fuse[f].norm; f++)
+        if (a->layer_fuse[f].norm == adapter_norm) readers = a->layer_fuse[f].linears;
+      if (norm && norm->reset_norm && !c->fuse_norm[0])
+        return rotq_fail(err,
+                         "tensor '%s' reads the residual stream through '%s', which is fused and reset to the "
+                         "identity, but the norm is not fused into it: norm_fuse_config must list every reader "
+                         "of the norm (%s: %s)",
+                         c->name, norm_weight, a->family, readers);
+    }
     if (reader && c->input != r1)
       return rotq_fail(err,
                        "tensor '%s' reads the residual stream: its input rotation must be the "

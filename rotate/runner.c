@@ -5,6 +5,7 @@
  * renaming the output into place. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
 #include "rotate/quarot_processor.h"
+#include "rotate/stream_check.h"
 #include "rotate/verify.h"
 #include "rotq.h"
 
@@ -87,7 +89,8 @@ static cJSON *command_record(const rotate_command *c) {
 
 /* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
  * construction, every tensor's operations, the online rotations, warnings. */
-static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir, rotq_error *err) {
+static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir,
+                        const char *whole_model, const cJSON *previous, rotq_error *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "rotq_version", rotq_version());
   cJSON_AddStringToObject(root, "source", p->ck->dir);
@@ -104,6 +107,13 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
     if (command_changes_tensor(c)) json_add_to_object(tensors, c->name, command_record(c));
   }
   json_add_to_object(root, "online", online_record(p));
+  if (previous) json_add_to_object(root, "previous", cJSON_Duplicate(previous, 1));
+  cJSON *verification = cJSON_AddObjectToObject(root, "verification");
+  if (p->check)
+    json_add_to_object(verification, "in_stream", stream_check_to_json(p->check));
+  else
+    cJSON_AddStringToObject(verification, "in_stream", "off (--no-verify)");
+  cJSON_AddStringToObject(verification, "whole_model", whole_model);
   cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
   for (int i = 0; i < p->commands.warning_count; i++)
     json_add_to_array(warnings, cJSON_CreateString(p->commands.warnings[i]));
@@ -194,9 +204,40 @@ static int check_interrupt(rotq_error *err) {
   return rotq_fail(err, "interrupted by signal %d; the partial output was removed", (int)interrupted);
 }
 
+/* An input rotq (or another tool) already rotated: refused when it carries online rotations, whose
+ * activation halves a second rotation would silently drop (its transform_config and rotation.json
+ * would no longer describe the weights); otherwise its rotation.json is kept as "previous" in the
+ * new record (*previous, or NULL). */
+static int check_input_history(const checkpoint *ck, cJSON **previous, rotq_error *err) {
+  *previous = NULL;
+  const cJSON *q = cJSON_GetObjectItemCaseSensitive(ck->config.json, "quantization_config");
+  if (q && cJSON_GetObjectItemCaseSensitive(q, "transform_config"))
+    return rotq_fail(err,
+                     "%s/config.json: quantization_config has a transform_config: the checkpoint carries online "
+                     "rotations (a `rotq rotate --online` output?) that a second rotation would drop; rotate the "
+                     "original checkpoint instead",
+                     ck->dir);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/rotation.json", ck->dir);
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  cJSON *record = json_file_read(path, err);
+  if (!record) return rotq_fail_context(err, "the input's rotation record");
+  const cJSON *online = cJSON_GetObjectItemCaseSensitive(record, "online");
+  if (online && !cJSON_IsNull(online)) {
+    cJSON_Delete(record);
+    return rotq_fail(err,
+                     "%s: the checkpoint was rotated with online rotations, whose activation halves a second "
+                     "rotation would drop; rotate the original checkpoint instead",
+                     path);
+  }
+  *previous = record;
+  return 0;
+}
+
 /* Everything between opening the checkpoint and committing the output directory. */
 static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
-                       const output_dir *out, rotq_error *err) {
+                       const output_dir *out, const cJSON *previous, rotq_error *err) {
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
@@ -207,6 +248,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
   if (!writer) rc = -1;
   p.context.writer = writer;
+  if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(p.check = stream_check_create(&p, err))) rc = -1;
   double start = now_seconds();
   for (int i = 0; rc == 0 && !o->quiet && i < p.commands.warning_count; i++)
     fprintf(stderr, "rotq rotate: warning: %s\n", p.commands.warnings[i]);
@@ -218,6 +260,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     if (rc == 0) rc = processor_preprocess(&p, layer, err);
     if (rc == 0) progress(o, layer + 1, layers, start);
   }
+  if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) rc = online_write_tensors(&p, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0) {
@@ -226,15 +269,48 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   }
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
-  if (rc == 0) rc = write_record(&p, o, out->temp_path, err);
+  bool whole_model = verify_wanted(o->verify, ck);
+  if (rc == 0)
+    rc = write_record(&p, o, out->temp_path,
+                      whole_model ? "pending" : "not run (by default only for models up to 50M parameters; --verify)",
+                      previous, err);
   if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
-  if (rc == 0 && verify_wanted(o->verify, ck)) rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, err);
+  if (rc == 0 && !o->quiet) {
+    if (p.check) {
+      const stream_check_summary *v = stream_check_result(p.check);
+      fprintf(stderr,
+              "rotq rotate: verify: in-stream: %d batches, %zu tensors proven equivalent; max relative error %.3g "
+              "(%.2g of its tolerance, at %s); %.2fs\n",
+              v->batches, v->tensors, v->max_relative, v->max_ratio, v->worst[0] ? v->worst : "-", v->seconds);
+    } else {
+      fprintf(stderr, "rotq rotate: warning: --no-verify: the output was not verified\n");
+    }
+  }
+  if (rc == 0 && whole_model) {
+    /* The reference forward pass may not run every config (e.g. a rope_scaling it does not model);
+     * the rotation itself does not depend on it, and the in-stream check has proven the output. */
+    char why[600] = "";
+    rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, why, sizeof why, err);
+    if (rc > 0 && (o->verify == ROTQ_VERIFY_ALL || !p.check))
+      rc = rotq_fail(err, "verify: the whole-model check cannot run: %s", why);
+    if (rc > 0 && !o->quiet)
+      fprintf(stderr, "rotq rotate: warning: whole-model check skipped (%s); the in-stream check proved the output\n",
+              why);
+    char status[800];
+    snprintf(status, sizeof status, rc > 0 ? "skipped: the reference forward pass cannot run this model: %s" : "%s",
+             rc > 0 ? why : "passed: the reference forward pass, original vs rotated logits on 16 tokens");
+    char record[4200];
+    snprintf(record, sizeof record, "%s/rotation.json", out->temp_path);
+    if (rc >= 0 && unlink(record) != 0) rc = rotq_fail(err, "%s: cannot replace: %s", record, strerror(errno));
+    if (rc >= 0) rc = write_record(&p, o, out->temp_path, status, previous, err);
+  }
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && !o->quiet)
     fprintf(stderr, "rotq rotate: %s (%s): %zu tensors, %d layers, %d warnings, %.2fs\n", ck->config.architecture,
             p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
   online_free(&p);
+  stream_check_free(p.check);
   processor_free(&p);
   return rc;
 }
@@ -249,7 +325,9 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
                             : adapter && adapter->builtin_config ? adapter->builtin_config
                                                                  : "transformer_universal";
   rotation_config config;
-  if (rotation_config_load(config_name, &config, err) < 0) {
+  cJSON *previous = NULL;
+  if (check_input_history(&ck, &previous, err) < 0 || rotation_config_load(config_name, &config, err) < 0) {
+    cJSON_Delete(previous);
     checkpoint_close(&ck);
     return -1;
   }
@@ -269,7 +347,7 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
      * products with the thread count, and the output must not depend on it. */
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    rc = rotate_into(o, &ck, &config, &out, err);
+    rc = rotate_into(o, &ck, &config, &out, previous, err);
     openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
@@ -282,6 +360,7 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGXFSZ, &old_xfsz, NULL);
+  cJSON_Delete(previous);
   checkpoint_close(&ck);
   rotation_config_free(&config);
   return rc;

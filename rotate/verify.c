@@ -5,11 +5,13 @@
 
 #include "model/logit_compare.h"
 #include "model/model.h"
+#include "model/rope.h"
+#include "rotq.h"
 
 #define VERIFY_TOKENS 16
 
 bool verify_wanted(int mode, const checkpoint *ck) {
-  if (mode >= 0) return mode == 1;
+  if (mode != ROTQ_VERIFY_AUTO) return mode == ROTQ_VERIFY_ALL;
   long params = 0;
   for (size_t i = 0; i < ck->tensor_count; i++) params += (long)st_numel(ck->tensors[i]);
   return params <= VERIFY_AUTO_MAX_PARAMETERS;
@@ -33,11 +35,19 @@ static dtype main_dtype(const checkpoint *ck) {
   return (dtype)best;
 }
 
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, rotq_error *err) {
+double verify_checkpoint_tolerance(const checkpoint *ck) { return verify_tolerance(main_dtype(ck)); }
+
+int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+                       rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
   double tol = verify_tolerance(main_dtype(&ck));
+  bool rope_ok = rope_type_supported(&ck.config);
+  if (!rope_ok)
+    snprintf(why, why_cap, "%s/config.json: rope_scaling type '%s' is not modelled by the reference forward pass",
+             original_dir, ck.config.rope.type);
   checkpoint_close(&ck);
+  if (!rope_ok) return 1;
   model *a = NULL, *b = NULL;
   if (model_load(original_dir, NULL, &a, err) < 0) return rotq_fail_context(err, "verify");
   if (model_load(rotated_dir, NULL, &b, err) < 0) {

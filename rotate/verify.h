@@ -10,12 +10,17 @@
 /* Models up to this many parameters are verified by default (--verify auto). */
 #define VERIFY_AUTO_MAX_PARAMETERS 50000000L
 
-/* mode: 1 on, 0 off, -1 auto (on for models up to VERIFY_AUTO_MAX_PARAMETERS). */
+/* Whether the whole-model check runs for mode (ROTQ_VERIFY_*): ALL, or AUTO for models up to
+ * VERIFY_AUTO_MAX_PARAMETERS. */
 bool verify_wanted(int mode, const checkpoint *ck);
 /* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t. */
 double verify_tolerance(dtype t);
-/* Compares the two checkpoints on 16 fixed tokens; error if the relative difference exceeds the
- * tolerance of the original's dtype or any argmax differs. */
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, rotq_error *err);
+/* The tolerance for comparing the checkpoint's logits: that of the dtype of most of its parameters. */
+double verify_checkpoint_tolerance(const checkpoint *ck);
+/* Compares the two checkpoints on 16 fixed tokens; error (-1) if the relative difference exceeds
+ * the tolerance of the original's dtype or any argmax differs. 1, with the reason in why, when the
+ * reference forward pass cannot load the original (an architecture feature it does not model). */
+int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+                       rotq_error *err);
 
 #endif

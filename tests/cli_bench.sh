@@ -14,7 +14,9 @@ REPORT=$SCRATCH/bench/results-tiny-bf16.md
 for pattern in '^\| cp -r \| [0-9.]+ ' '^\| disk floor.*\| [0-9.]+ \| rotq rotate = [0-9.]+× the floor' \
   '^\| dense float64 GEMM, compute only \(estimate\) \| [0-9.]+ \| [0-9.]+× rotq rotate' \
   'output: identical' 'dense versus rotq.s output: 0 of [1-9][0-9]* elements differ' \
-  'fast versus rotq.s output: 0 of [1-9][0-9]* elements differ'; do
+  'fast versus rotq.s output: 0 of [1-9][0-9]* elements differ' \
+  '^\| rotq rotate with the in-stream check \(the default\) \| [0-9.]+ \| [0-9.]+× rotq rotate --no-verify' \
+  'outputs identical' 'in-stream check: in-stream: 5 batches, [0-9]+ tensors proven equivalent'; do
   grep -Eq -- "$pattern" "$REPORT" || fail "report lacks /$pattern/: $(cat "$REPORT")"
 done
 # the in-memory comparison, unless /dev/shm lacks room for even the tiny model
@@ -22,7 +24,7 @@ comparisons=4
 if grep -q 'in memory (2 layers.*skipped (no room' "$REPORT"; then
   comparisons=2
 else
-  grep -Eq 'in memory \(2 layers.*rotq rotate [0-9.]+ s, dense [0-9.]+ s: [0-9.]+×' "$REPORT" ||
+  grep -Eq 'in memory \(2 layers.*rotq rotate [0-9.]+ s \(with the in-stream check [0-9.]+ s: [0-9.]+×\), dense [0-9.]+ s: [0-9.]+×' "$REPORT" ||
     fail "report lacks the in-memory comparison: $(cat "$REPORT")"
 fi
 [ "$(grep -Ec 'versus rotq.s output: 0 of' "$REPORT")" -eq "$comparisons" ] ||

@@ -87,7 +87,7 @@ static void rotate_online(const char *scratch, const char *in, const char *out, 
                            .seed = 7,
                            .online = 1,
                            .online_for = online_for,
-                           .verify = 0};
+                           .verify = ROTQ_VERIFY_IN_STREAM};
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) fail_msg("rotate %s: %s", in, err.message);
 }

@@ -164,7 +164,8 @@ static void test_outliers_and_rotation(void **state) {
                            .feature_rank = 8};
   rotq_error err;
   if (synth_write(&spec, original, &err) != 0) fail_msg("%s", err.message);
-  const rotq_rotate_options o = {.model_dir = original, .output_dir = rotated, .verify = 0, .quiet = 1};
+  const rotq_rotate_options o = {
+      .model_dir = original, .output_dir = rotated, .verify = ROTQ_VERIFY_IN_STREAM, .quiet = 1};
   if (rotq_rotate(&o, &err) != 0) fail_msg("%s", err.message);
 
   model *a = load(original, false, NULL), *b = load(rotated, false, NULL);

@@ -51,7 +51,8 @@ static double w4a4_rtn_kl(const char *dir, model *reference) {
 
 static void rotate(const char *in, const char *out, int online) {
   rotq_error err;
-  const rotq_rotate_options o = {.model_dir = in, .output_dir = out, .online = online, .verify = 0, .quiet = 1};
+  const rotq_rotate_options o = {
+      .model_dir = in, .output_dir = out, .online = online, .verify = ROTQ_VERIFY_IN_STREAM, .quiet = 1};
   if (rotq_rotate(&o, &err) != 0) fail_msg("%s", err.message);
 }
 

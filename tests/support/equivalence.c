@@ -66,7 +66,8 @@ void write_config_with_mode(const char *path, const char *mode, bool online) {
 }
 
 void rotate_or_fail(const char *in, const char *out, const char *config, unsigned long seed) {
-  rotq_rotate_options o = {.model_dir = in, .output_dir = out, .config = config, .seed = seed, .verify = 0};
+  rotq_rotate_options o = {
+      .model_dir = in, .output_dir = out, .config = config, .seed = seed, .verify = ROTQ_VERIFY_IN_STREAM};
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) fail_msg("rotate %s: %s", in, err.message);
 }
