@@ -19,6 +19,7 @@
 #include "io/json_file.h"
 #include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
+#include "rotate/pipeline.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"
 #include "rotate/verify.h"
@@ -267,6 +268,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     rc = st_writer_finish(writer, err);
     writer = NULL;
   }
+  pipeline_stop_check(p.pipeline); /* after an error the check thread may still read the writer */
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
   bool whole_model = verify_wanted(o->verify, ck);
