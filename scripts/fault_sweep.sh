@@ -5,7 +5,7 @@
 # written as several shards) runs a clean rotation recording every malloc/write/fsync/rename call
 # and the code site it comes from, then reruns it failing one call at a time:
 #   - every write, fsync and rename call;
-#   - for malloc (about 5,700 calls per rotation, most of them cJSON's and the verify's): the first
+#   - for malloc (about 16,400 calls in the two, most of them cJSON's and the checks'): the first
 #     FAULT_SWEEP_EVERY (default 40) calls, the first two calls from each distinct site, and every
 #     FAULT_SWEEP_STRIDE-th (default 50) call.
 # Each faulted run must exit 1 (not crash, no sanitizer report, no leak) with a "rotq rotate: ..."
