@@ -317,7 +317,7 @@ rm -rf "${SCRATCH:?}/out-lock"
 # report and stats: scratch space beside the output, removed on SIGINT/SIGTERM, and a SIGKILLed
 # run's found and removed by the next run.
 mkdir "$SCRATCH/reports"
-report_args=(report --model "$MODEL" --tokens "$TOKENS" --segments 2 --calib-n 2 --methods rtn --output "$SCRATCH/reports/r")
+report_args=(report --model "$MODEL" --tokens "$TOKENS" --segments 8 --calib-n 2 --methods rtn --output "$SCRATCH/reports/r")
 # start_scratch COMMAND...: starts it in the background, waits for its scratch directory; sets PID.
 start_scratch() {
   "$ROTQ" "$@" >"$SCRATCH/scratch.log" 2>&1 &
@@ -331,7 +331,13 @@ start_scratch() {
 }
 for signal in INT TERM; do
   start_scratch "${report_args[@]}"
-  sleep 0.3
+  # once it evaluates (the rotated copies are in the scratch directory; a signal during rotq_rotate
+  # is rotate's, acted on between layers, and may come too late to stop it)
+  for _ in $(seq 2000); do
+    grep -q '\[1/' "$SCRATCH/scratch.log" && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.01
+  done
   kill -s "$signal" "$PID"
   wait "$PID"
   status=$?
