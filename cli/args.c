@@ -1,6 +1,8 @@
 #include "cli/args.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +35,18 @@ int args_parse(const char *command, int argc, char **argv, const arg_spec *specs
     errno = 0;
     switch (spec->kind) {
     case ARG_STRING: *(const char **)spec->target = v; break;
-    case ARG_INT: {
-      long x = strtol(v, &end, 0);
-      if (errno || end == v || *end) {
-        fprintf(stderr, "rotq %s: option '%s' wants an integer, got '%s'\n", command, a, v);
+    case ARG_INT:
+    case ARG_LONG: {
+      bool digits =
+          v[0] && (isdigit((unsigned char)v[0]) || ((v[0] == '-' || v[0] == '+') && isdigit((unsigned char)v[1])));
+      long x = digits ? strtol(v, &end, 10) : 0;
+      if (!digits || end == v || *end) {
+        fprintf(stderr, "rotq %s: option '%s' wants an integer, got '%s' (decimal digits only)\n", command, a, v);
+        return -1;
+      }
+      long low = spec->kind == ARG_INT ? INT_MIN : LONG_MIN, high = spec->kind == ARG_INT ? INT_MAX : LONG_MAX;
+      if (errno == ERANGE || x < low || x > high) {
+        fprintf(stderr, "rotq %s: option '%s': %s is out of range (%ld to %ld)\n", command, a, v, low, high);
         return -1;
       }
       *(long *)spec->target = x;

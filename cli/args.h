@@ -4,12 +4,15 @@
 
 #include <stdbool.h>
 
-typedef enum arg_kind { ARG_STRING, ARG_INT, ARG_DOUBLE, ARG_FLAG } arg_kind;
+/* ARG_INT: a decimal integer that fits an int (stored in a long); ARG_LONG: any decimal long
+ * (seeds, byte counts). Neither reads octal or hex, and a value out of range is an error, never
+ * truncated. */
+typedef enum arg_kind { ARG_STRING, ARG_INT, ARG_DOUBLE, ARG_FLAG, ARG_LONG } arg_kind;
 
 typedef struct arg_spec {
   const char *name; /* without the leading "--" */
   arg_kind kind;
-  void *target; /* const char**, long*, double*, or bool* */
+  void *target; /* const char**, long* (ARG_INT, ARG_LONG), double*, or bool* */
 } arg_spec;
 
 /* Parses argv[1..argc) against specs; on an unknown option, a missing or malformed value, prints

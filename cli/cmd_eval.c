@@ -109,8 +109,14 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "rotq eval: --w-method takes rtn or gptq, not '%s'\n", method);
     return 2;
   }
-  if (w_group < 0 || w_group > 1000000 || kv_group < 0 || kv_group > 1000000 || calib_n < 1 || wbits < 0 ||
-      wbits > 16 || abits < 0 || abits > 16 || kvbits < 0 || kvbits > 16) {
+  const long bits[3] = {wbits, abits, kvbits};
+  const char *const bits_name[3] = {"--wbits", "--abits", "--kvbits"};
+  for (int i = 0; i < 3; i++)
+    if (!((bits[i] >= 2 && bits[i] <= 8) || bits[i] == 16)) {
+      fprintf(stderr, "rotq eval: %s takes 2 to 8 bits, or 16 for no quantization, not %ld\n", bits_name[i], bits[i]);
+      return 2;
+    }
+  if (w_group < 0 || w_group > 1000000 || kv_group < 0 || kv_group > 1000000 || calib_n < 1) {
     fprintf(stderr, "rotq eval: bad quantization option values (see rotq eval --help)\n");
     return 2;
   }

@@ -94,6 +94,11 @@ int cmd_generate(int argc, char **argv) {
   if (model_load(dir, &options, &m, &err) != 0) goto done;
   const model_config *c = model_get_config(m);
   const int vocab = c->vocab_size;
+  if (c->max_position_embeddings > 0 && prompt_count + max_new > c->max_position_embeddings) {
+    rotq_fail(&err, "%s: %d prompt tokens + --max-new %ld = %ld positions, beyond max_position_embeddings %d", c->path,
+              prompt_count, max_new, prompt_count + max_new, c->max_position_embeddings);
+    goto done;
+  }
   s = model_session_new(m, prompt_count + (int)max_new, &err);
   logits = malloc(sizeof(double) * (size_t)prompt_count * vocab); /* [prompt, vocab] */
   if (!s || !logits) {

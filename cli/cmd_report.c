@@ -24,7 +24,8 @@
 static const char *help =
     "usage: rotq report --model DIR --tokens FILE.u16 [--output PREFIX] [--segments 60] [options]\n\n"
     "Measures what rotation buys on your model and data. Rotates the model (R1R2, and R1R2 with the\n"
-    "online rotations) into a scratch directory, then evaluates each of the three, fake-quantized\n"
+    "online rotations) into a scratch directory beside PREFIX (removed afterwards, also when\n"
+    "interrupted), then evaluates each of the three, fake-quantized\n"
     "(see rotq eval --help), as FP, W8A8, W4A16, W4A8, W4A4 and W4A4KV4, with RTN and with GPTQ\n"
     "weights, and in the float formats W8A8 FP8 (E4M3), W4A4 MXFP4 and W4A4 NVFP4 (RTN weights;\n"
     "rotq eval --help describes them): perplexity on the first --segments segments of FILE, and the mean KL divergence per\n"
@@ -321,7 +322,7 @@ int cmd_report(int argc, char **argv) {
       {"methods", ARG_STRING, &methods},
       {"calib", ARG_STRING, &calib_path},
       {"calib-n", ARG_INT, &calib_n},
-      {"seed", ARG_INT, &seed},
+      {"seed", ARG_LONG, &seed},
       {"w-group", ARG_INT, &w_group},
       {"act-order", ARG_FLAG, &act_order},
       {"damp", ARG_DOUBLE, &damp},
@@ -381,7 +382,7 @@ int cmd_report(int argc, char **argv) {
   if (status == 0)
     status =
         evaluation_segments(tokens_path, calib_path, gptq ? &calibration : NULL, (size_t)segments, &r->segments, &err);
-  if (status == 0) status = work_dir_create("report", work, sizeof work, &err);
+  if (status == 0) status = work_dir_create("report", output, work, sizeof work, &err);
   r->dirs[VARIANT_ORIGINAL] = dir;
   for (int v = VARIANT_R1R2; v < VARIANT_COUNT && status == 0; v++)
     status = rotate_variant(r, v, work, (uint64_t)seed, dirs[v], sizeof dirs[v], &err);

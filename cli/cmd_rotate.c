@@ -34,9 +34,16 @@ static const char *help =
     "                     and the output, logits compared) whatever the model's size (default: for\n"
     "                     models up to 50M parameters)\n"
     "  --no-verify        skip every check, the in-stream one too (the output is then not proven)\n"
-    "  --force            replace an existing output directory\n"
+    "  --force            replace an existing output directory that is a checkpoint or an earlier\n"
+    "                     rotq output (never a file, device, FIFO, link or other directory)\n"
     "  --quiet            no progress line, warnings or summary on stderr\n\n"
     "environment: ROTQ_TIMING=1 prints where the time went (read, compute, convert, write).\n";
+
+/* What the library asks to tell the user (a replaced output, skipped files): always shown. */
+static void print_notice(const char *message, void *context) {
+  (void)context;
+  fprintf(stderr, "rotq rotate: %s\n", message);
+}
 
 int cmd_rotate(int argc, char **argv) {
   const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;
@@ -46,11 +53,11 @@ int cmd_rotate(int argc, char **argv) {
       {"model", ARG_STRING, &model},
       {"output", ARG_STRING, &output},
       {"config", ARG_STRING, &config},
-      {"seed", ARG_INT, &seed},
+      {"seed", ARG_LONG, &seed},
       {"threads", ARG_INT, &threads},
       {"online", ARG_FLAG, &online},
       {"online-for", ARG_STRING, &online_for},
-      {"max-shard-size", ARG_INT, &max_shard},
+      {"max-shard-size", ARG_LONG, &max_shard},
       {"verify", ARG_FLAG, &verify},
       {"no-verify", ARG_FLAG, &no_verify},
       {"force", ARG_FLAG, &force},
@@ -88,6 +95,7 @@ int cmd_rotate(int argc, char **argv) {
   o.max_shard_bytes = (size_t)max_shard;
   o.progress = !quiet && isatty(STDERR_FILENO);
   o.quiet = quiet;
+  o.notice = print_notice;
   rotq_error err = {{0}};
   if (rotq_rotate(&o, &err) < 0) {
     fprintf(stderr, "rotq rotate: %s\n", err.message);

@@ -25,7 +25,8 @@ static const char *help =
     "the width when one channel dominates), and the same for the weights reading that input (per\n"
     "input channel the largest |W|; the kurtosis of each output row). Both for the model and for\n"
     "its rotation: --rotated DIR, or else R1R2 (`rotq rotate` defaults, seed --seed) into a scratch\n"
-    "directory. --svg draws QuaRot's Figure 1 for one input: channel against largest |activation|,\n"
+    "directory beside --json (else --svg, else in the current directory), removed afterwards, also\n"
+    "when interrupted. --svg draws QuaRot's Figure 1 for one input: channel against largest |activation|,\n"
     "original beside rotated.\n\n"
     "  --model DIR      checkpoint directory\n"
     "  --tokens FILE    token file (uint16 little-endian)\n"
@@ -124,7 +125,7 @@ int cmd_stats(int argc, char **argv) {
       {"model", ARG_STRING, &dir},
       {"tokens", ARG_STRING, &tokens_path},
       {"rotated", ARG_STRING, &rotated},
-      {"seed", ARG_INT, &seed},
+      {"seed", ARG_LONG, &seed},
       {"segments", ARG_INT, &segments},
       {"ctx", ARG_INT, &ctx},
       {"svg", ARG_STRING, &svg},
@@ -157,7 +158,7 @@ int cmd_stats(int argc, char **argv) {
   int status = token_file_read(tokens_path, &tokens, &count, &err);
   const char *rotated_label = rotated ? "rotated" : "rotated (R1R2)";
   if (status == 0 && !rotated) {
-    status = work_dir_create("stats", scratch, sizeof scratch, &err);
+    status = work_dir_create("stats", json ? json : svg, scratch, sizeof scratch, &err);
     snprintf(rotated_dir, sizeof rotated_dir, "%s/rotated", scratch);
     rotq_rotate_options o = {
         .model_dir = dir, .output_dir = rotated_dir, .seed = (uint64_t)seed, .verify = 0, .quiet = 1};

@@ -89,12 +89,12 @@ int cmd_synth(int argc, char **argv) {
       {"output", ARG_STRING, &output},
       {"dtype", ARG_STRING, &type},
       {"layers", ARG_INT, &layers},
-      {"seed", ARG_INT, &seed},
+      {"seed", ARG_LONG, &seed},
       {"outliers", ARG_FLAG, &outliers},
       {"outlier-scale", ARG_DOUBLE, &outlier_scale},
       {"outlier-channels", ARG_INT, &outlier_channels},
       {"feature-rank", ARG_INT, &feature_rank},
-      {"max-shard-size", ARG_INT, &max_shard},
+      {"max-shard-size", ARG_LONG, &max_shard},
       {"logit-scale", ARG_DOUBLE, &logit_scale},
   };
   int parsed = args_parse("synth", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));

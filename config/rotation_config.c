@@ -1,10 +1,13 @@
 #include "config/rotation_config.h"
 
+#include "common/regular_file.h"
+
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "config/builtin_configs.h"
@@ -286,9 +289,64 @@ static int check_duplicate_keys(yaml_document_t *doc, const char *origin, rotq_e
   return 0;
 }
 
+/* Bounds checked before libyaml sees a document: its scanner takes time quadratic in the nesting
+ * depth (200 KB of nested flow sequences: 31 s), and the text is kept whole in rotation.json.
+ * Real configs are 1-2 KB, nested 5 deep. */
+#define CONFIG_TEXT_MAX (64 * 1024)
+#define CONFIG_DEPTH_MAX 32
+
+/* The deepest nesting of text: flow brackets outside quotes, plus, per line, block levels
+ * (indentation and "- " / "? " indicators count one level per 2 columns). */
+static int nesting_depth(const char *text, int *line_of_max) {
+  int depth = 0, max = 0, line = 1;
+  char quote = 0;
+  bool line_start = true;
+  int indent = 0;
+  for (const char *p = text; *p; p++) {
+    char ch = *p;
+    if (line_start) {
+      if (ch == ' ' || ch == '\t' || ((ch == '-' || ch == '?' || ch == ':') && (p[1] == ' ' || p[1] == '\t'))) {
+        indent++;
+        if (indent / 2 + depth > max) max = indent / 2 + depth, *line_of_max = line;
+        continue;
+      }
+      line_start = false;
+    }
+    if (ch == '\n') {
+      line++, line_start = true, indent = 0;
+      if (quote == '\'') continue;
+      continue;
+    }
+    if (quote) {
+      if (ch == quote)
+        quote = 0;
+      else if (ch == '\\' && quote == '"' && p[1])
+        p++;
+      continue;
+    }
+    if (ch == '#') {
+      while (p[1] && p[1] != '\n') p++;
+    } else if (ch == '"' || ch == '\'') {
+      quote = ch;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth + indent / 2 > max) max = depth + indent / 2, *line_of_max = line;
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
 int rotation_config_parse(const char *text, const char *origin, rotation_config *c, rotq_error *err) {
   memset(c, 0, sizeof *c);
   snprintf(c->origin, sizeof c->origin, "%s", origin);
+  size_t length = strlen(text);
+  if (length > CONFIG_TEXT_MAX)
+    return rotq_fail(err, "%s: %zu bytes, more than a rotation config may have (%d)", origin, length, CONFIG_TEXT_MAX);
+  int deepest_line = 0, depth = nesting_depth(text, &deepest_line);
+  if (depth > CONFIG_DEPTH_MAX)
+    return rotq_fail(err, "%s: line %d: nested %d levels deep, more than a rotation config may be (%d)", origin,
+                     deepest_line, depth, CONFIG_DEPTH_MAX);
   c->use_float64 = true;
   yaml_parser_t parser;
   yaml_document_t doc;
@@ -306,14 +364,16 @@ int rotation_config_parse(const char *text, const char *origin, rotation_config 
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
   if (rc == 0) rc = check_references(c, err);
-  if (rc == 0) c->text = strdup(text);
+  if (rc == 0 && !(c->text = strdup(text))) rc = rotq_fail(err, "%s: out of memory", origin);
   return rc;
 }
 
 int rotation_config_load(const char *name_or_path, rotation_config *c, rotq_error *err) {
   const builtin_config *b = builtin_config_find(name_or_path);
   if (b) return rotation_config_parse(b->yaml, b->name, c, err);
-  FILE *f = fopen(name_or_path, "rb");
+  rotq_error open_err;
+  FILE *f = regular_file_open(name_or_path, &open_err);
+  if (!f && errno == EINVAL) return rotq_fail(err, "config '%s': %s", name_or_path, open_err.message);
   if (!f) {
     char names[512] = "";
     for (int i = 0; i < builtin_config_count; i++) {
@@ -323,9 +383,16 @@ int rotation_config_load(const char *name_or_path, rotation_config *c, rotq_erro
     return rotq_fail(err, "config '%s': not a built-in config (%s) and not a readable file: %s", name_or_path, names,
                      strerror(errno));
   }
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && st.st_size > CONFIG_TEXT_MAX) {
+    fclose(f);
+    return rotq_fail(err, "%s: %lld bytes, more than a rotation config may have (%d)", name_or_path,
+                     (long long)st.st_size, CONFIG_TEXT_MAX);
+  }
   char *text = NULL;
   size_t len = 0, cap = 0;
   for (;;) {
+    if (len > CONFIG_TEXT_MAX) break; /* grew while being read: rotation_config_parse refuses it */
     if (len + 4096 + 1 > cap) {
       cap = (cap + 4096) * 2;
       char *grown = realloc(text, cap);

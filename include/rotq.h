@@ -53,6 +53,10 @@ typedef struct rotq_rotate_options {
   size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
   int progress;            /* 1 = per-layer progress line on stderr */
   int quiet;               /* 1 = no warnings, verify report or summary on stderr */
+  /* Called (when set) with what the caller should tell the user: an existing output replaced
+   * under force, files of the input not carried over. The library itself does not print these. */
+  void (*notice)(const char *message, void *context);
+  void *notice_context;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =

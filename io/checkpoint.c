@@ -254,6 +254,23 @@ static int open_unindexed(checkpoint *ck, located **all, rotq_error *err) {
   return *all ? 0 : -1;
 }
 
+/* The sizes of config.json against the tensors, before anything is allocated from them: a layer
+ * count above the number of tensors cannot be right (and would make rotq build per-layer
+ * matrices or caches for layers that are not there). Widths are bounded by the largest tensor
+ * dimension, kept in config.max_tensor_extent for the code that allocates from them. */
+static int check_config_sizes(checkpoint *ck, rotq_error *err) {
+  const model_config *c = &ck->config;
+  long extent = 0;
+  for (size_t i = 0; i < ck->tensor_count; i++)
+    for (int d = 0; d < ck->tensors[i]->ndim; d++)
+      if (ck->tensors[i]->shape[d] > extent) extent = (long)ck->tensors[i]->shape[d];
+  ck->config.max_tensor_extent = extent;
+  if ((size_t)c->num_hidden_layers > ck->tensor_count)
+    return rotq_fail(err, "%s: field 'num_hidden_layers': %d layers, but the checkpoint has only %zu tensors", c->path,
+                     c->num_hidden_layers, ck->tensor_count);
+  return 0;
+}
+
 int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err) {
   memset(ck, 0, sizeof *ck);
   ck->dir = strdup(dir);
@@ -271,6 +288,7 @@ int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err) {
     goto done;
   }
   for (size_t i = 0; i < ck->tensor_count; i++) ck->tensors[i] = all[i].tensor;
+  status = check_config_sizes(ck, err);
 done:
   free(all);
   free(config_path);

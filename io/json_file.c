@@ -1,22 +1,39 @@
 /* JSON files read and written whole with cJSON. */
 #include "io/json_file.h"
 
+#include "common/regular_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* cJSON's functions that build a tree (cJSON_AddStringToObject, ...) drop what they cannot
+ * allocate without a word; a file written from such a tree would look complete but lack fields.
+ * cJSON's allocations therefore go through json_file_malloc, which counts failures, and
+ * json_file_write refuses to write when any happened since the previous write. */
+static unsigned long alloc_failures, failures_at_last_write;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+void *json_file_malloc(size_t size) {
+  void *p = malloc(size);
+  if (!p) __atomic_add_fetch(&alloc_failures, 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+static void install_hooks(void) { cJSON_InitHooks(&(cJSON_Hooks){.malloc_fn = json_file_malloc, .free_fn = free}); }
+
+void json_file_init(void) { pthread_once(&hooks_once, install_hooks); }
+
 /* The whole file as a NUL-terminated string (caller frees), or NULL with an error. */
 static char *read_text(const char *path, rotq_error *err) {
-  FILE *file = fopen(path, "rb");
-  if (!file) {
-    rotq_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
+  FILE *file = regular_file_open(path, err);
+  if (!file) return NULL;
   size_t size = 0, capacity = 4096;
   char *text = malloc(capacity);
   while (text) {
@@ -114,6 +131,7 @@ static void literals_to_raw(cJSON *json) {
 }
 
 cJSON *json_file_read(const char *path, rotq_error *err) {
+  json_file_init();
   char *text = read_text(path, err);
   if (!text) return NULL;
   const char *parse_end = NULL;
@@ -127,6 +145,11 @@ cJSON *json_file_read(const char *path, rotq_error *err) {
 }
 
 int json_file_write(const char *path, const cJSON *json, rotq_error *err) {
+  json_file_init();
+  unsigned long failures = __atomic_load_n(&alloc_failures, __ATOMIC_RELAXED);
+  bool incomplete = failures != failures_at_last_write;
+  failures_at_last_write = failures;
+  if (incomplete) return rotq_fail(err, "%s: out of memory (building its JSON)", path);
   cJSON *copy = cJSON_Duplicate(json, 1);
   if (!copy) return rotq_fail(err, "%s: out of memory", path);
   literals_to_raw(copy);
@@ -153,4 +176,16 @@ int json_file_write(const char *path, const cJSON *json, rotq_error *err) {
   if (close(fd) != 0 && status == 0) status = rotq_fail(err, "%s: cannot close: %s", path, strerror(errno));
   free(text);
   return status;
+}
+
+bool json_add_to_array(cJSON *array, cJSON *item) {
+  if (cJSON_AddItemToArray(array, item)) return true;
+  cJSON_Delete(item);
+  return false;
+}
+
+bool json_add_to_object(cJSON *object, const char *key, cJSON *item) {
+  if (cJSON_AddItemToObject(object, key, item)) return true;
+  cJSON_Delete(item);
+  return false;
 }

@@ -26,8 +26,10 @@ typedef struct model_config {
   bool tie_word_embeddings;        /* default true only where HF's class defaults to true */
   bool attention_bias, mlp_bias;
   rope_scaling rope;
-  struct cJSON *json; /* the whole parsed file (owned) */
-  char *path;         /* the file read, for messages (owned) */
+  long max_tensor_extent; /* set by checkpoint_open: the largest dimension of any tensor (0 = unknown);
+                           * no size read from config.json may exceed it */
+  struct cJSON *json;     /* the whole parsed file (owned) */
+  char *path;             /* the file read, for messages (owned) */
 } model_config;
 
 /* Parses dir/config.json (path given); errors name the file and the field. */

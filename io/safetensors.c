@@ -184,6 +184,12 @@ static int parse_header(st_file *f, const char *json, size_t header_size, rotq_e
       if (parse_metadata(path, entry, f, err) != 0) goto done;
       continue;
     }
+    size_t name_length = strlen(entry->string);
+    if (name_length > ST_NAME_MAX) {
+      rotq_fail(err, "%s: tensor '%.60s...': the name is %zu bytes long (at most %d)", path, entry->string, name_length,
+                ST_NAME_MAX);
+      goto done;
+    }
     st_tensor *t = &f->tensors[f->count];
     t->name = strdup(entry->string);
     if (!t->name) {
@@ -207,7 +213,8 @@ int st_open(const char *path, st_file *f, rotq_error *err) {
   memset(f, 0, sizeof *f);
   f->path = strdup(path);
   if (!f->path) return rotq_fail(err, "%s: out of memory", path);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO must not block the open; it is refused below, as not a regular file */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     rotq_fail(err, "%s: cannot open: %s", path, strerror(errno));
     goto fail;

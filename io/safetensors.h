@@ -13,6 +13,10 @@
 
 #define ST_MAX_DIMS 8
 
+/* The longest tensor name accepted: rotq's name buffers (TENSOR_NAME_MAX, 256 bytes) must hold
+ * a name plus the suffixes it derives from it; real names are under 100 bytes. */
+#define ST_NAME_MAX 200
+
 typedef struct st_tensor {
   char *name;
   dtype dtype;

@@ -112,20 +112,21 @@ static int plan_shards(st_writer *w, size_t max_shard_bytes, rotq_error *err) {
     t->begin = used;
     used += t->nbytes;
   }
-  w->shard_count = shard + 1;
-  w->shards = calloc(w->shard_count, sizeof *w->shards);
+  const size_t count = shard + 1;
+  w->shards = calloc(count, sizeof *w->shards);
   if (!w->shards) return rotq_fail(err, "%s: out of memory", w->dir);
-  for (size_t s = 0; s < w->shard_count; s++) {
+  for (size_t s = 0; s < count; s++) { /* shard_count: the shards initialised (writer_free) */
+    w->shards[s].fd = -1;
+    pthread_mutex_init(&w->shards[s].lock, NULL);
+    w->shard_count = s + 1;
     char name[64];
-    if (w->shard_count == 1)
+    if (count == 1)
       snprintf(name, sizeof name, "model.safetensors");
     else
-      snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, w->shard_count);
+      snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, count);
     size_t size = strlen(w->dir) + strlen(name) + 2;
     if (!(w->shards[s].path = malloc(size))) return rotq_fail(err, "%s: out of memory", w->dir);
     snprintf(w->shards[s].path, size, "%s/%s", w->dir, name);
-    w->shards[s].fd = -1;
-    pthread_mutex_init(&w->shards[s].lock, NULL);
   }
   return 0;
 }
@@ -143,9 +144,9 @@ static char *shard_header(const st_writer *w, size_t s, size_t *size) {
     cJSON *shape = entry ? cJSON_AddArrayToObject(entry, "shape") : NULL;
     cJSON *offsets = shape ? cJSON_AddArrayToObject(entry, "data_offsets") : NULL;
     ok = offsets && cJSON_AddStringToObject(entry, "dtype", dtype_name(t->dtype));
-    for (int d = 0; ok && d < t->ndim; d++) ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-    ok = ok && cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)t->begin)) &&
-         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
+    for (int d = 0; ok && d < t->ndim; d++) ok = json_add_to_array(shape, cJSON_CreateNumber((double)t->shape[d]));
+    ok = ok && json_add_to_array(offsets, cJSON_CreateNumber((double)t->begin)) &&
+         json_add_to_array(offsets, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
   }
   char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);

@@ -10,6 +10,7 @@
 #include "linalg/orthogonal.h"
 #include "linalg/rng.h"
 #include "linalg/rotation_internal.h"
+#include "io/json_file.h"
 
 int rotation_mode_parse(const char *name, rotation_mode *mode) {
   static const rotation_mode modes[] = {ROTATION_BASE_HADAMARD, ROTATION_HADAMARD, ROTATION_ORTHOGONAL};
@@ -244,14 +245,14 @@ cJSON *rotation_to_json(const rotation *r) {
   cJSON_AddStringToObject(o, "construction", r->description);
   cJSON *factors = cJSON_AddArrayToObject(o, "factors");
   for (int i = 0; factors && i < r->json_factor_count; i++)
-    cJSON_AddItemToArray(factors, cJSON_CreateNumber(r->json_factor[i]));
+    json_add_to_array(factors, cJSON_CreateNumber(r->json_factor[i]));
   cJSON_AddBoolToObject(o, "fallback", r->fallback);
   cJSON_AddNumberToObject(o, "block_size", r->block_size);
   if (r->kind == ROTATION_KIND_KRONECKER) {
     cJSON *parts = cJSON_AddArrayToObject(o, "parts");
     if (parts) {
-      cJSON_AddItemToArray(parts, rotation_to_json(r->a));
-      cJSON_AddItemToArray(parts, rotation_to_json(r->b));
+      json_add_to_array(parts, rotation_to_json(r->a));
+      json_add_to_array(parts, rotation_to_json(r->b));
     }
   }
   return o;

@@ -8,6 +8,7 @@
 #ifndef ROTQ_LINALG_ROTATION_H
 #define ROTQ_LINALG_ROTATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,12 @@ const char *rotation_describe(const rotation *r);
 struct cJSON *rotation_to_json(const rotation *r);
 /* The dense n × n matrix, row-major (for tests, export and small models). */
 void rotation_dense(const rotation *r, double *out);
+
+/* Scratch memory of the apply functions: when it cannot be allocated they print and abort, unless
+ * the calling thread called rotation_scratch_recover(true): then they return without applying
+ * and rotation_scratch_failed() is true until the next rotation_scratch_recover call. */
+void rotation_scratch_recover(bool on);
+bool rotation_scratch_failed(void);
 
 /* Input side, W ← W·blockdiag(R, R, ...): W is [rows, cols] with row stride ld (elements);
  * cols must be a multiple of n and every length-n segment of every row is rotated.

@@ -15,9 +15,24 @@
 #include "linalg/fwht.h"
 #include "linalg/rotation_internal.h"
 
-/* The apply functions have no error channel: running out of scratch memory is fatal. */
+/* The apply functions have no error channel: running out of scratch memory is fatal, unless the
+ * calling thread asked to recover (rotation_scratch_recover): then the call returns without
+ * applying the rotation and the thread's failure flag is set. */
+static _Thread_local bool recover, failed;
+
+void rotation_scratch_recover(bool on) {
+  recover = on;
+  failed = false;
+}
+
+bool rotation_scratch_failed(void) { return failed; }
+
 static void *checked_malloc(size_t size) {
   void *p = malloc(size ? size : 1);
+  if (!p && recover) {
+    failed = true;
+    return NULL;
+  }
   if (!p) {
     fprintf(stderr, "rotq: out of memory (%zu bytes of rotation scratch)\n", size);
     abort();

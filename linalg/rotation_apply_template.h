@@ -82,6 +82,7 @@ static void SUFFIX(fallback_tile)(const rotation *r, const fwht_kernels *k, REAL
 static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   size_t order = (size_t)r->order, block = vectors_per_block(order, rows);
   REAL *copy = checked_malloc(sizeof *copy * block * order);
+  if (!copy) return;
   for (size_t r0 = 0; r0 < rows; r0 += block) {
     size_t count = rows - r0 < block ? rows - r0 : block;
     for (size_t c0 = 0; c0 < cols; c0 += order) {
@@ -97,6 +98,7 @@ static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t c
 static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   size_t order = (size_t)r->order, tile = vectors_per_block(order, cols);
   REAL *copy = checked_malloc(sizeof *copy * tile * order);
+  if (!copy) return;
   for (size_t g = 0; g < rows; g += order)
     for (size_t c0 = 0; c0 < cols; c0 += tile) {
       size_t width = cols - c0 < tile ? cols - c0 : tile;
@@ -121,6 +123,7 @@ void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t
       for (size_t c0 = 0; c0 < cols; c0 += order) SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
   } else {
     REAL *scratch = checked_malloc(sizeof *scratch * order);
+    if (!scratch) return;
     for (size_t i = 0; i < rows; i++)
       for (size_t c0 = 0; c0 < cols; c0 += order) {
         if (r->kind == ROTATION_KIND_HADAMARD)
@@ -150,6 +153,7 @@ void SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t
       if ((size_t)r->factor[f].order > m) m = (size_t)r->factor[f].order;
     if (r->kind == ROTATION_KIND_FALLBACK) m = (size_t)r->dense_order;
     REAL *scratch = checked_malloc(sizeof *scratch * m * tile);
+    if (!scratch) return;
     for (size_t g = 0; g < rows; g += order)
       for (size_t c0 = 0; c0 < cols; c0 += tile) {
         size_t width = cols - c0 < tile ? cols - c0 : tile;

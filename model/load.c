@@ -228,6 +228,28 @@ static int read_weights(const checkpoint *ck, const architecture *arch, model *m
   return 0;
 }
 
+/* The widths of config.json against the tensors before anything is allocated from them: each
+ * is the extent of some tensor, so none may exceed the largest (checkpoint_open checked the
+ * layer count). */
+static int check_widths(const model_config *c, rotq_error *err) {
+  const struct {
+    const char *key;
+    long value;
+  } widths[] = {
+      {"hidden_size", c->hidden_size},
+      {"vocab_size", c->vocab_size},
+      {"intermediate_size", c->intermediate_size},
+      {"head_dim", c->head_dim},
+      {"num_attention_heads", c->num_attention_heads},
+      {"num_key_value_heads", c->num_key_value_heads},
+  };
+  for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+    if (c->max_tensor_extent > 0 && widths[i].value > c->max_tensor_extent)
+      return rotq_fail(err, "%s: field '%s': %ld is larger than any dimension of any tensor in the checkpoint (%ld)",
+                       c->path, widths[i].key, widths[i].value, c->max_tensor_extent);
+  return 0;
+}
+
 int model_load(const char *dir, const model_options *options, model **out, rotq_error *err) {
   *out = NULL;
   checkpoint ck;
@@ -236,6 +258,10 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
   if (!arch) {
     rotq_fail(err, "%s: architecture '%s' is not supported (supported: %s)", ck.config.path, ck.config.architecture,
               model_supported_architectures());
+    checkpoint_close(&ck);
+    return -1;
+  }
+  if (check_widths(&ck.config, err) != 0) {
     checkpoint_close(&ck);
     return -1;
   }

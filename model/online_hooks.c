@@ -46,15 +46,15 @@ rotation *online_recipe_build(const online_recipe *recipe, rotq_error *err) {
 cJSON *online_recipe_to_json(const online_recipe *recipe) {
   cJSON *o = cJSON_CreateObject();
   cJSON *orders = cJSON_AddArrayToObject(o, "kronecker");
-  cJSON_AddItemToArray(orders, cJSON_CreateNumber(recipe->m));
-  cJSON_AddItemToArray(orders, cJSON_CreateNumber(recipe->n));
+  json_add_to_array(orders, cJSON_CreateNumber(recipe->m));
+  json_add_to_array(orders, cJSON_CreateNumber(recipe->n));
   cJSON_AddStringToObject(o, "mode", rotation_mode_name(recipe->mode));
   cJSON *seeds = cJSON_AddArrayToObject(o, "seeds");
   char text[24];
   snprintf(text, sizeof text, "%" PRIu64, recipe->seed_m);
-  cJSON_AddItemToArray(seeds, cJSON_CreateString(text));
+  json_add_to_array(seeds, cJSON_CreateString(text));
   snprintf(text, sizeof text, "%" PRIu64, recipe->seed_n);
-  cJSON_AddItemToArray(seeds, cJSON_CreateString(text));
+  json_add_to_array(seeds, cJSON_CreateString(text));
   cJSON_AddNumberToObject(o, "block_size", recipe->block_size);
   return o;
 }

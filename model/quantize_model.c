@@ -179,6 +179,15 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
   if (q.format != QUANT_INT && q.method != WEIGHT_RTN)
     return rotq_fail(err, "weights in %s are quantized by RTN only (GPTQ: int)", quant_format_name((quant_format)q.format));
   if (q.bits == QUANT_OFF && q.format == QUANT_INT) return 0;
+  for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers; l++) /* groups must tile every row */
+    for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
+      linear_weight lw[MAX_LINEARS_PER_INPUT];
+      int count = linears_of(m, l, (linear_input)input, lw);
+      for (int k = 0; k < count; k++)
+        if (lw[k].in_dim % q.group != 0)
+          return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
+                           lw[k].in_dim, l, lw[k].name);
+    }
   if (q.method == WEIGHT_RTN) {
     quantize_rtn(m, &q);
     if (progress) progress(m->config.num_hidden_layers, m->config.num_hidden_layers, user);

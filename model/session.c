@@ -2,6 +2,7 @@
  * one-block session. */
 #include <stdlib.h>
 
+#include "linalg/rotation.h"
 #include "model/transformer.h"
 
 model_session *model_session_new(model *m, int max_tokens, rotq_error *err) {
@@ -38,7 +39,11 @@ int model_session_forward(model_session *s, const int32_t *tokens, int n, double
     if (tokens[i] < 0 || tokens[i] >= vocab)
       return rotq_fail(err, "token id %d at position %d is outside the vocabulary [0, %d)", (int)tokens[i],
                        s->length + i, vocab);
+  /* the online rotations' scratch memory: a failed allocation fails the pass, not the process */
+  rotation_scratch_recover(true);
   int status = s->model->f32 ? forward_f32(s, tokens, n, logits, err) : forward_f64(s, tokens, n, logits, err);
+  if (rotation_scratch_failed() && status == 0) status = rotq_fail(err, "out of memory (online rotation scratch)");
+  rotation_scratch_recover(false);
   if (status == 0) s->length += n;
   return status;
 }

@@ -1,5 +1,7 @@
 #include "model/token_file.h"
 
+#include "common/regular_file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +10,8 @@
 int token_file_read(const char *path, int32_t **tokens, size_t *count, rotq_error *err) {
   *tokens = NULL;
   *count = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return rotq_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = regular_file_open(path, err);
+  if (!f) return -1;
   long size = -1;
   if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
   if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {

@@ -9,6 +9,7 @@
 #include "common/parallel.h"
 #include "linalg/hadamard.h"
 #include "model/online_hooks.h"
+#include "io/json_file.h"
 
 /* vLLM's hadacore kernel applies normalized Sylvester Hadamards of powers of two up to 2^15. */
 #define VLLM_HADAMARD_MAX_ORDER 32768
@@ -383,10 +384,20 @@ typedef struct stored_rows {
   double *rows; /* [count, s] */
   size_t first;
   double *factor_m, *factor_n; /* R4 with m > 1: the dense normalized factors */
+  int failed;                  /* a rotation's scratch memory could not be allocated */
 } stored_rows;
+
+static void fill_stored_rows_body(stored_rows *w, size_t begin, size_t end);
 
 static void fill_stored_rows(void *ctx, size_t begin, size_t end) {
   stored_rows *w = ctx;
+  rotation_scratch_recover(true);
+  fill_stored_rows_body(w, begin, end);
+  if (rotation_scratch_failed()) __atomic_store_n(&w->failed, 1, __ATOMIC_RELAXED);
+  rotation_scratch_recover(false);
+}
+
+static void fill_stored_rows_body(stored_rows *w, size_t begin, size_t end) {
   const online_group *g = w->g;
   size_t order = (size_t)g->tensor_order;
   double scale = sqrt((double)order);
@@ -443,6 +454,10 @@ static int write_stored(quarot_processor *p, const online_group *g, rotq_error *
     size_t count = order - first < block ? order - first : block;
     w.first = first;
     parallel_for(count, 1, p->context.threads, fill_stored_rows, &w);
+    if (w.failed) {
+      rc = rotq_fail(err, "tensor '%s': out of memory (rotation scratch)", g->tensor);
+      break;
+    }
     dtype_from_f64(g->tensor_dtype, w.rows, bytes, count * order);
     rc = st_writer_write_part(writer, (size_t)index, first * order * element, bytes, count * order * element, err);
   }
@@ -480,7 +495,7 @@ static void add_regex_targets_after(cJSON *targets, const char *head, const char
     }
     regex[len++] = '$';
     regex[len] = '\0';
-    cJSON_AddItemToArray(targets, cJSON_CreateString(regex));
+    json_add_to_array(targets, cJSON_CreateString(regex));
   }
 }
 
@@ -515,11 +530,11 @@ static cJSON *group_targets(const quarot_processor *p, const online_group *g, co
 
 static void add_apply(cJSON *apply, cJSON *targets, const char *location, bool inverse) {
   cJSON *a = cJSON_CreateObject();
-  cJSON_AddItemToObject(a, "targets", targets);
+  json_add_to_object(a, "targets", targets);
   cJSON_AddStringToObject(a, "location", location);
   cJSON_AddBoolToObject(a, "inverse", inverse);
   cJSON_AddArrayToObject(a, "ignore");
-  cJSON_AddItemToArray(apply, a);
+  json_add_to_array(apply, a);
 }
 
 /* The compressed-tensors scheme of one group. Row-vector convention: location "input" with
@@ -576,7 +591,7 @@ int online_add_quantization_config(const quarot_processor *p, cJSON *config, rot
   cJSON *groups = cJSON_AddObjectToObject(cJSON_AddObjectToObject(q, "transform_config"), "config_groups");
   for (int site = 0; site < ONLINE_SITE_COUNT; site++) {
     const online_group *g = &p->online->group[site];
-    if (g->rotation) cJSON_AddItemToObject(groups, g->name, transform_scheme(p, g));
+    if (g->rotation) json_add_to_object(groups, g->name, transform_scheme(p, g));
   }
   return 0;
 }
@@ -604,9 +619,9 @@ cJSON *online_record(const quarot_processor *p) {
     cJSON_AddStringToObject(r, "site", online_site_name(g->site));
     cJSON *layers = cJSON_AddArrayToObject(r, "layers");
     for (int l = 0; l < s->num_layers; l++)
-      if (g->layers[l]) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+      if (g->layers[l]) json_add_to_array(layers, cJSON_CreateNumber(l));
     cJSON_AddNumberToObject(r, "dim", rotation_dim(g->rotation));
-    cJSON_AddItemToObject(r, "recipe", online_recipe_to_json(&g->recipe));
+    json_add_to_object(r, "recipe", online_recipe_to_json(&g->recipe));
     cJSON_AddStringToObject(r, "construction", rotation_describe(g->rotation));
     cJSON_AddBoolToObject(r, "fallback", rotation_is_fallback(g->rotation));
     cJSON_AddStringToObject(r, "activation", activation_text[site]);
@@ -626,10 +641,10 @@ cJSON *online_record(const quarot_processor *p) {
     } else {
       cJSON_AddNullToObject(r, "tensor");
     }
-    cJSON_AddItemToArray(rotations, r);
+    json_add_to_array(rotations, r);
   }
   cJSON *warnings = cJSON_AddArrayToObject(o, "warnings");
-  for (int i = 0; i < s->warning_count; i++) cJSON_AddItemToArray(warnings, cJSON_CreateString(s->warnings[i]));
+  for (int i = 0; i < s->warning_count; i++) json_add_to_array(warnings, cJSON_CreateString(s->warnings[i]));
   return o;
 }
 

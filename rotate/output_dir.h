@@ -12,11 +12,17 @@
 typedef struct output_dir {
   char final_path[4096];
   char temp_path[4096];
+  char lock_path[4200];      /* "<parent>/.<name>.rotq-lock", flock'd from begin to commit/abort */
+  int lock_fd;               /* -1 when not held */
+  char created_parent[4096]; /* the first parent directory this run created ("" if none) */
+  char replaced[64];         /* with force, what the existing output is ("" if none existed) */
 } output_dir;
 
-/* Checks the output location (not existing unless force; not the input, inside it, or holding
- * it; parent writable), removes stale partial directories of dead runs, creates the temporary
- * directory. */
+/* Checks the output location (not existing unless force, and with force only a checkpoint or
+ * an earlier rotq output; not the input, inside it, or holding it; parent writable), takes the
+ * output's lock (another run writing the same output is an error), removes stale partial
+ * directories of dead runs, creates the temporary directory. Parents it creates are removed
+ * again when it fails or the run is aborted. */
 int output_dir_begin(const char *input_dir, const char *output, bool force, output_dir *o, rotq_error *err);
 /* fsyncs the temporary directory, renames it to the final path (replacing an old output when
  * forced), fsyncs the parent. */

@@ -1,5 +1,7 @@
 #include "rotate/pipeline.h"
 
+#include "linalg/rotation.h"
+
 #include "io/finite.h"
 
 #include <pthread.h>
@@ -176,7 +178,11 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
 static void *check_loop(void *arg) {
   pipeline *pl = arg;
   checker *c = &pl->checking;
+  rotation_scratch_recover(true); /* a failed scratch allocation fails the check, not the process */
   c->status = c->check(c->user, c->batch, &c->error);
+  if (rotation_scratch_failed() && c->status == 0)
+    c->status = rotq_fail(&c->error, "in-stream check: out of memory (rotation scratch)");
+  rotation_scratch_recover(false);
   for (size_t i = 0; i < c->count; i++) { /* the batch's input and output leave the page cache */
     checkpoint_forget(pl->ctx->ck, c->sources[i], c->source_bytes[i]);
     st_writer_drop_tensor(pl->ctx->writer, c->outputs[i]);
@@ -198,6 +204,11 @@ int pipeline_finish(pipeline *pl, rotq_error *err) {
   int rc = wait_check(pl, err);
   st_writer_drop_cache(pl->ctx->writer); /* pages that were still being written when dropped */
   return rc;
+}
+
+void pipeline_stop_check(pipeline *pl) {
+  rotq_error ignored;
+  if (pl) wait_check(pl, &ignored);
 }
 
 void pipeline_free(pipeline *pl) {
@@ -466,15 +477,19 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   rotq_error check_err = {{0}};
   bool check_failed = wait_check(pl, &check_err) < 0; /* the previous batch's */
   checkpoint_release(pl->ctx->ck); /* pages the kernel mapped around the pieces' own (fault-around) */
-  bool checking =
-      !atomic_load(&b.failed) && !check_failed && check && start_check(pl, &b, check, check_user, batch_id) == 0;
+  /* a batch whose check cannot start is an error: the output would not be proven */
+  bool start_failed =
+      !atomic_load(&b.failed) && !check_failed && check && start_check(pl, &b, check, check_user, batch_id) != 0;
+  bool checking = !atomic_load(&b.failed) && !check_failed && check && !start_failed;
   if (!checking) {
     for (size_t i = 0; i < b.job_count; i++) /* the batch's input and output leave the page cache */
       checkpoint_forget(pl->ctx->ck, b.jobs[i].plan.source->data, b.jobs[i].plan.source->nbytes);
     st_writer_drop_cache(pl->ctx->writer);
   }
-  rc = atomic_load(&b.failed) || check_failed ? -1 : 0;
+  rc = atomic_load(&b.failed) || check_failed || start_failed ? -1 : 0;
   if (rc < 0) *err = check_failed ? check_err : b.error;
+  if (start_failed && !check_failed && !atomic_load(&b.failed))
+    rotq_fail(err, "batch %d: out of memory starting its in-stream check", batch_id);
   timing->read += b.timing.read, timing->compute += b.timing.compute;
   timing->convert += b.timing.convert, timing->write += b.timing.write;
   free_batch(&b);

@@ -23,6 +23,9 @@ typedef struct pipeline pipeline;
 
 /* A pipeline for ctx (which must outlive it). */
 pipeline *pipeline_create(const transform_context *ctx, rotq_error *err);
+/* Waits for the running in-stream check, if any, ignoring its result (before an error path frees
+ * what it reads). */
+void pipeline_stop_check(pipeline *pl);
 void pipeline_free(pipeline *pl);
 /* Called once batch `batch` is written, before its input and output leave the page cache (the
  * in-stream verification reads both back from there). It runs on its own thread beside the next

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "linalg/rotation_file.h"
+#include "io/json_file.h"
 
 uint64_t derive_seed(uint64_t seed, const char *label, int index) {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a over the label, then splitmix64 mixing */
@@ -80,6 +81,10 @@ static int resolve_dim(const matrix_spec *spec, const model_config *model, int *
   if (spec->dim_key[0] && model_config_int(model, spec->dim_key, &d, err) < 0)
     return rotq_fail_context(err, "rotation_matrices.%s.dim", spec->name);
   if (d <= 0 || d > (1L << 20)) return rotq_fail(err, "rotation_matrices.%s: dim %ld is out of range", spec->name, d);
+  if (model->max_tensor_extent > 0 && d > model->max_tensor_extent)
+    return rotq_fail(err, "rotation_matrices.%s: dim %ld%s%s%s is larger than any dimension of any tensor (%ld)",
+                     spec->name, d, spec->dim_key[0] ? " (config.json field '" : "", spec->dim_key,
+                     spec->dim_key[0] ? "')" : "", model->max_tensor_extent);
   *dim = (int)d;
   return 0;
 }
@@ -180,8 +185,8 @@ cJSON *rotation_set_to_json(const rotation_set *set) {
       cJSON *r = rotation_to_json(e->rotations[g]);
       cJSON *layers = cJSON_AddArrayToObject(r, "layers");
       for (int l = 0; e->spec->per_layer != PER_LAYER_SHARED && l < set->num_layers; l++)
-        if (e->layer_group[l] == g) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
-      cJSON_AddItemToArray(groups, r);
+        if (e->layer_group[l] == g) json_add_to_array(layers, cJSON_CreateNumber(l));
+      json_add_to_array(groups, r);
     }
   }
   return out;

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "io/json_file.h"
 #include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
+#include "rotate/pipeline.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"
 #include "rotate/verify.h"
@@ -99,23 +101,23 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
   cJSON_AddStringToObject(root, "config_name", p->config->origin);
   cJSON_AddStringToObject(root, "config_yaml", p->config->text);
   cJSON_AddBoolToObject(root, "use_float64", p->config->use_float64);
-  cJSON_AddItemToObject(root, "matrices", rotation_set_to_json(&p->matrices));
+  json_add_to_object(root, "matrices", rotation_set_to_json(&p->matrices));
   cJSON *tensors = cJSON_AddObjectToObject(root, "tensors");
   for (size_t i = 0; i < p->commands.count; i++) {
     const rotate_command *c = &p->commands.items[i];
-    if (command_changes_tensor(c)) cJSON_AddItemToObject(tensors, c->name, command_record(c));
+    if (command_changes_tensor(c)) json_add_to_object(tensors, c->name, command_record(c));
   }
-  cJSON_AddItemToObject(root, "online", online_record(p));
-  if (previous) cJSON_AddItemToObject(root, "previous", cJSON_Duplicate(previous, 1));
+  json_add_to_object(root, "online", online_record(p));
+  if (previous) json_add_to_object(root, "previous", cJSON_Duplicate(previous, 1));
   cJSON *verification = cJSON_AddObjectToObject(root, "verification");
   if (p->check)
-    cJSON_AddItemToObject(verification, "in_stream", stream_check_to_json(p->check));
+    json_add_to_object(verification, "in_stream", stream_check_to_json(p->check));
   else
     cJSON_AddStringToObject(verification, "in_stream", "off (--no-verify)");
   cJSON_AddStringToObject(verification, "whole_model", whole_model);
   cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
   for (int i = 0; i < p->commands.warning_count; i++)
-    cJSON_AddItemToArray(warnings, cJSON_CreateString(p->commands.warnings[i]));
+    json_add_to_array(warnings, cJSON_CreateString(p->commands.warnings[i]));
   char path[4200];
   snprintf(path, sizeof path, "%s/rotation.json", dir);
   int rc = json_file_write(path, root, err);
@@ -123,8 +125,46 @@ static int write_record(const quarot_processor *p, const rotq_rotate_options *o,
   return rc;
 }
 
-/* Copies every other regular file of the input (tokenizer, generation config, licence, ...). */
-static int copy_other_files(const char *in, const char *out, rotq_error *err) {
+/* Weight files of other formats (PyTorch, TensorFlow, Flax, GGUF, ...) and their indexes: rotq
+ * does not rotate them, so it does not carry them over (the output would otherwise also hold
+ * the unrotated weights). A *.bin is weights when named so by transformers or when it is a
+ * torch.save file (a zip archive or a pickle); other .bin files (tokenizers) are copied. */
+static bool unrotated_weights(const char *dir, const char *n) {
+  static const char *const suffixes[] = {".bin.index.json",
+                                         ".pt",
+                                         ".pth",
+                                         ".ckpt",
+                                         ".h5",
+                                         ".msgpack",
+                                         ".msgpack.index.json",
+                                         ".gguf",
+                                         ".safetensors.index.json",
+                                         ".pkl",
+                                         ".pickle",
+                                         ".onnx",
+                                         ".h5.index.json",
+                                         ".ckpt.index"};
+  size_t len = strlen(n);
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    size_t k = strlen(suffixes[i]);
+    if (len > k && !strcmp(n + len - k, suffixes[i])) return true;
+  }
+  if (len <= 4 || strcmp(n + len - 4, ".bin") != 0) return false;
+  if (!strncmp(n, "pytorch_model", 13) || !strncmp(n, "adapter_model", 13) || !strncmp(n, "training_args", 13))
+    return true;
+  char path[4200];
+  unsigned char magic[4] = {0};
+  snprintf(path, sizeof path, "%s/%s", dir, n);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ssize_t got = fd >= 0 ? read(fd, magic, sizeof magic) : -1;
+  if (fd >= 0) close(fd);
+  return got == 4 && ((magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4) ||
+                      (magic[0] == 0x80 && magic[1] >= 2 && magic[1] <= 5));
+}
+
+/* Copies every other regular file of the input (tokenizer, generation config, licence, ...),
+ * except weight files it did not rotate, which it names through o->notice. */
+static int copy_other_files(const rotq_rotate_options *o, const char *in, const char *out, rotq_error *err) {
   DIR *d = opendir(in);
   if (!d) return rotq_fail(err, "%s: cannot list directory", in);
   struct dirent *e;
@@ -140,6 +180,12 @@ static int copy_other_files(const char *in, const char *out, rotq_error *err) {
     snprintf(dst, sizeof dst, "%s/%s", out, n);
     struct stat st;
     if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (unrotated_weights(in, n)) {
+      char message[4400];
+      snprintf(message, sizeof message, "skipped %s: weights in a format rotq does not rotate", src);
+      if (o->notice) o->notice(message, o->notice_context);
+      continue;
+    }
     rc = copy_file(src, dst, err);
   }
   closedir(d);
@@ -222,6 +268,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     rc = st_writer_finish(writer, err);
     writer = NULL;
   }
+  pipeline_stop_check(p.pipeline); /* after an error the check thread may still read the writer */
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
   bool whole_model = verify_wanted(o->verify, ck);
@@ -229,7 +276,7 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     rc = write_record(&p, o, out->temp_path,
                       whole_model ? "pending" : "not run (by default only for models up to 50M parameters; --verify)",
                       previous, err);
-  if (rc == 0) rc = copy_other_files(ck->dir, out->temp_path, err);
+  if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_interrupt(err);
   if (rc == 0 && !o->quiet) {
     if (p.check) {
@@ -312,6 +359,11 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
+    if (rc == 0 && out.replaced[0] && o->notice) {
+      char message[4400];
+      snprintf(message, sizeof message, "replaced %s, which was %s", out.final_path, out.replaced);
+      o->notice(message, o->notice_context);
+    }
   }
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);

@@ -26,7 +26,16 @@ typedef struct matrix {
   size_t row0;       /* the tensor row of m's first row */
   const rotation *r; /* the rotation being applied (parallel bodies) */
   int heads, head_dim;
+  int *failed; /* set (from any thread) when a rotation's scratch memory could not be allocated */
 } matrix;
+
+/* Applies body(m, begin, end) with scratch failures recovered and recorded in *m->failed. */
+static void recovering(matrix *m, void (*body)(matrix *, size_t, size_t), size_t begin, size_t end) {
+  rotation_scratch_recover(true);
+  body(m, begin, end);
+  if (rotation_scratch_failed() && m->failed) __atomic_store_n(m->failed, 1, __ATOMIC_RELAXED);
+  rotation_scratch_recover(false);
+}
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -288,16 +297,14 @@ static void bake_mean(matrix *m, bool rows_are_tokens) {
   }
 }
 
-static void rotate_rows_range(void *ctx, size_t begin, size_t end) {
-  matrix *m = ctx;
+static void rotate_rows_body(matrix *m, size_t begin, size_t end) {
   if (m->d)
     rotation_apply_rows_f64(m->r, m->d + begin * m->ld, end - begin, m->cols, m->ld);
   else
     rotation_apply_rows_f32(m->r, m->f + begin * m->ld, end - begin, m->cols, m->ld);
 }
 
-static void rotate_cols_range(void *ctx, size_t begin, size_t end) {
-  matrix *m = ctx;
+static void rotate_cols_body(matrix *m, size_t begin, size_t end) {
   if (m->d)
     rotation_apply_cols_f64(m->r, m->d + begin, m->rows, end - begin, m->ld);
   else
@@ -305,8 +312,7 @@ static void rotate_cols_range(void *ctx, size_t begin, size_t end) {
 }
 
 /* Each row x viewed as [heads, head_dim] becomes R_headsᵀ·X: x·(R_heads ⊗ I_head_dim). */
-static void rotate_heads_range(void *ctx, size_t begin, size_t end) {
-  matrix *m = ctx;
+static void rotate_heads_body(matrix *m, size_t begin, size_t end) {
   for (size_t i = begin; i < end; i++) {
     if (m->d)
       rotation_apply_cols_f64(m->r, m->d + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
@@ -314,6 +320,10 @@ static void rotate_heads_range(void *ctx, size_t begin, size_t end) {
       rotation_apply_cols_f32(m->r, m->f + i * m->ld, (size_t)m->heads, (size_t)m->head_dim, (size_t)m->head_dim);
   }
 }
+
+static void rotate_rows_range(void *ctx, size_t begin, size_t end) { recovering(ctx, rotate_rows_body, begin, end); }
+static void rotate_cols_range(void *ctx, size_t begin, size_t end) { recovering(ctx, rotate_cols_body, begin, end); }
+static void rotate_heads_range(void *ctx, size_t begin, size_t end) { recovering(ctx, rotate_heads_body, begin, end); }
 
 /* The command's arithmetic on m, in its order: norm (g from m's first column on), mean, input
  * rotation, online rotation, output rotation; over `threads` threads. */
@@ -378,12 +388,13 @@ static matrix matrix_at(const transform_context *ctx, void *memory, size_t rows,
 
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
 static void transform_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end, void *work,
-                           unsigned char *out, int threads, transform_timing *timing) {
+                           unsigned char *out, int threads, transform_timing *timing, int *failed) {
   size_t element = dtype_size(plan->source->dtype);
   for (size_t b = begin; b < end; b += plan->block_rows) {
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;
     matrix m = matrix_at(ctx, work, count, plan->cols);
     m.row0 = b;
+    m.failed = failed;
     const bool fused = norm_fused_in_load(plan, &m);
     double t0 = now_seconds();
     load(ctx, plan, b, 0, fused ? plan->norm : NULL, &m);
@@ -398,8 +409,9 @@ static void transform_rows(const transform_context *ctx, const tensor_plan *plan
 
 /* Columns [begin, end) of every row. */
 static void transform_columns(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
-                              void *work, unsigned char *out, transform_timing *timing) {
+                              void *work, unsigned char *out, transform_timing *timing, int *failed) {
   matrix m = matrix_at(ctx, work, plan->rows, end - begin);
+  m.failed = failed;
   const double *g = plan->norm ? plan->norm + begin : NULL;
   const bool fused = norm_fused_in_load(plan, &m);
   double t0 = now_seconds();
@@ -415,17 +427,19 @@ static void transform_columns(const transform_context *ctx, const tensor_plan *p
 int tensor_transform_piece(const transform_context *ctx, const tensor_plan *plan, size_t i, void *work, void *out,
                            transform_timing *timing, rotq_error *err) {
   size_t begin, end;
+  int failed = 0;
   tensor_piece_range(plan, i, &begin, &end);
   if (plan->cut == CUT_ROWS) {
-    transform_rows(ctx, plan, begin, end, work, out, 1, timing);
+    transform_rows(ctx, plan, begin, end, work, out, 1, timing, &failed);
   } else if (plan->cut == CUT_COLUMNS) {
-    transform_columns(ctx, plan, begin, end, work, out, timing);
+    transform_columns(ctx, plan, begin, end, work, out, timing, &failed);
   } else if (plan->cut == CUT_WHOLE) {
     size_t bytes = plan->rows * plan->cols * (ctx->use_float64 ? sizeof(double) : sizeof(float));
     void *whole = malloc(bytes ? bytes : 1);
     if (!whole) return rotq_fail(err, "tensor '%s': out of memory (%zu bytes)", plan->command->name, bytes);
-    transform_rows(ctx, plan, 0, plan->rows, whole, out, ctx->threads, timing);
+    transform_rows(ctx, plan, 0, plan->rows, whole, out, ctx->threads, timing, &failed);
     free(whole);
   }
+  if (failed) return rotq_fail(err, "tensor '%s': out of memory (rotation scratch)", plan->command->name);
   return 0;
 }

@@ -67,8 +67,8 @@ static void test_eval_options(void **state) {
   assert_int_equal(rotq(with_model("eval " MODEL " --ctx 32 --wbits 4 --w-method gptq --calib-n 980 --segments 10")),
                    1);
   expect_output("overlap");
-  assert_int_equal(rotq(with_model("eval " MODEL " --wbits 9")), 1);
-  expect_output("2..8");
+  assert_int_equal(rotq(with_model("eval " MODEL " --wbits 9")), 2); /* a usage error, like 0, 1 and 17 */
+  expect_output("2 to 8");
   assert_int_equal(rotq(with_model("eval " MODEL " --w-method awq")), 2);
   assert_int_equal(rotq(with_model("eval " MODEL " --kvbits 4 --kv-group 3")), 1);
   expect_output("does not divide head_dim");
