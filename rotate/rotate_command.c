@@ -36,17 +36,20 @@ rotate_command *commands_find(const command_list *list, const char *name) {
   return NULL;
 }
 
-/* The module of a tensor: its name without ".weight" / ".bias"; sets *is_bias. */
-static void module_of(const char *tensor, char *module, size_t cap, bool *is_bias) {
+bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias) {
   snprintf(module, cap, "%s", tensor);
   size_t n = strlen(module);
   *is_bias = false;
   if (n > 7 && strcmp(module + n - 7, ".weight") == 0) {
     module[n - 7] = '\0';
-  } else if (n > 5 && strcmp(module + n - 5, ".bias") == 0) {
+    return true;
+  }
+  if (n > 5 && strcmp(module + n - 5, ".bias") == 0) {
     module[n - 5] = '\0';
     *is_bias = true;
+    return true;
   }
+  return false;
 }
 
 static const rotation_rule *rule_for(const rotation_config *config, const char *module) {
@@ -60,7 +63,7 @@ static const rotation_rule *rule_for(const rotation_config *config, const char *
 static void limit_to_v_rows(rotate_command *c, const model_adapter *a, const model_config *config) {
   char module[TENSOR_NAME_MAX], v_module[TENSOR_NAME_MAX];
   bool is_bias;
-  module_of(c->name, module, sizeof module, &is_bias);
+  tensor_module(c->name, module, sizeof module, &is_bias);
   if (!a->v_rows_after_qk || c->layer < 0) return;
   adapter_layer_module(a, c->layer, a->v_proj, v_module, sizeof v_module);
   if (strcmp(module, v_module) != 0) return;
@@ -123,7 +126,7 @@ static int fuse(command_list *list, const checkpoint *ck, const model_adapter *a
     rotate_command *c = &list->items[i];
     char module[TENSOR_NAME_MAX];
     bool is_bias;
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     if (is_bias || !pattern_matches(linears_glob, module)) continue;
     if (c->fuse_norm[0])
       return rotq_fail(err, "tensor '%s' is fed by two norms ('%s' and '%s')", c->name, c->fuse_norm, norm_weight);
@@ -158,7 +161,7 @@ static int layer_has_weight(const command_list *list, int layer, const char *glo
     char module[TENSOR_NAME_MAX];
     bool is_bias;
     if (c->layer != layer) continue;
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     if (!is_bias && pattern_matches(glob, module)) return 1;
   }
   return 0;
@@ -309,7 +312,7 @@ static int layer_norm_commands(command_list *list, const checkpoint *ck, const m
     rotate_command *c = &list->items[i];
     char module[TENSOR_NAME_MAX];
     bool is_bias;
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     c->bake_mean = adapter_is_writer(a, module) || strcmp(c->name, embed_weight) == 0 ||
                    (position_weight[0] && strcmp(c->name, position_weight) == 0);
   }
@@ -377,7 +380,7 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     const st_tensor *t = ck->tensors[i];
     char module[TENSOR_NAME_MAX];
     bool is_bias;
-    module_of(t->name, module, sizeof module, &is_bias);
+    tensor_module(t->name, module, sizeof module, &is_bias);
     if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
   }
@@ -402,7 +405,7 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     rotate_command *c = &out->items[i];
     char module[TENSOR_NAME_MAX];
     bool is_bias;
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     const rotation_rule *rule = rule_for(config, module);
     if (!rule) continue;
     rule_hits[rule - config->rules]++;
@@ -468,7 +471,7 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
     const st_tensor *t = checkpoint_find(ck, c->source);
     char module[TENSOR_NAME_MAX];
     bool is_bias;
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     const char *rel = adapter_relative_name(a, module);
     bool known = adapter_reader_norm(a, module) || adapter_is_writer(a, module) ||
                  (rel && ((a->v_proj && !strcmp(rel, a->v_proj)) || (a->o_proj && !strcmp(rel, a->o_proj))));
@@ -540,7 +543,7 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
     char module[TENSOR_NAME_MAX];
     bool is_bias;
     /* "<module>.weight" / ".bias"; any other tensor (a router's e_score_correction_bias) is not a linear's */
-    module_of(c->name, module, sizeof module, &is_bias);
+    tensor_module(c->name, module, sizeof module, &is_bias);
     /* who reads the stream is the adapter's knowledge, not the config's fuse map */
     const char *adapter_norm = c->is_bias || c->layer < 0 ? NULL : adapter_reader_norm(a, module);
     bool reader = c->fuse_norm[0] || strcmp(c->name, head_weight) == 0 || adapter_norm;

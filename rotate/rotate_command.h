@@ -71,6 +71,9 @@ int commands_build(const checkpoint *ck, const model_adapter *adapter, const rot
                    const rotation_set *set, command_list *out, rotq_error *err);
 void commands_free(command_list *list);
 rotate_command *commands_find(const command_list *list, const char *name);
+/* The module of a tensor, its name without ".weight" / ".bias", into module; *is_bias for a bias.
+ * False (module = the name) when the name has neither suffix. */
+bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias);
 /* Re-checks the invariants (also used after the online processor added its rotations). */
 int commands_check(const command_list *list, const model_adapter *adapter, rotq_error *err);
 

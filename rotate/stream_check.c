@@ -367,13 +367,10 @@ static void gaussian_rows(double *x, size_t count, int layer, int salt, double s
   for (size_t i = 0; i < count; i++) x[i] = scale * rng_gaussian(&g);
 }
 
-/* The module of a tensor name (without ".weight"/".bias") into out; 1 weight, 2 bias, 0 other. */
+/* The module of a tensor name (tensor_module) into out; 1 weight, 2 bias, 0 neither. */
 static int module_of(const char *name, char *out, size_t cap) {
-  snprintf(out, cap, "%s", name);
-  size_t n = strlen(out);
-  if (n > 7 && strcmp(out + n - 7, ".weight") == 0) return out[n - 7] = '\0', 1;
-  if (n > 5 && strcmp(out + n - 5, ".bias") == 0) return out[n - 5] = '\0', 2;
-  return 0;
+  bool is_bias;
+  return tensor_module(name, out, cap, &is_bias) ? (is_bias ? 2 : 1) : 0;
 }
 
 /* The source tensor of module's weight, or NULL. */
@@ -604,8 +601,8 @@ static int check_value_path(stream_check *sc, int layer, const char *v_module, c
 
 /* A tensor that neither reads nor writes the stream: written bytes = input bytes. */
 static int check_unchanged(stream_check *sc, int layer, const rotate_command *c, rotq_error *err) {
-  wref w;
-  if (original_ref(sc, c->name, true, &w, err) < 0 || rotated_ref(sc, c->name, true, &w, err) < 0) return -1;
+  wref w; /* the written bytes; the original's are t->data */
+  if (rotated_ref(sc, c->name, true, &w, err) < 0) return -1;
   const st_tensor *t = checkpoint_find(sc->ck, c->source);
   size_t left = t->nbytes, at = 0;
   unsigned char *buffer = malloc(CHUNK_BYTES);
