@@ -28,7 +28,8 @@ static const char *help =
     "interrupted), then evaluates each of the three, fake-quantized\n"
     "(see rotq eval --help), as FP, W8A8, W4A16, W4A8, W4A4 and W4A4KV4, with RTN and with GPTQ\n"
     "weights, and in the float formats W8A8 FP8 (E4M3), W4A4 MXFP4 and W4A4 NVFP4 (RTN weights;\n"
-    "rotq eval --help describes them): perplexity on the first --segments segments of FILE, and the mean KL divergence per\n"
+    "rotq eval --help describes them): perplexity on the first --segments segments of FILE, and the mean KL divergence "
+    "per\n"
     "token from the unquantized original (meaningful also for synthetic models). GPTQ calibrates\n"
     "on the last --calib-n segments of --calib (default FILE), never on evaluated ones. Writes\n"
     "PREFIX.md (the table) and PREFIX.json (every number), prints the table, and shows progress\n"
@@ -59,10 +60,9 @@ typedef struct quant_config {
 } quant_config;
 
 static const quant_config configs[] = {
-    {"FP", 16, 16, 16, QUANT_INT},         {"W8A8", 8, 8, 16, QUANT_INT},      {"W4A16", 4, 16, 16, QUANT_INT},
-    {"W4A8", 4, 8, 16, QUANT_INT},         {"W4A4", 4, 4, 16, QUANT_INT},      {"W4A4KV4", 4, 4, 4, QUANT_INT},
-    {"W8A8 FP8", 8, 8, 16, QUANT_FP8},     {"W4A4 MXFP4", 4, 4, 16, QUANT_MXFP4},
-    {"W4A4 NVFP4", 4, 4, 16, QUANT_NVFP4},
+    {"FP", 16, 16, 16, QUANT_INT},     {"W8A8", 8, 8, 16, QUANT_INT},         {"W4A16", 4, 16, 16, QUANT_INT},
+    {"W4A8", 4, 8, 16, QUANT_INT},     {"W4A4", 4, 4, 16, QUANT_INT},         {"W4A4KV4", 4, 4, 4, QUANT_INT},
+    {"W8A8 FP8", 8, 8, 16, QUANT_FP8}, {"W4A4 MXFP4", 4, 4, 16, QUANT_MXFP4}, {"W4A4 NVFP4", 4, 4, 16, QUANT_NVFP4},
 };
 #define CONFIG_COUNT (int)(sizeof configs / sizeof configs[0])
 

@@ -127,8 +127,8 @@ static int read_fields(const char *path, model_config *c, rotq_error *err) {
     return -1;
   /* transformers 5 writes Nemotron-H's layers as layers_block_type, without num_hidden_layers. */
   const cJSON *block_types = config_field(json, "layers_block_type");
-  const bool layers_from_types = !config_field(json, "num_hidden_layers") && cJSON_IsArray(block_types) &&
-                                 cJSON_GetArraySize(block_types) > 0;
+  const bool layers_from_types =
+      !config_field(json, "num_hidden_layers") && cJSON_IsArray(block_types) && cJSON_GetArraySize(block_types) > 0;
   if (layers_from_types) c->num_hidden_layers = cJSON_GetArraySize(block_types);
   if (read_int(path, json, "hidden_size", 1, 0, &c->hidden_size, err) != 0 ||
       (!layers_from_types && read_int(path, json, "num_hidden_layers", 1, 0, &c->num_hidden_layers, err) != 0) ||

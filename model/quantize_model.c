@@ -16,7 +16,8 @@ int activation_quant_resolve(const activation_quant *in, int head_dim, activatio
   if (q.a_clip == 0) q.a_clip = 0.9;
   if (q.kv_clip == 0) q.kv_clip = 0.95;
   if (q.kv_group == 0) q.kv_group = head_dim;
-  if (q.aformat < QUANT_INT || q.aformat > QUANT_NVFP4) return rotq_fail(err, "activation format %d is unknown", q.aformat);
+  if (q.aformat < QUANT_INT || q.aformat > QUANT_NVFP4)
+    return rotq_fail(err, "activation format %d is unknown", q.aformat);
   if (!quant_bits_valid(q.abits) || !quant_bits_valid(q.kvbits))
     return rotq_fail(err, "activation bits %d / KV bits %d: each must be 2..8, or 16 for off", q.abits, q.kvbits);
   if (!(q.a_clip > 0 && q.a_clip <= 1) || !(q.kv_clip > 0 && q.kv_clip <= 1))
@@ -177,9 +178,11 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
     return rotq_fail(err, "weight group %d and damping %g must not be negative", q.group, q.damp);
   if (q.format < QUANT_INT || q.format > QUANT_NVFP4) return rotq_fail(err, "weight format %d is unknown", q.format);
   if (q.format != QUANT_INT && q.method != WEIGHT_RTN)
-    return rotq_fail(err, "weights in %s are quantized by RTN only (GPTQ: int)", quant_format_name((quant_format)q.format));
+    return rotq_fail(err, "weights in %s are quantized by RTN only (GPTQ: int)",
+                     quant_format_name((quant_format)q.format));
   if (q.bits == QUANT_OFF && q.format == QUANT_INT) return 0;
-  for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers; l++) /* groups must tile every row */
+  for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers;
+       l++) /* groups must tile every row */
     for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
       linear_weight lw[MAX_LINEARS_PER_INPUT];
       int count = linears_of(m, l, (linear_input)input, lw);

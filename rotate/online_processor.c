@@ -500,7 +500,9 @@ static void add_regex_targets_after(cJSON *targets, const char *head, const char
 }
 
 /* "re:.*<relative>$": the module in every layer. */
-static void add_regex_targets(cJSON *targets, const char *relative) { add_regex_targets_after(targets, ".*", relative); }
+static void add_regex_targets(cJSON *targets, const char *relative) {
+  add_regex_targets_after(targets, ".*", relative);
+}
 
 /* The module in one layer, anchored on the layer's last name component and index but not on the
  * prefix: "re:(.*\.)?layers\.3\.<relative>$". Engines and loaders name modules differently

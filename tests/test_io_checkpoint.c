@@ -375,8 +375,12 @@ static void test_config_literals_and_layers_block_type(void **state) {
   char text[4096] = {0};
   assert_true(fread(text, 1, sizeof text - 1, f) > 0);
   fclose(f);
-  const char *expected[] = {"\"final_logit_softcapping\":\t30.0", "\"router_jitter_noise\":\t0.0",
-                            "\"rms_norm_eps\":\t1e-06", "\"big\":\t1E+3", "\"n\":\t-5", "\"changed\":\t2.5",
+  const char *expected[] = {"\"final_logit_softcapping\":\t30.0",
+                            "\"router_jitter_noise\":\t0.0",
+                            "\"rms_norm_eps\":\t1e-06",
+                            "\"big\":\t1E+3",
+                            "\"n\":\t-5",
+                            "\"changed\":\t2.5",
                             "\"s\":\t\"a \\\"1.0\\\" 2\""};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
     if (!strstr(text, expected[i])) fail_msg("written config lacks %s:\n%s", expected[i], text);

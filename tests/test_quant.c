@@ -213,9 +213,9 @@ static void test_float_grids(void **state) {
     assert_true(fp8_e4m3_round(v) == v);
   }
   assert_true(fp8_e4m3_round(448) == 448 && fp8_e4m3_round(500) == 448 && fp8_e4m3_round(-1e9) == -448);
-  assert_true(fp8_e4m3_round(1.0625) == 1.0);                /* tie between 1 and 1.125: even */
-  assert_true(fp8_e4m3_round(1.1875) == 1.25);               /* tie between 1.125 and 1.25: even */
-  assert_true(fp8_e4m3_round(ldexp(1, -10)) == 0);           /* half the smallest subnormal */
+  assert_true(fp8_e4m3_round(1.0625) == 1.0);                     /* tie between 1 and 1.125: even */
+  assert_true(fp8_e4m3_round(1.1875) == 1.25);                    /* tie between 1.125 and 1.25: even */
+  assert_true(fp8_e4m3_round(ldexp(1, -10)) == 0);                /* half the smallest subnormal */
   assert_true(fp8_e4m3_round(3 * ldexp(1, -10)) == ldexp(1, -8)); /* 1.5 subnormal steps → 2 */
   const double grid[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
   for (int i = 0; i < 8; i++) assert_true(fp4_e2m1_round(grid[i]) == grid[i] && fp4_e2m1_round(-grid[i]) == -grid[i]);
