@@ -4,12 +4,17 @@
  *   NAME(x)   x with the type's suffix (x##_f64 or x##_f32)
  * Arithmetic is in double whatever REAL is. */
 
+/* max |x[0..n)| */
+static double NAME(amax)(const REAL *x, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+  return m;
+}
+
 void NAME(fake_quant_symmetric)(REAL *x, size_t n, int bits, double clip) {
   if (bits == QUANT_OFF) return;
   const double qmax = symmetric_qmax(bits);
-  double max_abs = 0;
-  for (size_t i = 0; i < n; i++) max_abs = fmax(max_abs, fabs((double)x[i]));
-  double scale = clip * max_abs / qmax;
+  double scale = clip * NAME(amax)(x, n) / qmax;
   if (!(scale > 0)) return;
   for (size_t i = 0; i < n; i++) x[i] = (REAL)(scale * clamp(nearbyint(x[i] / scale), -qmax - 1, qmax));
 }
@@ -36,13 +41,6 @@ void NAME(quant_weight_rtn)(REAL *w, int rows, int cols, int bits, int group) {
       size_t count = (size_t)(cols - c < width ? cols - c : width);
       NAME(fake_quant_symmetric)(w + (size_t)r * cols + c, count, bits, 1);
     }
-}
-
-/* max |x[0..n)| */
-static double NAME(amax)(const REAL *x, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
-  return m;
 }
 
 /* x[0..n) ← scale·round(x/scale) on the element grid of f (E4M3 for fp8, E2M1 for fp4). */
