@@ -131,8 +131,13 @@ static int evaluate(report *r, model *m, int v, int c, int method, rotq_error *e
   return 0;
 }
 
-/* Every cell of variant v: FP, then per method and weight bits a model quantized once and
- * evaluated with each activation setting of those weight bits. */
+/* Rows c and k quantize their weights alike (bits and format). */
+static bool same_weights(int c, int k) {
+  return configs[c].wbits == configs[k].wbits && configs[c].format == configs[k].format;
+}
+
+/* Every cell of variant v: FP, then per method and weight setting (bits and format) a model
+ * quantized once and evaluated with each activation setting of those weights. */
 static int evaluate_variant(report *r, int v, rotq_error *err) {
   model_options options = {.f32 = r->f32};
   model *m = NULL;
@@ -146,32 +151,26 @@ static int evaluate_variant(report *r, int v, rotq_error *err) {
                        r->dirs[v], variant_names[v], r->cells[v][0][0].kl);
   for (int method = 0; method < 2 && status == 0; method++) {
     if (!r->method_used[method]) continue;
-    for (int wbits = 8; wbits >= 4 && status == 0; wbits -= 4) {
+    for (int c = 1; c < CONFIG_COUNT && status == 0; c++) {
+      /* rows whose weights are alike share one quantized model, made at the first of them */
+      bool first = configs[c].format == QUANT_INT || method == WEIGHT_RTN; /* float formats: RTN only */
+      for (int p = 1; first && p < c; p++) first = !same_weights(p, c);
+      if (!first) continue;
       weight_quant wq = r->weight;
-      wq.bits = wbits;
+      wq.bits = configs[c].wbits;
+      wq.format = (int)configs[c].format;
       wq.method = (weight_method)method;
       status = model_load(r->dirs[v], &options, &m, err);
       if (status == 0) {
-        if (method == WEIGHT_GPTQ) fprintf(stderr, "rotq report: GPTQ W%d of %s\n", wbits, variant_names[v]);
+        if (method == WEIGHT_GPTQ) fprintf(stderr, "rotq report: GPTQ W%d of %s\n", wq.bits, variant_names[v]);
         status = model_quantize_weights(m, &wq, method == WEIGHT_GPTQ ? &r->calibration->set : NULL,
                                         method == WEIGHT_GPTQ && r->tty ? show_gptq_progress : NULL, NULL, err);
       }
-      for (int c = 1; c < CONFIG_COUNT && status == 0; c++)
-        if (configs[c].wbits == wbits && configs[c].format == QUANT_INT) status = evaluate(r, m, v, c, method, err);
+      for (int k = c; k < CONFIG_COUNT && status == 0; k++)
+        if (same_weights(k, c)) status = evaluate(r, m, v, k, method, err);
       model_free(m);
       m = NULL;
     }
-  }
-  for (int c = 1; c < CONFIG_COUNT && status == 0 && r->method_used[WEIGHT_RTN]; c++) {
-    if (configs[c].format == QUANT_INT) continue;
-    weight_quant wq = r->weight;
-    wq.method = WEIGHT_RTN;
-    wq.format = (int)configs[c].format;
-    status = model_load(r->dirs[v], &options, &m, err);
-    if (status == 0) status = model_quantize_weights(m, &wq, NULL, NULL, NULL, err);
-    if (status == 0) status = evaluate(r, m, v, c, WEIGHT_RTN, err);
-    model_free(m);
-    m = NULL;
   }
   return status;
 }
