@@ -6,13 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *kind(mode_t mode) {
-  return S_ISFIFO(mode)   ? "a FIFO"
+const char *file_kind(mode_t mode) {
+  return S_ISREG(mode)    ? "a regular file"
+         : S_ISFIFO(mode) ? "a FIFO"
          : S_ISCHR(mode)  ? "a character device"
          : S_ISBLK(mode)  ? "a block device"
          : S_ISSOCK(mode) ? "a socket"
+         : S_ISLNK(mode)  ? "a symbolic link"
          : S_ISDIR(mode)  ? "a directory"
-                          : "not a regular file";
+                          : "an unknown kind of file";
 }
 
 FILE *regular_file_open(const char *path, rotq_error *err) {
@@ -27,7 +29,7 @@ FILE *regular_file_open(const char *path, rotq_error *err) {
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     int e = errno;
     if (fstat(fd, &st) == 0)
-      rotq_fail(err, "%s: cannot open: not a regular file (%s)", path, kind(st.st_mode)), e = EINVAL;
+      rotq_fail(err, "%s: cannot open: not a regular file (%s)", path, file_kind(st.st_mode)), e = EINVAL;
     else
       rotq_fail(err, "%s: cannot stat: %s", path, strerror(e));
     close(fd);

@@ -1,5 +1,7 @@
 #include "rotate/output_dir.h"
 
+#include "common/regular_file.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/regular_file.h"
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
@@ -156,18 +160,6 @@ static void remove_created_parents(const char *path, const char *top) {
     if (!slash || slash == p) return;
     *slash = '\0';
   }
-}
-
-/* What kind of thing st is, for messages. */
-static const char *file_kind(mode_t mode) {
-  return S_ISREG(mode)    ? "a regular file"
-         : S_ISFIFO(mode) ? "a FIFO"
-         : S_ISCHR(mode)  ? "a character device"
-         : S_ISBLK(mode)  ? "a block device"
-         : S_ISSOCK(mode) ? "a socket"
-         : S_ISLNK(mode)  ? "a symbolic link"
-         : S_ISDIR(mode)  ? "a directory"
-                          : "not a regular file or directory";
 }
 
 static bool regular_at(int dir, const char *name) {
