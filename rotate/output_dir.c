@@ -1,7 +1,5 @@
 #include "rotate/output_dir.h"
 
-#include "common/regular_file.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
