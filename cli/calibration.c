@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "model/token_file.h"
+#include "eval/token_file.h"
 
 int calibration_load(const char *path, size_t n, int ctx, calibration_data *out, rotq_error *err) {
   memset(out, 0, sizeof *out);

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/quantize_model.h"
+#include "eval/quantize_model.h"
 
 typedef struct calibration_data {
   int32_t *tokens;

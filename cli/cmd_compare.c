@@ -4,9 +4,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "model/logit_compare.h"
+#include "eval/logit_compare.h"
 #include "model/model.h"
-#include "model/token_file.h"
+#include "eval/token_file.h"
 #include "rotate/verify.h"
 
 static const char *help =

@@ -9,10 +9,10 @@
 #include "cli/calibration.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
-#include "model/perplexity.h"
-#include "model/quantize.h"
-#include "model/quantize_model.h"
-#include "model/token_file.h"
+#include "eval/perplexity.h"
+#include "eval/quantize.h"
+#include "eval/quantize_model.h"
+#include "eval/token_file.h"
 
 static const char *help =
     "usage: rotq eval --model DIR --tokens FILE.u16 [--ctx 512] [--segments N] [--f32]\n"

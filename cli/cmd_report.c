@@ -15,10 +15,10 @@
 #include "cli/heap.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
-#include "model/perplexity.h"
-#include "model/quantize.h"
-#include "model/quantize_model.h"
-#include "model/token_file.h"
+#include "eval/perplexity.h"
+#include "eval/quantize.h"
+#include "eval/quantize_model.h"
+#include "eval/token_file.h"
 #include "rotq.h"
 
 static const char *help =
@@ -52,7 +52,7 @@ static const char *help =
     "  --f32             compute in float32 (default float64)\n";
 
 /* One row of the table: a quantization setting; format rows quantize weights and activations to
- * a float format (model/quantize.h), weights by RTN. */
+ * a float format (eval/quantize.h), weights by RTN. */
 typedef struct quant_config {
   const char *name;
   int wbits, abits, kvbits;

@@ -11,8 +11,8 @@
 #include "cli/outlier_plot.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
-#include "model/activation_stats.h"
-#include "model/token_file.h"
+#include "eval/activation_stats.h"
+#include "eval/token_file.h"
 #include "model/transformer.h"
 #include "rotq.h"
 

@@ -8,7 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "model/synth_shapes.h"
+#include "synth/synth_shapes.h"
 
 static const char *help_head =
     "usage: rotq synth --shape NAME --output DIR [options]\n\n"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/activation_stats.h"
+#include "eval/activation_stats.h"
 
 /* Geometry of the picture, in SVG user units. */
 #define PANEL_WIDTH 440

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "model/online_hooks.h"
-#include "model/quantize.h"
+#include "eval/quantize.h"
 #include "model/rope.h"
 #include "model/transformer.h"
 

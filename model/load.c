@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
-#include "model/quantize_model.h"
+#include "eval/quantize_model.h"
 #include "model/gemma.h"
 #include "model/load_weight.h"
 #include "model/opt.h"

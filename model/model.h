@@ -16,7 +16,7 @@
 #include "common/error.h"
 #include "io/model_config.h"
 
-/* Fake quantization of the forward pass's activations (see model/quantize.h): what a W·A·KV
+/* Fake quantization of the forward pass's activations (see eval/quantize.h): what a W·A·KV
  * serving engine computes. Bits 2..8; 16 or 0 = off, so zero-initialised settings are exact. */
 typedef struct activation_quant {
   int abits;      /* input of every decoder linear, per token, symmetric (after any online rotation) */
@@ -24,7 +24,7 @@ typedef struct activation_quant {
   int kvbits;     /* K (after RoPE) and V as written to the cache, asymmetric per group */
   double kv_clip; /* 0 = 0.95 */
   int kv_group;   /* elements per K/V group; 0 = head_dim (per head); must divide head_dim */
-  int aformat;    /* quant_format (model/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
+  int aformat;    /* quant_format (eval/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
                      mxfp4 or nvfp4 quantize them in that format (abits then ignored) */
 } activation_quant;
 

@@ -7,7 +7,7 @@
 #ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
 #define ROTQ_ROTATE_QUAROT_PROCESSOR_H
 
-#include "adapter/adapter.h"
+#include "family/adapter.h"
 #include "config/rotation_config.h"
 #include "io/checkpoint.h"
 #include "rotate/rotate_command.h"

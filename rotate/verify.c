@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model/logit_compare.h"
+#include "eval/logit_compare.h"
 #include "model/model.h"
 #include "model/rope.h"
 #include "rotq.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "rotq.h"
 #include "support/test_support.h"
 
@@ -319,9 +319,10 @@ static uint64_t hash_dir(const char *dir) {
 static const char *mode_config(const char *scratch, const char *mode) {
   static char path[4096];
   snprintf(path, sizeof path, "%s/%s.yaml", scratch, mode);
-  assert_int_equal(run_command("\"$ROTQ_BIN\" config show transformer_universal | sed 's/mode: hadamard /mode: %s /' > '%s'",
-                               mode, path),
-                   0);
+  assert_int_equal(
+      run_command("\"$ROTQ_BIN\" config show transformer_universal | sed 's/mode: hadamard /mode: %s /' > '%s'", mode,
+                  path),
+      0);
   return path;
 }
 
@@ -375,13 +376,13 @@ static void outputs_match_the_record(void **state) {
       if (strcmp(cases[i].label, label) != 0) continue;
       seen++;
       if (input_hash[i] != want_in) {
-        print_error("%s: the synthetic input changed: %016" PRIx64 " (record %016" PRIx64 ")\n", label,
-                    input_hash[i], want_in);
+        print_error("%s: the synthetic input changed: %016" PRIx64 " (record %016" PRIx64 ")\n", label, input_hash[i],
+                    want_in);
         failed = 1;
       }
       if (output_hash[i] != want_out) {
-        print_error("%s: the rotated output changed: %016" PRIx64 " (record %016" PRIx64 ")\n", label,
-                    output_hash[i], want_out);
+        print_error("%s: the rotated output changed: %016" PRIx64 " (record %016" PRIx64 ")\n", label, output_hash[i],
+                    want_out);
         failed = 1;
       }
     }

@@ -1,5 +1,5 @@
 /* The forward pass on synthetic checkpoints of every supported architecture: written by
- * model/synth.c, read back by the independent io/ reader. Incremental decoding must agree with the
+ * synth/synth.c, read back by the independent io/ reader. Incremental decoding must agree with the
  * full forward pass, float32 with float64, and each architecture's features must matter. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 #include "io/json_file.h"
 #include "model/model.h"
 #include "model/rope.h"
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "model/transformer.h"
 #include "support/test_support.h"
 

@@ -8,8 +8,8 @@
 
 #include "io/json_file.h"
 #include "model/model.h"
-#include "model/perplexity.h"
-#include "model/token_file.h"
+#include "eval/perplexity.h"
+#include "eval/token_file.h"
 #include "support/test_support.h"
 
 static cJSON *golden;

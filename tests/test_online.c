@@ -15,7 +15,7 @@
 #include "io/json_file.h"
 #include "model/model.h"
 #include "model/online_hooks.h"
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "model/transformer.h"
 #include "rotate/online_processor.h"
 #include "support/equivalence.h"

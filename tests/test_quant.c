@@ -1,14 +1,14 @@
-/* The fake quantizers (model/quantize.h), GPTQ (model/gptq.h), the KL divergence (model/kl.h)
+/* The fake quantizers (eval/quantize.h), GPTQ (eval/gptq.h), the KL divergence (eval/kl.h)
  * and the outlier statistics' measures, on vectors and matrices with known answers. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "linalg/rng.h"
-#include "model/activation_stats.h"
-#include "model/gptq.h"
-#include "model/kl.h"
-#include "model/quantize.h"
+#include "eval/activation_stats.h"
+#include "eval/gptq.h"
+#include "eval/kl.h"
+#include "eval/quantize.h"
 #include "support/test_support.h"
 
 /* 4-bit symmetric RTN of a known vector: scale max/7, ties to even, codes in [-8, 7]. */

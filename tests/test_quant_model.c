@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/activation_stats.h"
-#include "model/perplexity.h"
-#include "model/quantize_model.h"
-#include "model/synth.h"
-#include "model/token_file.h"
+#include "eval/activation_stats.h"
+#include "eval/perplexity.h"
+#include "eval/quantize_model.h"
+#include "synth/synth.h"
+#include "eval/token_file.h"
 #include "rotq.h"
 #include "support/test_support.h"
 

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model/perplexity.h"
-#include "model/quantize_model.h"
-#include "model/synth.h"
-#include "model/token_file.h"
+#include "eval/perplexity.h"
+#include "eval/quantize_model.h"
+#include "synth/synth.h"
+#include "eval/token_file.h"
 #include "rotq.h"
 #include "support/test_support.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "support/equivalence.h"
 #include "support/test_support.h"
 

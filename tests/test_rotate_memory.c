@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "support/test_support.h"
 
 /* hidden 1024, intermediate 4096: q/o 2 MB, k/v 0.5 MB, gate/up/down 8 MB each in bf16. */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "config/rotation_config.h"
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "rotate/online_processor.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"

@@ -3,7 +3,7 @@
 #ifndef ROTQ_TESTS_ARCH_SUPPORT_H
 #define ROTQ_TESTS_ARCH_SUPPORT_H
 
-#include "model/synth.h"
+#include "synth/synth.h"
 #include "support/equivalence.h"
 
 extern const char *const arch_modes[3]; /* hadamard, base_hadamard, orthogonal */

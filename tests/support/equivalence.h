@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "model/logit_compare.h"
+#include "eval/logit_compare.h"
 #include "rotq.h"
 
 /* Runs both checkpoints on the same n tokens (a fixed pseudo-random sequence starting with BOS). */

@@ -1,0 +1,17 @@
+/* Agreement of two models' logits on the same tokens: how `rotq compare` and rotation
+ * verification judge that a transformed checkpoint computes the same function. */
+#ifndef ROTQ_EVAL_LOGIT_COMPARE_H
+#define ROTQ_EVAL_LOGIT_COMPARE_H
+
+typedef struct logit_diff {
+  double max_abs_diff;  /* max |a − b|; infinite where either is NaN */
+  double max_abs_logit; /* max |a| */
+  double relative;      /* max_abs_diff / max_abs_logit */
+  int argmax_agree;     /* rows whose argmax is the same */
+  int rows;
+} logit_diff;
+
+/* Compares a and b, both [rows, vocab]. */
+void logit_diff_compute(const double *a, const double *b, int rows, int vocab, logit_diff *out);
+
+#endif

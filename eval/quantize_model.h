@@ -1,0 +1,49 @@
+/* Quantizing a loaded model as QuaRot does: the activation settings of its forward pass
+ * (model_options.quant, model_set_activation_quant), and the weights of its decoder linears by
+ * RTN or GPTQ, fake-quantized in place. Embeddings and lm_head stay in full precision. */
+#ifndef ROTQ_EVAL_QUANTIZE_MODEL_H
+#define ROTQ_EVAL_QUANTIZE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "eval/token_file.h"
+
+/* out ← in with defaults filled in (bits 0 → 16, clips 0 → 0.9 / 0.95, kv_group 0 → head_dim);
+ * in NULL = all off. Fails on bits outside 2..8/16, a clip outside (0, 1], or a kv_group that
+ * does not divide head_dim. */
+int activation_quant_resolve(const activation_quant *in, int head_dim, activation_quant *out, rotq_error *err);
+
+typedef enum weight_method { WEIGHT_RTN, WEIGHT_GPTQ } weight_method;
+
+typedef struct weight_quant {
+  int bits; /* 2..8; 16 (or 0) = off */
+  weight_method method;
+  int group;      /* input columns per scale; 0 = per output channel */
+  bool act_order; /* GPTQ: columns of largest Hessian diagonal first */
+  double damp;    /* GPTQ: relative damping of the Hessian; 0 = 0.01 */
+  int format;     /* quant_format: 0 = int (bits); fp8, mxfp4, nvfp4 (RTN only; bits ignored) */
+} weight_quant;
+
+/* GPTQ's calibration tokens: each segment of tokens, its first ctx tokens. */
+typedef struct calibration_set {
+  const int32_t *tokens;
+  const token_segment *segments;
+  size_t segment_count;
+  int ctx;
+} calibration_set;
+
+/* Called after each decoder layer is quantized. */
+typedef void (*quantize_progress)(int done, int layers, void *user);
+
+/* Fake-quantizes q/k/v/o/gate/up/down_proj of every layer in place. GPTQ goes layer by layer and,
+ * within a layer, in the reference's order (q/k/v, o, gate/up, down): each group's Hessian comes
+ * from its inputs on the calibration set, computed with everything before it already quantized
+ * and with activation quantization off. calibration is needed for GPTQ only; progress may be
+ * NULL. */
+int model_quantize_weights(model *m, const weight_quant *quant, const calibration_set *calibration,
+                           quantize_progress progress, void *user, rotq_error *err);
+
+#endif

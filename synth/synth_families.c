@@ -1,0 +1,566 @@
+/* Synthetic checkpoints of the families beyond the LLaMA one, in their transformers layout:
+ * MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM,
+ * Gemma2ForCausalLM, Gemma3ForCausalLM, OPTForCausalLM, NemotronHForCausalLM. Each family is a function that
+ * lists its tensors (names and shapes as its modeling file creates them) and one that writes its
+ * config.json fields; synth.c's writer draws and writes the values. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/json_file.h"
+#include "synth/synth_internal.h"
+
+/* A growing tensor list. */
+typedef struct plan {
+  synth_tensor *items;
+  size_t count, capacity;
+  bool failed; /* out of memory */
+} plan;
+
+/* Appends a tensor named printf(fmt, layer, index) of shape [rows, cols, depth] (trailing zeros
+ * drop dimensions). */
+static void add(plan *p, weight_kind kind, int64_t rows, int64_t cols, int64_t depth, const char *fmt, int layer,
+                int index) {
+  if (p->count == p->capacity) {
+    size_t capacity = p->capacity ? 2 * p->capacity : 64;
+    synth_tensor *grown = realloc(p->items, capacity * sizeof *grown);
+    if (!grown) {
+      p->failed = true;
+      return;
+    }
+    p->items = grown;
+    p->capacity = capacity;
+  }
+  synth_tensor *t = &p->items[p->count++];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, fmt, layer, index);
+  t->kind = kind;
+  t->shape[0] = rows;
+  t->shape[1] = cols;
+  t->shape[2] = depth;
+  t->ndim = depth ? 3 : cols ? 2 : 1;
+}
+
+/* A linear "<prefix>.weight" [out, in], and "<prefix>.bias" [out] when bias. */
+static void add_linear(plan *p, int64_t out, int64_t in, bool bias, const char *prefix, int layer, int index) {
+  char fmt[128];
+  snprintf(fmt, sizeof fmt, "%s.weight", prefix);
+  add(p, KIND_LINEAR, out, in, 0, fmt, layer, index);
+  if (!bias) return;
+  snprintf(fmt, sizeof fmt, "%s.bias", prefix);
+  add(p, KIND_BIAS, out, 0, 0, fmt, layer, index);
+}
+
+static int head_dim_of(const synth_spec *s) { return s->head_dim ? s->head_dim : s->hidden_size / s->num_heads; }
+static int experts_of(const synth_spec *s) { return s->num_experts ? s->num_experts : 4; }
+static int top_k_of(const synth_spec *s) { return s->num_experts_per_tok ? s->num_experts_per_tok : 2; }
+static int sparse_step_of(const synth_spec *s) { return s->decoder_sparse_step ? s->decoder_sparse_step : 1; }
+
+/* LLaMA-style attention of layer l under "model.layers.%d.": q/k/v/o_proj (q/k/v biases when
+ * qkv_bias), q_norm/k_norm when qk_norm. */
+static void add_attention(plan *p, const synth_spec *s, int l, bool qkv_bias, bool qk_norm) {
+  const int64_t hd = head_dim_of(s), q_dim = s->num_heads * hd, kv_dim = s->num_kv_heads * hd;
+  add_linear(p, q_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.q_proj", l, 0);
+  add_linear(p, kv_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.k_proj", l, 0);
+  add_linear(p, kv_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.v_proj", l, 0);
+  if (qk_norm) {
+    add(p, KIND_NORM, hd, 0, 0, "model.layers.%d.self_attn.q_norm.weight", l, 0);
+    add(p, KIND_NORM, hd, 0, 0, "model.layers.%d.self_attn.k_norm.weight", l, 0);
+  }
+  add_linear(p, s->hidden_size, q_dim, false, "model.layers.%d.self_attn.o_proj", l, 0);
+}
+
+/* embed_tokens first; model.norm and (untied) lm_head last. */
+static void add_head(plan *p, const synth_spec *s, bool first) {
+  if (first) {
+    add(p, KIND_EMBEDDING, s->vocab_size, s->hidden_size, 0, "model.embed_tokens.weight", 0, 0);
+    return;
+  }
+  add(p, KIND_NORM, s->hidden_size, 0, 0, "model.norm.weight", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, s->hidden_size, 0, "lm_head.weight", 0, 0);
+}
+
+/* ---- Mixture of experts ---- */
+
+static void mixtral_tensors(plan *p, const synth_spec *s) {
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_attention(p, s, l, false, false);
+    add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    add_linear(p, experts_of(s), s->hidden_size, false, "model.layers.%d.block_sparse_moe.gate", l, 0);
+    for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w1", l,
+                 e);
+      add_linear(p, s->hidden_size, s->intermediate_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w2", l,
+                 e);
+      add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w3", l,
+                 e);
+    }
+  }
+  add_head(p, s, false);
+}
+
+/* Qwen2-MoE (shared expert) and Qwen3-MoE (q_norm/k_norm): layers l with (l + 1) % step != 0 are dense. */
+static void qwen_moe_tensors(plan *p, const synth_spec *s, bool qwen2) {
+  const int64_t hidden = s->hidden_size;
+  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+  const int64_t shared_inter =
+      s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size : s->intermediate_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_attention(p, s, l, qwen2 || s->attention_bias, !qwen2);
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    if ((l + 1) % sparse_step_of(s) != 0) {
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+      continue;
+    }
+    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    }
+    if (!qwen2) continue;
+    add_linear(p, shared_inter, hidden, false, "model.layers.%d.mlp.shared_expert.gate_proj", l, 0);
+    add_linear(p, shared_inter, hidden, false, "model.layers.%d.mlp.shared_expert.up_proj", l, 0);
+    add_linear(p, hidden, shared_inter, false, "model.layers.%d.mlp.shared_expert.down_proj", l, 0);
+    add_linear(p, 1, hidden, false, "model.layers.%d.mlp.shared_expert_gate", l, 0);
+  }
+  add_head(p, s, false);
+}
+
+/* ---- Phi-3: fused qkv_proj and gate_up_proj ---- */
+
+static void phi3_tensors(plan *p, const synth_spec *s) {
+  const int64_t hd = head_dim_of(s), hidden = s->hidden_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_linear(p, (s->num_heads + 2 * s->num_kv_heads) * hd, hidden, false, "model.layers.%d.self_attn.qkv_proj", l, 0);
+    add_linear(p, hidden, s->num_heads * hd, false, "model.layers.%d.self_attn.o_proj", l, 0);
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    add_linear(p, 2 * (int64_t)s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_up_proj", l, 0);
+    add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+  }
+  add_head(p, s, false);
+}
+
+/* ---- Gemma, Gemma-2, Gemma-3 (norm weights w: the norm scales by 1 + w) ---- */
+
+static void gemma_tensors(plan *p, const synth_spec *s, int generation) {
+  const int64_t hidden = s->hidden_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_attention(p, s, l, s->attention_bias, generation == 3);
+    if (s->attention_bias) add(p, KIND_BIAS, hidden, 0, 0, "model.layers.%d.self_attn.o_proj.bias", l, 0);
+    add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    if (generation >= 2)
+      add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l, 0);
+    add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+    add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+    add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+    if (generation >= 2)
+      add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.layers.%d.post_feedforward_layernorm.weight", l, 0);
+  }
+  add(p, KIND_NORM_DELTA, hidden, 0, 0, "model.norm.weight", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
+}
+
+static void gemma1_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 1); }
+static void gemma2_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 2); }
+static void gemma3_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 3); }
+
+/* ---- OPT: LayerNorm with biases, learned positions, fc1/fc2 ---- */
+
+#define OPT_MAX_POSITIONS 128
+
+static void opt_tensors(plan *p, const synth_spec *s) {
+  const int64_t hidden = s->hidden_size;
+  add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "model.decoder.embed_tokens.weight", 0, 0);
+  add(p, KIND_EMBEDDING, OPT_MAX_POSITIONS + 2, hidden, 0, "model.decoder.embed_positions.weight", 0, 0);
+  for (int l = 0; l < s->num_layers; l++) {
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.k_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.v_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.q_proj", l, 0);
+    add_linear(p, hidden, hidden, true, "model.decoder.layers.%d.self_attn.out_proj", l, 0);
+    add(p, KIND_NORM, hidden, 0, 0, "model.decoder.layers.%d.self_attn_layer_norm.weight", l, 0);
+    add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.layers.%d.self_attn_layer_norm.bias", l, 0);
+    add_linear(p, s->intermediate_size, hidden, true, "model.decoder.layers.%d.fc1", l, 0);
+    add_linear(p, hidden, s->intermediate_size, true, "model.decoder.layers.%d.fc2", l, 0);
+    add(p, KIND_NORM, hidden, 0, 0, "model.decoder.layers.%d.final_layer_norm.weight", l, 0);
+    add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.layers.%d.final_layer_norm.bias", l, 0);
+  }
+  add(p, KIND_NORM, hidden, 0, 0, "model.decoder.final_layer_norm.weight", 0, 0);
+  add(p, KIND_BIAS, hidden, 0, 0, "model.decoder.final_layer_norm.bias", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
+}
+
+/* ---- Nemotron-H: Mamba-2 / attention / MLP / MoE layers ---- */
+
+static int mamba_heads_of(const synth_spec *s) { return s->mamba_num_heads ? s->mamba_num_heads : 8; }
+static int mamba_head_dim_of(const synth_spec *s) { return s->mamba_head_dim ? s->mamba_head_dim : 8; }
+static int ssm_state_of(const synth_spec *s) { return s->ssm_state_size ? s->ssm_state_size : 16; }
+static int groups_of(const synth_spec *s) { return s->n_groups ? s->n_groups : 2; }
+static int conv_kernel_of(const synth_spec *s) { return s->conv_kernel ? s->conv_kernel : 4; }
+
+/* The layer type of layer l: the pattern's, or "M*M-" repeated. */
+static char hybrid_kind(const synth_spec *s, int l) {
+  const char *p = s->hybrid_override_pattern ? s->hybrid_override_pattern : "M*M-";
+  return s->hybrid_override_pattern ? p[l] : p[l % 4];
+}
+
+static void nemotron_h_tensors(plan *p, const synth_spec *s) {
+  const int64_t hidden = s->hidden_size, heads = mamba_heads_of(s), inter = heads * mamba_head_dim_of(s);
+  const int64_t conv_dim = inter + 2 * (int64_t)groups_of(s) * ssm_state_of(s);
+  add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "backbone.embeddings.weight", 0, 0);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "backbone.layers.%d.norm.weight", l, 0);
+    char kind = hybrid_kind(s, l);
+    if (kind == 'M') {
+      add(p, KIND_A_LOG, heads, 0, 0, "backbone.layers.%d.mixer.A_log", l, 0);
+      add(p, KIND_SKIP, heads, 0, 0, "backbone.layers.%d.mixer.D", l, 0);
+      add(p, KIND_LINEAR, conv_dim, 1, conv_kernel_of(s), "backbone.layers.%d.mixer.conv1d.weight", l, 0);
+      add(p, KIND_BIAS, conv_dim, 0, 0, "backbone.layers.%d.mixer.conv1d.bias", l, 0);
+      add(p, KIND_DT_BIAS, heads, 0, 0, "backbone.layers.%d.mixer.dt_bias", l, 0);
+      add_linear(p, inter + conv_dim + heads, hidden, false, "backbone.layers.%d.mixer.in_proj", l, 0);
+      add(p, KIND_NORM, inter, 0, 0, "backbone.layers.%d.mixer.norm.weight", l, 0);
+      add_linear(p, hidden, inter, false, "backbone.layers.%d.mixer.out_proj", l, 0);
+    } else if (kind == '*') {
+      const int64_t hd = head_dim_of(s);
+      add_linear(p, s->num_heads * hd, hidden, false, "backbone.layers.%d.mixer.q_proj", l, 0);
+      add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.k_proj", l, 0);
+      add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.v_proj", l, 0);
+      add_linear(p, hidden, s->num_heads * hd, false, "backbone.layers.%d.mixer.o_proj", l, 0);
+    } else if (kind == 'E') { /* Nemotron-3 MoE: router (+ correction bias), relu² experts, shared expert */
+      const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+      add_linear(p, experts_of(s), hidden, false, "backbone.layers.%d.mixer.gate", l, 0);
+      add(p, KIND_BIAS, experts_of(s), 0, 0, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l, 0);
+      for (int e = 0; e < experts_of(s); e++) {
+        add_linear(p, expert_inter, hidden, false, "backbone.layers.%d.mixer.experts.%d.up_proj", l, e);
+        add_linear(p, hidden, expert_inter, false, "backbone.layers.%d.mixer.experts.%d.down_proj", l, e);
+      }
+      add_linear(p, s->intermediate_size, hidden, false, "backbone.layers.%d.mixer.shared_experts.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "backbone.layers.%d.mixer.shared_experts.down_proj", l, 0);
+    } else {
+      add_linear(p, s->intermediate_size, hidden, false, "backbone.layers.%d.mixer.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "backbone.layers.%d.mixer.down_proj", l, 0);
+    }
+  }
+  add(p, KIND_NORM, hidden, 0, 0, "backbone.norm_f.weight", 0, 0);
+  if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
+}
+
+/* ---- config.json ---- */
+
+static const char *torch_dtype_name(dtype t) {
+  switch (t) {
+  case DTYPE_F64: return "float64";
+  case DTYPE_F32: return "float32";
+  case DTYPE_F16: return "float16";
+  case DTYPE_BF16: return "bfloat16";
+  }
+  return "float32";
+}
+
+/* The fields every decoder config has. */
+static cJSON *common_config(const synth_spec *s, const char *architecture, const char *model_type) {
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"), cJSON_CreateString(architecture));
+  cJSON_AddStringToObject(c, "model_type", model_type);
+  cJSON_AddNumberToObject(c, "bos_token_id", 1);
+  cJSON_AddNumberToObject(c, "eos_token_id", 2);
+  cJSON_AddNumberToObject(c, "hidden_size", s->hidden_size);
+  cJSON_AddNumberToObject(c, "intermediate_size", s->intermediate_size);
+  cJSON_AddNumberToObject(c, "num_hidden_layers", s->num_layers);
+  cJSON_AddNumberToObject(c, "num_attention_heads", s->num_heads);
+  cJSON_AddNumberToObject(c, "vocab_size", s->vocab_size);
+  cJSON_AddNumberToObject(c, "initializer_range", 0.02);
+  cJSON_AddNumberToObject(c, "max_position_embeddings", 2048);
+  cJSON_AddBoolToObject(c, "tie_word_embeddings", s->tie_word_embeddings);
+  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(s->dtype));
+  cJSON_AddStringToObject(c, "transformers_version", "4.51.3");
+  cJSON_AddBoolToObject(c, "use_cache", true);
+  return c;
+}
+
+/* The fields of a LLaMA-style attention: kv heads, head_dim, RMSNorm eps, RoPE, dropout. */
+static void attention_config(cJSON *c, const synth_spec *s, bool write_head_dim) {
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
+  if (write_head_dim) cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddStringToObject(c, "hidden_act", "silu");
+  cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-6);
+  cJSON_AddNumberToObject(c, "rope_theta", s->rope_theta > 0 ? s->rope_theta : 10000.0);
+}
+
+static cJSON *mixtral_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "MixtralForCausalLM", "mixtral");
+  attention_config(c, s, true);
+  cJSON_AddNumberToObject(c, "num_local_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
+  cJSON_AddBoolToObject(c, "output_router_logits", false);
+  cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.02);
+  cJSON_AddNumberToObject(c, "router_jitter_noise", 0.0);
+  cJSON_AddNullToObject(c, "sliding_window");
+  return c;
+}
+
+static cJSON *qwen_moe_config(const synth_spec *s, bool qwen2) {
+  cJSON *c = common_config(s, qwen2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM", qwen2 ? "qwen2_moe" : "qwen3_moe");
+  attention_config(c, s, !qwen2);
+  if (!qwen2) cJSON_AddBoolToObject(c, "attention_bias", s->attention_bias);
+  cJSON_AddNumberToObject(c, "decoder_sparse_step", sparse_step_of(s));
+  cJSON_AddArrayToObject(c, "mlp_only_layers");
+  cJSON_AddNumberToObject(c, "max_window_layers", s->num_layers);
+  cJSON_AddNumberToObject(c, "moe_intermediate_size",
+                          s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
+  if (qwen2)
+    cJSON_AddNumberToObject(c, "shared_expert_intermediate_size",
+                            s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size
+                                                               : s->intermediate_size);
+  cJSON_AddBoolToObject(c, "norm_topk_prob", s->norm_topk_prob);
+  cJSON_AddNumberToObject(c, "num_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
+  cJSON_AddBoolToObject(c, "output_router_logits", false);
+  cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.001);
+  cJSON_AddNullToObject(c, "rope_scaling");
+  if (qwen2)
+    cJSON_AddNumberToObject(c, "sliding_window", 2048);
+  else
+    cJSON_AddNullToObject(c, "sliding_window");
+  cJSON_AddBoolToObject(c, "use_sliding_window", false);
+  return c;
+}
+
+static cJSON *phi3_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "Phi3ForCausalLM", "phi3");
+  attention_config(c, s, false);
+  /* Phi-3 has eos = pad = 32000; nn.Embedding needs padding_idx inside the vocabulary */
+  cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(s->vocab_size - 1));
+  cJSON_ReplaceItemInObject(c, "rms_norm_eps", cJSON_CreateNumber(1e-5));
+  cJSON_ReplaceItemInObject(c, "max_position_embeddings", cJSON_CreateNumber(4096));
+  cJSON_AddBoolToObject(c, "attention_bias", false);
+  cJSON_AddNumberToObject(c, "embd_pdrop", 0.0);
+  cJSON_AddNumberToObject(c, "original_max_position_embeddings", 4096);
+  cJSON_AddNumberToObject(c, "pad_token_id", s->vocab_size - 1);
+  cJSON_AddNumberToObject(c, "resid_pdrop", 0.0);
+  cJSON_AddNullToObject(c, "rope_scaling");
+  cJSON_AddNumberToObject(c, "sliding_window", 2047);
+  return c;
+}
+
+static cJSON *gemma_config(const synth_spec *s, int generation) {
+  static const char *const architectures[] = {"GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"};
+  static const char *const model_types[] = {"gemma", "gemma2", "gemma3_text"};
+  cJSON *c = common_config(s, architectures[generation - 1], model_types[generation - 1]);
+  attention_config(c, s, true);
+  cJSON_ReplaceItemInObject(c, "bos_token_id", cJSON_CreateNumber(2));
+  cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(1));
+  cJSON_ReplaceItemInObject(c, "max_position_embeddings", cJSON_CreateNumber(8192));
+  cJSON_AddNumberToObject(c, "pad_token_id", 0);
+  cJSON_AddBoolToObject(c, "attention_bias", s->attention_bias);
+  cJSON_ReplaceItemInObject(c, "hidden_act", cJSON_CreateString("gelu_pytorch_tanh"));
+  cJSON_AddStringToObject(c, "hidden_activation", "gelu_pytorch_tanh");
+  if (generation == 1) {
+    cJSON_AddNullToObject(c, "rope_scaling");
+    return c;
+  }
+  if (generation == 2) cJSON_DeleteItemFromObject(c, "hidden_act"); /* Gemma2Config has hidden_activation only */
+  cJSON_AddNumberToObject(c, "query_pre_attn_scalar",
+                          s->query_pre_attn_scalar ? s->query_pre_attn_scalar : head_dim_of(s));
+  cJSON_AddNumberToObject(c, "sliding_window", s->sliding_window ? s->sliding_window : 4096);
+  if (generation == 2) {
+    cJSON_AddNumberToObject(c, "attn_logit_softcapping", 50.0);
+    cJSON_AddNumberToObject(c, "final_logit_softcapping", 30.0);
+    cJSON_AddStringToObject(c, "cache_implementation", "hybrid");
+    return c;
+  }
+  cJSON_AddNullToObject(c, "attn_logit_softcapping");
+  cJSON_AddNullToObject(c, "final_logit_softcapping");
+  cJSON_AddNumberToObject(c, "sliding_window_pattern", s->sliding_window_pattern ? s->sliding_window_pattern : 6);
+  cJSON_AddNumberToObject(c, "rope_local_base_freq", 10000.0);
+  cJSON_ReplaceItemInObject(c, "rope_theta", cJSON_CreateNumber(1000000.0));
+  cJSON *scaling = cJSON_AddObjectToObject(c, "rope_scaling");
+  cJSON_AddNumberToObject(scaling, "factor", 8.0);
+  cJSON_AddStringToObject(scaling, "rope_type", "linear");
+  return c;
+}
+
+static cJSON *gemma1_config(const synth_spec *s) { return gemma_config(s, 1); }
+static cJSON *gemma2_config(const synth_spec *s) { return gemma_config(s, 2); }
+static cJSON *gemma3_config(const synth_spec *s) { return gemma_config(s, 3); }
+
+static cJSON *opt_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "OPTForCausalLM", "opt");
+  cJSON_DeleteItemFromObject(c, "intermediate_size"); /* OPTConfig calls it ffn_dim */
+  cJSON_DeleteItemFromObject(c, "initializer_range");
+  cJSON_ReplaceItemInObject(c, "bos_token_id", cJSON_CreateNumber(2));
+  cJSON_ReplaceItemInObject(c, "max_position_embeddings", cJSON_CreateNumber(OPT_MAX_POSITIONS));
+  cJSON_AddNumberToObject(c, "ffn_dim", s->intermediate_size);
+  cJSON_AddNumberToObject(c, "activation_dropout", 0.0);
+  cJSON_AddStringToObject(c, "activation_function", "relu");
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddBoolToObject(c, "do_layer_norm_before", true);
+  cJSON_AddNumberToObject(c, "dropout", 0.1);
+  cJSON_AddBoolToObject(c, "enable_bias", true);
+  cJSON_AddNumberToObject(c, "init_std", 0.02);
+  cJSON_AddBoolToObject(c, "layer_norm_elementwise_affine", true);
+  cJSON_AddNumberToObject(c, "layerdrop", 0.0);
+  cJSON_AddNumberToObject(c, "pad_token_id", 1);
+  cJSON_AddStringToObject(c, "prefix", "</s>");
+  cJSON_AddNumberToObject(c, "word_embed_proj_dim", s->hidden_size);
+  return c;
+}
+
+static cJSON *nemotron_h_config(const synth_spec *s) {
+  cJSON *c = common_config(s, "NemotronHForCausalLM", "nemotron_h");
+  char pattern[1024];
+  int layers = s->num_layers < (int)sizeof pattern - 1 ? s->num_layers : (int)sizeof pattern - 1;
+  for (int l = 0; l < layers; l++) pattern[l] = hybrid_kind(s, l);
+  pattern[layers] = '\0';
+  cJSON_AddStringToObject(c, "hybrid_override_pattern", pattern);
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
+  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddBoolToObject(c, "attention_bias", false);
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddBoolToObject(c, "mlp_bias", false);
+  cJSON_AddStringToObject(c, "mlp_hidden_act", "relu2");
+  cJSON_AddNumberToObject(c, "layer_norm_epsilon", 1e-5);
+  if (strchr(pattern, 'E')) { /* MoE layers (Nemotron-3): NemotronHMoE's fields */
+    cJSON_AddNumberToObject(c, "n_routed_experts", experts_of(s));
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
+    cJSON_AddNumberToObject(c, "moe_intermediate_size",
+                            s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
+    cJSON_AddNumberToObject(c, "moe_shared_expert_intermediate_size", s->intermediate_size);
+    cJSON_AddNumberToObject(c, "n_shared_experts", 1);
+    cJSON_AddNullToObject(c, "moe_latent_size");
+    cJSON_AddNumberToObject(c, "n_group", experts_of(s) % 2 == 0 && experts_of(s) >= 4 ? 2 : 1);
+    cJSON_AddNumberToObject(c, "topk_group", 1);
+    cJSON_AddBoolToObject(c, "norm_topk_prob", true);
+    cJSON_AddNumberToObject(c, "routed_scaling_factor", 2.5);
+  }
+  cJSON_AddNumberToObject(c, "mamba_num_heads", mamba_heads_of(s));
+  cJSON_AddNumberToObject(c, "mamba_head_dim", mamba_head_dim_of(s));
+  cJSON_AddNumberToObject(c, "ssm_state_size", ssm_state_of(s));
+  cJSON_AddNumberToObject(c, "n_groups", groups_of(s));
+  cJSON_AddNumberToObject(c, "conv_kernel", conv_kernel_of(s));
+  cJSON_AddNumberToObject(c, "chunk_size", 256);
+  cJSON_AddStringToObject(c, "mamba_hidden_act", "silu");
+  cJSON_AddBoolToObject(c, "use_bias", false);
+  cJSON_AddBoolToObject(c, "use_conv_bias", true);
+  cJSON_AddBoolToObject(c, "residual_in_fp32", false);
+  cJSON_AddBoolToObject(c, "rescale_prenorm_residual", true);
+  cJSON_AddNumberToObject(c, "time_step_min", 0.001);
+  cJSON_AddNumberToObject(c, "time_step_max", 0.1);
+  cJSON_AddNumberToObject(c, "time_step_floor", 1e-4);
+  return c;
+}
+
+/* ---- the families ---- */
+
+typedef struct family {
+  const char *architecture;
+  void (*tensors)(plan *p, const synth_spec *s);
+  cJSON *(*config)(const synth_spec *s);
+  bool needs_head_dim_split; /* head_dim must be hidden / heads (no head_dim field) */
+} family;
+
+static void qwen2_moe_tensors(plan *p, const synth_spec *s) { qwen_moe_tensors(p, s, true); }
+static void qwen3_moe_tensors(plan *p, const synth_spec *s) { qwen_moe_tensors(p, s, false); }
+static cJSON *qwen2_moe_config(const synth_spec *s) { return qwen_moe_config(s, true); }
+static cJSON *qwen3_moe_config(const synth_spec *s) { return qwen_moe_config(s, false); }
+
+static const family families[] = {
+    {"MixtralForCausalLM", mixtral_tensors, mixtral_config, false},
+    {"Qwen2MoeForCausalLM", qwen2_moe_tensors, qwen2_moe_config, true},
+    {"Qwen3MoeForCausalLM", qwen3_moe_tensors, qwen3_moe_config, false},
+    {"Phi3ForCausalLM", phi3_tensors, phi3_config, true},
+    {"GemmaForCausalLM", gemma1_tensors, gemma1_config, false},
+    {"Gemma2ForCausalLM", gemma2_tensors, gemma2_config, false},
+    {"Gemma3ForCausalLM", gemma3_tensors, gemma3_config, false},
+    {"OPTForCausalLM", opt_tensors, opt_config, true},
+    {"NemotronHForCausalLM", nemotron_h_tensors, nemotron_h_config, false},
+};
+#define FAMILY_COUNT (sizeof families / sizeof families[0])
+
+const char *synth_family_list(void) {
+  static char list[512];
+  if (list[0]) return list;
+  for (size_t i = 0; i < FAMILY_COUNT; i++) {
+    if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    strncat(list, families[i].architecture, sizeof list - strlen(list) - 1);
+  }
+  return list;
+}
+
+static const family *find_family(const char *architecture) {
+  for (size_t i = 0; i < FAMILY_COUNT; i++)
+    if (strcmp(families[i].architecture, architecture) == 0) return &families[i];
+  return NULL;
+}
+
+bool synth_family_known(const char *architecture) { return find_family(architecture) != NULL; }
+
+/* Sorts an object's members by key, as transformers writes config.json. */
+static void sort_keys(cJSON *object) {
+  for (cJSON *i = object->child; i; i = i->next)
+    for (cJSON *j = i->next; j; j = j->next)
+      if (strcmp(j->string, i->string) < 0) {
+        /* swap the payloads of i and j (keys, values and children) */
+        cJSON tmp = *i;
+        i->type = j->type, i->valuestring = j->valuestring, i->valueint = j->valueint;
+        i->valuedouble = j->valuedouble, i->string = j->string, i->child = j->child;
+        j->type = tmp.type, j->valuestring = tmp.valuestring, j->valueint = tmp.valueint;
+        j->valuedouble = tmp.valuedouble, j->string = tmp.string, j->child = tmp.child;
+      }
+}
+
+static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
+  if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
+      s->vocab_size < 1 || s->head_dim < 0)
+    return rotq_fail(err, "synth: sizes must be positive");
+  if (s->num_heads % s->num_kv_heads != 0)
+    return rotq_fail(err, "synth: %d heads is not a multiple of %d kv heads", s->num_heads, s->num_kv_heads);
+  if (!s->head_dim && s->hidden_size % s->num_heads != 0)
+    return rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim", s->hidden_size,
+                     s->num_heads);
+  if (head_dim_of(s) % 2 != 0) return rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", head_dim_of(s));
+  if (f->needs_head_dim_split && head_dim_of(s) * s->num_heads != s->hidden_size)
+    return rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", f->architecture);
+  if (s->hybrid_override_pattern && (int)strlen(s->hybrid_override_pattern) != s->num_layers)
+    return rotq_fail(err, "synth: hybrid_override_pattern has %zu layers, not %d", strlen(s->hybrid_override_pattern),
+                     s->num_layers);
+  if (top_k_of(s) > experts_of(s))
+    return rotq_fail(err, "synth: %d experts per token of %d experts", top_k_of(s), experts_of(s));
+  return 0;
+}
+
+int synth_family_write(const synth_spec *spec, const char *dir, rotq_error *err) {
+  const family *f = find_family(spec->architecture);
+  if (!f) return rotq_fail(err, "synth: architecture '%s' is not one of %s", spec->architecture, synth_family_list());
+  if (check_spec(spec, f, err) != 0) return -1;
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+  plan p = {0};
+  f->tensors(&p, spec);
+  cJSON *config = f->config(spec);
+  int status = 0;
+  if (p.failed || !config) status = rotq_fail(err, "%s: out of memory", dir);
+  if (status == 0) {
+    sort_keys(config);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    status = json_file_write(path, config, err);
+  }
+  if (status == 0) status = synth_write_tensors(spec, p.items, p.count, dir, err);
+  cJSON_Delete(config);
+  free(p.items);
+  return status;
+}

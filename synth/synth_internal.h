@@ -1,0 +1,49 @@
+/* Inside model/: what synth.c and synth_families.c share — the tensor plan of a synthetic
+ * checkpoint and its writer. synth.c writes the LLaMA family; synth_families.c plans the other
+ * families (MoE, Phi-3, Gemma, OPT, Nemotron-H) and hands the plan back to the same writer. */
+#ifndef ROTQ_SYNTH_SYNTH_INTERNAL_H
+#define ROTQ_SYNTH_SYNTH_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "synth/synth.h"
+
+typedef enum weight_kind {
+  KIND_EMBEDDING,  /* N(0, 1/hidden) */
+  KIND_LINEAR,     /* N(0, 1/in), in = the last dimension */
+  KIND_NORM,       /* 1 + 0.2·N(0, 1) */
+  KIND_BIAS,       /* 0.1·N(0, 1) */
+  KIND_A_LOG,      /* Mamba A_log: log of U(1, 16) */
+  KIND_DT_BIAS,    /* Mamba dt_bias: softplus⁻¹ of a step in [0.001, 0.1] (log-uniform) */
+  KIND_SKIP,       /* Mamba D: 1 + 0.2·N(0, 1) */
+  KIND_NORM_DELTA, /* Gemma's norm weights w (the norm scales by 1 + w): 0.2·N(0, 1) */
+} weight_kind;
+
+/* One tensor to write: its layout and how its values are drawn. */
+typedef struct synth_tensor {
+  char name[96];
+  weight_kind kind;
+  int ndim;
+  int64_t shape[3]; /* [out, in], [n], or a conv1d's [channels, 1, kernel] */
+} synth_tensor;
+
+static inline size_t synth_numel(const synth_tensor *t) {
+  size_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+  return n;
+}
+
+/* Writes the tensors (values drawn from spec->seed and each name) as spec->dtype into dir. */
+int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
+                        rotq_error *err);
+
+/* synth_families.c's architectures, comma-separated. */
+const char *synth_family_list(void);
+/* True when architecture is one of them. */
+bool synth_family_known(const char *architecture);
+/* Writes config.json and the shards of such a family into dir (created by the caller). */
+int synth_family_write(const synth_spec *spec, const char *dir, rotq_error *err);
+
+#endif
