@@ -11,12 +11,20 @@
 extern "C" {
 #endif
 
+/* Marks the library's exported entry points: librotq.so is built with hidden visibility, so only
+ * what carries ROTQ_API (every one of them rotq_-prefixed) is exported. */
+#if defined(__GNUC__)
+#define ROTQ_API __attribute__((visibility("default")))
+#else
+#define ROTQ_API
+#endif
+
 typedef struct rotq_error {
   char message[2048];
 } rotq_error;
 
 /* The library version, e.g. "0.1.0". */
-const char *rotq_version(void);
+ROTQ_API const char *rotq_version(void);
 
 /* What rotq_rotate proves before it calls an output complete:
  *   in-stream    every batch (pre-run tensors, each decoder layer) read back while it is written and
@@ -62,11 +70,11 @@ typedef struct rotq_rotate_options {
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
  * ROTQ_VERIFY_AUTO, seed 0, all cores, no online rotations, 5 GB shards, the architecture's own
  * config. model_dir and output_dir are NULL: set them. */
-rotq_rotate_options rotq_rotate_default_options(void);
+ROTQ_API rotq_rotate_options rotq_rotate_default_options(void);
 
 /* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory
  * renamed into place when complete). */
-int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
+ROTQ_API int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
 
 #ifdef __cplusplus
 }
