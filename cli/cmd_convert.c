@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/rotate_run.h"
 #include "io/dtype.h"
 #include "io/gguf.h"
 #include "io/json_file.h"
@@ -330,7 +331,8 @@ int cmd_convert(int argc, char **argv) {
   }
   rotq_error err = {{0}};
   output_dir o;
-  if (output_dir_begin(gguf, output, force, &o, &err) != 0) {
+  cli_log log = {.command = "convert"};
+  if (output_dir_begin(gguf, output, force, &(logger){cli_print_log, &log}, &o, &err) != 0) {
     fprintf(stderr, "rotq convert: %s\n", err.message);
     return 1;
   }

@@ -13,6 +13,7 @@
 #include "cli/calibration.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
+#include "cli/rotate_run.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
 #include "eval/perplexity.h"
@@ -282,8 +283,10 @@ static int rotate_variant(report *r, int v, const char *work, uint64_t seed, cha
                            .seed = seed,
                            .online = v == VARIANT_ONLINE,
                            .verify = 0,
-                           .quiet = 1};
-  if (rotq_rotate(&o, err) == 0) {
+                           .quiet = 1,
+                           .log = cli_print_log,
+                           .log_context = &(cli_log){.command = "report", .quiet = true}};
+  if (cli_rotate(&o, err) == 0) {
     r->dirs[v] = dir;
     return 0;
   }

@@ -2,10 +2,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/rotate_run.h"
 #include "rotq.h"
 
 static const char *help =
@@ -43,6 +45,23 @@ static const char *help =
 static void print_notice(const char *message, void *context) {
   (void)context;
   fprintf(stderr, "rotq rotate: %s\n", message);
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The progress line on a terminal: "layer i/n  elapsed  ETA", rewritten in place. */
+static void print_progress(const rotq_progress *p, void *context) {
+  double *start = context;
+  if (!strcmp(p->phase, "prepare")) *start = now_seconds();
+  if (strcmp(p->phase, "layers") != 0) return;
+  double elapsed = now_seconds() - *start;
+  double eta = p->layer > 0 ? elapsed / p->layer * (p->layers - p->layer) : 0;
+  fprintf(stderr, "\rrotq rotate: layer %d/%d  elapsed %.1fs  ETA %.1fs   ", p->layer, p->layers, elapsed, eta);
+  if (p->layer == p->layers) fputc('\n', stderr);
 }
 
 int cmd_rotate(int argc, char **argv) {
@@ -96,8 +115,16 @@ int cmd_rotate(int argc, char **argv) {
   o.progress = !quiet && isatty(STDERR_FILENO);
   o.quiet = quiet;
   o.notice = print_notice;
+  cli_log log = {.command = "rotate", .quiet = quiet};
+  o.log = cli_print_log;
+  o.log_context = &log;
+  double start = now_seconds();
+  if (o.progress) {
+    o.on_progress = print_progress;
+    o.progress_context = &start;
+  }
   rotq_error err = {{0}};
-  if (rotq_rotate(&o, &err) < 0) {
+  if (cli_rotate(&o, &err) < 0) {
     fprintf(stderr, "rotq rotate: %s\n", err.message);
     return 1;
   }

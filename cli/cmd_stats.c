@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/heap.h"
 #include "cli/outlier_plot.h"
+#include "cli/rotate_run.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
 #include "eval/activation_stats.h"
@@ -160,9 +161,15 @@ int cmd_stats(int argc, char **argv) {
   if (status == 0 && !rotated) {
     status = work_dir_create("stats", json ? json : svg, scratch, sizeof scratch, &err);
     snprintf(rotated_dir, sizeof rotated_dir, "%s/rotated", scratch);
-    rotq_rotate_options o = {
-        .model_dir = dir, .output_dir = rotated_dir, .seed = (uint64_t)seed, .verify = 0, .quiet = 1};
-    if (status == 0) status = rotq_rotate(&o, &err);
+    cli_log log = {.command = "stats", .quiet = true};
+    rotq_rotate_options o = {.model_dir = dir,
+                             .output_dir = rotated_dir,
+                             .seed = (uint64_t)seed,
+                             .verify = 0,
+                             .quiet = 1,
+                             .log = cli_print_log,
+                             .log_context = &log};
+    if (status == 0) status = cli_rotate(&o, &err);
     rotated = rotated_dir;
   }
   if (status == 0) status = measure(dir, tokens, count, (int)ctx, (size_t)segments, f32, &original, &err);

@@ -36,6 +36,30 @@ ROTQ_API const char *rotq_version(void);
 #define ROTQ_VERIFY_ALL 1       /* in-stream and whole-model, whatever the size */
 #define ROTQ_VERIFY_IN_STREAM 2 /* in-stream only */
 
+/* What the library tells a caller through a log callback. The CLI shows DEBUG only with
+ * ROTQ_TIMING=1, and INFO and WARNING unless --quiet; NOTICE always. */
+typedef enum rotq_log_level {
+  ROTQ_LOG_DEBUG = 0,   /* timings: where the time went (read, compute, convert, write) */
+  ROTQ_LOG_INFO = 1,    /* reports: the verify results, the run's summary */
+  ROTQ_LOG_NOTICE = 2,  /* what happened to the file system beside the output (a stale partial
+                         * output of a killed run removed, a previous output restored) */
+  ROTQ_LOG_WARNING = 3, /* the output is complete but something deserves a look (rules that matched
+                         * nothing, a fallback construction, a check skipped) */
+} rotq_log_level;
+
+/* A log callback: level, and the message (one line, no trailing newline), valid during the call. */
+typedef void (*rotq_log_fn)(rotq_log_level level, const char *message, void *context);
+
+/* A progress report. phase is "prepare" (matrices and commands made; layers = the layer count),
+ * "layers" (decoder layer `layer` of `layers` written, 1-based), "finish" (config.json,
+ * rotation.json and the other files), or "verify" (the whole-model check). bytes_written of
+ * bytes_total: tensor bytes of the output written so far (estimated from the layers done). */
+typedef struct rotq_progress {
+  const char *phase;
+  int layer, layers;
+  uint64_t bytes_written, bytes_total;
+} rotq_progress;
+
 /* Options of a rotation run: what `rotq rotate` does. Start from rotq_rotate_default_options()
  * (the CLI's defaults), then set fields. A zero-initialised struct also works, but its verify is
  * ROTQ_VERIFY_OFF: the output is then not proven.
@@ -59,12 +83,26 @@ typedef struct rotq_rotate_options {
   int force;               /* replace an existing output directory */
   int verify;              /* ROTQ_VERIFY_*; the defaults: ROTQ_VERIFY_AUTO (zero: OFF) */
   size_t max_shard_bytes;  /* 0 = 5 GB, like HF */
-  int progress;            /* 1 = per-layer progress line on stderr */
-  int quiet;               /* 1 = no warnings, verify report or summary on stderr */
+  int progress;            /* kept for the layout; the library ignores it (see on_progress) */
+  int quiet;               /* kept for the layout; the library ignores it: it prints nothing */
   /* Called (when set) with what the caller should tell the user: an existing output replaced
    * under force, files of the input not carried over. The library itself does not print these. */
   void (*notice)(const char *message, void *context);
   void *notice_context;
+  /* The library writes nothing to stderr or stdout. What `rotq rotate` prints comes through log
+   * (when set), one line per call, without a trailing newline (see rotq_log_level). */
+  rotq_log_fn log;
+  void *log_context;
+  /* Called (when set) as the run moves on: a phase's start and each decoder layer written. */
+  void (*on_progress)(const rotq_progress *progress, void *context);
+  void *progress_context;
+  /* Polled (when set) before each decoder layer, before the final files and after verify: a
+   * nonzero return stops the run, which then fails with "cancelled; the partial output was
+   * removed" and leaves no output (nor a temporary directory). The library installs no signal
+   * handlers: a caller that wants SIGINT to stop a run sets a flag in its handler and returns it
+   * here (the CLI does). */
+  int (*cancel)(void *context);
+  void *cancel_context;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
@@ -73,7 +111,13 @@ typedef struct rotq_rotate_options {
 ROTQ_API rotq_rotate_options rotq_rotate_default_options(void);
 
 /* Rotates a checkpoint: writes options->output_dir (atomically: a temporary sibling directory
- * renamed into place when complete). */
+ * renamed into place when complete). Fails (-1, err) on bad options (online_for without online,
+ * config and config_text both), a bad input, an I/O error, a failed check, out of memory, or
+ * cancel; a failed run leaves no output. Acts on nothing outside the input and output
+ * directories: no signal handlers, no stderr, OpenBLAS's thread count left to the caller. Threaded OpenBLAS
+ * changes the last bits of dense products with its thread count: the output is reproducible (and
+ * what `rotq rotate`, which sets OpenBLAS to one thread around the call, writes) with OpenBLAS
+ * at one thread; with more, the run logs a warning. */
 ROTQ_API int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
 
 #ifdef __cplusplus

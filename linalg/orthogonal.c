@@ -7,19 +7,29 @@
 #include <stdlib.h>
 
 /* OpenBLAS's threaded GEMM and QR give results that change with its thread count (it splits the
- * work differently). Generated matrices must not, so their BLAS/LAPACK calls run with OpenBLAS
- * set to one thread, one generation at a time; the caller's setting is restored afterwards. */
+ * work differently). Generated matrices must not, so their BLAS/LAPACK calls run on one thread.
+ * OpenBLAS 0.3.27 and later set that for the calling thread alone (openblas_set_num_threads_local,
+ * found at run time); older ones only process-wide: there the count is set to one for the
+ * generation and the caller's restored at once, one generation at a time. This scoped section is
+ * the library's only touch of BLAS settings (the runner leaves them to the caller). */
+extern int openblas_set_num_threads_local(int threads) __attribute__((weak));
+
 static pthread_mutex_t single_thread_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int single_thread_begin(void) {
+  if (openblas_set_num_threads_local) return openblas_set_num_threads_local(1);
   pthread_mutex_lock(&single_thread_lock);
   int saved = openblas_get_num_threads();
-  openblas_set_num_threads(1);
+  if (saved != 1) openblas_set_num_threads(1);
   return saved;
 }
 
 static void single_thread_end(int saved) {
-  openblas_set_num_threads(saved);
+  if (openblas_set_num_threads_local) {
+    openblas_set_num_threads_local(saved);
+    return;
+  }
+  if (saved != 1) openblas_set_num_threads(saved);
   pthread_mutex_unlock(&single_thread_lock);
 }
 

@@ -1,6 +1,7 @@
 /* Dense orthogonal matrices (row-major n × n doubles): Haar-random sampling, the orthogonality
  * error, and the nearest orthogonal matrix. BLAS/LAPACK do the heavy lifting; while a matrix is
- * generated OpenBLAS runs one thread, so the numbers never depend on its thread count. */
+ * generated OpenBLAS runs one thread (for the calling thread where OpenBLAS can, else briefly
+ * process-wide: see orthogonal.c), so the numbers never depend on its thread count. */
 #ifndef ROTQ_LINALG_ORTHOGONAL_H
 #define ROTQ_LINALG_ORTHOGONAL_H
 

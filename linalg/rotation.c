@@ -258,13 +258,13 @@ cJSON *rotation_to_json(const rotation *r) {
   return o;
 }
 
-void rotation_dense(const rotation *r, double *out) {
+int rotation_dense(const rotation *r, double *out) {
   size_t n = (size_t)r->n;
   if (r->kind == ROTATION_KIND_DENSE && !r->block_size) {
     memcpy(out, r->dense, sizeof *out * n * n);
-    return;
+    return 0;
   }
   memset(out, 0, sizeof *out * n * n);
   for (size_t i = 0; i < n; i++) out[i * n + i] = 1.0;
-  rotation_apply_rows_f64(r, out, n, n, n);
+  return rotation_apply_rows_f64(r, out, n, n, n);
 }

@@ -46,24 +46,26 @@ int rotation_is_fallback(const rotation *r);
 const char *rotation_describe(const rotation *r);
 /* A JSON record of the rotation (mode, dim, seed, construction, factor orders, fallback). */
 struct cJSON *rotation_to_json(const rotation *r);
-/* The dense n × n matrix, row-major (for tests, export and small models). */
-void rotation_dense(const rotation *r, double *out);
+/* The dense n × n matrix, row-major (for tests, export and small models); -1 when the scratch
+ * memory of applying r cannot be allocated (out is then not the matrix). */
+int rotation_dense(const rotation *r, double *out);
 
-/* Scratch memory of the apply functions: when it cannot be allocated they print and abort, unless
- * the calling thread called rotation_scratch_recover(true): then they return without applying
- * and rotation_scratch_failed() is true until the next rotation_scratch_recover call. */
+/* Scratch memory of the apply functions: when it cannot be allocated they return -1 without
+ * applying the rotation (or having applied part of it), and rotation_scratch_failed() is true on
+ * the calling thread until its next rotation_scratch_recover call (which clears the flag; `on`
+ * is kept for older callers and means nothing: the library never aborts). */
 void rotation_scratch_recover(bool on);
 bool rotation_scratch_failed(void);
 
 /* Input side, W ← W·blockdiag(R, R, ...): W is [rows, cols] with row stride ld (elements);
  * cols must be a multiple of n and every length-n segment of every row is rotated.
  * (n = hidden for R1 on a reader; n = head_dim with cols = heads·head_dim for R2 on o_proj.) */
-void rotation_apply_rows_f64(const rotation *r, double *w, size_t rows, size_t cols, size_t ld);
-void rotation_apply_rows_f32(const rotation *r, float *w, size_t rows, size_t cols, size_t ld);
+int rotation_apply_rows_f64(const rotation *r, double *w, size_t rows, size_t cols, size_t ld);
+int rotation_apply_rows_f32(const rotation *r, float *w, size_t rows, size_t cols, size_t ld);
 /* Output side, W ← blockdiag(Rᵀ, Rᵀ, ...)·W: W is [rows, cols] with row stride ld; rows must be
  * a multiple of n and every group of n consecutive rows is rotated. Callers may split the
  * columns among threads (w offset, cols a sub-range, ld the full row length). */
-void rotation_apply_cols_f64(const rotation *r, double *w, size_t rows, size_t cols, size_t ld);
-void rotation_apply_cols_f32(const rotation *r, float *w, size_t rows, size_t cols, size_t ld);
+int rotation_apply_cols_f64(const rotation *r, double *w, size_t rows, size_t cols, size_t ld);
+int rotation_apply_cols_f32(const rotation *r, float *w, size_t rows, size_t cols, size_t ld);
 
 #endif

@@ -8,20 +8,19 @@
  * with the shape of the call, hence with the split. */
 #include <assert.h>
 #include <cblas.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "linalg/fwht.h"
 #include "linalg/rotation_internal.h"
 
-/* The apply functions have no error channel: running out of scratch memory is fatal, unless the
- * calling thread asked to recover (rotation_scratch_recover): then the call returns without
- * applying the rotation and the thread's failure flag is set. */
-static _Thread_local bool recover, failed;
+/* Running out of scratch memory fails the apply call (it returns -1, the rotation not or only
+ * partly applied) and sets the calling thread's failure flag (rotation_scratch_failed), which
+ * callers without an error channel of their own collect after a batch of calls. */
+static _Thread_local bool failed;
 
 void rotation_scratch_recover(bool on) {
-  recover = on;
+  (void)on;
   failed = false;
 }
 
@@ -29,14 +28,7 @@ bool rotation_scratch_failed(void) { return failed; }
 
 static void *checked_malloc(size_t size) {
   void *p = malloc(size ? size : 1);
-  if (!p && recover) {
-    failed = true;
-    return NULL;
-  }
-  if (!p) {
-    fprintf(stderr, "rotq: out of memory (%zu bytes of rotation scratch)\n", size);
-    abort();
-  }
+  if (!p) failed = true;
   return p;
 }
 

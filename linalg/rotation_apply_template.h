@@ -79,10 +79,10 @@ static void SUFFIX(fallback_tile)(const rotation *r, const fwht_kernels *k, REAL
 }
 
 /* Dense R on row segments: blocks of rows copied out, multiplied back into place. */
-static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
+static int SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   size_t order = (size_t)r->order, block = vectors_per_block(order, rows);
   REAL *copy = checked_malloc(sizeof *copy * block * order);
-  if (!copy) return;
+  if (!copy) return -1;
   for (size_t r0 = 0; r0 < rows; r0 += block) {
     size_t count = rows - r0 < block ? rows - r0 : block;
     for (size_t c0 = 0; c0 < cols; c0 += order) {
@@ -92,13 +92,14 @@ static void SUFFIX(dense_rows)(const rotation *r, REAL *w, size_t rows, size_t c
     }
   }
   free(copy);
+  return 0;
 }
 
 /* Dense Rᵀ on groups of rows: tiles of columns copied out, multiplied back into place. */
-static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
+static int SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   size_t order = (size_t)r->order, tile = vectors_per_block(order, cols);
   REAL *copy = checked_malloc(sizeof *copy * tile * order);
-  if (!copy) return;
+  if (!copy) return -1;
   for (size_t g = 0; g < rows; g += order)
     for (size_t c0 = 0; c0 < cols; c0 += tile) {
       size_t width = cols - c0 < tile ? cols - c0 : tile;
@@ -107,23 +108,25 @@ static void SUFFIX(dense_cols)(const rotation *r, REAL *w, size_t rows, size_t c
            (int)width, 0, w + g * ld + c0, (int)ld);
     }
   free(copy);
+  return 0;
 }
 
-void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
+int SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   assert(cols % (size_t)r->n == 0 && ld >= cols);
   size_t order = (size_t)r->order;
   const fwht_kernels *k = fwht_kernels_for(simd_best());
-  if (r->kind == ROTATION_KIND_DENSE) {
-    SUFFIX(dense_rows)(r, w, rows, cols, ld);
-  } else if (r->kind == ROTATION_KIND_KRONECKER) {
+  if (r->kind == ROTATION_KIND_DENSE) return SUFFIX(dense_rows)(r, w, rows, cols, ld);
+  if (r->kind == ROTATION_KIND_KRONECKER) {
     /* every segment X (a.n × b.n) becomes X·B (all at once), then Aᵀ·X */
     size_t nb = (size_t)r->b->n, na = (size_t)r->a->n;
-    SUFFIX(rotation_apply_rows)(r->b, w, rows, cols, ld);
-    for (size_t i = 0; i < rows; i++)
-      for (size_t c0 = 0; c0 < cols; c0 += order) SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
+    int status = SUFFIX(rotation_apply_rows)(r->b, w, rows, cols, ld);
+    for (size_t i = 0; status == 0 && i < rows; i++)
+      for (size_t c0 = 0; status == 0 && c0 < cols; c0 += order)
+        status = SUFFIX(rotation_apply_cols)(r->a, w + i * ld + c0, na, nb, nb);
+    return status;
   } else {
     REAL *scratch = checked_malloc(sizeof *scratch * order);
-    if (!scratch) return;
+    if (!scratch) return -1;
     for (size_t i = 0; i < rows; i++)
       for (size_t c0 = 0; c0 < cols; c0 += order) {
         if (r->kind == ROTATION_KIND_HADAMARD)
@@ -133,27 +136,29 @@ void SUFFIX(rotation_apply_rows)(const rotation *r, REAL *w, size_t rows, size_t
       }
     free(scratch);
   }
+  return 0;
 }
 
-void SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
+int SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t cols, size_t ld) {
   assert(rows % (size_t)r->n == 0 && ld >= cols);
   size_t order = (size_t)r->order;
   const fwht_kernels *k = fwht_kernels_for(simd_best());
-  if (r->kind == ROTATION_KIND_DENSE) {
-    SUFFIX(dense_cols)(r, w, rows, cols, ld);
-  } else if (r->kind == ROTATION_KIND_KRONECKER) {
+  if (r->kind == ROTATION_KIND_DENSE) return SUFFIX(dense_cols)(r, w, rows, cols, ld);
+  if (r->kind == ROTATION_KIND_KRONECKER) {
     /* rows (l, p) of a group: Bᵀ over p (all groups at once), then Aᵀ over l for each p */
     size_t nb = (size_t)r->b->n, na = (size_t)r->a->n;
-    SUFFIX(rotation_apply_cols)(r->b, w, rows, cols, ld);
-    for (size_t g = 0; g < rows; g += order)
-      for (size_t p = 0; p < nb; p++) SUFFIX(rotation_apply_cols)(r->a, w + (g + p) * ld, na, cols, ld * nb);
+    int status = SUFFIX(rotation_apply_cols)(r->b, w, rows, cols, ld);
+    for (size_t g = 0; status == 0 && g < rows; g += order)
+      for (size_t p = 0; status == 0 && p < nb; p++)
+        status = SUFFIX(rotation_apply_cols)(r->a, w + (g + p) * ld, na, cols, ld * nb);
+    return status;
   } else {
     size_t tile = cols < COLUMN_TILE ? cols : COLUMN_TILE, m = 1;
     for (int f = 0; f < r->factor_count; f++)
       if ((size_t)r->factor[f].order > m) m = (size_t)r->factor[f].order;
     if (r->kind == ROTATION_KIND_FALLBACK) m = (size_t)r->dense_order;
     REAL *scratch = checked_malloc(sizeof *scratch * m * tile);
-    if (!scratch) return;
+    if (!scratch) return -1;
     for (size_t g = 0; g < rows; g += order)
       for (size_t c0 = 0; c0 < cols; c0 += tile) {
         size_t width = cols - c0 < tile ? cols - c0 : tile;
@@ -164,4 +169,5 @@ void SUFFIX(rotation_apply_cols)(const rotation *r, REAL *w, size_t rows, size_t
       }
     free(scratch);
   }
+  return 0;
 }

@@ -45,7 +45,11 @@ struct online_state {
 static void online_warn(struct online_state *s, const char *text) {
   if (s->warning_count < (int)(sizeof s->warnings / sizeof s->warnings[0]))
     snprintf(s->warnings[s->warning_count++], sizeof s->warnings[0], "%s", text);
-  fprintf(stderr, "rotq rotate: warning: %s\n", text);
+}
+
+const char *online_warning(const quarot_processor *p, int i) {
+  const struct online_state *s = p->online;
+  return s && i >= 0 && i < s->warning_count ? s->warnings[i] : NULL;
 }
 
 static bool hadamard_constructible(int n) {
@@ -428,7 +432,11 @@ static double *dense_factor(const online_recipe *recipe, int which, int order, r
   rotation *r = online_recipe_factor(recipe, which, err);
   double *d = r ? malloc(sizeof *d * (size_t)order * (size_t)order) : NULL;
   if (r && !d) rotq_fail(err, "out of memory");
-  if (d) rotation_dense(r, d);
+  if (d && rotation_dense(r, d) < 0) {
+    rotq_fail(err, "out of memory (rotation scratch of an online factor)");
+    free(d);
+    d = NULL;
+  }
   rotation_free(r);
   return d;
 }

@@ -51,6 +51,9 @@ int online_write_tensors(quarot_processor *p, rotq_error *err);
 /* Adds quantization_config (with transform_config) to config.json (no-op when off); fails if
  * the input already has a quantization_config. */
 int online_add_quantization_config(const quarot_processor *p, struct cJSON *config, rotq_error *err);
+/* The i-th warning of online_pre_run (a fallback construction, ...), or NULL past the last; the
+ * runner logs them. */
+const char *online_warning(const quarot_processor *p, int i);
 /* rotation.json's "online" section (null when off). */
 struct cJSON *online_record(const quarot_processor *p);
 void online_free(quarot_processor *p);

@@ -56,7 +56,7 @@ static bool path_within(const char *inner, const char *outer) {
 /* Removes "<parent>/.<base>.rotq-partial-<pid>" directories whose process is gone, and puts back
  * "<base>.rotq-old-<pid>" (an output replaced by a run killed between its two renames) when
  * nothing took its place; such a directory is otherwise left alone (docs/reliability.md). */
-static void remove_stale_partials(const char *parent, const char *base) {
+static void remove_stale_partials(const char *parent, const char *base, const logger *log) {
   DIR *d = opendir(parent);
   if (!d) return;
   char prefix[PATH_MAX + 32], old_prefix[PATH_MAX + 32];
@@ -73,7 +73,7 @@ static void remove_stale_partials(const char *parent, const char *base) {
       long pid = strtol(e->d_name + strlen(old_prefix), &end, 10);
       if (pid <= 0 || *end || kill((pid_t)pid, 0) == 0 || errno == EPERM) continue;
       if (lstat(final, &st) != 0 && errno == ENOENT && rename(old, final) == 0)
-        fprintf(stderr, "rotq: restored the previous output of an interrupted run: %s\n", final);
+        log_message(log, ROTQ_LOG_NOTICE, "restored the previous output of an interrupted run: %s", final);
       continue;
     }
     if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
@@ -83,7 +83,7 @@ static void remove_stale_partials(const char *parent, const char *base) {
     if (kill((pid_t)pid, 0) == 0 || errno == EPERM) continue; /* still running */
     char stale[2 * PATH_MAX];
     snprintf(stale, sizeof stale, "%s/%s", parent, e->d_name);
-    fprintf(stderr, "rotq: removing the partial output of an interrupted run: %s\n", stale);
+    log_message(log, ROTQ_LOG_NOTICE, "removing the partial output of an interrupted run: %s", stale);
     remove_tree(stale);
   }
   closedir(d);
@@ -240,7 +240,8 @@ static void release_lock(output_dir *o) {
   o->lock_fd = -1;
 }
 
-int output_dir_begin(const char *input_dir, const char *output, bool force, output_dir *o, rotq_error *err) {
+int output_dir_begin(const char *input_dir, const char *output, bool force, const logger *log, output_dir *o,
+                     rotq_error *err) {
   memset(o, 0, sizeof *o);
   o->lock_fd = -1;
   char parent[PATH_MAX], base[PATH_MAX], in_real[PATH_MAX], parent_real[PATH_MAX], existing[PATH_MAX];
@@ -274,7 +275,7 @@ int output_dir_begin(const char *input_dir, const char *output, bool force, outp
     return rotq_fail(err, "output '%s': cannot create parent directory '%s': %s", output, parent, strerror(e));
   }
   if (take_lock(o, parent_real, base, output, err) != 0) goto fail;
-  remove_stale_partials(parent_real, base);
+  remove_stale_partials(parent_real, base, log);
   /* under the lock: the output may have appeared (or changed, or been restored) since the checks */
   exists = lstat(o->final_path, &st) == 0;
   if (exists && !force) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "common/error.h"
+#include "common/log.h"
 
 typedef struct output_dir {
   char final_path[4096];
@@ -21,9 +22,10 @@ typedef struct output_dir {
 /* Checks the output location (not existing unless force, and with force only a checkpoint or
  * an earlier rotq output; not the input, inside it, or holding it; parent writable), takes the
  * output's lock (another run writing the same output is an error), removes stale partial
- * directories of dead runs, creates the temporary directory. Parents it creates are removed
- * again when it fails or the run is aborted. */
-int output_dir_begin(const char *input_dir, const char *output, bool force, output_dir *o, rotq_error *err);
+ * directories of dead runs (each named to log at ROTQ_LOG_NOTICE; log may be NULL), creates the
+ * temporary directory. Parents it creates are removed again when it fails or the run is aborted. */
+int output_dir_begin(const char *input_dir, const char *output, bool force, const logger *log, output_dir *o,
+                     rotq_error *err);
 /* fsyncs the temporary directory, renames it to the final path (replacing an old output when
  * forced), fsyncs the parent. */
 int output_dir_commit(output_dir *o, rotq_error *err);

@@ -48,22 +48,19 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ROTQ_TIMING=1: the wall time of the transforms and each phase's share of the threads' time. */
-static void print_timing(const quarot_processor *p) {
-  const char *wanted = getenv("ROTQ_TIMING");
-  if (!wanted || !*wanted || strcmp(wanted, "0") == 0) return;
+void processor_timing(const quarot_processor *p, char *text, size_t size) {
   const transform_timing *t = &p->timing;
   double total = t->read + t->compute + t->convert + t->write;
   if (total <= 0) total = 1;
-  fprintf(stderr,
-          "rotq timing: transforms %.2f s wall, %d threads; thread time %.2f s: read %.2f s (%.0f%%), "
-          "compute %.2f s (%.0f%%), convert %.2f s (%.0f%%), write %.2f s (%.0f%%)\n",
-          p->elapsed, p->context.threads, t->read + t->compute + t->convert + t->write, t->read, 100 * t->read / total,
-          t->compute, 100 * t->compute / total, t->convert, 100 * t->convert / total, t->write, 100 * t->write / total);
+  snprintf(text, size,
+           "timing: transforms %.2f s wall, %d threads; thread time %.2f s: read %.2f s (%.0f%%), "
+           "compute %.2f s (%.0f%%), convert %.2f s (%.0f%%), write %.2f s (%.0f%%)",
+           p->elapsed, p->context.threads, t->read + t->compute + t->convert + t->write, t->read, 100 * t->read / total,
+           t->compute, 100 * t->compute / total, t->convert, 100 * t->convert / total, t->write,
+           100 * t->write / total);
 }
 
 void processor_free(quarot_processor *p) {
-  print_timing(p);
   pipeline_free(p->pipeline);
   p->pipeline = NULL;
   commands_free(&p->commands);

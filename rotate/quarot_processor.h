@@ -3,7 +3,7 @@
  * final norm); preprocess(layer) filters the commands of "model.layers.{layer}" and executes
  * them through the pipeline (rotate/pipeline.h), after asking the kernel to read the next layer's
  * tensors ahead. Only the pieces in flight are in memory (plus the rotation matrices).
- * With ROTQ_TIMING=1 in the environment, processor_free prints where the time went to stderr. */
+ * processor_timing says where the time went (the runner logs it at ROTQ_LOG_DEBUG). */
 #ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
 #define ROTQ_ROTATE_QUAROT_PROCESSOR_H
 
@@ -32,8 +32,11 @@ typedef struct quarot_processor {
 /* Creates the matrices and the commands (and checks them); nothing is written yet. */
 int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapter *adapter,
                    const rotation_config *config, uint64_t seed, int threads, rotq_error *err);
-/* Frees p; prints the timing first when ROTQ_TIMING is set. */
+/* Frees p. */
 void processor_free(quarot_processor *p);
+/* "timing: transforms ... s wall, ...": the transforms' wall time and each phase's share of the
+ * pipeline threads' time, into text[size]. */
+void processor_timing(const quarot_processor *p, char *text, size_t size);
 /* Executes the pre-run commands (tensors outside the decoder layers). */
 int processor_pre_run(quarot_processor *p, rotq_error *err);
 /* Executes the commands of decoder layer `layer`. The in-stream check of a batch (p->check) runs

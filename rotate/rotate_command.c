@@ -277,7 +277,10 @@ static int stream_reflection(const rotation *r1, int hidden, double **out, rotq_
   if (!w) return rotq_fail(err, "out of memory");
   double u = 1 / sqrt((double)n), length = 0;
   for (int i = 0; i < n; i++) w[i] = u;
-  rotation_apply_rows_f64(r1, w, 1, (size_t)n, (size_t)n); /* the row uᵀ·R1 = (R1ᵀ·u)ᵀ */
+  if (rotation_apply_rows_f64(r1, w, 1, (size_t)n, (size_t)n) < 0) { /* the row uᵀ·R1 = (R1ᵀ·u)ᵀ */
+    free(w);
+    return rotq_fail(err, "out of memory (rotation scratch of R1)");
+  }
   for (int i = 0; i < n; i++) length += (w[i] - u) * (w[i] - u);
   length = sqrt(length);
   if (length < 1e-12) {

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "io/json_file.h"
 #include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
@@ -24,10 +24,6 @@
 #include "rotate/stream_check.h"
 #include "rotate/verify.h"
 #include "rotq.h"
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig) { interrupted = sig; }
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -192,17 +188,31 @@ static int copy_other_files(const rotq_rotate_options *o, const char *in, const 
   return rc;
 }
 
-static void progress(const rotq_rotate_options *o, int done, int total, double start) {
-  if (!o->progress) return;
-  double elapsed = now_seconds() - start;
-  double eta = done > 0 ? elapsed / done * (total - done) : 0;
-  fprintf(stderr, "\rrotq rotate: layer %d/%d  elapsed %.1fs  ETA %.1fs   ", done, total, elapsed, eta);
-  if (done == total) fputc('\n', stderr);
+/* The output's tensor bytes: in all (layer -1) or of decoder layer `layer` and the pre-run
+ * tensors before it. */
+static uint64_t output_bytes(const quarot_processor *p, int layer) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < p->commands.count; i++) {
+    const rotate_command *c = &p->commands.items[i];
+    if (layer >= 0 && c->layer != layer && !(layer == 0 && c->layer < 0)) continue;
+    const st_tensor *t = checkpoint_find(p->ck, c->source);
+    if (t) bytes += t->nbytes;
+  }
+  return bytes;
 }
 
-static int check_interrupt(rotq_error *err) {
-  if (!interrupted) return 0;
-  return rotq_fail(err, "interrupted by signal %d; the partial output was removed", (int)interrupted);
+/* Tells o->on_progress (when set) that phase began, or layer `layer` of `layers` is written. */
+static void progress(const rotq_rotate_options *o, const char *phase, int layer, int layers, uint64_t written,
+                     uint64_t total) {
+  if (!o->on_progress) return;
+  const rotq_progress report = {
+      .phase = phase, .layer = layer, .layers = layers, .bytes_written = written, .bytes_total = total};
+  o->on_progress(&report, o->progress_context);
+}
+
+static int check_cancel(const rotq_rotate_options *o, rotq_error *err) {
+  if (!o->cancel || !o->cancel(o->cancel_context)) return 0;
+  return rotq_fail(err, "cancelled; the partial output was removed");
 }
 
 /* An input rotq (or another tool) already rotated: refused when it carries online rotations, whose
@@ -239,6 +249,7 @@ static int check_input_history(const checkpoint *ck, cJSON **previous, rotq_erro
 /* Everything between opening the checkpoint and committing the output directory. */
 static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
                        const output_dir *out, const cJSON *previous, rotq_error *err) {
+  const logger log = {o->log, o->log_context};
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
@@ -251,19 +262,25 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   p.context.writer = writer;
   if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(p.check = stream_check_create(&p, err))) rc = -1;
   double start = now_seconds();
-  for (int i = 0; rc == 0 && !o->quiet && i < p.commands.warning_count; i++)
-    fprintf(stderr, "rotq rotate: warning: %s\n", p.commands.warnings[i]);
-  if (rc == 0) rc = processor_pre_run(&p, err);
+  for (int i = 0; rc == 0 && online_warning(&p, i); i++)
+    log_message(&log, ROTQ_LOG_WARNING, "%s", online_warning(&p, i));
+  for (int i = 0; rc == 0 && i < p.commands.warning_count; i++)
+    log_message(&log, ROTQ_LOG_WARNING, "%s", p.commands.warnings[i]);
   int layers = ck->config.num_hidden_layers;
+  uint64_t total_bytes = output_bytes(&p, -1), written = 0;
+  if (rc == 0) progress(o, "prepare", 0, layers, 0, total_bytes);
+  if (rc == 0) rc = processor_pre_run(&p, err);
   for (int layer = 0; rc == 0 && layer < layers; layer++) {
-    rc = check_interrupt(err);
+    rc = check_cancel(o, err);
     if (rc == 0) rc = online_preprocess(&p, layer, err);
     if (rc == 0) rc = processor_preprocess(&p, layer, err);
-    if (rc == 0) progress(o, layer + 1, layers, start);
+    written += output_bytes(&p, layer);
+    if (rc == 0) progress(o, "layers", layer + 1, layers, written, total_bytes);
   }
   if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) rc = online_write_tensors(&p, err);
-  if (rc == 0) rc = check_interrupt(err);
+  if (rc == 0) rc = check_cancel(o, err);
+  if (rc == 0) progress(o, "finish", layers, layers, total_bytes, total_bytes);
   if (rc == 0) {
     rc = st_writer_finish(writer, err);
     writer = NULL;
@@ -277,28 +294,28 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
                       whole_model ? "pending" : "not run (by default only for models up to 50M parameters; --verify)",
                       previous, err);
   if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
-  if (rc == 0) rc = check_interrupt(err);
-  if (rc == 0 && !o->quiet) {
+  if (rc == 0) rc = check_cancel(o, err);
+  if (rc == 0) {
     if (p.check) {
       const stream_check_summary *v = stream_check_result(p.check);
-      fprintf(stderr,
-              "rotq rotate: verify: in-stream: %d batches, %zu tensors proven equivalent; max relative error %.3g "
-              "(%.2g of its tolerance, at %s); %.2fs\n",
-              v->batches, v->tensors, v->max_relative, v->max_ratio, v->worst[0] ? v->worst : "-", v->seconds);
+      log_message(&log, ROTQ_LOG_INFO,
+                  "verify: in-stream: %d batches, %zu tensors proven equivalent; max relative error %.3g "
+                  "(%.2g of its tolerance, at %s); %.2fs",
+                  v->batches, v->tensors, v->max_relative, v->max_ratio, v->worst[0] ? v->worst : "-", v->seconds);
     } else {
-      fprintf(stderr, "rotq rotate: warning: --no-verify: the output was not verified\n");
+      log_message(&log, ROTQ_LOG_WARNING, "--no-verify: the output was not verified");
     }
   }
   if (rc == 0 && whole_model) {
     /* The reference forward pass may not run every config (e.g. a rope_scaling it does not model);
      * the rotation itself does not depend on it, and the in-stream check has proven the output. */
     char why[600] = "";
-    rc = verify_equivalence(ck->dir, out->temp_path, !o->quiet, why, sizeof why, err);
+    progress(o, "verify", layers, layers, total_bytes, total_bytes);
+    rc = verify_equivalence(ck->dir, out->temp_path, &log, why, sizeof why, err);
     if (rc > 0 && (o->verify == ROTQ_VERIFY_ALL || !p.check))
       rc = rotq_fail(err, "verify: the whole-model check cannot run: %s", why);
-    if (rc > 0 && !o->quiet)
-      fprintf(stderr, "rotq rotate: warning: whole-model check skipped (%s); the in-stream check proved the output\n",
-              why);
+    if (rc > 0)
+      log_message(&log, ROTQ_LOG_WARNING, "whole-model check skipped (%s); the in-stream check proved the output", why);
     char status[800];
     snprintf(status, sizeof status, rc > 0 ? "skipped: the reference forward pass cannot run this model: %s" : "%s",
              rc > 0 ? why : "passed: the reference forward pass, original vs rotated logits on 16 tokens");
@@ -307,12 +324,15 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     if (rc >= 0 && unlink(record) != 0) rc = rotq_fail(err, "%s: cannot replace: %s", record, strerror(errno));
     if (rc >= 0) rc = write_record(&p, o, out->temp_path, status, previous, err);
   }
-  if (rc == 0) rc = check_interrupt(err);
-  if (rc == 0 && !o->quiet)
-    fprintf(stderr, "rotq rotate: %s (%s): %zu tensors, %d layers, %d warnings, %.2fs\n", ck->config.architecture,
-            p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
+  if (rc == 0) rc = check_cancel(o, err);
+  if (rc == 0)
+    log_message(&log, ROTQ_LOG_INFO, "%s (%s): %zu tensors, %d layers, %d warnings, %.2fs", ck->config.architecture,
+                p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
   online_free(&p);
   stream_check_free(p.check);
+  char timing[600];
+  processor_timing(&p, timing, sizeof timing);
+  log_message(&log, ROTQ_LOG_DEBUG, "%s", timing);
   processor_free(&p);
   return rc;
 }
@@ -323,6 +343,9 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
   if (o->config && o->config_text)
     return rotq_fail(err, "options: config ('%s') and config_text are exclusive: give the config one way", o->config);
+  if (o->online_for && !o->online)
+    return rotq_fail(err, "options: online_for ('%s') needs online: set online = 1 for the online rotations",
+                     o->online_for);
   checkpoint ck;
   if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   /* Without --config, the family's own built-in config (transformer_universal for LLaMA). */
@@ -339,24 +362,19 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     checkpoint_close(&ck);
     return -1;
   }
-  /* Signals are caught before the temporary directory exists, so none is left behind; SIGXFSZ
-   * (a file size limit) is ignored so that the write fails with EFBIG and is cleaned up. */
-  struct sigaction sa = {.sa_handler = on_signal}, ignore = {.sa_handler = SIG_IGN}, old_int, old_term, old_xfsz;
-  sigemptyset(&sa.sa_mask);
-  sigemptyset(&ignore.sa_mask);
-  interrupted = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  sigaction(SIGXFSZ, &ignore, &old_xfsz);
+  /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense products
+   * with the thread count. The thread count is the process's (the caller's) to set: only said. */
+  const logger log = {o->log, o->log_context};
+  int blas_threads = openblas_get_num_threads();
+  if (blas_threads > 1)
+    log_message(&log, ROTQ_LOG_WARNING,
+                "OpenBLAS runs %d threads: dense products may differ in their last bits from a one-thread run "
+                "(set OPENBLAS_NUM_THREADS=1 for reproducible output)",
+                blas_threads);
   output_dir out;
-  int rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &out, err);
+  int rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &log, &out, err);
   if (rc == 0) {
-    /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense
-     * products with the thread count, and the output must not depend on it. */
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     rc = rotate_into(o, &ck, &config, &out, previous, err);
-    openblas_set_num_threads(blas_threads);
     if (rc == 0) rc = output_dir_commit(&out, err);
     if (rc != 0) output_dir_abort(&out);
     if (rc == 0 && out.replaced[0] && o->notice) {
@@ -365,9 +383,6 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
       o->notice(message, o->notice_context);
     }
   }
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  sigaction(SIGXFSZ, &old_xfsz, NULL);
   cJSON_Delete(previous);
   checkpoint_close(&ck);
   rotation_config_free(&config);

@@ -37,7 +37,7 @@ static dtype main_dtype(const checkpoint *ck) {
 
 double verify_checkpoint_tolerance(const checkpoint *ck) { return verify_tolerance(main_dtype(ck)); }
 
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+int verify_equivalence(const char *original_dir, const char *rotated_dir, const logger *log, char *why, size_t why_cap,
                        rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
@@ -65,9 +65,8 @@ int verify_equivalence(const char *original_dir, const char *rotated_dir, bool r
   if (rc == 0) {
     logit_diff d;
     logit_diff_compute(la, lb, VERIFY_TOKENS, vocab, &d);
-    if (report)
-      fprintf(stderr, "rotq rotate: verify: max |Δlogit| %.3g, relative %.3g (tolerance %.0e), argmax %d/%d\n",
-              d.max_abs_diff, d.relative, tol, d.argmax_agree, d.rows);
+    log_message(log, ROTQ_LOG_INFO, "verify: max |Δlogit| %.3g, relative %.3g (tolerance %.0e), argmax %d/%d",
+                d.max_abs_diff, d.relative, tol, d.argmax_agree, d.rows);
     /* NaN compares false: a NaN logit fails here too */
     if (!(d.relative <= tol) || (tol < 1e-3 && d.argmax_agree != d.rows))
       rc = rotq_fail(err,

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "common/log.h"
 #include "io/checkpoint.h"
 
 /* Models up to this many parameters are verified by default (--verify auto). */
@@ -19,8 +20,9 @@ double verify_tolerance(dtype t);
 double verify_checkpoint_tolerance(const checkpoint *ck);
 /* Compares the two checkpoints on 16 fixed tokens; error (-1) if the relative difference exceeds
  * the tolerance of the original's dtype or any argmax differs. 1, with the reason in why, when the
- * reference forward pass cannot load the original (an architecture feature it does not model). */
-int verify_equivalence(const char *original_dir, const char *rotated_dir, bool report, char *why, size_t why_cap,
+ * reference forward pass cannot load the original (an architecture feature it does not model).
+ * The measured difference goes to log at ROTQ_LOG_INFO ("verify: max |Δlogit| ..."; log may be NULL). */
+int verify_equivalence(const char *original_dir, const char *rotated_dir, const logger *log, char *why, size_t why_cap,
                        rotq_error *err);
 
 #endif
