@@ -10,7 +10,7 @@
 #include "cli/commands.h"
 #include "cli/heap.h"
 #include "eval/perplexity.h"
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 #include "eval/quantize_model.h"
 #include "eval/token_file.h"
 

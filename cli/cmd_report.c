@@ -17,7 +17,7 @@
 #include "cli/work_dir.h"
 #include "io/json_file.h"
 #include "eval/perplexity.h"
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 #include "eval/quantize_model.h"
 #include "eval/token_file.h"
 #include "rotq.h"
@@ -53,7 +53,7 @@ static const char *help =
     "  --f32             compute in float32 (default float64)\n";
 
 /* One row of the table: a quantization setting; format rows quantize weights and activations to
- * a float format (eval/quantize.h), weights by RTN. */
+ * a float format (linalg/quantize.h), weights by RTN. */
 typedef struct quant_config {
   const char *name;
   int wbits, abits, kvbits;

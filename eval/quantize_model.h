@@ -11,11 +11,6 @@
 #include "model/model.h"
 #include "eval/token_file.h"
 
-/* out ← in with defaults filled in (bits 0 → 16, clips 0 → 0.9 / 0.95, kv_group 0 → head_dim);
- * in NULL = all off. Fails on bits outside 2..8/16, a clip outside (0, 1], or a kv_group that
- * does not divide head_dim. */
-int activation_quant_resolve(const activation_quant *in, int head_dim, activation_quant *out, rotq_error *err);
-
 typedef enum weight_method { WEIGHT_RTN, WEIGHT_GPTQ } weight_method;
 
 typedef struct weight_quant {

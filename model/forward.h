@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "model/online_hooks.h"
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 #include "model/rope.h"
 #include "model/transformer.h"
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
-#include "eval/quantize_model.h"
 #include "model/gemma.h"
 #include "model/load_weight.h"
 #include "model/opt.h"

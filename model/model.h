@@ -16,7 +16,7 @@
 #include "common/error.h"
 #include "io/model_config.h"
 
-/* Fake quantization of the forward pass's activations (see eval/quantize.h): what a W·A·KV
+/* Fake quantization of the forward pass's activations (see linalg/quantize.h): what a W·A·KV
  * serving engine computes. Bits 2..8; 16 or 0 = off, so zero-initialised settings are exact. */
 typedef struct activation_quant {
   int abits;      /* input of every decoder linear, per token, symmetric (after any online rotation) */
@@ -24,7 +24,7 @@ typedef struct activation_quant {
   int kvbits;     /* K (after RoPE) and V as written to the cache, asymmetric per group */
   double kv_clip; /* 0 = 0.95 */
   int kv_group;   /* elements per K/V group; 0 = head_dim (per head); must divide head_dim */
-  int aformat;    /* quant_format (eval/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
+  int aformat;    /* quant_format (linalg/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
                      mxfp4 or nvfp4 quantize them in that format (abits then ignored) */
 } activation_quant;
 
@@ -45,6 +45,10 @@ const char *model_supported_architectures(void);
 int model_load(const char *dir, const model_options *options, model **out, rotq_error *err);
 void model_free(model *m);
 const model_config *model_get_config(const model *m);
+/* out ← in with defaults filled in (bits 0 → 16, clips 0 → 0.9 / 0.95, kv_group 0 → head_dim);
+ * in NULL = all off. Fails on bits outside 2..8/16, a clip outside (0, 1], or a kv_group that
+ * does not divide head_dim. */
+int activation_quant_resolve(const activation_quant *in, int head_dim, activation_quant *out, rotq_error *err);
 /* Replaces the activation quantization settings of a loaded model (checked as model_load does). */
 int model_set_activation_quant(model *m, const activation_quant *quant, rotq_error *err);
 

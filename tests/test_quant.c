@@ -1,4 +1,4 @@
-/* The fake quantizers (eval/quantize.h), GPTQ (eval/gptq.h), the KL divergence (eval/kl.h)
+/* The fake quantizers (linalg/quantize.h), GPTQ (eval/gptq.h), the KL divergence (eval/kl.h)
  * and the outlier statistics' measures, on vectors and matrices with known answers. */
 #include <math.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "eval/activation_stats.h"
 #include "eval/gptq.h"
 #include "eval/kl.h"
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 #include "support/test_support.h"
 
 /* 4-bit symmetric RTN of a known vector: scale max/7, ties to even, codes in [-8, 7]. */

@@ -9,8 +9,8 @@
  *                                       code  = clamp(round(x / scale) + zero, 0, 2^b − 1)
  *
  * A group whose values are all zero keeps them. */
-#ifndef ROTQ_EVAL_QUANTIZE_H
-#define ROTQ_EVAL_QUANTIZE_H
+#ifndef ROTQ_LINALG_QUANTIZE_H
+#define ROTQ_LINALG_QUANTIZE_H
 
 #include <stdbool.h>
 #include <stddef.h>

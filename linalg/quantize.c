@@ -1,4 +1,4 @@
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 
 #include <math.h>
 
@@ -48,10 +48,10 @@ double fp4_e2m1_round(double v) { return float_grid_round(v, 1, 0, 6); }
 
 #define REAL double
 #define NAME(x) x##_f64
-#include "eval/quantize_template.h"
+#include "linalg/quantize_template.h"
 #undef REAL
 #undef NAME
 
 #define REAL float
 #define NAME(x) x##_f32
-#include "eval/quantize_template.h"
+#include "linalg/quantize_template.h"
