@@ -6,13 +6,10 @@
 #include <unistd.h>
 
 #include "cli/args.h"
-#include "cli/calibration.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
-#include "eval/perplexity.h"
 #include "linalg/quantize.h"
-#include "eval/quantize_model.h"
-#include "eval/token_file.h"
+#include "rotq.h"
 
 static const char *help =
     "usage: rotq eval --model DIR --tokens FILE.u16 [--ctx 512] [--segments N] [--f32]\n"
@@ -52,14 +49,14 @@ static const char *help =
     "  --calib FILE      GPTQ calibration tokens (default: the --tokens file)\n"
     "  --calib-n N       calibration segments, from the end of the file (default 128)\n";
 
-static void show_progress(size_t done, size_t total, void *user) {
-  fprintf(stderr, "\rrotq eval: segment %zu/%zu", done, total);
-  if (done == total) fprintf(stderr, "\n");
-}
-
-static void show_quantize_progress(int done, int layers, void *user) {
-  fprintf(stderr, "\rrotq eval: GPTQ layer %d/%d", done, layers);
-  if (done == layers) fprintf(stderr, "\n");
+/* On a terminal: the segments evaluated, or GPTQ's layers, on one line rewritten in place. */
+static void show_progress(const rotq_progress *p, void *context) {
+  (void)context;
+  if (!strcmp(p->phase, "segments"))
+    fprintf(stderr, "\rrotq eval: segment %d/%d", p->layer, p->layers);
+  else
+    fprintf(stderr, "\rrotq eval: GPTQ layer %d/%d", p->layer, p->layers);
+  if (p->layer == p->layers) fprintf(stderr, "\n");
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -129,56 +126,38 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "rotq eval: --w-method gptq quantizes to int only (--wformat %s takes rtn)\n", wformat_name);
     return 2;
   }
-  if (!calib_path) calib_path = tokens_path;
-  const bool calibrate = gptq && wbits != 16;
-
-  int32_t *tokens = NULL;
-  size_t count = 0, eval_segments = 0;
-  model *m = NULL, *reference = NULL;
-  calibration_data calibration = {0};
-  rotq_error err;
-  perplexity_result result;
   heap_keep_freed_blocks();
   const bool tty = isatty(STDERR_FILENO);
-  model_options options = {.f32 = f32,
-                           .quant = {.abits = (int)abits,
-                                     .a_clip = a_clip,
-                                     .kvbits = (int)kvbits,
-                                     .kv_clip = kv_clip,
-                                     .kv_group = (int)kv_group,
-                                     .aformat = (int)aformat}};
-  const weight_quant wq = {.bits = (int)wbits,
-                           .method = gptq ? WEIGHT_GPTQ : WEIGHT_RTN,
-                           .group = (int)w_group,
-                           .act_order = act_order,
-                           .damp = damp,
-                           .format = (int)wformat};
-  int status =
-      token_file_read(tokens_path, &tokens, &count, &err) != 0 ||
-              (calibrate && calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err) != 0) ||
-              evaluation_segments(tokens_path, calib_path, calibrate ? &calibration : NULL, (size_t)segments,
-                                  &eval_segments, &err) != 0 ||
-              model_load(dir, &options, &m, &err) != 0 ||
-              (reference_dir && model_load(reference_dir, &(model_options){.f32 = f32}, &reference, &err) != 0) ||
-              model_quantize_weights(m, &wq, calibrate ? &calibration.set : NULL,
-                                     tty && calibrate ? show_quantize_progress : NULL, NULL, &err) != 0
-          ? 1
-          : 0;
-  if (status == 0) {
-    const perplexity_options eval = {
-        .ctx = (int)ctx, .max_segments = eval_segments, .reference = reference, .progress = tty ? show_progress : NULL};
-    status = perplexity_measure(m, tokens, count, &eval, &result, &err) != 0;
-  }
+  const rotq_eval_options o = {.model_dir = dir,
+                               .tokens_path = tokens_path,
+                               .ctx = (int)ctx,
+                               .segments = (size_t)segments,
+                               .f32 = f32,
+                               .reference_dir = reference_dir,
+                               .quant = {.wbits = (int)wbits,
+                                         .wformat = wformat_name,
+                                         .w_method = method,
+                                         .w_group = (int)w_group,
+                                         .act_order = act_order,
+                                         .damp = damp,
+                                         .calib_path = calib_path,
+                                         .calib_segments = (size_t)calib_n,
+                                         .abits = (int)abits,
+                                         .kvbits = (int)kvbits,
+                                         .aformat = aformat_name,
+                                         .a_clip = a_clip,
+                                         .kv_clip = kv_clip,
+                                         .kv_group = (int)kv_group},
+                               .on_progress = tty ? show_progress : NULL};
+  rotq_error err;
+  rotq_eval_result result;
+  int status = rotq_eval(&o, &result, &err) != 0;
   if (status == 0) {
     printf("nll %.6f ppl %.4f tokens %zu segments %zu", result.nll, result.ppl, result.predicted, result.segments);
-    if (reference) printf(" kl %.6g", result.kl);
+    if (reference_dir) printf(" kl %.6g", result.kl);
     printf("\n");
   } else {
     fprintf(stderr, "rotq eval: %s\n", err.message);
   }
-  model_free(m);
-  model_free(reference);
-  calibration_free(&calibration);
-  free(tokens);
   return status;
 }

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
-#include "cli/calibration.h"
+#include "eval/calibration.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
 #include "cli/rotate_run.h"

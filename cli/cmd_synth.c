@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "rotq.h"
 #include "synth/synth_shapes.h"
 
 static const char *help_head =
@@ -46,19 +47,6 @@ static void print_help(void) {
   const char *description;
   for (size_t i = 0; synth_shape_name(i, &description); i++)
     printf("  %-14s %s\n", synth_shape_name(i, NULL), description);
-}
-
-static int parse_dtype(const char *name, dtype *t) {
-  static const struct {
-    const char *name;
-    dtype type;
-  } names[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(name, names[i].name) == 0) {
-      *t = names[i].type;
-      return 0;
-    }
-  return -1;
 }
 
 /* Bytes of the .safetensors files in dir, and their count. */
@@ -112,7 +100,7 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "rotq synth: unknown shape '%s' (see rotq synth --help)\n", shape);
     return 2;
   }
-  if (parse_dtype(type, &spec.dtype) < 0) {
+  if (strcmp(type, "bf16") && strcmp(type, "f16") && strcmp(type, "f32") && strcmp(type, "f64")) {
     fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32 or f64, not '%s'\n", type);
     return 2;
   }
@@ -121,19 +109,24 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "rotq synth: bad option values (see rotq synth --help)\n");
     return 2;
   }
+  const rotq_synth_options o = {.shape = shape,
+                                .output_dir = output,
+                                .dtype = type,
+                                .layers = (int)layers,
+                                .seed = (uint64_t)seed,
+                                .max_shard_bytes = (size_t)max_shard,
+                                .outliers = outliers || feature_rank >= 0,
+                                .outlier_scale = outlier_scale,
+                                .outlier_channels = (int)outlier_channels,
+                                .feature_rank = feature_rank == 0  ? -1
+                                                : feature_rank > 0 ? (int)feature_rank
+                                                                   : 0,
+                                .logit_scale = logit_scale};
   if (layers) spec.num_layers = (int)layers;
-  spec.seed = (uint64_t)seed;
-  spec.max_shard_bytes = (size_t)max_shard;
-  if (outliers || outlier_scale > 0 || outlier_channels > 0 || feature_rank >= 0) {
-    spec.outlier_channels = outlier_channels > 0 ? (int)outlier_channels : 1;
-    spec.outlier_scale = outlier_scale;
-    spec.feature_rank = feature_rank >= 0 ? (int)feature_rank : spec.hidden_size / 16;
-  }
-  spec.logit_scale = logit_scale;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   rotq_error err = {{0}};
-  if (synth_write(&spec, output, &err) < 0) {
+  if (rotq_synth(&o, &err) < 0) {
     fprintf(stderr, "rotq synth: %s\n", err.message);
     return 1;
   }

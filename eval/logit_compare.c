@@ -22,3 +22,23 @@ void logit_diff_compute(const double *a, const double *b, int rows, int vocab, l
   }
   out->relative = out->max_abs_logit > 0 ? out->max_abs_diff / out->max_abs_logit : out->max_abs_diff;
 }
+
+double logit_tolerance(dtype t) {
+  switch (t) {
+  case DTYPE_F64: return 1e-9;
+  case DTYPE_F32: return 1e-5;
+  default: return 5e-2; /* 16-bit weights are re-rounded after rotation: a drift, not a bug */
+  }
+}
+
+/* The dtype of most of the checkpoint's parameters. */
+static dtype main_dtype(const checkpoint *ck) {
+  size_t count[4] = {0};
+  for (size_t i = 0; i < ck->tensor_count; i++) count[ck->tensors[i]->dtype] += st_numel(ck->tensors[i]);
+  int best = 0;
+  for (int t = 1; t < 4; t++)
+    if (count[t] > count[best]) best = t;
+  return (dtype)best;
+}
+
+double checkpoint_logit_tolerance(const checkpoint *ck) { return logit_tolerance(main_dtype(ck)); }

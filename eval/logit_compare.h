@@ -3,6 +3,8 @@
 #ifndef ROTQ_EVAL_LOGIT_COMPARE_H
 #define ROTQ_EVAL_LOGIT_COMPARE_H
 
+#include "io/checkpoint.h"
+
 typedef struct logit_diff {
   double max_abs_diff;  /* max |a − b|; infinite where either is NaN */
   double max_abs_logit; /* max |a| */
@@ -13,5 +15,11 @@ typedef struct logit_diff {
 
 /* Compares a and b, both [rows, vocab]. */
 void logit_diff_compute(const double *a, const double *b, int rows, int vocab, logit_diff *out);
+
+/* The tolerance on max|Δlogit| / max|logit| for a checkpoint whose weights are stored as t:
+ * 1e-9 (f64), 1e-5 (f32), 5e-2 (16-bit weights are re-rounded after a rotation). */
+double logit_tolerance(dtype t);
+/* That of the dtype of most of the checkpoint's parameters. */
+double checkpoint_logit_tolerance(const checkpoint *ck);
 
 #endif

@@ -120,6 +120,153 @@ ROTQ_API rotq_rotate_options rotq_rotate_default_options(void);
  * at one thread; with more, the run logs a warning. */
 ROTQ_API int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
 
+/* ---- Evaluation, comparison, the report experiment, synthetic checkpoints ----
+ * What `rotq eval`, `rotq compare`, `rotq report` and `rotq synth` do, as library calls. Like
+ * rotq_rotate they print nothing (messages through log, when set) and act on nothing but the
+ * files named in their options. They use OpenBLAS as the process has set it up. */
+
+/* Fake quantization of a model under evaluation (docs/quantization.md; `rotq eval --help`).
+ * Zero fields take the defaults: bits 16 (off), clips 0.9 (activations) and 0.95 (KV), formats
+ * "int", weights by RTN per output channel, GPTQ damping 0.01 and 128 calibration segments. */
+typedef struct rotq_quant_options {
+  int wbits;              /* weight bits 2..8; 0 or 16 = full precision */
+  const char *wformat;    /* NULL/"int", "fp8", "mxfp4", "nvfp4" (float formats: RTN) */
+  const char *w_method;   /* NULL/"rtn" or "gptq" */
+  int w_group;            /* input columns per weight scale; 0 = per output channel */
+  int act_order;          /* GPTQ: columns of largest Hessian diagonal first */
+  double damp;            /* GPTQ: relative damping; 0 = 0.01 */
+  const char *calib_path; /* GPTQ calibration tokens; NULL = the evaluated token file */
+  size_t calib_segments;  /* GPTQ: segments from the end of calib_path; 0 = 128 */
+  int abits, kvbits;      /* activation and KV-cache bits 2..8; 0 or 16 = off */
+  const char *aformat;    /* NULL/"int", "fp8", "mxfp4", "nvfp4" */
+  double a_clip, kv_clip; /* clip ratios in (0, 1]; 0 = 0.9 / 0.95 */
+  int kv_group;           /* KV values per scale; 0 = head_dim */
+} rotq_quant_options;
+
+/* Perplexity (and, against a reference, KL) of a checkpoint on a token file: `rotq eval`. */
+typedef struct rotq_eval_options {
+  const char *model_dir;     /* checkpoint directory */
+  const char *tokens_path;   /* uint16 little-endian token ids, BOS-delimited segments */
+  int ctx;                   /* tokens per segment, 2..1000000; 0 = 512 */
+  size_t segments;           /* segments evaluated, from the first; 0 = all (before GPTQ's) */
+  int f32;                   /* compute in float32 (default float64) */
+  const char *reference_dir; /* NULL, or the checkpoint the KL divergence is measured against */
+  rotq_quant_options quant;
+  rotq_log_fn log;
+  void *log_context;
+  /* phase "segments" (layer = segments done of layers) and "gptq" (layer i of layers) */
+  void (*on_progress)(const rotq_progress *progress, void *context);
+  void *progress_context;
+} rotq_eval_options;
+
+typedef struct rotq_eval_result {
+  double nll;       /* mean negative log-likelihood, nats per predicted token */
+  double ppl;       /* exp(nll) */
+  double kl;        /* with reference_dir: mean KL(p_reference ‖ p_model) per token, nats; else 0 */
+  size_t predicted; /* tokens predicted */
+  size_t segments;  /* segments evaluated */
+} rotq_eval_result;
+
+/* Evaluates options->model_dir (fake-quantized as options->quant says) on the token file:
+ * fills *result; -1 with err on a bad option, input or token (an id outside the vocabulary). */
+ROTQ_API int rotq_eval(const rotq_eval_options *options, rotq_eval_result *result, rotq_error *err);
+
+/* Two checkpoints' logits on the same tokens: `rotq compare`. */
+typedef struct rotq_compare_options {
+  const char *a_dir, *b_dir;
+  const char *tokens_path; /* NULL: BOS then a fixed pseudo-random sequence */
+  int n;                   /* tokens (the file's first n); 0 = 64 */
+  double tolerance;        /* on the relative difference; < 0 = that of the coarser dtype */
+} rotq_compare_options;
+
+typedef struct rotq_compare_result {
+  int tokens;           /* tokens run */
+  double max_abs_diff;  /* max |logit_a − logit_b| */
+  double max_abs_logit; /* max |logit_a| */
+  double relative;      /* max_abs_diff / max_abs_logit */
+  double tolerance;     /* the tolerance applied */
+  int argmax_agree;     /* positions whose argmax is the same */
+  int within_tolerance; /* relative ≤ tolerance */
+} rotq_compare_result;
+
+/* Runs both checkpoints through the reference forward pass: 0 with *result filled (whether or
+ * not within tolerance: see result->within_tolerance), -1 on an error (a model that does not
+ * load, vocabularies that differ). */
+ROTQ_API int rotq_compare(const rotq_compare_options *options, rotq_compare_result *result, rotq_error *err);
+
+/* The experiment of `rotq report`: the model, its R1R2 rotation and its R1R2+online rotation,
+ * each evaluated fake-quantized in every setting of the table (rows) with RTN and GPTQ weights. */
+#define ROTQ_REPORT_VARIANTS 3 /* "original", "R1R2", "R1R2+online" */
+#define ROTQ_REPORT_ROWS 9     /* FP, W8A8, W4A16, W4A8, W4A4, W4A4KV4, W8A8 FP8, W4A4 MXFP4, W4A4 NVFP4 */
+
+typedef struct rotq_report_options {
+  const char *model_dir, *tokens_path;
+  const char *scratch_dir; /* an existing directory for the rotated copies (as large as the model):
+                            * the caller creates it and removes it afterwards */
+  size_t segments;         /* evaluated segments, from the first; 0 = 60 */
+  int ctx;                 /* tokens per segment; 0 = 512 */
+  int rtn, gptq;           /* weight quantizers measured (at least one) */
+  const char *calib_path;  /* GPTQ calibration tokens; NULL = tokens_path */
+  size_t calib_segments;   /* from the end of calib_path; 0 = 128 */
+  uint64_t seed;           /* seed of the rotations */
+  int w_group, act_order;
+  double damp, a_clip, kv_clip; /* 0 = 0.01, 0.9, 0.95 */
+  int f32;
+  /* INFO: each step ("rotating (R1R2) into ...", "[3/45] R1R2 W8A8 RTN ppl ... KL ...",
+   * "GPTQ W4 of R1R2", "no R1R2+online column: ..."); NOTICE/DEBUG of the rotations */
+  rotq_log_fn log;
+  void *log_context;
+  /* phase "rotate" (a rotation starts; layer = variant), "evaluate" (the rotations are done),
+   * "gptq" (layer i of layers quantized) */
+  void (*on_progress)(const rotq_progress *progress, void *context);
+  void *progress_context;
+  int (*cancel)(void *context); /* polled as rotq_rotate polls it, and between evaluations */
+  void *cancel_context;
+} rotq_report_options;
+
+typedef struct rotq_report_row {
+  const char *name; /* "W4A8", ... */
+  int wbits, abits, kvbits;
+  const char *format; /* "int", "fp8", "mxfp4", "nvfp4" */
+} rotq_report_row;
+
+typedef struct rotq_report_result {
+  const char *variant_names[ROTQ_REPORT_VARIANTS];
+  rotq_report_row rows[ROTQ_REPORT_ROWS];
+  int available[ROTQ_REPORT_VARIANTS];         /* the variant was made (the online one may not be) */
+  char unavailable[ROTQ_REPORT_VARIANTS][512]; /* why not */
+  /* [variant][row][weights: 0 RTN, 1 GPTQ]; ppl < 0: not measured */
+  double ppl[ROTQ_REPORT_VARIANTS][ROTQ_REPORT_ROWS][2];
+  double kl[ROTQ_REPORT_VARIANTS][ROTQ_REPORT_ROWS][2];
+  size_t segments;       /* evaluated segments */
+  size_t predicted;      /* tokens predicted per evaluation */
+  size_t calib_first;    /* GPTQ: index of the first calibration segment of calib_path */
+  size_t calib_segments; /* GPTQ: calibration segments used */
+} rotq_report_result;
+
+/* Runs the experiment into *result (the rotated copies in options->scratch_dir); -1 with err on
+ * a bad option or input, a failed rotation (the online one only marks its column unavailable),
+ * or cancel ("cancelled; ..."). The caller formats the table (the CLI: Markdown and JSON). */
+ROTQ_API int rotq_report(const rotq_report_options *options, rotq_report_result *result, rotq_error *err);
+
+/* A synthetic checkpoint shaped like a real model: `rotq synth` (shapes: `rotq synth --help`). */
+typedef struct rotq_synth_options {
+  const char *shape;      /* shape name, e.g. "llama-3.2-1b" */
+  const char *output_dir; /* written (created) */
+  const char *dtype;      /* NULL/"bf16", "f16", "f32", "f64" */
+  int layers;             /* 0 = the shape's */
+  uint64_t seed;
+  size_t max_shard_bytes; /* 0 = 5 GB */
+  int outliers;           /* planted outlier channels (also implied by the next three) */
+  double outlier_scale;   /* 0 = the default */
+  int outlier_channels;   /* 0 = 1 */
+  int feature_rank;       /* with outliers: 0 = hidden/16, > 0 that rank, < 0 none (rank 0) */
+  double logit_scale;     /* 0 = the default */
+} rotq_synth_options;
+
+/* Writes the checkpoint; -1 with err on an unknown shape or dtype, or an I/O error. */
+ROTQ_API int rotq_synth(const rotq_synth_options *options, rotq_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,31 +17,15 @@ bool verify_wanted(int mode, const checkpoint *ck) {
   return params <= VERIFY_AUTO_MAX_PARAMETERS;
 }
 
-double verify_tolerance(dtype t) {
-  switch (t) {
-  case DTYPE_F64: return 1e-9;
-  case DTYPE_F32: return 1e-5;
-  default: return 5e-2; /* 16-bit weights are re-rounded after rotation: a drift, not a bug */
-  }
-}
+double verify_tolerance(dtype t) { return logit_tolerance(t); }
 
-/* The dtype of most of the checkpoint's parameters. */
-static dtype main_dtype(const checkpoint *ck) {
-  size_t count[4] = {0};
-  for (size_t i = 0; i < ck->tensor_count; i++) count[ck->tensors[i]->dtype] += st_numel(ck->tensors[i]);
-  int best = 0;
-  for (int t = 1; t < 4; t++)
-    if (count[t] > count[best]) best = t;
-  return (dtype)best;
-}
-
-double verify_checkpoint_tolerance(const checkpoint *ck) { return verify_tolerance(main_dtype(ck)); }
+double verify_checkpoint_tolerance(const checkpoint *ck) { return checkpoint_logit_tolerance(ck); }
 
 int verify_equivalence(const char *original_dir, const char *rotated_dir, const logger *log, char *why, size_t why_cap,
                        rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
-  double tol = verify_tolerance(main_dtype(&ck));
+  double tol = checkpoint_logit_tolerance(&ck);
   bool rope_ok = rope_type_supported(&ck.config);
   if (!rope_ok)
     snprintf(why, why_cap, "%s/config.json: rope_scaling type '%s' is not modelled by the reference forward pass",

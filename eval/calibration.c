@@ -1,4 +1,4 @@
-#include "cli/calibration.h"
+#include "eval/calibration.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Calibration tokens for GPTQ in `rotq eval` and `rotq report`: the last n segments of a token
  * file, so that evaluating the first segments of the same file never sees them. */
-#ifndef ROTQ_CLI_CALIBRATION_H
-#define ROTQ_CLI_CALIBRATION_H
+#ifndef ROTQ_EVAL_CALIBRATION_H
+#define ROTQ_EVAL_CALIBRATION_H
 
 #include <stddef.h>
 #include <stdint.h>
