@@ -1,25 +1,19 @@
-/* rotq report: what rotation buys, measured — the fake-quantized perplexity and KL divergence of
- * a model, of its R1R2 rotation and of its R1R2+online rotation, for FP, W8A8, W4A16, W4A8, W4A4
- * and W4A4KV4, with RTN and GPTQ weights; as Markdown and JSON. */
+/* rotq report: what rotation buys, measured (rotq_report, eval/report.c, runs the experiment) —
+ * formatted here as Markdown and JSON. The command owns the process: the scratch directory and
+ * its signal handlers (cli/work_dir.h), and, while the rotations run, rotate's (cli/rotate_run.h). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
-#include "eval/calibration.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
 #include "cli/rotate_run.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
-#include "eval/perplexity.h"
-#include "linalg/quantize.h"
-#include "eval/quantize_model.h"
-#include "eval/token_file.h"
 #include "rotq.h"
 
 static const char *help =
@@ -52,129 +46,38 @@ static const char *help =
     "  --kv-clip X       KV clip ratio (default 0.95)\n"
     "  --f32             compute in float32 (default float64)\n";
 
-/* One row of the table: a quantization setting; format rows quantize weights and activations to
- * a float format (linalg/quantize.h), weights by RTN. */
-typedef struct quant_config {
-  const char *name;
-  int wbits, abits, kvbits;
-  quant_format format;
-} quant_config;
-
-static const quant_config configs[] = {
-    {"FP", 16, 16, 16, QUANT_INT},     {"W8A8", 8, 8, 16, QUANT_INT},         {"W4A16", 4, 16, 16, QUANT_INT},
-    {"W4A8", 4, 8, 16, QUANT_INT},     {"W4A4", 4, 4, 16, QUANT_INT},         {"W4A4KV4", 4, 4, 4, QUANT_INT},
-    {"W8A8 FP8", 8, 8, 16, QUANT_FP8}, {"W4A4 MXFP4", 4, 4, 16, QUANT_MXFP4}, {"W4A4 NVFP4", 4, 4, 16, QUANT_NVFP4},
-};
-#define CONFIG_COUNT (int)(sizeof configs / sizeof configs[0])
-
-enum { VARIANT_ORIGINAL, VARIANT_R1R2, VARIANT_ONLINE, VARIANT_COUNT };
-static const char *const variant_names[VARIANT_COUNT] = {"original", "R1R2", "R1R2+online"};
-
-/* A measured cell (ppl < 0: not measured). */
-typedef struct cell {
-  double ppl, kl;
-} cell;
-
+/* What the formatting needs: the options as given and the experiment's numbers. */
 typedef struct report {
-  /* inputs */
   const char *model_dir, *tokens_path, *calib_path;
-  const int32_t *tokens;
-  size_t count, segments;
   int ctx;
-  bool f32;
-  activation_quant act; /* clips; bits set per config */
-  weight_quant weight;  /* group, act_order, damp; bits and method per cell */
-  bool method_used[2];  /* RTN, GPTQ */
-  calibration_data *calibration;
-  /* the three checkpoints; dirs[v] NULL when unavailable */
-  const char *dirs[VARIANT_COUNT];
-  char unavailable[VARIANT_COUNT][512];
-  model *reference;
-  /* results [variant][config][method] */
-  cell cells[VARIANT_COUNT][CONFIG_COUNT][2];
-  size_t predicted; /* tokens predicted per evaluation */
-  bool tty;         /* stderr is a terminal: GPTQ's per-layer progress on one line */
-  int done, total;
-  double start;
+  bool f32, act_order, rtn, gptq;
+  int w_group;
+  double damp, a_clip, kv_clip;
+  const rotq_report_result *x;
 } report;
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+/* The progress of rotq_report: while it rotates, the process is set up as for `rotq rotate`
+ * (signals into a flag its cancel callback returns, OpenBLAS on one thread); once it evaluates,
+ * the scratch directory's handlers act at once. GPTQ's layers on one line on a terminal. */
+typedef struct report_process {
+  bool rotating, tty;
+} report_process;
 
-static const char *method_name(int method) { return method == WEIGHT_GPTQ ? "GPTQ" : "RTN"; }
-
-static void show_gptq_progress(int done, int layers, void *user) {
-  fprintf(stderr, "\rrotq report:   GPTQ layer %d/%d", done, layers);
-  if (done == layers) fprintf(stderr, "\n");
-}
-
-/* Evaluates the loaded model m with config's activation bits into r->cells[v][c][method]. */
-static int evaluate(report *r, model *m, int v, int c, int method, rotq_error *err) {
-  activation_quant act = r->act;
-  act.abits = configs[c].abits;
-  act.kvbits = configs[c].kvbits;
-  act.aformat = (int)configs[c].format;
-  if (model_set_activation_quant(m, &act, err) != 0) return -1;
-  const perplexity_options o = {.ctx = r->ctx, .max_segments = r->segments, .reference = r->reference};
-  perplexity_result result;
-  double t0 = now_seconds();
-  if (perplexity_measure(m, r->tokens, r->count, &o, &result, err) != 0)
-    return rotq_fail_context(err, "%s %s", variant_names[v], configs[c].name);
-  r->cells[v][c][method] = (cell){result.ppl, result.kl};
-  r->predicted = result.predicted;
-  r->done++;
-  fprintf(stderr, "rotq report: [%d/%d] %-11s %-7s %-4s ppl %9.4f  KL %.4g  (%.1fs, %.0fs in all)\n", r->done, r->total,
-          variant_names[v], configs[c].name, c == 0 ? "" : method_name(method), result.ppl, result.kl,
-          now_seconds() - t0, now_seconds() - r->start);
-  return 0;
-}
-
-/* Rows c and k quantize their weights alike (bits and format). */
-static bool same_weights(int c, int k) {
-  return configs[c].wbits == configs[k].wbits && configs[c].format == configs[k].format;
-}
-
-/* Every cell of variant v: FP, then per method and weight setting (bits and format) a model
- * quantized once and evaluated with each activation setting of those weights. */
-static int evaluate_variant(report *r, int v, rotq_error *err) {
-  model_options options = {.f32 = r->f32};
-  model *m = NULL;
-  if (model_load(r->dirs[v], &options, &m, err) != 0) return -1;
-  int status = evaluate(r, m, v, 0, WEIGHT_RTN, err);
-  model_free(m);
-  if (status == 0 && v != VARIANT_ORIGINAL && r->cells[v][0][0].kl > 1e-6)
-    status = rotq_fail(err,
-                       "%s: the %s checkpoint does not compute the original's function "
-                       "(KL %.3g); a quantized comparison would be meaningless",
-                       r->dirs[v], variant_names[v], r->cells[v][0][0].kl);
-  for (int method = 0; method < 2 && status == 0; method++) {
-    if (!r->method_used[method]) continue;
-    for (int c = 1; c < CONFIG_COUNT && status == 0; c++) {
-      /* rows whose weights are alike share one quantized model, made at the first of them */
-      bool first = configs[c].format == QUANT_INT || method == WEIGHT_RTN; /* float formats: RTN only */
-      for (int p = 1; first && p < c; p++) first = !same_weights(p, c);
-      if (!first) continue;
-      weight_quant wq = r->weight;
-      wq.bits = configs[c].wbits;
-      wq.format = (int)configs[c].format;
-      wq.method = (weight_method)method;
-      status = model_load(r->dirs[v], &options, &m, err);
-      if (status == 0) {
-        if (method == WEIGHT_GPTQ) fprintf(stderr, "rotq report: GPTQ W%d of %s\n", wq.bits, variant_names[v]);
-        status = model_quantize_weights(m, &wq, method == WEIGHT_GPTQ ? &r->calibration->set : NULL,
-                                        method == WEIGHT_GPTQ && r->tty ? show_gptq_progress : NULL, NULL, err);
-      }
-      for (int k = c; k < CONFIG_COUNT && status == 0; k++)
-        if (same_weights(k, c)) status = evaluate(r, m, v, k, method, err);
-      model_free(m);
-      m = NULL;
-    }
+static void on_progress(const rotq_progress *p, void *context) {
+  report_process *rp = context;
+  if (!strcmp(p->phase, "rotate") && !rp->rotating) {
+    cli_rotation_begin();
+    rp->rotating = true;
+  } else if (!strcmp(p->phase, "evaluate") && rp->rotating) {
+    cli_rotation_end();
+    rp->rotating = false;
+  } else if (!strcmp(p->phase, "gptq") && rp->tty) {
+    fprintf(stderr, "\rrotq report:   GPTQ layer %d/%d", p->layer, p->layers);
+    if (p->layer == p->layers) fprintf(stderr, "\n");
   }
-  return status;
 }
+
+static const char *method_name(int method) { return method == 1 ? "GPTQ" : "RTN"; }
 
 static void format_cell(char *buf, size_t size, double v, bool ppl) {
   if (v < 0)
@@ -190,39 +93,39 @@ static void write_markdown(FILE *f, const report *r) {
   fprintf(f,
           "Model `%s`, tokens `%s`: %zu segments (the first), %d tokens each at most, %zu tokens "
           "predicted; KL = mean KL(p_original,FP ‖ p) per token, nats.\n",
-          r->model_dir, r->tokens_path, r->segments, r->ctx, r->predicted);
-  if (r->method_used[WEIGHT_GPTQ])
+          r->model_dir, r->tokens_path, r->x->segments, r->ctx, r->x->predicted);
+  if (r->gptq)
     fprintf(f, "GPTQ calibration: the last %zu segments of `%s` (%d tokens each at most), damping %g%s.\n",
-            r->calibration->set.segment_count, r->calib_path, r->ctx, r->weight.damp > 0 ? r->weight.damp : 0.01,
-            r->weight.act_order ? ", act-order" : "");
+            r->x->calib_segments, r->calib_path, r->ctx, r->damp > 0 ? r->damp : 0.01,
+            r->act_order ? ", act-order" : "");
   fprintf(f,
           "Weights symmetric per %s; activations per token symmetric, clip %g; KV asymmetric per %s, "
           "clip %g; rotq %s, %s.\n\n",
-          r->weight.group > 0 ? "group of input columns" : "output channel", r->act.a_clip,
-          r->act.kv_group > 0 ? "group" : "head", r->act.kv_clip, rotq_version(), r->f32 ? "float32" : "float64");
+          r->w_group > 0 ? "group of input columns" : "output channel", r->a_clip, "head", r->kv_clip, rotq_version(),
+          r->f32 ? "float32" : "float64");
   fprintf(f, "| Config | Weights |");
-  for (int v = 0; v < VARIANT_COUNT; v++)
-    if (r->dirs[v]) fprintf(f, " %s ppl | %s KL |", variant_names[v], variant_names[v]);
+  for (int v = 0; v < ROTQ_REPORT_VARIANTS; v++)
+    if (r->x->available[v]) fprintf(f, " %s ppl | %s KL |", r->x->variant_names[v], r->x->variant_names[v]);
   fprintf(f, "\n|---|---|");
-  for (int v = 0; v < VARIANT_COUNT; v++)
-    if (r->dirs[v]) fprintf(f, "---:|---:|");
+  for (int v = 0; v < ROTQ_REPORT_VARIANTS; v++)
+    if (r->x->available[v]) fprintf(f, "---:|---:|");
   fprintf(f, "\n");
-  for (int c = 0; c < CONFIG_COUNT; c++)
+  for (int c = 0; c < ROTQ_REPORT_ROWS; c++)
     for (int method = 0; method < 2; method++) {
-      if ((c == 0 || configs[c].format != QUANT_INT) && method > 0) continue;
-      if (c > 0 && !r->method_used[method]) continue;
-      fprintf(f, "| %s | %s |", configs[c].name, c == 0 ? "—" : method_name(method));
-      for (int v = 0; v < VARIANT_COUNT; v++) {
-        if (!r->dirs[v]) continue;
+      if ((c == 0 || strcmp(r->x->rows[c].format, "int") != 0) && method > 0) continue;
+      if (c > 0 && !(method ? r->gptq : r->rtn)) continue;
+      fprintf(f, "| %s | %s |", r->x->rows[c].name, c == 0 ? "—" : method_name(method));
+      for (int v = 0; v < ROTQ_REPORT_VARIANTS; v++) {
+        if (!r->x->available[v]) continue;
         char ppl[32], kl[32];
-        format_cell(ppl, sizeof ppl, r->cells[v][c][method].ppl, true);
-        format_cell(kl, sizeof kl, r->cells[v][c][method].kl, false);
+        format_cell(ppl, sizeof ppl, r->x->ppl[v][c][method], true);
+        format_cell(kl, sizeof kl, r->x->kl[v][c][method], false);
         fprintf(f, " %s | %s |", ppl, kl);
       }
       fprintf(f, "\n");
     }
-  for (int v = 0; v < VARIANT_COUNT; v++)
-    if (!r->dirs[v]) fprintf(f, "\nNo %s column: %s\n", variant_names[v], r->unavailable[v]);
+  for (int v = 0; v < ROTQ_REPORT_VARIANTS; v++)
+    if (!r->x->available[v]) fprintf(f, "\nNo %s column: %s\n", r->x->variant_names[v], r->x->unavailable[v]);
 }
 
 static int write_json(const char *path, const report *r, rotq_error *err) {
@@ -230,70 +133,47 @@ static int write_json(const char *path, const report *r, rotq_error *err) {
   cJSON_AddStringToObject(root, "rotq_version", rotq_version());
   cJSON_AddStringToObject(root, "model", r->model_dir);
   cJSON_AddStringToObject(root, "tokens", r->tokens_path);
-  cJSON_AddNumberToObject(root, "segments", (double)r->segments);
+  cJSON_AddNumberToObject(root, "segments", (double)r->x->segments);
   cJSON_AddNumberToObject(root, "ctx", r->ctx);
-  cJSON_AddNumberToObject(root, "predicted_tokens", (double)r->predicted);
-  if (r->method_used[WEIGHT_GPTQ]) {
+  cJSON_AddNumberToObject(root, "predicted_tokens", (double)r->x->predicted);
+  if (r->gptq) {
     cJSON *cal = cJSON_AddObjectToObject(root, "calibration");
     cJSON_AddStringToObject(cal, "tokens", r->calib_path);
-    cJSON_AddNumberToObject(cal, "first_segment", (double)r->calibration->first);
-    cJSON_AddNumberToObject(cal, "segments", (double)r->calibration->set.segment_count);
-    cJSON_AddNumberToObject(cal, "damp", r->weight.damp > 0 ? r->weight.damp : 0.01);
-    cJSON_AddBoolToObject(cal, "act_order", r->weight.act_order);
+    cJSON_AddNumberToObject(cal, "first_segment", (double)r->x->calib_first);
+    cJSON_AddNumberToObject(cal, "segments", (double)r->x->calib_segments);
+    cJSON_AddNumberToObject(cal, "damp", r->damp > 0 ? r->damp : 0.01);
+    cJSON_AddBoolToObject(cal, "act_order", r->act_order);
   }
-  cJSON_AddNumberToObject(root, "w_group", r->weight.group);
-  cJSON_AddNumberToObject(root, "a_clip", r->act.a_clip);
-  cJSON_AddNumberToObject(root, "kv_clip", r->act.kv_clip);
+  cJSON_AddNumberToObject(root, "w_group", r->w_group);
+  cJSON_AddNumberToObject(root, "a_clip", r->a_clip);
+  cJSON_AddNumberToObject(root, "kv_clip", r->kv_clip);
   cJSON_AddStringToObject(root, "compute", r->f32 ? "float32" : "float64");
   cJSON *unavailable = cJSON_AddObjectToObject(root, "unavailable");
   cJSON *results = cJSON_AddArrayToObject(root, "results");
-  for (int v = 0; v < VARIANT_COUNT; v++) {
-    if (!r->dirs[v]) {
-      cJSON_AddStringToObject(unavailable, variant_names[v], r->unavailable[v]);
+  for (int v = 0; v < ROTQ_REPORT_VARIANTS; v++) {
+    if (!r->x->available[v]) {
+      cJSON_AddStringToObject(unavailable, r->x->variant_names[v], r->x->unavailable[v]);
       continue;
     }
-    for (int c = 0; c < CONFIG_COUNT; c++)
+    for (int c = 0; c < ROTQ_REPORT_ROWS; c++)
       for (int method = 0; method < 2; method++) {
-        const cell *x = &r->cells[v][c][method];
-        if (x->ppl < 0) continue;
+        if (r->x->ppl[v][c][method] < 0) continue;
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", variant_names[v]);
-        cJSON_AddStringToObject(o, "config", configs[c].name);
-        cJSON_AddNumberToObject(o, "wbits", configs[c].wbits);
-        cJSON_AddNumberToObject(o, "abits", configs[c].abits);
-        cJSON_AddNumberToObject(o, "kvbits", configs[c].kvbits);
-        cJSON_AddStringToObject(o, "format", quant_format_name(configs[c].format));
-        if (c > 0) cJSON_AddStringToObject(o, "weights", method == WEIGHT_GPTQ ? "gptq" : "rtn");
-        cJSON_AddNumberToObject(o, "ppl", x->ppl);
-        cJSON_AddNumberToObject(o, "kl", x->kl);
+        cJSON_AddStringToObject(o, "model", r->x->variant_names[v]);
+        cJSON_AddStringToObject(o, "config", r->x->rows[c].name);
+        cJSON_AddNumberToObject(o, "wbits", r->x->rows[c].wbits);
+        cJSON_AddNumberToObject(o, "abits", r->x->rows[c].abits);
+        cJSON_AddNumberToObject(o, "kvbits", r->x->rows[c].kvbits);
+        cJSON_AddStringToObject(o, "format", r->x->rows[c].format);
+        if (c > 0) cJSON_AddStringToObject(o, "weights", method == 1 ? "gptq" : "rtn");
+        cJSON_AddNumberToObject(o, "ppl", r->x->ppl[v][c][method]);
+        cJSON_AddNumberToObject(o, "kl", r->x->kl[v][c][method]);
         cJSON_AddItemToArray(results, o);
       }
   }
   int status = json_file_write(path, root, err);
   cJSON_Delete(root);
   return status;
-}
-
-/* Rotates r->model_dir into work/<name>; on failure of the online rotation, records why. */
-static int rotate_variant(report *r, int v, const char *work, uint64_t seed, char *dir, size_t size, rotq_error *err) {
-  snprintf(dir, size, "%s/%s", work, v == VARIANT_ONLINE ? "r1r2-online" : "r1r2");
-  fprintf(stderr, "rotq report: rotating (%s) into %s\n", variant_names[v], dir);
-  rotq_rotate_options o = {.model_dir = r->model_dir,
-                           .output_dir = dir,
-                           .seed = seed,
-                           .online = v == VARIANT_ONLINE,
-                           .verify = 0,
-                           .quiet = 1,
-                           .log = cli_print_log,
-                           .log_context = &(cli_log){.command = "report", .quiet = true}};
-  if (cli_rotate(&o, err) == 0) {
-    r->dirs[v] = dir;
-    return 0;
-  }
-  if (v != VARIANT_ONLINE) return -1;
-  snprintf(r->unavailable[v], sizeof r->unavailable[v], "%s", err->message);
-  fprintf(stderr, "rotq report: no %s column: %s\n", variant_names[v], err->message);
-  return 0;
 }
 
 static int write_outputs(const char *prefix, const report *r, rotq_error *err) {
@@ -355,55 +235,57 @@ int cmd_report(int argc, char **argv) {
     return 2;
   }
   if (!calib_path) calib_path = tokens_path;
-
   heap_keep_freed_blocks();
-  report *r = calloc(1, sizeof *r);
-  int32_t *tokens = NULL;
-  calibration_data calibration = {0};
-  char work[4096] = "", dirs[VARIANT_COUNT][4200];
+  report r = {.model_dir = dir,
+              .tokens_path = tokens_path,
+              .calib_path = calib_path,
+              .ctx = (int)ctx,
+              .f32 = f32,
+              .act_order = act_order,
+              .rtn = rtn,
+              .gptq = gptq,
+              .w_group = (int)w_group,
+              .damp = damp,
+              .a_clip = a_clip,
+              .kv_clip = kv_clip};
+  rotq_report_result *result = calloc(1, sizeof *result);
+  char work[4096] = "";
   rotq_error err;
-  int status = r ? 0 : rotq_fail(&err, "out of memory");
-  if (status == 0) {
-    *r = (report){.model_dir = dir,
-                  .tokens_path = tokens_path,
-                  .calib_path = calib_path,
-                  .ctx = (int)ctx,
-                  .f32 = f32,
-                  .act = {.a_clip = a_clip, .kv_clip = kv_clip},
-                  .weight = {.group = (int)w_group, .act_order = act_order, .damp = damp},
-                  .method_used = {rtn, gptq},
-                  .calibration = &calibration,
-                  .start = now_seconds(),
-                  .tty = isatty(STDERR_FILENO)};
-    for (int v = 0; v < VARIANT_COUNT; v++)
-      for (int c = 0; c < CONFIG_COUNT; c++) r->cells[v][c][0].ppl = r->cells[v][c][1].ppl = -1;
-    status = token_file_read(tokens_path, &tokens, &r->count, &err);
-    r->tokens = tokens;
-  }
-  if (status == 0 && gptq) status = calibration_load(calib_path, (size_t)calib_n, (int)ctx, &calibration, &err);
-  if (status == 0)
-    status =
-        evaluation_segments(tokens_path, calib_path, gptq ? &calibration : NULL, (size_t)segments, &r->segments, &err);
+  int status = result ? 0 : rotq_fail(&err, "out of memory");
   if (status == 0) status = work_dir_create("report", output, work, sizeof work, &err);
-  r->dirs[VARIANT_ORIGINAL] = dir;
-  for (int v = VARIANT_R1R2; v < VARIANT_COUNT && status == 0; v++)
-    status = rotate_variant(r, v, work, (uint64_t)seed, dirs[v], sizeof dirs[v], &err);
-  if (status == 0) status = model_load(dir, &(model_options){.f32 = f32}, &r->reference, &err);
+  cli_log log = {.command = "report"};
+  report_process process = {.tty = isatty(STDERR_FILENO)};
+  const rotq_report_options o = {.model_dir = dir,
+                                 .tokens_path = tokens_path,
+                                 .scratch_dir = work,
+                                 .segments = (size_t)segments,
+                                 .ctx = (int)ctx,
+                                 .rtn = rtn,
+                                 .gptq = gptq,
+                                 .calib_path = calib_path,
+                                 .calib_segments = (size_t)calib_n,
+                                 .seed = (uint64_t)seed,
+                                 .w_group = (int)w_group,
+                                 .act_order = act_order,
+                                 .damp = damp,
+                                 .a_clip = a_clip,
+                                 .kv_clip = kv_clip,
+                                 .f32 = f32,
+                                 .log = cli_print_log,
+                                 .log_context = &log,
+                                 .on_progress = on_progress,
+                                 .progress_context = &process,
+                                 .cancel = cli_interrupted};
   if (status == 0) {
-    int variants = 0;
-    for (int v = 0; v < VARIANT_COUNT; v++) variants += r->dirs[v] != NULL;
-    int float_rows = 0;
-    for (int c = 0; c < CONFIG_COUNT; c++) float_rows += configs[c].format != QUANT_INT;
-    r->total = variants * (1 + (rtn + gptq) * (CONFIG_COUNT - 1 - float_rows) + rtn * float_rows);
+    status = rotq_report(&o, result, &err);
+    if (process.rotating) cli_rotation_end();
+    int sig = cli_interrupted(NULL);
+    if (status != 0 && sig) rotq_fail(&err, "interrupted by signal %d; the scratch directory was removed", sig);
   }
-  for (int v = 0; v < VARIANT_COUNT && status == 0; v++)
-    if (r->dirs[v]) status = evaluate_variant(r, v, &err);
-  if (status == 0) status = write_outputs(output, r, &err);
+  r.x = result;
+  if (status == 0) status = write_outputs(output, &r, &err);
   if (status != 0) fprintf(stderr, "rotq report: %s\n", err.message);
   if (work[0]) work_dir_remove(work);
-  if (r) model_free(r->reference);
-  calibration_free(&calibration);
-  free(tokens);
-  free(r);
+  free(result);
   return status ? 1 : 0;
 }

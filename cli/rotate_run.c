@@ -51,17 +51,27 @@ int cli_interrupted(void *context) {
   return (int)interrupted;
 }
 
-int cli_rotate(rotq_rotate_options *o, rotq_error *err) {
-  if (!o->cancel) o->cancel = cli_interrupted;
+static int saved_blas_threads;
+
+void cli_rotation_begin(void) {
   cli_interrupt_begin();
   /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense
    * products with the thread count, and the output must not depend on it. */
-  int blas_threads = openblas_get_num_threads();
+  saved_blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-  int rc = rotq_rotate(o, err);
-  openblas_set_num_threads(blas_threads);
-  int sig = (int)interrupted;
+}
+
+void cli_rotation_end(void) {
+  openblas_set_num_threads(saved_blas_threads);
   cli_interrupt_end();
+}
+
+int cli_rotate(rotq_rotate_options *o, rotq_error *err) {
+  if (!o->cancel) o->cancel = cli_interrupted;
+  cli_rotation_begin();
+  int rc = rotq_rotate(o, err);
+  int sig = (int)interrupted;
+  cli_rotation_end();
   if (rc != 0 && sig) rotq_fail(err, "interrupted by signal %d; the partial output was removed", sig);
   return rc;
 }

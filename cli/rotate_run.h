@@ -27,6 +27,11 @@ void cli_interrupt_end(void);
 /* The signal caught since cli_interrupt_begin, 0 if none; a cancel callback (context unused). */
 int cli_interrupted(void *context);
 
+/* The process set up for rotation, and put back: interrupts caught (cli_interrupt_begin),
+ * OpenBLAS on one thread (the caller's count restored by end). */
+void cli_rotation_begin(void);
+void cli_rotation_end(void);
+
 /* rotq_rotate(o) with the process set up around it: interrupts caught (o->cancel set to
  * cli_interrupted unless set), OpenBLAS on one thread (restored afterwards). An interrupted run
  * fails with "interrupted by signal N; the partial output was removed". */
