@@ -14,7 +14,7 @@ for f in config.json model.safetensors rotation.json tokenizer.model tokenizer_c
 done
 ls -a "$SCRATCH" | grep -q rotq-partial && fail "a partial directory was left behind"
 grep -Eq '"tie_word_embeddings":[[:space:]]*false' "$OUT/config.json" || fail "config.json still ties the embeddings"
-grep -q '"seed":[[:space:]]*3' "$OUT/rotation.json" || fail "rotation.json lacks the seed"
+grep -q '"seed":[[:space:]]*"3"' "$OUT/rotation.json" || fail "rotation.json lacks the seed"
 grep -q '"construction"' "$OUT/rotation.json" || fail "rotation.json lacks the constructions"
 expect 0 'argmax agreement +100' -- "$ROTQ" compare --a "$MODEL" --b "$OUT" --tokens "$TOKENS" --n 64 --tolerance 1e-5
 
