@@ -36,15 +36,14 @@ static double now_seconds(void) {
 }
 
 /* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
- * plus the online export when there is one. */
+ * plus the plan's quantization_config (the online export) when there is one. */
 static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
   cJSON *json = cJSON_Duplicate(p->ck->config.json, 1);
   if (!json) return rotq_fail(err, "out of memory");
   cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
   cJSON_AddBoolToObject(json, "tie_word_embeddings", 0);
-  if (p->quantization_config) {
+  if (p->quantization_config) /* the plan's: the input has none (processor_init refused it) */
     json_add_to_object(json, "quantization_config", cJSON_Duplicate(p->quantization_config, 1));
-  }
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
   int rc = json_file_write(path, json, err);
