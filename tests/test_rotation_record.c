@@ -8,7 +8,8 @@
  *    plan's online section) and its result is in the one record written;
  *  - online rotations are part of the checked plan: an online R4 whose order does not fit its
  *    down_proj is refused by processor_init, before anything is written, and the runner leaves no
- *    output; the plan lays out the online export's tensors and quantization_config. */
+ *    output; an online half on another weight fails the plan checks; the plan lays out the online
+ *    export's tensors and quantization_config. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -247,6 +248,18 @@ static void online_rotations_are_part_of_the_checked_plan(void **state) {
   assert_non_null(strstr(p.outputs[p.commands.count].name, "R4_input.weight"));
   assert_non_null(p.quantization_config);
   assert_true(cJSON_IsObject(p.online_section));
+  /* the plan checks place online halves on the inputs of down_proj and o_proj weights only */
+  rotate_command *q = commands_find(&p.commands, "model.layers.0.self_attn.q_proj.weight");
+  const rotate_command *d = commands_find(&p.commands, "model.layers.0.mlp.down_proj.weight");
+  assert_non_null(q);
+  assert_non_null(d);
+  q->online = ONLINE_INPUT;
+  q->online_rotation = d->online_rotation;
+  assert_int_equal(commands_check(&p.commands, p.adapter, &err), -1);
+  assert_non_null(strstr(err.message, "q_proj"));
+  q->online = ONLINE_NONE;
+  q->online_rotation = NULL;
+  assert_int_equal(commands_check(&p.commands, p.adapter, &err), 0);
   processor_free(&p);
   rotation_config_free(&config);
   checkpoint_close(&ck);
