@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,22 @@ int args_parse(const char *command, int argc, char **argv, const arg_spec *specs
         return -1;
       }
       *(long *)spec->target = x;
+      break;
+    }
+    case ARG_U64: {
+      bool negative = v[0] == '-' && isdigit((unsigned char)v[1]);
+      bool digits = v[0] != '\0';
+      for (const char *c = negative ? v + 1 : v; *c; c++) digits = digits && isdigit((unsigned char)*c);
+      if (!digits) {
+        fprintf(stderr, "rotq %s: option '%s' wants an integer, got '%s' (decimal digits only)\n", command, a, v);
+        return -1;
+      }
+      unsigned long long x = negative ? 0 : strtoull(v, &end, 10);
+      if (negative || errno == ERANGE) {
+        fprintf(stderr, "rotq %s: option '%s': %s is out of range (0 to %" PRIu64 ")\n", command, a, v, UINT64_MAX);
+        return -1;
+      }
+      *(uint64_t *)spec->target = (uint64_t)x;
       break;
     }
     case ARG_DOUBLE: {

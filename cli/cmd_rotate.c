@@ -27,7 +27,8 @@ static const char *help =
     "  --output DIR       output directory (must not exist, unless --force)\n"
     "  --config NAME|FILE built-in config name or YAML file (default: the architecture's own,\n"
     "                     transformer_universal for Llama/Mistral/Qwen2/Qwen3; see `rotq config list`)\n"
-    "  --seed N           seed of every random matrix (default 0)\n"
+    "  --seed N           seed of every random matrix, 0 to 18446744073709551615 (default 0);\n"
+    "                     rotation.json records it exactly, as a decimal string\n"
     "  --threads N        worker threads (default: all cores)\n"
     "  --online           also apply the online rotations (R4 on down_proj, heads rotation on o_proj, R3)\n"
     "  --online-for vllm  make the online R4 the normalized Sylvester blocks vLLM applies\n"
@@ -66,13 +67,14 @@ static void print_progress(const rotq_progress *p, void *context) {
 
 int cmd_rotate(int argc, char **argv) {
   const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;
-  long seed = 0, threads = 0, max_shard = 0;
+  uint64_t seed = 0;
+  long threads = 0, max_shard = 0;
   bool online = false, verify = false, no_verify = false, force = false, quiet = false;
   arg_spec specs[] = {
       {"model", ARG_STRING, &model},
       {"output", ARG_STRING, &output},
       {"config", ARG_STRING, &config},
-      {"seed", ARG_LONG, &seed},
+      {"seed", ARG_U64, &seed},
       {"threads", ARG_INT, &threads},
       {"online", ARG_FLAG, &online},
       {"online-for", ARG_STRING, &online_for},
@@ -96,7 +98,7 @@ int cmd_rotate(int argc, char **argv) {
     fprintf(stderr, "rotq rotate: --online-for takes 'vllm', not '%s'\n", online_for);
     return 2;
   }
-  if (threads < 0 || seed < 0 || max_shard < 0 || (verify && no_verify)) {
+  if (threads < 0 || max_shard < 0 || (verify && no_verify)) {
     fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
     return 2;
   }
@@ -104,7 +106,7 @@ int cmd_rotate(int argc, char **argv) {
   o.model_dir = model;
   o.output_dir = output;
   o.config = config;
-  o.seed = (uint64_t)seed;
+  o.seed = seed;
   o.threads = (int)threads;
   o.online = online || online_for;
   o.online_for = online_for;

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -188,4 +189,28 @@ bool json_add_to_object(cJSON *object, const char *key, cJSON *item) {
   if (cJSON_AddItemToObject(object, key, item)) return true;
   cJSON_Delete(item);
   return false;
+}
+
+cJSON *json_seed_create(uint64_t seed) {
+  char text[24];
+  snprintf(text, sizeof text, "%" PRIu64, seed);
+  return cJSON_CreateString(text);
+}
+
+int json_seed_get(const cJSON *v, uint64_t *out) {
+  if (cJSON_IsNumber(v)) { /* the numeric form of older outputs */
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d) return -1;
+    *out = (uint64_t)d;
+    return 0;
+  }
+  if (!cJSON_IsString(v) || !v->valuestring[0]) return -1;
+  for (const char *c = v->valuestring; *c; c++)
+    if (*c < '0' || *c > '9') return -1;
+  errno = 0;
+  char *end;
+  unsigned long long s = strtoull(v->valuestring, &end, 10);
+  if (errno || *end) return -1;
+  *out = (uint64_t)s;
+  return 0;
 }

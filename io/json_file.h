@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 
@@ -25,5 +26,12 @@ void *json_file_malloc(size_t size);
  * parent or a failed allocation), instead of leaking it. */
 bool json_add_to_array(struct cJSON *array, struct cJSON *item);
 bool json_add_to_object(struct cJSON *object, const char *key, struct cJSON *item);
+
+/* A 64-bit seed as JSON: its decimal string ("9007199254740993"), so that every value survives
+ * readers that parse numbers as doubles (exact only up to 2^53). NULL when out of memory. */
+struct cJSON *json_seed_create(uint64_t seed);
+/* Reads a seed written by json_seed_create, or by an older rotq as a JSON number (exact only when
+ * it is an integer in 0..2^53). -1 when v is neither (the caller names the field). */
+int json_seed_get(const struct cJSON *v, uint64_t *out);
 
 #endif

@@ -1,7 +1,6 @@
 /* Building rotations: modes, Hadamard plans and their fallback, block-diagonal repetition, dense
  * and Kronecker rotations; their descriptions. The application is in rotation_apply.c. */
 #include <cjson/cJSON.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,11 +236,7 @@ cJSON *rotation_to_json(const rotation *r) {
                                                           : "dense";
   cJSON_AddStringToObject(o, "mode", mode);
   cJSON_AddNumberToObject(o, "dim", r->n);
-  if (r->has_mode) {
-    char seed[24]; /* the exact integer (a double would round seeds above 2^53) */
-    snprintf(seed, sizeof seed, "%" PRIu64, r->seed);
-    cJSON_AddRawToObject(o, "seed", seed);
-  }
+  if (r->has_mode) json_add_to_object(o, "seed", json_seed_create(r->seed)); /* a decimal string: exact */
   cJSON_AddStringToObject(o, "construction", r->description);
   cJSON *factors = cJSON_AddArrayToObject(o, "factors");
   for (int i = 0; factors && i < r->json_factor_count; i++)

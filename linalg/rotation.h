@@ -44,7 +44,7 @@ int rotation_dim(const rotation *r);
 int rotation_is_fallback(const rotation *r);
 /* Human-readable construction, e.g. "random Hadamard H_172 (Williamson) ⊗ H_64 (Sylvester)". */
 const char *rotation_describe(const rotation *r);
-/* A JSON record of the rotation (mode, dim, seed, construction, factor orders, fallback). */
+/* A JSON record of the rotation (mode, dim, seed as a decimal string, construction, factor orders, fallback). */
 struct cJSON *rotation_to_json(const rotation *r);
 /* The dense n × n matrix, row-major (for tests, export and small models); -1 when the scratch
  * memory of applying r cannot be allocated (out is then not the matrix). */

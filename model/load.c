@@ -290,7 +290,9 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     if (status == 0 && arch->gemma) gemma_shift_norms(m, &ck.config);
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
-      status = online_hooks_load(dir, &ck.config, &m->online, err);
+      status = options && options->online_section
+                   ? online_hooks_from_json(options->online_section, &ck.config, dir, &m->online, err)
+                   : online_hooks_load(dir, &ck.config, &m->online, err);
     for (int l = 0; status == 0 && l < ck.config.num_hidden_layers; l++)
       if (m->layers[l].moe && online_hooks_active(m->online, ONLINE_SITE_DOWN_PROJ, l))
         status = rotq_fail(err, "%s: online R4 on the MoE block of layer %d is not supported", dir, l);

@@ -16,6 +16,8 @@
 #include "common/error.h"
 #include "io/model_config.h"
 
+struct cJSON;
+
 /* Fake quantization of the forward pass's activations (see linalg/quantize.h): what a W·A·KV
  * serving engine computes. Bits 2..8; 16 or 0 = off, so zero-initialised settings are exact. */
 typedef struct activation_quant {
@@ -32,6 +34,9 @@ typedef struct model_options {
   bool f32; /* compute in float32 (default float64) */
   activation_quant quant;
   bool no_online_hooks; /* ignore rotation.json's online rotations (model/online_hooks.h) */
+  /* The online section to apply instead of dir/rotation.json's (a rotation whose record is not
+   * written yet: rotq rotate's whole-model check); NULL = read dir/rotation.json. */
+  const struct cJSON *online_section;
 } model_options;
 
 typedef struct model model;

@@ -1,8 +1,6 @@
 #include "model/online_hooks.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +48,8 @@ cJSON *online_recipe_to_json(const online_recipe *recipe) {
   json_add_to_array(orders, cJSON_CreateNumber(recipe->n));
   cJSON_AddStringToObject(o, "mode", rotation_mode_name(recipe->mode));
   cJSON *seeds = cJSON_AddArrayToObject(o, "seeds");
-  char text[24];
-  snprintf(text, sizeof text, "%" PRIu64, recipe->seed_m);
-  json_add_to_array(seeds, cJSON_CreateString(text));
-  snprintf(text, sizeof text, "%" PRIu64, recipe->seed_n);
-  json_add_to_array(seeds, cJSON_CreateString(text));
+  json_add_to_array(seeds, json_seed_create(recipe->seed_m));
+  json_add_to_array(seeds, json_seed_create(recipe->seed_n));
   cJSON_AddNumberToObject(o, "block_size", recipe->block_size);
   return o;
 }
@@ -68,16 +63,11 @@ static int int_field(const cJSON *o, const char *key, long max, int *out, const 
   return 0;
 }
 
+/* A recipe seed: a decimal string (or, in the records of older rotq, an integral number). */
 static int seed_item(const cJSON *v, uint64_t *out, const char *where, rotq_error *err) {
-  if (!cJSON_IsString(v) || !v->valuestring[0])
-    return rotq_fail(err, "%s: field 'seeds' must hold two decimal strings", where);
-  char *end;
-  errno = 0;
-  unsigned long long s = strtoull(v->valuestring, &end, 10);
-  if (errno || *end || v->valuestring[0] == '-')
-    return rotq_fail(err, "%s: seed '%s' is not a 64-bit unsigned integer", where, v->valuestring);
-  *out = s;
-  return 0;
+  if (json_seed_get(v, out) == 0) return 0;
+  if (cJSON_IsString(v)) return rotq_fail(err, "%s: seed '%s' is not a 64-bit unsigned integer", where, v->valuestring);
+  return rotq_fail(err, "%s: field 'seeds' must hold two decimal strings", where);
 }
 
 int online_recipe_from_json(const cJSON *json, online_recipe *recipe, const char *where, rotq_error *err) {

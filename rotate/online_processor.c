@@ -42,14 +42,15 @@ struct online_state {
   char warnings[8][512];
 };
 
-static void online_warn(struct online_state *s, const char *text) {
+/* A warning of the online plan: in rotation.json's online section and among the plan's warnings
+ * (which the runner shows). */
+static void online_warn(quarot_processor *p, const char *text) {
+  struct online_state *s = p->online;
   if (s->warning_count < (int)(sizeof s->warnings / sizeof s->warnings[0]))
     snprintf(s->warnings[s->warning_count++], sizeof s->warnings[0], "%s", text);
-}
-
-const char *online_warning(const quarot_processor *p, int i) {
-  const struct online_state *s = p->online;
-  return s && i >= 0 && i < s->warning_count ? s->warnings[i] : NULL;
+  command_list *l = &p->commands;
+  if (l->warning_count < (int)(sizeof l->warnings / sizeof l->warnings[0]))
+    snprintf(l->warnings[l->warning_count++], sizeof l->warnings[0], "%s", text);
 }
 
 static bool hadamard_constructible(int n) {
@@ -105,9 +106,10 @@ static rotate_command *layer_target(const quarot_processor *p, int layer, const 
   return first;
 }
 
-/* Checks that every layer where group acts has one weight at relative whose input is `in` wide
- * (and, for vLLM, no bias); the first names the stored tensor and gives its dtype. */
-static int check_targets(quarot_processor *p, online_group *g, const char *relative, long in, rotq_error *err) {
+/* Checks that every layer where group acts has one weight at relative (and, for vLLM, no bias);
+ * the first names the stored tensor and gives its dtype. (That the weight's input is as wide as
+ * the rotation is the plan checks' part: commands_complete.) */
+static int check_targets(quarot_processor *p, online_group *g, const char *relative, rotq_error *err) {
   struct online_state *s = p->online;
   bool first = true;
   for (int layer = 0; layer < s->num_layers; layer++) {
@@ -120,12 +122,6 @@ static int check_targets(quarot_processor *p, online_group *g, const char *relat
                        "linear per layer, not on MoE experts (down_proj_online_layers: [] leaves R4 out)",
                        p->ck->dir, g->name, layer, count, relative);
     const st_tensor *t = checkpoint_find(p->ck, c->source);
-    if (t->ndim != 2 || t->shape[1] != in)
-      return rotq_fail(err,
-                       "%s: tensor '%s': online %s needs a 2-D weight whose input is %ld wide (the rotation's "
-                       "order); it has shape [%lld, %lld]",
-                       p->ck->dir, c->name, g->name, in, (long long)t->shape[0],
-                       (long long)(t->ndim == 2 ? t->shape[1] : 0));
     int module_len = (int)(strlen(c->name) - 7);
     char bias[TENSOR_NAME_MAX];
     snprintf(bias, sizeof bias, "%.*s.bias", module_len, c->name);
@@ -236,10 +232,10 @@ static int make_r4(quarot_processor *p, uint64_t seed, rotq_error *err) {
     char text[512];
     snprintf(text, sizeof text, "online R4: no Hadamard matrix of order %d is constructible; using %s", intermediate,
              rotation_describe(g->rotation));
-    online_warn(s, text);
+    online_warn(p, text);
   }
   g->stored = true;
-  return check_targets(p, g, p->adapter->down_proj, intermediate, err);
+  return check_targets(p, g, p->adapter->down_proj, err);
 }
 
 static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
@@ -266,9 +262,9 @@ static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
     snprintf(text, sizeof text,
              "online o_proj heads rotation: num_attention_heads %d is not a constructible Hadamard order; using %s",
              s->heads, rotation_describe(g->rotation));
-    online_warn(s, text);
+    online_warn(p, text);
   }
-  return check_targets(p, g, p->adapter->o_proj, (long)s->heads * s->head_dim, err);
+  return check_targets(p, g, p->adapter->o_proj, err);
 }
 
 static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
@@ -282,7 +278,7 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     snprintf(text, sizeof text,
              "online R3 left out: --online-for vllm needs a power-of-two head_dim for a Sylvester Hadamard, not %d",
              s->head_dim);
-    online_warn(s, text);
+    online_warn(p, text);
     return 0;
   }
   if (all_layers(s, g, err) < 0) return -1;
@@ -306,7 +302,7 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     char text[512];
     snprintf(text, sizeof text, "online R3: head_dim %d is not a constructible Hadamard order; using %s", s->head_dim,
              rotation_describe(g->rotation));
-    online_warn(s, text);
+    online_warn(p, text);
   }
   /* vLLM has no attention transforms, hence no parameter to load an R3 tensor into. */
   g->stored = !s->vllm;
@@ -328,7 +324,7 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
   return 0;
 }
 
-int online_pre_run(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err) {
+static int make_rotations(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err) {
   if (online_for && strcmp(online_for, "vllm") != 0)
     return rotq_fail(err, "online_for must be \"vllm\" (or none), not \"%s\"", online_for);
   if (!p->adapter->o_proj || !p->adapter->down_proj)
@@ -346,9 +342,9 @@ int online_pre_run(quarot_processor *p, const char *online_for, uint64_t seed, r
   return 0;
 }
 
-int online_preprocess(quarot_processor *p, int layer, rotq_error *err) {
+/* Attaches layer's online weight halves to its commands. */
+static int attach_layer(quarot_processor *p, int layer, rotq_error *err) {
   struct online_state *s = p->online;
-  if (!s) return 0;
   const char *relative[ONLINE_SITE_COUNT] = {p->adapter->down_proj, p->adapter->o_proj, NULL};
   const online_kind kind[ONLINE_SITE_COUNT] = {ONLINE_INPUT, ONLINE_INPUT_HEADS, ONLINE_NONE};
   for (int site = 0; site < ONLINE_SITE_COUNT; site++) {
@@ -361,6 +357,16 @@ int online_preprocess(quarot_processor *p, int layer, rotq_error *err) {
     c->online = kind[site];
     c->online_rotation = g->rotation;
   }
+  return 0;
+}
+
+int online_plan(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err) {
+  if (make_rotations(p, online_for, seed, err) < 0) return -1;
+  for (int layer = 0; layer < p->online->num_layers; layer++)
+    if (attach_layer(p, layer, err) < 0) return -1;
+  if (cJSON_GetObjectItemCaseSensitive(p->ck->config.json, "quantization_config"))
+    return rotq_fail(err, "%s: the input already has a quantization_config; online rotations export their own",
+                     p->ck->config.path);
   return 0;
 }
 
@@ -588,12 +594,10 @@ static cJSON *transform_scheme(const quarot_processor *p, const online_group *g)
   return scheme;
 }
 
-int online_add_quantization_config(const quarot_processor *p, cJSON *config, rotq_error *err) {
-  if (!p->online) return 0;
-  if (cJSON_GetObjectItemCaseSensitive(config, "quantization_config"))
-    return rotq_fail(err, "%s: the input already has a quantization_config; online rotations export their own",
-                     p->ck->config.path);
-  cJSON *q = cJSON_AddObjectToObject(config, "quantization_config");
+cJSON *online_quantization_config(const quarot_processor *p, bool *failed) {
+  *failed = false;
+  if (!p->online) return NULL;
+  cJSON *q = cJSON_CreateObject();
   cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
   cJSON_AddStringToObject(q, "version", ONLINE_COMPRESSED_TENSORS_VERSION);
   cJSON_AddObjectToObject(q, "config_groups");
@@ -603,7 +607,8 @@ int online_add_quantization_config(const quarot_processor *p, cJSON *config, rot
     const online_group *g = &p->online->group[site];
     if (g->rotation) json_add_to_object(groups, g->name, transform_scheme(p, g));
   }
-  return 0;
+  *failed = !q || !groups;
+  return q;
 }
 
 static const char *activation_text[ONLINE_SITE_COUNT] = {

@@ -1,11 +1,13 @@
-/* QuaRotOnlineProcessor: the rotations that cannot be fused into weights alone. Its pre_run
- * creates the online matrices (Hadamard mode, seeded from the run's seed):
+/* QuaRotOnlineProcessor: the rotations that cannot be fused into weights alone. It plans with the
+ * processor (processor_init calls online_plan between commands_build and commands_complete, so the
+ * online rotations are part of the plan that is checked and from which the writer is laid out):
+ * it creates the online matrices (Hadamard mode, seeded from the run's seed):
  *
  *   R4       x·(R_m ⊗ R_n) before down_proj; offline W_down ← W_down·(R_m ⊗ R_n)
  *   R_heads  x·(R_heads ⊗ I_head_dim) before o_proj; offline W_o ← W_o·(R_heads ⊗ I_head_dim)
  *   R3       q·R3 and k·R3 per head after RoPE; activation only (it cancels in q·kᵀ)
  *
- * and its preprocess(layer) adds the weight halves to that layer's commands; the activation
+ * and attaches the weight halves to the commands of every layer they act on; the activation
  * halves are the serving engine's (rotq's forward pass applies them, see model/online_hooks.h).
  *
  * R4's split intermediate = m·n (m ≤ n): the largest m in {1, 2, 4k} with n in {1, 2, 4k ≤ 256}
@@ -25,6 +27,7 @@
 #ifndef ROTQ_ROTATE_ONLINE_PROCESSOR_H
 #define ROTQ_ROTATE_ONLINE_PROCESSOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,23 +41,22 @@ struct cJSON;
 
 /* R4's split of intermediate into m·n (the rule above). */
 void online_kronecker_split(int intermediate, int *m, int *n);
-/* Creates the online matrices for p's model. online_for: NULL, or "vllm". */
-int online_pre_run(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err);
-/* Adds layer's online weight halves to its commands; call before processor_preprocess(layer). */
-int online_preprocess(quarot_processor *p, int layer, rotq_error *err);
+/* Plans p's online rotations: creates the matrices, attaches each weight half to its command
+ * (c->online, c->online_rotation) in every layer where it acts, and records its warnings in
+ * p->commands.warnings. Fails, naming why, where a rotation has no single 2-D target per layer (MoE
+ * experts), a vLLM target has a bias, or (online export) the input already has a
+ * quantization_config. online_for: NULL, or "vllm". Freed by online_free. */
+int online_plan(quarot_processor *p, const char *online_for, uint64_t seed, rotq_error *err);
 /* The extra tensors the online export writes (0 when online rotations are off). */
 size_t online_extra_tensor_count(const quarot_processor *p);
 /* Fills specs (online_extra_tensor_count of them); returns the count. */
 size_t online_extra_tensor_specs(const quarot_processor *p, st_spec *specs);
-/* Writes the online tensors (after the layers). */
+/* Writes the online tensors into p->context.writer (processor_finish, after the layers). */
 int online_write_tensors(quarot_processor *p, rotq_error *err);
-/* Adds quantization_config (with transform_config) to config.json (no-op when off); fails if
- * the input already has a quantization_config. */
-int online_add_quantization_config(const quarot_processor *p, struct cJSON *config, rotq_error *err);
-/* The i-th warning of online_pre_run (a fallback construction, ...), or NULL past the last; the
- * runner logs them. */
-const char *online_warning(const quarot_processor *p, int i);
-/* rotation.json's "online" section (null when off). */
+/* config.json's quantization_config of the export (compressed-tensors, with a transform_config);
+ * NULL when online rotations are off (or out of memory: *failed set). */
+struct cJSON *online_quantization_config(const quarot_processor *p, bool *failed);
+/* rotation.json's "online" section (a JSON null when off); NULL when out of memory. */
 struct cJSON *online_record(const quarot_processor *p);
 void online_free(quarot_processor *p);
 

@@ -5,7 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/parallel.h"
+#include "rotate/online_processor.h"
 #include "rotate/pipeline.h"
 #include "rotate/stream_check.h"
 
@@ -15,15 +18,71 @@ static int by_layer_then_name(const void *a, const void *b) {
   return strcmp(x->name, y->name);
 }
 
+/* Frees what processor_init made (also on its failure paths). */
+static void release(quarot_processor *p) {
+  online_free(p);
+  commands_free(&p->commands);
+  rotation_set_free(&p->matrices);
+  free(p->outputs);
+  cJSON_Delete(p->quantization_config);
+  cJSON_Delete(p->online_section);
+  p->outputs = NULL;
+  p->quantization_config = p->online_section = NULL;
+}
+
+/* The output tensors: the commands' (their shapes and dtypes are the sources'), then the online
+ * export's. */
+static int layout_outputs(quarot_processor *p, rotq_error *err) {
+  size_t n = p->commands.count + online_extra_tensor_count(p);
+  p->outputs = calloc(n ? n : 1, sizeof *p->outputs);
+  if (!p->outputs) return rotq_fail(err, "out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < p->commands.count; i++, k++) {
+    const rotate_command *c = &p->commands.items[i];
+    const st_tensor *t = checkpoint_find(p->ck, c->source);
+    p->outputs[k] = (st_spec){.name = c->name, .dtype = t->dtype, .ndim = t->ndim};
+    memcpy(p->outputs[k].shape, t->shape, sizeof t->shape);
+  }
+  p->output_count = k + online_extra_tensor_specs(p, p->outputs + k);
+  return 0;
+}
+
+/* config.json's quantization_config and rotation.json's online section, from the plan. */
+static int export_records(quarot_processor *p, rotq_error *err) {
+  bool failed;
+  p->quantization_config = online_quantization_config(p, &failed);
+  p->online_section = online_record(p);
+  if (failed || !p->online_section) return rotq_fail(err, "out of memory");
+  return 0;
+}
+
 int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapter *adapter,
-                   const rotation_config *config, uint64_t seed, int threads, rotq_error *err) {
+                   const rotation_config *config, const processor_options *options, rotq_error *err) {
   memset(p, 0, sizeof *p);
   p->ck = ck;
   p->adapter = adapter;
   p->config = config;
-  if (rotation_set_create(config, &ck->config, adapter->layer_prefix, seed, &p->matrices, err) < 0) return -1;
+  p->seed = options->seed;
+  p->context = (transform_context){
+      .ck = ck,
+      .adapter = adapter,
+      .use_float64 = config->use_float64,
+      .threads = options->threads > 0 ? options->threads : cpu_count(),
+      .num_heads = adapter_num_attention_heads(&ck->config),
+      .head_dim = adapter_head_dim(&ck->config),
+  };
+  if (rotation_set_create(config, &ck->config, adapter->layer_prefix, options->seed, &p->matrices, err) < 0) return -1;
   if (commands_build(ck, adapter, config, &p->matrices, &p->commands, err) < 0) {
     rotation_set_free(&p->matrices);
+    return -1;
+  }
+  /* the online rotations join the plan before it is checked */
+  if ((options->online || config->online) && online_plan(p, options->online_for, options->seed, err) < 0) {
+    release(p);
+    return -1;
+  }
+  if (commands_complete(&p->commands, ck, adapter, config, err) < 0) {
+    release(p);
     return -1;
   }
   for (int i = 0; i < p->matrices.warning_count; i++)
@@ -31,14 +90,10 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
       snprintf(p->commands.warnings[p->commands.warning_count++], sizeof p->commands.warnings[0], "%s",
                p->matrices.warnings[i]);
   qsort(p->commands.items, p->commands.count, sizeof *p->commands.items, by_layer_then_name);
-  p->context = (transform_context){
-      .ck = ck,
-      .adapter = adapter,
-      .use_float64 = config->use_float64,
-      .threads = threads > 0 ? threads : cpu_count(),
-      .num_heads = adapter_num_attention_heads(&ck->config),
-      .head_dim = adapter_head_dim(&ck->config),
-  };
+  if (layout_outputs(p, err) < 0 || export_records(p, err) < 0) {
+    release(p);
+    return -1;
+  }
   return 0;
 }
 
@@ -63,8 +118,7 @@ void processor_timing(const quarot_processor *p, char *text, size_t size) {
 void processor_free(quarot_processor *p) {
   pipeline_free(p->pipeline);
   p->pipeline = NULL;
-  commands_free(&p->commands);
-  rotation_set_free(&p->matrices);
+  release(p);
 }
 
 /* The commands of `layer` (-1 = pre-run), in command order; *count of them. Caller frees. */
@@ -111,6 +165,7 @@ int processor_pre_run(quarot_processor *p, rotq_error *err) { return execute_lay
 int processor_finish(quarot_processor *p, rotq_error *err) {
   double start = now_seconds();
   int rc = p->pipeline ? pipeline_finish(p->pipeline, err) : 0;
+  if (rc == 0) rc = online_write_tensors(p, err);
   p->elapsed += now_seconds() - start;
   return rc;
 }

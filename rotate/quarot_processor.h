@@ -1,18 +1,34 @@
-/* QuaRotProcessor: the seed's processor. pre_run() asks the adapter for the fuse map, bake names
- * and rotate pairs, turns them into commands, and executes the pre-run ones (embedding, lm_head,
- * final norm); preprocess(layer) filters the commands of "model.layers.{layer}" and executes
- * them through the pipeline (rotate/pipeline.h), after asking the kernel to read the next layer's
- * tensors ahead. Only the pieces in flight are in memory (plus the rotation matrices).
- * processor_timing says where the time went (the runner logs it at ROTQ_LOG_DEBUG). */
+/* QuaRotProcessor: the seed's processor. processor_init plans the whole run before anything is
+ * written: it asks the adapter for the fuse map, bake names and rotate pairs and turns them into
+ * commands; with online rotations the online processor (rotate/online_processor.h) attaches their
+ * weight halves to the commands and lays out its export; then the plan, online rotations
+ * included, is checked (commands_complete), and the output tensors (p->outputs, from which the
+ * writer is laid out), config.json's quantization_config and rotation.json's online section are
+ * fixed. pre_run() executes the pre-run commands (embedding, lm_head, final norm);
+ * preprocess(layer) executes the commands of "model.layers.{layer}" through the pipeline
+ * (rotate/pipeline.h), after asking the kernel to read the next layer's tensors ahead; finish()
+ * writes the online export's tensors. Only the pieces in flight are in memory (plus the rotation
+ * matrices). processor_timing says where the time went (the runner logs it at ROTQ_LOG_DEBUG). */
 #ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
 #define ROTQ_ROTATE_QUAROT_PROCESSOR_H
 
 #include "family/adapter.h"
 #include "config/rotation_config.h"
+#include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
 #include "rotate/rotate_command.h"
 #include "rotate/rotation_set.h"
 #include "rotate/tensor_transform.h"
+
+struct cJSON;
+
+/* What a run asks the processor to plan, besides the config. */
+typedef struct processor_options {
+  uint64_t seed;          /* every matrix's seed derives from it (rotate/rotation_set.h) */
+  int threads;            /* 0 = one per CPU */
+  bool online;            /* plan the online rotations too (so does the config's online: true) */
+  const char *online_for; /* NULL, or "vllm" (online_plan) */
+} processor_options;
 
 typedef struct quarot_processor {
   const checkpoint *ck;
@@ -22,16 +38,25 @@ typedef struct quarot_processor {
   command_list commands;       /* sorted: pre-run tensors first, then by layer, then by name */
   transform_context context;   /* writer set by the runner before pre_run */
   struct online_state *online; /* the online processor's matrices, or NULL */
-  struct pipeline *pipeline;   /* created by the first batch */
-  struct stream_check *check;  /* in-stream verification of each batch, or NULL (set by the runner) */
-  int batches_queued;          /* batches (pre-run, layer 0, ...) queued for reading ahead */
-  transform_timing timing;     /* the pipeline threads' time, summed */
-  double elapsed;              /* seconds inside pre_run and preprocess */
+  uint64_t seed;               /* the run's seed */
+  /* The plan's outputs, fixed by processor_init: */
+  st_spec *outputs; /* every output tensor in writing order: the commands', then the
+                       online export's (names point into the plan) */
+  size_t output_count;
+  struct cJSON *quantization_config; /* config.json's (the online export), or NULL */
+  struct cJSON *online_section;      /* rotation.json's "online" (a JSON null when off) */
+  struct pipeline *pipeline;         /* created by the first batch */
+  struct stream_check *check;        /* in-stream verification of each batch, or NULL (set by the runner) */
+  int batches_queued;                /* batches (pre-run, layer 0, ...) queued for reading ahead */
+  transform_timing timing;           /* the pipeline threads' time, summed */
+  double elapsed;                    /* seconds inside pre_run and preprocess */
 } quarot_processor;
 
-/* Creates the matrices and the commands (and checks them); nothing is written yet. */
+/* Plans the run: the matrices, the commands, the online rotations (options->online or
+ * config->online) and the outputs, all checked; nothing is written yet. On failure p holds
+ * nothing to free. */
 int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapter *adapter,
-                   const rotation_config *config, uint64_t seed, int threads, rotq_error *err);
+                   const rotation_config *config, const processor_options *options, rotq_error *err);
 /* Frees p. */
 void processor_free(quarot_processor *p);
 /* "timing: transforms ... s wall, ...": the transforms' wall time and each phase's share of the
@@ -42,7 +67,7 @@ int processor_pre_run(quarot_processor *p, rotq_error *err);
 /* Executes the commands of decoder layer `layer`. The in-stream check of a batch (p->check) runs
  * beside the next batch; its failure fails the next call, or processor_finish. */
 int processor_preprocess(quarot_processor *p, int layer, rotq_error *err);
-/* Waits for the last batch's in-stream check; its status. */
+/* Waits for the last batch's in-stream check, then writes the online export's tensors; the status. */
 int processor_finish(quarot_processor *p, rotq_error *err);
 
 #endif

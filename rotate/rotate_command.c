@@ -442,7 +442,18 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     warn(out, "rotation_config '%s' matches no tensor (%s)", config->rules[r].pattern, "ignored");
   }
   free(rule_hits);
+  return 0;
+oom:
+  rotq_fail(err, "out of memory");
+fail:
+  commands_free(out);
+  return -1;
+}
 
+int commands_complete(command_list *out, const checkpoint *ck, const model_adapter *a, const rotation_config *config,
+                      rotq_error *err) {
+  char embed_weight[TENSOR_NAME_MAX];
+  snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
   if (check_sizes(out, ck, a, err) < 0) goto fail;
   if (residual_rotation_forbidden(a, commands_find(out, embed_weight), err) < 0) goto fail;
   char unapplied[512] = "";
@@ -457,11 +468,27 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     goto fail;
   }
   return 0;
-oom:
-  rotq_fail(err, "out of memory");
 fail:
   commands_free(out);
   return -1;
+}
+
+static const char *online_label(online_kind kind) {
+  return kind == ONLINE_INPUT ? "R4 (down_proj input)" : "heads rotation (o_proj input)";
+}
+
+/* An online rotation's weight half acts on the whole input of one 2-D weight: R4's order must be
+ * the input width (the intermediate size), the heads rotation's times head_dim too. */
+static int check_online_size(const rotate_command *c, const st_tensor *t, long head_dim, rotq_error *err) {
+  if (!c->online_rotation)
+    return rotq_fail(err, "tensor '%s': online %s without a matrix", c->name, online_label(c->online));
+  long order = (long)rotation_dim(c->online_rotation) * (c->online == ONLINE_INPUT_HEADS ? head_dim : 1);
+  if (!c->is_bias && t->ndim == 2 && t->shape[1] == order) return 0;
+  return rotq_fail(err,
+                   "tensor '%s': online %s has order %ld, which needs a 2-D weight whose input is %ld wide; it has "
+                   "shape [%lld, %lld] (config.json's sizes do not match the tensors)",
+                   c->name, online_label(c->online), order, order, (long long)t->shape[0],
+                   (long long)(t->ndim == 2 ? t->shape[1] : 0));
 }
 
 /* What the plan's matrices act on, checked against the tensors: the value heads' rotation (R2)
@@ -491,6 +518,7 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
                        "tensor '%s': matrix '%s' has dim %d, which does not divide head_dim %ld: a rotation of the "
                        "value heads must act within one head (attention mixes each head on its own)",
                        c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r), head_dim);
+    if (c->online != ONLINE_NONE && check_online_size(c, t, head_dim, err) < 0) return -1;
   }
   return 0;
 }
@@ -595,6 +623,15 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
                          "tensor '%s' has output rotation %s but its o_proj '%s' has input rotation %s: "
                          "they must be the same matrix",
                          c->name, c->output_name, o->name, matrix_label(o->input, o->input_name));
+    }
+    if (c->online != ONLINE_NONE) { /* the activation half lives at the input of down_proj or o_proj only */
+      const char *rel = layer >= 0 ? adapter_relative_name(a, module) : NULL;
+      const char *site = c->online == ONLINE_INPUT ? a->down_proj : a->o_proj;
+      if (c->is_bias || !rel || !site || !pattern_matches(site, rel))
+        return rotq_fail(err,
+                         "tensor '%s': an online %s here has no activation half in the model (it acts on the input "
+                         "of %s weights only)",
+                         c->name, online_label(c->online), site ? site : "?");
     }
     if (!reader && c->input && strcmp(c->name, embed_weight) != 0 && c != position) {
       char o_module[TENSOR_NAME_MAX];

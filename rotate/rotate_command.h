@@ -63,18 +63,25 @@ typedef struct command_list {
   char warnings[16][512]; /* rules that matched nothing, ... (also printed) */
 } command_list;
 
-/* get_rotate_command: one command per output tensor, from the adapter, the config and the
- * matrices; then checks the equivalence invariants (one R1 on every residual reader, writer and
- * the embedding; every fused norm's readers rotated alike; each v_proj output rotation equal to
- * its o_proj input rotation; dims dividing tensor sizes) and fails naming the tensor if broken. */
+/* get_rotate_command, in two steps around the online processor's plan (rotate/online_processor.h):
+ * commands_build makes one command per output tensor, from the adapter, the config and the
+ * matrices (each rule's matrices resolved, their dims dividing the tensor sizes); once every
+ * rotation of the plan is attached (the online ones too), commands_complete checks the sizes
+ * (online rotations included), builds the fuse map (and the LayerNorm families' commands) and
+ * checks the equivalence invariants (one R1 on every residual reader, writer and the embedding;
+ * every fused norm's readers rotated alike; each v_proj output rotation equal to its o_proj input
+ * rotation; online rotations only on the inputs of down_proj and o_proj weights), failing naming
+ * the tensor if broken. Both free *out on failure. */
 int commands_build(const checkpoint *ck, const model_adapter *adapter, const rotation_config *config,
                    const rotation_set *set, command_list *out, rotq_error *err);
+int commands_complete(command_list *list, const checkpoint *ck, const model_adapter *adapter,
+                      const rotation_config *config, rotq_error *err);
 void commands_free(command_list *list);
 rotate_command *commands_find(const command_list *list, const char *name);
 /* The module of a tensor, its name without ".weight" / ".bias", into module; *is_bias for a bias.
  * False (module = the name) when the name has neither suffix. */
 bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias);
-/* Re-checks the invariants (also used after the online processor added its rotations). */
+/* The equivalence invariants of the plan (commands_complete's last step). */
 int commands_check(const command_list *list, const model_adapter *adapter, rotq_error *err);
 
 #endif

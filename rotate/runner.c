@@ -1,8 +1,8 @@
 /* The Runner of the seed's sequence: `rotq rotate` as a library call. It opens the checkpoint,
- * lets the QuaRotProcessor (and, with online rotations, the QuaRotOnlineProcessor) prepare their
- * commands, plans the output shards, then drives pre_run and preprocess(layer) for every decoder
- * layer, and finally writes config.json, rotation.json and the other files of the input before
- * renaming the output into place. */
+ * lets the QuaRotProcessor plan the run (online rotations included: processor_init), lays out the
+ * output shards from the plan, then drives pre_run and preprocess(layer) for every decoder layer
+ * and finish, writes config.json and the other files of the input, runs the whole-model check, and
+ * writes rotation.json once (rotate/rotation_record.h) before renaming the output into place. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -17,10 +17,10 @@
 
 #include "common/log.h"
 #include "io/json_file.h"
-#include "rotate/online_processor.h"
 #include "rotate/output_dir.h"
 #include "rotate/pipeline.h"
 #include "rotate/quarot_processor.h"
+#include "rotate/rotation_record.h"
 #include "rotate/stream_check.h"
 #include "rotate/verify.h"
 #include "rotq.h"
@@ -31,93 +31,19 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The output tensors in command order (pre-run first, then layer by layer). */
-static st_writer *open_writer(const quarot_processor *p, const char *dir, size_t max_shard, rotq_error *err) {
-  size_t n = p->commands.count + online_extra_tensor_count(p);
-  st_spec *specs = calloc(n ? n : 1, sizeof *specs);
-  if (!specs) {
-    rotq_fail(err, "out of memory");
-    return NULL;
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < p->commands.count; i++) {
-    const rotate_command *c = &p->commands.items[i];
-    const st_tensor *t = checkpoint_find(p->ck, c->source);
-    specs[k] = (st_spec){.name = c->name, .dtype = t->dtype, .ndim = t->ndim};
-    memcpy(specs[k].shape, t->shape, sizeof t->shape);
-    k++;
-  }
-  k += online_extra_tensor_specs(p, specs + k);
-  st_writer *w = st_writer_open(dir, specs, k, max_shard, err);
-  free(specs);
-  return w;
-}
-
 /* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
- * plus the online export when there is one. */
+ * plus the plan's quantization_config (the online export) when there is one. */
 static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
   cJSON *json = cJSON_Duplicate(p->ck->config.json, 1);
   if (!json) return rotq_fail(err, "out of memory");
   cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
   cJSON_AddBoolToObject(json, "tie_word_embeddings", 0);
-  if (online_add_quantization_config(p, json, err) < 0) {
-    cJSON_Delete(json);
-    return -1;
-  }
+  if (p->quantization_config) /* the plan's: the input has none (processor_init refused it) */
+    json_add_to_object(json, "quantization_config", cJSON_Duplicate(p->quantization_config, 1));
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
   int rc = json_file_write(path, json, err);
   cJSON_Delete(json);
-  return rc;
-}
-
-static cJSON *command_record(const rotate_command *c) {
-  cJSON *r = cJSON_CreateObject();
-  if (strcmp(c->name, c->source) != 0) cJSON_AddStringToObject(r, "cloned_from", c->source);
-  if (c->fuse_norm[0]) cJSON_AddStringToObject(r, "fused_norm", c->fuse_norm);
-  if (c->reset_norm) cJSON_AddBoolToObject(r, "norm_reset", 1);
-  if (c->bake_mean) cJSON_AddBoolToObject(r, "mean_baked", 1);
-  if (c->input) cJSON_AddStringToObject(r, "input", c->input_name);
-  if (c->output) cJSON_AddStringToObject(r, "output", c->output_name);
-  if (c->online == ONLINE_INPUT) cJSON_AddStringToObject(r, "online_input", "down_proj R4 (weight half)");
-  if (c->online == ONLINE_INPUT_HEADS) cJSON_AddStringToObject(r, "online_input", "heads rotation (weight half)");
-  return r;
-}
-
-/* rotation.json: what was done, reproducibly: version, seed, the resolved config, every matrix's
- * construction, every tensor's operations, the online rotations, warnings. */
-static int write_record(const quarot_processor *p, const rotq_rotate_options *o, const char *dir,
-                        const char *whole_model, const cJSON *previous, rotq_error *err) {
-  cJSON *root = cJSON_CreateObject();
-  cJSON_AddStringToObject(root, "rotq_version", rotq_version());
-  cJSON_AddStringToObject(root, "source", p->ck->dir);
-  cJSON_AddStringToObject(root, "architecture", p->ck->config.architecture);
-  cJSON_AddStringToObject(root, "adapter", p->adapter->family);
-  cJSON_AddNumberToObject(root, "seed", (double)o->seed);
-  cJSON_AddStringToObject(root, "config_name", p->config->origin);
-  cJSON_AddStringToObject(root, "config_yaml", p->config->text);
-  cJSON_AddBoolToObject(root, "use_float64", p->config->use_float64);
-  json_add_to_object(root, "matrices", rotation_set_to_json(&p->matrices));
-  cJSON *tensors = cJSON_AddObjectToObject(root, "tensors");
-  for (size_t i = 0; i < p->commands.count; i++) {
-    const rotate_command *c = &p->commands.items[i];
-    if (command_changes_tensor(c)) json_add_to_object(tensors, c->name, command_record(c));
-  }
-  json_add_to_object(root, "online", online_record(p));
-  if (previous) json_add_to_object(root, "previous", cJSON_Duplicate(previous, 1));
-  cJSON *verification = cJSON_AddObjectToObject(root, "verification");
-  if (p->check)
-    json_add_to_object(verification, "in_stream", stream_check_to_json(p->check));
-  else
-    cJSON_AddStringToObject(verification, "in_stream", "off (--no-verify)");
-  cJSON_AddStringToObject(verification, "whole_model", whole_model);
-  cJSON *warnings = cJSON_AddArrayToObject(root, "warnings");
-  for (int i = 0; i < p->commands.warning_count; i++)
-    json_add_to_array(warnings, cJSON_CreateString(p->commands.warnings[i]));
-  char path[4200];
-  snprintf(path, sizeof path, "%s/rotation.json", dir);
-  int rc = json_file_write(path, root, err);
-  cJSON_Delete(root);
   return rc;
 }
 
@@ -215,37 +141,6 @@ static int check_cancel(const rotq_rotate_options *o, rotq_error *err) {
   return rotq_fail(err, "cancelled; the partial output was removed");
 }
 
-/* An input rotq (or another tool) already rotated: refused when it carries online rotations, whose
- * activation halves a second rotation would silently drop (its transform_config and rotation.json
- * would no longer describe the weights); otherwise its rotation.json is kept as "previous" in the
- * new record (*previous, or NULL). */
-static int check_input_history(const checkpoint *ck, cJSON **previous, rotq_error *err) {
-  *previous = NULL;
-  const cJSON *q = cJSON_GetObjectItemCaseSensitive(ck->config.json, "quantization_config");
-  if (q && cJSON_GetObjectItemCaseSensitive(q, "transform_config"))
-    return rotq_fail(err,
-                     "%s/config.json: quantization_config has a transform_config: the checkpoint carries online "
-                     "rotations (a `rotq rotate --online` output?) that a second rotation would drop; rotate the "
-                     "original checkpoint instead",
-                     ck->dir);
-  char path[4200];
-  snprintf(path, sizeof path, "%s/rotation.json", ck->dir);
-  struct stat st;
-  if (stat(path, &st) != 0) return 0;
-  cJSON *record = json_file_read(path, err);
-  if (!record) return rotq_fail_context(err, "the input's rotation record");
-  const cJSON *online = cJSON_GetObjectItemCaseSensitive(record, "online");
-  if (online && !cJSON_IsNull(online)) {
-    cJSON_Delete(record);
-    return rotq_fail(err,
-                     "%s: the checkpoint was rotated with online rotations, whose activation halves a second "
-                     "rotation would drop; rotate the original checkpoint instead",
-                     path);
-  }
-  *previous = record;
-  return 0;
-}
-
 /* Everything between opening the checkpoint and committing the output directory. */
 static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
                        const output_dir *out, const cJSON *previous, rotq_error *err) {
@@ -253,17 +148,14 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
-  if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0)
-    return rotq_fail_context(err, "%s", ck->dir);
+  processor_options plan = {.seed = o->seed, .threads = o->threads, .online = o->online, .online_for = o->online_for};
+  if (processor_init(&p, ck, adapter, config, &plan, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
-  if (config->online || o->online) rc = online_pre_run(&p, o->online_for, o->seed, err);
-  st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
+  st_writer *writer = st_writer_open(out->temp_path, p.outputs, p.output_count, o->max_shard_bytes, err);
   if (!writer) rc = -1;
   p.context.writer = writer;
   if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(p.check = stream_check_create(&p, err))) rc = -1;
   double start = now_seconds();
-  for (int i = 0; rc == 0 && online_warning(&p, i); i++)
-    log_message(&log, ROTQ_LOG_WARNING, "%s", online_warning(&p, i));
   for (int i = 0; rc == 0 && i < p.commands.warning_count; i++)
     log_message(&log, ROTQ_LOG_WARNING, "%s", p.commands.warnings[i]);
   int layers = ck->config.num_hidden_layers;
@@ -272,13 +164,11 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (rc == 0) rc = processor_pre_run(&p, err);
   for (int layer = 0; rc == 0 && layer < layers; layer++) {
     rc = check_cancel(o, err);
-    if (rc == 0) rc = online_preprocess(&p, layer, err);
     if (rc == 0) rc = processor_preprocess(&p, layer, err);
     written += output_bytes(&p, layer);
     if (rc == 0) progress(o, "layers", layer + 1, layers, written, total_bytes);
   }
   if (rc == 0) rc = processor_finish(&p, err);
-  if (rc == 0) rc = online_write_tensors(&p, err);
   if (rc == 0) rc = check_cancel(o, err);
   if (rc == 0) progress(o, "finish", layers, layers, total_bytes, total_bytes);
   if (rc == 0) {
@@ -288,11 +178,6 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   pipeline_stop_check(p.pipeline); /* after an error the check thread may still read the writer */
   if (writer) st_writer_abort(writer);
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
-  bool whole_model = verify_wanted(o->verify, ck);
-  if (rc == 0)
-    rc = write_record(&p, o, out->temp_path,
-                      whole_model ? "pending" : "not run (by default only for models up to 50M parameters; --verify)",
-                      previous, err);
   if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_cancel(o, err);
   if (rc == 0) {
@@ -306,30 +191,31 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
       log_message(&log, ROTQ_LOG_WARNING, "--no-verify: the output was not verified");
     }
   }
-  if (rc == 0 && whole_model) {
+  char status[800] = "not run (by default only for models up to 50M parameters; --verify)";
+  if (rc == 0 && verify_wanted(o->verify, ck)) {
     /* The reference forward pass may not run every config (e.g. a rope_scaling it does not model);
-     * the rotation itself does not depend on it, and the in-stream check has proven the output. */
+     * the rotation itself does not depend on it, and the in-stream check has proven the output.
+     * The rotated model's online hooks come from the plan: rotation.json is written after. */
     char why[600] = "";
     progress(o, "verify", layers, layers, total_bytes, total_bytes);
-    rc = verify_equivalence(ck->dir, out->temp_path, &log, why, sizeof why, err);
+    rc = verify_equivalence(ck->dir, out->temp_path, p.online_section, &log, why, sizeof why, err);
     if (rc > 0 && (o->verify == ROTQ_VERIFY_ALL || !p.check))
       rc = rotq_fail(err, "verify: the whole-model check cannot run: %s", why);
     if (rc > 0)
       log_message(&log, ROTQ_LOG_WARNING, "whole-model check skipped (%s); the in-stream check proved the output", why);
-    char status[800];
     snprintf(status, sizeof status, rc > 0 ? "skipped: the reference forward pass cannot run this model: %s" : "%s",
              rc > 0 ? why : "passed: the reference forward pass, original vs rotated logits on 16 tokens");
-    char record[4200];
-    snprintf(record, sizeof record, "%s/rotation.json", out->temp_path);
-    if (rc >= 0 && unlink(record) != 0) rc = rotq_fail(err, "%s: cannot replace: %s", record, strerror(errno));
-    if (rc >= 0) rc = write_record(&p, o, out->temp_path, status, previous, err);
+    if (rc > 0) rc = 0;
   }
+  if (rc == 0)
+    rc = rotation_record_write(out->temp_path, &p, &(rotation_record_run){.previous = previous, .whole_model = status},
+                               err);
   if (rc == 0) rc = check_cancel(o, err);
   if (rc == 0)
     log_message(&log, ROTQ_LOG_INFO, "%s (%s): %zu tensors, %d layers, %d warnings, %.2fs", ck->config.architecture,
                 p.adapter->family, p.commands.count, layers, p.commands.warning_count, now_seconds() - start);
-  online_free(&p);
   stream_check_free(p.check);
+  p.check = NULL;
   char timing[600];
   processor_timing(&p, timing, sizeof timing);
   log_message(&log, ROTQ_LOG_DEBUG, "%s", timing);
@@ -355,7 +241,7 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
                                                                  : "transformer_universal";
   rotation_config config;
   cJSON *previous = NULL;
-  if (check_input_history(&ck, &previous, err) < 0 ||
+  if (rotation_record_read_previous(&ck, &previous, err) < 0 ||
       (o->config_text ? rotation_config_parse(o->config_text, "<config text>", &config, err)
                       : rotation_config_load(config_name, &config, err)) < 0) {
     cJSON_Delete(previous);

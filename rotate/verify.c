@@ -21,8 +21,8 @@ double verify_tolerance(dtype t) { return logit_tolerance(t); }
 
 double verify_checkpoint_tolerance(const checkpoint *ck) { return checkpoint_logit_tolerance(ck); }
 
-int verify_equivalence(const char *original_dir, const char *rotated_dir, const logger *log, char *why, size_t why_cap,
-                       rotq_error *err) {
+int verify_equivalence(const char *original_dir, const char *rotated_dir, const struct cJSON *online,
+                       const logger *log, char *why, size_t why_cap, rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(original_dir, &ck, err) < 0) return -1;
   double tol = checkpoint_logit_tolerance(&ck);
@@ -34,7 +34,8 @@ int verify_equivalence(const char *original_dir, const char *rotated_dir, const 
   if (!rope_ok) return 1;
   model *a = NULL, *b = NULL;
   if (model_load(original_dir, NULL, &a, err) < 0) return rotq_fail_context(err, "verify");
-  if (model_load(rotated_dir, NULL, &b, err) < 0) {
+  model_options rotated = {.online_section = online};
+  if (model_load(rotated_dir, &rotated, &b, err) < 0) {
     model_free(a);
     return rotq_fail_context(err, "verify");
   }

@@ -365,7 +365,7 @@ expect 2 "^rotq rotate: option '--seed' wants an integer, got '0x10' \(decimal d
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out" --seed 0x10
 expect_no_output out
 expect 0 "" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/out-seed" --seed 010 --quiet --no-verify
-grep -Eq '^\s*"seed":\s*10,' "$SCRATCH/out-seed/rotation.json" || fail "--seed 010 was not read as 10"
+grep -Eq '^\s*"seed":\s*"10",' "$SCRATCH/out-seed/rotation.json" || fail "--seed 010 was not read as 10"
 rm -rf "${SCRATCH:?}/out-seed"
 for bits in 0 1 9 17; do
   expect 2 "^rotq eval: --wbits takes 2 to 8 bits, or 16 for no quantization, not $bits" -- \

@@ -75,7 +75,7 @@ rotate_refused "$BIG" "r1\.safetensors: tensor 'r1': element \[5, 7\] is not fin
 rotate_refused "$SCRATCH/online" "config\.json: quantization_config has a transform_config"
 # ...while a plain rotated checkpoint rotates again, its record kept as "previous".
 expect 0 "wrote" -- "$ROTQ" rotate --model "$SCRATCH/good" --output "$SCRATCH/twice" --seed 5
-python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['previous']['seed'] == 0" \
+python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['previous']['seed'] == '0'" \
   "$SCRATCH/twice/rotation.json" || fail "rotation.json of a second rotation lacks 'previous'"
 
 # 6. Finite float16 weights that overflow once the norm is fused and the rows rotated.

@@ -14,7 +14,7 @@ for f in config.json model.safetensors rotation.json tokenizer.model tokenizer_c
 done
 ls -a "$SCRATCH" | grep -q rotq-partial && fail "a partial directory was left behind"
 grep -Eq '"tie_word_embeddings":[[:space:]]*false' "$OUT/config.json" || fail "config.json still ties the embeddings"
-grep -q '"seed":[[:space:]]*3' "$OUT/rotation.json" || fail "rotation.json lacks the seed"
+grep -q '"seed":[[:space:]]*"3"' "$OUT/rotation.json" || fail "rotation.json lacks the seed"
 grep -q '"construction"' "$OUT/rotation.json" || fail "rotation.json lacks the constructions"
 expect 0 'argmax agreement +100' -- "$ROTQ" compare --a "$MODEL" --b "$OUT" --tokens "$TOKENS" --n 64 --tolerance 1e-5
 
@@ -28,6 +28,22 @@ expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/again" --seed
 cmp -s "$OUT/model.safetensors" "$SCRATCH/again/model.safetensors" || fail "same seed gave different bytes"
 expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/other" --seed 4 --quiet --no-verify
 cmp -s "$OUT/model.safetensors" "$SCRATCH/other/model.safetensors" && fail "another seed gave the same bytes"
+
+# every 64-bit seed: 2^53 + 1 (not a double) is recorded exactly and, passed again, gives the same
+# bytes; 2^53 gives others; 2^64 - 1 is taken, 2^64 and -1 are refused
+expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/big" --seed 9007199254740993 --quiet --no-verify
+recorded=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['seed'])" "$SCRATCH/big/rotation.json")
+[ "$recorded" = 9007199254740993 ] || fail "rotation.json records seed 2^53+1 as '$recorded'"
+expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/big-again" --seed "$recorded" --quiet --no-verify
+cmp -s "$SCRATCH/big/model.safetensors" "$SCRATCH/big-again/model.safetensors" || fail "the recorded seed gave other bytes"
+expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/big-double" --seed 9007199254740992 --quiet --no-verify
+cmp -s "$SCRATCH/big/model.safetensors" "$SCRATCH/big-double/model.safetensors" && fail "seeds 2^53 and 2^53+1 gave the same bytes"
+expect 0 '^' -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/max" --seed 18446744073709551615 --quiet --no-verify
+grep -q '"seed":[[:space:]]*"18446744073709551615"' "$SCRATCH/max/rotation.json" || fail "seed 2^64-1 not recorded"
+expect 2 "option '--seed': 18446744073709551616 is out of range \(0 to 18446744073709551615\)" -- \
+  "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/over" --seed 18446744073709551616
+expect 2 "option '--seed': -1 is out of range" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/over" --seed -1
+rm -rf "${SCRATCH:?}"/big* "${SCRATCH:?}/max"
 
 # each mode through a built-in or edited config
 "$ROTQ" config show transformer_universal | sed 's/mode: hadamard /mode: orthogonal /' > "$SCRATCH/ortho.yaml"

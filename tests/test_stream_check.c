@@ -9,7 +9,6 @@
 
 #include "config/rotation_config.h"
 #include "synth/synth.h"
-#include "rotate/online_processor.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"
 #include "support/test_support.h"
@@ -55,9 +54,9 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   assert_int_equal(rotation_config_load(a->builtin_config ? a->builtin_config : "transformer_universal", &config, err),
                    0);
   quarot_processor p;
-  assert_int_equal(processor_init(&p, &ck, a, &config, 3, 2, err), 0);
-  int rc = online ? online_pre_run(&p, NULL, 3, err) : 0;
-  assert_int_equal(rc, 0);
+  processor_options plan = {.seed = 3, .threads = 2, .online = online};
+  assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
+  int rc;
   switch (what) {
   case TAMPER_NONE: break;
   case TAMPER_UNFUSE_READER: find(&p, "model.layers.1.mlp.up_proj.weight")->fuse_norm[0] = '\0'; break;
@@ -75,27 +74,14 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   char mk[4200];
   snprintf(mk, sizeof mk, "mkdir -p %s", out);
   assert_int_equal(run_command("%s", mk), 0);
-  size_t n = p.commands.count + online_extra_tensor_count(&p);
-  st_spec *specs = calloc(n, sizeof *specs);
-  size_t k = 0;
-  for (size_t i = 0; i < p.commands.count; i++) {
-    const st_tensor *t = checkpoint_find(&ck, p.commands.items[i].source);
-    specs[k] = (st_spec){.name = p.commands.items[i].name, .dtype = t->dtype, .ndim = t->ndim};
-    memcpy(specs[k].shape, t->shape, sizeof t->shape);
-    k++;
-  }
-  k += online_extra_tensor_specs(&p, specs + k);
-  st_writer *w = st_writer_open(out, specs, k, 0, err);
-  free(specs);
+  st_writer *w = st_writer_open(out, p.outputs, p.output_count, 0, err);
   assert_non_null(w);
   p.context.writer = w;
   p.check = stream_check_create(&p, err);
   assert_non_null(p.check);
   rc = processor_pre_run(&p, err);
-  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++) {
-    if (online) rc = online_preprocess(&p, layer, err);
-    if (rc == 0) rc = processor_preprocess(&p, layer, err);
-  }
+  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
+    rc = processor_preprocess(&p, layer, err);
   if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) {
     const stream_check_summary *s = stream_check_result(p.check);
@@ -105,7 +91,6 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   st_writer_abort(w);
   stream_check_free(p.check);
   p.check = NULL;
-  online_free(&p);
   processor_free(&p);
   rotation_config_free(&config);
   checkpoint_close(&ck);
