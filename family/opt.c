@@ -16,6 +16,7 @@ const family_descriptor family_opt = {
     .builtin_config = "opt",
     .variants = {{.architecture = "OPTForCausalLM",
                   .model_types = {"opt"},
+                  .tie_default = true, /* OPTConfig keeps PretrainedConfig's default */
                   .no_head_dim_field = true,
                   .loader = {.silu_only = true},
                   .synth = synth_opt}},

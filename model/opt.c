@@ -95,9 +95,8 @@ int opt_read_weights(const checkpoint *ck, const family_descriptor *f, model *m,
   for (int l = 0; l < c->num_hidden_layers; l++)
     if (read_layer(ck, f, f32, l, &m->layers[l], err) != 0) return -1;
   if (read_pair(ck, f32, f->final_norm, hidden, 0, &m->final_norm, &m->final_norm_bias, err) != 0) return -1;
-  const cJSON *tie = cJSON_GetObjectItemCaseSensitive(c->json, "tie_word_embeddings");
   if (checkpoint_find(ck, lm_head)) return model_read_weight(ck, f32, lm_head, c->vocab_size, hidden, &m->lm_head, err);
-  if (cJSON_IsFalse(tie))
+  if (!c->tie_word_embeddings)
     return rotq_fail(err, "%s: tensor '%s' is missing and tie_word_embeddings is false", ck->dir, lm_head);
   m->lm_head = m->embed; /* OPTConfig ties by default */
   return 0;
