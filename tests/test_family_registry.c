@@ -8,9 +8,11 @@
  *   - that float64 checkpoint, rotated with the family's built-in config (rotq_rotate without a
  *     config: the descriptor's), computes the same logits in the reference forward pass (relative
  *     difference ≤ 1e-9, argmax 100%);
- *   - docs/architectures.md's table lists the family with its architectures and built-in config.
+ *   - docs/architectures.md's table lists the family with its architectures and built-in config;
+ *   - every descriptor file family/<family>.c is in the registry's list.
  * A descriptor missing a name is caught (the cross-check on a tampered copy). */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,11 +320,41 @@ static void docs_table_lists_every_family(void **state) {
   }
 }
 
+/* Every descriptor file family/<family>.c is in the registry's list, as family <family>. */
+static void every_descriptor_file_is_registered(void **state) {
+  (void)state;
+  const char *dir_path = source_path("family");
+  DIR *dir = opendir(dir_path);
+  if (!dir) fail_msg("cannot open %s", dir_path);
+  int descriptors = 0;
+  char unregistered[256] = "";
+  for (struct dirent *e; (e = readdir(dir));) {
+    size_t n = strlen(e->d_name);
+    if (n < 3 || strcmp(e->d_name + n - 2, ".c") != 0) continue;
+    char path[4200], text[16384];
+    snprintf(path, sizeof path, "%s/%s", dir_path, e->d_name);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    size_t got = fread(text, 1, sizeof text - 1, file);
+    fclose(file);
+    text[got] = '\0';
+    if (!strstr(text, "\nconst family_descriptor family_")) continue; /* a definition, not registry.c's extern */
+    descriptors++;
+    bool registered = false;
+    for (size_t i = 0; i < family_count(); i++)
+      registered |= strlen(family_at(i)->family) == n - 2 && strncmp(family_at(i)->family, e->d_name, n - 2) == 0;
+    if (!registered && !unregistered[0]) snprintf(unregistered, sizeof unregistered, "%s", e->d_name);
+  }
+  closedir(dir);
+  if (unregistered[0]) fail_msg("family/%s defines a descriptor that family/registry.c does not list", unregistered);
+  assert_int_equal(descriptors, (int)family_count());
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(descriptors_are_complete),      cmocka_unit_test(synthetic_tensors_match_descriptors),
       cmocka_unit_test(a_missing_name_is_caught),      cmocka_unit_test(every_variant_rotates_equivalently),
-      cmocka_unit_test(docs_table_lists_every_family),
+      cmocka_unit_test(docs_table_lists_every_family), cmocka_unit_test(every_descriptor_file_is_registered),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
