@@ -76,8 +76,8 @@ typedef struct family_variant {
   family_synth_fn *synth; /* the synthetic checkpoint generator */
 } family_variant;
 
-/* The per-layer module names the decoder forward pass reads (FORWARD_DECODER), relative to the
- * layer prefix; NULL where the family has none. */
+/* The per-layer module names the forward pass reads (model/load.c, model/moe.c, model/opt.c,
+ * model/nemotron_h.c), relative to the layer prefix; NULL where the family has none. */
 typedef struct family_layer_names {
   const char *attn_norm, *mlp_norm;               /* "input_layernorm", "post_attention_layernorm" */
   const char *q_proj, *k_proj, *v_proj, *o_proj;  /* "self_attn.q_proj", ... */
@@ -89,7 +89,8 @@ typedef struct family_layer_names {
   const char *router;                             /* MoE: "block_sparse_moe.gate" [experts, hidden] */
   const char *experts;                            /* MoE: "block_sparse_moe.experts" (expert e: ".<e>") */
   const char *expert_proj[3];                     /* an expert's gate, up, down: {"w1", "w3", "w2"} */
-  const char *shared_expert, *shared_expert_gate; /* Qwen2-MoE */
+  const char *shared_expert, *shared_expert_gate; /* Qwen2-MoE (the experts' projection names) */
+  const char *mamba;                              /* Nemotron-H: the Mamba-2 mixer (in_proj, conv1d, ...) */
 } family_layer_names;
 
 /* A family: everything rotq knows about it. (The rotation processor calls it a model_adapter.) */
@@ -118,7 +119,7 @@ typedef struct family_descriptor {
                                       a layer without o_proj / down_proj has no online rotation there */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
-  family_layer_names names;        /* what the decoder forward pass reads (FORWARD_DECODER) */
+  family_layer_names names;        /* what the forward pass reads */
 } family_descriptor;
 
 /* The number of families, and the i-th in registry order (the order of every list). */

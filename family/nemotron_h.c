@@ -30,4 +30,16 @@ const family_descriptor family_nemotron_h = {
     .down_proj = "mixer.down_proj",
     .hybrid_layers = true,
     .untouched = "mixer.A_log|mixer.D|mixer.conv1d|mixer.dt_bias|mixer.norm|mixer.gate.e_score_correction_bias",
+    .names = {.attn_norm = "norm",
+              .q_proj = "mixer.q_proj",
+              .k_proj = "mixer.k_proj",
+              .v_proj = "mixer.v_proj",
+              .o_proj = "mixer.o_proj",
+              .up_proj = "mixer.up_proj",
+              .down_proj = "mixer.down_proj",
+              .router = "mixer.gate",
+              .experts = "mixer.experts",
+              .expert_proj = {NULL, "up_proj", "down_proj"}, /* relu² experts: no gate */
+              .shared_expert = "mixer.shared_experts",
+              .mamba = "mixer"},
 };

@@ -34,4 +34,12 @@ const family_descriptor family_opt = {
     .v_proj = "self_attn.v_proj",
     .up_proj = "fc1",
     .down_proj = "fc2",
+    .names = {.attn_norm = "self_attn_layer_norm",
+              .mlp_norm = "final_layer_norm",
+              .q_proj = "self_attn.q_proj",
+              .k_proj = "self_attn.k_proj",
+              .v_proj = "self_attn.v_proj",
+              .o_proj = "self_attn.out_proj",
+              .up_proj = "fc1",
+              .down_proj = "fc2"},
 };

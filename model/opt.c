@@ -55,15 +55,13 @@ static int read_layer(const checkpoint *ck, const family_descriptor *f, bool f32
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, ffn = c->intermediate_size;
   char p[8][128];
-  static const char *const modules[8] = {"self_attn_layer_norm",
-                                         "self_attn.q_proj",
-                                         "self_attn.k_proj",
-                                         "self_attn.v_proj",
-                                         "self_attn.out_proj",
-                                         "final_layer_norm",
-                                         "fc1",
-                                         "fc2"};
-  for (int i = 0; i < 8; i++) family_layer_module(f, l, modules[i], p[i], sizeof p[i]);
+  const family_layer_names *n = &f->names;
+  const char *const modules[8] = {n->attn_norm, n->q_proj,   n->k_proj,  n->v_proj,
+                                  n->o_proj,    n->mlp_norm, n->up_proj, n->down_proj};
+  for (int i = 0; i < 8; i++) {
+    if (!modules[i]) return rotq_fail(err, "%s: family %s names no module %d of an OPT layer", ck->dir, f->family, i);
+    family_layer_module(f, l, modules[i], p[i], sizeof p[i]);
+  }
   return read_pair(ck, f32, p[0], hidden, 0, &w->attn_norm, &w->attn_norm_bias, err) ||
                  read_pair(ck, f32, p[1], hidden, hidden, &w->wq, &w->bq, err) ||
                  read_pair(ck, f32, p[2], hidden, hidden, &w->wk, &w->bk, err) ||

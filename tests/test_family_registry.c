@@ -107,7 +107,7 @@ static bool in_some_layer(const family_descriptor *f, const checkpoint *ck, cons
 }
 
 /* The names a descriptor gives for layers (NULL-padded), with the first expert's projections. */
-#define MAX_GIVEN 32
+#define MAX_GIVEN 64
 static size_t given_names(const family_descriptor *f, char given[MAX_GIVEN][128]) {
   size_t count = 0;
   const family_layer_names *n = &f->names;
@@ -118,9 +118,12 @@ static size_t given_names(const family_descriptor *f, char given[MAX_GIVEN][128]
   for (int i = 0; i < 4 && f->layer_fuse[i].norm; i++) snprintf(given[count++], 128, "%s", f->layer_fuse[i].norm);
   for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
     if (plain[i]) snprintf(given[count++], 128, "%s", plain[i]);
-  for (int p = 0; p < 3 && n->experts; p++) snprintf(given[count++], 128, "%s.0.%s", n->experts, n->expert_proj[p]);
-  for (int p = 0; p < 3 && n->shared_expert; p++)
-    snprintf(given[count++], 128, "%s.%s", n->shared_expert, n->expert_proj[p]);
+  for (int p = 0; p < 3; p++) {
+    if (!n->expert_proj[p]) continue;
+    if (n->experts) snprintf(given[count++], 128, "%s.0.%s", n->experts, n->expert_proj[p]);
+    if (n->shared_expert) snprintf(given[count++], 128, "%s.%s", n->shared_expert, n->expert_proj[p]);
+  }
+  if (n->mamba) snprintf(given[count++], 128, "%s.in_proj", n->mamba);
   return count;
 }
 
