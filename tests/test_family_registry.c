@@ -1,7 +1,8 @@
 /* The family registry (family/family.h) against everything derived from it. For every family and
  * every variant (architecture) it claims:
- *   - the descriptor is complete: its built-in config parses, its architectures are claimed by it
- *     alone and listed in the supported list, its model_types give config.json its tie default;
+ *   - the descriptor is complete and consistent: its built-in config parses, its architectures are
+ *     claimed by it alone and listed in the supported list, its model_types give config.json its
+ *     tie default, the forward pass's names agree with the fuse map, writers and o/v pair;
  *   - the synthetic checkpoint its generator writes has only tensors the descriptor names (fuse map,
  *     writers, pairs, untouched modules, the loader's names), and every name the descriptor gives
  *     exists in some variant's checkpoint;
@@ -127,6 +128,42 @@ static size_t given_names(const family_descriptor *f, char given[MAX_GIVEN][128]
   return count;
 }
 
+/* The norm (of the fuse map) through which relative reads the stream, or NULL. */
+static const char *reader_norm(const family_descriptor *f, const char *relative) {
+  for (int i = 0; i < 4 && f->layer_fuse[i].norm; i++)
+    if (matches(f->layer_fuse[i].linears, relative)) return f->layer_fuse[i].norm;
+  return NULL;
+}
+
+/* The forward pass's names agree with the rotation's view of the same family: the o/v pair, the
+ * readers behind their norms, the writers, the writers' output norms. */
+static void check_names_agree(const family_descriptor *f) {
+  const family_layer_names *n = &f->names;
+  if (n->o_proj && strcmp(n->o_proj, f->o_proj) != 0) fail_msg("%s: o_proj %s vs %s", f->family, n->o_proj, f->o_proj);
+  const char *v = n->qkv_proj ? n->qkv_proj : n->v_proj;
+  if (v && strcmp(v, f->v_proj) != 0) fail_msg("%s: v_proj %s vs %s", f->family, v, f->v_proj);
+  if (n->attn_norm && (!n->q_proj || !n->k_proj || !n->v_proj) && !n->qkv_proj && !n->mamba)
+    fail_msg("%s: an attention norm without projections", f->family);
+  const char *attention[] = {n->q_proj, n->k_proj, n->v_proj, n->qkv_proj};
+  for (int i = 0; i < 4; i++) {
+    const char *norm = attention[i] ? reader_norm(f, attention[i]) : NULL;
+    if (attention[i] && (!norm || strcmp(norm, n->attn_norm) != 0))
+      fail_msg("%s: %s does not read through %s in the fuse map", f->family, attention[i], n->attn_norm);
+  }
+  const char *mlp[] = {n->gate_proj, n->up_proj, n->gate_up_proj, n->router};
+  const char *mlp_norm = n->mlp_norm ? n->mlp_norm : n->attn_norm; /* one norm per layer (Nemotron-H) */
+  for (int i = 0; i < 4; i++) {
+    const char *norm = mlp[i] ? reader_norm(f, mlp[i]) : NULL;
+    if (mlp[i] && (!norm || strcmp(norm, mlp_norm) != 0))
+      fail_msg("%s: %s does not read through %s in the fuse map", f->family, mlp[i], mlp_norm);
+  }
+  if ((n->o_proj && !matches(f->writers, n->o_proj)) || (n->down_proj && !matches(f->writers, n->down_proj)))
+    fail_msg("%s: the forward pass's o_proj/down_proj are not among the writers %s", f->family, f->writers);
+  if ((n->post_attn_norm || n->post_mlp_norm) &&
+      !(matches(f->writer_output_norms, n->post_attn_norm) && matches(f->writer_output_norms, n->post_mlp_norm)))
+    fail_msg("%s: post-norms not listed as writer output norms", f->family);
+}
+
 /* A minimal config.json of model_type without tie_word_embeddings, loaded: the tie default io
  * derives from the registry. */
 static bool loaded_tie_default(const char *scratch, const char *model_type) {
@@ -164,6 +201,7 @@ static void descriptors_are_complete(void **state) {
     if (f->forward == FORWARD_DECODER) {
       assert_non_null(f->names.attn_norm), assert_non_null(f->names.mlp_norm), assert_non_null(f->names.o_proj);
     }
+    check_names_agree(f);
     rotation_config config;
     rotq_error err = {{0}};
     if (!f->builtin_config || rotation_config_load(f->builtin_config, &config, &err) != 0)
