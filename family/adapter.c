@@ -6,33 +6,14 @@
 
 #include "config/rotation_config.h"
 
-extern const model_adapter llama_adapter, mixtral_adapter, qwen_moe_adapter, phi3_adapter, gemma_adapter,
-    gemma2_adapter, opt_adapter, nemotron_h_adapter;
-
-/* Every family rotq knows; adapter_for picks by architectures[0]. */
-static const model_adapter *const adapters[] = {&llama_adapter, &mixtral_adapter,   &qwen_moe_adapter,
-                                                &phi3_adapter,  &gemma_adapter,     &gemma2_adapter,
-                                                &opt_adapter,   &nemotron_h_adapter};
-#define ADAPTER_COUNT (sizeof adapters / sizeof adapters[0])
-
-const char *adapter_supported_list(void) {
-  static char list[1024];
-  if (list[0]) return list;
-  for (size_t i = 0; i < ADAPTER_COUNT; i++)
-    for (int j = 0; adapters[i]->architectures[j]; j++) {
-      if (list[0]) strncat(list, ", ", sizeof list - strlen(list) - 1);
-      strncat(list, adapters[i]->architectures[j], sizeof list - strlen(list) - 1);
-    }
-  return list;
-}
+const char *adapter_supported_list(void) { return family_supported_list(); }
 
 const model_adapter *adapter_for(const model_config *config, rotq_error *err) {
-  for (size_t i = 0; i < ADAPTER_COUNT; i++)
-    for (int j = 0; adapters[i]->architectures[j]; j++)
-      if (strcmp(adapters[i]->architectures[j], config->architecture) == 0) return adapters[i];
-  rotq_fail(err, "unsupported architecture '%s' (supported: %s)",
-            config->architecture[0] ? config->architecture : "(none given)", adapter_supported_list());
-  return NULL;
+  const family_descriptor *f = family_find(config->architecture, NULL);
+  if (!f)
+    rotq_fail(err, "unsupported architecture '%s' (supported: %s)",
+              config->architecture[0] ? config->architecture : "(none given)", family_supported_list());
+  return f;
 }
 
 int adapter_num_attention_heads(const model_config *config) { return config->num_attention_heads; }
@@ -40,7 +21,7 @@ int adapter_num_key_value_heads(const model_config *config) { return config->num
 int adapter_head_dim(const model_config *config) { return config->head_dim; }
 
 void adapter_layer_module(const model_adapter *a, int layer, const char *relative, char *out, size_t cap) {
-  snprintf(out, cap, "%s.%d.%s", a->layer_prefix, layer, relative);
+  family_layer_module(a, layer, relative, out, cap);
 }
 
 int adapter_layer_of(const model_adapter *a, const char *module) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "family/family.h"
 #include "io/json_file.h"
 
 /* The value of key, at the top level or else in "text_config"; NULL if absent or null. */
@@ -154,11 +155,8 @@ static int read_fields(const char *path, model_config *c, rotq_error *err) {
   if (!(c->rope_theta > 0 && isfinite(c->rope_theta)))
     return rotq_fail(err, "%s: rope_theta %g must be positive and finite", path, c->rope_theta);
   /* PretrainedConfig defaults tie_word_embeddings to true, but most decoder classes (Llama, Qwen2,
-   * Mistral, ...) override it to false; Gemma's keep true. */
-  static const char *const tied_by_default[] = {"gemma", "gemma2", "gemma3", "gemma3_text"};
-  bool tie_default = false;
-  for (size_t i = 0; i < sizeof tied_by_default / sizeof tied_by_default[0]; i++)
-    tie_default |= strcmp(c->model_type, tied_by_default[i]) == 0;
+   * Mistral, ...) override it to false; Gemma's keep true. Each family's descriptor says which. */
+  const bool tie_default = family_tie_default(c->model_type);
   if (read_bool(path, json, "tie_word_embeddings", tie_default, &c->tie_word_embeddings, err) != 0 ||
       read_bool(path, json, "attention_bias", false, &c->attention_bias, err) != 0 ||
       read_bool(path, json, "mlp_bias", false, &c->mlp_bias, err) != 0)

@@ -84,9 +84,11 @@ static double round_to_dtype(double x, dtype t) {
   return x;
 }
 
-int gemma_configure(const checkpoint *ck, int generation, model *m, rotq_error *err) {
+int gemma_configure(const checkpoint *ck, const family_descriptor *f, int generation, model *m, rotq_error *err) {
   const model_config *c = &ck->config;
-  const st_tensor *embed = checkpoint_find(ck, "model.embed_tokens.weight");
+  char embed_name[160];
+  snprintf(embed_name, sizeof embed_name, "%s.weight", f->embed);
+  const st_tensor *embed = checkpoint_find(ck, embed_name);
   m->embed_scale = round_to_dtype(sqrt((double)c->hidden_size), embed ? embed->dtype : DTYPE_F32);
   if (read_activation(c, m, err) != 0) return -1;
   if (generation == 1) return 0;
@@ -107,15 +109,6 @@ int gemma_configure(const checkpoint *ck, int generation, model *m, rotq_error *
     for (int i = 0; i < half; i++) m->inv_freq_local[i] = 1.0 / pow(local_base, 2.0 * i / c->head_dim);
   }
   return 0;
-}
-
-int gemma_read_post_norms(const checkpoint *ck, bool f32, int l, layer_weights *w, rotq_error *err) {
-  char name[256];
-  const int64_t hidden = ck->config.hidden_size;
-  snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-  if (model_read_weight(ck, f32, name, hidden, 0, &w->post_attn_norm, err) != 0) return -1;
-  snprintf(name, sizeof name, "model.layers.%d.post_feedforward_layernorm.weight", l);
-  return model_read_weight(ck, f32, name, hidden, 0, &w->post_mlp_norm, err);
 }
 
 /* v[i] += 1 for a norm weight of `count` elements (NULL: absent). */

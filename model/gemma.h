@@ -12,13 +12,14 @@
 #ifndef ROTQ_MODEL_GEMMA_H
 #define ROTQ_MODEL_GEMMA_H
 
+#include "family/family.h"
 #include "io/checkpoint.h"
 #include "model/transformer.h"
 
-/* Sets m's Gemma features (generation 1, 2 or 3) from config.json; m->inv_freq is already set. */
-int gemma_configure(const checkpoint *ck, int generation, model *m, rotq_error *err);
-/* Gemma-2/3: reads layer l's post_attention_layernorm and post_feedforward_layernorm. */
-int gemma_read_post_norms(const checkpoint *ck, bool f32, int l, layer_weights *w, rotq_error *err);
+/* Sets m's Gemma features (generation 1, 2 or 3) from config.json; m->inv_freq is already set;
+ * f: the family's descriptor (its embedding's name). (The loader reads the Gemma-2/3 post-norms by
+ * the descriptor's names.) */
+int gemma_configure(const checkpoint *ck, const family_descriptor *f, int generation, model *m, rotq_error *err);
 /* Adds 1 to every norm weight of m (the (1 + w) of Gemma's RMSNorm); c: its config.json. */
 void gemma_shift_norms(model *m, const model_config *c);
 

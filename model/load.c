@@ -14,46 +14,24 @@
 #include "model/rope.h"
 #include "model/transformer.h"
 
-/* What distinguishes the supported architectures, as in their transformers modeling files. */
+/* The architecture being loaded: its family's descriptor (layer prefix, tensor names, which
+ * forward pass) and its variant's loader flags (family/family.h). */
 typedef struct architecture {
   const char *name;
-  bool qkv_bias;          /* q/k/v_proj always have a bias (Qwen2) */
-  bool attention_bias;    /* config attention_bias puts a bias on q/k/v/o_proj (Llama, Qwen3) */
-  bool mlp_bias;          /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
-  bool qk_norm;           /* q_norm / k_norm on each head before RoPE (Qwen3) */
-  bool sliding_window;    /* config sliding_window limits attention (Mistral) */
-  moe_kind moe;           /* sparse MoE blocks instead of the MLP (model/moe.h) */
-  bool fused_projections; /* self_attn.qkv_proj and mlp.gate_up_proj, split at load (Phi-3) */
-  int gemma;              /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
+  const family_descriptor *family;
+  const family_loader *flags;
 } architecture;
 
-static const architecture architectures[] = {
-    {"LlamaForCausalLM", false, true, true, false, false, MOE_NONE, false, 0},
-    {"MistralForCausalLM", false, false, false, false, true, MOE_NONE, false, 0},
-    {"Qwen2ForCausalLM", true, false, false, false, false, MOE_NONE, false, 0},
-    {"Qwen3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 0},
-    {"MixtralForCausalLM", false, false, false, false, true, MOE_MIXTRAL, false, 0},
-    {"Qwen2MoeForCausalLM", true, false, false, false, false, MOE_QWEN2, false, 0},
-    {"Qwen3MoeForCausalLM", false, true, false, true, false, MOE_QWEN3, false, 0},
-    {"Phi3ForCausalLM", false, false, false, false, true, MOE_NONE, true, 0},
-    {"GemmaForCausalLM", false, true, false, false, false, MOE_NONE, false, 1},
-    {"Gemma2ForCausalLM", false, true, false, false, false, MOE_NONE, false, 2},
-    {"Gemma3ForCausalLM", false, true, false, true, false, MOE_NONE, false, 3},
-    {"OPTForCausalLM", false, false, false, false, false, MOE_NONE, false, 0},       /* model/opt.h */
-    {"NemotronHForCausalLM", false, false, false, false, false, MOE_NONE, false, 0}, /* model/nemotron_h.h */
-};
-#define ARCHITECTURE_COUNT (sizeof architectures / sizeof architectures[0])
+const char *model_supported_architectures(void) { return family_supported_list(); }
 
-const char *model_supported_architectures(void) {
-  return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
-         "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
-         "Gemma3ForCausalLM, OPTForCausalLM, NemotronHForCausalLM";
-}
-
-static const architecture *find_architecture(const char *name) {
-  for (size_t i = 0; i < ARCHITECTURE_COUNT; i++)
-    if (strcmp(architectures[i].name, name) == 0) return &architectures[i];
-  return NULL;
+/* The registry's entry for name; false if no family claims it. */
+static bool find_architecture(const char *name, architecture *arch) {
+  const family_variant *v = NULL;
+  arch->family = family_find(name, &v);
+  if (!arch->family) return false;
+  arch->name = v->architecture;
+  arch->flags = &v->loader;
+  return true;
 }
 
 /* "[a, b]" of a shape. */
@@ -110,78 +88,98 @@ int model_read_split(const checkpoint *ck, bool f32, const char *name, int64_t c
   return 0;
 }
 
-/* read_weight of "model.layers.<layer>.<suffix>". */
-static int read_layer_weight(const checkpoint *ck, bool f32, int layer, const char *suffix, int64_t rows, int64_t cols,
-                             void **out, rotq_error *err) {
-  char name[256];
-  snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
+/* read_weight of "<layer prefix>.<layer>.<module>.<suffix>" (suffix "weight" or "bias"); module is
+ * one of the family's names (family/family.h), NULL when the family has none. */
+static int read_layer_weight(const checkpoint *ck, const family_descriptor *f, bool f32, int layer, const char *module,
+                             const char *suffix, int64_t rows, int64_t cols, void **out, rotq_error *err) {
+  if (!module) return rotq_fail(err, "%s: family %s names no such module of layer %d", ck->dir, f->family, layer);
+  char relative[192], name[256];
+  snprintf(relative, sizeof relative, "%s.%s", module, suffix);
+  family_layer_module(f, layer, relative, name, sizeof name);
   return read_weight(ck, f32, name, rows, cols, out, err);
 }
 
 /* The weight "<module>.weight" [out, in] and, when has_bias, "<module>.bias" [out]. */
-static int read_linear(const checkpoint *ck, bool f32, int layer, const char *module, bool has_bias, int64_t out_dim,
-                       int64_t in_dim, void **weight, void **bias, rotq_error *err) {
-  char suffix[128];
-  snprintf(suffix, sizeof suffix, "%s.weight", module);
-  if (read_layer_weight(ck, f32, layer, suffix, out_dim, in_dim, weight, err) != 0) return -1;
+static int read_linear(const checkpoint *ck, const family_descriptor *f, bool f32, int layer, const char *module,
+                       bool has_bias, int64_t out_dim, int64_t in_dim, void **weight, void **bias, rotq_error *err) {
+  if (read_layer_weight(ck, f, f32, layer, module, "weight", out_dim, in_dim, weight, err) != 0) return -1;
   if (!has_bias) return 0;
-  snprintf(suffix, sizeof suffix, "%s.bias", module);
-  return read_layer_weight(ck, f32, layer, suffix, out_dim, 0, bias, err);
+  return read_layer_weight(ck, f, f32, layer, module, "bias", out_dim, 0, bias, err);
+}
+
+/* A fused linear "<module>.weight" [sum of rows, cols] split into parts. */
+static int read_layer_split(const checkpoint *ck, const family_descriptor *f, bool f32, int layer, const char *module,
+                            int64_t cols, const int64_t *rows, int parts, void **outs, rotq_error *err) {
+  if (!module) return rotq_fail(err, "%s: family %s names no fused module of layer %d", ck->dir, f->family, layer);
+  char relative[192], name[256];
+  snprintf(relative, sizeof relative, "%s.weight", module);
+  family_layer_module(f, layer, relative, name, sizeof name);
+  return model_read_split(ck, f32, name, cols, rows, parts, outs, err);
 }
 
 /* Phi-3: self_attn.qkv_proj [q_dim + 2·kv_dim, hidden] split into Q, K, V rows, mlp.gate_up_proj
  * [2·intermediate, hidden] into gate and up rows (Phi3MLP: gate, up = chunk(2)). No biases. */
-static int read_fused_layer(const checkpoint *ck, bool f32, int l, layer_weights *w, rotq_error *err) {
+static int read_fused_layer(const checkpoint *ck, const family_descriptor *f, bool f32, int l, layer_weights *w,
+                            rotq_error *err) {
   const model_config *c = &ck->config;
+  const family_layer_names *n = &f->names;
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
   const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
   const int64_t qkv_rows[3] = {q_dim, kv_dim, kv_dim}, gate_up_rows[2] = {intermediate, intermediate};
   void *qkv[3] = {NULL, NULL, NULL}, *gate_up[2] = {NULL, NULL};
-  char name[256];
-  snprintf(name, sizeof name, "model.layers.%d.self_attn.qkv_proj.weight", l);
-  int rc = model_read_split(ck, f32, name, hidden, qkv_rows, 3, qkv, err);
+  int rc = read_layer_split(ck, f, f32, l, n->qkv_proj, hidden, qkv_rows, 3, qkv, err);
   w->wq = qkv[0], w->wk = qkv[1], w->wv = qkv[2];
-  snprintf(name, sizeof name, "model.layers.%d.mlp.gate_up_proj.weight", l);
-  if (rc == 0) rc = model_read_split(ck, f32, name, hidden, gate_up_rows, 2, gate_up, err);
+  if (rc == 0) rc = read_layer_split(ck, f, f32, l, n->gate_up_proj, hidden, gate_up_rows, 2, gate_up, err);
   w->w_gate = gate_up[0], w->w_up = gate_up[1];
-  if (rc != 0 || read_layer_weight(ck, f32, l, "input_layernorm.weight", hidden, 0, &w->attn_norm, err) != 0 ||
-      read_linear(ck, f32, l, "self_attn.o_proj", false, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
-      read_layer_weight(ck, f32, l, "post_attention_layernorm.weight", hidden, 0, &w->mlp_norm, err) != 0 ||
-      read_linear(ck, f32, l, "mlp.down_proj", false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0)
+  if (rc != 0 || read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
+      read_linear(ck, f, f32, l, n->o_proj, false, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
+      read_layer_weight(ck, f, f32, l, n->mlp_norm, "weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      read_linear(ck, f, f32, l, n->down_proj, false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0)
     return -1;
   return 0;
 }
 
+/* Gemma-2/3: the norms on o_proj's and down_proj's outputs. */
+static int read_post_norms(const checkpoint *ck, const family_descriptor *f, bool f32, int l, layer_weights *w,
+                           rotq_error *err) {
+  const int64_t hidden = ck->config.hidden_size;
+  return read_layer_weight(ck, f, f32, l, f->names.post_attn_norm, "weight", hidden, 0, &w->post_attn_norm, err) ||
+                 read_layer_weight(ck, f, f32, l, f->names.post_mlp_norm, "weight", hidden, 0, &w->post_mlp_norm, err)
+             ? -1
+             : 0;
+}
+
 static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
                       rotq_error *err) {
-  if (arch->fused_projections) return read_fused_layer(ck, f32, l, w, err);
+  const family_descriptor *f = arch->family;
+  const family_loader *flags = arch->flags;
+  const family_layer_names *n = &f->names;
+  if (flags->fused_projections) return read_fused_layer(ck, f, f32, l, w, err);
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
   const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
-  const bool qkv_bias = arch->qkv_bias || (arch->attention_bias && c->attention_bias);
-  const bool o_bias = arch->attention_bias && c->attention_bias;
-  const bool mlp_bias = arch->mlp_bias && c->mlp_bias;
-  if (read_layer_weight(ck, f32, l, "input_layernorm.weight", hidden, 0, &w->attn_norm, err) != 0 ||
-      read_linear(ck, f32, l, "self_attn.q_proj", qkv_bias, q_dim, hidden, &w->wq, &w->bq, err) != 0 ||
-      read_linear(ck, f32, l, "self_attn.k_proj", qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
-      read_linear(ck, f32, l, "self_attn.v_proj", qkv_bias, kv_dim, hidden, &w->wv, &w->bv, err) != 0 ||
-      read_linear(ck, f32, l, "self_attn.o_proj", o_bias, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
-      read_layer_weight(ck, f32, l,
-                        arch->gemma >= 2 ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight",
-                        hidden, 0, &w->mlp_norm, err) != 0 ||
-      (arch->gemma >= 2 && gemma_read_post_norms(ck, f32, l, w, err) != 0) ||
-      (arch->moe && moe_read_layer(ck, arch->moe, f32, l, &w->moe, err) != 0))
+  const bool qkv_bias = flags->qkv_bias || (flags->attention_bias && c->attention_bias);
+  const bool o_bias = flags->attention_bias && c->attention_bias;
+  const bool mlp_bias = flags->mlp_bias && c->mlp_bias;
+  if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
+      read_linear(ck, f, f32, l, n->q_proj, qkv_bias, q_dim, hidden, &w->wq, &w->bq, err) != 0 ||
+      read_linear(ck, f, f32, l, n->k_proj, qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
+      read_linear(ck, f, f32, l, n->v_proj, qkv_bias, kv_dim, hidden, &w->wv, &w->bv, err) != 0 ||
+      read_linear(ck, f, f32, l, n->o_proj, o_bias, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
+      read_layer_weight(ck, f, f32, l, n->mlp_norm, "weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      (flags->gemma >= 2 && read_post_norms(ck, f, f32, l, w, err) != 0) ||
+      (flags->moe && moe_read_layer(ck, f, flags->moe, f32, l, &w->moe, err) != 0))
     return -1;
   if (!w->moe &&
-      (read_linear(ck, f32, l, "mlp.gate_proj", mlp_bias, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
-       read_linear(ck, f32, l, "mlp.up_proj", mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
-       read_linear(ck, f32, l, "mlp.down_proj", mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
+      (read_linear(ck, f, f32, l, n->gate_proj, mlp_bias, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
+       read_linear(ck, f, f32, l, n->up_proj, mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
+       read_linear(ck, f, f32, l, n->down_proj, mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
     return -1;
-  if (!arch->qk_norm) return 0;
-  return read_layer_weight(ck, f32, l, "self_attn.q_norm.weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
-                 read_layer_weight(ck, f32, l, "self_attn.k_norm.weight", c->head_dim, 0, &w->k_norm, err) != 0
+  if (!flags->qk_norm) return 0;
+  return read_layer_weight(ck, f, f32, l, n->q_norm, "weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
+                 read_layer_weight(ck, f, f32, l, n->k_norm, "weight", c->head_dim, 0, &w->k_norm, err) != 0
              ? -1
              : 0;
 }
@@ -192,17 +190,16 @@ static int check_config(const model_config *c, const architecture *arch, model *
   if (c->intermediate_size <= 0) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
   if (c->head_dim % 2 != 0) return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
-  if (act && !arch->gemma && strcmp(arch->name, "NemotronHForCausalLM") != 0 &&
-      !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+  if (act && arch->flags->silu_only && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
   const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
   if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
     return rotq_fail(err, "%s: partial_rotary_factor other than 1 is not supported", c->path);
   const cJSON *use_window = cJSON_GetObjectItemCaseSensitive(c->json, "use_sliding_window");
-  if (!arch->sliding_window && cJSON_IsTrue(use_window))
+  if (!arch->flags->sliding_window && cJSON_IsTrue(use_window))
     return rotq_fail(err, "%s: use_sliding_window true is not supported for %s", c->path, arch->name);
   const cJSON *window = cJSON_GetObjectItemCaseSensitive(c->json, "sliding_window");
-  if (arch->sliding_window && window && !cJSON_IsNull(window)) {
+  if (arch->flags->sliding_window && window && !cJSON_IsNull(window)) {
     if (!cJSON_IsNumber(window) || window->valuedouble < 1 || window->valuedouble > 1e9 ||
         window->valuedouble != (int)window->valuedouble)
       return rotq_fail(err, "%s: field 'sliding_window' is not a positive integer", c->path);
@@ -213,16 +210,20 @@ static int check_config(const model_config *c, const architecture *arch, model *
 
 static int read_weights(const checkpoint *ck, const architecture *arch, model *m, rotq_error *err) {
   const model_config *c = &ck->config;
+  const family_descriptor *f = arch->family;
   const int64_t hidden = c->hidden_size, vocab = c->vocab_size;
-  if (read_weight(ck, m->f32, "model.embed_tokens.weight", vocab, hidden, &m->embed, err) != 0) return -1;
+  char embed[160], final_norm[160], lm_head[160];
+  snprintf(embed, sizeof embed, "%s.weight", f->embed);
+  snprintf(final_norm, sizeof final_norm, "%s.weight", f->final_norm);
+  snprintf(lm_head, sizeof lm_head, "%s.weight", f->lm_head);
+  if (read_weight(ck, m->f32, embed, vocab, hidden, &m->embed, err) != 0) return -1;
   for (int l = 0; l < c->num_hidden_layers; l++)
     if (read_layer(ck, arch, m->f32, l, &m->layers[l], err) != 0) return -1;
-  if (read_weight(ck, m->f32, "model.norm.weight", hidden, 0, &m->final_norm, err) != 0) return -1;
+  if (read_weight(ck, m->f32, final_norm, hidden, 0, &m->final_norm, err) != 0) return -1;
   /* A present lm_head.weight is used even when tie_word_embeddings is true. */
-  if (checkpoint_find(ck, "lm_head.weight"))
-    return read_weight(ck, m->f32, "lm_head.weight", vocab, hidden, &m->lm_head, err);
+  if (checkpoint_find(ck, lm_head)) return read_weight(ck, m->f32, lm_head, vocab, hidden, &m->lm_head, err);
   if (!c->tie_word_embeddings)
-    return rotq_fail(err, "%s: tensor 'lm_head.weight' is missing and tie_word_embeddings is false", ck->dir);
+    return rotq_fail(err, "%s: tensor '%s' is missing and tie_word_embeddings is false", ck->dir, lm_head);
   m->lm_head = m->embed;
   return 0;
 }
@@ -253,7 +254,8 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
   *out = NULL;
   checkpoint ck;
   if (checkpoint_open(dir, &ck, err) != 0) return -1;
-  const architecture *arch = find_architecture(ck.config.architecture);
+  architecture found;
+  const architecture *arch = find_architecture(ck.config.architecture, &found) ? &found : NULL;
   if (!arch) {
     rotq_fail(err, "%s: architecture '%s' is not supported (supported: %s)", ck.config.path, ck.config.architecture,
               model_supported_architectures());
@@ -274,20 +276,21 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     rotq_fail(err, "%s: out of memory", dir);
   } else {
     m->f32 = options && options->f32;
-    const bool opt = strcmp(arch->name, "OPTForCausalLM") == 0;
-    const bool nemotron_h = strcmp(arch->name, "NemotronHForCausalLM") == 0;
+    const family_descriptor *f = arch->family;
+    const bool opt = f->forward == FORWARD_OPT, nemotron_h = f->forward == FORWARD_NEMOTRON_H;
+    const int gemma = arch->flags->gemma;
     status =
         (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
                 rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
                 activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
                 (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
-                (opt          ? opt_read_weights(&ck, m, err)
-                 : nemotron_h ? nemotron_h_read_weights(&ck, m, err)
+                (opt          ? opt_read_weights(&ck, f, m, err)
+                 : nemotron_h ? nemotron_h_read_weights(&ck, f, m, err)
                               : read_weights(&ck, arch, m, err)) != 0 ||
-                (arch->gemma && gemma_configure(&ck, arch->gemma, m, err) != 0)
+                (gemma && gemma_configure(&ck, f, gemma, m, err) != 0)
             ? -1
             : 0;
-    if (status == 0 && arch->gemma) gemma_shift_norms(m, &ck.config);
+    if (status == 0 && gemma) gemma_shift_norms(m, &ck.config);
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
       status = options && options->online_section

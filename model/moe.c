@@ -36,7 +36,7 @@ static int qwen_layer_is_sparse(const model_config *c, int layer, bool *sparse, 
   return 0;
 }
 
-static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const char *names[3], int64_t hidden,
+static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const char *const names[3], int64_t hidden,
                        int64_t intermediate, expert_weights *e, rotq_error *err) {
   char name[320];
   snprintf(name, sizeof name, "%s.%s.weight", prefix, names[0]);
@@ -87,7 +87,16 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   return 0;
 }
 
-int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out, rotq_error *err) {
+/* "<layer prefix>.<layer>.<module><suffix>" into name. */
+static void layer_name(const family_descriptor *f, int layer, const char *module, const char *suffix, char *name,
+                       size_t cap) {
+  char relative[256];
+  snprintf(relative, sizeof relative, "%s%s", module, suffix);
+  family_layer_module(f, layer, relative, name, cap);
+}
+
+int moe_read_layer(const checkpoint *ck, const family_descriptor *f, moe_kind kind, bool f32, int layer,
+                   moe_weights **out, rotq_error *err) {
   *out = NULL;
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);
@@ -102,21 +111,24 @@ int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe
     free(moe);
     return rotq_fail(err, "out of memory");
   }
-  const bool mixtral = kind == MOE_MIXTRAL;
-  const char *block = mixtral ? "block_sparse_moe" : "mlp";
-  static const char *mixtral_names[3] = {"w1", "w3", "w2"}, *qwen_names[3] = {"gate_proj", "up_proj", "down_proj"};
-  char name[320];
-  snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", layer, block);
-  int rc = model_read_weight(ck, f32, name, moe->experts, c->hidden_size, &moe->router, err);
+  const family_layer_names *n = &f->names;
+  char name[320], index[24];
+  int rc = 0;
+  if (!n->router || !n->experts || !n->expert_proj[0] || !n->expert_proj[1] || !n->expert_proj[2] ||
+      (moe->shared_intermediate && (!n->shared_expert || !n->shared_expert_gate)))
+    rc = rotq_fail(err, "%s: family %s names no MoE block", ck->dir, f->family);
+  if (rc == 0) layer_name(f, layer, n->router, ".weight", name, sizeof name);
+  if (rc == 0) rc = model_read_weight(ck, f32, name, moe->experts, c->hidden_size, &moe->router, err);
   for (int e = 0; rc == 0 && e < moe->experts; e++) {
-    snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d", layer, block, e);
-    rc = read_expert(ck, f32, name, mixtral ? mixtral_names : qwen_names, c->hidden_size, moe->intermediate,
-                     &moe->expert[e], err);
+    snprintf(index, sizeof index, ".%d", e);
+    layer_name(f, layer, n->experts, index, name, sizeof name);
+    rc = read_expert(ck, f32, name, n->expert_proj, c->hidden_size, moe->intermediate, &moe->expert[e], err);
   }
   if (rc == 0 && moe->shared_intermediate) {
-    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert", layer);
-    rc = read_expert(ck, f32, name, qwen_names, c->hidden_size, moe->shared_intermediate, &moe->shared, err);
-    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert_gate.weight", layer);
+    /* the shared expert's projections are named as the routed experts' (Qwen2-MoE) */
+    layer_name(f, layer, n->shared_expert, "", name, sizeof name);
+    rc = read_expert(ck, f32, name, n->expert_proj, c->hidden_size, moe->shared_intermediate, &moe->shared, err);
+    layer_name(f, layer, n->shared_expert_gate, ".weight", name, sizeof name);
     if (rc == 0) rc = model_read_weight(ck, f32, name, 1, c->hidden_size, &moe->shared_gate, err);
   }
   if (rc != 0) {

@@ -18,9 +18,10 @@
 #include <stdbool.h>
 
 #include "common/error.h"
+#include "family/family.h"
 #include "io/checkpoint.h"
 
-typedef enum moe_kind { MOE_NONE, MOE_MIXTRAL, MOE_QWEN2, MOE_QWEN3, MOE_NEMOTRON_H } moe_kind;
+/* moe_kind: family/family.h (a variant's loader flag). */
 
 typedef struct expert_weights {
   void *w_gate; /* gate_proj / w1  [intermediate, hidden] */
@@ -49,8 +50,10 @@ typedef struct moe_weights {
 
 /* The layer's MoE block, or *out = NULL for a dense layer (Qwen's mlp_only_layers and
  * decoder_sparse_step), read from the checkpoint in the compute type. Config fields are
- * checked; errors name config.json or the tensor. */
-int moe_read_layer(const checkpoint *ck, moe_kind kind, bool f32, int layer, moe_weights **out, rotq_error *err);
+ * checked; errors name config.json or the tensor. The tensor names are f's (router, experts,
+ * expert_proj, shared_expert, shared_expert_gate of family_layer_names). */
+int moe_read_layer(const checkpoint *ck, const family_descriptor *f, moe_kind kind, bool f32, int layer,
+                   moe_weights **out, rotq_error *err);
 void moe_free(moe_weights *moe);
 
 #endif

@@ -114,7 +114,8 @@ static int read_pair(const checkpoint *ck, bool f32, const char *prefix, bool bi
   return model_read_weight(ck, f32, name, rows, 0, bias_out, err);
 }
 
-static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out, rotq_error *err) {
+static int read_mamba(const checkpoint *ck, const family_descriptor *f, bool f32, int l, mamba_weights **out,
+                      rotq_error *err) {
   const model_config *c = &ck->config;
   mamba_weights *w = calloc(1, sizeof *w);
   if (!w) return rotq_fail(err, "out of memory");
@@ -133,7 +134,7 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
   const int64_t inter = (int64_t)w->heads * w->head_dim, conv_dim = inter + 2 * (int64_t)w->groups * w->state;
   const bool bias = bool_field(c, "use_bias", false), conv_bias = bool_field(c, "use_conv_bias", true);
   char prefix[200], name[256];
-  snprintf(prefix, sizeof prefix, "backbone.layers.%d.mixer", l);
+  family_layer_module(f, l, f->names.mamba, prefix, sizeof prefix);
   snprintf(name, sizeof name, "%s.in_proj", prefix);
   if (read_pair(ck, f32, name, bias, inter + conv_dim + w->heads, c->hidden_size, &w->in_proj, &w->in_proj_bias, err))
     return -1;
@@ -161,12 +162,12 @@ static int read_mamba(const checkpoint *ck, bool f32, int l, mamba_weights **out
 }
 
 /* A relu² MLP's up_proj [inter, hidden] and down_proj [hidden, inter] under prefix. */
-static int read_relu2_mlp(const checkpoint *ck, bool f32, const char *prefix, int64_t hidden, int64_t inter,
-                          expert_weights *e, rotq_error *err) {
+static int read_relu2_mlp(const checkpoint *ck, const family_descriptor *f, bool f32, const char *prefix,
+                          int64_t hidden, int64_t inter, expert_weights *e, rotq_error *err) {
   char name[320];
-  snprintf(name, sizeof name, "%s.up_proj.weight", prefix);
+  snprintf(name, sizeof name, "%s.%s.weight", prefix, f->names.expert_proj[1]);
   if (model_read_weight(ck, f32, name, inter, hidden, &e->w_up, err) != 0) return -1;
-  snprintf(name, sizeof name, "%s.down_proj.weight", prefix);
+  snprintf(name, sizeof name, "%s.%s.weight", prefix, f->names.expert_proj[2]);
   return model_read_weight(ck, f32, name, hidden, inter, &e->w_down, err);
 }
 
@@ -185,7 +186,8 @@ static int double_field(const model_config *c, const char *key, double fallback,
 
 /* An MoE layer ('E', Nemotron-3): NemotronHMoE — DeepSeek-V3 routing over n_routed_experts relu²
  * experts plus one relu² shared expert (NemotronHConfig's defaults when a field is absent). */
-static int read_moe(const checkpoint *ck, bool f32, int l, moe_weights **out, rotq_error *err) {
+static int read_moe(const checkpoint *ck, const family_descriptor *f, bool f32, int l, moe_weights **out,
+                    rotq_error *err) {
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);
   if (!moe) return rotq_fail(err, "out of memory");
@@ -217,20 +219,24 @@ static int read_moe(const checkpoint *ck, bool f32, int l, moe_weights **out, ro
   moe->expert = calloc((size_t)moe->experts, sizeof *moe->expert);
   if (!moe->expert) return rotq_fail(err, "out of memory");
   const int64_t hidden = c->hidden_size;
-  char name[320];
-  snprintf(name, sizeof name, "backbone.layers.%d.mixer.gate.weight", l);
+  const family_layer_names *n = &f->names;
+  char router[200], experts[200], name[320];
+  family_layer_module(f, l, n->router, router, sizeof router);
+  family_layer_module(f, l, n->experts, experts, sizeof experts);
+  snprintf(name, sizeof name, "%s.weight", router);
   if (model_read_weight(ck, f32, name, moe->experts, hidden, &moe->router, err) != 0) return -1;
-  snprintf(name, sizeof name, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l);
+  snprintf(name, sizeof name, "%s.e_score_correction_bias", router);
   if (model_read_weight(ck, f32, name, moe->experts, 0, &moe->correction_bias, err) != 0) return -1;
   for (int e = 0; e < moe->experts; e++) {
-    snprintf(name, sizeof name, "backbone.layers.%d.mixer.experts.%d", l, e);
-    if (read_relu2_mlp(ck, f32, name, hidden, moe->intermediate, &moe->expert[e], err) != 0) return -1;
+    snprintf(name, sizeof name, "%s.%d", experts, e);
+    if (read_relu2_mlp(ck, f, f32, name, hidden, moe->intermediate, &moe->expert[e], err) != 0) return -1;
   }
-  snprintf(name, sizeof name, "backbone.layers.%d.mixer.shared_experts", l);
-  return read_relu2_mlp(ck, f32, name, hidden, moe->shared_intermediate, &moe->shared, err);
+  family_layer_module(f, l, n->shared_expert, name, sizeof name);
+  return read_relu2_mlp(ck, f, f32, name, hidden, moe->shared_intermediate, &moe->shared, err);
 }
 
-static int read_weights(const checkpoint *ck, struct model *m, const char *kinds, rotq_error *err) {
+static int read_weights(const checkpoint *ck, const family_descriptor *f, struct model *m, const char *kinds,
+                        rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, inter = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim,
@@ -238,37 +244,42 @@ static int read_weights(const checkpoint *ck, struct model *m, const char *kinds
   const bool f32 = m->f32, attention_bias = bool_field(c, "attention_bias", false),
              mlp_bias = bool_field(c, "mlp_bias", false);
   for (int i = 0; i < c->head_dim / 2; i++) m->inv_freq[i] = 0; /* no positional encoding */
-  if (model_read_weight(ck, f32, "backbone.embeddings.weight", c->vocab_size, hidden, &m->embed, err) != 0) return -1;
+  char embed[160], final_norm[160], lm_head[160];
+  snprintf(embed, sizeof embed, "%s.weight", f->embed);
+  snprintf(final_norm, sizeof final_norm, "%s.weight", f->final_norm);
+  snprintf(lm_head, sizeof lm_head, "%s.weight", f->lm_head);
+  if (model_read_weight(ck, f32, embed, c->vocab_size, hidden, &m->embed, err) != 0) return -1;
   for (int l = 0; l < c->num_hidden_layers; l++) {
     layer_weights *w = &m->layers[l];
-    char name[256], prefix[200];
-    snprintf(name, sizeof name, "backbone.layers.%d.norm.weight", l);
+    const family_layer_names *n = &f->names;
+    char name[256];
+    family_layer_module(f, l, n->attn_norm, name, sizeof name);
+    strncat(name, ".weight", sizeof name - strlen(name) - 1);
     if (model_read_weight(ck, f32, name, hidden, 0, &w->attn_norm, err) != 0) return -1;
-    snprintf(prefix, sizeof prefix, "backbone.layers.%d.mixer", l);
     int rc = 0;
     if (kinds[l] == 'M') {
-      rc = read_mamba(ck, f32, l, &w->mamba, err);
+      rc = read_mamba(ck, f, f32, l, &w->mamba, err);
     } else if (kinds[l] == '*') {
-      const char *names[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+      const char *names[4] = {n->q_proj, n->k_proj, n->v_proj, n->o_proj};
       const int64_t rows[4] = {q_dim, kv_dim, kv_dim, hidden}, cols[4] = {hidden, hidden, hidden, q_dim};
       void **weights[4] = {&w->wq, &w->wk, &w->wv, &w->wo}, **biases[4] = {&w->bq, &w->bk, &w->bv, &w->bo};
       for (int i = 0; rc == 0 && i < 4; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+        family_layer_module(f, l, names[i], name, sizeof name);
         rc = read_pair(ck, f32, name, attention_bias, rows[i], cols[i], weights[i], biases[i], err);
       }
     } else if (kinds[l] == 'E') {
-      rc = read_moe(ck, f32, l, &w->moe, err);
+      rc = read_moe(ck, f, f32, l, &w->moe, err);
     } else {
-      snprintf(name, sizeof name, "%s.up_proj", prefix);
+      family_layer_module(f, l, n->up_proj, name, sizeof name);
       rc = read_pair(ck, f32, name, mlp_bias, inter, hidden, &w->w_up, &w->b_up, err);
-      snprintf(name, sizeof name, "%s.down_proj", prefix);
+      family_layer_module(f, l, n->down_proj, name, sizeof name);
       if (rc == 0) rc = read_pair(ck, f32, name, mlp_bias, hidden, inter, &w->w_down, &w->b_down, err);
     }
     if (rc != 0) return -1;
   }
-  if (model_read_weight(ck, f32, "backbone.norm_f.weight", hidden, 0, &m->final_norm, err) != 0) return -1;
-  if (checkpoint_find(ck, "lm_head.weight") || !c->tie_word_embeddings)
-    return model_read_weight(ck, f32, "lm_head.weight", c->vocab_size, hidden, &m->lm_head, err);
+  if (model_read_weight(ck, f32, final_norm, hidden, 0, &m->final_norm, err) != 0) return -1;
+  if (checkpoint_find(ck, lm_head) || !c->tie_word_embeddings)
+    return model_read_weight(ck, f32, lm_head, c->vocab_size, hidden, &m->lm_head, err);
   m->lm_head = m->embed;
   return 0;
 }
@@ -281,10 +292,14 @@ void mamba_free(mamba_weights *w) {
   free(w);
 }
 
-int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err) {
+int nemotron_h_read_weights(const checkpoint *ck, const family_descriptor *f, struct model *m, rotq_error *err) {
+  const family_layer_names *n = &f->names;
+  if (!n->attn_norm || !n->q_proj || !n->k_proj || !n->v_proj || !n->o_proj || !n->up_proj || !n->down_proj ||
+      !n->router || !n->experts || !n->expert_proj[1] || !n->expert_proj[2] || !n->shared_expert || !n->mamba)
+    return rotq_fail(err, "%s: family %s does not name every module of a Nemotron-H layer", ck->dir, f->family);
   char *kinds = pattern_alloc(&ck->config, err);
   if (!kinds) return -1;
-  int rc = read_weights(ck, m, kinds, err);
+  int rc = read_weights(ck, f, m, kinds, err);
   free(kinds);
   return rc;
 }

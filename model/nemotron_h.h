@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 
+#include "family/family.h"
 #include "io/checkpoint.h"
 
 struct model;
@@ -35,8 +36,9 @@ typedef struct mamba_weights {
 
 /* Checks config.json's hybrid fields and sets intermediate_size's use; sets m->hybrid. */
 int nemotron_h_configure(const checkpoint *ck, struct model *m, rotq_error *err);
-/* Reads every weight of a Nemotron-H checkpoint into m (m->inv_freq is zeroed: no RoPE). */
-int nemotron_h_read_weights(const checkpoint *ck, struct model *m, rotq_error *err);
+/* Reads every weight of a Nemotron-H checkpoint into m (m->inv_freq is zeroed: no RoPE); the
+ * tensor names' layer prefix, embedding, final norm and lm_head are f's (family/nemotron_h.c). */
+int nemotron_h_read_weights(const checkpoint *ck, const family_descriptor *f, struct model *m, rotq_error *err);
 void mamba_free(mamba_weights *mamba);
 
 #endif

@@ -50,19 +50,18 @@ static int read_pair(const checkpoint *ck, bool f32, const char *prefix, int64_t
   return model_read_weight(ck, f32, name, rows, 0, bias, err);
 }
 
-static int read_layer(const checkpoint *ck, bool f32, int l, layer_weights *w, rotq_error *err) {
+static int read_layer(const checkpoint *ck, const family_descriptor *f, bool f32, int l, layer_weights *w,
+                      rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size, ffn = c->intermediate_size;
   char p[8][128];
-  static const char *const modules[8] = {"self_attn_layer_norm",
-                                         "self_attn.q_proj",
-                                         "self_attn.k_proj",
-                                         "self_attn.v_proj",
-                                         "self_attn.out_proj",
-                                         "final_layer_norm",
-                                         "fc1",
-                                         "fc2"};
-  for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "model.decoder.layers.%d.%s", l, modules[i]);
+  const family_layer_names *n = &f->names;
+  const char *const modules[8] = {n->attn_norm, n->q_proj,   n->k_proj,  n->v_proj,
+                                  n->o_proj,    n->mlp_norm, n->up_proj, n->down_proj};
+  for (int i = 0; i < 8; i++) {
+    if (!modules[i]) return rotq_fail(err, "%s: family %s names no module %d of an OPT layer", ck->dir, f->family, i);
+    family_layer_module(f, l, modules[i], p[i], sizeof p[i]);
+  }
   return read_pair(ck, f32, p[0], hidden, 0, &w->attn_norm, &w->attn_norm_bias, err) ||
                  read_pair(ck, f32, p[1], hidden, hidden, &w->wq, &w->bq, err) ||
                  read_pair(ck, f32, p[2], hidden, hidden, &w->wk, &w->bk, err) ||
@@ -75,7 +74,7 @@ static int read_layer(const checkpoint *ck, bool f32, int l, layer_weights *w, r
              : 0;
 }
 
-int opt_read_weights(const checkpoint *ck, model *m, rotq_error *err) {
+int opt_read_weights(const checkpoint *ck, const family_descriptor *f, model *m, rotq_error *err) {
   const model_config *c = &ck->config;
   const int64_t hidden = c->hidden_size;
   const bool f32 = m->f32;
@@ -84,19 +83,19 @@ int opt_read_weights(const checkpoint *ck, model *m, rotq_error *err) {
   for (int i = 0; i < c->head_dim / 2; i++) m->inv_freq[i] = 0; /* no RoPE */
   if (c->max_position_embeddings < 1)
     return rotq_fail(err, "%s: missing required field 'max_position_embeddings'", c->path);
-  if (model_read_weight(ck, f32, "model.decoder.embed_tokens.weight", c->vocab_size, hidden, &m->embed, err) != 0 ||
-      model_read_weight(ck, f32, "model.decoder.embed_positions.weight", (int64_t)c->max_position_embeddings + 2,
-                        hidden, &m->positions, err) != 0)
+  char embed[160], positions[160], lm_head[160];
+  snprintf(embed, sizeof embed, "%s.weight", f->embed);
+  snprintf(positions, sizeof positions, "%s.weight", f->position_embed);
+  snprintf(lm_head, sizeof lm_head, "%s.weight", f->lm_head);
+  if (model_read_weight(ck, f32, embed, c->vocab_size, hidden, &m->embed, err) != 0 ||
+      model_read_weight(ck, f32, positions, (int64_t)c->max_position_embeddings + 2, hidden, &m->positions, err) != 0)
     return -1;
   for (int l = 0; l < c->num_hidden_layers; l++)
-    if (read_layer(ck, f32, l, &m->layers[l], err) != 0) return -1;
-  if (read_pair(ck, f32, "model.decoder.final_layer_norm", hidden, 0, &m->final_norm, &m->final_norm_bias, err) != 0)
-    return -1;
-  const cJSON *tie = cJSON_GetObjectItemCaseSensitive(c->json, "tie_word_embeddings");
-  if (checkpoint_find(ck, "lm_head.weight"))
-    return model_read_weight(ck, f32, "lm_head.weight", c->vocab_size, hidden, &m->lm_head, err);
-  if (cJSON_IsFalse(tie))
-    return rotq_fail(err, "%s: tensor 'lm_head.weight' is missing and tie_word_embeddings is false", ck->dir);
+    if (read_layer(ck, f, f32, l, &m->layers[l], err) != 0) return -1;
+  if (read_pair(ck, f32, f->final_norm, hidden, 0, &m->final_norm, &m->final_norm_bias, err) != 0) return -1;
+  if (checkpoint_find(ck, lm_head)) return model_read_weight(ck, f32, lm_head, c->vocab_size, hidden, &m->lm_head, err);
+  if (!c->tie_word_embeddings)
+    return rotq_fail(err, "%s: tensor '%s' is missing and tie_word_embeddings is false", ck->dir, lm_head);
   m->lm_head = m->embed; /* OPTConfig ties by default */
   return 0;
 }

@@ -6,13 +6,15 @@
 #ifndef ROTQ_MODEL_OPT_H
 #define ROTQ_MODEL_OPT_H
 
+#include "family/family.h"
 #include "io/checkpoint.h"
 #include "model/transformer.h"
 
 /* Fills config's generic fields from OPT's (ffn_dim → intermediate_size, LayerNorm's eps) and
  * refuses the variants it does not compute (post-LayerNorm, project_in/out, no biases). */
 int opt_prepare_config(model_config *c, rotq_error *err);
-/* Reads every weight of an OPT checkpoint into m (m->inv_freq is zeroed). */
-int opt_read_weights(const checkpoint *ck, model *m, rotq_error *err);
+/* Reads every weight of an OPT checkpoint into m (m->inv_freq is zeroed); the tensor names' layer
+ * prefix, embeddings, final norm and lm_head are f's (family/opt.c). */
+int opt_read_weights(const checkpoint *ck, const family_descriptor *f, model *m, rotq_error *err);
 
 #endif

@@ -539,7 +539,7 @@ static int residual_rotation_forbidden(const model_adapter *a, const rotate_comm
                    "%s (%s) normalizes the outputs of its residual writers (%s) before adding them to the "
                    "residual stream: a residual-stream rotation (%s on '%s') does not commute with those "
                    "norms; use the built-in config '%s' (R2 on v_proj/o_proj only)",
-                   a->family, a->architectures[0], a->writer_output_norms, embed->input_name, embed->name,
+                   a->family, a->variants[0].architecture, a->writer_output_norms, embed->input_name, embed->name,
                    a->builtin_config);
 }
 

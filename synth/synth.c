@@ -18,18 +18,22 @@
 #include "synth/synth_internal.h"
 #include "synth/synth_outliers.h"
 
-/* The architecture's layout rules (as its transformers modeling file defines them). */
+/* A LLaMA-family architecture's layout rules (as its transformers modeling file defines them),
+ * from its registry entry (family/llama.c): the loader's flags are the layout's. */
 typedef struct synth_family {
   const char *architecture, *model_type;
   bool qkv_bias_always, allows_attention_bias, allows_mlp_bias, qk_norm, writes_head_dim;
 } synth_family;
 
-static const synth_family families[] = {
-    {"LlamaForCausalLM", "llama", false, true, true, false, true},
-    {"MistralForCausalLM", "mistral", false, false, false, false, true},
-    {"Qwen2ForCausalLM", "qwen2", true, false, false, false, false},
-    {"Qwen3ForCausalLM", "qwen3", false, true, false, true, true},
-};
+static synth_family family_of(const family_variant *v) {
+  return (synth_family){.architecture = v->architecture,
+                        .model_type = v->model_types[0],
+                        .qkv_bias_always = v->loader.qkv_bias,
+                        .allows_attention_bias = v->loader.attention_bias,
+                        .allows_mlp_bias = v->loader.mlp_bias,
+                        .qk_norm = v->loader.qk_norm,
+                        .writes_head_dim = !v->no_head_dim_field};
+}
 
 static const char *torch_dtype_name(dtype t) {
   switch (t) {
@@ -336,18 +340,9 @@ static cJSON *config_json(const synth_spec *spec, const synth_family *family, in
   return c;
 }
 
-/* The family of spec->architecture after checking the spec against it; NULL with an error. */
-static const synth_family *check_spec(const synth_spec *spec, int *head_dim, rotq_error *err) {
-  const synth_family *family = NULL;
-  for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-    if (spec->architecture && strcmp(spec->architecture, families[i].architecture) == 0) family = &families[i];
-  if (!family) {
-    rotq_fail(err,
-              "synth: architecture '%s' is not one of LlamaForCausalLM, MistralForCausalLM, "
-              "Qwen2ForCausalLM, Qwen3ForCausalLM, %s",
-              spec->architecture ? spec->architecture : "(none)", synth_family_list());
-    return NULL;
-  }
+/* Checks the spec against family; NULL with an error. */
+static const synth_family *check_spec(const synth_spec *spec, const synth_family *family, int *head_dim,
+                                      rotq_error *err) {
   if (spec->hidden_size < 1 || spec->intermediate_size < 1 || spec->num_layers < 1 || spec->num_heads < 1 ||
       spec->num_kv_heads < 1 || spec->vocab_size < 1 || spec->head_dim < 0) {
     rotq_fail(err, "synth: sizes must be positive");
@@ -385,9 +380,18 @@ int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
   if (spec->outlier_channels < 0 || spec->outlier_scale < 0 || spec->feature_rank < 0 ||
       (spec->feature_rank > 0 && spec->feature_rank > spec->hidden_size - spec->outlier_channels))
     return rotq_fail(err, "synth: the feature rank must be at most the hidden size less the outlier channels");
-  if (spec->architecture && synth_family_known(spec->architecture)) return synth_family_write(spec, dir, err);
+  const family_variant *v = NULL;
+  if (!spec->architecture || !family_find(spec->architecture, &v) || !v->synth)
+    return rotq_fail(err, "synth: architecture '%s' is not one of %s",
+                     spec->architecture ? spec->architecture : "(none)", family_supported_list());
+  return v->synth(spec, v, dir, err);
+}
+
+/* The LLaMA family's generator (family/llama.c): Llama, Mistral, Qwen2, Qwen3. */
+int synth_llama(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
   int head_dim = 0;
-  const synth_family *family = check_spec(spec, &head_dim, err);
+  const synth_family layout = family_of(v);
+  const synth_family *family = check_spec(spec, &layout, &head_dim, err);
   if (!family) return -1;
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
   synth_tensor *tensors = malloc((3 + 18 * (size_t)spec->num_layers) * sizeof *tensors);

@@ -1,7 +1,7 @@
 /* Synthetic checkpoints: random weights in the exact HF layout (tensor names, config.json fields)
- * of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the families of
- * synth_families.c (MoE, Phi-3, Gemma, OPT, Nemotron-H), for tests and
- * `rotq synth`. Scales are realistic: linear weights N(0, 1/in), embeddings N(0, 1/hidden), norm
+ * of every architecture of the family registry (family/family.h: each variant names its generator;
+ * synth.c writes the LLaMA family, synth_families.c MoE, Phi-3, Gemma, OPT, Nemotron-H), for tests
+ * and `rotq synth`. Scales are realistic: linear weights N(0, 1/in), embeddings N(0, 1/hidden), norm
  * weights 1 + 0.2·N(0, 1) (not ones, so norm fusion matters), biases 0.1·N(0, 1). Each tensor is
  * drawn from its own stream (seed and tensor name), so the output is a function of the spec. */
 #ifndef ROTQ_SYNTH_SYNTH_H

@@ -1,8 +1,9 @@
 /* Synthetic checkpoints of the families beyond the LLaMA one, in their transformers layout:
- * MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, GemmaForCausalLM,
- * Gemma2ForCausalLM, Gemma3ForCausalLM, OPTForCausalLM, NemotronHForCausalLM. Each family is a function that
+ * Mixtral, Qwen2/Qwen3-MoE, Phi-3, Gemma (1, 2, 3), OPT, Nemotron-H. Each family is a function that
  * lists its tensors (names and shapes as its modeling file creates them) and one that writes its
- * config.json fields; synth.c's writer draws and writes the values. */
+ * config.json fields, both given the variant's registry entry (family/family.h: its architecture,
+ * model_type and loader flags); synth.c's writer draws and writes the values. The generators at the
+ * end are what the descriptors name. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -85,7 +86,8 @@ static void add_head(plan *p, const synth_spec *s, bool first) {
 
 /* ---- Mixture of experts ---- */
 
-static void mixtral_tensors(plan *p, const synth_spec *s) {
+static void mixtral_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
     add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
@@ -105,7 +107,8 @@ static void mixtral_tensors(plan *p, const synth_spec *s) {
 }
 
 /* Qwen2-MoE (shared expert) and Qwen3-MoE (q_norm/k_norm): layers l with (l + 1) % step != 0 are dense. */
-static void qwen_moe_tensors(plan *p, const synth_spec *s, bool qwen2) {
+static void qwen_moe_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  const bool qwen2 = v->loader.moe == MOE_QWEN2;
   const int64_t hidden = s->hidden_size;
   const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
   const int64_t shared_inter =
@@ -138,7 +141,8 @@ static void qwen_moe_tensors(plan *p, const synth_spec *s, bool qwen2) {
 
 /* ---- Phi-3: fused qkv_proj and gate_up_proj ---- */
 
-static void phi3_tensors(plan *p, const synth_spec *s) {
+static void phi3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
   const int64_t hd = head_dim_of(s), hidden = s->hidden_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
@@ -154,7 +158,8 @@ static void phi3_tensors(plan *p, const synth_spec *s) {
 
 /* ---- Gemma, Gemma-2, Gemma-3 (norm weights w: the norm scales by 1 + w) ---- */
 
-static void gemma_tensors(plan *p, const synth_spec *s, int generation) {
+static void gemma_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  const int generation = v->loader.gemma;
   const int64_t hidden = s->hidden_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
@@ -174,15 +179,12 @@ static void gemma_tensors(plan *p, const synth_spec *s, int generation) {
   if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
 }
 
-static void gemma1_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 1); }
-static void gemma2_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 2); }
-static void gemma3_tensors(plan *p, const synth_spec *s) { gemma_tensors(p, s, 3); }
-
 /* ---- OPT: LayerNorm with biases, learned positions, fc1/fc2 ---- */
 
 #define OPT_MAX_POSITIONS 128
 
-static void opt_tensors(plan *p, const synth_spec *s) {
+static void opt_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
   const int64_t hidden = s->hidden_size;
   add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "model.decoder.embed_tokens.weight", 0, 0);
   add(p, KIND_EMBEDDING, OPT_MAX_POSITIONS + 2, hidden, 0, "model.decoder.embed_positions.weight", 0, 0);
@@ -217,7 +219,8 @@ static char hybrid_kind(const synth_spec *s, int l) {
   return s->hybrid_override_pattern ? p[l] : p[l % 4];
 }
 
-static void nemotron_h_tensors(plan *p, const synth_spec *s) {
+static void nemotron_h_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
   const int64_t hidden = s->hidden_size, heads = mamba_heads_of(s), inter = heads * mamba_head_dim_of(s);
   const int64_t conv_dim = inter + 2 * (int64_t)groups_of(s) * ssm_state_of(s);
   add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "backbone.embeddings.weight", 0, 0);
@@ -271,10 +274,10 @@ static const char *torch_dtype_name(dtype t) {
 }
 
 /* The fields every decoder config has. */
-static cJSON *common_config(const synth_spec *s, const char *architecture, const char *model_type) {
+static cJSON *common_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = cJSON_CreateObject();
-  cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"), cJSON_CreateString(architecture));
-  cJSON_AddStringToObject(c, "model_type", model_type);
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"), cJSON_CreateString(v->architecture));
+  cJSON_AddStringToObject(c, "model_type", v->model_types[0]);
   cJSON_AddNumberToObject(c, "bos_token_id", 1);
   cJSON_AddNumberToObject(c, "eos_token_id", 2);
   cJSON_AddNumberToObject(c, "hidden_size", s->hidden_size);
@@ -301,8 +304,8 @@ static void attention_config(cJSON *c, const synth_spec *s, bool write_head_dim)
   cJSON_AddNumberToObject(c, "rope_theta", s->rope_theta > 0 ? s->rope_theta : 10000.0);
 }
 
-static cJSON *mixtral_config(const synth_spec *s) {
-  cJSON *c = common_config(s, "MixtralForCausalLM", "mixtral");
+static cJSON *mixtral_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = common_config(s, v);
   attention_config(c, s, true);
   cJSON_AddNumberToObject(c, "num_local_experts", experts_of(s));
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
@@ -313,8 +316,9 @@ static cJSON *mixtral_config(const synth_spec *s) {
   return c;
 }
 
-static cJSON *qwen_moe_config(const synth_spec *s, bool qwen2) {
-  cJSON *c = common_config(s, qwen2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM", qwen2 ? "qwen2_moe" : "qwen3_moe");
+static cJSON *qwen_moe_config(const synth_spec *s, const family_variant *v) {
+  const bool qwen2 = v->loader.moe == MOE_QWEN2;
+  cJSON *c = common_config(s, v);
   attention_config(c, s, !qwen2);
   if (!qwen2) cJSON_AddBoolToObject(c, "attention_bias", s->attention_bias);
   cJSON_AddNumberToObject(c, "decoder_sparse_step", sparse_step_of(s));
@@ -340,8 +344,8 @@ static cJSON *qwen_moe_config(const synth_spec *s, bool qwen2) {
   return c;
 }
 
-static cJSON *phi3_config(const synth_spec *s) {
-  cJSON *c = common_config(s, "Phi3ForCausalLM", "phi3");
+static cJSON *phi3_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = common_config(s, v);
   attention_config(c, s, false);
   /* Phi-3 has eos = pad = 32000; nn.Embedding needs padding_idx inside the vocabulary */
   cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(s->vocab_size - 1));
@@ -357,10 +361,9 @@ static cJSON *phi3_config(const synth_spec *s) {
   return c;
 }
 
-static cJSON *gemma_config(const synth_spec *s, int generation) {
-  static const char *const architectures[] = {"GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"};
-  static const char *const model_types[] = {"gemma", "gemma2", "gemma3_text"};
-  cJSON *c = common_config(s, architectures[generation - 1], model_types[generation - 1]);
+static cJSON *gemma_config(const synth_spec *s, const family_variant *v) {
+  const int generation = v->loader.gemma;
+  cJSON *c = common_config(s, v);
   attention_config(c, s, true);
   cJSON_ReplaceItemInObject(c, "bos_token_id", cJSON_CreateNumber(2));
   cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(1));
@@ -394,12 +397,8 @@ static cJSON *gemma_config(const synth_spec *s, int generation) {
   return c;
 }
 
-static cJSON *gemma1_config(const synth_spec *s) { return gemma_config(s, 1); }
-static cJSON *gemma2_config(const synth_spec *s) { return gemma_config(s, 2); }
-static cJSON *gemma3_config(const synth_spec *s) { return gemma_config(s, 3); }
-
-static cJSON *opt_config(const synth_spec *s) {
-  cJSON *c = common_config(s, "OPTForCausalLM", "opt");
+static cJSON *opt_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = common_config(s, v);
   cJSON_DeleteItemFromObject(c, "intermediate_size"); /* OPTConfig calls it ffn_dim */
   cJSON_DeleteItemFromObject(c, "initializer_range");
   cJSON_ReplaceItemInObject(c, "bos_token_id", cJSON_CreateNumber(2));
@@ -420,8 +419,8 @@ static cJSON *opt_config(const synth_spec *s) {
   return c;
 }
 
-static cJSON *nemotron_h_config(const synth_spec *s) {
-  cJSON *c = common_config(s, "NemotronHForCausalLM", "nemotron_h");
+static cJSON *nemotron_h_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = common_config(s, v);
   char pattern[1024];
   int layers = s->num_layers < (int)sizeof pattern - 1 ? s->num_layers : (int)sizeof pattern - 1;
   for (int l = 0; l < layers; l++) pattern[l] = hybrid_kind(s, l);
@@ -464,50 +463,7 @@ static cJSON *nemotron_h_config(const synth_spec *s) {
   return c;
 }
 
-/* ---- the families ---- */
-
-typedef struct family {
-  const char *architecture;
-  void (*tensors)(plan *p, const synth_spec *s);
-  cJSON *(*config)(const synth_spec *s);
-  bool needs_head_dim_split; /* head_dim must be hidden / heads (no head_dim field) */
-} family;
-
-static void qwen2_moe_tensors(plan *p, const synth_spec *s) { qwen_moe_tensors(p, s, true); }
-static void qwen3_moe_tensors(plan *p, const synth_spec *s) { qwen_moe_tensors(p, s, false); }
-static cJSON *qwen2_moe_config(const synth_spec *s) { return qwen_moe_config(s, true); }
-static cJSON *qwen3_moe_config(const synth_spec *s) { return qwen_moe_config(s, false); }
-
-static const family families[] = {
-    {"MixtralForCausalLM", mixtral_tensors, mixtral_config, false},
-    {"Qwen2MoeForCausalLM", qwen2_moe_tensors, qwen2_moe_config, true},
-    {"Qwen3MoeForCausalLM", qwen3_moe_tensors, qwen3_moe_config, false},
-    {"Phi3ForCausalLM", phi3_tensors, phi3_config, true},
-    {"GemmaForCausalLM", gemma1_tensors, gemma1_config, false},
-    {"Gemma2ForCausalLM", gemma2_tensors, gemma2_config, false},
-    {"Gemma3ForCausalLM", gemma3_tensors, gemma3_config, false},
-    {"OPTForCausalLM", opt_tensors, opt_config, true},
-    {"NemotronHForCausalLM", nemotron_h_tensors, nemotron_h_config, false},
-};
-#define FAMILY_COUNT (sizeof families / sizeof families[0])
-
-const char *synth_family_list(void) {
-  static char list[512];
-  if (list[0]) return list;
-  for (size_t i = 0; i < FAMILY_COUNT; i++) {
-    if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
-    strncat(list, families[i].architecture, sizeof list - strlen(list) - 1);
-  }
-  return list;
-}
-
-static const family *find_family(const char *architecture) {
-  for (size_t i = 0; i < FAMILY_COUNT; i++)
-    if (strcmp(families[i].architecture, architecture) == 0) return &families[i];
-  return NULL;
-}
-
-bool synth_family_known(const char *architecture) { return find_family(architecture) != NULL; }
+/* ---- the generators the descriptors name ---- */
 
 /* Sorts an object's members by key, as transformers writes config.json. */
 static void sort_keys(cJSON *object) {
@@ -523,7 +479,7 @@ static void sort_keys(cJSON *object) {
       }
 }
 
-static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
+static int check_spec(const synth_spec *s, const family_variant *v, rotq_error *err) {
   if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
       s->vocab_size < 1 || s->head_dim < 0)
     return rotq_fail(err, "synth: sizes must be positive");
@@ -533,8 +489,8 @@ static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
     return rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim", s->hidden_size,
                      s->num_heads);
   if (head_dim_of(s) % 2 != 0) return rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", head_dim_of(s));
-  if (f->needs_head_dim_split && head_dim_of(s) * s->num_heads != s->hidden_size)
-    return rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", f->architecture);
+  if (v->no_head_dim_field && head_dim_of(s) * s->num_heads != s->hidden_size)
+    return rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", v->architecture);
   if (s->hybrid_override_pattern && (int)strlen(s->hybrid_override_pattern) != s->num_layers)
     return rotq_fail(err, "synth: hybrid_override_pattern has %zu layers, not %d", strlen(s->hybrid_override_pattern),
                      s->num_layers);
@@ -543,24 +499,44 @@ static int check_spec(const synth_spec *s, const family *f, rotq_error *err) {
   return 0;
 }
 
-int synth_family_write(const synth_spec *spec, const char *dir, rotq_error *err) {
-  const family *f = find_family(spec->architecture);
-  if (!f) return rotq_fail(err, "synth: architecture '%s' is not one of %s", spec->architecture, synth_family_list());
-  if (check_spec(spec, f, err) != 0) return -1;
+/* Checks spec, then writes p's tensors and config (sorted) into dir; frees both. */
+static int write_family(const synth_spec *spec, const family_variant *v, const char *dir,
+                        void (*tensors)(plan *, const synth_spec *, const family_variant *),
+                        cJSON *(*config)(const synth_spec *, const family_variant *), rotq_error *err) {
+  if (check_spec(spec, v, err) != 0) return -1;
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
   plan p = {0};
-  f->tensors(&p, spec);
-  cJSON *config = f->config(spec);
+  tensors(&p, spec, v);
+  cJSON *json = config(spec, v);
   int status = 0;
-  if (p.failed || !config) status = rotq_fail(err, "%s: out of memory", dir);
+  if (p.failed || !json) status = rotq_fail(err, "%s: out of memory", dir);
   if (status == 0) {
-    sort_keys(config);
+    sort_keys(json);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    status = json_file_write(path, config, err);
+    status = json_file_write(path, json, err);
   }
   if (status == 0) status = synth_write_tensors(spec, p.items, p.count, dir, err);
-  cJSON_Delete(config);
+  cJSON_Delete(json);
   free(p.items);
   return status;
+}
+
+int synth_mixtral(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, mixtral_tensors, mixtral_config, err);
+}
+int synth_qwen_moe(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, qwen_moe_tensors, qwen_moe_config, err);
+}
+int synth_phi3(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, phi3_tensors, phi3_config, err);
+}
+int synth_gemma(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, gemma_tensors, gemma_config, err);
+}
+int synth_opt(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, opt_tensors, opt_config, err);
+}
+int synth_nemotron_h(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, nemotron_h_tensors, nemotron_h_config, err);
 }

@@ -1,6 +1,7 @@
-/* Inside model/: what synth.c and synth_families.c share — the tensor plan of a synthetic
+/* Inside synth/: what synth.c and synth_families.c share — the tensor plan of a synthetic
  * checkpoint and its writer. synth.c writes the LLaMA family; synth_families.c plans the other
- * families (MoE, Phi-3, Gemma, OPT, Nemotron-H) and hands the plan back to the same writer. */
+ * families (MoE, Phi-3, Gemma, OPT, Nemotron-H) and hands the plan back to the same writer.
+ * synth_write finds the generator in the family registry (family/family.h). */
 #ifndef ROTQ_SYNTH_SYNTH_INTERNAL_H
 #define ROTQ_SYNTH_SYNTH_INTERNAL_H
 
@@ -8,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "family/family.h"
 #include "synth/synth.h"
 
 typedef enum weight_kind {
@@ -39,11 +41,9 @@ static inline size_t synth_numel(const synth_tensor *t) {
 int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
                         rotq_error *err);
 
-/* synth_families.c's architectures, comma-separated. */
-const char *synth_family_list(void);
-/* True when architecture is one of them. */
-bool synth_family_known(const char *architecture);
-/* Writes config.json and the shards of such a family into dir (created by the caller). */
-int synth_family_write(const synth_spec *spec, const char *dir, rotq_error *err);
+/* The generators the family descriptors name (family/<family>.c): each checks the spec, creates
+ * dir and writes config.json and the shards of variant v. synth.c: the LLaMA family;
+ * synth_families.c: the others. */
+family_synth_fn synth_llama, synth_mixtral, synth_qwen_moe, synth_phi3, synth_gemma, synth_opt, synth_nemotron_h;
 
 #endif

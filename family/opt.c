@@ -7,12 +7,20 @@
  * linears it feeds and its β folded into their biases (lm_head has none: the final norm keeps
  * β/γ, rotated), and R1 is composed with a reflection that maps the ones direction to itself
  * (rotate/rotate_command.c, layer_norm_commands). */
-#include "family/adapter.h"
+#include "family/family.h"
 
-const model_adapter opt_adapter = {
+family_synth_fn synth_opt;
+
+const family_descriptor family_opt = {
     .family = "opt",
     .builtin_config = "opt",
-    .architectures = {"OPTForCausalLM", NULL},
+    .variants = {{.architecture = "OPTForCausalLM",
+                  .model_types = {"opt"},
+                  .tie_default = true, /* OPTConfig keeps PretrainedConfig's default */
+                  .no_head_dim_field = true,
+                  .loader = {.silu_only = true},
+                  .synth = synth_opt}},
+    .forward = FORWARD_OPT,
     .norm = NORM_LAYER,
     .embed = "model.decoder.embed_tokens",
     .position_embed = "model.decoder.embed_positions",
@@ -26,4 +34,12 @@ const model_adapter opt_adapter = {
     .v_proj = "self_attn.v_proj",
     .up_proj = "fc1",
     .down_proj = "fc2",
+    .names = {.attn_norm = "self_attn_layer_norm",
+              .mlp_norm = "final_layer_norm",
+              .q_proj = "self_attn.q_proj",
+              .k_proj = "self_attn.k_proj",
+              .v_proj = "self_attn.v_proj",
+              .o_proj = "self_attn.out_proj",
+              .up_proj = "fc1",
+              .down_proj = "fc2"},
 };

@@ -3,12 +3,19 @@
  * [2·intermediate, hidden] the gate rows, then the up rows. Both read the residual stream (R1 on the
  * input, norm fused); R2 acts on the V rows of qkv_proj only (v_rows_after_qk), paired with
  * o_proj's input. */
-#include "family/adapter.h"
+#include "family/family.h"
 
-const model_adapter phi3_adapter = {
+family_synth_fn synth_phi3;
+
+const family_descriptor family_phi3 = {
     .family = "phi3",
     .builtin_config = "phi3",
-    .architectures = {"Phi3ForCausalLM", NULL},
+    .variants = {{.architecture = "Phi3ForCausalLM",
+                  .model_types = {"phi3"},
+                  .no_head_dim_field = true,
+                  .loader = {.sliding_window = true, .fused_projections = true, .silu_only = true},
+                  .synth = synth_phi3}},
+    .forward = FORWARD_DECODER,
     .norm = NORM_RMS,
     .embed = "model.embed_tokens",
     .final_norm = "model.norm",
@@ -21,4 +28,10 @@ const model_adapter phi3_adapter = {
     .v_rows_after_qk = true,
     .up_proj = "mlp.gate_up_proj",
     .down_proj = "mlp.down_proj",
+    .names = {.attn_norm = "input_layernorm",
+              .mlp_norm = "post_attention_layernorm",
+              .qkv_proj = "self_attn.qkv_proj",
+              .o_proj = "self_attn.o_proj",
+              .gate_up_proj = "mlp.gate_up_proj",
+              .down_proj = "mlp.down_proj"},
 };

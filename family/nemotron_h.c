@@ -7,12 +7,15 @@
  * write it. The norm is fused into whichever readers the layer has; the Mamba-2 internals between
  * in_proj and out_proj (conv1d, the selective scan, D, dt, the gated RMSNorm mixer.norm) are not
  * touched by R1. Layers of different kinds have different readers: hybrid_layers. */
-#include "family/adapter.h"
+#include "family/family.h"
 
-const model_adapter nemotron_h_adapter = {
+family_synth_fn synth_nemotron_h;
+
+const family_descriptor family_nemotron_h = {
     .family = "nemotron_h",
     .builtin_config = "nemotron_h",
-    .architectures = {"NemotronHForCausalLM", NULL},
+    .variants = {{.architecture = "NemotronHForCausalLM", .model_types = {"nemotron_h"}, .synth = synth_nemotron_h}},
+    .forward = FORWARD_NEMOTRON_H,
     .norm = NORM_RMS,
     .embed = "backbone.embeddings",
     .final_norm = "backbone.norm_f",
@@ -26,4 +29,17 @@ const model_adapter nemotron_h_adapter = {
     .up_proj = "mixer.up_proj",
     .down_proj = "mixer.down_proj",
     .hybrid_layers = true,
+    .untouched = "mixer.A_log|mixer.D|mixer.conv1d|mixer.dt_bias|mixer.norm|mixer.gate.e_score_correction_bias",
+    .names = {.attn_norm = "norm",
+              .q_proj = "mixer.q_proj",
+              .k_proj = "mixer.k_proj",
+              .v_proj = "mixer.v_proj",
+              .o_proj = "mixer.o_proj",
+              .up_proj = "mixer.up_proj",
+              .down_proj = "mixer.down_proj",
+              .router = "mixer.gate",
+              .experts = "mixer.experts",
+              .expert_proj = {NULL, "up_proj", "down_proj"}, /* relu² experts: no gate */
+              .shared_expert = "mixer.shared_experts",
+              .mamba = "mixer"},
 };

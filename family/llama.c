@@ -1,0 +1,53 @@
+/* The LLaMA family: pre-norm decoder layers with RMSNorm, q/k/v/o attention (GQA), SwiGLU MLP.
+ * Llama, Mistral (sliding window), Qwen2 (q/k/v biases, no head_dim field) and Qwen3 (q_norm/k_norm
+ * act on Q/K outputs, which no fusible rotation touches). */
+#include "family/family.h"
+
+family_synth_fn synth_llama;
+
+const family_descriptor family_llama = {
+    .family = "llama",
+    .builtin_config = "transformer_universal",
+    .variants = {{.architecture = "LlamaForCausalLM",
+                  .model_types = {"llama"},
+                  .loader = {.attention_bias = true, .mlp_bias = true, .silu_only = true},
+                  .synth = synth_llama},
+                 {.architecture = "MistralForCausalLM",
+                  .model_types = {"mistral"},
+                  .loader = {.sliding_window = true, .silu_only = true},
+                  .synth = synth_llama},
+                 {.architecture = "Qwen2ForCausalLM",
+                  .model_types = {"qwen2"},
+                  .no_head_dim_field = true,
+                  .loader = {.qkv_bias = true, .silu_only = true},
+                  .synth = synth_llama},
+                 {.architecture = "Qwen3ForCausalLM",
+                  .model_types = {"qwen3"},
+                  .loader = {.attention_bias = true, .qk_norm = true, .silu_only = true},
+                  .synth = synth_llama}},
+    .forward = FORWARD_DECODER,
+    .norm = NORM_RMS,
+    .embed = "model.embed_tokens",
+    .final_norm = "model.norm",
+    .lm_head = "lm_head",
+    .layer_prefix = "model.layers",
+    .layer_fuse = {{"input_layernorm", "self_attn.q_proj|self_attn.k_proj|self_attn.v_proj"},
+                   {"post_attention_layernorm", "mlp.gate_proj|mlp.up_proj"}},
+    .writers = "self_attn.o_proj|mlp.down_proj",
+    .o_proj = "self_attn.o_proj",
+    .v_proj = "self_attn.v_proj",
+    .up_proj = "mlp.up_proj",
+    .down_proj = "mlp.down_proj",
+    .untouched = "self_attn.q_norm|self_attn.k_norm",
+    .names = {.attn_norm = "input_layernorm",
+              .mlp_norm = "post_attention_layernorm",
+              .q_proj = "self_attn.q_proj",
+              .k_proj = "self_attn.k_proj",
+              .v_proj = "self_attn.v_proj",
+              .o_proj = "self_attn.o_proj",
+              .q_norm = "self_attn.q_norm",
+              .k_norm = "self_attn.k_norm",
+              .gate_proj = "mlp.gate_proj",
+              .up_proj = "mlp.up_proj",
+              .down_proj = "mlp.down_proj"},
+};
