@@ -138,13 +138,21 @@ def _readonly(arr):
 
 
 def _owner(model, name):
-    """(module, attribute) holding the tensor named `name` in the state_dict."""
+    """(module, attribute) holding the tensor named `name` in the state_dict. Modules missing on the
+    path (an online export's stored matrix, e.g. 'model.layers.0.mlp.down_proj.R4_input.weight')
+    are added as empty holder modules, so state_dict() and save_pretrained() carry the tensor; they
+    take no part in forward (the runtime applies the online rotation, docs/online.md)."""
+    import torch
     *path, leaf = name.split(".")
     module = model
     for part in path:
-        module = getattr(module, part, None)
-        if module is None:
-            return None, leaf
+        child = getattr(module, part, None)
+        if child is None:
+            child = torch.nn.Module()
+            module.add_module(part, child)
+        elif not isinstance(child, torch.nn.Module):
+            raise TypeError(f"rotq.rotate: rotq's output has tensor '{name}', but the model's '{part}' is no module")
+        module = child
     return module, leaf
 
 
@@ -152,8 +160,6 @@ def _replace(model, name, value):
     """Gives `name` a storage of its own holding value (untying a shared weight), or registers it."""
     import torch
     module, leaf = _owner(model, name)
-    if module is None:
-        raise KeyError(f"rotq.rotate: rotq's output has tensor '{name}', which the model has no module for")
     old = getattr(module, leaf, None)
     device = old.device if isinstance(old, torch.Tensor) else "cpu"
     fresh = value.to(device=device, copy=True)
