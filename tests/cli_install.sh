@@ -53,7 +53,9 @@ int main(int argc, char **argv) {
 C
 FLAGS=$(PKG_CONFIG_SYSROOT_DIR="$STAGE" PKG_CONFIG_PATH="$(dirname "$PC")" pkg-config --cflags --libs rotq) ||
   fail "pkg-config rotq failed"
-expect 0 "" -- cc -std=c11 -Wall -Werror "$SCRATCH/use_rotq.c" -o "$SCRATCH/use_rotq" $FLAGS
+SAN=() # a sanitized build (scripts/sanitize.sh): its librotq.so needs the program built likewise
+ldd "$LIBDIR/librotq.so" | grep -q libasan && SAN=(-fsanitize=address,undefined)
+expect 0 "" -- cc -std=c11 -Wall -Werror "${SAN[@]}" "$SCRATCH/use_rotq.c" -o "$SCRATCH/use_rotq" $FLAGS
 expect 0 "^rotq 0\.1\.0: rotated" -- env LD_LIBRARY_PATH="$LIBDIR" "$SCRATCH/use_rotq" "$MODEL" "$SCRATCH/lib_out"
 expect 0 "librotq\.so\.0 => $LIBDIR/librotq\.so\.0" -- env LD_LIBRARY_PATH="$LIBDIR" ldd "$SCRATCH/use_rotq"
 expect 0 "" -- "$STAGE$PREFIX/bin/rotq" rotate --quiet --model "$MODEL" --output "$SCRATCH/cli_out"

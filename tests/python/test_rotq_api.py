@@ -310,8 +310,11 @@ def test_model(work, dtype, hf, online):
     rotq_cli("--model", orig_dir, "--output", cli_dir, "--config", "transformer_universal", "--seed", "3", *args)
     before = logits(model, hf)
 
-    check(rotq.rotate(model, "transformer_universal", online=online, seed=3, quiet=True) is model,
+    kept = os.path.join(work, f"{tag.replace(' ', '_')}_kept")
+    check(rotq.rotate(model, "transformer_universal", output=kept, online=online, seed=3, quiet=True) is model,
           f"{tag}: rotate(model) returns the model")
+    check(read_safetensors_dir(kept) == read_safetensors_dir(cli_dir) and os.path.exists(f"{kept}/rotation.json"),
+          f"{tag}: rotate(model, output=DIR) keeps the rotated checkpoint there (tensors equal rotq rotate's)")
     check(model.config.tie_word_embeddings is False, f"{tag}: config.tie_word_embeddings false")
     check(model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
           and not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight), f"{tag}: lm_head untied")
