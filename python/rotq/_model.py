@@ -215,16 +215,17 @@ def rotate_model(model, config_path_or_dict, output, online, seed, **kwargs):
         missing = [n for n in state if n not in rotated]
         if missing:
             raise KeyError(f"rotq.rotate: rotq's output lacks the model's tensor(s) {missing[:5]}")
+        for name, value in rotated.items():  # every check before the first write: no half-rotated model
+            t = state.get(name)
+            if t is not None and (t.dtype != value.dtype or tuple(t.shape) != tuple(value.shape)):
+                raise TypeError(f"rotq.rotate: tensor '{name}': rotq wrote {value.dtype} {list(value.shape)}, "
+                                f"the model has {t.dtype} {list(t.shape)}")
         with torch.no_grad():
             for name, value in rotated.items():
                 if name in aliases or name not in state:
                     _replace(model, name, value)  # untied (or new: an online export's stored matrix)
-                    continue
-                t = state[name]
-                if t.dtype != value.dtype or tuple(t.shape) != tuple(value.shape):
-                    raise TypeError(f"rotq.rotate: tensor '{name}': rotq wrote {value.dtype} {list(value.shape)}, "
-                                    f"the model has {t.dtype} {list(t.shape)}")
-                t.copy_(value)
+                else:
+                    state[name].copy_(value)
         _update_config(model, config, rotated_config)
         del rotated
     finally:
