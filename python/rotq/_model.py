@@ -6,9 +6,11 @@ of `rotq rotate` -- rotates it into a second directory, and the rotated tensors 
 into the model's own tensors in place (memory-mapped, one tensor at a time). The rotation is
 therefore byte for byte `rotq rotate`'s, verification included.
 
-Cost, honestly: besides the model itself, the input and the rotated copy each take the model's
-size in the temporary directory (on tmpfs: RAM), so about 3x the model at the peak, plus rotq's
-own working memory; the temporary directories are removed before returning (also on failure).
+Cost, honestly: besides the model itself, the input copy and the rotated output both lie in the
+temporary directory (on tmpfs: RAM) while rotq_rotate runs, so about 3x the model at the peak
+(more with tied embeddings: the output holds the untied lm_head), plus rotq's own working memory;
+measured on a 733 MiB bf16 model (Llama-3.2-1B's shape, 2 layers, tied): /dev/shm peaked at
+1967 MiB. The temporary directories are removed before returning (also on failure).
 An in-memory C entry point (tensors passed by pointer) would avoid the copies; it is not built.
 
 Tied weights: tensors sharing storage (lm_head.weight tied to embed_tokens.weight) are written
