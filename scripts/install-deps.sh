@@ -3,7 +3,9 @@
 # prints the exact command to run. Exits 0 when everything is present.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libcjson-dev libyaml-dev libopenblas-dev liblapacke-dev libcmocka-dev
-          python3 "$@") # python3: tests/cli_errors.sh edits checkpoints with tests/support/checkpoint_surgery.py
+          python3 python3-numpy python3-torch "$@")
+# python3: tests/cli_errors.sh edits checkpoints with tests/support/checkpoint_surgery.py;
+# python3-numpy, python3-torch: tests/cli_python_api.sh (the rotq Python package on a torch model)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
