@@ -4,7 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 #include "io/checkpoint.h"
 
 static const char *help =

@@ -1,7 +1,7 @@
 /* The family registry: one descriptor per architecture family (family/<family>.c), the single owner
  * of what rotq knows about a family. Everything that used to be a table of its own is derived from
  * it:
- *   - the adapter the rotation processor asks (family/adapter.h: fuse map, writers, o/v and up/down
+ *   - the adapter the rotation processor asks (rotate/adapter.h: fuse map, writers, o/v and up/down
  *     pairs, norm kind; adapter_for picks the descriptor by config.json's architectures[0]);
  *   - the reference forward pass's loader (model/load.c: the variant's loader flags, the tensor
  *     names and layer prefix below, which forward pass runs);

@@ -12,7 +12,7 @@
 #ifndef ROTQ_ROTATE_QUAROT_PROCESSOR_H
 #define ROTQ_ROTATE_QUAROT_PROCESSOR_H
 
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 #include "config/rotation_config.h"
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 #include "config/rotation_config.h"
 #include "io/checkpoint.h"
 #include "linalg/rotation.h"

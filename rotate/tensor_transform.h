@@ -14,7 +14,7 @@
 
 #include <stdbool.h>
 
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "rotate/rotate_command.h"

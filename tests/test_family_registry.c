@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "config/rotation_config.h"
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 #include "io/checkpoint.h"
 #include "io/json_file.h"
 #include "support/equivalence.h"

@@ -5,8 +5,8 @@
  *
  * Module names are tensor names without ".weight"/".bias"; per-layer names are relative to the
  * layer prefix ("model.layers.{i}"). Lists of names are '|'-separated globs. */
-#ifndef ROTQ_FAMILY_ADAPTER_H
-#define ROTQ_FAMILY_ADAPTER_H
+#ifndef ROTQ_ROTATE_ADAPTER_H
+#define ROTQ_ROTATE_ADAPTER_H
 
 #include <stdbool.h>
 

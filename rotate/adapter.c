@@ -1,4 +1,4 @@
-#include "family/adapter.h"
+#include "rotate/adapter.h"
 
 #include <stdio.h>
 #include <stdlib.h>
