@@ -65,6 +65,9 @@ typedef struct rotq_rotate_options {
    * under force, files of the input not carried over. The library itself does not print these. */
   void (*notice)(const char *message, void *context);
   void *notice_context;
+  /* "bf16", "f16", "f32" or "f64": every tensor is written so; NULL = each keeps its own dtype and
+   * quantized (FP8, MXFP4) tensors are written as bf16. */
+  const char *dtype;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =

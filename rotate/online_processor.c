@@ -131,7 +131,7 @@ static int check_targets(quarot_processor *p, online_group *g, const char *relat
                        "(use --online without --online-for vllm)",
                        p->ck->dir, bias);
     if (first) { /* "<module>.<group>_input.weight" */
-      g->tensor_dtype = t->dtype;
+      g->tensor_dtype = transform_output_dtype(&p->context, t);
       snprintf(g->tensor, sizeof g->tensor, "%.*s.%s_input.weight", module_len, c->name, g->name);
       first = false;
     }
@@ -319,7 +319,7 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     size_t count;
     const rotate_command *o = layer_target(p, attention_layer, p->adapter->o_proj, &count);
     if (!o) return rotq_fail(err, "%s: online R3: no o_proj in layer %d", p->ck->dir, attention_layer);
-    g->tensor_dtype = checkpoint_find(p->ck, o->source)->dtype;
+    g->tensor_dtype = transform_output_dtype(&p->context, checkpoint_find(p->ck, o->source));
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@ static st_writer *open_writer(const quarot_processor *p, const char *dir, size_t
   for (size_t i = 0; i < p->commands.count; i++) {
     const rotate_command *c = &p->commands.items[i];
     const st_tensor *t = checkpoint_find(p->ck, c->source);
-    specs[k] = (st_spec){.name = c->name, .dtype = t->dtype, .ndim = t->ndim};
+    specs[k] = (st_spec){.name = c->name, .dtype = transform_output_dtype(&p->context, t), .ndim = t->ndim};
     memcpy(specs[k].shape, t->shape, sizeof t->shape);
     k++;
   }
@@ -57,6 +58,24 @@ static st_writer *open_writer(const quarot_processor *p, const char *dir, size_t
   return w;
 }
 
+/* The torch name of a float dtype. */
+static const char *torch_dtype(dtype t) {
+  return t == DTYPE_F64 ? "float64" : t == DTYPE_F32 ? "float32" : t == DTYPE_F16 ? "float16" : "bfloat16";
+}
+
+/* A quantized source's quantization_config no longer applies to the dequantized output: it is
+ * dropped, and torch_dtype (and dtype, where present) names what was written; so it is with
+ * --dtype. A float source's config is left as it was. */
+static int output_dtype_config(const quarot_processor *p, cJSON *json) {
+  const transform_context *ctx = &p->context;
+  if (!p->ck->quantized_count && !ctx->has_out_dtype) return 0;
+  if (p->ck->quantized_count) cJSON_DeleteItemFromObject(json, "quantization_config");
+  const char *name = torch_dtype(ctx->has_out_dtype ? ctx->out_dtype : DTYPE_BF16);
+  if (cJSON_GetObjectItemCaseSensitive(json, "dtype")) cJSON_ReplaceItemInObject(json, "dtype", cJSON_CreateString(name));
+  cJSON_DeleteItemFromObject(json, "torch_dtype");
+  return cJSON_AddStringToObject(json, "torch_dtype", name) ? 0 : -1;
+}
+
 /* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
  * plus the online export when there is one. */
 static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
@@ -64,7 +83,7 @@ static int write_config(const quarot_processor *p, const char *dir, rotq_error *
   if (!json) return rotq_fail(err, "out of memory");
   cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
   cJSON_AddBoolToObject(json, "tie_word_embeddings", 0);
-  if (online_add_quantization_config(p, json, err) < 0) {
+  if (output_dtype_config(p, json) < 0 || online_add_quantization_config(p, json, err) < 0) {
     cJSON_Delete(json);
     return -1;
   }
@@ -236,6 +255,17 @@ static int check_input_history(const checkpoint *ck, cJSON **previous, rotq_erro
   return 0;
 }
 
+/* The --dtype names: 1 and *t if name is bf16, f16, f32 or f64 (either case), else 0. */
+static int output_dtype_parse(const char *name, dtype *t) {
+  static const struct {
+    const char *name;
+    dtype t;
+  } names[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcasecmp(name, names[i].name) == 0) return *t = names[i].t, 1;
+  return 0;
+}
+
 /* Everything between opening the checkpoint and committing the output directory. */
 static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
                        const output_dir *out, const cJSON *previous, rotq_error *err) {
@@ -245,7 +275,9 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0)
     return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
-  if (config->online || o->online) rc = online_pre_run(&p, o->online_for, o->seed, err);
+  if (o->dtype && !(p.context.has_out_dtype = true, output_dtype_parse(o->dtype, &p.context.out_dtype)))
+    rc = rotq_fail(err, "options: dtype '%s': bf16, f16, f32 or f64 are written", o->dtype);
+  if (rc == 0 && (config->online || o->online)) rc = online_pre_run(&p, o->online_for, o->seed, err);
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
   if (!writer) rc = -1;
   p.context.writer = writer;

@@ -43,6 +43,15 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+dtype transform_output_dtype(const transform_context *ctx, const st_tensor *t) {
+  if (ctx->has_out_dtype) return ctx->out_dtype;
+  return dtype_is_float(t->dtype) && !st_is_quantized(t) ? t->dtype : DTYPE_BF16;
+}
+
+bool transform_converts(const transform_context *ctx, const st_tensor *t) {
+  return st_is_quantized(t) || transform_output_dtype(ctx, t) != t->dtype;
+}
+
 bool command_changes_tensor(const rotate_command *c) {
   return c->reset_norm || c->fuse_norm[0] || c->bake_mean || c->input || c->output || c->fold_norm_bias[0] ||
          c->online != ONLINE_NONE || strcmp(c->name, c->source) != 0;
@@ -118,7 +127,12 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   long index = st_writer_index(ctx->writer, c->name);
   if (!t || index < 0) return rotq_fail(err, "tensor '%s': not planned for output", c->name);
   size_t numel = st_numel(t);
-  *plan = (tensor_plan){.command = c, .source = t, .output_index = (size_t)index, .rows = numel, .cols = 1};
+  *plan = (tensor_plan){.command = c,
+                        .source = t,
+                        .output_index = (size_t)index,
+                        .rows = numel,
+                        .cols = 1,
+                        .out_dtype = transform_output_dtype(ctx, t)};
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = ctx->use_float64 ? sizeof(double) : sizeof(float);
@@ -127,14 +141,14 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
   const bool whole_only =
       c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
-  if (!command_changes_tensor(c) || numel == 0) {
+  if ((!command_changes_tensor(c) && !transform_converts(ctx, t)) || numel == 0) {
     plan->cut = CUT_COPY;
   } else if (whole_only) {
     plan->cut = CUT_WHOLE;
     plan->step = plan->block_rows = plan->rows;
   } else if (!column_mean(c) && group * plan->cols * compute_size <= ROW_GROUP_MAX_BYTES) {
     plan->cut = CUT_ROWS;
-    plan->step = multiple_within(PIECE_OUTPUT_BYTES, plan->cols * dtype_size(t->dtype), group);
+    plan->step = multiple_within(PIECE_OUTPUT_BYTES, plan->cols * dtype_size(plan->out_dtype), group);
     plan->block_rows = multiple_within(BLOCK_BYTES, plan->cols * compute_size, group);
   } else if (c->online == ONLINE_NONE && !token_mean(c)) {
     plan->cut = CUT_COLUMNS;
@@ -183,7 +197,7 @@ size_t tensor_piece_work_bytes(const transform_context *ctx, const tensor_plan *
 }
 
 size_t tensor_piece_output_bytes(const tensor_plan *plan) {
-  return plan->cut == CUT_ROWS ? plan->step * plan->cols * dtype_size(plan->source->dtype) : 0;
+  return plan->cut == CUT_ROWS ? plan->step * plan->cols * dtype_size(plan->out_dtype) : 0;
 }
 
 /* Rows [row, row + m->rows) of the source into m (or the norm's identity value when the command
@@ -206,8 +220,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 static void load(const transform_context *ctx, const tensor_plan *plan, size_t row, size_t col, const double *g,
                  matrix *m) {
   const rotate_command *c = plan->command;
-  const unsigned char *src = plan->source->data;
-  size_t element = dtype_size(plan->source->dtype);
+  const st_tensor *t = plan->source;
   if (c->reset_norm) {
     double identity = c->is_bias || ctx->adapter->norm == NORM_RMS_PLUS_ONE ? 0.0 : 1.0; /* LayerNorm β: 0 */
     for (size_t i = 0; i < m->rows; i++)
@@ -218,49 +231,46 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
   const bool strided = m->cols < plan->cols;
   if (g) {
     for (size_t i = 0; i < m->rows; i++) {
-      if (strided && i + PREFETCH_ROWS < m->rows)
-        prefetch_bytes(src + ((row + i + PREFETCH_ROWS) * plan->cols + col) * element, m->cols * element, false);
-      dtype_to_f64_scaled(plan->source->dtype, src + ((row + i) * plan->cols + col) * element, g, m->d + i * m->ld,
-                          m->cols);
+      size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col;
+      if (strided && i + PREFETCH_ROWS < m->rows) prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
+      st_to_f64_scaled(t, (row + i) * plan->cols + col, m->cols, g, m->d + i * m->ld);
     }
     return;
   }
   if (m->ld == plan->cols && col == 0) { /* contiguous rows: one conversion */
-    const void *from = src + row * plan->cols * element;
     if (m->d)
-      dtype_to_f64(plan->source->dtype, from, m->d, m->rows * m->cols);
+      st_to_f64(t, row * plan->cols, m->rows * m->cols, m->d);
     else
-      dtype_to_f32(plan->source->dtype, from, m->f, m->rows * m->cols);
+      st_to_f32(t, row * plan->cols, m->rows * m->cols, m->f);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
-    if (strided && i + PREFETCH_ROWS < m->rows)
-      prefetch_bytes(src + ((row + i + PREFETCH_ROWS) * plan->cols + col) * element, m->cols * element, false);
-    const void *from = src + ((row + i) * plan->cols + col) * element;
+    size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col, from = (row + i) * plan->cols + col;
+    if (strided && i + PREFETCH_ROWS < m->rows) prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
     if (m->d)
-      dtype_to_f64(plan->source->dtype, from, m->d + i * m->ld, m->cols);
+      st_to_f64(t, from, m->cols, m->d + i * m->ld);
     else
-      dtype_to_f32(plan->source->dtype, from, m->f + i * m->ld, m->cols);
+      st_to_f32(t, from, m->cols, m->f + i * m->ld);
   }
 }
 
-/* m back to the tensor's dtype at out, row i at out + i·out_ld elements. */
+/* m to the output dtype at out, row i at out + i·out_ld elements. */
 static void store(const tensor_plan *plan, const matrix *m, unsigned char *out, size_t out_ld) {
-  size_t element = dtype_size(plan->source->dtype);
+  size_t element = dtype_size(plan->out_dtype);
   if (m->ld == m->cols && out_ld == m->cols) {
     if (m->d)
-      dtype_from_f64(plan->source->dtype, m->d, out, m->rows * m->cols);
+      dtype_from_f64(plan->out_dtype, m->d, out, m->rows * m->cols);
     else
-      dtype_from_f32(plan->source->dtype, m->f, out, m->rows * m->cols);
+      dtype_from_f32(plan->out_dtype, m->f, out, m->rows * m->cols);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
     if (i + PREFETCH_ROWS < m->rows)
       prefetch_bytes(out + (i + PREFETCH_ROWS) * out_ld * element, m->cols * element, true);
     if (m->d)
-      dtype_from_f64(plan->source->dtype, m->d + i * m->ld, out + i * out_ld * element, m->cols);
+      dtype_from_f64(plan->out_dtype, m->d + i * m->ld, out + i * out_ld * element, m->cols);
     else
-      dtype_from_f32(plan->source->dtype, m->f + i * m->ld, out + i * out_ld * element, m->cols);
+      dtype_from_f32(plan->out_dtype, m->f + i * m->ld, out + i * out_ld * element, m->cols);
   }
 }
 
@@ -389,7 +399,7 @@ static matrix matrix_at(const transform_context *ctx, void *memory, size_t rows,
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
 static void transform_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end, void *work,
                            unsigned char *out, int threads, transform_timing *timing, int *failed) {
-  size_t element = dtype_size(plan->source->dtype);
+  size_t element = dtype_size(plan->out_dtype);
   for (size_t b = begin; b < end; b += plan->block_rows) {
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;
     matrix m = matrix_at(ctx, work, count, plan->cols);
@@ -419,7 +429,7 @@ static void transform_columns(const transform_context *ctx, const tensor_plan *p
   double t1 = now_seconds();
   transform_matrix(ctx, plan, fused ? NULL : g, &m, 1);
   double t2 = now_seconds();
-  store(plan, &m, out + begin * dtype_size(plan->source->dtype), plan->cols);
+  store(plan, &m, out + begin * dtype_size(plan->out_dtype), plan->cols);
   double t3 = now_seconds();
   timing->read += t1 - t0, timing->compute += t2 - t1, timing->convert += t3 - t2;
 }
