@@ -277,8 +277,8 @@ static int pair_quantized(checkpoint *ck, const located *all, rotq_error *err) {
   if (!stored) return rotq_fail(err, "%s: out of memory", ck->dir);
   for (size_t i = 0; i < ck->tensor_count; i++) stored[i] = all[i].tensor;
   size_t shown = 0;
-  int status = quantized_pair(ck->dir, ck->config.json, stored, ck->tensor_count, &ck->quantized,
-                              &ck->quantized_count, &ck->tensors, &shown, err);
+  int status = quantized_pair(ck->dir, ck->config.json, stored, ck->tensor_count, &ck->quantized, &ck->quantized_count,
+                              &ck->tensors, &shown, err);
   free(stored);
   if (status == 0) ck->tensor_count = shown;
   return status;

@@ -14,14 +14,9 @@ static const struct {
   const char *name;
   size_t size;
 } dtype_info[] = {
-    [DTYPE_F64] = {"F64", 8},
-    [DTYPE_F32] = {"F32", 4},
-    [DTYPE_F16] = {"F16", 2},
-    [DTYPE_BF16] = {"BF16", 2},
-    [DTYPE_F8_E4M3] = {"F8_E4M3", 1},
-    [DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-    [DTYPE_U8] = {"U8", 1},
-    [DTYPE_F4_E2M1] = {"F4_E2M1", 1},
+    [DTYPE_F64] = {"F64", 8},   [DTYPE_F32] = {"F32", 4},         [DTYPE_F16] = {"F16", 2},
+    [DTYPE_BF16] = {"BF16", 2}, [DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [DTYPE_F8_E5M2] = {"F8_E5M2", 1},
+    [DTYPE_U8] = {"U8", 1},     [DTYPE_F4_E2M1] = {"F4_E2M1", 1},
 };
 
 size_t dtype_size(dtype t) { return dtype_info[t].size; }

@@ -8,9 +8,9 @@
 
 #include "io/finite.h"
 
-#define MX_BLOCK 32     /* values per MXFP4 block */
-#define MX_BYTES 16     /* bytes per MXFP4 block */
-#define FP8_BLOCK 128   /* DeepSeek's block when the config does not give one */
+#define MX_BLOCK 32   /* values per MXFP4 block */
+#define MX_BYTES 16   /* bytes per MXFP4 block */
+#define FP8_BLOCK 128 /* DeepSeek's block when the config does not give one */
 #define NAME_MAX_BYTES 256
 
 bool st_is_quantized(const st_tensor *t) { return t->scaling != ST_SCALE_NONE; }
@@ -155,8 +155,9 @@ static int block_size(const char *dir, const cJSON *config, size_t *rows, size_t
   if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) != 2 || !cJSON_IsNumber(r) || !cJSON_IsNumber(c) ||
       r->valuedouble < 1 || c->valuedouble < 1 || r->valuedouble > 1e6 || c->valuedouble > 1e6 ||
       r->valuedouble != floor(r->valuedouble) || c->valuedouble != floor(c->valuedouble))
-    return rotq_fail(err, "%s/config.json: field 'quantization_config.weight_block_size': not [rows, cols] of positive "
-                          "integers",
+    return rotq_fail(err,
+                     "%s/config.json: field 'quantization_config.weight_block_size': not [rows, cols] of positive "
+                     "integers",
                      dir);
   *rows = (size_t)r->valuedouble, *cols = (size_t)c->valuedouble;
   return 0;
@@ -168,8 +169,7 @@ static int check_scales(const char *dir, const st_tensor *t, const st_tensor *sc
   for (size_t k = 0; k < n; k++)
     if (!isfinite(scale_at(t, scale, k)))
       return rotq_fail(err, "%s: tensor '%s': scale %zu is not finite (%s), so '%s' has no defined values", dir,
-                       scale->name, k, t->scaling == ST_SCALE_MXFP4 ? "E8M0 0xFF is NaN" : "NaN or infinity",
-                       t->name);
+                       scale->name, k, t->scaling == ST_SCALE_MXFP4 ? "E8M0 0xFF is NaN" : "NaN or infinity", t->name);
   return 0;
 }
 
@@ -219,8 +219,8 @@ static int pair_fp8(const char *dir, const st_tensor *t, const st_tensor *const 
 }
 
 /* The MXFP4 pair of blocks (named P_blocks): *q gets the logical tensor P. */
-static int pair_mxfp4(const char *dir, const st_tensor *blocks, const st_tensor *const *all, size_t count,
-                      st_tensor *q, rotq_error *err) {
+static int pair_mxfp4(const char *dir, const st_tensor *blocks, const st_tensor *const *all, size_t count, st_tensor *q,
+                      rotq_error *err) {
   size_t len = strlen(blocks->name) - 7;
   const st_tensor *scales = find_named(all, count, blocks->name, len, "_scales");
   char a[160], b[160];
@@ -250,16 +250,14 @@ static int pair_mxfp4(const char *dir, const st_tensor *blocks, const st_tensor 
 static int pair_one(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, size_t block_rows,
                     size_t block_cols, st_tensor *q, rotq_error *err) {
   if (is_fp8(t)) return pair_fp8(dir, t, all, count, block_rows, block_cols, q, err) < 0 ? -1 : 1;
-  if (t->dtype == DTYPE_U8 && ends_with(t->name, "_blocks"))
-    return pair_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
+  if (t->dtype == DTYPE_U8 && ends_with(t->name, "_blocks")) return pair_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
   if (t->dtype == DTYPE_U8)
     return rotq_fail(err, "%s: tensor '%s' is U8 but not part of an MXFP4 pair (P_blocks, P_scales)", dir, t->name);
   return 0;
 }
 
-int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const *all, size_t count,
-                   st_tensor **logical, size_t *logical_count, const st_tensor ***visible, size_t *visible_count,
-                   rotq_error *err) {
+int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const *all, size_t count, st_tensor **logical,
+                   size_t *logical_count, const st_tensor ***visible, size_t *visible_count, rotq_error *err) {
   *logical = NULL, *visible = NULL, *logical_count = *visible_count = 0;
   size_t block_rows, block_cols;
   if (block_size(dir, config, &block_rows, &block_cols, err) < 0) return -1;

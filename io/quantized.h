@@ -30,9 +30,8 @@
  * *visible (allocated) every tensor the checkpoint shows, sorted by name: the plain ones and the
  * logical ones, without the scale and input_scale tensors. config: config.json (its
  * quantization_config gives the FP8 block size). dir names the checkpoint in errors. */
-int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const *all, size_t count,
-                   st_tensor **logical, size_t *logical_count, const st_tensor ***visible, size_t *visible_count,
-                   rotq_error *err);
+int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const *all, size_t count, st_tensor **logical,
+                   size_t *logical_count, const st_tensor ***visible, size_t *visible_count, rotq_error *err);
 void quantized_free(st_tensor *logical, size_t count);
 
 /* Is t quantized (its codes scaled into values)? */

@@ -71,7 +71,8 @@ static int output_dtype_config(const quarot_processor *p, cJSON *json) {
   if (!p->ck->quantized_count && !ctx->has_out_dtype) return 0;
   if (p->ck->quantized_count) cJSON_DeleteItemFromObject(json, "quantization_config");
   const char *name = torch_dtype(ctx->has_out_dtype ? ctx->out_dtype : DTYPE_BF16);
-  if (cJSON_GetObjectItemCaseSensitive(json, "dtype")) cJSON_ReplaceItemInObject(json, "dtype", cJSON_CreateString(name));
+  if (cJSON_GetObjectItemCaseSensitive(json, "dtype"))
+    cJSON_ReplaceItemInObject(json, "dtype", cJSON_CreateString(name));
   cJSON_DeleteItemFromObject(json, "torch_dtype");
   return cJSON_AddStringToObject(json, "torch_dtype", name) ? 0 : -1;
 }

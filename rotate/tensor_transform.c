@@ -232,7 +232,8 @@ static void load(const transform_context *ctx, const tensor_plan *plan, size_t r
   if (g) {
     for (size_t i = 0; i < m->rows; i++) {
       size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col;
-      if (strided && i + PREFETCH_ROWS < m->rows) prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
+      if (strided && i + PREFETCH_ROWS < m->rows)
+        prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
       st_to_f64_scaled(t, (row + i) * plan->cols + col, m->cols, g, m->d + i * m->ld);
     }
     return;

@@ -52,7 +52,7 @@ typedef struct tensor_plan {
   size_t rows, cols;   /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
   tensor_cut cut;
   dtype out_dtype; /* the dtype written (transform_output_dtype) */
-  size_t step; /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
+  size_t step;     /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
   size_t pieces;
   size_t block_rows;  /* rows transformed at a time inside a row piece (cache-sized) */
   double *norm;       /* the fused norm's weight (1 + w for 1 + w norms; 1/γ for a kept norm bias), or NULL */
