@@ -21,7 +21,9 @@ static const char *help_head =
     "options:\n"
     "  --shape NAME       one of the shapes below\n"
     "  --output DIR       output directory (created; must not already hold a config.json)\n"
-    "  --dtype T          bf16 (default), f16, f32 or f64\n"
+    "  --dtype T          bf16 (default), f16, f32, f64, or fp8: the decoder layers' linear weights\n"
+    "                     in F8_E4M3 with a weight_scale_inv per 128×128 block (DeepSeek-V3's layout,\n"
+    "                     quantization_config quant_method fp8), the other tensors bf16 (dense families)\n"
     "  --layers N         number of decoder layers instead of the model's\n"
     "  --seed S           seed of the values (default 0)\n"
     "  --outliers         a model with massive activations and trained-like structure, on which\n"
@@ -52,7 +54,8 @@ static int parse_dtype(const char *name, dtype *t) {
   static const struct {
     const char *name;
     dtype type;
-  } names[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}};
+  } names[] = {
+      {"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}, {"fp8", DTYPE_F8_E4M3}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(name, names[i].name) == 0) {
       *t = names[i].type;
@@ -113,7 +116,7 @@ int cmd_synth(int argc, char **argv) {
     return 2;
   }
   if (parse_dtype(type, &spec.dtype) < 0) {
-    fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32 or f64, not '%s'\n", type);
+    fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32, f64 or fp8, not '%s'\n", type);
     return 2;
   }
   if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0 || logit_scale < 0 ||

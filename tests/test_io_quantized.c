@@ -20,7 +20,8 @@
 /* The value of a minifloat code by the textbook formula, written independently of io/dtype.c:
  * (−1)^s · 2^(E − bias) · (1 + M / 2^m) for E > 0, (−1)^s · 2^(1 − bias) · M / 2^m for E = 0. */
 static double textbook(unsigned code, int e_bits, int m_bits) {
-  unsigned s = code >> (e_bits + m_bits) & 1, E = code >> m_bits & ((1u << e_bits) - 1), M = code & ((1u << m_bits) - 1);
+  unsigned s = code >> (e_bits + m_bits) & 1, E = code >> m_bits & ((1u << e_bits) - 1),
+           M = code & ((1u << m_bits) - 1);
   int bias = (1 << (e_bits - 1)) - 1;
   double frac = (double)M / pow(2.0, m_bits);
   double v = E ? pow(2.0, (double)E - bias) * (1.0 + frac) : pow(2.0, 1.0 - bias) * frac;
@@ -93,7 +94,8 @@ static void e2m1_every_code(void **state) {
 }
 
 static void e8m0_every_code(void **state) {
-  for (unsigned c = 0; c < 256; c++) same_value(e8m0_value((unsigned char)c), c == 255 ? NAN : pow(2.0, (double)c - 127), c);
+  for (unsigned c = 0; c < 256; c++)
+    same_value(e8m0_value((unsigned char)c), c == 255 ? NAN : pow(2.0, (double)c - 127), c);
   assert_true(e8m0_value(127) == 1 && e8m0_value(0) == 0x1p-127 && e8m0_value(254) == 0x1p127);
 }
 
@@ -104,16 +106,17 @@ static void fp8_encoders_round(void **state) {
     double x;
     unsigned char code;
   } cases[] = {
-      {DTYPE_F8_E4M3, 464, 0x7e},  {DTYPE_F8_E4M3, 464.5, 0x7f}, {DTYPE_F8_E4M3, 1e6, 0x7f},
-      {DTYPE_F8_E4M3, -1e6, 0xff}, {DTYPE_F8_E4M3, 1.0625, 0x38}, {DTYPE_F8_E4M3, 1.1875, 0x3a},
-      {DTYPE_F8_E4M3, 0x1p-10, 0}, {DTYPE_F8_E4M3, 0x1.8p-10, 1}, {DTYPE_F8_E4M3, 136, 0x70},
-      {DTYPE_F8_E4M3, NAN, 0x7f},  {DTYPE_F8_E5M2, 61440, 0x7c},  {DTYPE_F8_E5M2, 1e6, 0x7c},
+      {DTYPE_F8_E4M3, 464, 0x7e},   {DTYPE_F8_E4M3, 464.5, 0x7f},  {DTYPE_F8_E4M3, 1e6, 0x7f},
+      {DTYPE_F8_E4M3, -1e6, 0xff},  {DTYPE_F8_E4M3, 1.0625, 0x38}, {DTYPE_F8_E4M3, 1.1875, 0x3a},
+      {DTYPE_F8_E4M3, 0x1p-10, 0},  {DTYPE_F8_E4M3, 0x1.8p-10, 1}, {DTYPE_F8_E4M3, 136, 0x70},
+      {DTYPE_F8_E4M3, NAN, 0x7f},   {DTYPE_F8_E5M2, 61440, 0x7c},  {DTYPE_F8_E5M2, 1e6, 0x7c},
       {DTYPE_F8_E5M2, 1.125, 0x3c}, {DTYPE_F8_E5M2, 0x1p-17, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     unsigned char got;
     dtype_from_f64(cases[i].t, &cases[i].x, &got, 1);
-    if (got != cases[i].code) fail_msg("%s of %g: 0x%02x, expected 0x%02x", dtype_name(cases[i].t), cases[i].x, got, cases[i].code);
+    if (got != cases[i].code)
+      fail_msg("%s of %g: 0x%02x, expected 0x%02x", dtype_name(cases[i].t), cases[i].x, got, cases[i].code);
   }
 }
 
@@ -191,8 +194,7 @@ static void refused(const extra *tensors, size_t count, const char *config_extra
   rotq_error err = {{0}};
   if (synth_write(&tiny, base, &err) != 0) fail_msg("%s", err.message);
   assert_int_equal(run_command("mkdir '%s' && cp '%s/config.json' '%s/'", dir, base, dir), 0);
-  if (config_extra)
-    assert_int_equal(run_command("sed -i 's/^{/{%s,/' '%s/config.json'", config_extra, dir), 0);
+  if (config_extra) assert_int_equal(run_command("sed -i 's/^{/{%s,/' '%s/config.json'", config_extra, dir), 0);
   st_spec specs[4];
   void *data[4];
   for (size_t i = 0; i < count; i++) {
@@ -218,7 +220,8 @@ static void malformed_layouts_refused(void **state) {
   extra no_scale[] = {{"w.weight", DTYPE_F8_E4M3, 2, {4, 8}, 0x38}};
   refused(no_scale, 1, NULL, "tensor 'w.weight' is F8_E4M3 but has no scale tensor ('w.weight_scale_inv'");
   extra bad_block[] = {{"w.weight", DTYPE_F8_E4M3, 2, {130, 8}, 0x38}, {"w.weight_scale_inv", DTYPE_F32, 2, {1, 1}, 0}};
-  refused(bad_block, 2, NULL, "tensor 'w.weight_scale_inv' is [1, 1]: for 'w.weight' [130, 8] in 128×128 blocks it must be [2, 1]");
+  refused(bad_block, 2, NULL,
+          "tensor 'w.weight_scale_inv' is [1, 1]: for 'w.weight' [130, 8] in 128×128 blocks it must be [2, 1]");
   extra small_block[] = {{"w.weight", DTYPE_F8_E4M3, 2, {4, 8}, 0x38}, {"w.weight_scale_inv", DTYPE_F32, 2, {1, 1}, 0}};
   refused(small_block, 2, "\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[2,4]}",
           "in 2×4 blocks it must be [2, 2]");
@@ -275,9 +278,9 @@ static void mxfp4_three_dimensional(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(e4m3_every_code),         cmocka_unit_test(e5m2_every_code),
-      cmocka_unit_test(e2m1_every_code),         cmocka_unit_test(e8m0_every_code),
-      cmocka_unit_test(fp8_encoders_round),      cmocka_unit_test(layouts_dequantize_exactly),
+      cmocka_unit_test(e4m3_every_code),           cmocka_unit_test(e5m2_every_code),
+      cmocka_unit_test(e2m1_every_code),           cmocka_unit_test(e8m0_every_code),
+      cmocka_unit_test(fp8_encoders_round),        cmocka_unit_test(layouts_dequantize_exactly),
       cmocka_unit_test(malformed_layouts_refused), cmocka_unit_test(mxfp4_three_dimensional),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -99,8 +99,8 @@ static void round_trip(quant_format format, const char *tag, const char *dtype_n
   if (synth_write(&llama, base, &err) != 0) fail_msg("synth: %s", err.message);
   assert_int_equal(run_command("mkdir '%s' '%s'", q, r), 0);
   if (quantize_checkpoint(base, q, r, format, &err) != 0) fail_msg("quantize: %s", err.message);
-  rotate(q, qo, dtype_name);                             /* default: bf16 for a quantized source */
-  rotate(r, ro, dtype_name ? dtype_name : "bf16");       /* the F64 twin, written in the same dtype */
+  rotate(q, qo, dtype_name);                       /* default: bf16 for a quantized source */
+  rotate(r, ro, dtype_name ? dtype_name : "bf16"); /* the F64 twin, written in the same dtype */
   same_tensors(qo, ro);
   output_is_plain(qo, torch_dtype);
   scratch_remove(scratch);
@@ -148,11 +148,56 @@ static void fp8_nan_code_refused(void **state) {
   free(scratch);
 }
 
+/* rotq synth --dtype fp8: the decoder layers' linears in E4M3 with weight_scale_inv per 128×128
+ * block, the values those of the bf16 synth within FP8's precision; it rotates and verifies. */
+static void synth_fp8_checkpoint(void **state) {
+  char *scratch = scratch_dir("q-synth");
+  char bf[4200], f8[4200], out[4200];
+  snprintf(bf, sizeof bf, "%s/bf16", scratch);
+  snprintf(f8, sizeof f8, "%s/fp8", scratch);
+  snprintf(out, sizeof out, "%s/out", scratch);
+  synth_spec spec = llama;
+  rotq_error err = {{0}};
+  if (synth_write(&spec, bf, &err) != 0) fail_msg("%s", err.message);
+  spec.dtype = DTYPE_F8_E4M3;
+  if (synth_write(&spec, f8, &err) != 0) fail_msg("%s", err.message);
+  checkpoint a, b;
+  if (checkpoint_open(bf, &a, &err) != 0 || checkpoint_open(f8, &b, &err) != 0) fail_msg("%s", err.message);
+  assert_int_equal(a.tensor_count, b.tensor_count);
+  size_t quantized = 0;
+  for (size_t i = 0; i < b.tensor_count; i++) {
+    const st_tensor *t = b.tensors[i];
+    if (!st_is_quantized(t)) {
+      assert_int_equal(t->dtype, DTYPE_BF16);
+      assert_memory_equal(t->data, a.tensors[i]->data, t->nbytes); /* the same draw, bf16 */
+      continue;
+    }
+    quantized++;
+    assert_int_equal(t->scaling, ST_SCALE_BLOCK);
+    size_t n = st_numel(t);
+    double *x = NULL, *y = NULL, diff = 0, norm = 0;
+    assert_int_equal(checkpoint_read_f64(&a, t->name, n, &x, &err), 0);
+    assert_int_equal(checkpoint_read_f64(&b, t->name, n, &y, &err), 0);
+    for (size_t k = 0; k < n; k++) diff += (x[k] - y[k]) * (x[k] - y[k]), norm += x[k] * x[k];
+    assert_true(diff > 0 && diff < 0.05 * 0.05 * norm); /* E4M3 keeps 4 significant bits */
+    free(x);
+    free(y);
+  }
+  assert_int_equal(quantized, 7 * 2);
+  checkpoint_close(&a);
+  checkpoint_close(&b);
+  rotate(f8, out, NULL);
+  output_is_plain(out, "bfloat16");
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(fp8_block_round_trip),       cmocka_unit_test(fp8_block_round_trip_f32),
-      cmocka_unit_test(fp8_channel_round_trip),     cmocka_unit_test(fp8_tensor_e5m2_round_trip),
-      cmocka_unit_test(mxfp4_round_trip),           cmocka_unit_test(fp8_nan_code_refused),
+      cmocka_unit_test(fp8_block_round_trip),   cmocka_unit_test(fp8_block_round_trip_f32),
+      cmocka_unit_test(fp8_channel_round_trip), cmocka_unit_test(fp8_tensor_e5m2_round_trip),
+      cmocka_unit_test(mxfp4_round_trip),       cmocka_unit_test(fp8_nan_code_refused),
+      cmocka_unit_test(synth_fp8_checkpoint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,8 +88,7 @@ static double amax(const double *w, size_t n, size_t stride, size_t rows) {
 }
 
 /* Quantizes weight `name` [R, C] (values w) into o; deq gets the dequantized values. */
-static void quantize(out_list *o, const char *name, size_t R, size_t C, const double *w, double *deq,
-                     quant_format f) {
+static void quantize(out_list *o, const char *name, size_t R, size_t C, const double *w, double *deq, quant_format f) {
   char scale_name[600];
   int64_t shape[3] = {(int64_t)R, (int64_t)C, 0};
   if (f == QUANT_MXFP4) {
