@@ -40,6 +40,9 @@ double fp8_e4m3_value(unsigned char code);
 double fp8_e5m2_value(unsigned char code);
 double fp4_e2m1_value(unsigned code);
 double e8m0_value(unsigned char code);
+/* dst[i] = value(src[i]) × scale for n FP8 codes of type t (F8_E4M3 or F8_E5M2): one rounding,
+ * none when the product is exact (a float32 scale, or a power of two, with a code: always). */
+void fp8_to_f64_scaled(dtype t, const unsigned char *src, double scale, double *dst, size_t n);
 
 /* n elements of type t at src → double/float at dst (exact for every source type; F8 codes are
  * their unscaled values, U8 the integers, F4_E2M1 the unscaled nibbles from element 0 of src). */

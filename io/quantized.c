@@ -44,6 +44,17 @@ static void codes(const st_tensor *t, size_t idx, size_t n, double *dst) {
   if (k < n) dtype_to_f64(DTYPE_F4_E2M1, p + (idx + k) / 2, dst + k, n - k);
 }
 
+/* n values of t from element idx, all under the scale s: code × s, exact (at most 4 × 24
+ * significant bits). */
+static void scaled_codes(const st_tensor *t, size_t idx, size_t n, double s, double *dst) {
+  if (t->dtype == DTYPE_F4_E2M1) {
+    codes(t, idx, n, dst);
+    for (size_t j = 0; j < n; j++) dst[j] *= s;
+    return;
+  }
+  fp8_to_f64_scaled(t->dtype, (const unsigned char *)t->data + idx, s, dst, n);
+}
+
 void st_to_f64(const st_tensor *t, size_t first, size_t n, double *dst) {
   if (t->scaling == ST_SCALE_NONE) {
     dtype_to_f64(t->dtype, st_address(t, first), dst, n);
@@ -71,9 +82,7 @@ void st_to_f64(const st_tensor *t, size_t first, size_t n, double *dst) {
     default: break; /* per tensor: one scale */
     }
     if (run > n - i) run = n - i;
-    double s = scale_at(t, t->scale, k);
-    codes(t, idx, run, dst + i);
-    for (size_t j = i; j < i + run; j++) dst[j] *= s; /* exact: at most 4 × 24 significant bits */
+    scaled_codes(t, idx, run, scale_at(t, t->scale, k), dst + i);
     i += run;
   }
 }

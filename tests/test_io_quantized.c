@@ -60,6 +60,29 @@ static void e4m3_every_code(void **state) {
   assert_int_equal(first_non_finite(DTYPE_F8_E4M3, codes, 256), 0x7f);
 }
 
+/* The scaled path (a tensor read through its scale) gives every code's value times the scale. */
+static void scaled_every_code(void **state) {
+  unsigned char codes[256];
+  for (unsigned c = 0; c < 256; c++) codes[c] = (unsigned char)c;
+  const float scales[] = {1.0f, 0.1f, 3e-5f};
+  for (int f = 0; f < 2; f++)
+    for (size_t k = 0; k < 3; k++) {
+      dtype t = f ? DTYPE_F8_E5M2 : DTYPE_F8_E4M3;
+      st_tensor scale = {.name = "s", .dtype = DTYPE_F32, .ndim = 1, .shape = {1}, .data = &scales[k]};
+      st_tensor q = {.name = "q",
+                     .dtype = t,
+                     .ndim = 2,
+                     .shape = {4, 64},
+                     .data = codes,
+                     .scaling = ST_SCALE_TENSOR,
+                     .scale = &scale};
+      double got[256];
+      st_to_f64(&q, 0, 256, got);
+      for (unsigned c = 0; c < 256; c++)
+        same_value(got[c], (f ? fp8_e5m2_value((unsigned char)c) : fp8_e4m3_value((unsigned char)c)) * scales[k], c);
+    }
+}
+
 static void e5m2_every_code(void **state) {
   unsigned char codes[256];
   double bulk[256];
@@ -278,10 +301,15 @@ static void mxfp4_three_dimensional(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(e4m3_every_code),           cmocka_unit_test(e5m2_every_code),
-      cmocka_unit_test(e2m1_every_code),           cmocka_unit_test(e8m0_every_code),
-      cmocka_unit_test(fp8_encoders_round),        cmocka_unit_test(layouts_dequantize_exactly),
-      cmocka_unit_test(malformed_layouts_refused), cmocka_unit_test(mxfp4_three_dimensional),
+      cmocka_unit_test(e4m3_every_code),
+      cmocka_unit_test(e5m2_every_code),
+      cmocka_unit_test(e2m1_every_code),
+      cmocka_unit_test(e8m0_every_code),
+      cmocka_unit_test(scaled_every_code),
+      cmocka_unit_test(fp8_encoders_round),
+      cmocka_unit_test(layouts_dequantize_exactly),
+      cmocka_unit_test(malformed_layouts_refused),
+      cmocka_unit_test(mxfp4_three_dimensional),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
