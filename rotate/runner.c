@@ -276,8 +276,11 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (processor_init(&p, ck, adapter, config, o->seed, o->threads, err) < 0)
     return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
-  if (o->dtype && !(p.context.has_out_dtype = true, output_dtype_parse(o->dtype, &p.context.out_dtype)))
-    rc = rotq_fail(err, "options: dtype '%s': bf16, f16, f32 or f64 are written", o->dtype);
+  if (o->dtype) { /* before anything plans an output tensor */
+    p.context.has_out_dtype = true;
+    if (!output_dtype_parse(o->dtype, &p.context.out_dtype))
+      rc = rotq_fail(err, "options: dtype '%s': bf16, f16, f32 or f64 are written", o->dtype);
+  }
   if (rc == 0 && (config->online || o->online)) rc = online_pre_run(&p, o->online_for, o->seed, err);
   st_writer *writer = rc == 0 ? open_writer(&p, out->temp_path, o->max_shard_bytes, err) : NULL;
   if (!writer) rc = -1;
