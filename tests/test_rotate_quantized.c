@@ -192,12 +192,32 @@ static void synth_fp8_checkpoint(void **state) {
   free(scratch);
 }
 
+/* The library refuses an output dtype it cannot write, before writing anything. */
+static void unknown_output_dtype_refused(void **state) {
+  char *scratch = scratch_dir("q-dtype");
+  char in[4200], out[4200];
+  snprintf(in, sizeof in, "%s/in", scratch);
+  snprintf(out, sizeof out, "%s/out", scratch);
+  rotq_error err = {{0}};
+  if (synth_write(&llama, in, &err) != 0) fail_msg("%s", err.message);
+  rotq_rotate_options o = rotq_rotate_default_options();
+  o.model_dir = in;
+  o.output_dir = out;
+  o.quiet = 1;
+  o.dtype = "fp8";
+  assert_int_equal(rotq_rotate(&o, &err), -1);
+  assert_non_null(strstr(err.message, "dtype 'fp8': bf16, f16, f32 or f64 are written"));
+  assert_int_not_equal(access(out, F_OK), 0);
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fp8_block_round_trip),   cmocka_unit_test(fp8_block_round_trip_f32),
       cmocka_unit_test(fp8_channel_round_trip), cmocka_unit_test(fp8_tensor_e5m2_round_trip),
       cmocka_unit_test(mxfp4_round_trip),       cmocka_unit_test(fp8_nan_code_refused),
-      cmocka_unit_test(synth_fp8_checkpoint),
+      cmocka_unit_test(synth_fp8_checkpoint),   cmocka_unit_test(unknown_output_dtype_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
