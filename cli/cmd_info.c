@@ -36,7 +36,7 @@ int cmd_info(int argc, char **argv) {
     return 1;
   }
   const model_config *c = &ck.config;
-  size_t per_dtype[DTYPE_BF16 + 1] = {0};
+  size_t per_dtype[DTYPE_COUNT] = {0};
   unsigned long long parameters = 0;
   for (size_t i = 0; i < ck.tensor_count; i++) {
     per_dtype[ck.tensors[i]->dtype]++;
@@ -53,7 +53,7 @@ int cmd_info(int argc, char **argv) {
   printf("vocab_size           %d\n", c->vocab_size);
   printf("tie_word_embeddings  %s\n", c->tie_word_embeddings ? "true" : "false");
   printf("dtypes              ");
-  for (int t = 0; t <= DTYPE_BF16; t++)
+  for (int t = 0; t < DTYPE_COUNT; t++)
     if (per_dtype[t]) printf(" %s (%zu tensors)", dtype_name((dtype)t), per_dtype[t]);
   printf("\n");
   printf("tensors              %zu\n", ck.tensor_count);

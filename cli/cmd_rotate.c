@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/args.h"
@@ -33,6 +34,8 @@ static const char *help =
     "  --online           also apply the online rotations (R4 on down_proj, heads rotation on o_proj, R3)\n"
     "  --online-for vllm  make the online R4 the normalized Sylvester blocks vLLM applies\n"
     "  --max-shard-size B maximum shard size in bytes (default 5000000000, like HF)\n"
+    "  --dtype T          write every tensor as bf16, f16, f32 or f64 (default: each tensor its own\n"
+    "                     dtype; quantized tensors bf16)\n"
     "  --verify           also run the whole-model check (the reference forward pass on the original\n"
     "                     and the output, logits compared) whatever the model's size (default: for\n"
     "                     models up to 50M parameters)\n"
@@ -40,6 +43,10 @@ static const char *help =
     "  --force            replace an existing output directory that is a checkpoint or an earlier\n"
     "                     rotq output (never a file, device, FIFO, link or other directory)\n"
     "  --quiet            no progress line, warnings or summary on stderr\n\n"
+    "Quantized sources are read as their exact values: FP8 (F8_E4M3/F8_E5M2) with weight_scale_inv\n"
+    "per block (DeepSeek-V3/R1, Qwen3-FP8) or compressed-tensors weight_scale per channel or per\n"
+    "tensor (input_scale dropped), and MXFP4 P_blocks/P_scales pairs (written as P). The output is a\n"
+    "float checkpoint: no scale tensors, no quantization_config, torch_dtype the dtype written.\n\n"
     "environment: ROTQ_TIMING=1 prints where the time went (read, compute, convert, write).\n";
 
 /* What the library asks to tell the user (a replaced output, skipped files): always shown. */
@@ -66,7 +73,7 @@ static void print_progress(const rotq_progress *p, void *context) {
 }
 
 int cmd_rotate(int argc, char **argv) {
-  const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL;
+  const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL, *dtype = NULL;
   uint64_t seed = 0;
   long threads = 0, max_shard = 0;
   bool online = false, verify = false, no_verify = false, force = false, quiet = false;
@@ -79,6 +86,7 @@ int cmd_rotate(int argc, char **argv) {
       {"online", ARG_FLAG, &online},
       {"online-for", ARG_STRING, &online_for},
       {"max-shard-size", ARG_LONG, &max_shard},
+      {"dtype", ARG_STRING, &dtype},
       {"verify", ARG_FLAG, &verify},
       {"no-verify", ARG_FLAG, &no_verify},
       {"force", ARG_FLAG, &force},
@@ -98,6 +106,11 @@ int cmd_rotate(int argc, char **argv) {
     fprintf(stderr, "rotq rotate: --online-for takes 'vllm', not '%s'\n", online_for);
     return 2;
   }
+  if (dtype && strcasecmp(dtype, "bf16") != 0 && strcasecmp(dtype, "f16") != 0 && strcasecmp(dtype, "f32") != 0 &&
+      strcasecmp(dtype, "f64") != 0) {
+    fprintf(stderr, "rotq rotate: --dtype takes bf16, f16, f32 or f64, not '%s'\n", dtype);
+    return 2;
+  }
   if (threads < 0 || max_shard < 0 || (verify && no_verify)) {
     fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
     return 2;
@@ -110,6 +123,7 @@ int cmd_rotate(int argc, char **argv) {
   o.threads = (int)threads;
   o.online = online || online_for;
   o.online_for = online_for;
+  o.dtype = dtype;
   o.force = force;
   if (verify) o.verify = ROTQ_VERIFY_ALL;
   if (no_verify) o.verify = ROTQ_VERIFY_OFF;

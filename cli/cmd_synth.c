@@ -22,7 +22,9 @@ static const char *help_head =
     "options:\n"
     "  --shape NAME       one of the shapes below\n"
     "  --output DIR       output directory (created; must not already hold a config.json)\n"
-    "  --dtype T          bf16 (default), f16, f32 or f64\n"
+    "  --dtype T          bf16 (default), f16, f32, f64, or fp8: the decoder layers' linear weights\n"
+    "                     in F8_E4M3 with a weight_scale_inv per 128×128 block (DeepSeek-V3's layout,\n"
+    "                     quantization_config quant_method fp8), the other tensors bf16 (dense families)\n"
     "  --layers N         number of decoder layers instead of the model's\n"
     "  --seed S           seed of the values (default 0)\n"
     "  --outliers         a model with massive activations and trained-like structure, on which\n"
@@ -100,8 +102,8 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "rotq synth: unknown shape '%s' (see rotq synth --help)\n", shape);
     return 2;
   }
-  if (strcmp(type, "bf16") && strcmp(type, "f16") && strcmp(type, "f32") && strcmp(type, "f64")) {
-    fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32 or f64, not '%s'\n", type);
+  if (synth_dtype_parse(type, &spec.dtype) < 0) {
+    fprintf(stderr, "rotq synth: --dtype takes bf16, f16, f32, f64 or fp8, not '%s'\n", type);
     return 2;
   }
   if (layers < 0 || layers > 100000 || seed < 0 || max_shard < 0 || outlier_scale < 0 || logit_scale < 0 ||

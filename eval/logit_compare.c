@@ -33,10 +33,10 @@ double logit_tolerance(dtype t) {
 
 /* The dtype of most of the checkpoint's parameters. */
 static dtype main_dtype(const checkpoint *ck) {
-  size_t count[4] = {0};
+  size_t count[DTYPE_COUNT] = {0};
   for (size_t i = 0; i < ck->tensor_count; i++) count[ck->tensors[i]->dtype] += st_numel(ck->tensors[i]);
   int best = 0;
-  for (int t = 1; t < 4; t++)
+  for (int t = 1; t < DTYPE_COUNT; t++)
     if (count[t] > count[best]) best = t;
   return (dtype)best;
 }

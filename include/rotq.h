@@ -103,6 +103,9 @@ typedef struct rotq_rotate_options {
    * here (the CLI does). */
   int (*cancel)(void *context);
   void *cancel_context;
+  /* "bf16", "f16", "f32" or "f64": every tensor is written so; NULL = each keeps its own dtype and
+   * quantized (FP8, MXFP4) tensors are written as bf16. */
+  const char *dtype;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
@@ -253,7 +256,7 @@ ROTQ_API int rotq_report(const rotq_report_options *options, rotq_report_result 
 typedef struct rotq_synth_options {
   const char *shape;      /* shape name, e.g. "llama-3.2-1b" */
   const char *output_dir; /* written (created) */
-  const char *dtype;      /* NULL/"bf16", "f16", "f32", "f64" */
+  const char *dtype;      /* NULL/"bf16", "f16", "f32", "f64", "fp8" (linear weights FP8 E4M3, 128×128 block scales) */
   int layers;             /* 0 = the shape's */
   uint64_t seed;
   size_t max_shard_bytes; /* 0 = 5 GB */

@@ -271,6 +271,19 @@ static int check_config_sizes(checkpoint *ck, rotq_error *err) {
   return 0;
 }
 
+/* ck->tensors: the located tensors with the quantized ones paired with their scales. */
+static int pair_quantized(checkpoint *ck, const located *all, rotq_error *err) {
+  const st_tensor **stored = malloc((ck->tensor_count ? ck->tensor_count : 1) * sizeof *stored);
+  if (!stored) return rotq_fail(err, "%s: out of memory", ck->dir);
+  for (size_t i = 0; i < ck->tensor_count; i++) stored[i] = all[i].tensor;
+  size_t shown = 0;
+  int status = quantized_pair(ck->dir, ck->config.json, stored, ck->tensor_count, &ck->quantized, &ck->quantized_count,
+                              &ck->tensors, &shown, err);
+  free(stored);
+  if (status == 0) ck->tensor_count = shown;
+  return status;
+}
+
 int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err) {
   memset(ck, 0, sizeof *ck);
   ck->dir = strdup(dir);
@@ -282,13 +295,8 @@ int checkpoint_open(const char *dir, checkpoint *ck, rotq_error *err) {
   if (!index_path || model_config_load(config_path, &ck->config, err) != 0) goto done;
   status = is_regular_file(index_path) ? open_indexed(ck, index_path, &all, err) : open_unindexed(ck, &all, err);
   if (status != 0) goto done;
-  ck->tensors = malloc((ck->tensor_count ? ck->tensor_count : 1) * sizeof *ck->tensors);
-  if (!ck->tensors) {
-    status = rotq_fail(err, "%s: out of memory", dir);
-    goto done;
-  }
-  for (size_t i = 0; i < ck->tensor_count; i++) ck->tensors[i] = all[i].tensor;
-  status = check_config_sizes(ck, err);
+  status = pair_quantized(ck, all, err);
+  if (status == 0) status = check_config_sizes(ck, err);
 done:
   free(all);
   free(config_path);
@@ -301,6 +309,7 @@ void checkpoint_close(checkpoint *ck) {
   for (size_t i = 0; i < ck->shard_count; i++) st_close(&ck->shards[i]);
   free(ck->shards);
   free(ck->tensors);
+  quantized_free(ck->quantized, ck->quantized_count);
   model_config_free(&ck->config);
   free(ck->dir);
   memset(ck, 0, sizeof *ck);
@@ -355,7 +364,7 @@ int checkpoint_read_f64(const checkpoint *ck, const char *name, size_t expected_
   size_t n = st_numel(t);
   *out = malloc((n ? n : 1) * sizeof **out);
   if (!*out) return rotq_fail(err, "%s: tensor '%s': out of memory for %zu doubles", ck->dir, name, n);
-  dtype_to_f64(t->dtype, t->data, *out, n);
+  st_to_f64(t, 0, n, *out);
   return 0;
 }
 
@@ -365,7 +374,7 @@ int checkpoint_read_f32(const checkpoint *ck, const char *name, size_t expected_
   size_t n = st_numel(t);
   *out = malloc((n ? n : 1) * sizeof **out);
   if (!*out) return rotq_fail(err, "%s: tensor '%s': out of memory for %zu floats", ck->dir, name, n);
-  dtype_to_f32(t->dtype, t->data, *out, n);
+  st_to_f32(t, 0, n, *out);
   return 0;
 }
 

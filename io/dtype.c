@@ -5,6 +5,8 @@
  * loaded and stored with memcpy, which compilers turn into a plain move. */
 #include "io/dtype.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -12,23 +14,86 @@ static const struct {
   const char *name;
   size_t size;
 } dtype_info[] = {
-    [DTYPE_F64] = {"F64", 8},
-    [DTYPE_F32] = {"F32", 4},
-    [DTYPE_F16] = {"F16", 2},
-    [DTYPE_BF16] = {"BF16", 2},
+    [DTYPE_F64] = {"F64", 8},   [DTYPE_F32] = {"F32", 4},         [DTYPE_F16] = {"F16", 2},
+    [DTYPE_BF16] = {"BF16", 2}, [DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [DTYPE_F8_E5M2] = {"F8_E5M2", 1},
+    [DTYPE_U8] = {"U8", 1},     [DTYPE_F4_E2M1] = {"F4_E2M1", 1},
 };
 
 size_t dtype_size(dtype t) { return dtype_info[t].size; }
 
+size_t dtype_bytes(dtype t, size_t first, size_t n) {
+  if (t == DTYPE_F4_E2M1) return (first + n + 1) / 2 - first / 2;
+  return n * dtype_info[t].size;
+}
+
 const char *dtype_name(dtype t) { return dtype_info[t].name; }
 
 int dtype_parse(const char *name, dtype *t) {
-  for (size_t i = 0; i < sizeof dtype_info / sizeof dtype_info[0]; i++)
+  for (size_t i = 0; i < DTYPE_F4_E2M1; i++)
     if (strcmp(name, dtype_info[i].name) == 0) {
       *t = (dtype)i;
       return 0;
     }
   return -1;
+}
+
+int dtype_is_float(dtype t) { return t == DTYPE_F64 || t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16; }
+
+/* ---- the codes of the quantized formats --------------------------------------------------- */
+
+/* (1 + m / 2^mantissa_bits) · 2^(e − bias) for a normal code, m / 2^mantissa_bits · 2^(1 − bias)
+ * for a subnormal one (e == 0), with the sign: every such value is exact in a double. */
+static double minifloat(unsigned sign, unsigned e, unsigned m, int mantissa_bits, int bias) {
+  double magnitude = e == 0 ? ldexp((double)m, 1 - bias - mantissa_bits)
+                            : ldexp((double)((1u << mantissa_bits) + m), (int)e - bias - mantissa_bits);
+  return sign ? -magnitude : magnitude;
+}
+
+double fp8_e4m3_value(unsigned char code) {
+  unsigned sign = code >> 7, e = (code >> 3) & 15, m = code & 7;
+  if (e == 15 && m == 7) return sign ? -NAN : NAN; /* the only NaNs; E4M3 has no infinity */
+  return minifloat(sign, e, m, 3, 7);
+}
+
+double fp8_e5m2_value(unsigned char code) {
+  unsigned sign = code >> 7, e = (code >> 2) & 31, m = code & 3;
+  if (e == 31) return m ? (sign ? -NAN : NAN) : (sign ? -INFINITY : INFINITY);
+  return minifloat(sign, e, m, 2, 15);
+}
+
+double fp4_e2m1_value(unsigned code) { return minifloat((code >> 3) & 1, (code >> 1) & 3, code & 1, 1, 1); }
+
+double e8m0_value(unsigned char code) { return code == 0xff ? NAN : ldexp(1.0, (int)code - 127); }
+
+/* Every code's value, built once. */
+static double e4m3_table[256], e5m2_table[256], e2m1_table[16];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void build_tables(void) {
+  for (unsigned c = 0; c < 256; c++) {
+    e4m3_table[c] = fp8_e4m3_value((unsigned char)c);
+    e5m2_table[c] = fp8_e5m2_value((unsigned char)c);
+  }
+  for (unsigned c = 0; c < 16; c++) e2m1_table[c] = fp4_e2m1_value(c);
+}
+
+/* n codes of a table's format → doubles. */
+static void codes_to_doubles(const double *table, const unsigned char *src, double *dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = table[src[i]];
+}
+
+/* n packed E2M1 values (element 0 the low nibble of src[0]) → doubles. */
+static void nibbles_to_doubles(const unsigned char *src, double *dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = e2m1_table[(src[i / 2] >> (4 * (i & 1))) & 15];
+}
+
+/* Decodes the quantized types (F8, U8, F4) to doubles. */
+static void quantized_to_f64(dtype t, const unsigned char *p, double *dst, size_t n) {
+  pthread_once(&tables_once, build_tables);
+  if (t == DTYPE_F8_E4M3) codes_to_doubles(e4m3_table, p, dst, n);
+  if (t == DTYPE_F8_E5M2) codes_to_doubles(e5m2_table, p, dst, n);
+  if (t == DTYPE_F4_E2M1) nibbles_to_doubles(p, dst, n);
+  for (size_t i = 0; t == DTYPE_U8 && i < n; i++) dst[i] = p[i];
 }
 
 static inline float float_from_bits(uint32_t bits) {
@@ -90,6 +155,34 @@ static inline uint16_t narrow_double(double x, int exponent_bits, int mantissa_b
 }
 
 static inline uint16_t double_to_half(double x) { return narrow_double(x, 5, 10); }
+
+/* double → E4M3 ("fn"): narrow_double would take exponent field 15 for infinity, but E4M3 uses it
+ * for normal numbers (all but mantissa 7), so from 128 on x/2 (exact) is rounded one binade down
+ * and the exponent field raised by one; a result that reaches 0x7F (480) or beyond is NaN. */
+static unsigned char double_to_e4m3(double x) {
+  unsigned char sign = signbit(x) ? 0x80 : 0;
+  if (isnan(x)) return sign | 0x7f;
+  if (fabs(x) < 128) return (unsigned char)narrow_double(x, 4, 3);
+  unsigned magnitude = narrow_double(x / 2, 4, 3) & 0x7f;
+  if (magnitude >= 0x78) return sign | 0x7f; /* x/2 reached E4M3's "infinity": far beyond 448 */
+  magnitude += 0x08;
+  return sign | (unsigned char)(magnitude > 0x7f ? 0x7f : magnitude);
+}
+
+static unsigned char double_to_u8(double x) {
+  if (!(x > 0)) return 0; /* also NaN */
+  return x >= 255 ? 255 : (unsigned char)nearbyint(x);
+}
+
+/* Encodes doubles as a quantized type (F4_E2M1 is never written: left as zeros). */
+static void quantized_from_f64(dtype t, const double *src, unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (t == DTYPE_F8_E4M3) p[i] = double_to_e4m3(src[i]);
+    if (t == DTYPE_F8_E5M2) p[i] = (unsigned char)narrow_double(src[i], 5, 2);
+    if (t == DTYPE_U8) p[i] = double_to_u8(src[i]);
+  }
+  if (t == DTYPE_F4_E2M1) memset(p, 0, (n + 1) / 2);
+}
 
 /* float → bfloat16 in float bits: add just under half an ulp (plus the kept bit, for ties to
  * even) and truncate; the carry handles binade changes and overflow to inf. */
@@ -164,6 +257,13 @@ VECTOR_CLONES static void doubles_to_half(const double *src, unsigned char *dst,
   narrow_doubles(src, dst, n, 5, 10);
 }
 
+void fp8_to_f64_scaled(dtype t, const unsigned char *src, double scale, double *dst, size_t n) {
+  pthread_once(&tables_once, build_tables);
+  const double *table = t == DTYPE_F8_E5M2 ? e5m2_table : e4m3_table;
+  double *restrict out = dst;
+  for (size_t i = 0; i < n; i++) out[i] = table[src[i]] * scale; /* a table beat bit arithmetic 2:1 */
+}
+
 /* How far ahead of a conversion its source is prefetched: the source is usually a file mapping,
  * read once, whose next page the hardware prefetcher does not fetch in time (3× faster with it). */
 #define PREFETCH_BYTES 1024
@@ -230,6 +330,7 @@ void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
     }
     break;
   case DTYPE_BF16: bfloat16_to_doubles(p, dst, n); break;
+  default: quantized_to_f64(t, p, dst, n); break;
   }
 }
 
@@ -258,6 +359,16 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
       dst[i] = bfloat16_to_float(b);
     }
     break;
+  default: /* quantized codes: exact as doubles; every F8/U8/F4 value is exact in a float too */
+    for (size_t i = 0; i < n; i++) {
+      double d;
+      if (t == DTYPE_F4_E2M1)
+        d = fp4_e2m1_value((p[i / 2] >> (4 * (i & 1))) & 15);
+      else
+        quantized_to_f64(t, p + i, &d, 1);
+      dst[i] = (float)d;
+    }
+    break;
   }
 }
 
@@ -273,6 +384,7 @@ void dtype_from_f64(dtype t, const double *src, void *dst, size_t n) {
     break;
   case DTYPE_F16: doubles_to_half(src, p, n); break;
   case DTYPE_BF16: doubles_to_bfloat16(src, p, n); break;
+  default: quantized_from_f64(t, src, p, n); break;
   }
 }
 
@@ -297,6 +409,13 @@ void dtype_from_f32(dtype t, const float *src, void *dst, size_t n) {
       uint16_t b = float_to_bfloat16(src[i]);
       memcpy(p + 2 * i, &b, 2);
     }
+    break;
+  default:
+    for (size_t i = 0; t != DTYPE_F4_E2M1 && i < n; i++) {
+      double d = src[i];
+      quantized_from_f64(t, &d, p + i, 1);
+    }
+    if (t == DTYPE_F4_E2M1) memset(p, 0, (n + 1) / 2);
     break;
   }
 }

@@ -5,19 +5,55 @@
 
 #include <stddef.h>
 
-typedef enum dtype { DTYPE_F64, DTYPE_F32, DTYPE_F16, DTYPE_BF16 } dtype;
+/* The float types rotq reads and writes, then the storage types of quantized checkpoints, which it
+ * only reads: FP8 (E4M3 as OCP's "fn" variant: no infinities, 0x7F/0xFF NaN, largest 448; E5M2
+ * IEEE-like: 0x7C/0xFC ±inf, 0x7D-0x7F/0xFD-0xFF NaN), U8 (MXFP4 blocks and E8M0 scales, decoded
+ * by io/checkpoint.c), and F4_E2M1, the packed MXFP4 values of a checkpoint's decoded tensor (two
+ * a byte, low nibble first; never in a file's header). */
+typedef enum dtype {
+  DTYPE_F64,
+  DTYPE_F32,
+  DTYPE_F16,
+  DTYPE_BF16,
+  DTYPE_F8_E4M3,
+  DTYPE_F8_E5M2,
+  DTYPE_U8,
+  DTYPE_F4_E2M1,
+  DTYPE_COUNT
+} dtype;
 
-size_t dtype_size(dtype t);                  /* bytes per element */
-const char *dtype_name(dtype t);             /* safetensors name: "F64", "F32", "F16", "BF16" */
-int dtype_parse(const char *name, dtype *t); /* 0 if name is one of the above, else -1 */
+/* Bytes per element (F4_E2M1: 1, but two elements share a byte: see dtype_bytes). */
+size_t dtype_size(dtype t);
+/* Bytes of n elements starting at element `first` counted from the start of the data, rounded
+ * out to whole bytes (the offset of element `first` is dtype_bytes(t, 0, first)). */
+size_t dtype_bytes(dtype t, size_t first, size_t n);
+const char *dtype_name(dtype t); /* safetensors name: "F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "U8" */
+/* 0 if name is one of the above (F4_E2M1 excepted: it is no safetensors dtype rotq accepts), else -1. */
+int dtype_parse(const char *name, dtype *t);
+/* Can rotq write tensors of type t (F64, F32, F16, BF16)? */
+int dtype_is_float(dtype t);
 
-/* n elements of type t at src → double/float at dst (exact for every source type). */
+/* The values of single codes, exactly (the tables every conversion below uses; tests compare them
+ * with an independent formula): FP8 E4M3 and E5M2 bytes, FP4 E2M1 nibbles (0..15), and E8M0 scale
+ * bytes (2^(s − 127); 0xFF is NaN). */
+double fp8_e4m3_value(unsigned char code);
+double fp8_e5m2_value(unsigned char code);
+double fp4_e2m1_value(unsigned code);
+double e8m0_value(unsigned char code);
+/* dst[i] = value(src[i]) × scale for n FP8 codes of type t (F8_E4M3 or F8_E5M2): one rounding,
+ * none when the product is exact (a float32 scale, or a power of two, with a code: always). */
+void fp8_to_f64_scaled(dtype t, const unsigned char *src, double scale, double *dst, size_t n);
+
+/* n elements of type t at src → double/float at dst (exact for every source type; F8 codes are
+ * their unscaled values, U8 the integers, F4_E2M1 the unscaled nibbles from element 0 of src). */
 void dtype_to_f64(dtype t, const void *src, double *dst, size_t n);
 void dtype_to_f32(dtype t, const void *src, float *dst, size_t n); /* F64 → F32 rounds (RNE) */
 /* dtype_to_f64, then each element multiplied by scale[i] (one rounding: the conversion is exact);
  * for rows of up to a few thousand elements, which stay in the L1 cache in between. */
 void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n);
-/* n doubles/floats → type t at dst, one rounding (RNE). */
+/* n doubles/floats → type t at dst, one rounding (RNE). F8_E4M3: beyond ±448 (once rounded) NaN,
+ * as the format has no infinity; F8_E5M2 overflows to ±inf; U8: rounded and clamped to 0..255
+ * (NaN → 0); F4_E2M1: not written (rotq never writes packed FP4). */
 void dtype_from_f64(dtype t, const double *src, void *dst, size_t n);
 void dtype_from_f32(dtype t, const float *src, void *dst, size_t n);
 

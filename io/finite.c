@@ -58,12 +58,23 @@ static size_t scan64(const void *data, size_t n) {
   return n;
 }
 
+/* The first of n bytes with (byte & mask) == value. */
+static size_t scan8(const void *data, size_t n, unsigned char mask, unsigned char value) {
+  const unsigned char *bytes = data;
+  for (size_t i = 0; i < n; i++)
+    if ((bytes[i] & mask) == value) return i;
+  return n;
+}
+
 size_t first_non_finite(dtype t, const void *data, size_t n) {
   switch (t) {
   case DTYPE_F64: return scan64(data, n);
   case DTYPE_F32: return scan32(data, n);
   case DTYPE_F16: return scan16(data, n, 0x7c00);
   case DTYPE_BF16: return scan16(data, n, 0x7f80);
+  case DTYPE_F8_E4M3: return scan8(data, n, 0x7f, 0x7f); /* NaN: 0x7F, 0xFF */
+  case DTYPE_F8_E5M2: return scan8(data, n, 0x7c, 0x7c); /* ±inf, NaN: exponent all ones */
+  default: break;                                        /* U8, FP4 codes: always finite */
   }
   return n;
 }

@@ -17,13 +17,26 @@
  * a name plus the suffixes it derives from it; real names are under 100 bytes. */
 #define ST_NAME_MAX 200
 
+/* How a quantized tensor's codes are scaled into its values (io/quantized.h: a checkpoint pairs
+ * its quantized tensors with their scale tensors; st_open leaves every tensor ST_SCALE_NONE). */
+typedef enum st_scaling {
+  ST_SCALE_NONE,    /* the elements are the values */
+  ST_SCALE_BLOCK,   /* FP8 code × scale[r / block_rows][c / block_cols] (weight_scale_inv) */
+  ST_SCALE_CHANNEL, /* FP8 code × scale[r] (compressed-tensors, per output channel) */
+  ST_SCALE_TENSOR,  /* FP8 code × scale[0] (compressed-tensors, per tensor) */
+  ST_SCALE_MXFP4,   /* E2M1 code × 2^(scale[i / 32] − 127) (E8M0), i the flat index */
+} st_scaling;
+
 typedef struct st_tensor {
   char *name;
   dtype dtype;
   int ndim;
   int64_t shape[ST_MAX_DIMS];
-  size_t nbytes;    /* shape product × dtype_size */
+  size_t nbytes;    /* the bytes of data: shape product × dtype_size (F4_E2M1: half of it) */
   const void *data; /* inside the read-only mapping; may be unaligned for F64/F32 */
+  st_scaling scaling;
+  const struct st_tensor *scale; /* the scale tensor (scaling != ST_SCALE_NONE), else NULL */
+  size_t block_rows, block_cols; /* ST_SCALE_BLOCK */
 } st_tensor;
 
 typedef struct st_file {

@@ -131,7 +131,7 @@ static int check_targets(quarot_processor *p, online_group *g, const char *relat
                        "(use --online without --online-for vllm)",
                        p->ck->dir, bias);
     if (first) { /* "<module>.<group>_input.weight" */
-      g->tensor_dtype = t->dtype;
+      g->tensor_dtype = transform_output_dtype(&p->context, t);
       snprintf(g->tensor, sizeof g->tensor, "%.*s.%s_input.weight", module_len, c->name, g->name);
       first = false;
     }
@@ -319,7 +319,7 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
     size_t count;
     const rotate_command *o = layer_target(p, attention_layer, p->adapter->o_proj, &count);
     if (!o) return rotq_fail(err, "%s: online R3: no o_proj in layer %d", p->ck->dir, attention_layer);
-    g->tensor_dtype = checkpoint_find(p->ck, o->source)->dtype;
+    g->tensor_dtype = transform_output_dtype(&p->context, checkpoint_find(p->ck, o->source));
   }
   return 0;
 }
@@ -364,7 +364,8 @@ int online_plan(quarot_processor *p, const char *online_for, uint64_t seed, rotq
   if (make_rotations(p, online_for, seed, err) < 0) return -1;
   for (int layer = 0; layer < p->online->num_layers; layer++)
     if (attach_layer(p, layer, err) < 0) return -1;
-  if (cJSON_GetObjectItemCaseSensitive(p->ck->config.json, "quantization_config"))
+  /* a quantized source's quantization_config is dropped with its scales (its weights are dequantized) */
+  if (!p->ck->quantized_count && cJSON_GetObjectItemCaseSensitive(p->ck->config.json, "quantization_config"))
     return rotq_fail(err, "%s: the input already has a quantization_config; online rotations export their own",
                      p->ck->config.path);
   return 0;

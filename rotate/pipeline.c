@@ -280,7 +280,8 @@ static void fail(batch *b, const rotq_error *err) {
 
 /* The job's whole-tensor output buffer, taken by the first of its pieces. */
 static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
-  size_t size = j->plan.source->nbytes ? j->plan.source->nbytes : 1;
+  size_t size = st_numel(j->plan.source) * dtype_size(j->plan.out_dtype);
+  if (!size) size = 1;
   pthread_mutex_lock(&j->lock);
   if (!j->output) j->output = staging_take(b->pl, size);
   unsigned char *output = j->output;
@@ -292,8 +293,7 @@ static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
 /* Fails naming the shard and tensor if count elements of t from element `first` on hold a NaN or
  * an infinity (a rotation would spread it over every element it mixes). */
 static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count, rotq_error *err) {
-  const unsigned char *data = (const unsigned char *)t->data + first * dtype_size(t->dtype);
-  size_t at = first_non_finite(t->dtype, data, count);
+  size_t at = st_first_non_finite(t, first, count);
   if (at == count) return 0;
   return rotq_fail(err, "%s: tensor '%s': element %zu is not finite (NaN or infinity)", checkpoint_path_of(ctx->ck, t),
                    t->name, first + at);
@@ -302,12 +302,12 @@ static int check_finite(const transform_context *ctx, const st_tensor *t, size_t
 /* Fails naming the tensor if count written elements (of the tensor's dtype, from element `first`)
  * hold a NaN or an infinity: finite weights can overflow a 16-bit dtype once fused and rotated. */
 static int check_output_finite(const tensor_plan *plan, const void *data, size_t first, size_t count, rotq_error *err) {
-  size_t at = first_non_finite(plan->source->dtype, data, count);
+  size_t at = first_non_finite(plan->out_dtype, data, count);
   if (at == count) return 0;
   return rotq_fail(err,
                    "tensor '%s': element %zu is not finite once rotated and rounded to %s (the fused, rotated "
                    "weight overflows the dtype's range)",
-                   plan->command->name, first + at, dtype_name(plan->source->dtype));
+                   plan->command->name, first + at, dtype_name(plan->out_dtype));
 }
 
 /* Piece p, from reading to writing, with this thread's buffers. */
@@ -327,7 +327,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     return rc;
   }
   if (plan->cut == CUT_ROWS) {
-    size_t begin, end, row_bytes = plan->cols * dtype_size(source->dtype);
+    size_t begin, end, row_bytes = plan->cols * dtype_size(plan->out_dtype);
     tensor_piece_range(plan, p->index, &begin, &end);
     double t_check = now_seconds();
     if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
@@ -338,8 +338,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
                                   (end - begin) * row_bytes, err);
     timing->write += now_seconds() - t0;
-    st_release((const unsigned char *)source->data + begin * row_bytes, (end - begin) * row_bytes);
-    consumed(b->pl, (end - begin) * row_bytes);
+    size_t read_bytes = st_span(source, begin * plan->cols, (end - begin) * plan->cols);
+    st_release(st_address(source, begin * plan->cols), read_bytes);
+    consumed(b->pl, read_bytes);
     return rc;
   }
   unsigned char *whole = job_output(b, j, err);

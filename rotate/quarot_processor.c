@@ -40,7 +40,7 @@ static int layout_outputs(quarot_processor *p, rotq_error *err) {
   for (size_t i = 0; i < p->commands.count; i++, k++) {
     const rotate_command *c = &p->commands.items[i];
     const st_tensor *t = checkpoint_find(p->ck, c->source);
-    p->outputs[k] = (st_spec){.name = c->name, .dtype = t->dtype, .ndim = t->ndim};
+    p->outputs[k] = (st_spec){.name = c->name, .dtype = transform_output_dtype(&p->context, t), .ndim = t->ndim};
     memcpy(p->outputs[k].shape, t->shape, sizeof t->shape);
   }
   p->output_count = k + online_extra_tensor_specs(p, p->outputs + k);
@@ -71,6 +71,11 @@ int processor_init(quarot_processor *p, const checkpoint *ck, const model_adapte
       .num_heads = adapter_num_attention_heads(&ck->config),
       .head_dim = adapter_head_dim(&ck->config),
   };
+  if (options->dtype) { /* before anything plans an output tensor */
+    p->context.has_out_dtype = true;
+    if (!output_dtype_parse(options->dtype, &p->context.out_dtype))
+      return rotq_fail(err, "options: dtype '%s': bf16, f16, f32 or f64 are written", options->dtype);
+  }
   if (rotation_set_create(config, &ck->config, adapter->layer_prefix, options->seed, &p->matrices, err) < 0) return -1;
   if (commands_build(ck, adapter, config, &p->matrices, &p->commands, err) < 0) {
     rotation_set_free(&p->matrices);

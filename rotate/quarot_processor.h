@@ -28,6 +28,8 @@ typedef struct processor_options {
   int threads;            /* 0 = one per CPU */
   bool online;            /* plan the online rotations too (so does the config's online: true) */
   const char *online_for; /* NULL, or "vllm" (online_plan) */
+  const char *dtype;      /* NULL, or "bf16" | "f16" | "f32" | "f64": every output tensor's dtype
+                             (else a float tensor keeps its own, a quantized one becomes bf16) */
 } processor_options;
 
 typedef struct quarot_processor {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,25 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The torch name of a float dtype. */
+static const char *torch_dtype(dtype t) {
+  return t == DTYPE_F64 ? "float64" : t == DTYPE_F32 ? "float32" : t == DTYPE_F16 ? "float16" : "bfloat16";
+}
+
+/* A quantized source's quantization_config no longer applies to the dequantized output: it is
+ * dropped, and torch_dtype (and dtype, where present) names what was written; so it is with
+ * --dtype. A float source's config is left as it was. */
+static int output_dtype_config(const quarot_processor *p, cJSON *json) {
+  const transform_context *ctx = &p->context;
+  if (!p->ck->quantized_count && !ctx->has_out_dtype) return 0;
+  if (p->ck->quantized_count) cJSON_DeleteItemFromObject(json, "quantization_config");
+  const char *name = torch_dtype(ctx->has_out_dtype ? ctx->out_dtype : DTYPE_BF16);
+  if (cJSON_GetObjectItemCaseSensitive(json, "dtype"))
+    cJSON_ReplaceItemInObject(json, "dtype", cJSON_CreateString(name));
+  cJSON_DeleteItemFromObject(json, "torch_dtype");
+  return cJSON_AddStringToObject(json, "torch_dtype", name) ? 0 : -1;
+}
+
 /* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
  * plus the plan's quantization_config (the online export) when there is one. */
 static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
@@ -38,7 +58,11 @@ static int write_config(const quarot_processor *p, const char *dir, rotq_error *
   if (!json) return rotq_fail(err, "out of memory");
   cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
   cJSON_AddBoolToObject(json, "tie_word_embeddings", 0);
-  if (p->quantization_config) /* the plan's: the input has none (processor_init refused it) */
+  if (output_dtype_config(p, json) < 0) { /* drops a quantized source's quantization_config */
+    cJSON_Delete(json);
+    return rotq_fail(err, "out of memory");
+  }
+  if (p->quantization_config) /* the plan's: the input has none left (processor_init refused one) */
     json_add_to_object(json, "quantization_config", cJSON_Duplicate(p->quantization_config, 1));
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -148,7 +172,8 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
   quarot_processor p;
-  processor_options plan = {.seed = o->seed, .threads = o->threads, .online = o->online, .online_for = o->online_for};
+  processor_options plan = {
+      .seed = o->seed, .threads = o->threads, .online = o->online, .online_for = o->online_for, .dtype = o->dtype};
   if (processor_init(&p, ck, adapter, config, &plan, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
   st_writer *writer = st_writer_open(out->temp_path, p.outputs, p.output_count, o->max_shard_bytes, err);

@@ -29,6 +29,7 @@ typedef struct wref {
   dtype t;
   size_t rows, cols;
   const unsigned char *map; /* original */
+  const st_tensor *source;  /* original, when quantized: read through its scales (st_to_f64) */
   int fd;                   /* rotated: shard file, read with pread */
   uint64_t offset;
 } wref;
@@ -71,6 +72,11 @@ double stream_check_tolerance(int dtype_value, int use_float64) {
 
 /* ---- reading weights back ---------------------------------------------------------------- */
 
+/* The dtype the output holds original tensor t in (the tolerance of its comparisons). */
+static dtype written_dtype(const stream_check *sc, const st_tensor *t) {
+  return transform_output_dtype(&sc->p->context, t);
+}
+
 static int shard_fd(stream_check *sc, const char *path, rotq_error *err) {
   for (size_t i = 0; i < sc->fd_count; i++)
     if (strcmp(sc->paths[i], path) == 0) return sc->fds[i];
@@ -99,7 +105,7 @@ static int original_ref(const stream_check *sc, const char *name, bool vector, w
   const rotate_command *c = commands_find(&sc->p->commands, name);
   const st_tensor *t = c ? checkpoint_find(sc->ck, c->source) : NULL;
   if (!t) return rotq_fail(err, "verify: tensor '%s' is not in the plan", name);
-  *out = (wref){.name = c->name, .t = t->dtype, .map = t->data, .fd = -1};
+  *out = (wref){.name = c->name, .t = t->dtype, .map = t->data, .source = st_is_quantized(t) ? t : NULL, .fd = -1};
   shape_of(t, vector, &out->rows, &out->cols);
   return 0;
 }
@@ -114,7 +120,7 @@ static int rotated_ref(stream_check *sc, const char *name, bool vector, wref *ou
   st_writer_location(sc->w, (size_t)index, &path, &offset);
   int fd = shard_fd(sc, path, err);
   if (fd < 0) return -1;
-  *out = (wref){.name = c->name, .t = t->dtype, .fd = fd, .offset = offset};
+  *out = (wref){.name = c->name, .t = transform_output_dtype(&sc->p->context, t), .fd = fd, .offset = offset};
   shape_of(t, vector, &out->rows, &out->cols);
   return 0;
 }
@@ -201,9 +207,32 @@ typedef struct product_job {
   atomic_int failed; /* an errno */
 } product_job;
 
+/* product_range for a quantized original: each row dequantized (exact) and multiplied in float64. */
+static void quantized_product_range(product_job *j, size_t begin, size_t end) {
+  const wref *w = j->w;
+  double *row = malloc(sizeof(double) * (w->cols ? w->cols : 1));
+  if (!row) {
+    atomic_store(&j->failed, ENOMEM);
+    return;
+  }
+  for (size_t r = begin; r < end; r++) {
+    size_t first = (j->row0 + r) * w->cols;
+    st_to_f64(w->source, first, w->cols, row);
+    double out[PROBES];
+    dot_f64(row, j->x, w->cols, out);
+    for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r] = out[q];
+    st_release(st_address(w->source, first), st_span(w->source, first, w->cols));
+  }
+  free(row);
+}
+
 static void product_range(void *ctx, size_t begin, size_t end) {
   product_job *j = ctx;
   const wref *w = j->w;
+  if (w->source) {
+    quantized_product_range(j, begin, end);
+    return;
+  }
   const size_t cols = w->cols, esize = dtype_size(w->t), row_bytes = cols * esize;
   const bool narrow = esize <= 2;
   size_t chunk = CHUNK_BYTES / (row_bytes ? row_bytes : 1);
@@ -275,7 +304,10 @@ static int read_vector(stream_check *sc, const char *name, bool rotated, double 
   unsigned char *raw = malloc(bytes ? bytes : 1);
   double *v = malloc(sizeof(double) * (w.rows ? w.rows : 1));
   int code = (!raw || !v) ? ENOMEM : rotated ? read_fully(w.fd, raw, bytes, w.offset) : 0;
-  if (code == 0) dtype_to_f64(w.t, rotated ? raw : w.map, v, w.rows);
+  if (code == 0 && w.source)
+    st_to_f64(w.source, 0, w.rows, v);
+  else if (code == 0)
+    dtype_to_f64(w.t, rotated ? raw : w.map, v, w.rows);
   free(raw);
   if (code) {
     free(v);
@@ -434,7 +466,7 @@ static int check_table(stream_check *sc, const char *module, rotq_error *err) {
   if (rc == 0) rc = linear(sc, true, module, 0, rows, s.xs, s.got, err);
   char what[TENSOR_NAME_MAX + 64];
   snprintf(what, sizeof what, "tensor '%s.weight' (adds to the residual stream)", module);
-  if (rc == 0) rc = compare(sc, what, t->dtype, s.got, s.want, PROBES * rows, err);
+  if (rc == 0) rc = compare(sc, what, written_dtype(sc, t), s.got, s.want, PROBES * rows, err);
   scratch_free(&s);
   return rc;
 }
@@ -508,7 +540,7 @@ static int check_reader(stream_check *sc, int layer, const char *module, const c
     char what[2 * TENSOR_NAME_MAX + 96];
     snprintf(what, sizeof what, "layer %d: tensor '%s.weight' (reads the residual stream through '%s')", layer, module,
              norm);
-    if (rc == 0) rc = compare(sc, what, t->dtype, a, b, PROBES * v_begin, err);
+    if (rc == 0) rc = compare(sc, what, written_dtype(sc, t), a, b, PROBES * v_begin, err);
     free(a), free(b);
   }
   if (rc == 0 && v) {
@@ -543,7 +575,7 @@ static int check_writer(stream_check *sc, int layer, const rotate_command *c, co
   char what[TENSOR_NAME_MAX + 96];
   snprintf(what, sizeof what, "layer %d: tensor '%s.weight' (writes the residual stream%s)", layer, module,
            c->online == ONLINE_INPUT ? ", after its online rotation" : "");
-  if (rc == 0) rc = compare(sc, what, t->dtype, s.got, s.want, PROBES * (size_t)sc->hidden, err);
+  if (rc == 0) rc = compare(sc, what, written_dtype(sc, t), s.got, s.want, PROBES * (size_t)sc->hidden, err);
   scratch_free(&s);
   return rc;
 }
@@ -594,8 +626,37 @@ static int check_value_path(stream_check *sc, int layer, const char *v_module, c
   char what[2 * TENSOR_NAME_MAX + 128];
   snprintf(what, sizeof what, "layer %d: tensors '%s.weight' → '%s.weight' (the attention's value path%s)", layer,
            v_module, o_module, o->online == ONLINE_INPUT_HEADS ? ", with the online heads rotation" : "");
-  if (rc == 0) rc = compare(sc, what, t->dtype, s.got, s.want, PROBES * (size_t)sc->hidden, err);
+  if (rc == 0) rc = compare(sc, what, written_dtype(sc, t), s.got, s.want, PROBES * (size_t)sc->hidden, err);
   scratch_free(&s);
+  return rc;
+}
+
+/* check_unchanged for a tensor written in another dtype (or dequantized): the written bytes are the
+ * original's values (st_to_f64) rounded once to the written dtype, chunk by chunk. */
+static int check_converted(stream_check *sc, int layer, const rotate_command *c, const st_tensor *t, const wref *w,
+                           rotq_error *err) {
+  const size_t total = st_numel(t), esize = dtype_size(w->t), chunk = CHUNK_BYTES / 8;
+  double *values = malloc(sizeof(double) * chunk);
+  unsigned char *want = malloc(chunk * esize), *got = malloc(chunk * esize);
+  int rc = values && want && got ? 0 : rotq_fail(err, "verify: out of memory");
+  for (size_t at = 0; rc == 0 && at < total; at += chunk) {
+    size_t n = total - at < chunk ? total - at : chunk;
+    st_to_f64(t, at, n, values);
+    dtype_from_f64(w->t, values, want, n);
+    int code = read_fully(w->fd, got, n * esize, w->offset + at * esize);
+    if (code)
+      rc = rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", c->name, strerror(code));
+    else if (memcmp(got, want, n * esize) != 0)
+      rc = rotq_fail(err,
+                     "verify: tensor '%s' (layer %d) is not its original's values rounded to %s, but by the %s "
+                     "adapter it neither reads nor writes the residual stream",
+                     c->name, layer, dtype_name(w->t), sc->a->family);
+  }
+  free(values);
+  free(want);
+  free(got);
+  sc->sum.tensors++;
+  sc->sum.elements += total;
   return rc;
 }
 
@@ -604,6 +665,7 @@ static int check_unchanged(stream_check *sc, int layer, const rotate_command *c,
   wref w; /* the written bytes; the original's are t->data */
   if (rotated_ref(sc, c->name, true, &w, err) < 0) return -1;
   const st_tensor *t = checkpoint_find(sc->ck, c->source);
+  if (transform_converts(&sc->p->context, t)) return check_converted(sc, layer, c, t, &w, err);
   size_t left = t->nbytes, at = 0;
   unsigned char *buffer = malloc(CHUNK_BYTES);
   if (!buffer) return rotq_fail(err, "verify: out of memory");
@@ -805,9 +867,7 @@ stream_check *stream_check_create(const quarot_processor *p, rotq_error *err) {
     sc->real_rows = malloc(sizeof(double) * REAL_ROWS * sc->hidden);
     for (int i = 0; sc->real_rows && i < REAL_ROWS; i++) {
       int64_t token = (1 + (int64_t)i * 7919) % t->shape[0];
-      size_t row_bytes = (size_t)sc->hidden * dtype_size(t->dtype);
-      dtype_to_f64(t->dtype, (const unsigned char *)t->data + (size_t)token * row_bytes,
-                   sc->real_rows + (size_t)i * sc->hidden, (size_t)sc->hidden);
+      st_to_f64(t, (size_t)token * (size_t)sc->hidden, (size_t)sc->hidden, sc->real_rows + (size_t)i * sc->hidden);
       sc->real_count++;
     }
   }

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/parallel.h"
@@ -22,6 +23,15 @@ static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+dtype transform_output_dtype(const transform_context *ctx, const st_tensor *t) {
+  if (ctx->has_out_dtype) return ctx->out_dtype;
+  return dtype_is_float(t->dtype) && !st_is_quantized(t) ? t->dtype : DTYPE_BF16;
+}
+
+bool transform_converts(const transform_context *ctx, const st_tensor *t) {
+  return st_is_quantized(t) || transform_output_dtype(ctx, t) != t->dtype;
 }
 
 bool command_changes_tensor(const rotate_command *c) {
@@ -74,7 +84,12 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   long index = st_writer_index(ctx->writer, c->name);
   if (!t || index < 0) return rotq_fail(err, "tensor '%s': not planned for output", c->name);
   size_t numel = st_numel(t);
-  *plan = (tensor_plan){.command = c, .source = t, .output_index = (size_t)index, .rows = numel, .cols = 1};
+  *plan = (tensor_plan){.command = c,
+                        .source = t,
+                        .output_index = (size_t)index,
+                        .rows = numel,
+                        .cols = 1,
+                        .out_dtype = transform_output_dtype(ctx, t)};
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
@@ -83,14 +98,14 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
   const bool whole_only =
       c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
-  if (!command_changes_tensor(c) || numel == 0) {
+  if ((!command_changes_tensor(c) && !transform_converts(ctx, t)) || numel == 0) {
     plan->cut = CUT_COPY;
   } else if (whole_only) {
     plan->cut = CUT_WHOLE;
     plan->step = plan->block_rows = plan->rows;
   } else if (!column_mean(c) && group * plan->cols * compute_size <= ROW_GROUP_MAX_BYTES) {
     plan->cut = CUT_ROWS;
-    plan->step = multiple_within(PIECE_OUTPUT_BYTES, plan->cols * dtype_size(t->dtype), group);
+    plan->step = multiple_within(PIECE_OUTPUT_BYTES, plan->cols * dtype_size(plan->out_dtype), group);
     plan->block_rows = multiple_within(BLOCK_BYTES, plan->cols * compute_size, group);
   } else if (c->online == ONLINE_NONE && !token_mean(c)) {
     plan->cut = CUT_COLUMNS;
@@ -139,7 +154,7 @@ size_t tensor_piece_work_bytes(const transform_context *ctx, const tensor_plan *
 }
 
 size_t tensor_piece_output_bytes(const tensor_plan *plan) {
-  return plan->cut == CUT_ROWS ? plan->step * plan->cols * dtype_size(plan->source->dtype) : 0;
+  return plan->cut == CUT_ROWS ? plan->step * plan->cols * dtype_size(plan->out_dtype) : 0;
 }
 
 /* Rows ahead prefetched when a piece's rows lie far apart (column pieces): the hardware prefetcher
@@ -159,7 +174,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 /* The arithmetic, instantiated for each compute precision (use_float64: true / false). */
 #define REAL double
 #define SUFFIX(x) x##_f64
-#define TO_REAL dtype_to_f64
+#define TO_REAL st_to_f64
 #define FROM_REAL dtype_from_f64
 #define APPLY_ROWS rotation_apply_rows_f64
 #define APPLY_COLS rotation_apply_cols_f64
@@ -175,7 +190,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 
 #define REAL float
 #define SUFFIX(x) x##_f32
-#define TO_REAL dtype_to_f32
+#define TO_REAL st_to_f32
 #define FROM_REAL dtype_from_f32
 #define APPLY_ROWS rotation_apply_rows_f32
 #define APPLY_COLS rotation_apply_cols_f32
@@ -212,5 +227,16 @@ int tensor_transform_piece(const transform_context *ctx, const tensor_plan *plan
     free(whole);
   }
   if (failed) return rotq_fail(err, "tensor '%s': out of memory (rotation scratch)", plan->command->name);
+  return 0;
+}
+
+/* The --dtype names: 1 and *t if name is bf16, f16, f32 or f64 (either case), else 0. */
+int output_dtype_parse(const char *name, dtype *t) {
+  static const struct {
+    const char *name;
+    dtype t;
+  } names[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcasecmp(name, names[i].name) == 0) return *t = names[i].t, 1;
   return 0;
 }

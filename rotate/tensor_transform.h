@@ -1,7 +1,8 @@
 /* Executes one rotate_command on one tensor, piece by piece: read the piece (from the read-only
  * mapping), convert once to the compute precision (float64 by default), fuse the norm, bake the
- * mean, rotate, cast once back to the tensor's dtype. Tensors without a command's work are copied
- * bit for bit.
+ * mean, rotate, cast once to the output dtype (the tensor's own, or the one the user picked;
+ * quantized tensors are read as their exact values and written as BF16 by default). Tensors
+ * without a command's work, written in their own dtype, are copied bit for bit.
  *
  * A tensor is cut into pieces that are transformed independently: row ranges when every operation
  * acts within rows (or within groups of rows of the output rotation, when such a group is small),
@@ -26,7 +27,17 @@ typedef struct transform_context {
   bool use_float64;
   int threads;
   int num_heads, head_dim; /* for the o_proj heads rotation */
+  bool has_out_dtype;      /* write every tensor as out_dtype (rotq rotate --dtype) */
+  dtype out_dtype;
 } transform_context;
+
+/* The dtype tensor t is written in: ctx->out_dtype when chosen, else a float tensor's own dtype,
+ * BF16 for a quantized one. */
+dtype transform_output_dtype(const transform_context *ctx, const st_tensor *t);
+/* The --dtype names: 1 and *t if name is bf16, f16, f32 or f64 (either case), else 0. */
+int output_dtype_parse(const char *name, dtype *t);
+/* Is t written in another dtype or read through scales (so not copied even when unchanged)? */
+bool transform_converts(const transform_context *ctx, const st_tensor *t);
 
 typedef enum tensor_cut {
   CUT_COPY,    /* unchanged: its bytes are copied */
@@ -42,7 +53,8 @@ typedef struct tensor_plan {
   size_t output_index; /* in the writer */
   size_t rows, cols;   /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
   tensor_cut cut;
-  size_t step; /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
+  dtype out_dtype; /* the dtype written (transform_output_dtype) */
+  size_t step;     /* rows (CUT_ROWS) or columns (CUT_COLUMNS) per piece */
   size_t pieces;
   size_t block_rows;  /* rows transformed at a time inside a row piece (cache-sized) */
   double *norm;       /* the fused norm's weight (1 + w for 1 + w norms; 1/γ for a kept norm bias), or NULL */
@@ -65,7 +77,7 @@ size_t tensor_piece_work_bytes(const transform_context *ctx, const tensor_plan *
 /* Bytes of output a row piece produces at most (CUT_ROWS). */
 size_t tensor_piece_output_bytes(const tensor_plan *plan);
 
-/* Transforms piece i into out, in the tensor's dtype: for a row piece, its rows only ([end − begin,
+/* Transforms piece i into out, in plan->out_dtype: for a row piece, its rows only ([end − begin,
  * cols]); for a column piece or the whole, the whole tensor's bytes, of which it fills its columns.
  * work: tensor_piece_work_bytes of scratch (unused for CUT_WHOLE, which uses ctx->threads threads).
  * Adds its time to timing. */

@@ -1,8 +1,8 @@
 /* Template of a command's arithmetic on one tensor part, for one compute precision; included by
  * tensor_transform.c after defining REAL (double or float), SUFFIX(x) (x_f64 / x_f32), TO_REAL and
- * FROM_REAL (dtype_to_f64 / dtype_from_f64, or the f32 pair), APPLY_ROWS and APPLY_COLS
+ * FROM_REAL (st_to_f64 / dtype_from_f64, or the f32 pair: reading dequantizes), APPLY_ROWS and APPLY_COLS
  * (rotation_apply_rows_f64 / rotation_apply_cols_f64, or the f32 pair) and NORM_IN_LOAD (1 where
- * the norm can be fused while converting: float64, through dtype_to_f64_scaled). Norm weights,
+ * the norm can be fused while converting: float64, through st_to_f64_scaled). Norm weights,
  * means, dot products and the bias shift stay float64; each operation rounds its result to REAL
  * once, as C's arithmetic conversions do. */
 
@@ -54,8 +54,7 @@ static void SUFFIX(reflect_columns)(SUFFIX(matrix) * m, const double *w, size_t 
 static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, size_t row, size_t col, const double *g,
                          SUFFIX(matrix) * m) {
   const rotate_command *c = plan->command;
-  const unsigned char *src = plan->source->data;
-  size_t element = dtype_size(plan->source->dtype);
+  const st_tensor *t = plan->source;
   if (c->reset_norm) {
     double identity = c->is_bias || ctx->adapter->norm == NORM_RMS_PLUS_ONE ? 0.0 : 1.0; /* LayerNorm β: 0 */
     for (size_t i = 0; i < m->rows; i++)
@@ -66,10 +65,10 @@ static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, 
 #if NORM_IN_LOAD
   if (g) {
     for (size_t i = 0; i < m->rows; i++) {
+      size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col;
       if (strided && i + PREFETCH_ROWS < m->rows)
-        prefetch_bytes(src + ((row + i + PREFETCH_ROWS) * plan->cols + col) * element, m->cols * element, false);
-      dtype_to_f64_scaled(plan->source->dtype, src + ((row + i) * plan->cols + col) * element, g, m->x + i * m->ld,
-                          m->cols);
+        prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
+      st_to_f64_scaled(t, (row + i) * plan->cols + col, m->cols, g, m->x + i * m->ld);
     }
     return;
   }
@@ -77,27 +76,27 @@ static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, 
   (void)g;
 #endif
   if (m->ld == plan->cols && col == 0) { /* contiguous rows: one conversion */
-    TO_REAL(plan->source->dtype, src + row * plan->cols * element, m->x, m->rows * m->cols);
+    TO_REAL(t, row * plan->cols, m->rows * m->cols, m->x);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
-    if (strided && i + PREFETCH_ROWS < m->rows)
-      prefetch_bytes(src + ((row + i + PREFETCH_ROWS) * plan->cols + col) * element, m->cols * element, false);
-    TO_REAL(plan->source->dtype, src + ((row + i) * plan->cols + col) * element, m->x + i * m->ld, m->cols);
+    size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col, from = (row + i) * plan->cols + col;
+    if (strided && i + PREFETCH_ROWS < m->rows) prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
+    TO_REAL(t, from, m->cols, m->x + i * m->ld);
   }
 }
 
-/* m back to the tensor's dtype at out, row i at out + i·out_ld elements. */
+/* m to the output dtype at out, row i at out + i·out_ld elements. */
 static void SUFFIX(store)(const tensor_plan *plan, const SUFFIX(matrix) * m, unsigned char *out, size_t out_ld) {
-  size_t element = dtype_size(plan->source->dtype);
+  size_t element = dtype_size(plan->out_dtype);
   if (m->ld == m->cols && out_ld == m->cols) {
-    FROM_REAL(plan->source->dtype, m->x, out, m->rows * m->cols);
+    FROM_REAL(plan->out_dtype, m->x, out, m->rows * m->cols);
     return;
   }
   for (size_t i = 0; i < m->rows; i++) {
     if (i + PREFETCH_ROWS < m->rows)
       prefetch_bytes(out + (i + PREFETCH_ROWS) * out_ld * element, m->cols * element, true);
-    FROM_REAL(plan->source->dtype, m->x + i * m->ld, out + i * out_ld * element, m->cols);
+    FROM_REAL(plan->out_dtype, m->x + i * m->ld, out + i * out_ld * element, m->cols);
   }
 }
 
@@ -195,7 +194,7 @@ static bool SUFFIX(norm_fused_in_load)(const tensor_plan *plan) {
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
 static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                                    void *work, unsigned char *out, int threads, transform_timing *timing, int *failed) {
-  size_t element = dtype_size(plan->source->dtype);
+  size_t element = dtype_size(plan->out_dtype);
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   for (size_t b = begin; b < end; b += plan->block_rows) {
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;
@@ -222,7 +221,7 @@ static void SUFFIX(transform_columns)(const transform_context *ctx, const tensor
   double t1 = now_seconds();
   SUFFIX(transform_matrix)(ctx, plan, fused ? NULL : g, &m, 1);
   double t2 = now_seconds();
-  SUFFIX(store)(plan, &m, out + begin * dtype_size(plan->source->dtype), plan->cols);
+  SUFFIX(store)(plan, &m, out + begin * dtype_size(plan->out_dtype), plan->cols);
   double t3 = now_seconds();
   timing->read += t1 - t0, timing->compute += t2 - t1, timing->convert += t3 - t2;
 }

@@ -26,7 +26,7 @@ double verify_checkpoint_tolerance(const checkpoint *ck);
  * The measured difference goes to log at ROTQ_LOG_INFO ("verify: max |Δlogit| ..."; log may be NULL).
  * online: the rotated checkpoint's online section (rotation.json's "online", which the rotation
  * writes only once this check has run), or NULL to read rotated_dir/rotation.json. */
-int verify_equivalence(const char *original_dir, const char *rotated_dir, const struct cJSON *online,
-                       const logger *log, char *why, size_t why_cap, rotq_error *err);
+int verify_equivalence(const char *original_dir, const char *rotated_dir, const struct cJSON *online, const logger *log,
+                       char *why, size_t why_cap, rotq_error *err);
 
 #endif

@@ -5,27 +5,14 @@
 #include "synth/synth.h"
 #include "synth/synth_shapes.h"
 
-static int parse_dtype(const char *name, dtype *t) {
-  static const struct {
-    const char *name;
-    dtype type;
-  } names[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(name, names[i].name) == 0) {
-      *t = names[i].type;
-      return 0;
-    }
-  return -1;
-}
-
 int rotq_synth(const rotq_synth_options *o, rotq_error *err) {
   if (!o->shape || !o->output_dir)
     return rotq_fail(err, "options: both the shape and the output directory are required");
   synth_spec spec = {0};
   if (synth_shape(o->shape, &spec) < 0) return rotq_fail(err, "unknown shape '%s' (see rotq synth --help)", o->shape);
   const char *type = o->dtype ? o->dtype : "bf16";
-  if (parse_dtype(type, &spec.dtype) < 0)
-    return rotq_fail(err, "options: dtype takes bf16, f16, f32 or f64, not '%s'", type);
+  if (synth_dtype_parse(type, &spec.dtype) < 0)
+    return rotq_fail(err, "options: dtype takes bf16, f16, f32, f64 or fp8, not '%s'", type);
   if (o->layers < 0 || o->layers > 100000 || o->outlier_scale < 0 || o->logit_scale < 0 || o->outlier_channels < 0 ||
       o->outlier_channels > 100000 || o->feature_rank > 1000000)
     return rotq_fail(err, "options: layers, outlier_scale, outlier_channels, feature_rank or logit_scale out of range");

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ static const char *torch_dtype_name(dtype t) {
   case DTYPE_F32: return "float32";
   case DTYPE_F16: return "float16";
   case DTYPE_BF16: return "bfloat16";
+  case DTYPE_F8_E4M3: return "bfloat16"; /* the unquantized tensors' dtype, as DeepSeek-V3 writes it */
+  default: break;
   }
   return "float32";
 }
@@ -149,6 +152,10 @@ static void draw_values(const synth_tensor *t, value_stream *s, int hidden, doub
  * tensor, so that the outliers can be planted; the smaller block stays in the L2 cache). */
 #define CHUNK_VALUES ((size_t)1 << 20)
 #define BLOCK_VALUES ((size_t)1 << 15)
+/* FP8 checkpoints (spec->dtype F8_E4M3): the decoder layers' linear weights in E4M3 with a float32
+ * weight_scale_inv per FP8_BLOCK × FP8_BLOCK block (amax / 448), the other tensors in bf16. */
+#define FP8_BLOCK 128
+#define E4M3_MAX 448.0
 
 /* The tensors of one synth_write_tensors call, shared by its threads. */
 typedef struct synth_batch {
@@ -158,7 +165,8 @@ typedef struct synth_batch {
   size_t count;
   size_t chunk_values, block_values; /* the largest chunk and block of any tensor */
   st_writer *writer;
-  atomic_size_t next; /* the next entry of order to take */
+  size_t *scale_index; /* FP8: tensor i's weight_scale_inv among the writer's tensors, or SIZE_MAX */
+  atomic_size_t next;  /* the next entry of order to take */
   atomic_bool failed;
   pthread_mutex_t lock; /* guards error */
   rotq_error error;
@@ -179,13 +187,58 @@ static void scale_logits(const synth_spec *spec, const synth_tensor *t, double *
   for (size_t i = 0; i < n; i++) values[i] *= spec->logit_scale;
 }
 
+/* Is t written as FP8 (spec->dtype F8_E4M3: the decoder layers' linear weights)? */
+static bool fp8_tensor(const synth_spec *spec, const synth_tensor *t) {
+  return spec->dtype == DTYPE_F8_E4M3 && t->kind == KIND_LINEAR && t->ndim == 2 &&
+         strncmp(t->name, "model.layers.", 13) == 0;
+}
+
+/* The dtype t is written in. */
+static dtype tensor_dtype(const synth_spec *spec, const synth_tensor *t) {
+  if (spec->dtype != DTYPE_F8_E4M3) return spec->dtype;
+  return fp8_tensor(spec, t) ? DTYPE_F8_E4M3 : DTYPE_BF16;
+}
+
+/* Bytes of the widest element written. */
+static size_t widest_element(const synth_spec *spec) {
+  return dtype_size(spec->dtype == DTYPE_F8_E4M3 ? DTYPE_BF16 : spec->dtype);
+}
+
+/* FP8 tensor i's rows [row0, row0 + rows) (one block row: row0 a multiple of FP8_BLOCK; values
+ * [rows, cols], overwritten) as E4M3 codes at out, each FP8_BLOCK-wide block divided by its scale
+ * amax / 448 (1 for a zero block), and the float32 scales written into its weight_scale_inv. */
+static int quantize_block(synth_batch *b, size_t i, double *values, size_t rows, size_t cols, size_t row0,
+                          unsigned char *out, rotq_error *err) {
+  size_t blocks = (cols + FP8_BLOCK - 1) / FP8_BLOCK;
+  float *scales = malloc(blocks * sizeof *scales);
+  if (!scales) return rotq_fail(err, "out of memory");
+  for (size_t j = 0; j < blocks; j++) {
+    size_t c0 = j * FP8_BLOCK, width = cols - c0 < FP8_BLOCK ? cols - c0 : FP8_BLOCK;
+    double amax = 0;
+    for (size_t r = 0; r < rows; r++)
+      for (size_t c = c0; c < c0 + width; c++) amax = fmax(amax, fabs(values[r * cols + c]));
+    float scale = amax > 0 ? (float)(amax / E4M3_MAX) : 1.0f;
+    scales[j] = scale;
+    for (size_t r = 0; r < rows; r++) {
+      double *v = values + r * cols + c0;
+      for (size_t c = 0; c < width; c++) v[c] /= scale;
+      dtype_from_f64(DTYPE_F8_E4M3, v, out + r * cols + c0, width);
+    }
+  }
+  int rc = st_writer_write_part(b->writer, b->scale_index[i], row0 / FP8_BLOCK * blocks * sizeof *scales, scales,
+                                blocks * sizeof *scales, err);
+  free(scales);
+  return rc;
+}
+
 /* Draws tensor i block by block (its stream continuing across blocks, so the values do not depend
  * on the blocking), gives it the feature structure, plants the outliers, scales the logits,
  * converts, and writes a chunk at a time. */
 static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char *converted, rotq_error *err) {
   const synth_tensor *t = &b->tensors[i];
-  const size_t element = dtype_size(b->spec->dtype), rows = t->ndim ? (size_t)t->shape[0] : 1;
-  size_t row_values, block = rows_within(t, BLOCK_VALUES, &row_values);
+  const bool fp8 = fp8_tensor(b->spec, t);
+  const size_t element = dtype_size(tensor_dtype(b->spec, t)), rows = t->ndim ? (size_t)t->shape[0] : 1;
+  size_t row_values, block = fp8 ? FP8_BLOCK : rows_within(t, BLOCK_VALUES, &row_values);
   size_t chunk = (rows_within(t, CHUNK_VALUES, &row_values) + block - 1) / block * block;
   if (synth_numel(t) == 0) return st_writer_write(b->writer, i, converted, err);
   value_stream stream;
@@ -198,7 +251,10 @@ static int write_tensor(synth_batch *b, size_t i, double *values, unsigned char 
       synth_shape_features(b->spec, t, (int64_t)(r + q), (int64_t)count, values);
       synth_plant_outliers(b->spec, t, (int64_t)(r + q), (int64_t)count, values);
       scale_logits(b->spec, t, values, n);
-      dtype_from_f64(b->spec->dtype, values, converted + q * row_values * element, n);
+      if (fp8 && quantize_block(b, i, values, count, row_values, r + q, converted + q * row_values, err) < 0) return -1;
+      if (!fp8)
+        dtype_from_f64(b->spec->dtype == DTYPE_F8_E4M3 ? DTYPE_BF16 : b->spec->dtype, values,
+                       converted + q * row_values * element, n);
     }
     if (st_writer_write_part(b->writer, i, r * row_values * element, converted, chunk_rows * row_values * element,
                              err) < 0)
@@ -211,7 +267,7 @@ static void *write_worker(void *arg) {
   synth_batch *b = arg;
   rotq_error err = {{0}};
   double *values = malloc(b->block_values * sizeof *values);
-  unsigned char *converted = malloc(b->chunk_values * dtype_size(b->spec->dtype));
+  unsigned char *converted = malloc(b->chunk_values * widest_element(b->spec));
   int status = values && converted ? 0 : rotq_fail(&err, "out of memory");
   while (status == 0 && !atomic_load(&b->failed)) {
     size_t k = atomic_fetch_add(&b->next, 1);
@@ -244,27 +300,42 @@ static void order_by_size(synth_batch *b) {
 
 int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
                         rotq_error *err) {
-  st_spec *specs = calloc(count ? count : 1, sizeof *specs);
+  st_spec *specs = calloc(2 * count + 1, sizeof *specs); /* the tensors, then FP8 scales */
+  char(*scale_names)[sizeof tensors[0].name + 16] = calloc(count + 1, sizeof *scale_names);
   synth_batch b = {.spec = spec, .tensors = tensors, .count = count, .chunk_values = 1, .block_values = 1};
   b.order = malloc((count ? count : 1) * sizeof *b.order);
-  if (!specs || !b.order) {
+  b.scale_index = malloc((count ? count : 1) * sizeof *b.scale_index);
+  if (!specs || !scale_names || !b.order || !b.scale_index) {
     free(specs);
+    free(scale_names);
     free(b.order);
+    free(b.scale_index);
     return rotq_fail(err, "%s: out of memory", dir);
   }
+  size_t written = count;
   for (size_t i = 0; i < count; i++) {
-    specs[i] = (st_spec){.name = tensors[i].name, .dtype = spec->dtype, .ndim = tensors[i].ndim};
+    const bool fp8 = fp8_tensor(spec, &tensors[i]);
+    specs[i] = (st_spec){.name = tensors[i].name, .dtype = tensor_dtype(spec, &tensors[i]), .ndim = tensors[i].ndim};
     for (int d = 0; d < tensors[i].ndim; d++) specs[i].shape[d] = tensors[i].shape[d];
-    size_t row_values, block = rows_within(&tensors[i], BLOCK_VALUES, &row_values);
+    b.scale_index[i] = SIZE_MAX;
+    if (fp8) { /* weight_scale_inv [⌈out/128⌉, ⌈in/128⌉] */
+      snprintf(scale_names[i], sizeof scale_names[i], "%s_scale_inv", tensors[i].name);
+      specs[written] = (st_spec){.name = scale_names[i], .dtype = DTYPE_F32, .ndim = 2};
+      for (int d = 0; d < 2; d++) specs[written].shape[d] = (tensors[i].shape[d] + FP8_BLOCK - 1) / FP8_BLOCK;
+      b.scale_index[i] = written++;
+    }
+    size_t row_values, block = fp8 ? FP8_BLOCK : rows_within(&tensors[i], BLOCK_VALUES, &row_values);
     size_t chunk = (rows_within(&tensors[i], CHUNK_VALUES, &row_values) + block - 1) / block * block;
     if (chunk * row_values > b.chunk_values) b.chunk_values = chunk * row_values;
     if (block * row_values > b.block_values) b.block_values = block * row_values;
   }
   order_by_size(&b);
-  b.writer = st_writer_open(dir, specs, count, spec->max_shard_bytes, err);
+  b.writer = st_writer_open(dir, specs, written, spec->max_shard_bytes, err);
   free(specs);
   if (!b.writer) {
+    free(scale_names);
     free(b.order);
+    free(b.scale_index);
     return -1;
   }
   atomic_init(&b.next, 0);
@@ -279,12 +350,17 @@ int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, siz
     if (started[t]) pthread_join(ids[t], NULL);
   pthread_mutex_destroy(&b.lock);
   free(b.order);
+  free(b.scale_index);
+  int status = 0;
   if (atomic_load(&b.failed)) {
     *err = b.error;
     st_writer_abort(b.writer);
-    return -1;
+    status = -1;
+  } else {
+    status = st_writer_finish(b.writer, err);
   }
-  return st_writer_finish(b.writer, err);
+  free(scale_names); /* the writer keeps pointers to the names until it is finished */
+  return status;
 }
 
 /* config.json as transformers writes it for the family (keys sorted). */
@@ -314,6 +390,14 @@ static cJSON *config_json(const synth_spec *spec, const synth_family *family, in
   cJSON_AddNumberToObject(c, "num_hidden_layers", spec->num_layers);
   cJSON_AddNumberToObject(c, "num_key_value_heads", spec->num_kv_heads);
   if (llama) cJSON_AddNumberToObject(c, "pretraining_tp", 1);
+  if (spec->dtype == DTYPE_F8_E4M3) { /* DeepSeek-V3's block FP8 */
+    cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+    cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
+    cJSON_AddStringToObject(q, "fmt", "e4m3");
+    cJSON_AddStringToObject(q, "quant_method", "fp8");
+    const int block[2] = {FP8_BLOCK, FP8_BLOCK};
+    cJSON_AddItemToObject(q, "weight_block_size", cJSON_CreateIntArray(block, 2));
+  }
   cJSON_AddNumberToObject(c, "rms_norm_eps", spec->rms_norm_eps > 0 ? spec->rms_norm_eps : 1e-6);
   if (spec->llama3_rope_scaling) {
     cJSON *scaling = cJSON_AddObjectToObject(c, "rope_scaling");
@@ -384,6 +468,9 @@ int synth_write(const synth_spec *spec, const char *dir, rotq_error *err) {
   if (!spec->architecture || !family_find(spec->architecture, &v) || !v->synth)
     return rotq_fail(err, "synth: architecture '%s' is not one of %s",
                      spec->architecture ? spec->architecture : "(none)", family_supported_list());
+  if (spec->dtype == DTYPE_F8_E4M3 && v->synth != synth_llama)
+    return rotq_fail(err, "synth: FP8 checkpoints are written for LlamaForCausalLM, MistralForCausalLM, "
+                          "Qwen2ForCausalLM and Qwen3ForCausalLM only");
   return v->synth(spec, v, dir, err);
 }
 
@@ -405,4 +492,18 @@ int synth_llama(const synth_spec *spec, const family_variant *v, const char *dir
   if (status == 0) status = synth_write_tensors(spec, tensors, count, dir, err);
   free(tensors);
   return status;
+}
+
+int synth_dtype_parse(const char *name, dtype *t) {
+  static const struct {
+    const char *name;
+    dtype type;
+  } names[] = {
+      {"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}, {"f64", DTYPE_F64}, {"fp8", DTYPE_F8_E4M3}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(name, names[i].name) == 0) {
+      *t = names[i].type;
+      return 0;
+    }
+  return -1;
 }

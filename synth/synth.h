@@ -63,4 +63,8 @@ typedef struct synth_spec {
  * hold a config.json). */
 int synth_write(const synth_spec *spec, const char *dir, rotq_error *err);
 
+/* The dtype names of `rotq synth --dtype`: bf16, f16, f32, f64, fp8 (FP8 E4M3 linear weights with
+ * 128×128 block scales). 0 and *t, or -1 for another name. */
+int synth_dtype_parse(const char *name, dtype *t);
+
 #endif

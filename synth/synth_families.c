@@ -269,6 +269,7 @@ static const char *torch_dtype_name(dtype t) {
   case DTYPE_F32: return "float32";
   case DTYPE_F16: return "float16";
   case DTYPE_BF16: return "bfloat16";
+  default: break;
   }
   return "float32";
 }
