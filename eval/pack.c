@@ -1,0 +1,194 @@
+#include "eval/pack.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "eval/quantize.h"
+
+int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) {
+  if (strcasecmp(name, "W4A16") == 0) {
+    if (group < 1) return -1;
+    *s = (ct_scheme){.kind = CT_W4A16, .bits = 4, .group = group, .symmetric = !asymmetric};
+    return 0;
+  }
+  if (asymmetric || group != 0) return -1;
+  if (strcasecmp(name, "W8A8") == 0) return *s = (ct_scheme){.kind = CT_W8A8, .bits = 8, .symmetric = true}, 0;
+  if (strcasecmp(name, "FP8") == 0) return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true}, 0;
+  return -1;
+}
+
+const char *ct_scheme_name(const ct_scheme *s) {
+  return s->kind == CT_W4A16 ? "W4A16" : s->kind == CT_W8A8 ? "W8A8" : "FP8";
+}
+
+const char *ct_scheme_format(const ct_scheme *s) {
+  return s->kind == CT_W4A16 ? "pack-quantized" : s->kind == CT_W8A8 ? "int-quantized" : "float-quantized";
+}
+
+int64_t ct_groups(const ct_scheme *s, int64_t cols) { return s->group > 0 ? cols / s->group : 1; }
+
+/* int32 words holding n b-bit values, packed densely (pack_to_int32). */
+static int64_t packed_words(int64_t n, int bits) { return (n * bits + 31) / 32; }
+
+size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols) {
+  if (s->kind == CT_W4A16) return (size_t)(rows * packed_words(cols, s->bits)) * 4;
+  return (size_t)(rows * cols);
+}
+
+int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts) {
+  if (s->group > 0 && (cols % s->group) != 0) return -1;
+  const int64_t groups = ct_groups(s, cols);
+  int n = 0;
+  if (s->kind == CT_W4A16)
+    parts[n++] = (ct_part_spec){CT_PART_WEIGHT,
+                                "weight_packed",
+                                "I32",
+                                {rows, packed_words(cols, s->bits)},
+                                2,
+                                ct_weight_bytes(s, CT_ROW_BLOCK, cols)};
+  else
+    parts[n++] = (ct_part_spec){CT_PART_WEIGHT, "weight", s->kind == CT_W8A8 ? "I8" : "F8_E4M3",
+                                {rows, cols},   2,        ct_weight_bytes(s, CT_ROW_BLOCK, cols)};
+  parts[n++] = (ct_part_spec){
+      CT_PART_SCALE, "weight_scale", NULL, {rows, groups}, 2, (size_t)(CT_ROW_BLOCK * groups) * dtype_size(t)};
+  if (s->kind == CT_W4A16) parts[n++] = (ct_part_spec){CT_PART_SHAPE, "weight_shape", "I64", {2}, 1, 0};
+  if (!s->symmetric)
+    parts[n++] = (ct_part_spec){CT_PART_ZERO,
+                                "weight_zero_point",
+                                "I32",
+                                {packed_words(rows, s->bits), groups},
+                                2,
+                                (size_t)(packed_words(CT_ROW_BLOCK, s->bits) * groups) * 4};
+  return n;
+}
+
+/* v rounded to dtype t (RNE), as a double: the value a scale of that dtype holds. */
+static double round_to(dtype t, double v) {
+  unsigned char bytes[8];
+  double r;
+  dtype_from_f64(t, &v, bytes, 1);
+  dtype_to_f64(t, bytes, &r, 1);
+  return r;
+}
+
+static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* One group x[0..n) as unsigned codes u[0..n) (signed code + 2^(b−1)), its stored scale and, when
+ * asymmetric, its unsigned zero point; fake[0..n) (or NULL) the decoded values. */
+static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
+                      double *fake) {
+  const int offset = 1 << (s->bits - 1);
+  double lo = 0, hi = 0, amax = 0;
+  for (size_t i = 0; i < n; i++) {
+    lo = fmin(lo, x[i]);
+    hi = fmax(hi, x[i]);
+    amax = fmax(amax, fabs(x[i]));
+  }
+  if (s->symmetric) {
+    const double qmax = offset - 1;
+    double sc = round_to(t, amax / qmax);
+    for (size_t i = 0; i < n; i++) {
+      double q = sc > 0 ? clamp(nearbyint(x[i] / sc), -qmax - 1, qmax) : 0;
+      u[i] = (int)q + offset;
+      if (fake) fake[i] = sc * q;
+    }
+    *scale = sc;
+    *zero = offset;
+    return;
+  }
+  const double qmax = (double)((1 << s->bits) - 1);
+  double sc = round_to(t, (hi - lo) / qmax);
+  double z = sc > 0 ? clamp(nearbyint(-lo / sc), 0, qmax) : 0;
+  for (size_t i = 0; i < n; i++) {
+    double q = sc > 0 ? clamp(nearbyint(x[i] / sc) + z, 0, qmax) : z;
+    u[i] = (int)q;
+    if (fake) fake[i] = sc * (q - z);
+  }
+  *scale = sc;
+  *zero = (int)z;
+}
+
+/* Packs the b-bit unsigned values u[0..n) densely into words (pack_to_int32: value i at bit
+ * b·i of the little-endian bit string, crossing words where it must). */
+static void pack_bits(const int *u, int64_t n, int bits, int32_t *words) {
+  const int64_t count = packed_words(n, bits);
+  for (int64_t w = 0; w < count; w++) words[w] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint64_t bit = (uint64_t)i * (uint64_t)bits;
+    uint64_t v = (uint64_t)u[i] & ((1u << bits) - 1);
+    uint32_t *word = (uint32_t *)&words[bit / 32];
+    word[0] |= (uint32_t)(v << (bit % 32));
+    if (bit % 32 + (uint64_t)bits > 32) word[1] |= (uint32_t)(v >> (32 - bit % 32));
+  }
+}
+
+uint8_t ct_e4m3_encode(double v) {
+  uint8_t sign = signbit(v) ? 0x80 : 0;
+  double a = fabs(v);
+  if (a == 0) return sign;
+  int e;
+  frexp(a, &e); /* a = f·2^e, f in [0.5, 1): exponent e − 1 */
+  int exponent = e - 1;
+  if (exponent < -6) return sign | (uint8_t)nearbyint(a / ldexp(1.0, -9)); /* subnormal: m·2^−9 */
+  int mantissa = (int)nearbyint((a / ldexp(1.0, exponent) - 1) * 8);
+  return sign | (uint8_t)((exponent + 7) << 3) | (uint8_t)mantissa;
+}
+
+/* One row of FP8: codes (E4M3 bytes), the stored scale, the decoded values. */
+static void fp8_row(const double *x, int64_t cols, dtype t, uint8_t *codes, double *scale, double *fake) {
+  double amax = 0;
+  for (int64_t i = 0; i < cols; i++) amax = fmax(amax, fabs(x[i]));
+  double sc = round_to(t, amax / 448);
+  bool usable = sc > 0 && isfinite(sc);
+  for (int64_t i = 0; i < cols; i++) {
+    double q = usable ? fp8_e4m3_round(x[i] / sc) : 0;
+    codes[i] = ct_e4m3_encode(q);
+    if (fake) fake[i] = usable ? sc * q : 0;
+  }
+  *scale = usable ? sc : 0;
+}
+
+int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, void *weight, double *scale,
+                     int32_t *zero, double *fake) {
+  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  if (s->kind == CT_FP8) {
+    for (int64_t r = 0; r < n; r++)
+      fp8_row(w + r * cols, cols, t, (uint8_t *)weight + r * cols, scale + r, fake ? fake + r * cols : NULL);
+    return 0;
+  }
+  int *u = malloc((size_t)cols * sizeof *u);
+  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
+  int *column = malloc((size_t)n * sizeof *column);
+  int32_t *packed = malloc((size_t)packed_words(n, s->bits) * sizeof *packed);
+  if (!u || !zeros || !column || !packed) {
+    free(u);
+    free(zeros);
+    free(column);
+    free(packed);
+    return -1;
+  }
+  for (int64_t r = 0; r < n; r++) {
+    for (int64_t g = 0; g < groups; g++)
+      int_group(s, w + r * cols + g * width, (size_t)width, t, u + g * width, &scale[r * groups + g],
+                &zeros[r * groups + g], fake ? fake + r * cols + g * width : NULL);
+    if (s->kind == CT_W4A16)
+      pack_bits(u, cols, s->bits, (int32_t *)weight + r * packed_words(cols, s->bits));
+    else
+      for (int64_t i = 0; i < cols; i++) ((int8_t *)weight)[r * cols + i] = (int8_t)(u[i] - (1 << (s->bits - 1)));
+  }
+  if (!s->symmetric) { /* packed along the output dimension: column g of the zero points */
+    const int64_t words = packed_words(n, s->bits);
+    for (int64_t g = 0; g < groups; g++) {
+      for (int64_t r = 0; r < n; r++) column[r] = zeros[r * groups + g];
+      pack_bits(column, n, s->bits, packed);
+      for (int64_t k = 0; k < words; k++) zero[k * groups + g] = packed[k];
+    }
+  }
+  free(column);
+  free(packed);
+  free(u);
+  free(zeros);
+  return 0;
+}
