@@ -327,15 +327,21 @@ static cJSON *config_group(const ct_scheme *s) {
 }
 
 /* The input's quantization_config: none, or one that carries only online transforms (an output of
- * `rotq rotate --online`), which the quantized checkpoint keeps. */
-static int check_input_quantization(const checkpoint *ck, rotq_error *err) {
-  const cJSON *q = cJSON_GetObjectItemCaseSensitive(ck->config.json, "quantization_config");
-  if (!q) return 0;
-  const cJSON *groups = cJSON_GetObjectItemCaseSensitive(q, "config_groups");
-  const cJSON *transform = cJSON_GetObjectItemCaseSensitive(q, "transform_config");
-  if (transform && (!groups || (cJSON_IsObject(groups) && !groups->child))) return 0;
-  return rotq_fail(err, "%s: config.json already has a quantization_config: the checkpoint is quantized already",
-                   ck->config.path);
+ * `rotq rotate --online`), which the quantized checkpoint keeps. Read before the checkpoint is
+ * opened: the tensors of a quantized checkpoint are of types rotq does not read. A missing or
+ * broken config.json is left to checkpoint_open to report. */
+static int check_input_quantization(const char *dir, rotq_error *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  cJSON *config = json_file_read(path, NULL);
+  const cJSON *q = config ? cJSON_GetObjectItemCaseSensitive(config, "quantization_config") : NULL;
+  const cJSON *groups = q ? cJSON_GetObjectItemCaseSensitive(q, "config_groups") : NULL;
+  const cJSON *transform = q ? cJSON_GetObjectItemCaseSensitive(q, "transform_config") : NULL;
+  bool quantized = q && !(transform && (!groups || (cJSON_IsObject(groups) && !groups->child)));
+  cJSON_Delete(config);
+  if (!quantized) return 0;
+  return rotq_fail(err, "%s: already has a quantization_config with config_groups: the checkpoint is quantized already",
+                   path);
 }
 
 static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
@@ -439,11 +445,10 @@ static void summarize(const plan *p, quantize_result *r) {
 int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
   checkpoint ck;
-  if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
+  if (check_input_quantization(o->model_dir, err) < 0 || checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   const model_adapter *adapter = adapter_for(&ck.config, err);
   plan p = {0};
   int rc = adapter ? 0 : rotq_fail_context(err, "%s/config.json", ck.dir);
-  if (rc == 0) rc = check_input_quantization(&ck, err);
   if (rc == 0) rc = plan_tensors(&ck, adapter, &o->scheme, &p, err);
   output_dir out, fake_out;
   bool out_open = false, fake_open = false;
