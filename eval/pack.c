@@ -75,22 +75,51 @@ static double round_to(dtype t, double v) {
 
 static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* nearbyint(v) in the default rounding mode (to nearest, ties to even) without the library call:
+ * adding and subtracting 1.5·2^52 leaves v rounded to an integer, exactly, for |v| < 2^51 (the
+ * codes' range by far); larger values (and NaN) go to nearbyint. The only difference: a result of
+ * zero is +0 where nearbyint keeps the sign (-0.3 → -0), which no code or decoded value can show. */
+static inline double round_even(double v) {
+  const double magic = 0x1.8p52;
+  if (!(fabs(v) < 0x1p51)) return nearbyint(v);
+  double shifted = v + magic; /* not folded: rotq is never built with -ffast-math */
+  return shifted - magic;
+}
+
+/* fp8_e4m3_round (eval/quantize.h) without frexp/ldexp: the step of v's binade read from its
+ * exponent bits (3 fraction bits; binades below 2^-6 are E4M3's subnormals, step 2^-9),
+ * saturating at ±448. */
+static inline double e4m3_round(double v) {
+  double a = fabs(v);
+  if (!(a < 0x1p9)) return fp8_e4m3_round(v); /* ≥ 512, inf, NaN: the reference */
+  uint64_t bits;
+  memcpy(&bits, &a, sizeof bits);
+  int exponent = (int)(bits >> 52) - 1023;
+  if (exponent < -6) exponent = -6;
+  uint64_t step_bits = (uint64_t)(exponent - 3 + 1023) << 52, inverse_bits = (uint64_t)(3 - exponent + 1023) << 52;
+  double step, inverse; /* 2^(exponent − 3) and its inverse: products by them are exact */
+  memcpy(&step, &step_bits, sizeof step);
+  memcpy(&inverse, &inverse_bits, sizeof inverse);
+  double r = round_even(a * inverse) * step;
+  return copysign(r > 448 ? 448 : r, v);
+}
+
 /* One group x[0..n) as unsigned codes u[0..n) (signed code + 2^(b−1)), its stored scale and, when
  * asymmetric, its unsigned zero point; fake[0..n) (or NULL) the decoded values. */
 static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
                       double *fake) {
   const int offset = 1 << (s->bits - 1);
   double lo = 0, hi = 0, amax = 0;
-  for (size_t i = 0; i < n; i++) {
-    lo = fmin(lo, x[i]);
-    hi = fmax(hi, x[i]);
-    amax = fmax(amax, fabs(x[i]));
+  for (size_t i = 0; i < n; i++) { /* as fmin/fmax: a NaN is passed over */
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
   }
+  amax = hi > -lo ? hi : -lo;
   if (s->symmetric) {
     const double qmax = offset - 1;
     double sc = round_to(t, amax / qmax);
     for (size_t i = 0; i < n; i++) {
-      double q = sc > 0 ? clamp(nearbyint(x[i] / sc), -qmax - 1, qmax) : 0;
+      double q = sc > 0 ? clamp(round_even(x[i] / sc), -qmax - 1, qmax) : 0;
       u[i] = (int)q + offset;
       if (fake) fake[i] = sc * q;
     }
@@ -100,9 +129,9 @@ static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, in
   }
   const double qmax = (double)((1 << s->bits) - 1);
   double sc = round_to(t, (hi - lo) / qmax);
-  double z = sc > 0 ? clamp(nearbyint(-lo / sc), 0, qmax) : 0;
+  double z = sc > 0 ? clamp(round_even(-lo / sc), 0, qmax) : 0;
   for (size_t i = 0; i < n; i++) {
-    double q = sc > 0 ? clamp(nearbyint(x[i] / sc) + z, 0, qmax) : z;
+    double q = sc > 0 ? clamp(round_even(x[i] / sc) + z, 0, qmax) : z;
     u[i] = (int)q;
     if (fake) fake[i] = sc * (q - z);
   }
@@ -125,25 +154,23 @@ static void pack_bits(const int *u, int64_t n, int bits, int32_t *words) {
 }
 
 uint8_t ct_e4m3_encode(double v) {
-  uint8_t sign = signbit(v) ? 0x80 : 0;
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  uint8_t sign = (uint8_t)(bits >> 63 << 7);
   double a = fabs(v);
-  if (a == 0) return sign;
-  int e;
-  frexp(a, &e); /* a = f·2^e, f in [0.5, 1): exponent e − 1 */
-  int exponent = e - 1;
-  if (exponent < -6) return sign | (uint8_t)nearbyint(a / ldexp(1.0, -9)); /* subnormal: m·2^−9 */
-  int mantissa = (int)nearbyint((a / ldexp(1.0, exponent) - 1) * 8);
-  return sign | (uint8_t)((exponent + 7) << 3) | (uint8_t)mantissa;
+  if (a < 0x1p-6) return sign | (uint8_t)(a * 0x1p9); /* zero or subnormal: m·2^-9, m exact */
+  int exponent = (int)((bits >> 52) & 0x7ff) - 1023;  /* the normal binade 2^exponent */
+  return sign | (uint8_t)((exponent + 7) << 3) | (uint8_t)((bits >> 49) & 7);
 }
 
 /* One row of FP8: codes (E4M3 bytes), the stored scale, the decoded values. */
 static void fp8_row(const double *x, int64_t cols, dtype t, uint8_t *codes, double *scale, double *fake) {
   double amax = 0;
-  for (int64_t i = 0; i < cols; i++) amax = fmax(amax, fabs(x[i]));
+  for (int64_t i = 0; i < cols; i++) amax = fabs(x[i]) > amax ? fabs(x[i]) : amax;
   double sc = round_to(t, amax / 448);
   bool usable = sc > 0 && isfinite(sc);
   for (int64_t i = 0; i < cols; i++) {
-    double q = usable ? fp8_e4m3_round(x[i] / sc) : 0;
+    double q = usable ? e4m3_round(x[i] / sc) : 0;
     codes[i] = ct_e4m3_encode(q);
     if (fake) fake[i] = usable ? sc * q : 0;
   }

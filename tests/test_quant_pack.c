@@ -42,6 +42,13 @@ static int unpacked(const int32_t *words, int bits, int64_t i) {
   return (int)((word >> (bit % 32)) & ((1u << bits) - 1));
 }
 
+/* OCP E4M3 byte → value (0x7F/0xFF are NaN). */
+static double e4m3_value(int b) {
+  int e = (b >> 3) & 15, m = b & 7;
+  double v = e ? ldexp(1 + m / 8.0, e - 7) : ldexp(m / 8.0, -6);
+  return b & 0x80 ? -v : v;
+}
+
 static void check_symmetric(int group) {
   ct_scheme s;
   assert_int_equal(ct_scheme_parse("w4a16", group, false, &s), 0);
@@ -115,7 +122,7 @@ static void test_w8a8_and_fp8(void **state) {
   quant_weight_rtn_format_f64(expected, ROWS, COLS, QUANT_FP8);
   for (int i = 0; i < ROWS * COLS; i++) {
     assert_true(fake[i] == expected[i]);
-    assert_int_equal(bytes[i], ct_e4m3_encode(fake[i] / scale[i / COLS]));
+    assert_true(e4m3_value(bytes[i]) * scale[i / COLS] == fake[i]);
   }
 }
 
@@ -139,13 +146,6 @@ static void test_scale_rounded_to_its_dtype(void **state) {
       assert_true((unpacked(packed + r * COLS / 8, 4, c) - 8) * scale[r * 4 + c / 16] == fake[r * COLS + c]);
 }
 
-/* OCP E4M3 byte → value (0x7F/0xFF are NaN). */
-static double e4m3_value(int b) {
-  int e = (b >> 3) & 15, m = b & 7;
-  double v = e ? ldexp(1 + m / 8.0, e - 7) : ldexp(m / 8.0, -6);
-  return b & 0x80 ? -v : v;
-}
-
 static void test_e4m3_encoding(void **state) {
   for (int b = 0; b < 256; b++) {
     if ((b & 0x7f) == 0x7f) continue;
@@ -154,6 +154,25 @@ static void test_e4m3_encoding(void **state) {
     assert_int_equal(ct_e4m3_encode(v), b);
   }
   assert_int_equal(ct_e4m3_encode(448), 0x7e);
+  /* FP8 codes of values around every E4M3 grid point (ties, midpoints ± 1 ulp, subnormals,
+   * saturation), through the packer's own rounding: the reference fp8_e4m3_round's, exactly. */
+  ct_scheme f8;
+  assert_int_equal(ct_scheme_parse("FP8", 0, false, &f8), 0);
+  enum { N = 2048 };
+  static double w[N], fake[N];
+  uint8_t bytes[N];
+  double scale;
+  int32_t zero[1];
+  int k = 0;
+  w[k++] = 448; /* the row's amax: scale 1 */
+  for (int b = 0; b < 126 && k + 8 <= N; b++) {
+    double v = e4m3_value(b), next = e4m3_value(b + 1), mid = (v + next) / 2;
+    double probes[] = {v, mid, nextafter(mid, 0), nextafter(mid, 1000), -mid, -v, v * 1.0000001};
+    for (int p = 0; p < 7; p++) w[k++] = probes[p] > 448 ? 448 : probes[p];
+  }
+  assert_int_equal(ct_quantize_rows(&f8, w, 1, k, DTYPE_F64, bytes, &scale, zero, fake), 0);
+  assert_true(scale == 1);
+  for (int i = 0; i < k; i++) assert_true(fake[i] == fp8_e4m3_round(w[i]));
 }
 
 static void test_schemes_and_shapes(void **state) {
