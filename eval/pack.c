@@ -14,17 +14,21 @@ int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) 
     return 0;
   }
   if (asymmetric || group != 0) return -1;
+  if (strcasecmp(name, "NVFP4A16") == 0)
+    return *s = (ct_scheme){.kind = CT_NVFP4A16, .bits = 4, .group = 16, .symmetric = true}, 0;
   if (strcasecmp(name, "W8A8") == 0) return *s = (ct_scheme){.kind = CT_W8A8, .bits = 8, .symmetric = true}, 0;
   if (strcasecmp(name, "FP8") == 0) return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true}, 0;
   return -1;
 }
 
 const char *ct_scheme_name(const ct_scheme *s) {
-  return s->kind == CT_W4A16 ? "W4A16" : s->kind == CT_W8A8 ? "W8A8" : "FP8";
+  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16"};
+  return names[s->kind];
 }
 
 const char *ct_scheme_format(const ct_scheme *s) {
-  return s->kind == CT_W4A16 ? "pack-quantized" : s->kind == CT_W8A8 ? "int-quantized" : "float-quantized";
+  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized"};
+  return formats[s->kind];
 }
 
 int64_t ct_groups(const ct_scheme *s, int64_t cols) { return s->group > 0 ? cols / s->group : 1; }
@@ -34,33 +38,42 @@ static int64_t packed_words(int64_t n, int bits) { return (n * bits + 31) / 32; 
 
 size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols) {
   if (s->kind == CT_W4A16) return (size_t)(rows * packed_words(cols, s->bits)) * 4;
+  if (s->kind == CT_NVFP4A16) return (size_t)(rows * ((cols + 1) / 2));
   return (size_t)(rows * cols);
+}
+
+static ct_part_spec part(ct_part which, const char *suffix, const char *stored, int ndim, int64_t d0, int64_t d1,
+                         size_t block_bytes) {
+  return (ct_part_spec){.part = which,
+                        .suffix = suffix,
+                        .stored_dtype = stored,
+                        .shape = {d0, d1},
+                        .ndim = ndim,
+                        .row_bytes = block_bytes};
 }
 
 int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts) {
   if (s->group > 0 && (cols % s->group) != 0) return -1;
-  const int64_t groups = ct_groups(s, cols);
+  const int64_t groups = ct_groups(s, cols), block = CT_ROW_BLOCK;
+  const size_t weight_bytes = ct_weight_bytes(s, block, cols);
   int n = 0;
-  if (s->kind == CT_W4A16)
-    parts[n++] = (ct_part_spec){CT_PART_WEIGHT,
-                                "weight_packed",
-                                "I32",
-                                {rows, packed_words(cols, s->bits)},
-                                2,
-                                ct_weight_bytes(s, CT_ROW_BLOCK, cols)};
-  else
-    parts[n++] = (ct_part_spec){CT_PART_WEIGHT, "weight", s->kind == CT_W8A8 ? "I8" : "F8_E4M3",
-                                {rows, cols},   2,        ct_weight_bytes(s, CT_ROW_BLOCK, cols)};
-  parts[n++] = (ct_part_spec){
-      CT_PART_SCALE, "weight_scale", NULL, {rows, groups}, 2, (size_t)(CT_ROW_BLOCK * groups) * dtype_size(t)};
-  if (s->kind == CT_W4A16) parts[n++] = (ct_part_spec){CT_PART_SHAPE, "weight_shape", "I64", {2}, 1, 0};
+  switch (s->kind) {
+  case CT_NVFP4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", "F8_E4M3", 2, rows, groups, (size_t)(block * groups));
+    parts[n++] = part(CT_PART_GLOBAL, "weight_global_scale", "F32", 1, 1, 0, 0);
+    return n;
+  case CT_W4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "I32", 2, rows, packed_words(cols, s->bits), weight_bytes);
+    break;
+  case CT_W8A8: parts[n++] = part(CT_PART_WEIGHT, "weight", "I8", 2, rows, cols, weight_bytes); break;
+  case CT_FP8: parts[n++] = part(CT_PART_WEIGHT, "weight", "F8_E4M3", 2, rows, cols, weight_bytes); break;
+  }
+  parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
+  if (s->kind == CT_W4A16) parts[n++] = part(CT_PART_SHAPE, "weight_shape", "I64", 1, 2, 0, 0);
   if (!s->symmetric)
-    parts[n++] = (ct_part_spec){CT_PART_ZERO,
-                                "weight_zero_point",
-                                "I32",
-                                {packed_words(rows, s->bits), groups},
-                                2,
-                                (size_t)(packed_words(CT_ROW_BLOCK, s->bits) * groups) * 4};
+    parts[n++] = part(CT_PART_ZERO, "weight_zero_point", "I32", 2, packed_words(rows, s->bits), groups,
+                      (size_t)(packed_words(block, s->bits) * groups) * 4);
   return n;
 }
 
@@ -177,9 +190,56 @@ static void fp8_row(const double *x, int64_t cols, dtype t, uint8_t *codes, doub
   *scale = usable ? sc : 0;
 }
 
-int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, void *weight, double *scale,
-                     int32_t *zero, double *fake) {
+double ct_nvfp4_global_scale(double amax) {
+  float g = (float)(448.0 * 6.0 / amax);
+  return isfinite(g) && g > 0 ? g : 1;
+}
+
+/* f rounded to bfloat16 (RNE), as a double. */
+static double bf16_of_float(float f) {
+  unsigned char bytes[2];
+  double r;
+  dtype_from_f32(DTYPE_BF16, &f, bytes, 1);
+  dtype_to_f64(DTYPE_BF16, bytes, &r, 1);
+  return r;
+}
+
+/* The E2M1 nibble of v, on the E2M1 grid: sign bit 8, magnitude index into 0 .. 6. */
+static uint8_t e2m1_encode(double v) {
+  static const double magnitudes[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  uint8_t index = 0;
+  while (index < 7 && magnitudes[index] != fabs(v)) index++;
+  return (uint8_t)((signbit(v) ? 8 : 0) | index);
+}
+
+/* One row of NVFP4A16: packed nibbles, the E4M3 block scales (as values), the decoded values. */
+static void nvfp4_row(const double *x, int64_t cols, double global, uint8_t *packed, double *scale, double *fake) {
+  memset(packed, 0, (size_t)(cols + 1) / 2);
+  for (int64_t b = 0; b < cols; b += 16) {
+    int64_t count = cols - b < 16 ? cols - b : 16;
+    double amax = 0;
+    for (int64_t i = 0; i < count; i++) amax = fabs(x[b + i]) > amax ? fabs(x[b + i]) : amax;
+    double s = e4m3_round(amax / 6 * global);
+    float effective = (float)(s / global); /* float32(s) / float32(global), correctly rounded */
+    scale[b / 16] = s;
+    for (int64_t i = 0; i < count; i++) {
+      double q = effective > 0 ? fp4_e2m1_round(x[b + i] / effective) : 0;
+      packed[(b + i) / 2] |= (uint8_t)(e2m1_encode(q) << (4 * ((b + i) % 2)));
+      if (fake) fake[b + i] = bf16_of_float((float)(q * effective));
+    }
+  }
+}
+
+int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
+                     void *weight, double *scale, int32_t *zero, double *fake) {
   const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  if (s->kind == CT_NVFP4A16) {
+    const double global = ct_nvfp4_global_scale(global_amax);
+    for (int64_t r = 0; r < n; r++)
+      nvfp4_row(w + r * cols, cols, global, (uint8_t *)weight + r * ((cols + 1) / 2), scale + r * groups,
+                fake ? fake + r * cols : NULL);
+    return 0;
+  }
   if (s->kind == CT_FP8) {
     for (int64_t r = 0; r < n; r++)
       fp8_row(w + r * cols, cols, t, (uint8_t *)weight + r * cols, scale + r, fake ? fake + r * cols : NULL);

@@ -58,7 +58,7 @@ static int spec_type(const st_spec *s, const char *stored_dtype, const char **na
   static const struct {
     const char *name;
     size_t size;
-  } stored[] = {{"I64", 8}, {"I32", 4}, {"I8", 1}, {"U8", 1}, {"F8_E4M3", 1}};
+  } stored[] = {{"I64", 8}, {"I32", 4}, {"F32", 4}, {"I8", 1}, {"U8", 1}, {"F8_E4M3", 1}};
   if (!stored_dtype) {
     *name = dtype_name(s->dtype);
     *size = dtype_size(s->dtype);

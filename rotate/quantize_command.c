@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,12 @@ typedef struct planned_tensor {
   size_t spec;      /* index of its first spec in the output writer */
   size_t fake_spec; /* its index in the fake-quantized writer */
   char module[ST_NAME_MAX + 1];
+  /* NVFP4A16: the weights vLLM fuses into one linear (q/k/v; gate/up, of each expert) must share
+   * one global scale: those reading the same norm from the same parent module. fused_key is
+   * "<norm>@<parent module>" ("" for a writer, which is fused with nothing); group_amax their
+   * max |W|, computed when the first of them is written (< 0 until then). */
+  char fused_key[ST_NAME_MAX + 64];
+  double group_amax;
 } planned_tensor;
 
 typedef struct plan {
@@ -66,6 +73,14 @@ static void decoder_linear(const model_adapter *a, const st_tensor *t, char *mod
     module[0] = 0;
 }
 
+static void fused_key(const model_adapter *a, planned_tensor *e) {
+  const char *norm = adapter_reader_norm(a, e->module);
+  const char *last = strrchr(e->module, '.');
+  e->group_amax = -1;
+  e->fused_key[0] = 0;
+  if (norm && last) snprintf(e->fused_key, sizeof e->fused_key, "%s@%.*s", norm, (int)(last - e->module), e->module);
+}
+
 static int compare_planned(const void *x, const void *y) {
   const planned_tensor *a = x, *b = y;
   if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
@@ -97,6 +112,7 @@ static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_s
     }
     e->quantize = e->module[0] != 0;
     if (!e->quantize) continue;
+    fused_key(a, e);
     e->part_count = ct_parts(s, e->t->shape[0], e->t->shape[1], e->t->dtype, e->parts);
     if (e->part_count < 0)
       return rotq_fail(err, "%s: tensor '%s' [%lld, %lld]: the group size %d does not divide its %lld input columns",
@@ -160,6 +176,7 @@ typedef struct weight_job {
   const planned_tensor *e;
   st_writer *writer, *fake_writer;
   const volatile sig_atomic_t *cancel;
+  double global_amax; /* NVFP4A16: max |W| */
   atomic_int failed;
   rotq_error error; /* the first failure */
   atomic_flag error_taken;
@@ -179,9 +196,14 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
   dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
   st_release(src, (size_t)(n * cols) * element);
-  if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, weight, scale, zero, fake) < 0)
+  if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
     return rotq_fail(err, "tensor '%s': out of memory", t->name);
-  dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(n * groups));
+  const bool e4m3_scales = j->scheme->kind == CT_NVFP4A16;
+  if (e4m3_scales)
+    for (int64_t i = 0; i < n * groups; i++) ((uint8_t *)scale_bytes)[i] = ct_e4m3_encode(scale[i]);
+  else
+    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(n * groups));
+  const size_t scale_element = e4m3_scales ? 1 : element;
   size_t index = j->e->spec;
   for (int p = 0; p < j->e->part_count; p++, index++) {
     const ct_part_spec *part = &j->e->parts[p];
@@ -190,14 +212,17 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
       size_t bytes = ct_weight_bytes(j->scheme, n, cols);
       rc = st_writer_write_part(j->writer, index, ct_weight_bytes(j->scheme, r0, cols), weight, bytes, err);
     } else if (part->part == CT_PART_SCALE) {
-      size_t row = (size_t)groups * element;
+      size_t row = (size_t)groups * scale_element;
       rc = st_writer_write_part(j->writer, index, (size_t)r0 * row, scale_bytes, (size_t)n * row, err);
     } else if (part->part == CT_PART_ZERO) {
       size_t words = (size_t)((n * j->scheme->bits + 31) / 32), first = (size_t)(r0 * j->scheme->bits / 32);
       rc = st_writer_write_part(j->writer, index, first * (size_t)groups * 4, zero, words * (size_t)groups * 4, err);
-    } else if (r0 == 0) { /* CT_PART_SHAPE, once */
+    } else if (r0 == 0 && part->part == CT_PART_SHAPE) { /* once */
       int64_t shape[2] = {t->shape[0], cols};
       rc = st_writer_write(j->writer, index, shape, err);
+    } else if (r0 == 0 && part->part == CT_PART_GLOBAL) {
+      float global = (float)ct_nvfp4_global_scale(j->global_amax);
+      rc = st_writer_write(j->writer, index, &global, err);
     }
     if (rc < 0) return -1;
   }
@@ -242,11 +267,51 @@ static void quantize_chunks(void *context, size_t begin, size_t end) {
   free(fake_bytes);
 }
 
-static int quantize_weight(const quantize_options *o, const planned_tensor *e, st_writer *writer,
+/* max |W| of a weight (a first pass over it, in row blocks). */
+static int weight_amax(const st_tensor *t, double *amax) {
+  const int64_t cols = t->shape[1], rows = t->shape[0];
+  const size_t element = dtype_size(t->dtype);
+  double *w = malloc((size_t)(ROWS_PER_CHUNK * cols) * sizeof *w);
+  if (!w) return -1;
+  double m = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += ROWS_PER_CHUNK) {
+    int64_t n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
+    dtype_to_f64(t->dtype, (const unsigned char *)t->data + (size_t)(r0 * cols) * element, w, (size_t)(n * cols));
+    for (int64_t i = 0; i < n * cols; i++) m = fabs(w[i]) > m ? fabs(w[i]) : m;
+  }
+  free(w);
+  *amax = m;
+  return 0;
+}
+
+/* The max |W| shared by e's fused group (plan_tensors's fused_key): computed over every member
+ * when the first of them asks, then remembered by each. */
+static int fused_amax(plan *p, planned_tensor *e, double *amax) {
+  if (e->group_amax >= 0) return *amax = e->group_amax, 0;
+  double m = 0;
+  for (size_t i = 0; i < p->count; i++) {
+    planned_tensor *other = &p->tensors[i];
+    if (other != e && (!e->fused_key[0] || !other->quantize || strcmp(other->fused_key, e->fused_key) != 0 ||
+                       other->layer != e->layer))
+      continue;
+    double one;
+    if (weight_amax(other->t, &one) < 0) return -1;
+    m = one > m ? one : m;
+  }
+  for (size_t i = 0; i < p->count; i++)
+    if (&p->tensors[i] == e ||
+        (e->fused_key[0] && p->tensors[i].layer == e->layer && strcmp(p->tensors[i].fused_key, e->fused_key) == 0))
+      p->tensors[i].group_amax = m;
+  return *amax = m, 0;
+}
+
+static int quantize_weight(const quantize_options *o, plan *p, planned_tensor *e, st_writer *writer,
                            st_writer *fake_writer, int threads, rotq_error *err) {
   weight_job j = {.scheme = &o->scheme, .e = e, .writer = writer, .fake_writer = fake_writer, .cancel = o->cancel};
   atomic_init(&j.failed, 0);
   atomic_flag_clear(&j.error_taken);
+  if (o->scheme.kind == CT_NVFP4A16 && fused_amax(p, e, &j.global_amax) < 0)
+    return rotq_fail(err, "tensor '%s': out of memory", e->t->name);
   size_t chunks = (size_t)((e->t->shape[0] + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK);
   parallel_for(chunks, 1, threads, quantize_chunks, &j);
   if (atomic_load(&j.failed)) {
@@ -268,14 +333,14 @@ static int copy_tensor(st_writer *w, size_t index, const st_tensor *t, rotq_erro
   return 0;
 }
 
-static int write_tensors(const quantize_options *o, const checkpoint *ck, const plan *p, st_writer *writer,
+static int write_tensors(const quantize_options *o, const checkpoint *ck, plan *p, st_writer *writer,
                          st_writer *fake_writer, rotq_error *err) {
   const int threads = o->threads > 0 ? o->threads : cpu_count();
   for (size_t i = 0; i < p->count; i++) {
-    const planned_tensor *e = &p->tensors[i];
+    planned_tensor *e = &p->tensors[i];
     if (o->cancel && *o->cancel)
       return rotq_fail(err, "cancelled (signal %d); the partial output was removed", (int)*o->cancel);
-    int rc = e->quantize ? quantize_weight(o, e, writer, fake_writer, threads, err)
+    int rc = e->quantize ? quantize_weight(o, p, e, writer, fake_writer, threads, err)
                          : copy_tensor(writer, e->spec, e->t, err);
     if (rc == 0 && !e->quantize && fake_writer) rc = copy_tensor(fake_writer, e->fake_spec, e->t, err);
     if (rc < 0) return rotq_fail_context(err, "%s", checkpoint_path_of(ck, e->t));
@@ -313,11 +378,16 @@ static cJSON *config_group(const ct_scheme *s) {
   cJSON *g = cJSON_CreateObject();
   cJSON *targets = cJSON_AddArrayToObject(g, "targets");
   json_add_to_array(targets, cJSON_CreateString("Linear"));
-  const char *type = s->kind == CT_FP8 ? "float" : "int";
-  json_add_to_object(
-      g, "weights",
-      quantization_args(s->bits, type, s->symmetric, s->group > 0 ? "group" : "channel", s->group, false));
-  if (s->kind == CT_W4A16)
+  const bool nvfp4 = s->kind == CT_NVFP4A16;
+  const char *type = s->kind == CT_FP8 || nvfp4 ? "float" : "int";
+  const char *strategy = nvfp4 ? "tensor_group" : s->group > 0 ? "group" : "channel";
+  cJSON *weights = quantization_args(s->bits, type, s->symmetric, strategy, s->group, false);
+  if (nvfp4) { /* as compressed-tensors' NVFP4A16 preset: E4M3 block scales */
+    cJSON_AddStringToObject(weights, "scale_dtype", "torch.float8_e4m3fn");
+    cJSON_AddStringToObject(weights, "zp_dtype", "torch.float8_e4m3fn");
+  }
+  json_add_to_object(g, "weights", weights);
+  if (s->kind == CT_W4A16 || nvfp4)
     cJSON_AddNullToObject(g, "input_activations");
   else
     json_add_to_object(g, "input_activations", quantization_args(8, type, true, "token", 0, true));
@@ -395,7 +465,7 @@ static int copy_other_files(const char *in, const char *out, rotq_error *err) {
 }
 
 /* Everything between opening the output directories and committing them. */
-static int quantize_into(const quantize_options *o, const checkpoint *ck, const plan *p, const char *dir,
+static int quantize_into(const quantize_options *o, const checkpoint *ck, plan *p, const char *dir,
                          const char *fake_dir, rotq_error *err) {
   st_writer *writer = open_writer(p, dir, false, o->max_shard_bytes, err);
   st_writer *fake = writer && fake_dir ? open_writer(p, fake_dir, true, o->max_shard_bytes, err) : NULL;
@@ -436,7 +506,10 @@ static void summarize(const plan *p, quantize_result *r) {
       const ct_part_spec *part = &e->parts[j];
       double cells = (double)part->shape[0] * (part->ndim > 1 ? (double)part->shape[1] : 1);
       const char *d = part->stored_dtype;
-      double size = !d ? (double)dtype_size(e->t->dtype) : !strcmp(d, "I64") ? 8 : !strcmp(d, "I32") ? 4 : 1;
+      double size = !d                                       ? (double)dtype_size(e->t->dtype)
+                    : !strcmp(d, "I64")                      ? 8
+                    : !strcmp(d, "I32") || !strcmp(d, "F32") ? 4
+                                                             : 1;
       r->output_bytes += cells * size;
     }
   }

@@ -40,7 +40,7 @@ no_output() {
 # --- usage errors: exit 2 ---
 expect 0 "usage: rotq quantize" -- "$ROTQ" quantize --help
 expect 2 "--model, --output and --scheme are required" -- "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o"
-expect 2 "unknown scheme 'W3A7' \(W4A16, W8A8, FP8\)" -- \
+expect 2 "unknown scheme 'W3A7' \(W4A16, W8A8, FP8, NVFP4A16\)" -- \
   "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o" --scheme W3A7
 expect 2 "apply to W4A16 only, not W8A8" -- \
   "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o" --scheme W8A8 --asymmetric
@@ -100,6 +100,18 @@ out=$SCRATCH/fp8
 expect 0 "wrote .*\(FP8, float-quantized\)" -- "$ROTQ" quantize --model "$MODEL" --output "$out" --scheme FP8 --threads 1
 check_tensor "$out" model.layers.1.self_attn.o_proj.weight F8_E4M3 "[64,64]"
 [ "$(config_value "$out" 'q["config_groups"]["group_0"]["weights"]["type"]')" = float ] || fail "fp8: type"
+
+# --- NVFP4A16: needs input dimensions in blocks of 16 (172 is not) ---
+expect 1 "tensor 'model.layers.0.mlp.down_proj.weight' \[64, 172\]: the group size 16 does not divide its 172" -- \
+  "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/nv" --scheme NVFP4A16
+no_output nv
+"$ROTQ" synth --shape tiny --layers 1 --output "$SCRATCH/tiny" >/dev/null 2>&1 || fail "synth tiny"
+out=$SCRATCH/nv
+expect 0 "wrote .*\(NVFP4A16, nvfp4-pack-quantized\)" -- "$ROTQ" quantize --model "$SCRATCH/tiny" --output "$out" --scheme NVFP4A16
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_packed U8 "[256,344]"
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_scale F8_E4M3 "[256,43]"
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_global_scale F32 "[1]"
+[ "$(config_value "$out" 'q["config_groups"]["group_0"]["weights"]["strategy"]')" = tensor_group ] || fail "nv: strategy"
 
 # --- the two-command path: rotate, then quantize the rotated checkpoint ---
 expect 0 "" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/rotated" --quiet

@@ -29,7 +29,7 @@ static void quantize_all(const ct_scheme *s, const double *w, dtype t, void *wei
   const int64_t groups = ct_groups(s, COLS);
   for (int64_t r0 = 0; r0 < ROWS; r0 += CT_ROW_BLOCK) {
     int64_t n = ROWS - r0 < CT_ROW_BLOCK ? ROWS - r0 : CT_ROW_BLOCK;
-    assert_int_equal(ct_quantize_rows(s, w + r0 * COLS, n, COLS, t, (char *)weight + ct_weight_bytes(s, r0, COLS),
+    assert_int_equal(ct_quantize_rows(s, w + r0 * COLS, n, COLS, t, 0, (char *)weight + ct_weight_bytes(s, r0, COLS),
                                       scale + r0 * groups, zero + r0 * s->bits / 32 * groups, fake + r0 * COLS),
                      0);
   }
@@ -170,7 +170,7 @@ static void test_e4m3_encoding(void **state) {
     double probes[] = {v, mid, nextafter(mid, 0), nextafter(mid, 1000), -mid, -v, v * 1.0000001};
     for (int p = 0; p < 7; p++) w[k++] = probes[p] > 448 ? 448 : probes[p];
   }
-  assert_int_equal(ct_quantize_rows(&f8, w, 1, k, DTYPE_F64, bytes, &scale, zero, fake), 0);
+  assert_int_equal(ct_quantize_rows(&f8, w, 1, k, DTYPE_F64, 0, bytes, &scale, zero, fake), 0);
   assert_true(scale == 1);
   for (int i = 0; i < k; i++) assert_true(fake[i] == fp8_e4m3_round(w[i]));
 }

@@ -42,6 +42,9 @@ CASES = [
     ("qwen2_moe", "bfloat16", ["--scheme", "W4A16", "--group-size", "16", "--asymmetric"]),
     ("phi3", "bfloat16", ["--scheme", "W4A16", "--group-size", "4"]),
     ("nemotron_h", "bfloat16", ["--scheme", "FP8"]),
+    ("llama", "bfloat16", ["--scheme", "NVFP4A16"]),
+    ("llama", "float32", ["--scheme", "NVFP4A16"]),
+    ("qwen3_moe", "bfloat16", ["--scheme", "NVFP4A16"]),
 ]
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -105,8 +108,31 @@ def e4m3_decode(raw):
     return torch.where((r & 0x7F) == 0x7F, torch.nan, value)
 
 
+E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=torch.float32)
+
+
+def decode_nvfp4(tensors, module, dtype):
+    """nvfp4-pack-quantized: two E2M1 nibbles a byte (element 2i low, 2i+1 high; bit 3 the sign,
+    bits 0-2 an index into E2M1), E4M3 scales per 16 input columns, and a float32 global scale
+    stored as its reciprocal: w = q · (scale / global), quotient and product in float32, rounded
+    to bfloat16 (compressed-tensors 0.20.1 decompresses into bfloat16 whatever the model's dtype)."""
+    packed = tensors[f"{module}.weight_packed"]
+    scale, global_scale = tensors[f"{module}.weight_scale"], tensors[f"{module}.weight_global_scale"]
+    assert packed.dtype == torch.uint8 and scale.dtype == torch.float8_e4m3fn
+    assert global_scale.dtype == torch.float32 and global_scale.shape == (1,)
+    rows, cols = packed.shape[0], packed.shape[1] * 2
+    assert scale.shape == (rows, cols // 16)
+    nibbles = torch.stack((packed & 0xF, packed >> 4), dim=-1).reshape(rows, cols).to(torch.int64)
+    q = E2M1[nibbles & 7] * torch.where(nibbles & 8 != 0, -1.0, 1.0)
+    effective = e4m3_decode(scale.view(torch.uint8)).to(torch.float32) / global_scale
+    per_column = torch.arange(cols) // 16
+    return (q * effective[:, per_column]).to(torch.bfloat16).to(dtype)
+
+
 def decode(tensors, module, weights, dtype):
     """Module's dequantized weight from its stored tensors, by the format's definition."""
+    if f"{module}.weight_global_scale" in tensors:
+        return decode_nvfp4(tensors, module, dtype)
     scale = tensors[f"{module}.weight_scale"]
     assert scale.dtype == dtype, f"{module}: weight_scale is {scale.dtype}, not the model's {dtype}"
     if weights["type"] == "float":
@@ -184,6 +210,27 @@ def test_decoders_equal_rotq_fake_quantization(case, workdir):
         assert len(qc["ignore"]) > 1, "the MoE routers must be ignored"
 
 
+def test_nvfp4_fused_linears_share_their_global_scale(workdir):
+    """vLLM fuses q/k/v (and each expert's gate/up) into one linear with one global scale (the
+    max of the parts'): rotq gives them the same one, from their joint max |W|."""
+    case = ("qwen3_moe", "bfloat16", ["--scheme", "NVFP4A16"])
+    model_dir, out, _ = quantize(case, workdir)
+    tensors, originals = oracle.stored_tensors(out), oracle.stored_tensors(model_dir)
+
+    def global_scale(module):
+        return tensors[f"{module}.weight_global_scale"].item()
+
+    for layer in range(2):
+        base = f"model.layers.{layer}"
+        groups = [[f"{base}.self_attn.{p}_proj" for p in "qkv"], [f"{base}.self_attn.o_proj"]]
+        groups += [[f"{base}.mlp.experts.{e}.gate_proj", f"{base}.mlp.experts.{e}.up_proj"] for e in range(4)]
+        for group in groups:
+            amax = max(originals[f"{m}.weight"].float().abs().max().item() for m in group)
+            expected = torch.tensor(448 * 6 / amax, dtype=torch.float32).item()
+            assert {global_scale(m) for m in group} == {expected}, group
+        assert global_scale(f"{base}.self_attn.q_proj") != global_scale(f"{base}.self_attn.o_proj")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_compressed_tensors_decompresses_to_rotq_fake_quantization(case, workdir):
     from compressed_tensors.compressors import BaseCompressor
@@ -199,10 +246,18 @@ def test_compressed_tensors_decompresses_to_rotq_fake_quantization(case, workdir
     for module in quantized_modules(tensors):
         local = {k[len(module) + 1:]: v for k, v in tensors.items() if k.startswith(module + ".weight")}
         weight = compressor.decompress(local, scheme)["weight"]
-        assert torch.equal(weight, fakes[f"{module}.weight"]), f"{module}: compressed-tensors decodes it differently"
+        expected = fakes[f"{module}.weight"]
+        if qc["format"] == "nvfp4-pack-quantized":  # compressed-tensors decompresses it into bfloat16
+            assert weight.dtype == torch.bfloat16
+            weight = weight.to(expected.dtype)
+        assert torch.equal(weight, expected), f"{module}: compressed-tensors decodes it differently"
 
 
-LOGIT_CASES = [c for c in CASES if c[0] in ("llama", "qwen3_moe") and c[1] in ("float64", "bfloat16")]
+# transformers 5.23 dequantizes packed MoE experts without their weight_global_scale (its
+# CompressedTensorsDequantize builds each expert's module from weight_packed/scale/shape only), so
+# NVFP4 experts are checked by compressed-tensors' own decompression above, not here.
+LOGIT_CASES = [c for c in CASES if (c[0] == "llama" or (c[0] == "qwen3_moe" and "NVFP4A16" not in c[2]))
+               and c[1] in ("float64", "bfloat16")]
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES, ids=[case_id(c) for c in LOGIT_CASES])
