@@ -204,12 +204,21 @@ static double bf16_of_float(float f) {
   return r;
 }
 
+/* fp4_e2m1_round (eval/quantize.h) without libm: steps 0.5 below 2, 1 below 4, 2 above,
+ * saturating at ±6. */
+static inline double e2m1_round(double v) {
+  double a = fabs(v);
+  if (!(a < 6)) return isnan(v) ? fp4_e2m1_round(v) : copysign(6, v);
+  const double step = a < 2 ? 0.5 : a < 4 ? 1 : 2, inverse = a < 2 ? 2 : a < 4 ? 1 : 0.5; /* powers of 2: exact */
+  double r = round_even(a * inverse) * step;
+  return copysign(r > 6 ? 6 : r, v);
+}
+
 /* The E2M1 nibble of v, on the E2M1 grid: sign bit 8, magnitude index into 0 .. 6. */
 static uint8_t e2m1_encode(double v) {
-  static const double magnitudes[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
-  uint8_t index = 0;
-  while (index < 7 && magnitudes[index] != fabs(v)) index++;
-  return (uint8_t)((signbit(v) ? 8 : 0) | index);
+  /* 2·|v| ∈ {0, 1, 2, 3, 4, 6, 8, 12} → its index */
+  static const uint8_t index_of_twice[13] = {0, 1, 2, 3, 4, 0, 5, 0, 6, 0, 0, 0, 7};
+  return (uint8_t)((signbit(v) ? 8 : 0) | index_of_twice[(int)(fabs(v) * 2)]);
 }
 
 /* One row of NVFP4A16: packed nibbles, the E4M3 block scales (as values), the decoded values. */
@@ -223,7 +232,7 @@ static void nvfp4_row(const double *x, int64_t cols, double global, uint8_t *pac
     float effective = (float)(s / global); /* float32(s) / float32(global), correctly rounded */
     scale[b / 16] = s;
     for (int64_t i = 0; i < count; i++) {
-      double q = effective > 0 ? fp4_e2m1_round(x[b + i] / effective) : 0;
+      double q = effective > 0 ? e2m1_round(x[b + i] / effective) : 0;
       packed[(b + i) / 2] |= (uint8_t)(e2m1_encode(q) << (4 * ((b + i) % 2)));
       if (fake) fake[b + i] = bf16_of_float((float)(q * effective));
     }

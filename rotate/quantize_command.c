@@ -276,7 +276,9 @@ static int weight_amax(const st_tensor *t, double *amax) {
   double m = 0;
   for (int64_t r0 = 0; r0 < rows; r0 += ROWS_PER_CHUNK) {
     int64_t n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
-    dtype_to_f64(t->dtype, (const unsigned char *)t->data + (size_t)(r0 * cols) * element, w, (size_t)(n * cols));
+    const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+    dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+    st_release(src, (size_t)(n * cols) * element);
     for (int64_t i = 0; i < n * cols; i++) m = fabs(w[i]) > m ? fabs(w[i]) : m;
   }
   free(w);

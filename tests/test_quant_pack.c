@@ -175,6 +175,38 @@ static void test_e4m3_encoding(void **state) {
   for (int i = 0; i < k; i++) assert_true(fake[i] == fp8_e4m3_round(w[i]));
 }
 
+/* NVFP4A16 codes through the packer's own E2M1 rounding: fp4_e2m1_round's at and around every
+ * grid point and midpoint, and every nibble decodes to the value it stands for. */
+static void test_nvfp4_rounding(void **state) {
+  static const double grid[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, 7, 12};
+  ct_scheme nv;
+  assert_int_equal(ct_scheme_parse("NVFP4A16", 0, false, &nv), 0);
+  enum { N = 16 * 64 };
+  static double w[N], fake[N], scale[N / 16];
+  uint8_t packed[N / 2];
+  int32_t zero[1];
+  int k = 0;
+  for (int g = 0; g + 1 < 10; g++) {
+    double mid = (grid[g] + grid[g + 1]) / 2;
+    double probes[] = {grid[g], mid, nextafter(mid, 0), nextafter(mid, 100), -mid, -grid[g], grid[g] * 1.01};
+    for (int p = 0; p < 7; p++) w[k++] = probes[p];
+  }
+  while (k % 16) w[k++] = 0;
+  for (int b = 0; b < k; b += 16) w[b + 15] = 6; /* every block's amax: block scale 1 with global 448 */
+  const double amax = 448 * 6.0 / 448;           /* global scale 448 */
+  assert_int_equal(ct_quantize_rows(&nv, w, 1, k, DTYPE_BF16, amax, packed, scale, zero, fake), 0);
+  static const double magnitude[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  for (int i = 0; i < k; i++) {
+    assert_true(scale[i / 16] == 448);
+    int nibble = (packed[i / 2] >> (4 * (i % 2))) & 15;
+    double q = (nibble & 8 ? -1 : 1) * magnitude[nibble & 7];
+    assert_true(q == fp4_e2m1_round(w[i]));
+    assert_true(fake[i] == q);
+  }
+  assert_true(ct_nvfp4_global_scale(6) == 448);
+  assert_true(ct_nvfp4_global_scale(0) == 1);
+}
+
 static void test_schemes_and_shapes(void **state) {
   ct_scheme s;
   assert_int_equal(ct_scheme_parse("W3A16", 128, false, &s), -1);
@@ -199,9 +231,10 @@ static void test_schemes_and_shapes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_w4a16_symmetric), cmocka_unit_test(test_w4a16_asymmetric),
-      cmocka_unit_test(test_w8a8_and_fp8),    cmocka_unit_test(test_scale_rounded_to_its_dtype),
-      cmocka_unit_test(test_e4m3_encoding),   cmocka_unit_test(test_schemes_and_shapes),
+      cmocka_unit_test(test_w4a16_symmetric),    cmocka_unit_test(test_w4a16_asymmetric),
+      cmocka_unit_test(test_w8a8_and_fp8),       cmocka_unit_test(test_scale_rounded_to_its_dtype),
+      cmocka_unit_test(test_e4m3_encoding),      cmocka_unit_test(test_nvfp4_rounding),
+      cmocka_unit_test(test_schemes_and_shapes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
