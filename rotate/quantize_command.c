@@ -13,6 +13,7 @@
 #include "common/parallel.h"
 #include "family/adapter.h"
 #include "io/checkpoint.h"
+#include "io/finite.h"
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "rotate/output_dir.h"
@@ -194,6 +195,10 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
   const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
   dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
   st_release(src, (size_t)(n * cols) * element);
   if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)

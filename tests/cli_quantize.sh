@@ -60,6 +60,13 @@ expect 1 "no-such-model/config.json: cannot open" -- \
   "$ROTQ" quantize --model "$SCRATCH/no-such-model" --output "$SCRATCH/o" --scheme W8A8
 no_output o
 
+rm -rf "$SCRATCH/nan" && cp -r "$MODEL" "$SCRATCH/nan"
+python3 "$ROOT/tests/support/checkpoint_surgery.py" poke "$SCRATCH/nan/model.safetensors" model.layers.1.mlp.down_proj.weight 70 nan ||
+  fail "checkpoint_surgery.py poke"
+expect 1 "nan/model.safetensors: tensor 'model.layers.1.mlp.down_proj.weight': element 70 \(row 0\) is NaN or infinite" -- \
+  "$ROTQ" quantize --model "$SCRATCH/nan" --output "$SCRATCH/o" --scheme W8A8
+no_output o
+
 # --- W4A16 (group 4: divides 64 and 172), symmetric ---
 out=$SCRATCH/w4
 expect 0 "wrote .*w4 \(W4A16, pack-quantized\): 35 weights quantized, 12 tensors copied" -- \
