@@ -289,3 +289,31 @@ def test_transformers_loads_it_as_the_fake_quantized_model(case, workdir):
             quantized = transformers.AutoModelForCausalLM.from_pretrained(out, **kwargs, **load).eval()
             a = quantized(input_ids=ids, use_cache=False).logits
             assert torch.equal(a, b), f"{load}: max |Δlogit| {(a - b).abs().max().item()}"
+
+
+@pytest.mark.parametrize("scheme", [["--scheme", "W4A16", "--group-size", "16"], ["--scheme", "W8A8"]],
+                         ids=["W4A16", "W8A8"])
+def test_online_rotated_then_quantized(scheme, workdir):
+    """rotate --online, then quantize: the quantized checkpoint keeps the online rotations'
+    transform_config and tensors; loaded by transformers (dequantized) with the activation halves
+    applied by compressed-tensors, it computes the fake-quantized rotated model's logits exactly."""
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    model_dir = source("llama", "float64", workdir)
+    rotated = str(workdir / f"llama-online-{scheme[1]}")
+    status, stderr = oracle.rotq("rotate", "--model", model_dir, "--output", rotated, "--online", "--quiet", "--force")
+    assert status == 0, stderr
+    out, fake = rotated + "-q", rotated + "-fake"
+    status, stderr = oracle.rotq("quantize", "--model", rotated, "--output", out, "--fake-quant-output", fake,
+                                 "--quiet", "--force", *scheme)
+    assert status == 0, stderr
+    qc, rotated_qc = oracle.quantization_config(out), oracle.quantization_config(rotated)
+    assert qc["transform_config"] == rotated_qc["transform_config"] and qc["config_groups"]
+    kwargs = dict(dtype=torch.float64)
+    quantized = transformers.AutoModelForCausalLM.from_pretrained(
+        out, quantization_config=CompressedTensorsConfig(dequantize=True), **kwargs).eval()
+    reference, _ = oracle.load_online_export(fake)
+    assert oracle.apply_online(quantized, out) and oracle.apply_online(reference, fake)
+    ids = oracle.tokens(reference.config.vocab_size)
+    a, b = oracle.logits(quantized, ids), oracle.logits(reference, ids)
+    assert torch.equal(a, b), f"max |Δlogit| {(a - b).abs().max().item()}"
