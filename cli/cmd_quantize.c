@@ -49,6 +49,11 @@ static volatile sig_atomic_t cancelled;
 
 static void on_signal(int sig) { cancelled = sig; }
 
+static void print_log(rotq_log_level level, const char *message, void *context) {
+  (void)context;
+  fprintf(stderr, "rotq quantize: %s%s\n", level == ROTQ_LOG_WARNING ? "warning: " : "", message);
+}
+
 static void progress(size_t done, size_t total, void *user) {
   (void)user;
   fprintf(stderr, "\rrotq quantize: tensor %zu/%zu   ", done, total);
@@ -96,7 +101,8 @@ int cmd_quantize(int argc, char **argv) {
                         .force = force,
                         .threads = (int)threads,
                         .max_shard_bytes = (size_t)max_shard,
-                        .cancel = &cancelled};
+                        .cancel = &cancelled,
+                        .log = quiet ? NULL : print_log};
   bool w4 = strcasecmp(scheme, "W4A16") == 0;
   if (!w4 && (group != -1 || asymmetric || symmetric)) {
     fprintf(stderr, "rotq quantize: --group-size, --symmetric and --asymmetric apply to W4A16 only, not %s\n", scheme);

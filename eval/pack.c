@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 
 int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) {
   if (strcasecmp(name, "W4A16") == 0) {
@@ -99,7 +99,7 @@ static inline double round_even(double v) {
   return shifted - magic;
 }
 
-/* fp8_e4m3_round (eval/quantize.h) without frexp/ldexp: the step of v's binade read from its
+/* fp8_e4m3_round (linalg/quantize.h) without frexp/ldexp: the step of v's binade read from its
  * exponent bits (3 fraction bits; binades below 2^-6 are E4M3's subnormals, step 2^-9),
  * saturating at ±448. */
 static inline double e4m3_round(double v) {
@@ -204,7 +204,7 @@ static double bf16_of_float(float f) {
   return r;
 }
 
-/* fp4_e2m1_round (eval/quantize.h) without libm: steps 0.5 below 2, 1 below 4, 2 above,
+/* fp4_e2m1_round (linalg/quantize.h) without libm: steps 0.5 below 2, 1 below 4, 2 above,
  * saturating at ±6. */
 static inline double e2m1_round(double v) {
   double a = fabs(v);

@@ -20,15 +20,15 @@
  *          quotient and the product in float32, the result rounded to bfloat16 (compressed-tensors'
  *          decompression: unpack_fp4_from_uint8's bfloat16). Activations stay 16-bit.
  *
- * The rounding is rotq's RTN of eval/quantize.h (symmetric: scale = amax / (2^(b−1) − 1), codes
+ * The rounding is rotq's RTN of linalg/quantize.h (symmetric: scale = amax / (2^(b−1) − 1), codes
  * clamp(round(x/scale), −2^(b−1), 2^(b−1) − 1); asymmetric: the range [min(x,0), max(x,0)], zero
  * = round(−lo/scale), codes clamp(round(x/scale) + zero, 0, 2^b − 1); fp8: scale = amax/448, codes
  * E4M3(x/scale); ties to even), with one difference the format forces (NVFP4A16: the block scale is
  * E4M3(amax_block / 6 · global_scale), global_scale = float32(2688 / amax), the codes E2M1(x /
- * (scale / global_scale)): eval/quantize.h's nvfp4 with the per-tensor scale in its reciprocal,
+ * (scale / global_scale)): linalg/quantize.h's nvfp4 with the per-tensor scale in its reciprocal,
  * float32 form); the scale is first
  * rounded to the dtype it is stored in, and the codes are computed with that stored scale. With a
- * float64 scale the dequantized weights are therefore eval/quantize.h's fake-quantized ones bit
+ * float64 scale the dequantized weights are therefore linalg/quantize.h's fake-quantized ones bit
  * for bit; with any dtype they are exactly what a decoder of the format computes: (q − z)·scale in
  * the scale's dtype, which is one rounding of the exact product. */
 #ifndef ROTQ_EVAL_PACK_H

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/log.h"
 #include "common/parallel.h"
 #include "family/adapter.h"
 #include "io/checkpoint.h"
@@ -530,12 +531,13 @@ int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq
   plan p = {0};
   int rc = adapter ? 0 : rotq_fail_context(err, "%s/config.json", ck.dir);
   if (rc == 0) rc = plan_tensors(&ck, adapter, &o->scheme, &p, err);
+  const logger log = {o->log, o->log_context};
   output_dir out, fake_out;
   bool out_open = false, fake_open = false;
-  if (rc == 0) rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &out, err);
+  if (rc == 0) rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &log, &out, err);
   out_open = rc == 0;
   if (rc == 0 && o->fake_quant_dir) {
-    rc = output_dir_begin(o->model_dir, o->fake_quant_dir, o->force, &fake_out, err);
+    rc = output_dir_begin(o->model_dir, o->fake_quant_dir, o->force, &log, &fake_out, err);
     fake_open = rc == 0;
   }
   if (rc == 0) rc = quantize_into(o, &ck, &p, out.temp_path, o->fake_quant_dir ? fake_out.temp_path : NULL, err);

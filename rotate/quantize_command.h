@@ -33,6 +33,9 @@ typedef struct quantize_options {
   size_t max_shard_bytes; /* 0 = 5 GB */
   /* Polled between row blocks: when it becomes non-zero the run stops and removes its output. */
   const volatile sig_atomic_t *cancel;
+  /* Notices (a stale partial output of a killed run removed) go here; NULL drops them. */
+  rotq_log_fn log;
+  void *log_context;
   /* After each tensor (may be NULL). */
   void (*progress)(size_t done, size_t total, void *user);
   void *user;

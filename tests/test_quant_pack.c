@@ -1,5 +1,5 @@
 /* eval/pack.h: rotq quantize's real quantization into compressed-tensors tensors. With float64
- * scales its dequantized weights are eval/quantize.h's fake-quantized ones bit for bit (the same
+ * scales its dequantized weights are linalg/quantize.h's fake-quantized ones bit for bit (the same
  * RTN); the packed layouts are decoded here by hand (nibble i of a row in bits 4·(i mod 8) of
  * word i/8, stored as code + 8; zero points packed along the rows) and must give those codes; E4M3
  * encoding round-trips every finite byte; shapes that do not fit the scheme are refused. */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "eval/pack.h"
-#include "eval/quantize.h"
+#include "linalg/quantize.h"
 #include "linalg/rng.h"
 #include "support/test_support.h"
 
@@ -62,7 +62,7 @@ static void check_symmetric(int group) {
   for (int r = 0; r < ROWS; r++)
     for (int c = 0; c < COLS; c++) {
       size_t i = (size_t)r * COLS + c;
-      assert_true(fake[i] == expected[i]); /* eval/quantize.h's RTN, bit for bit (±0 aside) */
+      assert_true(fake[i] == expected[i]); /* linalg/quantize.h's RTN, bit for bit (±0 aside) */
       int q = unpacked(packed + r * COLS / 8, 4, c) - 8;
       assert_true(q >= -8 && q <= 7);
       assert_true(q * scale[r * groups + c / group] == fake[i]);
