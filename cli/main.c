@@ -11,6 +11,8 @@ static const command commands[] = {
     {"eval", "perplexity on a token file (uint16 ids, BOS-delimited segments)", cmd_eval},
     {"compare", "compare two checkpoints' logits on the same tokens", cmd_compare},
     {"rotate", "rotate a checkpoint (R1, R2, optional online rotations)", cmd_rotate},
+    {"quantize", "write a quantized compressed-tensors checkpoint vLLM serves (W4A16, W8A8, FP8, NVFP4A16)",
+     cmd_quantize},
     {"config", "list or show the built-in rotation configs", cmd_config},
     {"report", "what rotation buys: fake-quantized perplexity/KL, original vs rotated", cmd_report},
     {"stats", "outlier statistics at every linear input, before/after rotation (SVG plot)", cmd_stats},

@@ -24,7 +24,8 @@
 /* A declared tensor and its place in the output. */
 typedef struct planned {
   char *name;
-  dtype dtype;
+  const char *dtype_name; /* the safetensors dtype */
+  size_t element_size;
   int ndim;
   int64_t shape[ST_MAX_DIMS];
   size_t nbytes;
@@ -51,8 +52,30 @@ struct st_writer {
   size_t shard_count;
 };
 
+/* The safetensors name and element size of a spec's type: its dtype, or a storage-only type
+ * (st_spec.stored_dtype); -1 when that is unknown. */
+static int spec_type(const st_spec *s, const char *stored_dtype, const char **name, size_t *size) {
+  static const struct {
+    const char *name;
+    size_t size;
+  } stored[] = {{"I64", 8}, {"I32", 4}, {"F32", 4}, {"I8", 1}, {"U8", 1}, {"F8_E4M3", 1}};
+  if (!stored_dtype) {
+    *name = dtype_name(s->dtype);
+    *size = dtype_size(s->dtype);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof stored / sizeof stored[0]; i++)
+    if (strcmp(stored_dtype, stored[i].name) == 0) {
+      *name = stored[i].name;
+      *size = stored[i].size;
+      return 0;
+    }
+  return -1;
+}
+
 /* Copies and checks the specs into w->tensors (names unique, shapes valid). */
-static int declare_tensors(st_writer *w, const st_spec *specs, size_t count, rotq_error *err) {
+static int declare_tensors(st_writer *w, const st_spec *specs, const char *const *stored_dtypes, size_t count,
+                           rotq_error *err) {
   w->tensors = calloc(count ? count : 1, sizeof *w->tensors);
   if (!w->tensors) return rotq_fail(err, "%s: out of memory", w->dir);
   for (size_t i = 0; i < count; i++) {
@@ -65,7 +88,9 @@ static int declare_tensors(st_writer *w, const st_spec *specs, size_t count, rot
     if (s->ndim < 0 || s->ndim > ST_MAX_DIMS)
       return rotq_fail(err, "%s: tensor '%s': %d dimensions (0 to %d supported)", w->dir, s->name, s->ndim,
                        ST_MAX_DIMS);
-    t->dtype = s->dtype;
+    const char *stored = stored_dtypes ? stored_dtypes[i] : NULL;
+    if (spec_type(s, stored, &t->dtype_name, &t->element_size) < 0)
+      return rotq_fail(err, "%s: tensor '%s': unknown stored dtype '%s'", w->dir, s->name, stored);
     t->ndim = s->ndim;
     size_t numel = 1;
     for (int d = 0; d < s->ndim; d++) {
@@ -74,7 +99,7 @@ static int declare_tensors(st_writer *w, const st_spec *specs, size_t count, rot
                          (long long)s->shape[d]);
       t->shape[d] = s->shape[d];
     }
-    if (__builtin_mul_overflow(numel, dtype_size(t->dtype), &t->nbytes))
+    if (__builtin_mul_overflow(numel, t->element_size, &t->nbytes))
       return rotq_fail(err, "%s: tensor '%s': too large", w->dir, s->name);
     atomic_init(&t->begun, false);
     atomic_init(&t->written_bytes, 0);
@@ -143,7 +168,7 @@ static char *shard_header(const st_writer *w, size_t s, size_t *size) {
     cJSON *entry = cJSON_AddObjectToObject(root, t->name);
     cJSON *shape = entry ? cJSON_AddArrayToObject(entry, "shape") : NULL;
     cJSON *offsets = shape ? cJSON_AddArrayToObject(entry, "data_offsets") : NULL;
-    ok = offsets && cJSON_AddStringToObject(entry, "dtype", dtype_name(t->dtype));
+    ok = offsets && cJSON_AddStringToObject(entry, "dtype", t->dtype_name);
     for (int d = 0; ok && d < t->ndim; d++) ok = json_add_to_array(shape, cJSON_CreateNumber((double)t->shape[d]));
     ok = ok && json_add_to_array(offsets, cJSON_CreateNumber((double)t->begin)) &&
          json_add_to_array(offsets, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
@@ -230,6 +255,11 @@ static void writer_free(st_writer *w, bool remove_files) {
 
 st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, size_t max_shard_bytes,
                           rotq_error *err) {
+  return st_writer_open_stored(dir, specs, NULL, count, max_shard_bytes, err);
+}
+
+st_writer *st_writer_open_stored(const char *dir, const st_spec *specs, const char *const *stored_dtypes, size_t count,
+                                 size_t max_shard_bytes, rotq_error *err) {
   st_writer *w = calloc(1, sizeof *w);
   if (!w || !(w->dir = strdup(dir))) {
     free(w);
@@ -237,7 +267,7 @@ st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, s
     return NULL;
   }
   if (max_shard_bytes == 0) max_shard_bytes = ST_DEFAULT_MAX_SHARD_BYTES;
-  if (declare_tensors(w, specs, count, err) != 0 || sort_names(w, err) != 0 ||
+  if (declare_tensors(w, specs, stored_dtypes, count, err) != 0 || sort_names(w, err) != 0 ||
       plan_shards(w, max_shard_bytes, err) != 0)
     goto fail;
   for (size_t s = 0; s < w->shard_count; s++)

@@ -27,6 +27,12 @@ typedef struct st_writer st_writer;
 
 /* Creates the shard files in dir (which must exist). max_shard_bytes 0 = default (5 GB). */
 st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, size_t max_shard_bytes, rotq_error *err);
+/* st_writer_open where tensor i may be of a storage-only type rotq writes but never reads as
+ * numbers (quantized checkpoints): stored_dtypes[i] NULL keeps specs[i].dtype, else it is "I64",
+ * "I32", "F32", "I8", "U8" or "F8_E4M3" (specs[i].dtype is then ignored; "F32" as raw bytes). stored_dtypes may be
+ * NULL. */
+st_writer *st_writer_open_stored(const char *dir, const st_spec *specs, const char *const *stored_dtypes, size_t count,
+                                 size_t max_shard_bytes, rotq_error *err);
 /* Writes tensor number index (of the specs) from data (nbytes of the declared dtype/shape).
  * Thread-safe for distinct indices. */
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err);

@@ -1,0 +1,290 @@
+#include "eval/pack.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "linalg/quantize.h"
+
+int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) {
+  if (strcasecmp(name, "W4A16") == 0) {
+    if (group < 1) return -1;
+    *s = (ct_scheme){.kind = CT_W4A16, .bits = 4, .group = group, .symmetric = !asymmetric};
+    return 0;
+  }
+  if (asymmetric || group != 0) return -1;
+  if (strcasecmp(name, "NVFP4A16") == 0)
+    return *s = (ct_scheme){.kind = CT_NVFP4A16, .bits = 4, .group = 16, .symmetric = true}, 0;
+  if (strcasecmp(name, "W8A8") == 0) return *s = (ct_scheme){.kind = CT_W8A8, .bits = 8, .symmetric = true}, 0;
+  if (strcasecmp(name, "FP8") == 0) return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true}, 0;
+  return -1;
+}
+
+const char *ct_scheme_name(const ct_scheme *s) {
+  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16"};
+  return names[s->kind];
+}
+
+const char *ct_scheme_format(const ct_scheme *s) {
+  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized"};
+  return formats[s->kind];
+}
+
+int64_t ct_groups(const ct_scheme *s, int64_t cols) { return s->group > 0 ? cols / s->group : 1; }
+
+/* int32 words holding n b-bit values, packed densely (pack_to_int32). */
+static int64_t packed_words(int64_t n, int bits) { return (n * bits + 31) / 32; }
+
+size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols) {
+  if (s->kind == CT_W4A16) return (size_t)(rows * packed_words(cols, s->bits)) * 4;
+  if (s->kind == CT_NVFP4A16) return (size_t)(rows * ((cols + 1) / 2));
+  return (size_t)(rows * cols);
+}
+
+static ct_part_spec part(ct_part which, const char *suffix, const char *stored, int ndim, int64_t d0, int64_t d1,
+                         size_t block_bytes) {
+  return (ct_part_spec){.part = which,
+                        .suffix = suffix,
+                        .stored_dtype = stored,
+                        .shape = {d0, d1},
+                        .ndim = ndim,
+                        .row_bytes = block_bytes};
+}
+
+int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts) {
+  if (s->group > 0 && (cols % s->group) != 0) return -1;
+  const int64_t groups = ct_groups(s, cols), block = CT_ROW_BLOCK;
+  const size_t weight_bytes = ct_weight_bytes(s, block, cols);
+  int n = 0;
+  switch (s->kind) {
+  case CT_NVFP4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", "F8_E4M3", 2, rows, groups, (size_t)(block * groups));
+    parts[n++] = part(CT_PART_GLOBAL, "weight_global_scale", "F32", 1, 1, 0, 0);
+    return n;
+  case CT_W4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "I32", 2, rows, packed_words(cols, s->bits), weight_bytes);
+    break;
+  case CT_W8A8: parts[n++] = part(CT_PART_WEIGHT, "weight", "I8", 2, rows, cols, weight_bytes); break;
+  case CT_FP8: parts[n++] = part(CT_PART_WEIGHT, "weight", "F8_E4M3", 2, rows, cols, weight_bytes); break;
+  }
+  parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
+  if (s->kind == CT_W4A16) parts[n++] = part(CT_PART_SHAPE, "weight_shape", "I64", 1, 2, 0, 0);
+  if (!s->symmetric)
+    parts[n++] = part(CT_PART_ZERO, "weight_zero_point", "I32", 2, packed_words(rows, s->bits), groups,
+                      (size_t)(packed_words(block, s->bits) * groups) * 4);
+  return n;
+}
+
+/* v rounded to dtype t (RNE), as a double: the value a scale of that dtype holds. */
+static double round_to(dtype t, double v) {
+  unsigned char bytes[8];
+  double r;
+  dtype_from_f64(t, &v, bytes, 1);
+  dtype_to_f64(t, bytes, &r, 1);
+  return r;
+}
+
+static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* nearbyint(v) in the default rounding mode (to nearest, ties to even) without the library call:
+ * adding and subtracting 1.5·2^52 leaves v rounded to an integer, exactly, for |v| < 2^51 (the
+ * codes' range by far); larger values (and NaN) go to nearbyint. The only difference: a result of
+ * zero is +0 where nearbyint keeps the sign (-0.3 → -0), which no code or decoded value can show. */
+static inline double round_even(double v) {
+  const double magic = 0x1.8p52;
+  if (!(fabs(v) < 0x1p51)) return nearbyint(v);
+  double shifted = v + magic; /* not folded: rotq is never built with -ffast-math */
+  return shifted - magic;
+}
+
+/* fp8_e4m3_round (linalg/quantize.h) without frexp/ldexp: the step of v's binade read from its
+ * exponent bits (3 fraction bits; binades below 2^-6 are E4M3's subnormals, step 2^-9),
+ * saturating at ±448. */
+static inline double e4m3_round(double v) {
+  double a = fabs(v);
+  if (!(a < 0x1p9)) return fp8_e4m3_round(v); /* ≥ 512, inf, NaN: the reference */
+  uint64_t bits;
+  memcpy(&bits, &a, sizeof bits);
+  int exponent = (int)(bits >> 52) - 1023;
+  if (exponent < -6) exponent = -6;
+  uint64_t step_bits = (uint64_t)(exponent - 3 + 1023) << 52, inverse_bits = (uint64_t)(3 - exponent + 1023) << 52;
+  double step, inverse; /* 2^(exponent − 3) and its inverse: products by them are exact */
+  memcpy(&step, &step_bits, sizeof step);
+  memcpy(&inverse, &inverse_bits, sizeof inverse);
+  double r = round_even(a * inverse) * step;
+  return copysign(r > 448 ? 448 : r, v);
+}
+
+/* One group x[0..n) as unsigned codes u[0..n) (signed code + 2^(b−1)), its stored scale and, when
+ * asymmetric, its unsigned zero point; fake[0..n) (or NULL) the decoded values. */
+static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
+                      double *fake) {
+  const int offset = 1 << (s->bits - 1);
+  double lo = 0, hi = 0, amax = 0;
+  for (size_t i = 0; i < n; i++) { /* as fmin/fmax: a NaN is passed over */
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  amax = hi > -lo ? hi : -lo;
+  if (s->symmetric) {
+    const double qmax = offset - 1;
+    double sc = round_to(t, amax / qmax);
+    for (size_t i = 0; i < n; i++) {
+      double q = sc > 0 ? clamp(round_even(x[i] / sc), -qmax - 1, qmax) : 0;
+      u[i] = (int)q + offset;
+      if (fake) fake[i] = sc * q;
+    }
+    *scale = sc;
+    *zero = offset;
+    return;
+  }
+  const double qmax = (double)((1 << s->bits) - 1);
+  double sc = round_to(t, (hi - lo) / qmax);
+  double z = sc > 0 ? clamp(round_even(-lo / sc), 0, qmax) : 0;
+  for (size_t i = 0; i < n; i++) {
+    double q = sc > 0 ? clamp(round_even(x[i] / sc) + z, 0, qmax) : z;
+    u[i] = (int)q;
+    if (fake) fake[i] = sc * (q - z);
+  }
+  *scale = sc;
+  *zero = (int)z;
+}
+
+/* Packs the b-bit unsigned values u[0..n) densely into words (pack_to_int32: value i at bit
+ * b·i of the little-endian bit string, crossing words where it must). */
+static void pack_bits(const int *u, int64_t n, int bits, int32_t *words) {
+  const int64_t count = packed_words(n, bits);
+  for (int64_t w = 0; w < count; w++) words[w] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint64_t bit = (uint64_t)i * (uint64_t)bits;
+    uint64_t v = (uint64_t)u[i] & ((1u << bits) - 1);
+    uint32_t *word = (uint32_t *)&words[bit / 32];
+    word[0] |= (uint32_t)(v << (bit % 32));
+    if (bit % 32 + (uint64_t)bits > 32) word[1] |= (uint32_t)(v >> (32 - bit % 32));
+  }
+}
+
+uint8_t ct_e4m3_encode(double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  uint8_t sign = (uint8_t)(bits >> 63 << 7);
+  double a = fabs(v);
+  if (a < 0x1p-6) return sign | (uint8_t)(a * 0x1p9); /* zero or subnormal: m·2^-9, m exact */
+  int exponent = (int)((bits >> 52) & 0x7ff) - 1023;  /* the normal binade 2^exponent */
+  return sign | (uint8_t)((exponent + 7) << 3) | (uint8_t)((bits >> 49) & 7);
+}
+
+/* One row of FP8: codes (E4M3 bytes), the stored scale, the decoded values. */
+static void fp8_row(const double *x, int64_t cols, dtype t, uint8_t *codes, double *scale, double *fake) {
+  double amax = 0;
+  for (int64_t i = 0; i < cols; i++) amax = fabs(x[i]) > amax ? fabs(x[i]) : amax;
+  double sc = round_to(t, amax / 448);
+  bool usable = sc > 0 && isfinite(sc);
+  for (int64_t i = 0; i < cols; i++) {
+    double q = usable ? e4m3_round(x[i] / sc) : 0;
+    codes[i] = ct_e4m3_encode(q);
+    if (fake) fake[i] = usable ? sc * q : 0;
+  }
+  *scale = usable ? sc : 0;
+}
+
+double ct_nvfp4_global_scale(double amax) {
+  float g = (float)(448.0 * 6.0 / amax);
+  return isfinite(g) && g > 0 ? g : 1;
+}
+
+/* f rounded to bfloat16 (RNE), as a double. */
+static double bf16_of_float(float f) {
+  unsigned char bytes[2];
+  double r;
+  dtype_from_f32(DTYPE_BF16, &f, bytes, 1);
+  dtype_to_f64(DTYPE_BF16, bytes, &r, 1);
+  return r;
+}
+
+/* fp4_e2m1_round (linalg/quantize.h) without libm: steps 0.5 below 2, 1 below 4, 2 above,
+ * saturating at ±6. */
+static inline double e2m1_round(double v) {
+  double a = fabs(v);
+  if (!(a < 6)) return isnan(v) ? fp4_e2m1_round(v) : copysign(6, v);
+  const double step = a < 2 ? 0.5 : a < 4 ? 1 : 2, inverse = a < 2 ? 2 : a < 4 ? 1 : 0.5; /* powers of 2: exact */
+  double r = round_even(a * inverse) * step;
+  return copysign(r > 6 ? 6 : r, v);
+}
+
+/* The E2M1 nibble of v, on the E2M1 grid: sign bit 8, magnitude index into 0 .. 6. */
+static uint8_t e2m1_encode(double v) {
+  /* 2·|v| ∈ {0, 1, 2, 3, 4, 6, 8, 12} → its index */
+  static const uint8_t index_of_twice[13] = {0, 1, 2, 3, 4, 0, 5, 0, 6, 0, 0, 0, 7};
+  return (uint8_t)((signbit(v) ? 8 : 0) | index_of_twice[(int)(fabs(v) * 2)]);
+}
+
+/* One row of NVFP4A16: packed nibbles, the E4M3 block scales (as values), the decoded values. */
+static void nvfp4_row(const double *x, int64_t cols, double global, uint8_t *packed, double *scale, double *fake) {
+  memset(packed, 0, (size_t)(cols + 1) / 2);
+  for (int64_t b = 0; b < cols; b += 16) {
+    int64_t count = cols - b < 16 ? cols - b : 16;
+    double amax = 0;
+    for (int64_t i = 0; i < count; i++) amax = fabs(x[b + i]) > amax ? fabs(x[b + i]) : amax;
+    double s = e4m3_round(amax / 6 * global);
+    float effective = (float)(s / global); /* float32(s) / float32(global), correctly rounded */
+    scale[b / 16] = s;
+    for (int64_t i = 0; i < count; i++) {
+      double q = effective > 0 ? e2m1_round(x[b + i] / effective) : 0;
+      packed[(b + i) / 2] |= (uint8_t)(e2m1_encode(q) << (4 * ((b + i) % 2)));
+      if (fake) fake[b + i] = bf16_of_float((float)(q * effective));
+    }
+  }
+}
+
+int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
+                     void *weight, double *scale, int32_t *zero, double *fake) {
+  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  if (s->kind == CT_NVFP4A16) {
+    const double global = ct_nvfp4_global_scale(global_amax);
+    for (int64_t r = 0; r < n; r++)
+      nvfp4_row(w + r * cols, cols, global, (uint8_t *)weight + r * ((cols + 1) / 2), scale + r * groups,
+                fake ? fake + r * cols : NULL);
+    return 0;
+  }
+  if (s->kind == CT_FP8) {
+    for (int64_t r = 0; r < n; r++)
+      fp8_row(w + r * cols, cols, t, (uint8_t *)weight + r * cols, scale + r, fake ? fake + r * cols : NULL);
+    return 0;
+  }
+  int *u = malloc((size_t)cols * sizeof *u);
+  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
+  int *column = malloc((size_t)n * sizeof *column);
+  int32_t *packed = malloc((size_t)packed_words(n, s->bits) * sizeof *packed);
+  if (!u || !zeros || !column || !packed) {
+    free(u);
+    free(zeros);
+    free(column);
+    free(packed);
+    return -1;
+  }
+  for (int64_t r = 0; r < n; r++) {
+    for (int64_t g = 0; g < groups; g++)
+      int_group(s, w + r * cols + g * width, (size_t)width, t, u + g * width, &scale[r * groups + g],
+                &zeros[r * groups + g], fake ? fake + r * cols + g * width : NULL);
+    if (s->kind == CT_W4A16)
+      pack_bits(u, cols, s->bits, (int32_t *)weight + r * packed_words(cols, s->bits));
+    else
+      for (int64_t i = 0; i < cols; i++) ((int8_t *)weight)[r * cols + i] = (int8_t)(u[i] - (1 << (s->bits - 1)));
+  }
+  if (!s->symmetric) { /* packed along the output dimension: column g of the zero points */
+    const int64_t words = packed_words(n, s->bits);
+    for (int64_t g = 0; g < groups; g++) {
+      for (int64_t r = 0; r < n; r++) column[r] = zeros[r * groups + g];
+      pack_bits(column, n, s->bits, packed);
+      for (int64_t k = 0; k < words; k++) zero[k * groups + g] = packed[k];
+    }
+  }
+  free(column);
+  free(packed);
+  free(u);
+  free(zeros);
+  return 0;
+}

@@ -1,0 +1,104 @@
+/* Real (not fake) RTN quantization of one linear weight into the tensors of a compressed-tensors
+ * checkpoint, as compressed-tensors 0.20.1 lays them out and vLLM loads them:
+ *
+ *   W4A16  format "pack-quantized": int4 codes per group of `group` input columns, stored as
+ *          unsigned (code + 8) and packed 8 to a little-endian int32 word, element i of a row at
+ *          bits 4·(i mod 8) of word i / 8 ("weight_packed" I32 [out, ⌈in/8⌉]);
+ *          "weight_scale" [out, in/group] in the weight's dtype; "weight_shape" I64 [2] = {out, in};
+ *          asymmetric also "weight_zero_point" I32 [⌈out/8⌉, in/group]: zero points (z − 8 stored
+ *          as z, unsigned) packed the same way but along the output dimension (packed_dim 0).
+ *          Decoding: w = (q − z) · scale, q and z the signed codes.
+ *   W8A8   format "int-quantized": "weight" I8 [out, in], symmetric per output channel,
+ *          "weight_scale" [out, 1] in the weight's dtype. w = q · scale.
+ *   FP8    format "float-quantized": "weight" F8_E4M3 [out, in] (OCP E4M3, max 448), per output
+ *          channel scale "weight_scale" [out, 1] in the weight's dtype. w = q · scale.
+ *   NVFP4A16 format "nvfp4-pack-quantized": FP4 E2M1 weights in blocks of 16 input columns,
+ *          "weight_packed" U8 [out, in/2] (element 2i in the low nibble, 2i+1 in the high one:
+ *          sign bit 8, magnitude index into {0, 0.5, 1, 1.5, 2, 3, 4, 6}), "weight_scale" E4M3
+ *          [out, in/16], "weight_global_scale" F32 [1] = 448·6 / amax(W): stored as compressed-tensors
+ *          stores it, the reciprocal of the per-tensor scale. w = q · (scale / global_scale), the
+ *          quotient and the product in float32, the result rounded to bfloat16 (compressed-tensors'
+ *          decompression: unpack_fp4_from_uint8's bfloat16). Activations stay 16-bit.
+ *
+ * The rounding is rotq's RTN of linalg/quantize.h (symmetric: scale = amax / (2^(b−1) − 1), codes
+ * clamp(round(x/scale), −2^(b−1), 2^(b−1) − 1); asymmetric: the range [min(x,0), max(x,0)], zero
+ * = round(−lo/scale), codes clamp(round(x/scale) + zero, 0, 2^b − 1); fp8: scale = amax/448, codes
+ * E4M3(x/scale); ties to even), with one difference the format forces (NVFP4A16: the block scale is
+ * E4M3(amax_block / 6 · global_scale), global_scale = float32(2688 / amax), the codes E2M1(x /
+ * (scale / global_scale)): linalg/quantize.h's nvfp4 with the per-tensor scale in its reciprocal,
+ * float32 form); the scale is first
+ * rounded to the dtype it is stored in, and the codes are computed with that stored scale. With a
+ * float64 scale the dequantized weights are therefore linalg/quantize.h's fake-quantized ones bit
+ * for bit; with any dtype they are exactly what a decoder of the format computes: (q − z)·scale in
+ * the scale's dtype, which is one rounding of the exact product. */
+#ifndef ROTQ_EVAL_PACK_H
+#define ROTQ_EVAL_PACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/dtype.h"
+
+typedef enum ct_scheme_kind { CT_W4A16, CT_W8A8, CT_FP8, CT_NVFP4A16 } ct_scheme_kind;
+
+typedef struct ct_scheme {
+  ct_scheme_kind kind;
+  int bits;       /* 4 (W4A16, NVFP4A16) or 8 */
+  int group;      /* input columns per scale (W4A16; 16 for NVFP4A16); 0 = per output channel */
+  bool symmetric; /* false: W4A16 with zero points */
+} ct_scheme;
+
+/* "W4A16" | "W8A8" | "FP8" | "NVFP4A16" (case-insensitive) with the W4A16 options → *s; -1 if
+ * the name is unknown or the options do not apply (asymmetric or a group size for the others,
+ * group < 1). */
+int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s);
+/* "W4A16" / "W8A8" / "FP8" / "NVFP4A16". */
+const char *ct_scheme_name(const ct_scheme *s);
+/* The compressed-tensors format: "pack-quantized", "int-quantized", "float-quantized",
+ * "nvfp4-pack-quantized". */
+const char *ct_scheme_format(const ct_scheme *s);
+
+/* How many tensors a quantized weight becomes, and their suffixes (after the module name). */
+#define CT_MAX_PARTS 4
+typedef enum ct_part { CT_PART_WEIGHT, CT_PART_SCALE, CT_PART_SHAPE, CT_PART_ZERO, CT_PART_GLOBAL } ct_part;
+typedef struct ct_part_spec {
+  ct_part part;
+  const char *suffix;       /* "weight_packed", "weight", "weight_scale", "weight_shape", "weight_zero_point",
+                               "weight_global_scale" */
+  const char *stored_dtype; /* "I32", "I8", "U8", "F8_E4M3", "I64", "F32", or NULL: the weight's own dtype */
+  int64_t shape[2];
+  int ndim;
+  size_t row_bytes; /* bytes per block of `ct_rows_per_block` output rows, see ct_quantize_rows */
+} ct_part_spec;
+
+/* Output rows quantized together so that every part's bytes for them are contiguous (the zero
+ * points pack 8 rows to a word): 32. */
+#define CT_ROW_BLOCK 32
+
+/* The tensors of a weight [rows, cols] of element dtype t, into parts[CT_MAX_PARTS]; returns
+ * their count. Fails (-1) when the shape does not fit the scheme: cols not a multiple of the
+ * group (W4A16, NVFP4A16) — the caller names the tensor. */
+int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts);
+
+/* The output of quantizing rows [r0, r0 + n) (r0 a multiple of CT_ROW_BLOCK) of a weight:
+ *   weight  packed words / int8 codes / E4M3 bytes / E2M1 nibble pairs of those rows, ct_weight_bytes(s, n, cols) bytes
+ *   scale   n · groups scales, as doubles already rounded to the weight's dtype (NVFP4A16: E4M3
+ *           values, stored by the caller as E4M3 bytes, ct_e4m3_encode)
+ *   zero    asymmetric only: the packed zero-point words of those rows, ⌈n/8⌉ · groups int32
+ *   fake    NULL or n · cols doubles: the dequantized weights (q − z)·scale, before the final
+ *           rounding to the weight's dtype
+ * global_amax is NVFP4A16's max |W| over the whole weight (ignored by the other schemes). */
+size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols);
+int64_t ct_groups(const ct_scheme *s, int64_t cols);
+/* Returns -1 when out of memory. */
+int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
+                     void *weight, double *scale, int32_t *zero, double *fake);
+/* NVFP4A16's stored global scale of a weight whose max |W| is amax: float32(448·6 / amax), 1 when
+ * that is not finite (compressed-tensors' generate_gparam). */
+double ct_nvfp4_global_scale(double amax);
+
+/* The E4M3 byte of v, which must lie on the E4M3 grid (fp8_e4m3_round's results). */
+uint8_t ct_e4m3_encode(double v);
+
+#endif

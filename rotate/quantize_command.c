@@ -1,0 +1,552 @@
+/* rotq quantize: the plan (which tensors become which), the streaming loop, config.json. */
+#include "rotate/quantize_command.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/parallel.h"
+#include "rotate/adapter.h"
+#include "io/checkpoint.h"
+#include "io/finite.h"
+#include "io/json_file.h"
+#include "io/safetensors_writer.h"
+#include "rotate/output_dir.h"
+
+/* Rows of a weight quantized by one worker at a time (a multiple of CT_ROW_BLOCK). */
+#define ROWS_PER_CHUNK 256
+/* Bytes of a copied tensor written (and released) at a time. */
+#define COPY_PART_BYTES ((size_t)64 << 20)
+
+/* One input tensor in the output: copied, or quantized into parts. */
+typedef struct planned_tensor {
+  const st_tensor *t;
+  int layer; /* -1 outside the decoder layers */
+  bool quantize;
+  int part_count;
+  ct_part_spec parts[CT_MAX_PARTS];
+  size_t spec;      /* index of its first spec in the output writer */
+  size_t fake_spec; /* its index in the fake-quantized writer */
+  char module[ST_NAME_MAX + 1];
+  /* NVFP4A16: the weights vLLM fuses into one linear (q/k/v; gate/up, of each expert) must share
+   * one global scale: those reading the same norm from the same parent module. fused_key is
+   * "<norm>@<parent module>" ("" for a writer, which is fused with nothing); group_amax their
+   * max |W|, computed when the first of them is written (< 0 until then). */
+  char fused_key[ST_NAME_MAX + 64];
+  double group_amax;
+} planned_tensor;
+
+typedef struct plan {
+  planned_tensor *tensors;
+  size_t count;
+  size_t spec_count;
+  char **ignored; /* the decoder linears not quantized (routers), module names */
+  size_t ignored_count;
+} plan;
+
+static void plan_free(plan *p) {
+  for (size_t i = 0; i < p->ignored_count; i++) free(p->ignored[i]);
+  free(p->ignored);
+  free(p->tensors);
+}
+
+/* A MoE router: a reader whose last name component is "gate" or ends in "_gate". */
+static bool is_router(const char *relative) {
+  const char *last = strrchr(relative, '.');
+  last = last ? last + 1 : relative;
+  size_t n = strlen(last);
+  return strcmp(last, "gate") == 0 || (n > 5 && strcmp(last + n - 5, "_gate") == 0);
+}
+
+/* The module of a ".weight" tensor that is a decoder Linear by the adapter, else "". */
+static void decoder_linear(const model_adapter *a, const st_tensor *t, char *module) {
+  module[0] = 0;
+  size_t n = strlen(t->name);
+  if (t->ndim != 2 || n < 8 || strcmp(t->name + n - 7, ".weight") != 0) return;
+  memcpy(module, t->name, n - 7);
+  module[n - 7] = 0;
+  if (adapter_layer_of(a, module) < 0 || !(adapter_reader_norm(a, module) || adapter_is_writer(a, module)))
+    module[0] = 0;
+}
+
+static void fused_key(const model_adapter *a, planned_tensor *e) {
+  const char *norm = adapter_reader_norm(a, e->module);
+  const char *last = strrchr(e->module, '.');
+  e->group_amax = -1;
+  e->fused_key[0] = 0;
+  if (norm && last) snprintf(e->fused_key, sizeof e->fused_key, "%s@%.*s", norm, (int)(last - e->module), e->module);
+}
+
+static int compare_planned(const void *x, const void *y) {
+  const planned_tensor *a = x, *b = y;
+  if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
+  return strcmp(a->t->name, b->t->name);
+}
+
+static int add_ignored(plan *p, const char *module, rotq_error *err) {
+  char **grown = realloc(p->ignored, (p->ignored_count + 1) * sizeof *grown);
+  if (!grown) return rotq_fail(err, "out of memory");
+  p->ignored = grown;
+  if (!(p->ignored[p->ignored_count] = strdup(module))) return rotq_fail(err, "out of memory");
+  p->ignored_count++;
+  return 0;
+}
+
+/* Decides every tensor's fate; orders them by layer (pre-run tensors first), then name. */
+static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_scheme *s, plan *p, rotq_error *err) {
+  *p = (plan){0};
+  if (!(p->tensors = calloc(ck->tensor_count ? ck->tensor_count : 1, sizeof *p->tensors)))
+    return rotq_fail(err, "out of memory");
+  for (size_t i = 0; i < ck->tensor_count; i++) {
+    planned_tensor *e = &p->tensors[p->count++];
+    e->t = ck->tensors[i];
+    e->layer = adapter_layer_of(a, e->t->name);
+    decoder_linear(a, e->t, e->module);
+    if (e->module[0] && is_router(adapter_relative_name(a, e->module))) {
+      if (add_ignored(p, e->module, err) < 0) return -1;
+      e->module[0] = 0;
+    }
+    e->quantize = e->module[0] != 0;
+    if (!e->quantize) continue;
+    fused_key(a, e);
+    e->part_count = ct_parts(s, e->t->shape[0], e->t->shape[1], e->t->dtype, e->parts);
+    if (e->part_count < 0)
+      return rotq_fail(err, "%s: tensor '%s' [%lld, %lld]: the group size %d does not divide its %lld input columns",
+                       checkpoint_path_of(ck, e->t), e->t->name, (long long)e->t->shape[0], (long long)e->t->shape[1],
+                       s->group, (long long)e->t->shape[1]);
+  }
+  qsort(p->tensors, p->count, sizeof *p->tensors, compare_planned);
+  for (size_t i = 0; i < p->count; i++) {
+    p->tensors[i].spec = p->spec_count;
+    p->tensors[i].fake_spec = i;
+    p->spec_count += p->tensors[i].quantize ? (size_t)p->tensors[i].part_count : 1;
+  }
+  return 0;
+}
+
+static char (*spec_names(const plan *p))[ST_NAME_MAX + 32] {
+  return calloc(p->spec_count ? p->spec_count : 1, ST_NAME_MAX + 32);
+}
+
+/* The writer of the quantized output (fake = false) or of the fake-quantized one. */
+static st_writer *open_writer(const plan *p, const char *dir, bool fake, size_t max_shard, rotq_error *err) {
+  size_t n = fake ? p->count : p->spec_count;
+  st_spec *specs = calloc(n ? n : 1, sizeof *specs);
+  const char **stored = calloc(n ? n : 1, sizeof *stored);
+  char(*names)[ST_NAME_MAX + 32] = spec_names(p);
+  if (!specs || !stored || !names) {
+    free(specs);
+    free(stored);
+    free(names);
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < p->count; i++) {
+    const planned_tensor *e = &p->tensors[i];
+    if (fake || !e->quantize) {
+      specs[k] = (st_spec){.name = e->t->name, .dtype = e->t->dtype, .ndim = e->t->ndim};
+      memcpy(specs[k].shape, e->t->shape, sizeof e->t->shape);
+      k++;
+      continue;
+    }
+    for (int j = 0; j < e->part_count; j++, k++) {
+      const ct_part_spec *part = &e->parts[j];
+      snprintf(names[k], sizeof names[k], "%s.%s", e->module, part->suffix);
+      specs[k] = (st_spec){.name = names[k], .dtype = e->t->dtype, .ndim = part->ndim};
+      stored[k] = part->stored_dtype;
+      specs[k].shape[0] = part->shape[0];
+      specs[k].shape[1] = part->shape[1];
+    }
+  }
+  st_writer *w = st_writer_open_stored(dir, specs, stored, k, max_shard, err);
+  free(specs);
+  free(stored);
+  free(names);
+  return w;
+}
+
+/* The state shared by the workers quantizing one weight. */
+typedef struct weight_job {
+  const ct_scheme *scheme;
+  const planned_tensor *e;
+  st_writer *writer, *fake_writer;
+  const volatile sig_atomic_t *cancel;
+  double global_amax; /* NVFP4A16: max |W| */
+  atomic_int failed;
+  rotq_error error; /* the first failure */
+  atomic_flag error_taken;
+} weight_job;
+
+static void job_fail(weight_job *j, rotq_error *err) {
+  if (!atomic_flag_test_and_set(&j->error_taken)) j->error = *err;
+  atomic_store(&j->failed, 1);
+}
+
+/* Quantizes rows [r0, r0 + n) and writes every part's bytes for them. */
+static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
+                          void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
+  const size_t element = dtype_size(t->dtype);
+  const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
+  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+  st_release(src, (size_t)(n * cols) * element);
+  if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
+    return rotq_fail(err, "tensor '%s': out of memory", t->name);
+  const bool e4m3_scales = j->scheme->kind == CT_NVFP4A16;
+  if (e4m3_scales)
+    for (int64_t i = 0; i < n * groups; i++) ((uint8_t *)scale_bytes)[i] = ct_e4m3_encode(scale[i]);
+  else
+    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(n * groups));
+  const size_t scale_element = e4m3_scales ? 1 : element;
+  size_t index = j->e->spec;
+  for (int p = 0; p < j->e->part_count; p++, index++) {
+    const ct_part_spec *part = &j->e->parts[p];
+    int rc = 0;
+    if (part->part == CT_PART_WEIGHT) {
+      size_t bytes = ct_weight_bytes(j->scheme, n, cols);
+      rc = st_writer_write_part(j->writer, index, ct_weight_bytes(j->scheme, r0, cols), weight, bytes, err);
+    } else if (part->part == CT_PART_SCALE) {
+      size_t row = (size_t)groups * scale_element;
+      rc = st_writer_write_part(j->writer, index, (size_t)r0 * row, scale_bytes, (size_t)n * row, err);
+    } else if (part->part == CT_PART_ZERO) {
+      size_t words = (size_t)((n * j->scheme->bits + 31) / 32), first = (size_t)(r0 * j->scheme->bits / 32);
+      rc = st_writer_write_part(j->writer, index, first * (size_t)groups * 4, zero, words * (size_t)groups * 4, err);
+    } else if (r0 == 0 && part->part == CT_PART_SHAPE) { /* once */
+      int64_t shape[2] = {t->shape[0], cols};
+      rc = st_writer_write(j->writer, index, shape, err);
+    } else if (r0 == 0 && part->part == CT_PART_GLOBAL) {
+      float global = (float)ct_nvfp4_global_scale(j->global_amax);
+      rc = st_writer_write(j->writer, index, &global, err);
+    }
+    if (rc < 0) return -1;
+  }
+  if (!j->fake_writer) return 0;
+  dtype_from_f64(t->dtype, fake, fake_bytes, (size_t)(n * cols));
+  return st_writer_write_part(j->fake_writer, j->e->fake_spec, (size_t)(r0 * cols) * element, fake_bytes,
+                              (size_t)(n * cols) * element, err);
+}
+
+/* parallel_for body: chunks [begin, end) of ROWS_PER_CHUNK rows. */
+static void quantize_chunks(void *context, size_t begin, size_t end) {
+  weight_job *j = context;
+  const st_tensor *t = j->e->t;
+  const int64_t rows = t->shape[0], cols = t->shape[1], groups = ct_groups(j->scheme, cols);
+  const size_t cells = (size_t)(ROWS_PER_CHUNK * cols);
+  double *w = malloc(cells * sizeof *w), *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
+  void *weight = malloc(ct_weight_bytes(j->scheme, ROWS_PER_CHUNK, cols));
+  double *scale = malloc((size_t)(ROWS_PER_CHUNK * groups) * sizeof *scale);
+  void *scale_bytes = malloc((size_t)(ROWS_PER_CHUNK * groups) * 8);
+  int32_t *zero = malloc((size_t)((ROWS_PER_CHUNK * j->scheme->bits + 31) / 32 * groups) * sizeof *zero);
+  void *fake_bytes = j->fake_writer ? malloc(cells * 8) : NULL;
+  rotq_error err = {{0}};
+  if (!w || !weight || !scale || !scale_bytes || !zero || (j->fake_writer && (!fake || !fake_bytes))) {
+    rotq_fail(&err, "tensor '%s': out of memory", t->name);
+    job_fail(j, &err);
+  }
+  for (size_t c = begin; c < end && !atomic_load(&j->failed); c++) {
+    if (j->cancel && *j->cancel) {
+      rotq_fail(&err, "cancelled (signal %d); the partial output was removed", (int)*j->cancel);
+      job_fail(j, &err);
+      break;
+    }
+    int64_t r0 = (int64_t)c * ROWS_PER_CHUNK, n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
+    if (quantize_chunk(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, &err) < 0) job_fail(j, &err);
+  }
+  free(w);
+  free(fake);
+  free(weight);
+  free(scale);
+  free(scale_bytes);
+  free(zero);
+  free(fake_bytes);
+}
+
+/* max |W| of a weight (a first pass over it, in row blocks). */
+static int weight_amax(const st_tensor *t, double *amax) {
+  const int64_t cols = t->shape[1], rows = t->shape[0];
+  const size_t element = dtype_size(t->dtype);
+  double *w = malloc((size_t)(ROWS_PER_CHUNK * cols) * sizeof *w);
+  if (!w) return -1;
+  double m = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += ROWS_PER_CHUNK) {
+    int64_t n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
+    const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+    dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+    st_release(src, (size_t)(n * cols) * element);
+    for (int64_t i = 0; i < n * cols; i++) m = fabs(w[i]) > m ? fabs(w[i]) : m;
+  }
+  free(w);
+  *amax = m;
+  return 0;
+}
+
+/* The max |W| shared by e's fused group (plan_tensors's fused_key): computed over every member
+ * when the first of them asks, then remembered by each. */
+static int fused_amax(plan *p, planned_tensor *e, double *amax) {
+  if (e->group_amax >= 0) return *amax = e->group_amax, 0;
+  double m = 0;
+  for (size_t i = 0; i < p->count; i++) {
+    planned_tensor *other = &p->tensors[i];
+    if (other != e && (!e->fused_key[0] || !other->quantize || strcmp(other->fused_key, e->fused_key) != 0 ||
+                       other->layer != e->layer))
+      continue;
+    double one;
+    if (weight_amax(other->t, &one) < 0) return -1;
+    m = one > m ? one : m;
+  }
+  for (size_t i = 0; i < p->count; i++)
+    if (&p->tensors[i] == e ||
+        (e->fused_key[0] && p->tensors[i].layer == e->layer && strcmp(p->tensors[i].fused_key, e->fused_key) == 0))
+      p->tensors[i].group_amax = m;
+  return *amax = m, 0;
+}
+
+static int quantize_weight(const quantize_options *o, plan *p, planned_tensor *e, st_writer *writer,
+                           st_writer *fake_writer, int threads, rotq_error *err) {
+  weight_job j = {.scheme = &o->scheme, .e = e, .writer = writer, .fake_writer = fake_writer, .cancel = o->cancel};
+  atomic_init(&j.failed, 0);
+  atomic_flag_clear(&j.error_taken);
+  if (o->scheme.kind == CT_NVFP4A16 && fused_amax(p, e, &j.global_amax) < 0)
+    return rotq_fail(err, "tensor '%s': out of memory", e->t->name);
+  size_t chunks = (size_t)((e->t->shape[0] + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK);
+  parallel_for(chunks, 1, threads, quantize_chunks, &j);
+  if (atomic_load(&j.failed)) {
+    *err = j.error;
+    return -1;
+  }
+  return 0;
+}
+
+/* Copies a tensor unchanged in parts, returning each part's pages to the kernel. */
+static int copy_tensor(st_writer *w, size_t index, const st_tensor *t, rotq_error *err) {
+  if (t->nbytes == 0) return st_writer_write(w, index, t->data, err);
+  for (size_t at = 0; at < t->nbytes; at += COPY_PART_BYTES) {
+    size_t n = t->nbytes - at < COPY_PART_BYTES ? t->nbytes - at : COPY_PART_BYTES;
+    const unsigned char *src = (const unsigned char *)t->data + at;
+    if (st_writer_write_part(w, index, at, src, n, err) < 0) return -1;
+    st_release(src, n);
+  }
+  return 0;
+}
+
+static int write_tensors(const quantize_options *o, const checkpoint *ck, plan *p, st_writer *writer,
+                         st_writer *fake_writer, rotq_error *err) {
+  const int threads = o->threads > 0 ? o->threads : cpu_count();
+  for (size_t i = 0; i < p->count; i++) {
+    planned_tensor *e = &p->tensors[i];
+    if (o->cancel && *o->cancel)
+      return rotq_fail(err, "cancelled (signal %d); the partial output was removed", (int)*o->cancel);
+    int rc = e->quantize ? quantize_weight(o, p, e, writer, fake_writer, threads, err)
+                         : copy_tensor(writer, e->spec, e->t, err);
+    if (rc == 0 && !e->quantize && fake_writer) rc = copy_tensor(fake_writer, e->fake_spec, e->t, err);
+    if (rc < 0) return rotq_fail_context(err, "%s", checkpoint_path_of(ck, e->t));
+    checkpoint_forget(ck, e->t->data, e->t->nbytes);
+    st_writer_drop_cache(writer);
+    if (o->progress) o->progress(i + 1, p->count, o->user);
+  }
+  return 0;
+}
+
+/* The "weights" (and "input_activations") of the scheme's config group. */
+static cJSON *quantization_args(int bits, const char *type, bool symmetric, const char *strategy, int group,
+                                bool dynamic) {
+  cJSON *a = cJSON_CreateObject();
+  cJSON_AddNumberToObject(a, "num_bits", bits);
+  cJSON_AddStringToObject(a, "type", type);
+  cJSON_AddBoolToObject(a, "symmetric", symmetric);
+  cJSON_AddStringToObject(a, "strategy", strategy);
+  if (group > 0)
+    cJSON_AddNumberToObject(a, "group_size", group);
+  else
+    cJSON_AddNullToObject(a, "group_size");
+  cJSON_AddNullToObject(a, "block_structure");
+  cJSON_AddBoolToObject(a, "dynamic", dynamic);
+  cJSON_AddNullToObject(a, "actorder");
+  if (dynamic)
+    cJSON_AddNullToObject(a, "observer");
+  else
+    cJSON_AddStringToObject(a, "observer", "minmax");
+  cJSON_AddObjectToObject(a, "observer_kwargs");
+  return a;
+}
+
+static cJSON *config_group(const ct_scheme *s) {
+  cJSON *g = cJSON_CreateObject();
+  cJSON *targets = cJSON_AddArrayToObject(g, "targets");
+  json_add_to_array(targets, cJSON_CreateString("Linear"));
+  const bool nvfp4 = s->kind == CT_NVFP4A16;
+  const char *type = s->kind == CT_FP8 || nvfp4 ? "float" : "int";
+  const char *strategy = nvfp4 ? "tensor_group" : s->group > 0 ? "group" : "channel";
+  cJSON *weights = quantization_args(s->bits, type, s->symmetric, strategy, s->group, false);
+  if (nvfp4) { /* as compressed-tensors' NVFP4A16 preset: E4M3 block scales */
+    cJSON_AddStringToObject(weights, "scale_dtype", "torch.float8_e4m3fn");
+    cJSON_AddStringToObject(weights, "zp_dtype", "torch.float8_e4m3fn");
+  }
+  json_add_to_object(g, "weights", weights);
+  if (s->kind == CT_W4A16 || nvfp4)
+    cJSON_AddNullToObject(g, "input_activations");
+  else
+    json_add_to_object(g, "input_activations", quantization_args(8, type, true, "token", 0, true));
+  cJSON_AddNullToObject(g, "output_activations");
+  cJSON_AddStringToObject(g, "format", ct_scheme_format(s));
+  return g;
+}
+
+/* The input's quantization_config: none, or one that carries only online transforms (an output of
+ * `rotq rotate --online`), which the quantized checkpoint keeps. Read before the checkpoint is
+ * opened: the tensors of a quantized checkpoint are of types rotq does not read. A missing or
+ * broken config.json is left to checkpoint_open to report. */
+static int check_input_quantization(const char *dir, rotq_error *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  cJSON *config = json_file_read(path, NULL);
+  const cJSON *q = config ? cJSON_GetObjectItemCaseSensitive(config, "quantization_config") : NULL;
+  const cJSON *groups = q ? cJSON_GetObjectItemCaseSensitive(q, "config_groups") : NULL;
+  const cJSON *transform = q ? cJSON_GetObjectItemCaseSensitive(q, "transform_config") : NULL;
+  bool quantized = q && !(transform && (!groups || (cJSON_IsObject(groups) && !groups->child)));
+  cJSON_Delete(config);
+  if (!quantized) return 0;
+  return rotq_fail(err, "%s: already has a quantization_config with config_groups: the checkpoint is quantized already",
+                   path);
+}
+
+static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
+  cJSON *json = cJSON_Duplicate(ck->config.json, 1);
+  if (!json) return rotq_fail(err, "out of memory");
+  cJSON *q = cJSON_DetachItemFromObjectCaseSensitive(json, "quantization_config");
+  if (!q) q = cJSON_CreateObject();
+  static const char *const replaced[] = {"quant_method", "format",          "quantization_status",      "config_groups",
+                                         "ignore",       "kv_cache_scheme", "global_compression_ratio", "version"};
+  for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++)
+    cJSON_DeleteItemFromObjectCaseSensitive(q, replaced[i]);
+  cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
+  cJSON_AddStringToObject(q, "format", ct_scheme_format(s));
+  cJSON_AddStringToObject(q, "quantization_status", "compressed");
+  json_add_to_object(cJSON_AddObjectToObject(q, "config_groups"), "group_0", config_group(s));
+  cJSON *ignore = cJSON_AddArrayToObject(q, "ignore");
+  json_add_to_array(ignore, cJSON_CreateString("lm_head"));
+  for (size_t i = 0; i < p->ignored_count; i++) json_add_to_array(ignore, cJSON_CreateString(p->ignored[i]));
+  cJSON_AddNullToObject(q, "kv_cache_scheme");
+  cJSON_AddNullToObject(q, "global_compression_ratio");
+  if (!cJSON_GetObjectItemCaseSensitive(q, "sparsity_config")) cJSON_AddObjectToObject(q, "sparsity_config");
+  cJSON_AddStringToObject(q, "version", QUANTIZE_COMPRESSED_TENSORS_VERSION);
+  json_add_to_object(json, "quantization_config", q);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  int rc = json_file_write(path, json, err);
+  cJSON_Delete(json);
+  return rc;
+}
+
+/* Copies the input's other regular files (tokenizer, generation config, rotation.json, ...). */
+static int copy_other_files(const char *in, const char *out, rotq_error *err) {
+  DIR *d = opendir(in);
+  if (!d) return rotq_fail(err, "%s: cannot list directory", in);
+  struct dirent *entry;
+  int rc = 0;
+  while (rc == 0 && (entry = readdir(d))) {
+    const char *n = entry->d_name;
+    size_t len = strlen(n);
+    if (n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "model.safetensors.index.json") ||
+        (len > 12 && !strcmp(n + len - 12, ".safetensors")))
+      continue;
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/%s", in, n);
+    snprintf(dst, sizeof dst, "%s/%s", out, n);
+    struct stat st;
+    if (stat(src, &st) == 0 && S_ISREG(st.st_mode)) rc = copy_file(src, dst, err);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* Everything between opening the output directories and committing them. */
+static int quantize_into(const quantize_options *o, const checkpoint *ck, plan *p, const char *dir,
+                         const char *fake_dir, rotq_error *err) {
+  st_writer *writer = open_writer(p, dir, false, o->max_shard_bytes, err);
+  st_writer *fake = writer && fake_dir ? open_writer(p, fake_dir, true, o->max_shard_bytes, err) : NULL;
+  int rc = writer && (!fake_dir || fake) ? write_tensors(o, ck, p, writer, fake, err) : -1;
+  if (rc == 0) {
+    rc = st_writer_finish(writer, err);
+    writer = NULL;
+  }
+  if (rc == 0 && fake) {
+    rc = st_writer_finish(fake, err);
+    fake = NULL;
+  }
+  if (writer) st_writer_abort(writer);
+  if (fake) st_writer_abort(fake);
+  if (rc == 0) rc = write_config(ck, &o->scheme, p, dir, err);
+  if (rc == 0) rc = copy_other_files(ck->dir, dir, err);
+  if (rc == 0 && fake_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", fake_dir);
+    rc = json_file_write(path, ck->config.json, err);
+    if (rc == 0) rc = copy_other_files(ck->dir, fake_dir, err);
+  }
+  return rc;
+}
+
+static void summarize(const plan *p, quantize_result *r) {
+  *r = (quantize_result){.ignored = p->ignored_count};
+  for (size_t i = 0; i < p->count; i++) {
+    const planned_tensor *e = &p->tensors[i];
+    r->input_bytes += (double)e->t->nbytes;
+    if (!e->quantize) {
+      r->copied++;
+      r->output_bytes += (double)e->t->nbytes;
+      continue;
+    }
+    r->quantized++;
+    for (int j = 0; j < e->part_count; j++) {
+      const ct_part_spec *part = &e->parts[j];
+      double cells = (double)part->shape[0] * (part->ndim > 1 ? (double)part->shape[1] : 1);
+      const char *d = part->stored_dtype;
+      double size = !d                                       ? (double)dtype_size(e->t->dtype)
+                    : !strcmp(d, "I64")                      ? 8
+                    : !strcmp(d, "I32") || !strcmp(d, "F32") ? 4
+                                                             : 1;
+      r->output_bytes += cells * size;
+    }
+  }
+}
+
+int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq_error *err) {
+  if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
+  checkpoint ck;
+  if (check_input_quantization(o->model_dir, err) < 0 || checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
+  const model_adapter *adapter = adapter_for(&ck.config, err);
+  plan p = {0};
+  int rc = adapter ? 0 : rotq_fail_context(err, "%s/config.json", ck.dir);
+  if (rc == 0) rc = plan_tensors(&ck, adapter, &o->scheme, &p, err);
+  const logger log = {o->log, o->log_context};
+  output_dir out, fake_out;
+  bool out_open = false, fake_open = false;
+  if (rc == 0) rc = output_dir_begin(o->model_dir, o->output_dir, o->force, &log, &out, err);
+  out_open = rc == 0;
+  if (rc == 0 && o->fake_quant_dir) {
+    rc = output_dir_begin(o->model_dir, o->fake_quant_dir, o->force, &log, &fake_out, err);
+    fake_open = rc == 0;
+  }
+  if (rc == 0) rc = quantize_into(o, &ck, &p, out.temp_path, o->fake_quant_dir ? fake_out.temp_path : NULL, err);
+  if (rc == 0 && fake_open) rc = output_dir_commit(&fake_out, err);
+  if (rc == 0) rc = output_dir_commit(&out, err);
+  if (rc != 0 && fake_open) output_dir_abort(&fake_out);
+  if (rc != 0 && out_open) output_dir_abort(&out);
+  if (rc == 0 && result) summarize(&p, result);
+  plan_free(&p);
+  checkpoint_close(&ck);
+  return rc;
+}
