@@ -106,6 +106,13 @@ static rotate_command *layer_target(const quarot_processor *p, int layer, const 
   return first;
 }
 
+/* The dtype of the stored transform tensors, which the export's `precision` names: float64 for a
+ * float64 output, float32 otherwise (√n·T is not exact in 16 bits: √32 would be 5.65625, and a
+ * fallback orthogonal matrix would lose orthogonality). */
+static dtype export_dtype(const transform_context *ctx, const st_tensor *weight) {
+  return transform_output_dtype(ctx, weight) == DTYPE_F64 ? DTYPE_F64 : DTYPE_F32;
+}
+
 /* Checks that every layer where group acts has one weight at relative (and, for vLLM, no bias);
  * the first names the stored tensor and gives its dtype. (That the weight's input is as wide as
  * the rotation is the plan checks' part: commands_complete.) */
@@ -131,7 +138,7 @@ static int check_targets(quarot_processor *p, online_group *g, const char *relat
                        "(use --online without --online-for vllm)",
                        p->ck->dir, bias);
     if (first) { /* "<module>.<group>_input.weight" */
-      g->tensor_dtype = transform_output_dtype(&p->context, t);
+      g->tensor_dtype = export_dtype(&p->context, t);
       snprintf(g->tensor, sizeof g->tensor, "%.*s.%s_input.weight", module_len, c->name, g->name);
       first = false;
     }
@@ -304,23 +311,11 @@ static int make_r3(quarot_processor *p, uint64_t seed, rotq_error *err) {
              rotation_describe(g->rotation));
     online_warn(p, text);
   }
-  /* vLLM has no attention transforms, hence no parameter to load an R3 tensor into. */
-  g->stored = !s->vllm;
-  if (g->stored) {
-    /* on the attention module (o_proj's parent): "<attention>.R3_q_attn.weight" */
-    char attention[256];
-    snprintf(attention, sizeof attention, "%s", p->adapter->o_proj);
-    char *dot = strrchr(attention, '.');
-    if (!dot) return rotq_fail(err, "online R3: o_proj '%s' has no parent module", p->adapter->o_proj);
-    *dot = '\0';
-    char module[512];
-    adapter_layer_module(p->adapter, attention_layer, attention, module, sizeof module);
-    snprintf(g->tensor, sizeof g->tensor, "%s.R3_q_attn.weight", module);
-    size_t count;
-    const rotate_command *o = layer_target(p, attention_layer, p->adapter->o_proj, &count);
-    if (!o) return rotq_fail(err, "%s: online R3: no o_proj in layer %d", p->ck->dir, attention_layer);
-    g->tensor_dtype = transform_output_dtype(&p->context, checkpoint_find(p->ck, o->source));
-  }
+  /* No tensor: vLLM registers no parameter for attention transforms, so its loader would raise
+   * KeyError on one, and R3 cancels in q·kᵀ, so a consumer may use any matrix of the same kind (its
+   * recipe is rotation.json's, which rotq's own forward pass rebuilds). */
+  g->stored = false;
+  g->tensor_dtype = export_dtype(&p->context, checkpoint_find(p->ck, p->commands.items[0].source));
   return 0;
 }
 
@@ -591,7 +586,7 @@ static cJSON *transform_scheme(const quarot_processor *p, const online_group *g)
     cJSON_AddNumberToObject(scheme, "head_dim", g->head_dim);
   else
     cJSON_AddNullToObject(scheme, "head_dim");
-  cJSON_AddStringToObject(scheme, "precision", "torch.float32");
+  cJSON_AddStringToObject(scheme, "precision", g->tensor_dtype == DTYPE_F64 ? "torch.float64" : "torch.float32");
   return scheme;
 }
 
@@ -652,7 +647,10 @@ cJSON *online_record(const quarot_processor *p) {
       cJSON_AddStringToObject(r, "tensor", g->tensor);
       cJSON_AddStringToObject(r, "tensor_holds",
                               g->stored_block              ? "sqrt(b)·H_b, one diagonal block of R (b = head_dim)"
-                              : site == ONLINE_SITE_O_PROJ ? "sqrt(heads·head_dim)·(R ⊗ I_head_dim)"
+                              : site == ONLINE_SITE_O_PROJ ? "sqrt(heads·head_dim)·(R ⊗ I_head_dim), for vLLM, "
+                                                             "which divides every loaded transform by sqrt(size); "
+                                                             "compressed-tensors' random-matrix uses stored values "
+                                                             "as they are, so its consumers divide by sqrt(size)"
                                                            : "sqrt(dim)·R");
     } else {
       cJSON_AddNullToObject(r, "tensor");

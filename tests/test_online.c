@@ -224,11 +224,14 @@ static void check_export(const char *dir) {
       snprintf(tensor, sizeof tensor, "%s.%s_%s.weight", module, g->string, location);
       const st_tensor *t = checkpoint_find(&ck, tensor);
       const cJSON *named = cJSON_GetObjectItem(entry, "tensor");
-      if (cJSON_IsNull(named)) { /* vLLM's R3: nothing to load */
+      if (cJSON_IsNull(named)) { /* R3: no engine has a parameter to load it into; it cancels in q·kᵀ */
         assert_null(t);
-        assert_string_equal(type, "hadamard");
+        assert_true(is_attention);
         continue;
       }
+      /* stored in the dtype the group's precision names */
+      assert_int_equal(
+          t->dtype, !strcmp(cJSON_GetObjectItem(g, "precision")->valuestring, "torch.float64") ? DTYPE_F64 : DTYPE_F32);
       if (!t) fail_msg("%s: tensor '%s' of transform group %s is missing", dir, tensor, g->string);
       assert_string_equal(named->valuestring, tensor);
       char weight[600];

@@ -201,8 +201,12 @@ def apply_online(model, directory):
                                      f"{tuple(weight.shape)}")
             if scheme.type == "random-matrix":
                 value = value / value.shape[0] ** 0.5
-        elif scheme.type == "hadamard":
-            value = None  # compressed-tensors' own deterministic Hadamard (vLLM's R3: no tensor stored)
+        elif scheme.type == "hadamard" or module_name.endswith(f"{group}_q_attn") or module_name.endswith(
+                f"{group}_k_cache"):
+            # compressed-tensors' own matrix: its deterministic Hadamard, or for R3 (q_attn/k_cache:
+            # no tensor is stored, no engine has a parameter for it) its own random one, which is as
+            # exact as rotq's because R3 cancels in q·kᵀ
+            value = None
         else:
             raise AssertionError(f"group {group} ({scheme.type}) has no stored tensor")
         if value is not None:
