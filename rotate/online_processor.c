@@ -334,6 +334,17 @@ static int make_rotations(quarot_processor *p, const char *online_for, uint64_t 
   if (s->heads < 1 || s->head_dim < 1)
     return rotq_fail(err, "%s: online rotations need num_attention_heads and head_dim", p->ck->config.path);
   if (make_r4(p, seed, err) < 0 || make_heads(p, seed, err) < 0 || make_r3(p, seed, err) < 0) return -1;
+  const dtype written = p->commands.count
+                            ? transform_output_dtype(&p->context, checkpoint_find(p->ck, p->commands.items[0].source))
+                            : DTYPE_BF16;
+  if (s->vllm && (written == DTYPE_F32 || written == DTYPE_F64)) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "--online-for vllm: the output is %s, but vLLM's Hadamard kernel (hadacore) takes float16/bfloat16 "
+             "activations only: serve it with --dtype bfloat16 or float16 (or rotate with --dtype bf16)",
+             dtype_name(written));
+    online_warn(p, text);
+  }
   return 0;
 }
 
