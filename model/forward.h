@@ -68,9 +68,11 @@ static void TYPED(store_kv)(real *k, real *v, int n, int kv_dim, const activatio
   }
 }
 
-/* RoPE of every head vector of x [rows, heads, head_dim], row r at angles cos/sin [rows, head_dim/2]. */
-static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double *cos_table, const double *sin_table) {
-  int half = head_dim / 2;
+/* RoPE of the first rotary_dim dims of every head vector of x [rows, heads, head_dim] (the rest
+ * passes, as transformers' q_rot / q_pass), row r at angles cos/sin [rows, rotary_dim/2]. */
+static void TYPED(rope)(real *x, int rows, int heads, int head_dim, int rotary_dim, const double *cos_table,
+                        const double *sin_table) {
+  int half = rotary_dim / 2;
   for (int r = 0; r < rows; r++)
     for (int h = 0; h < heads; h++) {
       real *v = x + ((size_t)r * heads + h) * head_dim;
@@ -198,7 +200,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     goto done;
   }
 
-  rope_tables(m->inv_freq, head_dim / 2, pos, n, cos_table, sin_table);
+  const int rotary_dim = m->rotary_dim ? m->rotary_dim : head_dim;
+  rope_tables(m->inv_freq, rotary_dim / 2, pos, n, cos_table, sin_table);
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
   for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
@@ -223,8 +226,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     }
     const double *layer_cos, *layer_sin;
     TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
-    TYPED(rope)(q, n, heads, head_dim, layer_cos, layer_sin);
-    TYPED(rope)(k, n, kv_heads, head_dim, layer_cos, layer_sin);
+    TYPED(rope)(q, n, heads, head_dim, rotary_dim, layer_cos, layer_sin);
+    TYPED(rope)(k, n, kv_heads, head_dim, rotary_dim, layer_cos, layer_sin);
     TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
     TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
     TYPED(store_kv)(k, v, n, kv_dim, &m->quant);

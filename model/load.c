@@ -160,7 +160,8 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
   const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
-  const bool qkv_bias = flags->qkv_bias || (flags->attention_bias && c->attention_bias);
+  const bool qkv_bias =
+      flags->qkv_bias || ((flags->attention_bias || flags->qkv_bias_from_config) && c->attention_bias);
   const bool o_bias = flags->attention_bias && c->attention_bias;
   const bool mlp_bias = flags->mlp_bias && c->mlp_bias;
   if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
@@ -177,24 +178,45 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
        read_linear(ck, f, f32, l, n->up_proj, mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
        read_linear(ck, f, f32, l, n->down_proj, mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
     return -1;
-  if (!flags->qk_norm) return 0;
+  if (!flags->qk_norm &&
+      !(flags->qk_norm_from_config && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->json, "use_qk_norm"))))
+    return 0;
   return read_layer_weight(ck, f, f32, l, n->q_norm, "weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
                  read_layer_weight(ck, f, f32, l, n->k_norm, "weight", c->head_dim, 0, &w->k_norm, err) != 0
              ? -1
              : 0;
 }
 
+/* partial_rotary_factor (top level, else in transformers 5's rope_parameters; default 1): RoPE on
+ * the first int(head_dim · factor) dims of each head where the variant honours it (sets
+ * m->rotary_dim; it must be even and at least 2), else any factor ≠ 1 is refused. */
+static int check_partial_rotary(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
+  const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
+  const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(c->json, "rope_parameters");
+  if ((!partial || cJSON_IsNull(partial)) && cJSON_IsObject(parameters))
+    partial = cJSON_GetObjectItemCaseSensitive(parameters, "partial_rotary_factor");
+  if (!partial || cJSON_IsNull(partial) || (cJSON_IsNumber(partial) && partial->valuedouble == 1.0)) return 0;
+  if (!arch->flags->partial_rotary)
+    return rotq_fail(err, "%s: partial_rotary_factor other than 1 is not supported", c->path);
+  if (!cJSON_IsNumber(partial) || !(partial->valuedouble > 0) || partial->valuedouble > 1)
+    return rotq_fail(err, "%s: field 'partial_rotary_factor' must be in (0, 1]", c->path);
+  int dim = (int)(c->head_dim * partial->valuedouble);
+  if (dim < 2 || dim % 2 != 0)
+    return rotq_fail(err, "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; RoPE needs an even number",
+                     c->path, partial->valuedouble, dim, c->head_dim);
+  m->rotary_dim = dim;
+  return 0;
+}
+
 /* The config fields the forward pass relies on beyond what model_config checks; sets
- * m->sliding_window. */
+ * m->sliding_window and m->rotary_dim. */
 static int check_config(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
   if (c->intermediate_size <= 0) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
   if (c->head_dim % 2 != 0) return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
   if (act && arch->flags->silu_only && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
-  const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
-  if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
-    return rotq_fail(err, "%s: partial_rotary_factor other than 1 is not supported", c->path);
+  if (check_partial_rotary(c, arch, m, err) != 0) return -1;
   const cJSON *use_window = cJSON_GetObjectItemCaseSensitive(c->json, "use_sliding_window");
   if (!arch->flags->sliding_window && cJSON_IsTrue(use_window))
     return rotq_fail(err, "%s: use_sliding_window true is not supported for %s", c->path, arch->name);
@@ -281,7 +303,8 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     const int gemma = arch->flags->gemma;
     status =
         (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
-                rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
+                rope_inv_freq_dim(&ck.config, m->rotary_dim ? m->rotary_dim : ck.config.head_dim, m->inv_freq, err) !=
+                    0 ||
                 activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
                 (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
                 (opt          ? opt_read_weights(&ck, f, m, err)

@@ -58,7 +58,8 @@ struct model {
   layer_weights *layers; /* [num_hidden_layers] */
   void *final_norm;      /* model.norm                 [hidden] */
   void *lm_head;         /* lm_head                    [vocab, hidden]; == embed when tied */
-  double *inv_freq;      /* RoPE inverse frequencies   [head_dim / 2], rope_scaling applied */
+  double *inv_freq;      /* RoPE inverse frequencies   [rotary dims / 2], rope_scaling applied */
+  int rotary_dim;        /* RoPE acts on the first rotary_dim dims of each head (GLM-4.5); 0 = head_dim */
   /* Family features beyond the LLaMA family (all zero/NULL for it): */
   activation_kind activation; /* of the MLP: SiLU-gated unless set */
   double embed_scale;         /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */
