@@ -52,8 +52,9 @@ typedef enum moe_kind {
   MOE_QWEN2,
   MOE_QWEN3,
   MOE_NEMOTRON_H,
-  MOE_GLM4, /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts, an
-               ungated shared expert, the first first_k_dense_replace layers dense */
+  MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
+                      an ungated shared expert, the first first_k_dense_replace layers dense */
+  MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
 } moe_kind;
 
 /* What distinguishes an architecture in the decoder forward pass (as its transformers modeling file). */
@@ -71,6 +72,7 @@ typedef struct family_loader {
   bool qk_norm_from_config;  /* q_norm / k_norm exist when config use_qk_norm is true (GLM-4.5) */
   bool partial_rotary;       /* RoPE on the first partial_rotary_factor·head_dim dims of each head (top level
                                 or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
+  bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)

@@ -150,6 +150,29 @@ static int read_post_norms(const checkpoint *ck, const family_descriptor *f, boo
              : 0;
 }
 
+/* DeepSeek-V3: the latent attention (model/mla.h), o_proj [hidden, heads·v_head_dim], the norms and
+ * the dense MLP or MoE block (first_k_dense_replace). */
+static int read_mla_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
+                          rotq_error *err) {
+  const family_descriptor *f = arch->family;
+  const family_layer_names *n = &f->names;
+  const model_config *c = &ck->config;
+  const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
+  if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
+      mla_read_layer(ck, f, f32, l, &w->mla, err) != 0 ||
+      read_linear(ck, f, f32, l, n->o_proj, c->attention_bias, hidden, (int64_t)c->num_attention_heads * w->mla->v_dim,
+                  &w->wo, &w->bo, err) != 0 ||
+      read_layer_weight(ck, f, f32, l, n->mlp_norm, "weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      moe_read_layer(ck, f, arch->flags->moe, f32, l, &w->moe, err) != 0)
+    return -1;
+  if (w->moe) return 0;
+  return read_linear(ck, f, f32, l, n->gate_proj, false, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->up_proj, false, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->down_proj, false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0
+             ? -1
+             : 0;
+}
+
 static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
                       rotq_error *err) {
   const family_descriptor *f = arch->family;
@@ -164,6 +187,7 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
       flags->qkv_bias || ((flags->attention_bias || flags->qkv_bias_from_config) && c->attention_bias);
   const bool o_bias = flags->attention_bias && c->attention_bias;
   const bool mlp_bias = flags->mlp_bias && c->mlp_bias;
+  if (flags->mla) return read_mla_layer(ck, arch, f32, l, w, err);
   if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
       read_linear(ck, f, f32, l, n->q_proj, qkv_bias, q_dim, hidden, &w->wq, &w->bq, err) != 0 ||
       read_linear(ck, f, f32, l, n->k_proj, qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
@@ -307,6 +331,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
                     0 ||
                 activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
                 (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
+                (arch->flags->mla && mla_configure(&ck.config, &m->rope_interleave, err) != 0) ||
                 (opt          ? opt_read_weights(&ck, f, m, err)
                  : nemotron_h ? nemotron_h_read_weights(&ck, f, m, err)
                               : read_weights(&ck, arch, m, err)) != 0 ||
@@ -314,6 +339,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
             ? -1
             : 0;
     if (status == 0 && gemma) gemma_shift_norms(m, &ck.config);
+    if (status == 0 && arch->flags->mla) m->mla_v_dim = m->layers[0].mla->v_dim;
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
       status = options && options->online_section
@@ -345,6 +371,7 @@ void model_free(model *m) {
                        w->wo,        w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down, w->b_down};
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
     moe_free(w->moe);
+    mla_free(w->mla);
     free(w->post_attn_norm);
     free(w->post_mlp_norm);
     free(w->attn_norm_bias);

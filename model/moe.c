@@ -50,19 +50,22 @@ static int double_field(const model_config *c, const char *key, double fallback,
   return 0;
 }
 
-/* GLM-4.5 (Glm4MoeConfig's defaults when a field is absent): layers from first_k_dense_replace on
+/* GLM-4.5 and DeepSeek-V3 (their config classes' defaults when a field is absent): layers from first_k_dense_replace on
  * are sparse; n_routed_experts, n_shared_experts shared experts fused into one MLP of
  * moe_intermediate_size · n_shared_experts, DeepSeek-V3 routing (n_group, topk_group,
  * routed_scaling_factor, norm_topk_prob default true). */
-static int glm4_sizes(const model_config *c, int layer, moe_weights *moe, bool *sparse, rotq_error *err) {
+static int glm4_sizes(const model_config *c, moe_kind kind, int layer, moe_weights *moe, bool *sparse,
+                      rotq_error *err) {
   long dense, experts, top_k, intermediate, shared, groups, topk_group;
-  if (int_field(c, "first_k_dense_replace", 1, 0, &dense, err) != 0 ||
-      int_field(c, "n_routed_experts", 128, 1, &experts, err) != 0 ||
+  const bool ds = kind == MOE_DEEPSEEK_V3; /* DeepseekV3Config's defaults, else Glm4MoeConfig's */
+  if (int_field(c, "first_k_dense_replace", ds ? 3 : 1, 0, &dense, err) != 0 ||
+      int_field(c, "n_routed_experts", ds ? 256 : 128, 1, &experts, err) != 0 ||
       int_field(c, "num_experts_per_tok", 8, 1, &top_k, err) != 0 ||
-      int_field(c, "moe_intermediate_size", 1408, 1, &intermediate, err) != 0 ||
-      int_field(c, "n_shared_experts", 1, 1, &shared, err) != 0 || int_field(c, "n_group", 1, 1, &groups, err) != 0 ||
-      int_field(c, "topk_group", 1, 1, &topk_group, err) != 0 ||
-      double_field(c, "routed_scaling_factor", 1.0, &moe->routed_scaling, err) != 0)
+      int_field(c, "moe_intermediate_size", ds ? 2048 : 1408, 1, &intermediate, err) != 0 ||
+      int_field(c, "n_shared_experts", 1, 1, &shared, err) != 0 ||
+      int_field(c, "n_group", ds ? 8 : 1, 1, &groups, err) != 0 ||
+      int_field(c, "topk_group", ds ? 4 : 1, 1, &topk_group, err) != 0 ||
+      double_field(c, "routed_scaling_factor", ds ? 2.5 : 1.0, &moe->routed_scaling, err) != 0)
     return -1;
   *sparse = layer >= dense;
   if (experts % groups != 0 || topk_group > groups || (groups > 1 && experts / groups < 2))
@@ -105,7 +108,7 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   long experts, top_k, intermediate, shared = 0;
   bool mixtral = kind == MOE_MIXTRAL;
   *sparse = true;
-  if (kind == MOE_GLM4) return glm4_sizes(c, layer, moe, sparse, err);
+  if (kind == MOE_GLM4 || kind == MOE_DEEPSEEK_V3) return glm4_sizes(c, kind, layer, moe, sparse, err);
   if (!mixtral && qwen_layer_is_sparse(c, layer, sparse, err) != 0) return -1;
   /* transformers 5 writes Qwen3-MoE's expert count as num_local_experts (num_experts before). */
   const char *experts_key = mixtral ? "num_local_experts" : "num_experts";

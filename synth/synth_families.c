@@ -173,6 +173,51 @@ static void glm4_moe_tensors(plan *p, const synth_spec *s, const family_variant 
   add_head(p, s, false);
 }
 
+/* DeepSeek-V3 (DeepseekV3ForCausalLM): MLA with q_lora_rank = kv_lora_rank = hidden / 2,
+ * qk_nope_head_dim = v_head_dim = head_dim, qk_rope_head_dim = head_dim / 2 (biases on q_a_proj,
+ * kv_a_proj_with_mqa and o_proj when attention_bias), then the MLP / MoE layers as GLM-4.5's. */
+static void add_mla(plan *p, const synth_spec *s, int l) {
+  const int64_t hidden = s->hidden_size, heads = s->num_heads, hd = head_dim_of(s), rope = hd / 2;
+  const int64_t lora = hidden / 2;
+  const bool bias = s->attention_bias;
+  add_linear(p, lora, hidden, bias, "model.layers.%d.self_attn.q_a_proj", l, 0);
+  add(p, KIND_NORM, lora, 0, 0, "model.layers.%d.self_attn.q_a_layernorm.weight", l, 0);
+  add_linear(p, heads * (hd + rope), lora, false, "model.layers.%d.self_attn.q_b_proj", l, 0);
+  add_linear(p, lora + rope, hidden, bias, "model.layers.%d.self_attn.kv_a_proj_with_mqa", l, 0);
+  add(p, KIND_NORM, lora, 0, 0, "model.layers.%d.self_attn.kv_a_layernorm.weight", l, 0);
+  add_linear(p, heads * (hd + hd), lora, false, "model.layers.%d.self_attn.kv_b_proj", l, 0);
+  add_linear(p, hidden, heads * hd, bias, "model.layers.%d.self_attn.o_proj", l, 0);
+}
+
+static void deepseek_v3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
+  const int64_t hidden = s->hidden_size;
+  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_mla(p, s, l);
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    if (l < glm4_dense_layers(s)) {
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+      continue;
+    }
+    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    add(p, KIND_BIAS, experts_of(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+    for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    }
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
+    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+  }
+  add_head(p, s, false);
+}
+
 /* ---- Phi-3: fused qkv_proj and gate_up_proj ---- */
 
 static void phi3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
@@ -411,6 +456,30 @@ static cJSON *glm4_moe_config(const synth_spec *s, const family_variant *v) {
   return c;
 }
 
+/* DeepseekV3Config as transformers 5 writes it: head_dim = qk_rope_head_dim, num_key_value_heads =
+ * heads, interleaved RoPE, default rope type; the MoE fields as GLM-4.5's. */
+static cJSON *deepseek_v3_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = glm4_moe_config(s, v);
+  const int hd = head_dim_of(s);
+  const char *dropped[] = {"num_key_value_heads", "head_dim",        "attention_bias",
+                           "use_qk_norm",         "rope_parameters", "rms_norm_eps"};
+  for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++) cJSON_DeleteItemFromObject(c, dropped[i]);
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_heads);
+  cJSON_AddNumberToObject(c, "head_dim", hd / 2);
+  cJSON_AddNumberToObject(c, "qk_rope_head_dim", hd / 2);
+  cJSON_AddNumberToObject(c, "qk_nope_head_dim", hd);
+  cJSON_AddNumberToObject(c, "v_head_dim", hd);
+  cJSON_AddNumberToObject(c, "q_lora_rank", s->hidden_size / 2);
+  cJSON_AddNumberToObject(c, "kv_lora_rank", s->hidden_size / 2);
+  cJSON_AddBoolToObject(c, "attention_bias", s->attention_bias);
+  cJSON_AddBoolToObject(c, "rope_interleave", true);
+  cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-6);
+  cJSON *rope = cJSON_AddObjectToObject(c, "rope_parameters");
+  cJSON_AddNumberToObject(rope, "rope_theta", s->rope_theta > 0 ? s->rope_theta : 10000.0);
+  cJSON_AddStringToObject(rope, "rope_type", "default");
+  return c;
+}
+
 static cJSON *phi3_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = common_config(s, v);
   attention_config(c, s, false);
@@ -609,4 +678,7 @@ int synth_nemotron_h(const synth_spec *spec, const family_variant *v, const char
 }
 int synth_glm4_moe(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
   return write_family(spec, v, dir, glm4_moe_tensors, glm4_moe_config, err);
+}
+int synth_deepseek_v3(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, deepseek_v3_tensors, deepseek_v3_config, err);
 }
