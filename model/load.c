@@ -232,6 +232,20 @@ static int check_partial_rotary(const model_config *c, const architecture *arch,
   return 0;
 }
 
+/* transformers 5 writes RoPE scaling inside rope_parameters, which model_config does not read
+ * (it reads rope_scaling): for the families added with it (GLM-4.5, DeepSeek-V3) a rope_type there
+ * other than "default" is refused rather than computed as default RoPE. */
+static int check_rope_parameters_type(const model_config *c, rotq_error *err) {
+  const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(c->json, "rope_parameters");
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(parameters, "rope_type");
+  if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0)
+    return rotq_fail(err,
+                     "%s: rope_parameters.rope_type '%s' is not supported by the forward pass (default only); the "
+                     "rotation does not depend on it, use --no-verify",
+                     c->path, type->valuestring);
+  return 0;
+}
+
 /* The config fields the forward pass relies on beyond what model_config checks; sets
  * m->sliding_window and m->rotary_dim. */
 static int check_config(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
@@ -241,6 +255,7 @@ static int check_config(const model_config *c, const architecture *arch, model *
   if (act && arch->flags->silu_only && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
   if (check_partial_rotary(c, arch, m, err) != 0) return -1;
+  if ((arch->flags->partial_rotary || arch->flags->mla) && check_rope_parameters_type(c, err) != 0) return -1;
   const cJSON *use_window = cJSON_GetObjectItemCaseSensitive(c->json, "use_sliding_window");
   if (!arch->flags->sliding_window && cJSON_IsTrue(use_window))
     return rotq_fail(err, "%s: use_sliding_window true is not supported for %s", c->path, arch->name);

@@ -167,13 +167,10 @@ def test_every_supported_architecture_has_a_family():
 FORWARD_TOLERANCE = 1e-6
 # Mamba-2 (transformers' chunked scan vs rotq's recurrence): 2.2e-6 measured, not investigated further.
 FORWARD_LOOSER = {"nemotron_h": 1e-5, "nemotron_h5": 1e-5}
-FORWARD_KNOWN_BAD = {"gemma3": "rotq's Gemma-3 forward pass differs from transformers 5.23 (NLL ~2e-4 relative)"}
 
 
 @pytest.mark.parametrize("family", families.FAMILIES, ids=lambda f: f.name)
 def test_rotq_forward_matches_transformers(family, workdir):
-    if family.name in FORWARD_KNOWN_BAD:
-        pytest.xfail(FORWARD_KNOWN_BAD[family.name])
     import struct
 
     directory, _, _ = original(family, workdir)
