@@ -46,19 +46,33 @@ typedef enum family_forward {
 } family_forward;
 
 /* The sparse MoE block a decoder layer has instead of its MLP (model/moe.h). */
-typedef enum moe_kind { MOE_NONE, MOE_MIXTRAL, MOE_QWEN2, MOE_QWEN3, MOE_NEMOTRON_H } moe_kind;
+typedef enum moe_kind {
+  MOE_NONE,
+  MOE_MIXTRAL,
+  MOE_QWEN2,
+  MOE_QWEN3,
+  MOE_NEMOTRON_H,
+  MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
+                      an ungated shared expert, the first first_k_dense_replace layers dense */
+  MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
+} moe_kind;
 
 /* What distinguishes an architecture in the decoder forward pass (as its transformers modeling file). */
 typedef struct family_loader {
-  bool qkv_bias;          /* q/k/v_proj always have a bias (Qwen2) */
-  bool attention_bias;    /* config attention_bias puts a bias on q/k/v/o_proj (Llama, Qwen3) */
-  bool mlp_bias;          /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
-  bool qk_norm;           /* q_norm / k_norm on each head before RoPE (Qwen3) */
-  bool sliding_window;    /* config sliding_window limits attention (Mistral) */
-  moe_kind moe;           /* sparse MoE blocks instead of the MLP */
-  bool fused_projections; /* qkv_proj and gate_up_proj, split at load (Phi-3) */
-  int gemma;              /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
-  bool silu_only;         /* hidden_act must be "silu" when given */
+  bool qkv_bias;             /* q/k/v_proj always have a bias (Qwen2) */
+  bool attention_bias;       /* config attention_bias puts a bias on q/k/v/o_proj (Llama, Qwen3) */
+  bool mlp_bias;             /* config mlp_bias puts a bias on gate/up/down_proj (Llama) */
+  bool qk_norm;              /* q_norm / k_norm on each head before RoPE (Qwen3) */
+  bool sliding_window;       /* config sliding_window limits attention (Mistral) */
+  moe_kind moe;              /* sparse MoE blocks instead of the MLP */
+  bool fused_projections;    /* qkv_proj and gate_up_proj, split at load (Phi-3) */
+  int gemma;                 /* Gemma generation 1, 2 or 3 (model/gemma.h), 0 = not Gemma */
+  bool silu_only;            /* hidden_act must be "silu" when given */
+  bool qkv_bias_from_config; /* config attention_bias puts a bias on q/k/v_proj only, not o_proj (GLM-4.5) */
+  bool qk_norm_from_config;  /* q_norm / k_norm exist when config use_qk_norm is true (GLM-4.5) */
+  bool partial_rotary;       /* RoPE on the first partial_rotary_factor·head_dim dims of each head (top level
+                                or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
+  bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)

@@ -106,10 +106,14 @@ static int read_rope_scaling(const char *path, const cJSON *json, rope_scaling *
   return 0;
 }
 
-/* rope_theta: top level, else inside transformers v5's "rope_parameters", else 10000. */
+/* rope_theta: top level, else inside transformers v5's "rope_parameters" (its "full_attention"
+ * entry where it is written per layer type, as Gemma-3's), else 10000. */
 static int read_rope_theta(const char *path, const cJSON *json, double *theta, rotq_error *err) {
   static const char *const keys[] = {"rope_theta", NULL};
   const cJSON *parameters = config_field(json, "rope_parameters");
+  const cJSON *full =
+      cJSON_IsObject(parameters) ? cJSON_GetObjectItemCaseSensitive(parameters, "full_attention") : NULL;
+  if (cJSON_IsObject(full)) parameters = full;
   if (!config_field(json, "rope_theta") && cJSON_IsObject(parameters))
     return read_double(path, parameters, keys, 10000.0, theta, err);
   return read_double(path, json, keys, 10000.0, theta, err);

@@ -68,9 +68,11 @@ static void TYPED(store_kv)(real *k, real *v, int n, int kv_dim, const activatio
   }
 }
 
-/* RoPE of every head vector of x [rows, heads, head_dim], row r at angles cos/sin [rows, head_dim/2]. */
-static void TYPED(rope)(real *x, int rows, int heads, int head_dim, const double *cos_table, const double *sin_table) {
-  int half = head_dim / 2;
+/* RoPE of the first rotary_dim dims of every head vector of x [rows, heads, head_dim] (the rest
+ * passes, as transformers' q_rot / q_pass), row r at angles cos/sin [rows, rotary_dim/2]. */
+static void TYPED(rope)(real *x, int rows, int heads, int head_dim, int rotary_dim, const double *cos_table,
+                        const double *sin_table) {
+  int half = rotary_dim / 2;
   for (int r = 0; r < rows; r++)
     for (int h = 0; h < heads; h++) {
       real *v = x + ((size_t)r * heads + h) * head_dim;
@@ -167,6 +169,7 @@ static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
 #include "model/family_forward.h"
 #include "model/moe_forward.h"
 #include "model/nemotron_h_forward.h"
+#include "model/mla_forward.h"
 
 int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
   if (s->model->hybrid) return TYPED(hybrid_forward)(s, tokens, n, logits, err); /* Nemotron-H */
@@ -175,22 +178,23 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
   const int hidden = c->hidden_size, intermediate = c->intermediate_size, vocab = c->vocab_size;
   const int heads = c->num_attention_heads, kv_heads = c->num_key_value_heads, head_dim = c->head_dim;
   const int q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
+  const int o_dim = m->mla_v_dim ? heads * m->mla_v_dim : q_dim; /* o_proj's input: MLA heads · v_head_dim */
   const int pos = s->length, context = pos + n;
   const double eps = c->rms_norm_eps;
 
-  real *x = malloc(sizeof(real) * n * hidden);                     /* residual stream [n, hidden] */
-  real *xb = malloc(sizeof(real) * n * hidden);                    /* normalized stream [n, hidden] */
-  real *q = malloc(sizeof(real) * n * q_dim);                      /* queries [n, heads·head_dim] */
-  real *attn = malloc(sizeof(real) * n * q_dim);                   /* attention output [n, heads·head_dim] */
-  real *delta = malloc(sizeof(real) * n * hidden);                 /* o_proj / down_proj output [n, hidden] */
-  real *gate = malloc(sizeof(real) * n * intermediate);            /* gate_proj output [n, intermediate] */
-  real *up = malloc(sizeof(real) * n * intermediate);              /* up_proj output [n, intermediate] */
-  real *scores = malloc(sizeof(real) * QUERY_TILE * context);      /* attention weights [QUERY_TILE, pos+n] */
-  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);      /* lm_head output [LOGIT_ROWS, vocab] */
-  double *cos_table = malloc(sizeof(double) * n * (head_dim / 2)); /* RoPE cos [n, head_dim/2] */
-  double *sin_table = malloc(sizeof(double) * n * (head_dim / 2)); /* RoPE sin [n, head_dim/2] */
-  double *cos_local = malloc(sizeof(double) * n * (head_dim / 2)); /* Gemma-3 sliding layers' RoPE cos */
-  double *sin_local = malloc(sizeof(double) * n * (head_dim / 2)); /* Gemma-3 sliding layers' RoPE sin */
+  real *x = calloc((size_t)n * hidden, sizeof(real));                      /* residual stream [n, hidden] */
+  real *xb = malloc(sizeof(real) * n * hidden);                            /* normalized stream [n, hidden] */
+  real *q = malloc(sizeof(real) * n * q_dim);                              /* queries [n, heads·head_dim] */
+  real *attn = malloc(sizeof(real) * n * (o_dim > q_dim ? o_dim : q_dim)); /* attention output [n, o_dim] */
+  real *delta = malloc(sizeof(real) * n * hidden);                         /* o_proj / down_proj output [n, hidden] */
+  real *gate = malloc(sizeof(real) * n * intermediate);                    /* gate_proj output [n, intermediate] */
+  real *up = malloc(sizeof(real) * n * intermediate);                      /* up_proj output [n, intermediate] */
+  real *scores = malloc(sizeof(real) * QUERY_TILE * context);              /* attention weights [QUERY_TILE, pos+n] */
+  real *head_out = malloc(sizeof(real) * LOGIT_ROWS * vocab);              /* lm_head output [LOGIT_ROWS, vocab] */
+  double *cos_table = malloc(sizeof(double) * n * (head_dim / 2));         /* RoPE cos [n, head_dim/2] */
+  double *sin_table = malloc(sizeof(double) * n * (head_dim / 2));         /* RoPE sin [n, head_dim/2] */
+  double *cos_local = malloc(sizeof(double) * n * (head_dim / 2));         /* Gemma-3 sliding layers' RoPE cos */
+  double *sin_local = malloc(sizeof(double) * n * (head_dim / 2));         /* Gemma-3 sliding layers' RoPE sin */
   int status = 0;
   if (!x || !xb || !q || !attn || !delta || !gate || !up || !scores || !head_out || !cos_table || !sin_table ||
       !cos_local || !sin_local) {
@@ -198,7 +202,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     goto done;
   }
 
-  rope_tables(m->inv_freq, head_dim / 2, pos, n, cos_table, sin_table);
+  const int rotary_dim = m->rotary_dim ? m->rotary_dim : head_dim;
+  rope_tables(m->inv_freq, rotary_dim / 2, pos, n, cos_table, sin_table);
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
   for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
@@ -214,24 +219,36 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     /* attention: x += o_proj(attention(rope(q), rope(k), v)) of rmsnorm(x) */
     TYPED(stream_norm)(m, xb, x, w->attn_norm, w->attn_norm_bias, n);
     if (TYPED(linear_input)(m, l, INPUT_QKV, xb, n, hidden)) goto done;
-    TYPED(linear)(q, xb, w->wq, w->bq, n, hidden, q_dim);
-    TYPED(linear)(k, xb, w->wk, w->bk, n, hidden, kv_dim);
-    TYPED(linear)(v, xb, w->wv, w->bv, n, hidden, kv_dim);
-    if (w->q_norm) { /* Qwen3: RMSNorm of each head vector, before RoPE */
-      TYPED(rmsnorm)(q, q, w->q_norm, n * heads, head_dim, eps);
-      TYPED(rmsnorm)(k, k, w->k_norm, n * kv_heads, head_dim, eps);
+    if (w->mla) { /* DeepSeek-V3: multi-head latent attention, fresh sequences only */
+      if (pos != 0) {
+        status =
+            rotq_fail(err, "%s: the MLA forward pass runs fresh sequences only (no latent cache)", c->architecture);
+        goto done;
+      }
+      if (TYPED(mla_attention)(attn, xb, w->mla, n, m, cos_table, sin_table) != 0) {
+        status = rotq_fail(err, "out of memory for the latent attention of %d tokens", n);
+        goto done;
+      }
+    } else {
+      TYPED(linear)(q, xb, w->wq, w->bq, n, hidden, q_dim);
+      TYPED(linear)(k, xb, w->wk, w->bk, n, hidden, kv_dim);
+      TYPED(linear)(v, xb, w->wv, w->bv, n, hidden, kv_dim);
+      if (w->q_norm) { /* Qwen3: RMSNorm of each head vector, before RoPE */
+        TYPED(rmsnorm)(q, q, w->q_norm, n * heads, head_dim, eps);
+        TYPED(rmsnorm)(k, k, w->k_norm, n * kv_heads, head_dim, eps);
+      }
+      const double *layer_cos, *layer_sin;
+      TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
+      TYPED(rope)(q, n, heads, head_dim, rotary_dim, layer_cos, layer_sin);
+      TYPED(rope)(k, n, kv_heads, head_dim, rotary_dim, layer_cos, layer_sin);
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
+      TYPED(store_kv)(k, v, n, kv_dim, &m->quant);
+      TYPED(attention)(attn, q, keys, values, scores, n, pos, m, l);
+      TYPED(online_hook_apply)(m->online, ONLINE_SITE_O_PROJ, l, attn, n, q_dim); /* x·(R_heads ⊗ I) */
     }
-    const double *layer_cos, *layer_sin;
-    TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
-    TYPED(rope)(q, n, heads, head_dim, layer_cos, layer_sin);
-    TYPED(rope)(k, n, kv_heads, head_dim, layer_cos, layer_sin);
-    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
-    TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
-    TYPED(store_kv)(k, v, n, kv_dim, &m->quant);
-    TYPED(attention)(attn, q, keys, values, scores, n, pos, m, l);
-    TYPED(online_hook_apply)(m->online, ONLINE_SITE_O_PROJ, l, attn, n, q_dim); /* x·(R_heads ⊗ I) */
-    if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, q_dim)) goto done;
-    TYPED(linear)(delta, attn, w->wo, w->bo, n, q_dim, hidden);
+    if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, o_dim)) goto done;
+    TYPED(linear)(delta, attn, w->wo, w->bo, n, o_dim, hidden);
     if (w->post_attn_norm) TYPED(rmsnorm)(delta, delta, w->post_attn_norm, n, hidden, eps); /* Gemma-2/3 */
     TYPED(residual_add)(x, delta, (size_t)n * hidden);
 

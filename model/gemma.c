@@ -25,6 +25,15 @@ static int number_field(const model_config *c, const char *key, double fallback,
   return 0;
 }
 
+/* transformers 5 writes Gemma-3's RoPE per layer type, rope_parameters.sliding_attention.rope_theta
+ * (the local base when rope_local_base_freq is absent); else 10000. */
+static double sliding_rope_theta(const model_config *c) {
+  const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(c->json, "rope_parameters");
+  const cJSON *sliding = cJSON_GetObjectItemCaseSensitive(parameters, "sliding_attention");
+  const cJSON *theta = cJSON_GetObjectItemCaseSensitive(sliding, "rope_theta");
+  return cJSON_IsNumber(theta) && theta->valuedouble > 0 ? theta->valuedouble : 10000.0;
+}
+
 static int read_activation(const model_config *c, model *m, rotq_error *err) {
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_activation");
   const char *key = "hidden_activation";
@@ -101,7 +110,7 @@ int gemma_configure(const checkpoint *ck, const family_descriptor *f, int genera
   if (!(scalar > 0)) return rotq_fail(err, "%s: field 'query_pre_attn_scalar' must be positive", c->path);
   m->attention_scale = 1 / sqrt(scalar);
   if (generation == 3) {
-    if (number_field(c, "rope_local_base_freq", 10000.0, &local_base, err) != 0) return -1;
+    if (number_field(c, "rope_local_base_freq", sliding_rope_theta(c), &local_base, err) != 0) return -1;
     if (!(local_base > 0)) return rotq_fail(err, "%s: field 'rope_local_base_freq' must be positive", c->path);
     int half = c->head_dim / 2;
     m->inv_freq_local = malloc(sizeof(double) * (size_t)(half + 1));

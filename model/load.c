@@ -150,6 +150,29 @@ static int read_post_norms(const checkpoint *ck, const family_descriptor *f, boo
              : 0;
 }
 
+/* DeepSeek-V3: the latent attention (model/mla.h), o_proj [hidden, heads·v_head_dim], the norms and
+ * the dense MLP or MoE block (first_k_dense_replace). */
+static int read_mla_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
+                          rotq_error *err) {
+  const family_descriptor *f = arch->family;
+  const family_layer_names *n = &f->names;
+  const model_config *c = &ck->config;
+  const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
+  if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
+      mla_read_layer(ck, f, f32, l, &w->mla, err) != 0 ||
+      read_linear(ck, f, f32, l, n->o_proj, c->attention_bias, hidden, (int64_t)c->num_attention_heads * w->mla->v_dim,
+                  &w->wo, &w->bo, err) != 0 ||
+      read_layer_weight(ck, f, f32, l, n->mlp_norm, "weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      moe_read_layer(ck, f, arch->flags->moe, f32, l, &w->moe, err) != 0)
+    return -1;
+  if (w->moe) return 0;
+  return read_linear(ck, f, f32, l, n->gate_proj, false, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->up_proj, false, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->down_proj, false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0
+             ? -1
+             : 0;
+}
+
 static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
                       rotq_error *err) {
   const family_descriptor *f = arch->family;
@@ -160,9 +183,11 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
   const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
   const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
   const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
-  const bool qkv_bias = flags->qkv_bias || (flags->attention_bias && c->attention_bias);
+  const bool qkv_bias =
+      flags->qkv_bias || ((flags->attention_bias || flags->qkv_bias_from_config) && c->attention_bias);
   const bool o_bias = flags->attention_bias && c->attention_bias;
   const bool mlp_bias = flags->mlp_bias && c->mlp_bias;
+  if (flags->mla) return read_mla_layer(ck, arch, f32, l, w, err);
   if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
       read_linear(ck, f, f32, l, n->q_proj, qkv_bias, q_dim, hidden, &w->wq, &w->bq, err) != 0 ||
       read_linear(ck, f, f32, l, n->k_proj, qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
@@ -177,24 +202,60 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
        read_linear(ck, f, f32, l, n->up_proj, mlp_bias, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
        read_linear(ck, f, f32, l, n->down_proj, mlp_bias, hidden, intermediate, &w->w_down, &w->b_down, err) != 0))
     return -1;
-  if (!flags->qk_norm) return 0;
+  if (!flags->qk_norm &&
+      !(flags->qk_norm_from_config && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->json, "use_qk_norm"))))
+    return 0;
   return read_layer_weight(ck, f, f32, l, n->q_norm, "weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
                  read_layer_weight(ck, f, f32, l, n->k_norm, "weight", c->head_dim, 0, &w->k_norm, err) != 0
              ? -1
              : 0;
 }
 
+/* partial_rotary_factor (top level, else in transformers 5's rope_parameters; default 1): RoPE on
+ * the first int(head_dim · factor) dims of each head where the variant honours it (sets
+ * m->rotary_dim; it must be even and at least 2), else any factor ≠ 1 is refused. */
+static int check_partial_rotary(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
+  const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
+  const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(c->json, "rope_parameters");
+  if ((!partial || cJSON_IsNull(partial)) && cJSON_IsObject(parameters))
+    partial = cJSON_GetObjectItemCaseSensitive(parameters, "partial_rotary_factor");
+  if (!partial || cJSON_IsNull(partial) || (cJSON_IsNumber(partial) && partial->valuedouble == 1.0)) return 0;
+  if (!arch->flags->partial_rotary)
+    return rotq_fail(err, "%s: partial_rotary_factor other than 1 is not supported", c->path);
+  if (!cJSON_IsNumber(partial) || !(partial->valuedouble > 0) || partial->valuedouble > 1)
+    return rotq_fail(err, "%s: field 'partial_rotary_factor' must be in (0, 1]", c->path);
+  int dim = (int)(c->head_dim * partial->valuedouble);
+  if (dim < 2 || dim % 2 != 0)
+    return rotq_fail(err, "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; RoPE needs an even number",
+                     c->path, partial->valuedouble, dim, c->head_dim);
+  m->rotary_dim = dim;
+  return 0;
+}
+
+/* transformers 5 writes RoPE scaling inside rope_parameters, which model_config does not read
+ * (it reads rope_scaling): for the families added with it (GLM-4.5, DeepSeek-V3) a rope_type there
+ * other than "default" is refused rather than computed as default RoPE. */
+static int check_rope_parameters_type(const model_config *c, rotq_error *err) {
+  const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(c->json, "rope_parameters");
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(parameters, "rope_type");
+  if (cJSON_IsString(type) && strcmp(type->valuestring, "default") != 0)
+    return rotq_fail(err,
+                     "%s: rope_parameters.rope_type '%s' is not supported by the forward pass (default only); the "
+                     "rotation does not depend on it, use --no-verify",
+                     c->path, type->valuestring);
+  return 0;
+}
+
 /* The config fields the forward pass relies on beyond what model_config checks; sets
- * m->sliding_window. */
+ * m->sliding_window and m->rotary_dim. */
 static int check_config(const model_config *c, const architecture *arch, model *m, rotq_error *err) {
   if (c->intermediate_size <= 0) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
   if (c->head_dim % 2 != 0) return rotq_fail(err, "%s: head_dim %d is odd; RoPE needs it even", c->path, c->head_dim);
   const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->json, "hidden_act");
   if (act && arch->flags->silu_only && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
     return rotq_fail(err, "%s: hidden_act must be \"silu\"", c->path);
-  const cJSON *partial = cJSON_GetObjectItemCaseSensitive(c->json, "partial_rotary_factor");
-  if (partial && !cJSON_IsNull(partial) && !(cJSON_IsNumber(partial) && partial->valuedouble == 1.0))
-    return rotq_fail(err, "%s: partial_rotary_factor other than 1 is not supported", c->path);
+  if (check_partial_rotary(c, arch, m, err) != 0) return -1;
+  if ((arch->flags->partial_rotary || arch->flags->mla) && check_rope_parameters_type(c, err) != 0) return -1;
   const cJSON *use_window = cJSON_GetObjectItemCaseSensitive(c->json, "use_sliding_window");
   if (!arch->flags->sliding_window && cJSON_IsTrue(use_window))
     return rotq_fail(err, "%s: use_sliding_window true is not supported for %s", c->path, arch->name);
@@ -281,9 +342,11 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     const int gemma = arch->flags->gemma;
     status =
         (opt && opt_prepare_config(&ck.config, err) != 0) || check_config(&ck.config, arch, m, err) != 0 ||
-                rope_inv_freq(&ck.config, m->inv_freq, err) != 0 ||
+                rope_inv_freq_dim(&ck.config, m->rotary_dim ? m->rotary_dim : ck.config.head_dim, m->inv_freq, err) !=
+                    0 ||
                 activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
                 (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
+                (arch->flags->mla && mla_configure(&ck.config, &m->rope_interleave, err) != 0) ||
                 (opt          ? opt_read_weights(&ck, f, m, err)
                  : nemotron_h ? nemotron_h_read_weights(&ck, f, m, err)
                               : read_weights(&ck, arch, m, err)) != 0 ||
@@ -291,6 +354,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
             ? -1
             : 0;
     if (status == 0 && gemma) gemma_shift_norms(m, &ck.config);
+    if (status == 0 && arch->flags->mla) m->mla_v_dim = m->layers[0].mla->v_dim;
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
       status = options && options->online_section
@@ -322,6 +386,7 @@ void model_free(model *m) {
                        w->wo,        w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down, w->b_down};
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
     moe_free(w->moe);
+    mla_free(w->mla);
     free(w->post_attn_norm);
     free(w->post_mlp_norm);
     free(w->attn_norm_bias);

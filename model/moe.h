@@ -9,6 +9,9 @@
  *             .w3 (up) [inter, hidden], .w2 (down) [hidden, inter]
  *   Qwen-MoE  mlp.gate [experts, hidden]; mlp.experts.{e}.gate_proj/up_proj/down_proj;
  *             Qwen2-MoE also mlp.shared_expert.gate_proj/up_proj/down_proj, mlp.shared_expert_gate [1, hidden]
+ *   GLM-4.5   mlp.gate [experts, hidden], mlp.gate.e_score_correction_bias [experts];
+ *             mlp.experts.{e}.gate_proj/up_proj/down_proj; mlp.shared_experts.gate_proj/up_proj/down_proj;
+ *             layers below first_k_dense_replace are dense (mlp.gate_proj/up_proj/down_proj)
  *   Nemotron-H backbone.layers.{i}.mixer.gate [experts, hidden], .gate.e_score_correction_bias [experts];
  *             mixer.experts.{e}.up_proj [inter, hidden], .down_proj [hidden, inter];
  *             mixer.shared_experts.up_proj / .down_proj (read by model/nemotron_h.c) */
@@ -43,6 +46,9 @@ typedef struct moe_weights {
    * scores renormalized (normalize_top_k) and times routed_scaling; experts and the shared expert
    * are relu² MLPs down(relu(up(x))²) (w_gate NULL); the shared expert is not gated. */
   bool nemotron;
+  /* GLM-4.5 (MOE_GLM4): the same routing, SwiGLU experts and an ungated SwiGLU shared expert
+   * (shared_gate NULL) of moe_intermediate_size · n_shared_experts. */
+  bool grouped_sigmoid;
   void *correction_bias; /* gate.e_score_correction_bias [experts] */
   int n_group, topk_group;
   double routed_scaling;

@@ -41,6 +41,60 @@ static void TYPED(route_tokens)(double *routing, const real *logits, const moe_w
   }
 }
 
+/* routing [n, experts] as DeepSeek-V3's router (Nemotron-H's 'E' layers, GLM-4.5): scores s =
+ * sigmoid(logits); the choice c = s + e_score_correction_bias; with n_group groups, each group's
+ * score is the sum of its two largest c and only the topk_group best groups stay (the others'
+ * experts are masked, as masked_fill(-inf)); the top_k experts by c take s, renormalized
+ * (sum + 1e-20) when norm_topk_prob, times routed_scaling_factor; 0 for the others. Ties: the
+ * lowest index. The loader checks top_k ≤ topk_group · experts / n_group. scratch [2·experts]. */
+static void TYPED(grouped_sigmoid_route)(double *routing, const real *logits, const moe_weights *moe, int n,
+                                         double *scratch) {
+  const int experts = moe->experts, groups = moe->n_group, per_group = experts / groups;
+  const real *bias = moe->correction_bias;
+  double *choice = scratch, *group_score = scratch + experts;
+  bool group_kept[256];
+  for (int t = 0; t < n; t++) {
+    double *p = routing + (size_t)t * experts;
+    for (int e = 0; e < experts; e++) {
+      p[e] = 1 / (1 + exp(-(double)logits[(size_t)t * experts + e]));
+      choice[e] = p[e] + (double)bias[e];
+    }
+    if (groups > 1) {
+      for (int g = 0; g < groups; g++) {
+        double first = -INFINITY, second = -INFINITY;
+        for (int e = g * per_group; e < (g + 1) * per_group; e++) {
+          if (choice[e] > first)
+            second = first, first = choice[e];
+          else if (choice[e] > second)
+            second = choice[e];
+        }
+        group_score[g] = first + second;
+        group_kept[g % 256] = false;
+      }
+      for (int k = 0; k < moe->topk_group; k++) {
+        int best = -1;
+        for (int g = 0; g < groups; g++)
+          if (!group_kept[g % 256] && (best < 0 || group_score[g] > group_score[best])) best = g;
+        group_kept[best % 256] = true;
+      }
+      for (int e = 0; e < experts; e++)
+        if (!group_kept[(e / per_group) % 256]) choice[e] = NAN; /* masked: never chosen */
+    }
+    double kept = 0;
+    for (int k = 0; k < moe->top_k; k++) {
+      int best = -1;
+      for (int e = 0; e < experts; e++)
+        if (choice[e] != -INFINITY && !isnan(choice[e]) && (best < 0 || choice[e] > choice[best])) best = e;
+      choice[best] = -INFINITY; /* chosen */
+      kept += p[best];
+    }
+    for (int e = 0; e < experts; e++)
+      p[e] = choice[e] != -INFINITY ? 0
+             : moe->normalize_top_k ? p[e] / (kept + 1e-20) * moe->routed_scaling
+                                    : p[e] * moe->routed_scaling;
+  }
+}
+
 /* out [n, hidden] = Σ over each token's top-k experts of weight · expert(x), plus for Qwen2-MoE
  * sigmoid(x·shared_gateᵀ) · shared_expert(x); x [n, hidden] is the normalized stream. Experts run in
  * index order on the tokens routed to them, as transformers' loop does. 0, 1 when the observer ended
@@ -50,21 +104,25 @@ static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, in
   const int inter = moe->intermediate > moe->shared_intermediate ? moe->intermediate : moe->shared_intermediate;
   real *logits = malloc(sizeof(real) * n * (experts > 1 ? experts : 1)); /* router output [n, experts] */
   double *routing = malloc(sizeof(double) * n * experts);                /* routing weights [n, experts] */
-  int *token = malloc(sizeof(int) * n);                                  /* tokens of one expert */
-  bool *chosen = malloc(sizeof(bool) * experts);                         /* top-k flags of one token */
-  real *routed = malloc(sizeof(real) * n * hidden);                      /* their inputs [count, hidden] */
-  real *expert_out = malloc(sizeof(real) * n * hidden);                  /* expert output [count, hidden] */
+  double *scratch = malloc(sizeof(double) * 2 * (experts > moe->n_group ? experts : moe->n_group + 1));
+  int *token = malloc(sizeof(int) * n);                 /* tokens of one expert */
+  bool *chosen = malloc(sizeof(bool) * experts);        /* top-k flags of one token */
+  real *routed = malloc(sizeof(real) * n * hidden);     /* their inputs [count, hidden] */
+  real *expert_out = malloc(sizeof(real) * n * hidden); /* expert output [count, hidden] */
   real *gate = malloc(sizeof(real) * n * inter), *up = malloc(sizeof(real) * n * inter); /* [count, inter] */
-  int status = !logits || !routing || !token || !chosen || !routed || !expert_out || !gate || !up ? -1 : 0;
+  int status = !logits || !routing || !scratch || !token || !chosen || !routed || !expert_out || !gate || !up ? -1 : 0;
   if (status == 0) {
     TYPED(linear)(logits, x, moe->router, NULL, n, hidden, experts);
-    TYPED(route_tokens)(routing, logits, moe, n, chosen);
+    if (moe->grouped_sigmoid) /* GLM-4.5 */
+      TYPED(grouped_sigmoid_route)(routing, logits, moe, n, scratch);
+    else
+      TYPED(route_tokens)(routing, logits, moe, n, chosen);
     memset(out, 0, sizeof(real) * n * hidden);
   }
   for (int e = 0; status == 0 && e < experts; e++) {
     int count = 0;
     for (int t = 0; t < n; t++)
-      if (routing[(size_t)t * experts + e] > 0) {
+      if (routing[(size_t)t * experts + e] != 0) {
         memcpy(routed + (size_t)count * hidden, x + (size_t)t * hidden, sizeof(real) * hidden);
         token[count++] = t;
       }
@@ -80,14 +138,15 @@ static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, in
   if (status == 0 && moe->shared_intermediate) {
     if (TYPED(expert_mlp)(expert_out, x, &moe->shared, n, hidden, moe->shared_intermediate, gate, up, m, layer))
       status = 1;
-    TYPED(linear)(logits, x, moe->shared_gate, NULL, n, hidden, 1);
-    for (int t = 0; status == 0 && t < n; t++) {
-      real weight = (real)(1 / (1 + exp(-(double)logits[t])));
+    if (moe->shared_gate) TYPED(linear)(logits, x, moe->shared_gate, NULL, n, hidden, 1);
+    for (int t = 0; status == 0 && t < n; t++) { /* GLM-4.5's shared experts are not gated */
+      real weight = moe->shared_gate ? (real)(1 / (1 + exp(-(double)logits[t]))) : 1;
       for (int j = 0; j < hidden; j++) out[(size_t)t * hidden + j] += weight * expert_out[(size_t)t * hidden + j];
     }
   }
   free(logits);
   free(routing);
+  free(scratch);
   free(token);
   free(chosen);
   free(routed);

@@ -84,58 +84,6 @@ static bool TYPED(relu2_mlp)(real *out, const real *x, const expert_weights *e, 
   return false;
 }
 
-/* routing [n, experts] of a Nemotron-H MoE layer, as NemotronHMoE (DeepSeek-V3) routes: scores s =
- * sigmoid(logits); the choice c = s + e_score_correction_bias; with n_group groups, each group's
- * score is the sum of its two largest c and only the topk_group best groups stay (c = 0 elsewhere);
- * the top_k experts by c take s, renormalized (sum + 1e-20) when norm_topk_prob, times
- * routed_scaling_factor; 0 for the others. Ties: the lowest index. scratch [2·experts]. */
-static void TYPED(nemotron_route)(double *routing, const real *logits, const moe_weights *moe, int n, double *scratch) {
-  const int experts = moe->experts, groups = moe->n_group, per_group = experts / groups;
-  const real *bias = moe->correction_bias;
-  double *choice = scratch, *group_score = scratch + experts;
-  bool group_kept[256];
-  for (int t = 0; t < n; t++) {
-    double *p = routing + (size_t)t * experts;
-    for (int e = 0; e < experts; e++) {
-      p[e] = 1 / (1 + exp(-(double)logits[(size_t)t * experts + e]));
-      choice[e] = p[e] + (double)bias[e];
-    }
-    if (groups > 1) {
-      for (int g = 0; g < groups; g++) {
-        double first = -INFINITY, second = -INFINITY;
-        for (int e = g * per_group; e < (g + 1) * per_group; e++) {
-          if (choice[e] > first)
-            second = first, first = choice[e];
-          else if (choice[e] > second)
-            second = choice[e];
-        }
-        group_score[g] = first + second;
-        group_kept[g % 256] = false;
-      }
-      for (int k = 0; k < moe->topk_group; k++) {
-        int best = -1;
-        for (int g = 0; g < groups; g++)
-          if (!group_kept[g % 256] && (best < 0 || group_score[g] > group_score[best])) best = g;
-        group_kept[best % 256] = true;
-      }
-      for (int e = 0; e < experts; e++)
-        if (!group_kept[(e / per_group) % 256]) choice[e] = 0;
-    }
-    double kept = 0;
-    for (int k = 0; k < moe->top_k; k++) {
-      int best = -1;
-      for (int e = 0; e < experts; e++)
-        if (choice[e] != -INFINITY && (best < 0 || choice[e] > choice[best])) best = e;
-      choice[best] = -INFINITY; /* chosen */
-      kept += p[best];
-    }
-    for (int e = 0; e < experts; e++)
-      p[e] = choice[e] != -INFINITY ? 0
-             : moe->normalize_top_k ? p[e] / (kept + 1e-20) * moe->routed_scaling
-                                    : p[e] * moe->routed_scaling;
-  }
-}
-
 /* out [n, hidden] = Σ over each token's top-k experts of weight · expert(x) + shared_expert(x), x
  * [n, hidden] the normalized stream; experts in index order on the tokens routed to them, as
  * transformers' loop runs them. 0, 1 when the observer ended the pass, -1 when out of memory. */
@@ -152,7 +100,7 @@ static int TYPED(nemotron_moe)(real *out, const real *x, const moe_weights *moe,
   int status = !logits || !routing || !scratch || !token || !routed || !expert_out || !act ? -1 : 0;
   if (status == 0) {
     TYPED(linear)(logits, x, moe->router, NULL, n, hidden, experts);
-    TYPED(nemotron_route)(routing, logits, moe, n, scratch);
+    TYPED(grouped_sigmoid_route)(routing, logits, moe, n, scratch);
     memset(out, 0, sizeof(real) * n * hidden);
   }
   for (int e = 0; status == 0 && e < experts; e++) {

@@ -29,8 +29,12 @@ bool rope_type_supported(const model_config *c) {
 }
 
 int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err) {
-  int half = c->head_dim / 2;
-  for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(c->rope_theta, 2.0 * i / c->head_dim);
+  return rope_inv_freq_dim(c, c->head_dim, inv_freq, err);
+}
+
+int rope_inv_freq_dim(const model_config *c, int dim, double *inv_freq, rotq_error *err) {
+  int half = dim / 2;
+  for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(c->rope_theta, 2.0 * i / dim);
   const rope_scaling *r = &c->rope;
   if (r->type[0] == '\0' || strcmp(r->type, "default") == 0) return 0;
   if (strcmp(r->type, "linear") == 0) {

@@ -13,6 +13,9 @@
  * transformers' rope init functions do: none/"default", "linear" (divide by factor), "llama3"
  * (_compute_llama3_parameters). Other scaling types are an error naming config.json. */
 int rope_inv_freq(const model_config *c, double *inv_freq, rotq_error *err);
+/* rope_inv_freq for RoPE on the first dim dims of a head (partial_rotary_factor: dim =
+ * int(head_dim · factor), as transformers' default rope init): inv_freq [dim / 2] = theta^(−2i/dim). */
+int rope_inv_freq_dim(const model_config *c, int dim, double *inv_freq, rotq_error *err);
 /* Whether rope_inv_freq knows c's rope_scaling type (its parameters are checked there). */
 bool rope_type_supported(const model_config *c);
 

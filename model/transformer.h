@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "model/moe.h"
+#include "model/mla.h"
 #include "model/nemotron_h.h"
 
 /* The MLP's activation: act(gate)·up for the gated ones. */
@@ -34,6 +35,7 @@ typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_
   void *post_mlp_norm;         /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
   mamba_weights *mamba;                 /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
+  mla_weights *mla; /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -58,7 +60,10 @@ struct model {
   layer_weights *layers; /* [num_hidden_layers] */
   void *final_norm;      /* model.norm                 [hidden] */
   void *lm_head;         /* lm_head                    [vocab, hidden]; == embed when tied */
-  double *inv_freq;      /* RoPE inverse frequencies   [head_dim / 2], rope_scaling applied */
+  double *inv_freq;      /* RoPE inverse frequencies   [rotary dims / 2], rope_scaling applied */
+  int mla_v_dim;         /* DeepSeek-V3 (model/mla.h): v_head_dim of the latent attention; 0 = not MLA */
+  bool rope_interleave;  /* DeepSeek-V3: RoPE on interleaved pairs (rope_interleave) */
+  int rotary_dim;        /* RoPE acts on the first rotary_dim dims of each head (GLM-4.5); 0 = head_dim */
   /* Family features beyond the LLaMA family (all zero/NULL for it): */
   activation_kind activation; /* of the MLP: SiLU-gated unless set */
   double embed_scale;         /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */

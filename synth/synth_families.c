@@ -139,6 +139,85 @@ static void qwen_moe_tensors(plan *p, const synth_spec *s, const family_variant 
   add_head(p, s, false);
 }
 
+/* GLM-4.5 (Glm4MoeForCausalLM): q/k/v biases and q_norm/k_norm (attention_bias, use_qk_norm true
+ * here), layer 0 dense (first_k_dense_replace 1 when there are more layers), then the router with its
+ * correction bias, experts and one shared expert (mlp.shared_experts). */
+static int glm4_dense_layers(const synth_spec *s) { return s->num_layers > 1 ? 1 : 0; }
+
+static void glm4_moe_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
+  const int64_t hidden = s->hidden_size;
+  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_attention(p, s, l, true, true);
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    if (l < glm4_dense_layers(s)) {
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+      continue;
+    }
+    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    add(p, KIND_BIAS, experts_of(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+    for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    }
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
+    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+  }
+  add_head(p, s, false);
+}
+
+/* DeepSeek-V3 (DeepseekV3ForCausalLM): MLA with q_lora_rank = kv_lora_rank = hidden / 2,
+ * qk_nope_head_dim = v_head_dim = head_dim, qk_rope_head_dim = head_dim / 2 (biases on q_a_proj,
+ * kv_a_proj_with_mqa and o_proj when attention_bias), then the MLP / MoE layers as GLM-4.5's. */
+static void add_mla(plan *p, const synth_spec *s, int l) {
+  const int64_t hidden = s->hidden_size, heads = s->num_heads, hd = head_dim_of(s), rope = hd / 2;
+  const int64_t lora = hidden / 2;
+  const bool bias = s->attention_bias;
+  add_linear(p, lora, hidden, bias, "model.layers.%d.self_attn.q_a_proj", l, 0);
+  add(p, KIND_NORM, lora, 0, 0, "model.layers.%d.self_attn.q_a_layernorm.weight", l, 0);
+  add_linear(p, heads * (hd + rope), lora, false, "model.layers.%d.self_attn.q_b_proj", l, 0);
+  add_linear(p, lora + rope, hidden, bias, "model.layers.%d.self_attn.kv_a_proj_with_mqa", l, 0);
+  add(p, KIND_NORM, lora, 0, 0, "model.layers.%d.self_attn.kv_a_layernorm.weight", l, 0);
+  add_linear(p, heads * (hd + hd), lora, false, "model.layers.%d.self_attn.kv_b_proj", l, 0);
+  add_linear(p, hidden, heads * hd, bias, "model.layers.%d.self_attn.o_proj", l, 0);
+}
+
+static void deepseek_v3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
+  (void)v;
+  const int64_t hidden = s->hidden_size;
+  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+  add_head(p, s, true);
+  for (int l = 0; l < s->num_layers; l++) {
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
+    add_mla(p, s, l);
+    add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
+    if (l < glm4_dense_layers(s)) {
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+      continue;
+    }
+    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    add(p, KIND_BIAS, experts_of(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+    for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    }
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
+    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+  }
+  add_head(p, s, false);
+}
+
 /* ---- Phi-3: fused qkv_proj and gate_up_proj ---- */
 
 static void phi3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
@@ -345,6 +424,62 @@ static cJSON *qwen_moe_config(const synth_spec *s, const family_variant *v) {
   return c;
 }
 
+/* Glm4MoeConfig as transformers 5 writes it: partial RoPE (0.5) in rope_parameters, grouped
+ * routing (2 groups, 1 kept, when the experts split in groups of two or more). */
+static cJSON *glm4_moe_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = common_config(s, v);
+  const int experts = experts_of(s);
+  const bool grouped = experts % 2 == 0 && experts / 2 >= top_k_of(s) && experts >= 4;
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
+  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+  cJSON_AddBoolToObject(c, "attention_bias", true);
+  cJSON_AddBoolToObject(c, "use_qk_norm", true);
+  cJSON_AddStringToObject(c, "hidden_act", "silu");
+  cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
+  cJSON *rope = cJSON_AddObjectToObject(c, "rope_parameters");
+  cJSON_AddNumberToObject(rope, "partial_rotary_factor", 0.5);
+  cJSON_AddNumberToObject(rope, "rope_theta", s->rope_theta > 0 ? s->rope_theta : 10000.0);
+  cJSON_AddStringToObject(rope, "rope_type", "default");
+  cJSON_AddNumberToObject(c, "first_k_dense_replace", glm4_dense_layers(s));
+  cJSON_AddNumberToObject(c, "moe_intermediate_size",
+                          s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
+  cJSON_AddNumberToObject(c, "n_routed_experts", experts);
+  cJSON_AddNumberToObject(c, "n_shared_experts", 1);
+  cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
+  cJSON_AddNumberToObject(c, "n_group", grouped ? 2 : 1);
+  cJSON_AddNumberToObject(c, "topk_group", 1);
+  cJSON_AddBoolToObject(c, "norm_topk_prob", true);
+  cJSON_AddNumberToObject(c, "routed_scaling_factor", 2.5);
+  cJSON_AddNumberToObject(c, "num_nextn_predict_layers", 0);
+  cJSON_AddBoolToObject(c, "output_router_logits", false);
+  return c;
+}
+
+/* DeepseekV3Config as transformers 5 writes it: head_dim = qk_rope_head_dim, num_key_value_heads =
+ * heads, interleaved RoPE, default rope type; the MoE fields as GLM-4.5's. */
+static cJSON *deepseek_v3_config(const synth_spec *s, const family_variant *v) {
+  cJSON *c = glm4_moe_config(s, v);
+  const int hd = head_dim_of(s);
+  const char *dropped[] = {"num_key_value_heads", "head_dim",        "attention_bias",
+                           "use_qk_norm",         "rope_parameters", "rms_norm_eps"};
+  for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++) cJSON_DeleteItemFromObject(c, dropped[i]);
+  cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_heads);
+  cJSON_AddNumberToObject(c, "head_dim", hd / 2);
+  cJSON_AddNumberToObject(c, "qk_rope_head_dim", hd / 2);
+  cJSON_AddNumberToObject(c, "qk_nope_head_dim", hd);
+  cJSON_AddNumberToObject(c, "v_head_dim", hd);
+  cJSON_AddNumberToObject(c, "q_lora_rank", s->hidden_size / 2);
+  cJSON_AddNumberToObject(c, "kv_lora_rank", s->hidden_size / 2);
+  cJSON_AddBoolToObject(c, "attention_bias", s->attention_bias);
+  cJSON_AddBoolToObject(c, "rope_interleave", true);
+  cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-6);
+  cJSON *rope = cJSON_AddObjectToObject(c, "rope_parameters");
+  cJSON_AddNumberToObject(rope, "rope_theta", s->rope_theta > 0 ? s->rope_theta : 10000.0);
+  cJSON_AddStringToObject(rope, "rope_type", "default");
+  return c;
+}
+
 static cJSON *phi3_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = common_config(s, v);
   attention_config(c, s, false);
@@ -540,4 +675,10 @@ int synth_opt(const synth_spec *spec, const family_variant *v, const char *dir, 
 }
 int synth_nemotron_h(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
   return write_family(spec, v, dir, nemotron_h_tensors, nemotron_h_config, err);
+}
+int synth_glm4_moe(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, glm4_moe_tensors, glm4_moe_config, err);
+}
+int synth_deepseek_v3(const synth_spec *spec, const family_variant *v, const char *dir, rotq_error *err) {
+  return write_family(spec, v, dir, deepseek_v3_tensors, deepseek_v3_config, err);
 }

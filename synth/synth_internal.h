@@ -44,6 +44,7 @@ int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, siz
 /* The generators the family descriptors name (family/<family>.c): each checks the spec, creates
  * dir and writes config.json and the shards of variant v. synth.c: the LLaMA family;
  * synth_families.c: the others. */
-family_synth_fn synth_llama, synth_mixtral, synth_qwen_moe, synth_phi3, synth_gemma, synth_opt, synth_nemotron_h;
+family_synth_fn synth_llama, synth_mixtral, synth_qwen_moe, synth_phi3, synth_gemma, synth_opt, synth_nemotron_h,
+    synth_glm4_moe, synth_deepseek_v3;
 
 #endif

@@ -139,11 +139,19 @@ static const char *reader_norm(const family_descriptor *f, const char *relative)
  * readers behind their norms, the writers, the writers' output norms. */
 static void check_names_agree(const family_descriptor *f) {
   const family_layer_names *n = &f->names;
-  if (n->o_proj && strcmp(n->o_proj, f->o_proj) != 0) fail_msg("%s: o_proj %s vs %s", f->family, n->o_proj, f->o_proj);
+  const bool mla = f->variants[0].loader.mla; /* model/mla.h names its projections; no R2 pair */
+  if (n->o_proj && !mla && strcmp(n->o_proj, f->o_proj) != 0)
+    fail_msg("%s: o_proj %s vs %s", f->family, n->o_proj, f->o_proj);
   const char *v = n->qkv_proj ? n->qkv_proj : n->v_proj;
   if (v && strcmp(v, f->v_proj) != 0) fail_msg("%s: v_proj %s vs %s", f->family, v, f->v_proj);
-  if (n->attn_norm && (!n->q_proj || !n->k_proj || !n->v_proj) && !n->qkv_proj && !n->mamba)
+  if (n->attn_norm && (!n->q_proj || !n->k_proj || !n->v_proj) && !n->qkv_proj && !n->mamba && !mla)
     fail_msg("%s: an attention norm without projections", f->family);
+  const char *latent_readers[] = {"self_attn.q_a_proj", "self_attn.q_proj", "self_attn.kv_a_proj_with_mqa"};
+  for (int i = 0; mla && i < 3; i++) {
+    const char *norm = reader_norm(f, latent_readers[i]);
+    if (!norm || strcmp(norm, n->attn_norm) != 0)
+      fail_msg("%s: %s does not read through %s in the fuse map", f->family, latent_readers[i], n->attn_norm);
+  }
   const char *attention[] = {n->q_proj, n->k_proj, n->v_proj, n->qkv_proj};
   for (int i = 0; i < 4; i++) {
     const char *norm = attention[i] ? reader_norm(f, attention[i]) : NULL;
@@ -196,7 +204,9 @@ static void descriptors_are_complete(void **state) {
     assert_non_null(f->family);
     assert_non_null(f->embed), assert_non_null(f->final_norm), assert_non_null(f->lm_head);
     assert_non_null(f->layer_prefix), assert_non_null(f->writers);
-    assert_non_null(f->o_proj), assert_non_null(f->v_proj), assert_non_null(f->up_proj), assert_non_null(f->down_proj);
+    /* o_proj / v_proj: the R2 pair; both NULL where the family has none (DeepSeek-V3's MLA) */
+    assert_true((f->o_proj == NULL) == (f->v_proj == NULL));
+    assert_non_null(f->up_proj), assert_non_null(f->down_proj);
     assert_non_null(f->layer_fuse[0].norm);
     if (f->forward == FORWARD_DECODER) {
       assert_non_null(f->names.attn_norm), assert_non_null(f->names.mlp_norm), assert_non_null(f->names.o_proj);

@@ -5,7 +5,8 @@ Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 
 Williamson H_172, vLLM's blocks of 4)) whose model is
 made by from_config in float64; every norm weight is moved off its init (w += 0.3·randn: RMSNorm
 weights ≈ 1 ± 0.3, Gemma's (1 + w) offsets ≈ ±0.3) and every bias drawn (0.1·randn), so that rotq's
-norm fusion and bias handling are exercised, then saved with save_pretrained (safetensors).
+norm fusion and bias handling are exercised (and, where the family says so, the MoE routers'
+e_score_correction_bias buffers drawn, 0.1·randn, so that grouped routing depends on them), then saved with save_pretrained (safetensors).
 """
 import dataclasses
 import json
@@ -26,6 +27,7 @@ class Family:
     config: str        # rotq's built-in config for the family (what `rotq rotate` uses by default)
     online: str = "all"  # rotq's online rotations: "all", "no_r4" (MoE: down_proj_online_layers: []), "none"
     edit_config: object = None  # (config.json dict) -> None, applied after save_pretrained
+    draw_router_bias: bool = False  # draw the routers' e_score_correction_bias buffers (zero at init)
 
 
 def _llama():
@@ -105,6 +107,39 @@ def _nemotron_h_moe():
                                         routed_scaling_factor=1.5)
 
 
+def _glm4_moe():
+    """GLM-4.5/4.6: dense layer 0 (first_k_dense_replace), then MoE layers with 8 routed experts in 4
+    groups (2 kept), top-2 by sigmoid score + e_score_correction_bias (randomized by build),
+    routed_scaling_factor, two shared experts fused in one MLP; q/k/v biases, q_norm/k_norm and
+    RoPE on half of each head (partial_rotary_factor 0.5, Glm4MoeConfig's default)."""
+    return transformers.Glm4MoeConfig(**COMMON, **ATTN, intermediate_size=128, moe_intermediate_size=32,
+                                      num_hidden_layers=3, n_routed_experts=8, num_experts_per_tok=2, n_group=4,
+                                      topk_group=2, first_k_dense_replace=1, n_shared_experts=2,
+                                      routed_scaling_factor=2.5, attention_bias=True, use_qk_norm=True)
+
+
+def _deepseek_v3():
+    """DeepSeek-V3: MLA (q_lora_rank 32: q_a_proj → q_a_layernorm → q_b_proj; kv_lora_rank 32; no-RoPE
+    head dims 16, RoPE 8 interleaved, value 16) with biases (attention_bias), a dense layer 0, then MoE
+    layers as GLM-4.5's (8 experts in 4 groups, 2 kept, top-2, a drawn correction bias)."""
+    return transformers.DeepseekV3Config(**COMMON, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128,
+                                         moe_intermediate_size=32, num_hidden_layers=3, n_routed_experts=8,
+                                         num_experts_per_tok=2, n_group=4, topk_group=2, first_k_dense_replace=1,
+                                         n_shared_experts=2, routed_scaling_factor=2.5, q_lora_rank=32,
+                                         kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                                         attention_bias=True)
+
+
+def _deepseek_v3_q_proj():
+    """DeepSeek-V3 without the query latent (q_lora_rank null: q_proj, as DeepSeek-V2-Lite) and with
+    rotate_half RoPE (rope_interleave false), no biases."""
+    return transformers.DeepseekV3Config(**COMMON, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128,
+                                         moe_intermediate_size=32, num_hidden_layers=2, n_routed_experts=4,
+                                         num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1,
+                                         q_lora_rank=None, kv_lora_rank=24, qk_nope_head_dim=12, qk_rope_head_dim=8,
+                                         v_head_dim=20, rope_interleave=False)
+
+
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
     NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
@@ -132,6 +167,11 @@ FAMILIES = [
     Family("nemotron_h", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all", _nemotron_h_hub_form),
     Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all"),  # as transformers 5 saves it
     Family("nemotron_h_moe", "NemotronHForCausalLM", _nemotron_h_moe, "nemotron_h", "all", _nemotron_h_hub_form),
+    Family("glm4_moe", "Glm4MoeForCausalLM", _glm4_moe, "qwen_moe", "no_r4", draw_router_bias=True),
+    # MLA: no online rotations (no v_proj/o_proj head pair), refused
+    Family("deepseek_v3", "DeepseekV3ForCausalLM", _deepseek_v3, "deepseek_v3", "none", draw_router_bias=True),
+    Family("deepseek_v3_q_proj", "DeepseekV3ForCausalLM", _deepseek_v3_q_proj, "deepseek_v3", "none",
+           draw_router_bias=True),
 ]
 
 
@@ -147,6 +187,9 @@ def build(family, directory, seed=0):
                 p.copy_(0.1 * torch.randn_like(p))
             elif p.dim() == 1 and "norm" in name.lower():
                 p.add_(0.3 * torch.randn_like(p))
+        for name, b in model.named_buffers():  # DeepSeek-V3 routing's bias (a buffer), zero at init
+            if family.draw_router_bias and name.endswith("e_score_correction_bias"):
+                b.copy_(0.1 * torch.randn_like(b))
     model.save_pretrained(directory)
     if family.edit_config:
         path = os.path.join(directory, "config.json")
