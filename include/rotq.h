@@ -106,6 +106,10 @@ typedef struct rotq_rotate_options {
   /* "bf16", "f16", "f32" or "f64": every tensor is written so; NULL = each keeps its own dtype and
    * quantized (FP8, MXFP4) tensors are written as bf16. */
   const char *dtype;
+  /* Group-sized rotations (docs/quantization.md): > 0, a power of two b: R1, R2 and the online R4
+   * and heads rotations block-diagonal, no block straddling a quantization group of b values (the
+   * config's block_size, replaced); 0 = the config's (the built-ins: full size); -1 = full size. */
+  int block_size;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
