@@ -303,14 +303,15 @@ int cmd_report(int argc, char **argv) {
                                  .progress_context = &process,
                                  .cancel = cli_interrupted};
   if (status == 0) {
-    status = format ? rotq_report_format(&o, format, (int)block_size, format_result, &err)
-                    : rotq_report(&o, result, &err);
+    status =
+        format ? rotq_report_format(&o, format, (int)block_size, format_result, &err) : rotq_report(&o, result, &err);
     if (process.rotating) cli_rotation_end();
     int sig = cli_interrupted(NULL);
     if (status != 0 && sig) rotq_fail(&err, "interrupted by signal %d; the scratch directory was removed", sig);
   }
   r.x = result;
-  const report_format_run run = {.model_dir = dir, .tokens_path = tokens_path, .ctx = (int)ctx, .a_clip = a_clip, .f32 = f32};
+  const report_format_run run = {
+      .model_dir = dir, .tokens_path = tokens_path, .ctx = (int)ctx, .a_clip = a_clip, .f32 = f32};
   if (status == 0)
     status = format ? report_format_write(output, &run, format_result, &err) : write_outputs(output, &r, &err);
   if (status != 0) fprintf(stderr, "rotq report: %s\n", err.message);

@@ -70,8 +70,8 @@ typedef struct rotation_config {
   int down_proj_online_layer_count;
   int down_proj_online_layers[1024];
   int block_size; /* group-sized rotations (above): 0 = full size */
-  bool strict; /* a rule matching no tensor is an error, not a warning */
-  char *text;  /* the YAML source (owned) */
+  bool strict;    /* a rule matching no tensor is an error, not a warning */
+  char *text;     /* the YAML source (owned) */
 } rotation_config;
 
 /* Parses YAML text; origin names it in messages. */

@@ -19,8 +19,7 @@
 
 enum { V_ORIGINAL, V_FULL, V_BLOCK, V_ONLINE };
 enum { ROW_FP, ROW_W, ROW_A, ROW_WA };
-static const char *const variant_names[ROTQ_FORMAT_VARIANTS] = {"original", "R1R2", "R1R2 block",
-                                                                "R1R2 block+online"};
+static const char *const variant_names[ROTQ_FORMAT_VARIANTS] = {"original", "R1R2", "R1R2 block", "R1R2 block+online"};
 
 /* A target format: how weights and activations are fake-quantized, and its group. */
 typedef struct target {
@@ -181,8 +180,8 @@ static int check_options(const rotq_report_options *o, int block, rotq_error *er
   return 0;
 }
 
-int rotq_report_format(const rotq_report_options *o, const char *format, int block_size,
-                       rotq_format_report_result *out, rotq_error *err) {
+int rotq_report_format(const rotq_report_options *o, const char *format, int block_size, rotq_format_report_result *out,
+                       rotq_error *err) {
   target t;
   if (target_parse(format, o->w_group, &t, err) < 0 || check_options(o, block_size, err) < 0) return -1;
   const int block = block_size ? block_size : t.block;
@@ -195,13 +194,13 @@ int rotq_report_format(const rotq_report_options *o, const char *format, int blo
     return rotq_fail(err, "out of memory");
   }
   int32_t *tokens = NULL;
-  *x = (experiment){.o = o, .log = {o->log, o->log_context}, .t = t, .block = block, .ctx = o->ctx ? o->ctx : 512,
-                    .out = out};
+  *x = (experiment){
+      .o = o, .log = {o->log, o->log_context}, .t = t, .block = block, .ctx = o->ctx ? o->ctx : 512, .out = out};
   int status = token_file_read(o->tokens_path, &tokens, &x->count, err);
   x->tokens = tokens;
   if (status == 0)
-    status = evaluation_segments(o->tokens_path, o->tokens_path, NULL, o->segments ? o->segments : 60,
-                                 &out->segments, err);
+    status =
+        evaluation_segments(o->tokens_path, o->tokens_path, NULL, o->segments ? o->segments : 60, &out->segments, err);
   x->dirs[V_ORIGINAL] = o->model_dir;
   out->available[V_ORIGINAL] = 1;
   for (int v = V_FULL; v < ROTQ_FORMAT_VARIANTS && status == 0; v++)

@@ -272,10 +272,10 @@ ROTQ_API int rotq_report(const rotq_report_options *options, rotq_report_result 
 #define ROTQ_FORMAT_ROWS 4     /* FP, weights only, activations only, weights and activations */
 
 typedef struct rotq_format_report_result {
-  const char *format;     /* "mxfp4", ... */
-  int block_size;         /* of the group-sized rotations (requested; each rotation's block is the
-                           * largest power of two dividing its order, at most this) */
-  int group;              /* values per scale of the format (fp8: 0, per row) */
+  const char *format; /* "mxfp4", ... */
+  int block_size;     /* of the group-sized rotations (requested; each rotation's block is the
+                       * largest power of two dividing its order, at most this) */
+  int group;          /* values per scale of the format (fp8: 0, per row) */
   const char *variant_names[ROTQ_FORMAT_VARIANTS];
   char row_names[ROTQ_FORMAT_ROWS][32]; /* "FP", "W4A16 MXFP4", "W16A4 MXFP4", "W4A4 MXFP4" */
   int available[ROTQ_FORMAT_VARIANTS];

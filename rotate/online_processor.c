@@ -270,12 +270,12 @@ static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
   /* R_heads ⊗ I_head_dim mixes the heads at one offset: group-sized (config block_size b), it
    * mixes only the b / head_dim heads one quantization group of the o_proj input spans */
   const int b = p->config->block_size;
-  g->recipe = (online_recipe){.m = 1,
-                              .n = s->heads,
-                              .mode = ROTATION_HADAMARD,
-                              .seed_n = derive_seed(seed, "online.R_heads", 0),
-                              .block_size = b > 0 ? rotation_group_block(s->heads, b > s->head_dim ? b / s->head_dim : 1)
-                                                  : 0};
+  g->recipe =
+      (online_recipe){.m = 1,
+                      .n = s->heads,
+                      .mode = ROTATION_HADAMARD,
+                      .seed_n = derive_seed(seed, "online.R_heads", 0),
+                      .block_size = b > 0 ? rotation_group_block(s->heads, b > s->head_dim ? b / s->head_dim : 1) : 0};
   if (build_group(g, err) < 0) return -1;
   /* R_heads ⊗ I is not a Hadamard matrix (it has zeros) nor block-diagonal: a dense transform */
   g->type = "random-matrix";
