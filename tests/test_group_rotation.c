@@ -118,10 +118,8 @@ static cJSON *rotate_grouped(const char *in, const char *out, int block, double 
 }
 
 static int r1_block(const cJSON *record) {
-  return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(path_item(path_item(record, "matrices", "r1"), "matrices",
-                                                                       NULL),
-                                                             0),
-                                          "block_size")
+  return cJSON_GetObjectItemCaseSensitive(
+             cJSON_GetArrayItem(path_item(path_item(record, "matrices", "r1"), "matrices", NULL), 0), "block_size")
       ->valueint;
 }
 
