@@ -11,13 +11,15 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/heap.h"
+#include "cli/report_format.h"
 #include "cli/rotate_run.h"
 #include "cli/work_dir.h"
 #include "io/json_file.h"
 #include "rotq.h"
 
 static const char *help =
-    "usage: rotq report --model DIR --tokens FILE.u16 [--output PREFIX] [--segments 60] [options]\n\n"
+    "usage: rotq report --model DIR --tokens FILE.u16 [--output PREFIX] [--segments 60] [options]\n"
+    "       rotq report --format mxfp4|nvfp4|fp8|int4 --model DIR --tokens FILE.u16 [options]\n\n"
     "Measures what rotation buys on your model and data. Rotates the model (R1R2, and R1R2 with the\n"
     "online rotations) into a scratch directory beside PREFIX (removed afterwards, also when\n"
     "interrupted), then evaluates each of the three, fake-quantized\n"
@@ -30,6 +32,14 @@ static const char *help =
     "PREFIX.md (the table) and PREFIX.json (every number), prints the table, and shows progress\n"
     "on stderr. The online column is left out, with the reason, when online rotations are not\n"
     "available for the model.\n\n"
+    "With --format F, the table for one target format instead: the original, the full-size rotation\n"
+    "(R1R2), the group-sized rotation (R1R2 block: R1, R2 and the online R4 and heads rotations\n"
+    "block-diagonal, blocks of at most --block-size, see rotq rotate --block-size) and the\n"
+    "group-sized rotation with the online rotations, as FP, weights only, activations only and\n"
+    "both, weights by RTN. mxfp4: groups of 32 (block 32); nvfp4: groups of 16 (block 16); fp8:\n"
+    "E4M3 per output channel / per token (block 128); int4: symmetric INT4, weights and activations\n"
+    "in groups of --w-group values (default 128; block the same). --methods, --calib, --calib-n,\n"
+    "--act-order, --damp and --kv-clip do not apply.\n\n"
     "  --model DIR       checkpoint directory\n"
     "  --tokens FILE     token file (uint16 little-endian)\n"
     "  --output PREFIX   output files PREFIX.md and PREFIX.json (default rotq-report)\n"
@@ -44,7 +54,10 @@ static const char *help =
     "  --damp X          GPTQ: relative damping (default 0.01)\n"
     "  --a-clip X        activation clip ratio (default 0.9)\n"
     "  --kv-clip X       KV clip ratio (default 0.95)\n"
-    "  --f32             compute in float32 (default float64)\n";
+    "  --f32             compute in float32 (default float64)\n"
+    "  --format F        the one-format table above: mxfp4, nvfp4, fp8 or int4\n"
+    "  --block-size B    with --format: the group-sized rotations' block, a power of two (default the\n"
+    "                    format's group, as above)\n";
 
 /* What the formatting needs: the options as given and the experiment's numbers. */
 typedef struct report {
@@ -191,8 +204,9 @@ static int write_outputs(const char *prefix, const report *r, rotq_error *err) {
 }
 
 int cmd_report(int argc, char **argv) {
-  const char *dir = NULL, *tokens_path = NULL, *output = "rotq-report", *methods = "rtn,gptq", *calib_path = NULL;
-  long segments = 60, ctx = 512, calib_n = 128, seed = 0, w_group = 0;
+  const char *dir = NULL, *tokens_path = NULL, *output = "rotq-report", *methods = "rtn,gptq", *calib_path = NULL,
+             *format = NULL;
+  long segments = 60, ctx = 512, calib_n = 128, seed = 0, w_group = 0, block_size = 0;
   double damp = 0.01, a_clip = 0.9, kv_clip = 0.95;
   bool f32 = false, act_order = false;
   const arg_spec specs[] = {
@@ -211,6 +225,8 @@ int cmd_report(int argc, char **argv) {
       {"a-clip", ARG_DOUBLE, &a_clip},
       {"kv-clip", ARG_DOUBLE, &kv_clip},
       {"f32", ARG_FLAG, &f32},
+      {"format", ARG_STRING, &format},
+      {"block-size", ARG_INT, &block_size},
   };
   int parsed = args_parse("report", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
@@ -234,6 +250,15 @@ int cmd_report(int argc, char **argv) {
     fprintf(stderr, "rotq report: bad option values (see rotq report --help)\n");
     return 2;
   }
+  if (format && strcmp(format, "mxfp4") != 0 && strcmp(format, "nvfp4") != 0 && strcmp(format, "fp8") != 0 &&
+      strcmp(format, "int4") != 0) {
+    fprintf(stderr, "rotq report: --format takes mxfp4, nvfp4, fp8 or int4, not '%s'\n", format);
+    return 2;
+  }
+  if (block_size < 0 || block_size > (1L << 20) || (block_size & (block_size - 1)) || (block_size && !format)) {
+    fprintf(stderr, "rotq report: --block-size takes a power of two, with --format (see rotq report --help)\n");
+    return 2;
+  }
   if (!calib_path) calib_path = tokens_path;
   heap_keep_freed_blocks();
   report r = {.model_dir = dir,
@@ -249,9 +274,10 @@ int cmd_report(int argc, char **argv) {
               .a_clip = a_clip,
               .kv_clip = kv_clip};
   rotq_report_result *result = calloc(1, sizeof *result);
+  rotq_format_report_result *format_result = format ? calloc(1, sizeof *format_result) : NULL;
   char work[4096] = "";
   rotq_error err;
-  int status = result ? 0 : rotq_fail(&err, "out of memory");
+  int status = result && (format_result || !format) ? 0 : rotq_fail(&err, "out of memory");
   if (status == 0) status = work_dir_create("report", output, work, sizeof work, &err);
   cli_log log = {.command = "report"};
   report_process process = {.tty = isatty(STDERR_FILENO)};
@@ -277,15 +303,20 @@ int cmd_report(int argc, char **argv) {
                                  .progress_context = &process,
                                  .cancel = cli_interrupted};
   if (status == 0) {
-    status = rotq_report(&o, result, &err);
+    status =
+        format ? rotq_report_format(&o, format, (int)block_size, format_result, &err) : rotq_report(&o, result, &err);
     if (process.rotating) cli_rotation_end();
     int sig = cli_interrupted(NULL);
     if (status != 0 && sig) rotq_fail(&err, "interrupted by signal %d; the scratch directory was removed", sig);
   }
   r.x = result;
-  if (status == 0) status = write_outputs(output, &r, &err);
+  const report_format_run run = {
+      .model_dir = dir, .tokens_path = tokens_path, .ctx = (int)ctx, .a_clip = a_clip, .f32 = f32};
+  if (status == 0)
+    status = format ? report_format_write(output, &run, format_result, &err) : write_outputs(output, &r, &err);
   if (status != 0) fprintf(stderr, "rotq report: %s\n", err.message);
   if (work[0]) work_dir_remove(work);
   free(result);
+  free(format_result);
   return status ? 1 : 0;
 }

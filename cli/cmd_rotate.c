@@ -39,6 +39,10 @@ static const char *help =
     "  --threads N        worker threads (default: all cores)\n"
     "  --online           also apply the online rotations (R4 on down_proj, heads rotation on o_proj, R3)\n"
     "  --online-for vllm  make the online R4 the normalized Sylvester blocks vLLM applies\n"
+    "  --block-size B     group-sized rotations for quantization groups of B values (a power of two;\n"
+    "                     MXFP4: 32, NVFP4: 16): R1, R2 and the online R4 and heads rotations\n"
+    "                     block-diagonal, no block straddling a group; -1 = full size (default:\n"
+    "                     the config's block_size; the built-in configs: full size)\n"
     "  --max-shard-size B maximum shard size in bytes (default 5000000000, like HF)\n"
     "  --dtype T          write every tensor as bf16, f16, f32 or f64 (default: each tensor its own\n"
     "                     dtype; quantized tensors bf16)\n"
@@ -81,7 +85,7 @@ static void print_progress(const rotq_progress *p, void *context) {
 int cmd_rotate(int argc, char **argv) {
   const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL, *dtype = NULL;
   uint64_t seed = 0;
-  long threads = 0, max_shard = 0;
+  long threads = 0, max_shard = 0, block_size = 0;
   bool online = false, verify = false, no_verify = false, force = false, quiet = false;
   arg_spec specs[] = {
       {"model", ARG_STRING, &model},
@@ -92,6 +96,7 @@ int cmd_rotate(int argc, char **argv) {
       {"online", ARG_FLAG, &online},
       {"online-for", ARG_STRING, &online_for},
       {"max-shard-size", ARG_LONG, &max_shard},
+      {"block-size", ARG_LONG, &block_size},
       {"dtype", ARG_STRING, &dtype},
       {"verify", ARG_FLAG, &verify},
       {"no-verify", ARG_FLAG, &no_verify},
@@ -117,6 +122,10 @@ int cmd_rotate(int argc, char **argv) {
     fprintf(stderr, "rotq rotate: --dtype takes bf16, f16, f32 or f64, not '%s'\n", dtype);
     return 2;
   }
+  if (block_size < -1 || block_size > (1L << 20) || (block_size > 0 && (block_size & (block_size - 1)))) {
+    fprintf(stderr, "rotq rotate: --block-size takes -1 or a power of two up to 1048576, not %ld\n", block_size);
+    return 2;
+  }
   if (threads < 0 || max_shard < 0 || (verify && no_verify)) {
     fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
     return 2;
@@ -130,6 +139,7 @@ int cmd_rotate(int argc, char **argv) {
   o.online = online || online_for;
   o.online_for = online_for;
   o.dtype = dtype;
+  o.block_size = (int)block_size;
   o.force = force;
   if (verify) o.verify = ROTQ_VERIFY_ALL;
   if (no_verify) o.verify = ROTQ_VERIFY_OFF;

@@ -177,6 +177,17 @@ static int parse_bool_field(yaml_ctx *y, yaml_node_t *v, const char *key, bool *
   return 0;
 }
 
+/* block_size (top level): -1 or 0 = full-size rotations, else a power of two up to 2^20. */
+static int parse_group_block(yaml_ctx *y, yaml_node_t *v, rotation_config *c) {
+  const char *s = scalar(v);
+  char *end;
+  long b = s ? strtol(s, &end, 10) : 0;
+  if (!s || *end || (b != -1 && b != 0 && (b < 0 || b > (1L << 20) || (b & (b - 1)))))
+    return fail_at(y, v, "%s", "block_size must be -1 or 0 (full size) or a power of two up to 2^20");
+  c->block_size = b > 0 ? (int)b : 0;
+  return 0;
+}
+
 /* down_proj_online_layers: [0, 1, ...], non-negative layer indices (checked against the model
  * by the online processor). */
 static int parse_layer_list(yaml_ctx *y, yaml_node_t *v, const char *key, rotation_config *c) {
@@ -243,10 +254,12 @@ static int parse_root(yaml_ctx *y, yaml_node_t *root, rotation_config *c) {
       if (parse_layer_list(y, v, key, c) < 0) return -1;
     } else if (!strcmp(key, "strict")) {
       if (parse_bool_field(y, v, key, &c->strict) < 0) return -1;
+    } else if (!strcmp(key, "block_size")) {
+      if (parse_group_block(y, v, c) < 0) return -1;
     } else {
       return fail_at(y, k,
                      "unknown top-level field '%s' (rotation_matrices, rotation_config, "
-                     "norm_fuse_config, use_float64, online, down_proj_online_layers, strict)",
+                     "norm_fuse_config, use_float64, online, down_proj_online_layers, strict, block_size)",
                      key);
     }
   }

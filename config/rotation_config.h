@@ -6,6 +6,9 @@
  *   use_float64:              rotate in float64 (default) or float32
  *   online:                   also apply the online rotations (R3, R4, o_proj heads)
  *   down_proj_online_layers:  the layers whose down_proj takes R4 (a list; default all)
+ *   block_size:               group-sized rotations: every generated matrix without its own
+ *                             block_size, and the online R4 and heads rotations, block-diagonal
+ *                             with blocks rotation_group_block(order, block_size) (-1/0 = full)
  *
  * Parsing checks the document's shape and names the field at fault; the checks that need a model
  * (dims, patterns matching tensors) are the processor's. */
@@ -66,8 +69,9 @@ typedef struct rotation_config {
   bool down_proj_online_layers_set; /* down_proj_online_layers given (else every layer) */
   int down_proj_online_layer_count;
   int down_proj_online_layers[1024];
-  bool strict; /* a rule matching no tensor is an error, not a warning */
-  char *text;  /* the YAML source (owned) */
+  int block_size; /* group-sized rotations (above): 0 = full size */
+  bool strict;    /* a rule matching no tensor is an error, not a warning */
+  char *text;     /* the YAML source (owned) */
 } rotation_config;
 
 /* Parses YAML text; origin names it in messages. */

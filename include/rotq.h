@@ -106,6 +106,10 @@ typedef struct rotq_rotate_options {
   /* "bf16", "f16", "f32" or "f64": every tensor is written so; NULL = each keeps its own dtype and
    * quantized (FP8, MXFP4) tensors are written as bf16. */
   const char *dtype;
+  /* Group-sized rotations (docs/quantization.md): > 0, a power of two b: R1, R2 and the online R4
+   * and heads rotations block-diagonal, no block straddling a quantization group of b values (the
+   * config's block_size, replaced); 0 = the config's (the built-ins: full size); -1 = full size. */
+  int block_size;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
@@ -251,6 +255,41 @@ typedef struct rotq_report_result {
  * a bad option or input, a failed rotation (the online one only marks its column unavailable),
  * or cancel ("cancelled; ..."). The caller formats the table (the CLI: Markdown and JSON). */
 ROTQ_API int rotq_report(const rotq_report_options *options, rotq_report_result *result, rotq_error *err);
+
+/* `rotq report --format F`: what group-sized rotations buy for one target format. The columns are
+ * the original, the full-size rotation (R1R2), the group-sized rotation (R1R2 with block_size, see
+ * rotq_rotate_options) and the group-sized rotation with the online rotations; the rows FP (the
+ * equivalence check), weights only, activations only, and both, weights by RTN. The formats:
+ *   "mxfp4"  MXFP4 weights and activations (groups of 32, E8M0 scales); block 32
+ *   "nvfp4"  NVFP4 weights and activations (groups of 16, E4M3 scales, FP32 global); block 16
+ *   "fp8"    FP8 E4M3, weights per output channel, activations per token; block 128
+ *   "int4"   INT4 symmetric, weights and activations in groups of w_group (0 = 128) values along
+ *            the input; block w_group
+ * Of rotq_report_options it takes model_dir, tokens_path, scratch_dir, segments, ctx, seed,
+ * w_group (int4), a_clip (int4), f32, log, on_progress and cancel; rtn, gptq and the rest are
+ * ignored. block_size 0 = the format's block above. */
+#define ROTQ_FORMAT_VARIANTS 4 /* "original", "R1R2", "R1R2 block", "R1R2 block+online" */
+#define ROTQ_FORMAT_ROWS 4     /* FP, weights only, activations only, weights and activations */
+
+typedef struct rotq_format_report_result {
+  const char *format; /* "mxfp4", ... */
+  int block_size;     /* of the group-sized rotations (requested; each rotation's block is the
+                       * largest power of two dividing its order, at most this) */
+  int group;          /* values per scale of the format (fp8: 0, per row) */
+  const char *variant_names[ROTQ_FORMAT_VARIANTS];
+  char row_names[ROTQ_FORMAT_ROWS][32]; /* "FP", "W4A16 MXFP4", "W16A4 MXFP4", "W4A4 MXFP4" */
+  int available[ROTQ_FORMAT_VARIANTS];
+  char unavailable[ROTQ_FORMAT_VARIANTS][512];
+  double ppl[ROTQ_FORMAT_VARIANTS][ROTQ_FORMAT_ROWS]; /* < 0: not measured */
+  double kl[ROTQ_FORMAT_VARIANTS][ROTQ_FORMAT_ROWS];
+  size_t segments, predicted;
+} rotq_format_report_result;
+
+/* Runs that experiment (rotated copies in options->scratch_dir); -1 with err on an unknown format,
+ * a bad option or input, a failed rotation (the online one only marks its column unavailable), a
+ * rotated model that does not compute the original's function, or cancel. */
+ROTQ_API int rotq_report_format(const rotq_report_options *options, const char *format, int block_size,
+                                rotq_format_report_result *result, rotq_error *err);
 
 /* A synthetic checkpoint shaped like a real model: `rotq synth` (shapes: `rotq synth --help`). */
 typedef struct rotq_synth_options {

@@ -119,6 +119,13 @@ static int make_fallback(rotation *r, rng *g, rotq_error *err) {
   return 0;
 }
 
+int rotation_group_block(int n, int group) {
+  if (group <= 0 || n <= 0) return 0;
+  int b = n & -n; /* the largest power of two dividing n */
+  while (b > group) b >>= 1;
+  return b >= n ? 0 : b;
+}
+
 rotation *rotation_create(int n, rotation_mode mode, uint64_t seed, int block_size, rotq_error *err) {
   if (n < 1 || n > (1 << 24)) {
     rotq_fail(err, "rotation of order %d: the order must be in 1 .. 2^24", n);

@@ -33,6 +33,10 @@ const char *rotation_mode_name(rotation_mode mode);
  * constructible, Hadamard modes fall back to H_2^k ⊗ (seeded random orthogonal of order m) and
  * rotation_is_fallback() says so. */
 rotation *rotation_create(int n, rotation_mode mode, uint64_t seed, int block_size, rotq_error *err);
+/* The block size of a rotation of order n sized to quantization groups of `group` values: the
+ * largest power of two dividing n and at most group (so that no block straddles two groups);
+ * 0 (the full rotation) when group <= 0 or that block is n itself. */
+int rotation_group_block(int n, int group);
 /* A rotation from a dense row-major n × n matrix (copied); fails unless ‖RᵀR − I‖max < tol. */
 rotation *rotation_from_dense(int n, const double *matrix, double tol, rotq_error *err);
 /* The rotation a ⊗ b (order a.n · b.n): x·(A ⊗ B) is computed as Aᵀ·X·B with X the a.n × b.n

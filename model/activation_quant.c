@@ -15,6 +15,7 @@ int activation_quant_resolve(const activation_quant *in, int head_dim, activatio
     return rotq_fail(err, "activation bits %d / KV bits %d: each must be 2..8, or 16 for off", q.abits, q.kvbits);
   if (!(q.a_clip > 0 && q.a_clip <= 1) || !(q.kv_clip > 0 && q.kv_clip <= 1))
     return rotq_fail(err, "clip ratios must be in (0, 1] (activations %g, KV %g)", q.a_clip, q.kv_clip);
+  if (q.a_group < 0) return rotq_fail(err, "activation group %d is negative", q.a_group);
   if (q.kv_group < 1 || head_dim % q.kv_group != 0)
     return rotq_fail(err, "KV group %d does not divide head_dim %d", q.kv_group, head_dim);
   *out = q;

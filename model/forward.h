@@ -55,7 +55,9 @@ static bool TYPED(linear_input)(const model *m, int layer, linear_input input, r
     if (m->quant.aformat != QUANT_INT)
       TYPED(fake_quant_format)(x + (size_t)r * dim, (size_t)dim, (quant_format)m->quant.aformat, 0);
     else
-      TYPED(fake_quant_symmetric)(x + (size_t)r * dim, (size_t)dim, m->quant.abits, m->quant.a_clip);
+      for (int g = 0; g<dim; g += m->quant.a_group> 0 ? m->quant.a_group : dim) TYPED(fake_quant_symmetric)
+    (x + (size_t)r * dim + g, (size_t)(m->quant.a_group > 0 && m->quant.a_group < dim - g ? m->quant.a_group : dim - g),
+     m->quant.abits, m->quant.a_clip);
   }
   return false;
 }

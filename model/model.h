@@ -28,6 +28,8 @@ typedef struct activation_quant {
   int kv_group;   /* elements per K/V group; 0 = head_dim (per head); must divide head_dim */
   int aformat;    /* quant_format (linalg/quantize.h) of the linears' inputs: 0 = int (abits); fp8,
                      mxfp4 or nvfp4 quantize them in that format (abits then ignored) */
+  int a_group;    /* int: values per activation scale, consecutive along a token (the last group may
+                     be shorter); 0 = one scale per token */
 } activation_quant;
 
 typedef struct model_options {

@@ -223,6 +223,14 @@ static int make_r4(quarot_processor *p, uint64_t seed, rotq_error *err) {
     g->tensor_order = b;
     g->stored_block = rotation_create(b, ROTATION_BASE_HADAMARD, 0, 0, err);
     if (!g->stored_block) return -1;
+  } else if (rotation_group_block(intermediate, p->config->block_size) > 0) {
+    /* group-sized (config block_size): I ⊗ H_b, no block straddling a quantization group */
+    g->recipe = (online_recipe){.m = 1,
+                                .n = intermediate,
+                                .mode = ROTATION_HADAMARD,
+                                .seed_n = derive_seed(seed, "online.R4.n", 0),
+                                .block_size = rotation_group_block(intermediate, p->config->block_size)};
+    g->tensor_order = intermediate;
   } else {
     int m, n;
     online_kronecker_split(intermediate, &m, &n);
@@ -234,7 +242,9 @@ static int make_r4(quarot_processor *p, uint64_t seed, rotq_error *err) {
     g->tensor_order = intermediate;
   }
   if (build_group(g, err) < 0) return -1;
-  if (!s->vllm) g->type = rotation_is_fallback(g->rotation) ? "random-matrix" : "random-hadamard";
+  /* a block-diagonal R4 (group-sized) has zeros: not a Hadamard matrix, stored whole */
+  if (!s->vllm)
+    g->type = rotation_is_fallback(g->rotation) || g->recipe.block_size ? "random-matrix" : "random-hadamard";
   if (rotation_is_fallback(g->rotation)) {
     char text[512];
     snprintf(text, sizeof text, "online R4: no Hadamard matrix of order %d is constructible; using %s", intermediate,
@@ -257,8 +267,15 @@ static int make_heads(quarot_processor *p, uint64_t seed, rotq_error *err) {
     g->layers = NULL;
     return 0;
   }
-  g->recipe = (online_recipe){
-      .m = 1, .n = s->heads, .mode = ROTATION_HADAMARD, .seed_n = derive_seed(seed, "online.R_heads", 0)};
+  /* R_heads ⊗ I_head_dim mixes the heads at one offset: group-sized (config block_size b), it
+   * mixes only the b / head_dim heads one quantization group of the o_proj input spans */
+  const int b = p->config->block_size;
+  g->recipe =
+      (online_recipe){.m = 1,
+                      .n = s->heads,
+                      .mode = ROTATION_HADAMARD,
+                      .seed_n = derive_seed(seed, "online.R_heads", 0),
+                      .block_size = b > 0 ? rotation_group_block(s->heads, b > s->head_dim ? b / s->head_dim : 1) : 0};
   if (build_group(g, err) < 0) return -1;
   /* R_heads ⊗ I is not a Hadamard matrix (it has zeros) nor block-diagonal: a dense transform */
   g->type = "random-matrix";

@@ -43,6 +43,8 @@ cJSON *rotation_record_build(const quarot_processor *p, const rotation_record_ru
   cJSON_AddStringToObject(root, "config_name", p->config->origin);
   cJSON_AddStringToObject(root, "config_yaml", p->config->text);
   cJSON_AddBoolToObject(root, "use_float64", p->config->use_float64);
+  /* group-sized rotations (the config's block_size or the caller's): only when set */
+  if (p->config->block_size > 0) cJSON_AddNumberToObject(root, "block_size", p->config->block_size);
   json_add_to_object(root, "matrices", rotation_set_to_json(&p->matrices));
   cJSON *tensors = cJSON_AddObjectToObject(root, "tensors");
   for (size_t i = 0; i < p->commands.count; i++) {

@@ -89,9 +89,12 @@ static int resolve_dim(const matrix_spec *spec, const model_config *model, int *
   return 0;
 }
 
+/* The matrix's own block_size, else the config's group-sized block (rotation_group_block). */
 static rotation *make_rotation(const matrix_spec *spec, int dim, uint64_t seed, int group, int per_layer,
-                               rotq_error *err) {
-  if (!spec->from_file) return rotation_create(dim, spec->mode, seed, spec->block_size, err);
+                               int group_block, rotq_error *err) {
+  if (!spec->from_file)
+    return rotation_create(dim, spec->mode, seed,
+                           spec->block_size ? spec->block_size : rotation_group_block(dim, group_block), err);
   char tensor[256];
   if (per_layer)
     snprintf(tensor, sizeof tensor, "%s.%d", spec->name, group);
@@ -119,7 +122,8 @@ int rotation_set_create(const rotation_config *config, const model_config *model
     if (!e->rotations || !e->seeds) goto oom;
     for (int g = 0; g < e->group_count; g++) {
       e->seeds[g] = derive_seed(seed, e->spec->name, g);
-      e->rotations[g] = make_rotation(e->spec, e->dim, e->seeds[g], g, e->spec->per_layer != PER_LAYER_SHARED, err);
+      e->rotations[g] = make_rotation(e->spec, e->dim, e->seeds[g], g, e->spec->per_layer != PER_LAYER_SHARED,
+                                      config->block_size, err);
       if (!e->rotations[g]) {
         rotq_fail_context(err, "%s: rotation_matrices.%s (dim %d)", config->origin, e->spec->name, e->dim);
         goto fail;

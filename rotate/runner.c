@@ -273,6 +273,13 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
     checkpoint_close(&ck);
     return -1;
   }
+  if (o->block_size < -1 || o->block_size > (1 << 20) || (o->block_size > 0 && (o->block_size & (o->block_size - 1)))) {
+    rotation_config_free(&config);
+    cJSON_Delete(previous);
+    checkpoint_close(&ck);
+    return rotq_fail(err, "options: block_size %d is not -1, 0 or a power of two up to 2^20", o->block_size);
+  }
+  if (o->block_size) config.block_size = o->block_size > 0 ? o->block_size : 0;
   /* rotq parallelises above BLAS; threaded OpenBLAS would change the last bits of dense products
    * with the thread count. The thread count is the process's (the caller's) to set: only said. */
   const logger log = {o->log, o->log_context};

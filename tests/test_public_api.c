@@ -2,7 +2,8 @@
  * checked against what the rotq commands print for the same work and against each other:
  * rotq_eval (perplexity of the bundled stories260K equals `rotq eval`'s), rotq_compare (a rotated
  * copy computes the original's logits; equal to `rotq compare`), rotq_synth (the bytes `rotq
- * synth` writes), rotq_report (its FP and W4A8 cells equal rotq_eval's), and rotq_rotate's
+ * synth` writes), rotq_report (its FP and W4A8 cells equal rotq_eval's), rotq_report_format
+ * (its MXFP4 cells equal rotq_eval's), and rotq_rotate's
  * callbacks: progress per layer, cancel (an error and no output), online_for without online. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -255,11 +256,46 @@ static void test_report_equals_eval(void **state) {
   free(r);
 }
 
+/* rotq_report_format's original cells are rotq_eval's numbers in that format; its rotated columns
+ * compute the original's function; an unknown format is refused. */
+static void test_report_format_equals_eval(void **state) {
+  (void)state;
+  char *work = (char *)in_scratch("report-format-scratch");
+  mkdir(work, 0700);
+  rotq_report_options o = {.model_dir = source("models/stories260K"),
+                           .tokens_path = source("data/tinystories_val.tok512.u16"),
+                           .scratch_dir = work,
+                           .segments = 2,
+                           .ctx = 64};
+  rotq_format_report_result *r = calloc(1, sizeof *r);
+  rotq_error err = {{0}};
+  assert_int_equal(rotq_report_format(&o, "mxfp4", 0, r, &err), 0);
+  assert_int_equal(r->block_size, 32);
+  assert_string_equal(r->row_names[3], "W4A4 MXFP4");
+  rotq_eval_options e = {.model_dir = o.model_dir, .tokens_path = o.tokens_path, .segments = 2, .ctx = 64};
+  rotq_eval_result w, wa;
+  e.quant = (rotq_quant_options){.wbits = 4, .wformat = "mxfp4"};
+  assert_int_equal(rotq_eval(&e, &w, &err), 0);
+  e.quant = (rotq_quant_options){.wbits = 4, .wformat = "mxfp4", .abits = 4, .aformat = "mxfp4"};
+  assert_int_equal(rotq_eval(&e, &wa, &err), 0);
+  assert_true(r->ppl[0][1] == w.ppl);
+  assert_true(r->ppl[0][3] == wa.ppl);
+  for (int v = 1; v < ROTQ_FORMAT_VARIANTS; v++) {
+    assert_true(r->available[v]);
+    assert_true(r->kl[v][0] < 1e-6);
+    assert_true(r->kl[v][3] > 1e-4);
+  }
+  assert_int_equal(rotq_report_format(&o, "fp4", 0, r, &err), -1);
+  assert_non_null(strstr(err.message, "fp4"));
+  free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_eval_equals_cli),  cmocka_unit_test(test_rotate_progress_and_compare),
-      cmocka_unit_test(test_rotate_cancel),    cmocka_unit_test(test_online_for_needs_online),
-      cmocka_unit_test(test_synth_equals_cli), cmocka_unit_test(test_report_equals_eval),
+      cmocka_unit_test(test_report_format_equals_eval),   cmocka_unit_test(test_eval_equals_cli),
+      cmocka_unit_test(test_rotate_progress_and_compare), cmocka_unit_test(test_rotate_cancel),
+      cmocka_unit_test(test_online_for_needs_online),     cmocka_unit_test(test_synth_equals_cli),
+      cmocka_unit_test(test_report_equals_eval),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -88,6 +88,35 @@ static void test_activation_and_kv_quantization(void **state) {
   model_free(reference);
 }
 
+/* Activation groups (int, a_group): a group as long as any input is one scale per token, bit for
+ * bit; groups of 4 lose less than one scale per token; a negative group is refused. */
+static void test_activation_groups(void **state) {
+  model *reference = load(source_path("models/stories260K"), false, NULL);
+  const activation_quant token = {.abits = 4}, whole = {.abits = 4, .a_group = 1 << 20},
+                         g4 = {.abits = 4, .a_group = 4};
+  model *a = load(source_path("models/stories260K"), false, &token);
+  model *b = load(source_path("models/stories260K"), false, &whole);
+  rotq_error err;
+  const int n = 64, vocab = model_get_config(a)->vocab_size;
+  double *la = malloc(sizeof(double) * n * vocab), *lb = malloc(sizeof(double) * n * vocab);
+  assert_int_equal(model_forward(a, tokens, n, la, &err), 0);
+  assert_int_equal(model_forward(b, tokens, n, lb, &err), 0);
+  assert_memory_equal(la, lb, sizeof(double) * n * vocab);
+  free(la);
+  free(lb);
+  model *c = load(source_path("models/stories260K"), false, &g4);
+  const double kl_token = measure(a, reference, 0, 4, 128).kl, kl_g4 = measure(c, reference, 0, 4, 128).kl;
+  printf("  A4 per token KL %.4g, groups of 4 KL %.4g\n", kl_token, kl_g4);
+  assert_true(kl_g4 > 0 && kl_g4 < 0.5 * kl_token);
+  const activation_quant bad = {.abits = 4, .a_group = -1};
+  assert_int_equal(model_set_activation_quant(c, &bad, &err), -1);
+  assert_non_null(strstr(err.message, "activation group"));
+  model_free(a);
+  model_free(b);
+  model_free(c);
+  model_free(reference);
+}
+
 /* The settings are checked where they are given. */
 static void test_settings_are_checked(void **state) {
   model *m = load(source_path("models/stories260K"), false, NULL);
@@ -247,9 +276,13 @@ static void test_measure_range_and_self_kl(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_bits_16_is_exact),          cmocka_unit_test(test_activation_and_kv_quantization),
-      cmocka_unit_test(test_settings_are_checked),      cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
-      cmocka_unit_test(test_outliers_and_rotation),     cmocka_unit_test(test_logit_scale),
+      cmocka_unit_test(test_bits_16_is_exact),
+      cmocka_unit_test(test_activation_and_kv_quantization),
+      cmocka_unit_test(test_activation_groups),
+      cmocka_unit_test(test_settings_are_checked),
+      cmocka_unit_test(test_gptq_beats_rtn_on_calibration_data),
+      cmocka_unit_test(test_outliers_and_rotation),
+      cmocka_unit_test(test_logit_scale),
       cmocka_unit_test(test_measure_range_and_self_kl),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
