@@ -42,7 +42,7 @@ PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_pro
 CASES = [  # (family, rotq's online form)
     ("mistral", "kronecker"), ("mistral", "vllm"), ("qwen3", "kronecker"), ("qwen3", "vllm"),
     ("qwen2", "kronecker"), ("phi3", "kronecker"), ("phi3", "vllm"), ("gemma2", "vllm"),
-    ("qwen3_moe", "kronecker"),
+    ("qwen3_moe", "kronecker"), ("mistral", "block16"), ("qwen3", "block32"),
 ]
 
 
@@ -194,6 +194,8 @@ def export(family, form, workdir):
         args = ["rotate", "--model", directory, "--output", out, "--quiet", "--config", yaml, "--online"]
         if form == "vllm":
             args += ["--online-for", "vllm"]
+        if form.startswith("block"):  # group-sized rotations (R1/R2 and the online ones)
+            args += ["--block-size", form[len("block"):]]
         status, stderr = oracle.rotq(*args)
         assert status == 0, stderr
     return directory, out
