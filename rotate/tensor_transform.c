@@ -93,11 +93,15 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
-  const size_t group = c->output ? (size_t)rotation_dim(c->output) : 1;
+  /* row pieces hold whole rotation groups (whole heads of MLA's kv_b_proj: a head's value rows are
+     rotated together) */
+  const size_t group = c->output_row_stride ? (size_t)c->output_row_stride
+                       : c->output          ? (size_t)rotation_dim(c->output)
+                                            : 1;
   const size_t segment = c->input ? (size_t)rotation_dim(c->input) : 1;
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
-  const bool whole_only =
-      c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
+  const bool whole_only = c->fold_norm_bias[0] || c->keep_norm_bias ||
+                          (c->output_row_count && !c->output_row_stride && (size_t)c->output_row_begin % group != 0);
   if ((!command_changes_tensor(c) && !transform_converts(ctx, t)) || numel == 0) {
     plan->cut = CUT_COPY;
   } else if (whole_only) {
