@@ -10,6 +10,7 @@
 #include "model/moe.h"
 #include "model/mla.h"
 #include "model/nemotron_h.h"
+#include "model/qwen3_next.h"
 
 /* The MLP's activation: act(gate)·up for the gated ones. */
 typedef enum activation_kind {
@@ -35,7 +36,9 @@ typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_
   void *post_mlp_norm;         /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
   mamba_weights *mamba;                 /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
-  mla_weights *mla; /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
+  mla_weights *mla;           /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
+  void *wq_gate, *bq_gate;    /* Qwen3-Next full attention: q_proj's output-gate rows [heads·head_dim, hidden] */
+  deltanet_weights *deltanet; /* Qwen3-Next gated DeltaNet instead of attention (no wq..wo), else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */

@@ -543,6 +543,23 @@ static int residual_rotation_forbidden(const model_adapter *a, const rotate_comm
                    a->builtin_config);
 }
 
+/* Fails, naming the family's reason, when the family admits no rotation of the value heads
+ * (a->r2_refused: Qwen3-Next's output gate) and c puts one on its v_proj's output or its
+ * o_proj's input. 0 otherwise. */
+static int value_rotation_refused(const model_adapter *a, const rotate_command *c, const char *module,
+                                  rotq_error *err) {
+  const char *rel = c->layer >= 0 ? adapter_relative_name(a, module) : NULL;
+  if (!a->r2_refused || !rel) return 0;
+  bool on_v = c->output && a->v_proj && strcmp(rel, a->v_proj) == 0;
+  bool on_o = c->input && a->o_proj && strcmp(rel, a->o_proj) == 0;
+  if (!on_v && !on_o) return 0;
+  return rotq_fail(err,
+                   "tensor '%s': %s (%s) admits no rotation of the value heads (%s on its %s): %s; use the "
+                   "built-in config '%s' (R1 only)",
+                   c->name, a->family, a->variants[0].architecture, on_v ? c->output_name : c->input_name,
+                   on_v ? "output" : "input", a->r2_refused, a->builtin_config);
+}
+
 /* The command of module <layer>.<relative>.weight, or NULL. */
 static const rotate_command *layer_weight(const command_list *list, const model_adapter *a, int layer,
                                           const char *relative) {
@@ -610,6 +627,7 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
                        "embedding's (%s), but is %s",
                        c->name, r1_name, matrix_label(c->output, c->output_name));
     int layer = c->layer;
+    if (value_rotation_refused(a, c, module, err) < 0) return -1;
     if (!writer && c->output && strcmp(c->name, embed_weight) != 0) {
       /* Only a v_proj may carry an output rotation, undone by its o_proj's input rotation. */
       char v_module[TENSOR_NAME_MAX];

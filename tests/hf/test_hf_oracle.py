@@ -186,3 +186,26 @@ def test_rotq_forward_matches_transformers(family, workdir):
     rel = abs(rotq_nll - hf_nll) / abs(hf_nll)
     tolerance = FORWARD_LOOSER.get(family.name, FORWARD_TOLERANCE)
     assert rel <= tolerance, f"rotq's NLL {rotq_nll} vs transformers' {hf_nll} (relative {rel:.2e})"
+
+
+def test_gated_delta_rule_forms_agree():
+    """Qwen3-Next: transformers runs a prefill's gated delta rule in its chunked form
+    (torch_chunk_gated_delta_rule: chunks of 64 solved by a UT transform, the sequence padded), rotq
+    (model/qwen3_next_forward.h) in the token recurrence of torch_recurrent_gated_delta_rule. Both of
+    transformers' torch forms on the same inputs (grouped value heads, 150 tokens: three chunks, the
+    last padded) agree in float64 (measured 1.6e-15 relative), so matching the recurrence is matching
+    what transformers computes; the end-to-end check is test_rotq_forward_matches_transformers."""
+    from transformers.models.qwen3_next import modeling_qwen3_next as qwen3_next
+
+    g = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(1, 150, 2, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(1, 150, 4, 8, generator=g, dtype=torch.float64)
+    beta = torch.rand(1, 150, 4, generator=g, dtype=torch.float64)
+    decay = -2 * torch.rand(1, 150, 4, generator=g, dtype=torch.float64)
+    with oracle.float64_everywhere():
+        chunked, _ = qwen3_next.torch_chunk_gated_delta_rule(q, k, v, g=decay, beta=beta, use_qk_l2norm_in_kernel=True)
+        recurrent, _ = qwen3_next.torch_recurrent_gated_delta_rule(q, k, v, g=decay, beta=beta,
+                                                                  use_qk_l2norm_in_kernel=True)
+    assert chunked.dtype == torch.float64
+    rel = ((chunked - recurrent).abs().max() / recurrent.abs().max()).item()
+    assert rel <= 1e-12, f"chunked vs recurrent gated delta rule: relative {rel:.2e}"
