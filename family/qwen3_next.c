@@ -34,11 +34,12 @@ const family_descriptor family_qwen3_next = {
     .final_norm = "model.norm",
     .lm_head = "lm_head",
     .layer_prefix = "model.layers",
-    .layer_fuse = {{"input_layernorm",
-                    "self_attn.q_proj|self_attn.k_proj|self_attn.v_proj|linear_attn.in_proj_qkvz|linear_attn.in_proj_ba"},
-                   {"post_attention_layernorm",
-                    "mlp.gate|mlp.experts.*.gate_proj|mlp.experts.*.up_proj|mlp.shared_expert.gate_proj|"
-                    "mlp.shared_expert.up_proj|mlp.shared_expert_gate|mlp.gate_proj|mlp.up_proj"}},
+    .layer_fuse =
+        {{"input_layernorm",
+          "self_attn.q_proj|self_attn.k_proj|self_attn.v_proj|linear_attn.in_proj_qkvz|linear_attn.in_proj_ba"},
+         {"post_attention_layernorm",
+          "mlp.gate|mlp.experts.*.gate_proj|mlp.experts.*.up_proj|mlp.shared_expert.gate_proj|"
+          "mlp.shared_expert.up_proj|mlp.shared_expert_gate|mlp.gate_proj|mlp.up_proj"}},
     .writers = "self_attn.o_proj|linear_attn.out_proj|mlp.experts.*.down_proj|mlp.shared_expert.down_proj|"
                "mlp.down_proj",
     .o_proj = "self_attn.o_proj",

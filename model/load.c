@@ -372,6 +372,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     rotq_fail(err, "%s: out of memory", dir);
   } else {
     m->f32 = options && options->f32;
+    m->delta_rule_chunk = options && options->delta_rule_chunk > 0 ? options->delta_rule_chunk : 0;
     const family_descriptor *f = arch->family;
     const bool opt = f->forward == FORWARD_OPT, nemotron_h = f->forward == FORWARD_NEMOTRON_H;
     const int gemma = arch->flags->gemma;

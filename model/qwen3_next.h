@@ -17,10 +17,11 @@
  * runs the gated delta rule from S = 0 [dk, dv]:
  *   S ← exp(g_t)·S;  S ← S + k_t ⊗ β_t·(v_t − Sᵀk_t);  o_t = Sᵀq_t;
  * then o ← RMSNorm over dv of o (eps rms_norm_eps) · norm.weight · silu(z) per value head, and
- * out_proj(o). transformers runs this recurrence for a prefill in its chunked form
- * (torch_chunk_gated_delta_rule, the same algebra by UT transform over chunks of 64); rotq runs the
- * token recurrence (torch_recurrent_gated_delta_rule) in double: tests/hf measures the two forms agree.
- * Only fresh sequences are supported (no incremental DeltaNet state). */
+ * out_proj(o). The delta rule runs in double in transformers' chunked form, as its prefill does
+ * without the fla kernels (torch_chunk_gated_delta_rule, chunks of 64 solved by a UT transform;
+ * model_options.delta_rule_chunk 1 runs the token recurrence, torch_recurrent_gated_delta_rule:
+ * tests/test_arch_qwen3_next.c and tests/hf measure the forms agree). Only fresh sequences are
+ * supported (no incremental DeltaNet state). */
 #ifndef ROTQ_MODEL_QWEN3_NEXT_H
 #define ROTQ_MODEL_QWEN3_NEXT_H
 
@@ -32,12 +33,12 @@
 typedef struct deltanet_weights {
   int k_heads, v_heads, k_dim, v_dim, kernel; /* linear_num_key/value_heads, linear_key/value_head_dim,
                                                  linear_conv_kernel_dim */
-  void *in_proj_qkvz; /* [2·k_heads·k_dim + 2·v_heads·v_dim, hidden] */
-  void *in_proj_ba;   /* [2·v_heads, hidden] */
-  void *conv_weight;  /* conv1d [conv_dim, 1, kernel] */
-  void *dt_bias, *a_log; /* [v_heads] */
-  void *norm;            /* gated RMSNorm weight [v_dim] (plain w, not 1 + w) */
-  void *out_proj;        /* [hidden, v_heads·v_dim] */
+  void *in_proj_qkvz;                         /* [2·k_heads·k_dim + 2·v_heads·v_dim, hidden] */
+  void *in_proj_ba;                           /* [2·v_heads, hidden] */
+  void *conv_weight;                          /* conv1d [conv_dim, 1, kernel] */
+  void *dt_bias, *a_log;                      /* [v_heads] */
+  void *norm;                                 /* gated RMSNorm weight [v_dim] (plain w, not 1 + w) */
+  void *out_proj;                             /* [hidden, v_heads·v_dim] */
 } deltanet_weights;
 
 /* Whether decoder layer `layer` is a gated DeltaNet (layer_types "linear_attention"; without

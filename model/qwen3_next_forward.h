@@ -24,26 +24,92 @@ static int TYPED(output_gate)(real *attn, const real *h, const layer_weights *w,
   return 0;
 }
 
-/* The gated delta rule of one value head over n tokens: q, k [n, dk] (normalized), v [n, dv],
- * beta, g [n] (stride given), out o [n, dv] (stride o_stride); s [dk, dv] is scratch. */
+/* The gated delta rule of one value head over n tokens, in transformers' chunked form
+ * (torch_chunk_gated_delta_rule) with chunks of `chunk` tokens (chunk 1 is the token recurrence of
+ * torch_recurrent_gated_delta_rule, in another order of operations). q, k [n, dk] (normalized, q
+ * scaled), v [n, dv] at strides qk_stride / v_stride; beta, g [n] at bg_stride; o [n, dv] at
+ * o_stride. work holds delta_rule_work(chunk, dk, dv) doubles. Per chunk of C tokens, with
+ * cum = the cumulative sum of g in the chunk and Γ[i][j] = exp(cum_i − cum_j) for j ≤ i (0 above):
+ *   L = I + strictly_lower((β·k)·kᵀ ⊙ Γ);  U = L⁻¹·(β·v);  W = L⁻¹·(β·k·exp(cum));
+ *   V' = U − W·S;  o = (q·exp(cum))·S + ((q·kᵀ) ⊙ Γ)·V';  S ← exp(cum_last)·S + (k·exp(cum_last − cum))ᵀ·V'. */
+static size_t TYPED(delta_rule_work)(int chunk, int dk, int dv) {
+  return (size_t)dk * dv + 3 * (size_t)chunk * chunk + 3 * (size_t)chunk * (dk + dv) + (size_t)chunk;
+}
+
 static void TYPED(delta_rule)(const double *q, const double *k, size_t qk_stride, const double *v, size_t v_stride,
-                              const double *beta, const double *g, size_t bg_stride, int n, int dk, int dv, double *s,
-                              double *mem, double *o, size_t o_stride) {
+                              const double *beta, const double *g, size_t bg_stride, int n, int dk, int dv, int chunk,
+                              double *work, double *o, size_t o_stride) {
+  double *s = work;                              /* state [dk, dv] */
+  double *decay = s + (size_t)dk * dv;           /* Γ [C, C] */
+  double *lower = decay + (size_t)chunk * chunk; /* L's strictly lower part [C, C] */
+  double *intra = lower + (size_t)chunk * chunk; /* (q·kᵀ) ⊙ Γ [C, C] */
+  double *u = intra + (size_t)chunk * chunk;     /* U, then V' [C, dv] */
+  double *w = u + (size_t)chunk * dv;            /* W [C, dk] */
+  double *qd = w + (size_t)chunk * dk;           /* q·exp(cum) [C, dk] */
+  double *kd = qd + (size_t)chunk * dk;          /* k·exp(cum_last − cum) [C, dk] */
+  double *ob = kd + (size_t)chunk * dk;          /* the chunk's output [C, dv] */
+  double *cum = ob + (size_t)chunk * dv;         /* [C] */
   memset(s, 0, sizeof(double) * (size_t)dk * dv);
-  for (int t = 0; t < n; t++) {
-    const double *qt = q + t * qk_stride, *kt = k + t * qk_stride, *vt = v + t * v_stride;
-    const double decay = exp(g[t * bg_stride]), b = beta[t * bg_stride];
-    for (size_t i = 0; i < (size_t)dk * dv; i++) s[i] *= decay;
-    for (int j = 0; j < dv; j++) mem[j] = 0; /* kv_mem = Sᵀk */
-    for (int i = 0; i < dk; i++)
-      for (int j = 0; j < dv; j++) mem[j] += s[(size_t)i * dv + j] * kt[i];
-    for (int j = 0; j < dv; j++) mem[j] = (vt[j] - mem[j]) * b; /* delta */
-    for (int i = 0; i < dk; i++)
-      for (int j = 0; j < dv; j++) s[(size_t)i * dv + j] += kt[i] * mem[j];
-    double *ot = o + t * o_stride;
-    for (int j = 0; j < dv; j++) ot[j] = 0;
-    for (int i = 0; i < dk; i++)
-      for (int j = 0; j < dv; j++) ot[j] += s[(size_t)i * dv + j] * qt[i];
+  for (int c0 = 0; c0 < n; c0 += chunk) {
+    const int len = n - c0 < chunk ? n - c0 : chunk;
+    const double *qc = q + c0 * qk_stride, *kc = k + c0 * qk_stride, *vc = v + c0 * v_stride;
+    double acc = 0;
+    for (int i = 0; i < len; i++) cum[i] = acc += g[(size_t)(c0 + i) * bg_stride];
+    for (int i = 0; i < len; i++)
+      for (int j = 0; j < len; j++) {
+        double kk = 0, qk = 0;
+        for (int d = 0; d < dk; d++) {
+          kk += kc[i * qk_stride + d] * kc[j * qk_stride + d];
+          qk += qc[i * qk_stride + d] * kc[j * qk_stride + d];
+        }
+        const double b = beta[(size_t)(c0 + i) * bg_stride];
+        decay[i * chunk + j] = j <= i ? exp(cum[i] - cum[j]) : 0;
+        lower[i * chunk + j] = j < i ? b * kk * decay[i * chunk + j] : 0;
+        intra[i * chunk + j] = qk * decay[i * chunk + j];
+      }
+    /* forward substitution with the unit lower-triangular L: U = L⁻¹·(β·v), W = L⁻¹·(β·k·exp(cum)) */
+    for (int i = 0; i < len; i++) {
+      const double b = beta[(size_t)(c0 + i) * bg_stride], e = exp(cum[i]);
+      for (int d = 0; d < dv; d++) {
+        double x = b * vc[i * v_stride + d];
+        for (int j = 0; j < i; j++) x -= lower[i * chunk + j] * u[j * dv + d];
+        u[i * dv + d] = x;
+      }
+      for (int d = 0; d < dk; d++) {
+        double x = b * kc[i * qk_stride + d] * e;
+        for (int j = 0; j < i; j++) x -= lower[i * chunk + j] * w[j * dk + d];
+        w[i * dk + d] = x;
+      }
+      for (int d = 0; d < dk; d++) {
+        qd[i * dk + d] = qc[i * qk_stride + d] * e;
+        kd[i * dk + d] = kc[i * qk_stride + d] * exp(cum[len - 1] - cum[i]);
+      }
+    }
+    /* V' = U − W·S; o = qd·S + intra·V' */
+    for (int i = 0; i < len; i++)
+      for (int d = 0; d < dv; d++) {
+        double ws = 0, qs = 0;
+        for (int e = 0; e < dk; e++) {
+          ws += w[i * dk + e] * s[(size_t)e * dv + d];
+          qs += qd[i * dk + e] * s[(size_t)e * dv + d];
+        }
+        u[i * dv + d] -= ws;
+        ob[i * dv + d] = qs;
+      }
+    for (int i = 0; i < len; i++)
+      for (int d = 0; d < dv; d++) {
+        double x = 0;
+        for (int j = 0; j <= i; j++) x += intra[i * chunk + j] * u[j * dv + d];
+        o[(size_t)(c0 + i) * o_stride + d] = ob[i * dv + d] + x;
+      }
+    /* S ← exp(cum_last)·S + kdᵀ·V' */
+    const double last = exp(cum[len - 1]);
+    for (int e = 0; e < dk; e++)
+      for (int d = 0; d < dv; d++) {
+        double x = 0;
+        for (int i = 0; i < len; i++) x += kd[i * dk + e] * u[i * dv + d];
+        s[(size_t)e * dv + d] = s[(size_t)e * dv + d] * last + x;
+      }
   }
 }
 
@@ -58,10 +124,11 @@ static int TYPED(gated_deltanet)(real *out, const real *h, const deltanet_weight
   double *mixed = malloc(sizeof(double) * (size_t)n * conv_dim); /* [q | k | v] per token, then conv'd */
   double *conv = malloc(sizeof(double) * (size_t)n * conv_dim);
   double *beta = malloc(sizeof(double) * (size_t)n * vh), *g = malloc(sizeof(double) * (size_t)n * vh);
-  double *core = malloc(sizeof(double) * (size_t)n * value_dim); /* delta-rule output [n, vh·dv] */
-  double *s = malloc(sizeof(double) * (size_t)dk * dv), *mem = malloc(sizeof(double) * (size_t)dv);
+  double *core = malloc(sizeof(double) * (size_t)n * value_dim);        /* delta-rule output [n, vh·dv] */
+  const int chunk = m->delta_rule_chunk > 0 ? m->delta_rule_chunk : 64; /* transformers' prefill: 64 */
+  double *work = malloc(sizeof(double) * TYPED(delta_rule_work)(chunk, dk, dv));
   real *gated = malloc(sizeof(real) * (size_t)n * value_dim); /* gated RMSNorm output [n, vh·dv] */
-  int status = !qkvz || !ba || !mixed || !conv || !beta || !g || !core || !s || !mem || !gated ? -1 : 0;
+  int status = !qkvz || !ba || !mixed || !conv || !beta || !g || !core || !work || !gated ? -1 : 0;
   if (status == 0) {
     TYPED(linear)(qkvz, h, w->in_proj_qkvz, NULL, n, hidden, proj);
     TYPED(linear)(ba, h, w->in_proj_ba, NULL, n, hidden, 2 * vh);
@@ -100,9 +167,10 @@ static int TYPED(gated_deltanet)(real *out, const real *h, const deltanet_weight
     /* the gated delta rule, value head by value head (value head v reads key head v / r) */
     for (int head = 0; head < vh; head++) {
       const int kg = head / r;
-      TYPED(delta_rule)(conv + (size_t)kg * dk, conv + key_dim + (size_t)kg * dk, (size_t)conv_dim,
-                        conv + 2 * key_dim + (size_t)head * dv, (size_t)conv_dim, beta + head, g + head, (size_t)vh, n,
-                        dk, dv, s, mem, core + (size_t)head * dv, (size_t)value_dim);
+      TYPED(delta_rule)
+      (conv + (size_t)kg * dk, conv + key_dim + (size_t)kg * dk, (size_t)conv_dim,
+       conv + 2 * key_dim + (size_t)head * dv, (size_t)conv_dim, beta + head, g + head, (size_t)vh, n, dk, dv, chunk,
+       work, core + (size_t)head * dv, (size_t)value_dim);
     }
     /* gated RMSNorm per value head: rmsnorm(o)·norm·silu(z) */
     for (int t = 0; t < n; t++)
@@ -128,8 +196,7 @@ static int TYPED(gated_deltanet)(real *out, const real *h, const deltanet_weight
   free(beta);
   free(g);
   free(core);
-  free(s);
-  free(mem);
+  free(work);
   free(gated);
   return status;
 }

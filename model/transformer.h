@@ -78,6 +78,7 @@ struct model {
   bool layer_norm;            /* OPT: LayerNorm (centred, with β) instead of RMSNorm */
   void *final_norm_bias;      /* OPT: the final LayerNorm's β [hidden] */
   void *positions;        /* OPT: learned positions [max_position_embeddings + 2, hidden]; position p is row p + 2 */
+  int delta_rule_chunk;   /* Qwen3-Next: tokens per chunk of the gated delta rule; 0 = 64 */
   bool hybrid;            /* Nemotron-H: each layer one mixer (Mamba-2, attention or MLP); model/nemotron_h.h */
   activation_quant quant; /* fake quantization, resolved: off is 16 bits, clips and group set */
   linear_input_observer observe; /* NULL, or called at each decoder linear's input */

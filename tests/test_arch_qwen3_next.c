@@ -4,12 +4,15 @@
  * (1 + w) norms. The rotated checkpoint computes the original's function to 1e-12 (relative, float64)
  * in the three modes with the built-in config (R1 only). Caught: a DeltaNet reader, the router and
  * the shared expert's gate each rotated without the (1 + w) norm fused in; fusing w instead of 1 + w.
- * Refused with the reason: R2 on v_proj/o_proj (the output gate does not commute with it). */
+ * Refused with the reason: R2 on v_proj/o_proj (the output gate does not commute with it). The gated
+ * delta rule's chunked form (the forward pass's, transformers' prefill) equals its token recurrence. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "model/model.h"
 #include "rotq.h"
 #include "support/arch_support.h"
 #include "support/test_support.h"
@@ -128,6 +131,62 @@ static void value_rotation_is_refused(void **state) {
   free(scratch);
 }
 
+/* The gated delta rule's chunked form (chunks of 64, transformers' prefill: what the forward pass
+ * runs) and its token recurrence (chunks of 1) give the same logits over 150 tokens (three chunks,
+ * the last partial), and so do chunks of 7; a deliberately wrong decay (A_log moved in one layer) is
+ * far off, so the comparison can fail. */
+static double logits_with_chunk(const char *dir, int chunk, int n, double *logits) {
+  model_options options = {.delta_rule_chunk = chunk};
+  model *m = NULL;
+  rotq_error err = {{0}};
+  if (model_load(dir, &options, &m, &err) != 0) fail_msg("%s", err.message);
+  const int vocab = model_get_config(m)->vocab_size;
+  int32_t *tokens = malloc(sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; i++) tokens[i] = i == 0 ? 1 : (int32_t)((i * 7919L + 13) % vocab);
+  if (model_forward(m, tokens, n, logits, &err) != 0) fail_msg("%s", err.message);
+  double max = 0;
+  for (size_t i = 0; i < (size_t)n * vocab; i++) max = fabs(logits[i]) > max ? fabs(logits[i]) : max;
+  free(tokens);
+  model_free(m);
+  return max;
+}
+
+static double relative_difference(const double *a, const double *b, size_t count, double scale) {
+  double max = 0;
+  for (size_t i = 0; i < count; i++) max = fabs(a[i] - b[i]) > max ? fabs(a[i] - b[i]) : max;
+  return max / scale;
+}
+
+static void delta_rule_forms_agree(void **state) {
+  (void)state;
+  char *scratch = scratch_dir("arch-qwen3-next-chunks");
+  char original[4200], edited[4200];
+  snprintf(original, sizeof original, "%s/original", scratch);
+  snprintf(edited, sizeof edited, "%s/edited", scratch);
+  synth_or_fail(&qwen3_next, original);
+  const int n = 150;
+  const size_t count = (size_t)n * qwen3_next.vocab_size;
+  double *chunked = malloc(sizeof(double) * count), *other = malloc(sizeof(double) * count);
+  const double scale = logits_with_chunk(original, 0, n, chunked);
+  logits_with_chunk(original, 1, n, other);
+  double recurrent = relative_difference(chunked, other, count, scale);
+  logits_with_chunk(original, 7, n, other);
+  double seven = relative_difference(chunked, other, count, scale);
+  copy_checkpoint(original, edited);
+  edit_tensor(edited, "model.layers.2.linear_attn.A_log", 1, 0.5);
+  logits_with_chunk(edited, 0, n, other);
+  double wrong = relative_difference(chunked, other, count, scale);
+  printf("  chunks of 64 vs the recurrence: relative %.3g; vs chunks of 7: %.3g; A_log moved: %.3g\n", recurrent, seven,
+         wrong);
+  assert_true(recurrent <= 1e-12);
+  assert_true(seven <= 1e-12);
+  assert_true(wrong > 1e-4);
+  free(chunked);
+  free(other);
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(qwen3_next_is_equivalent),
@@ -136,6 +195,7 @@ int main(void) {
       cmocka_unit_test(unfused_shared_expert_gate_is_caught),
       cmocka_unit_test(fusing_w_instead_of_one_plus_w_is_caught),
       cmocka_unit_test(value_rotation_is_refused),
+      cmocka_unit_test(delta_rule_forms_agree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

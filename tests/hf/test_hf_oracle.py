@@ -174,7 +174,8 @@ def test_rotq_forward_matches_transformers(family, workdir):
     import struct
 
     directory, _, _ = original(family, workdir)
-    ids = [1] + [t for t in oracle.tokens(256, batch=1, length=40)[0].tolist()[1:] if t != 1]  # one segment
+    length = 150 if family.name == "qwen3_next" else 40  # Qwen3-Next: three chunks of the gated delta rule
+    ids = [1] + [t for t in oracle.tokens(256, batch=1, length=length)[0].tolist()[1:] if t != 1]  # one segment
     path = str(workdir / f"{family.name}-segment.u16")
     with open(path, "wb") as f:
         f.write(struct.pack(f"<{len(ids)}H", *ids))
@@ -190,11 +191,12 @@ def test_rotq_forward_matches_transformers(family, workdir):
 
 def test_gated_delta_rule_forms_agree():
     """Qwen3-Next: transformers runs a prefill's gated delta rule in its chunked form
-    (torch_chunk_gated_delta_rule: chunks of 64 solved by a UT transform, the sequence padded), rotq
-    (model/qwen3_next_forward.h) in the token recurrence of torch_recurrent_gated_delta_rule. Both of
-    transformers' torch forms on the same inputs (grouped value heads, 150 tokens: three chunks, the
-    last padded) agree in float64 (measured 1.6e-15 relative), so matching the recurrence is matching
-    what transformers computes; the end-to-end check is test_rotq_forward_matches_transformers."""
+    (torch_chunk_gated_delta_rule: chunks of 64 solved by a UT transform, the sequence padded), and so
+    does rotq (model/qwen3_next_forward.h); decoding uses the token recurrence
+    (torch_recurrent_gated_delta_rule). Both of transformers' torch forms on the same inputs (grouped
+    value heads, 150 tokens: three chunks, the last padded) agree in float64 (measured 1.6e-15
+    relative): the two are one function. rotq's own forms are compared in test_arch_qwen3_next; the
+    end-to-end check is test_rotq_forward_matches_transformers (150 tokens for Qwen3-Next)."""
     from transformers.models.qwen3_next import modeling_qwen3_next as qwen3_next
 
     g = torch.Generator().manual_seed(3)
