@@ -139,6 +139,8 @@ typedef struct family_descriptor {
   const char *r2_refused;          /* why no rotation of the value heads (R2 on v_proj's output and
                                       o_proj's input) is exact in this family, or NULL: a config with one
                                       is refused with this reason (Qwen3-Next's output gate) */
+  const char *refused_tensors;     /* tensors (globs over whole names) rotq cannot rotate exactly, or
+                                      NULL: a checkpoint holding one is refused (Qwen3-Next's mtp.*) */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
   family_layer_names names;        /* what the forward pass reads */

@@ -51,6 +51,7 @@ const family_descriptor family_qwen3_next = {
         "full attention multiplies its output by sigmoid(gate) channel by channel before o_proj, which a rotation of "
         "the value heads does not commute with (and the DeltaNet layers' values pass a per-channel conv1d and gated "
         "norm)",
+    .refused_tensors = "mtp.*",
     .untouched = "self_attn.q_norm|self_attn.k_norm|linear_attn.conv1d|linear_attn.A_log|linear_attn.dt_bias|"
                  "linear_attn.norm",
     .names = {.attn_norm = "input_layernorm",

@@ -569,7 +569,21 @@ static const rotate_command *layer_weight(const command_list *list, const model_
   return commands_find(list, name);
 }
 
+/* Fails naming the first tensor of list the family cannot rotate (a->refused_tensors). 0 otherwise. */
+static int refused_tensor(const command_list *list, const model_adapter *a, rotq_error *err) {
+  for (size_t i = 0; a->refused_tensors && i < list->count; i++)
+    if (pattern_matches(a->refused_tensors, list->items[i].name))
+      return rotq_fail(err,
+                       "tensor '%s': %s (%s) checkpoints with these tensors (%s) are not supported: the "
+                       "multi-token-prediction module reads the residual stream and ends in a norm of its own before "
+                       "the shared lm_head, into which only the model's final norm can be fused, so R1 is not exact "
+                       "for it (docs/architectures.md); remove them (transformers ignores them at load)",
+                       list->items[i].name, a->family, a->variants[0].architecture, a->refused_tensors);
+  return 0;
+}
+
 int commands_check(const command_list *list, const model_adapter *a, rotq_error *err) {
+  if (refused_tensor(list, a, err) < 0) return -1;
   char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
   snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
   snprintf(head_weight, sizeof head_weight, "%s.weight", a->lm_head);

@@ -189,6 +189,28 @@ def test_rotq_forward_matches_transformers(family, workdir):
     assert rel <= tolerance, f"rotq's NLL {rotq_nll} vs transformers' {hf_nll} (relative {rel:.2e})"
 
 
+def test_qwen3_next_mtp_is_refused(workdir):
+    """The published Qwen3-Next checkpoints ship a multi-token-prediction module (mtp.*: fc over the
+    normalized embedding and hidden state, a decoder layer, mtp.norm before the shared lm_head), which
+    transformers ignores at load. Its final norm cannot be fused into the lm_head that model.norm is
+    fused into, so rotq refuses such a checkpoint, naming the tensor, and writes nothing."""
+    from safetensors.torch import load_file, save_file
+
+    directory, _, _ = original(BY_NAME["qwen3_next"], workdir)
+    copy = str(workdir / "qwen3_next-mtp")
+    shutil.copytree(directory, copy)
+    path = os.path.join(copy, "model.safetensors")
+    tensors = load_file(path)
+    tensors["mtp.fc.weight"] = torch.randn(64, 128, dtype=torch.float64)
+    tensors["mtp.norm.weight"] = torch.zeros(64, dtype=torch.float64)
+    save_file(tensors, path, metadata={"format": "pt"})
+    out = str(workdir / "qwen3_next-mtp-rotated")
+    status, stderr = oracle.rotq("rotate", "--model", copy, "--output", out, "--quiet")
+    assert status == 1, stderr
+    assert "mtp.fc.weight" in stderr and "multi-token-prediction" in stderr, stderr
+    assert not os.path.exists(out)
+
+
 def test_gated_delta_rule_forms_agree():
     """Qwen3-Next: transformers runs a prefill's gated delta rule in its chunked form
     (torch_chunk_gated_delta_rule: chunks of 64 solved by a UT transform, the sequence padded), and so
