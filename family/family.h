@@ -55,6 +55,8 @@ typedef enum moe_kind {
   MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
                       an ungated shared expert, the first first_k_dense_replace layers dense */
   MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
+  MOE_QWEN3_NEXT,  /* Qwen3-Next: Qwen2-MoE's block (softmax top-k, a shared expert with its sigmoid gate),
+                      Qwen3NextConfig's defaults (norm_topk_prob true) */
 } moe_kind;
 
 /* What distinguishes an architecture in the decoder forward pass (as its transformers modeling file). */
@@ -73,6 +75,8 @@ typedef struct family_loader {
   bool partial_rotary;       /* RoPE on the first partial_rotary_factor·head_dim dims of each head (top level
                                 or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
   bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
+  bool qwen3_next;           /* Qwen3-Next (model/qwen3_next.h): layer_types' linear_attention layers are gated
+                                DeltaNet, full attention has an output gate (q_proj's rows doubled per head) */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)
@@ -105,6 +109,7 @@ typedef struct family_layer_names {
   const char *expert_proj[3];                     /* an expert's gate, up, down: {"w1", "w3", "w2"} */
   const char *shared_expert, *shared_expert_gate; /* Qwen2-MoE (the experts' projection names) */
   const char *mamba;                              /* Nemotron-H: the Mamba-2 mixer (in_proj, conv1d, ...) */
+  const char *linear_attn;                        /* Qwen3-Next: the gated DeltaNet (in_proj_qkvz, conv1d, ...) */
 } family_layer_names;
 
 /* A family: everything rotq knows about it. (The rotation processor calls it a model_adapter.) */
@@ -135,6 +140,11 @@ typedef struct family_descriptor {
   const char *up_proj, *down_proj; /* per-layer up/down pair */
   bool hybrid_layers;              /* layers of different kinds (Nemotron-H: Mamba-2, attention, MLP, MoE):
                                       a layer without o_proj / down_proj has no online rotation there */
+  const char *r2_refused;          /* why no rotation of the value heads (R2 on v_proj's output and
+                                      o_proj's input) is exact in this family, or NULL: a config with one
+                                      is refused with this reason (Qwen3-Next's output gate) */
+  const char *refused_tensors;     /* tensors (globs over whole names) rotq cannot rotate exactly, or
+                                      NULL: a checkpoint holding one is refused (Qwen3-Next's mtp.*) */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
   family_layer_names names;        /* what the forward pass reads */
