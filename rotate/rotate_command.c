@@ -1,5 +1,6 @@
 #include "rotate/rotate_command.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,7 +403,20 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     char module[TENSOR_NAME_MAX];
     bool is_bias;
     tensor_module(t->name, module, sizeof module, &is_bias);
-    if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
+    int layer = adapter_layer_of(a, module);
+    if (layer >= ck->config.num_hidden_layers) {
+      /* DeepSeek-V3's multi-token-prediction layer is stored as layer num_hidden_layers: a layer the
+         model's forward pass never runs, which ends in its own norm before the shared lm_head */
+      rotq_fail(err,
+                "tensor '%s' belongs to layer %d, but config.json has num_hidden_layers %d%s: rotq rotates the "
+                "decoder layers only; remove the extra layer's tensors (transformers ignores them at load)",
+                t->name, layer, ck->config.num_hidden_layers,
+                cJSON_GetObjectItemCaseSensitive(ck->config.json, "num_nextn_predict_layers")
+                    ? " (a multi-token-prediction layer, num_nextn_predict_layers, is not supported)"
+                    : "");
+      goto fail;
+    }
+    if (!add_command(out, t->name, t->name, layer)) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
   }
   const st_tensor *head = checkpoint_find(ck, head_weight);

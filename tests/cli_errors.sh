@@ -232,6 +232,10 @@ checkpoint_fails "$m" "long-name/model.safetensors: tensor 'model\.layers\.0\.ml
 # Sizes in config.json are checked against the tensors before anything is allocated from them.
 m=$(copy_model layers) && sed -i 's/"num_hidden_layers": [0-9]*/"num_hidden_layers": 100000/' "$m/config.json"
 checkpoint_fails "$m" "layers/config.json: field 'num_hidden_layers': 100000 layers, but the checkpoint has only 47 tensors"
+# A layer beyond num_hidden_layers (DeepSeek-V3 stores its multi-token-prediction layer so) was
+# planned as a decoder layer; now refused, naming the tensor.
+m=$(copy_model extra-layer) && sed -i 's/"num_hidden_layers": 5/"num_hidden_layers": 4/' "$m/config.json"
+rotate_fails "$m" "tensor 'model\.layers\.4\.[a-z_.]*' belongs to layer 4, but config.json has num_hidden_layers 4: rotq rotates the decoder layers only"
 m=$(copy_model head-dim) && sed -i 's/^{/{"head_dim": 4096,/' "$m/config.json"
 expect_error "^rotq generate: .*head-dim/config.json: field 'head_dim': 4096 is larger than any dimension of any tensor in the checkpoint \(512\)" -- \
   "$ROTQ" generate --model "$m" --max-new 1
