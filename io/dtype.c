@@ -293,6 +293,45 @@ VECTOR_CLONES static void bfloat16_to_doubles(const unsigned char *src, double *
   }
 }
 
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef float f32x16 __attribute__((vector_size(64)));
+
+/* bfloat16 → float (exact), sixteen at a time. */
+VECTOR_CLONES static void bfloat16_to_floats(const unsigned char *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    if (!(i & 31)) __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+    u16x16 b;
+    memcpy(&b, src + 2 * i, sizeof b);
+    u32x16 w = __builtin_convertvector(b, u32x16) << 16;
+    memcpy(dst + i, &w, sizeof w);
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = bfloat16_to_float(b);
+  }
+}
+
+/* float → bfloat16 as float_to_bfloat16 (NaN kept quiet, else round to nearest even), sixteen at a
+ * time. */
+VECTOR_CLONES static void floats_to_bfloat16(const float *src, unsigned char *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    u32x16 bits;
+    memcpy(&bits, src + i, sizeof bits);
+    u32x16 nan = (u32x16)((bits & 0x7fffffffu) > 0x7f800000u);
+    u32x16 rounded = (bits + 0x7fffu + ((bits >> 16) & 1)) >> 16, quiet = bits >> 16 | 0x0040;
+    u16x16 h = __builtin_convertvector((nan & quiet) | (~nan & rounded), u16x16);
+    memcpy(dst + 2 * i, &h, sizeof h);
+  }
+  for (; i < n; i++) {
+    uint16_t b = float_to_bfloat16(src[i]);
+    memcpy(dst + 2 * i, &b, 2);
+  }
+}
+
 /* dst[i] = src[i]·scale[i] in doubles, eight at a time. */
 VECTOR_CLONES static void scale_doubles(double *dst, const double *scale, size_t n) {
   size_t i = 0;
@@ -326,6 +365,35 @@ VECTOR_CLONES static void bfloat16_to_doubles_scaled(const unsigned char *src, c
     memcpy(&b, src + 2 * i, 2);
     dst[i] = (double)bfloat16_to_float(b) * scale[i];
   }
+}
+
+/* bfloat16 → float times scale[i] (the product in double, rounded once to float), eight at a time. */
+VECTOR_CLONES static void bfloat16_to_floats_scaled(const unsigned char *src, const double *scale, float *dst,
+                                                    size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u16x8 b;
+    f64x8 g;
+    memcpy(&b, src + 2 * i, sizeof b);
+    memcpy(&g, scale + i, sizeof g);
+    f64x8 d = __builtin_convertvector((f32x8)(__builtin_convertvector(b, u32x8) << 16), f64x8) * g;
+    f32x8 f = __builtin_convertvector(d, f32x8);
+    memcpy(dst + i, &f, sizeof f);
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = (float)((double)bfloat16_to_float(b) * scale[i]);
+  }
+}
+
+void dtype_to_f32_scaled(dtype t, const void *src, const double *scale, float *dst, size_t n) {
+  if (t == DTYPE_BF16) {
+    bfloat16_to_floats_scaled(src, scale, dst, n);
+    return;
+  }
+  dtype_to_f32(t, src, dst, n);
+  for (size_t i = 0; i < n; i++) dst[i] = (float)(dst[i] * scale[i]);
 }
 
 void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n) {
@@ -378,13 +446,7 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
       dst[i] = half_to_float(h);
     }
     break;
-  case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b;
-      memcpy(&b, p + 2 * i, 2);
-      dst[i] = bfloat16_to_float(b);
-    }
-    break;
+  case DTYPE_BF16: bfloat16_to_floats(p, dst, n); break;
   default: /* quantized codes: exact as doubles; every F8/U8/F4 value is exact in a float too */
     for (size_t i = 0; i < n; i++) {
       double d;
@@ -430,12 +492,7 @@ void dtype_from_f32(dtype t, const float *src, void *dst, size_t n) {
       memcpy(p + 2 * i, &h, 2);
     }
     break;
-  case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b = float_to_bfloat16(src[i]);
-      memcpy(p + 2 * i, &b, 2);
-    }
-    break;
+  case DTYPE_BF16: floats_to_bfloat16(src, p, n); break;
   default:
     for (size_t i = 0; t != DTYPE_F4_E2M1 && i < n; i++) {
       double d = src[i];

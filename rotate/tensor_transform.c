@@ -175,6 +175,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #define REAL double
 #define SUFFIX(x) x##_f64
 #define TO_REAL st_to_f64
+#define TO_REAL_SCALED st_to_f64_scaled
 #define FROM_REAL dtype_from_f64
 #define APPLY_ROWS rotation_apply_rows_f64
 #define APPLY_COLS rotation_apply_cols_f64
@@ -183,6 +184,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #undef REAL
 #undef SUFFIX
 #undef TO_REAL
+#undef TO_REAL_SCALED
 #undef FROM_REAL
 #undef APPLY_ROWS
 #undef APPLY_COLS
@@ -191,14 +193,16 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #define REAL float
 #define SUFFIX(x) x##_f32
 #define TO_REAL st_to_f32
+#define TO_REAL_SCALED st_to_f32_scaled
 #define FROM_REAL dtype_from_f32
 #define APPLY_ROWS rotation_apply_rows_f32
 #define APPLY_COLS rotation_apply_cols_f32
-#define NORM_IN_LOAD 0
+#define NORM_IN_LOAD 1
 #include "rotate/tensor_transform_template.h"
 #undef REAL
 #undef SUFFIX
 #undef TO_REAL
+#undef TO_REAL_SCALED
 #undef FROM_REAL
 #undef APPLY_ROWS
 #undef APPLY_COLS

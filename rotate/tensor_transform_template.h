@@ -1,8 +1,9 @@
 /* Template of a command's arithmetic on one tensor part, for one compute precision; included by
  * tensor_transform.c after defining REAL (double or float), SUFFIX(x) (x_f64 / x_f32), TO_REAL and
  * FROM_REAL (st_to_f64 / dtype_from_f64, or the f32 pair: reading dequantizes), APPLY_ROWS and APPLY_COLS
- * (rotation_apply_rows_f64 / rotation_apply_cols_f64, or the f32 pair) and NORM_IN_LOAD (1 where
- * the norm can be fused while converting: float64, through st_to_f64_scaled). Norm weights,
+ * (rotation_apply_rows_f64 / rotation_apply_cols_f64, or the f32 pair), TO_REAL_SCALED
+ * (st_to_f64_scaled / st_to_f32_scaled) and NORM_IN_LOAD (1: the norm is fused while converting,
+ * each product rounded to REAL once, as a separate multiplication would round it). Norm weights,
  * means, dot products and the bias shift stay float64; each operation rounds its result to REAL
  * once, as C's arithmetic conversions do. */
 
@@ -68,7 +69,7 @@ static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, 
       size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col;
       if (strided && i + PREFETCH_ROWS < m->rows)
         prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
-      st_to_f64_scaled(t, (row + i) * plan->cols + col, m->cols, g, m->x + i * m->ld);
+      TO_REAL_SCALED(t, (row + i) * plan->cols + col, m->cols, g, m->x + i * m->ld);
     }
     return;
   }
