@@ -35,7 +35,8 @@ static void kernel_f64(const rotation *r, const unsigned char *src, unsigned cha
   for (size_t b = 0; b < rows; b += block) {
     size_t n = rows - b < block ? rows - b : block;
     double t0 = now();
-    for (size_t i = 0; i < n; i++) dtype_to_f64_scaled(DTYPE_BF16, src + (b + i) * cols * 2, norm, work + i * cols, cols);
+    for (size_t i = 0; i < n; i++)
+      dtype_to_f64_scaled(DTYPE_BF16, src + (b + i) * cols * 2, norm, work + i * cols, cols);
     double t1 = now();
     rotation_apply_rows_f64(r, work, n, cols, cols);
     double t2 = now();
@@ -53,7 +54,8 @@ static void kernel_f32(const rotation *r, const unsigned char *src, unsigned cha
   for (size_t b = 0; b < rows; b += block) {
     size_t n = rows - b < block ? rows - b : block;
     double t0 = now();
-    for (size_t i = 0; i < n; i++) dtype_to_f32_scaled(DTYPE_BF16, src + (b + i) * cols * 2, norm, work + i * cols, cols);
+    for (size_t i = 0; i < n; i++)
+      dtype_to_f32_scaled(DTYPE_BF16, src + (b + i) * cols * 2, norm, work + i * cols, cols);
     double t1 = now();
     rotation_apply_rows_f32(r, work, n, cols, cols);
     double t2 = now();
