@@ -1,7 +1,7 @@
 /* Streaming safetensors writer. Opening plans the whole layout (tensors in the given order, cut
  * greedily into shards of at most max_shard_bytes of data), creates every shard with its final
- * size reserved and its header written; tensors then land at their planned offsets with pwrite,
- * so they may arrive in any order, whole or in parts, and from several threads. */
+ * size reserved (on tmpfs: sized, the free space checked) and its header written; tensors then land at their planned
+ * offsets with pwrite, so they may arrive in any order, whole or in parts, and from several threads. */
 #include "io/safetensors_writer.h"
 
 #include <cjson/cJSON.h>

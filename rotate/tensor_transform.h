@@ -1,5 +1,6 @@
 /* Executes one rotate_command on one tensor, piece by piece: read the piece (from the read-only
- * mapping), convert once to the compute precision (float64 by default), fuse the norm, bake the
+ * mapping, or for a row piece from a copy of its rows the caller read: tensor_transform_piece_from),
+ * convert once to the compute precision (float64 by default), fuse the norm, bake the
  * mean, rotate, cast once to the output dtype (the tensor's own, or the one the user picked;
  * quantized tensors are read as their exact values and written as BF16 by default). Tensors
  * without a command's work, written in their own dtype, are copied bit for bit.
