@@ -42,7 +42,7 @@ timed() {
   CPU=$(awk -v a="$user" -v b="$sys" 'BEGIN { printf "%.2f", a + b }')
   RSS_MB=$((rss / 1024))
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 twice() { # the command twice, removing $1 before each; the second timed
   local out=$1
   shift
@@ -94,7 +94,7 @@ for spec in "${SHAPES[@]}"; do
   one_s=$WALL
   for s in $(cd "$SHM/out" && ls ./*.safetensors); do cmp -s "$SHM/out/$s" "$SHM/one/$s" || same="DIFFERENT (--threads 1, $s)"; done
   rm -rf "$SHM/one" "$SHM/out"
-  efficiency=$(awk -v a="$one_s" -v b="$rot_s" -v n="$THREADS" 'BEGIN { printf "%.0f%%", 100 * a / (n * b) }')
+  efficiency=$(awk -v a="$one_s" -v b="$rot_s" -v n="$THREADS" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / (n * b); else printf "-" }')
   echo "| $label | $gb | $cp_s ($cp_cpu) | $rot_s ($rot_cpu) | $(ratio "$rot_s" "$cp_s") | $(ratio "$gb" "$rot_s") | $ver_s ($ver_cpu) | $(ratio "$ver_s" "$cp_s") | $(ratio "$ver_s" "$rot_s")× wall, $(ratio "$ver_cpu" "$rot_cpu")× CPU | $one_s | $efficiency | $rot_rss / $ver_rss checked | $same (--threads 1, $THREADS, checked) |"
 done
 rm -rf "$SHM"

@@ -19,7 +19,8 @@
 #       only), when there is room,
 #   (g) bench/memory.sh: the in-memory comparison as its own table (rotate vs cp -r, tmpfs to tmpfs,
 #       llama-3.2-1b and llama-3-8b cut to MEM8B_LAYERS layers; GB/s of weights; the check's cost;
-#       --threads 1 vs all; the per-row-block kernel against memcpy). MEMORY=0 skips it.
+#       --threads 1 vs all; the per-row-block kernel against memcpy). MEMORY=0 skips it;
+#       MEMORY_SHAPES (words SHAPE[:LAYERS]) replaces its two shapes.
 # Before each timed step the page cache is dropped when this user may (sync; echo 3 >
 # /proc/sys/vm/drop_caches); the report says whether it was.
 # Environment: BENCH_DIR (work directory, default /tmp/rotq-bench; needs ~3× the checkpoint's size),
@@ -223,6 +224,7 @@ FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')
   fi
   if [ "${MEMORY:-1}" != 0 ]; then
     echo
-    ROTQ_BUILD=$BUILD "$ROOT/bench/memory.sh"
+    # shellcheck disable=SC2086 # MEMORY_SHAPES is a list of words
+    ROTQ_BUILD=$BUILD "$ROOT/bench/memory.sh" ${MEMORY_SHAPES:-}
   fi
 } | tee "$REPORT"
