@@ -16,7 +16,11 @@
 #   (f) the arithmetic alone, in memory: a copy of the model cut to MEM_LAYERS decoder layers
 #       (default 4; embedding and lm_head whole) on /dev/shm, rotated by rotq from tmpfs to tmpfs
 #       (its second run: the first pays for fresh tmpfs pages) and by the dense benchmark (compute
-#       only), when there is room.
+#       only), when there is room,
+#   (g) bench/memory.sh: the in-memory comparison as its own table (rotate vs cp -r, tmpfs to tmpfs,
+#       llama-3.2-1b and llama-3-8b cut to MEM8B_LAYERS layers; GB/s of weights; the check's cost;
+#       --threads 1 vs all; the per-row-block kernel against memcpy). MEMORY=0 skips it;
+#       MEMORY_SHAPES (words SHAPE[:LAYERS]) replaces its two shapes.
 # Before each timed step the page cache is dropped when this user may (sync; echo 3 >
 # /proc/sys/vm/drop_caches); the report says whether it was.
 # Environment: BENCH_DIR (work directory, default /tmp/rotq-bench; needs ~3× the checkpoint's size),
@@ -37,7 +41,7 @@ if [ -n "${ROTQ_BUILD:-}" ]; then
 else
   BUILD=$ROOT/build-bench
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" --target rotq bench_dense_rotate >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)" --target rotq bench_dense_rotate bench_kernel >/dev/null
 fi
 ROTQ=$BUILD/rotq
 DENSE=$BUILD/bench_dense_rotate
@@ -217,5 +221,10 @@ FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')
   if [ -n "${MEM_DENSE_LOG:-}" ]; then
     echo "- dense benchmark on the in-memory model:"
     sed 's/^/    /' "$MEM_DENSE_LOG"
+  fi
+  if [ "${MEMORY:-1}" != 0 ]; then
+    echo
+    # shellcheck disable=SC2086 # MEMORY_SHAPES is a list of words
+    ROTQ_BUILD=$BUILD "$ROOT/bench/memory.sh" ${MEMORY_SHAPES:-}
   fi
 } | tee "$REPORT"

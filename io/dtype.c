@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -253,6 +254,58 @@ VECTOR_CLONES static void doubles_to_bfloat16(const double *src, unsigned char *
   narrow_doubles(src, dst, n, 8, 7);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* doubles → bfloat16 with AVX-512 (F and VL), eight at a time, exactly as narrow_double rounds: a
+ * value whose result is a normal number (or overflows to inf) is converted to float truncated
+ * (round toward zero, one instruction) with the lowest bit set when that was inexact (round to
+ * odd: 24 bits ≥ bf16's 8 + 2, so no double rounding), then rounded to nearest even on the float's
+ * bits; eight with any other value (zero, subnormal results, inf, NaN) go through narrow_double.
+ * Returns the elements done (a multiple of 8). */
+__attribute__((target("avx512f,avx512vl"))) static size_t doubles_to_bfloat16_avx512(const double *src,
+                                                                                     unsigned char *dst, size_t n) {
+  const __m512i magnitude_mask = _mm512_set1_epi64(0x7fffffffffffffffLL);
+  const __m512i lowest = _mm512_set1_epi64((long long)((uint64_t)(1023 - 126) << 52)); /* 2^-126 */
+  const __m512i beyond = _mm512_set1_epi64((long long)((uint64_t)(1023 + 128) << 52)); /* 2^128 */
+  const __m256i one = _mm256_set1_epi32(1), below_half = _mm256_set1_epi32(0x7fff);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512d x = _mm512_loadu_pd(src + i);
+    __m512i magnitude = _mm512_and_si512(_mm512_castpd_si512(x), magnitude_mask);
+    if (_mm512_cmplt_epu64_mask(magnitude, lowest) | _mm512_cmpge_epu64_mask(magnitude, beyond)) {
+      for (size_t k = i; k < i + 8; k++) {
+        uint16_t h = narrow_double(src[k], 8, 7);
+        memcpy(dst + 2 * k, &h, 2);
+      }
+      continue;
+    }
+    __m256 truncated = _mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(truncated), x, _CMP_NEQ_UQ);
+    __m256i bits = _mm256_castps_si256(truncated);
+    bits = _mm256_mask_or_epi32(bits, inexact, bits, one);
+    __m256i tie = _mm256_and_si256(_mm256_srli_epi32(bits, 16), one);
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, below_half), tie), 16);
+    _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), _mm256_cvtepi32_epi16(rounded));
+  }
+  return i;
+}
+
+static bool has_avx512vl(void) {
+  static int known = -1; /* a benign race: every thread computes the same value */
+  if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  return known;
+}
+#endif
+
+/* doubles → bfloat16: the AVX-512 loop where the CPU has it, else (and for the tail) narrow_doubles. */
+static void doubles_to_bfloat16_best(const double *src, unsigned char *dst, size_t n) {
+  size_t done = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (has_avx512vl()) done = doubles_to_bfloat16_avx512(src, dst, n);
+#endif
+  doubles_to_bfloat16(src + done, dst + 2 * done, n - done);
+}
+
 VECTOR_CLONES static void doubles_to_half(const double *src, unsigned char *dst, size_t n) {
   narrow_doubles(src, dst, n, 5, 10);
 }
@@ -293,6 +346,45 @@ VECTOR_CLONES static void bfloat16_to_doubles(const unsigned char *src, double *
   }
 }
 
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef float f32x16 __attribute__((vector_size(64)));
+
+/* bfloat16 → float (exact), sixteen at a time. */
+VECTOR_CLONES static void bfloat16_to_floats(const unsigned char *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    if (!(i & 31)) __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+    u16x16 b;
+    memcpy(&b, src + 2 * i, sizeof b);
+    u32x16 w = __builtin_convertvector(b, u32x16) << 16;
+    memcpy(dst + i, &w, sizeof w);
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = bfloat16_to_float(b);
+  }
+}
+
+/* float → bfloat16 as float_to_bfloat16 (NaN kept quiet, else round to nearest even), sixteen at a
+ * time. */
+VECTOR_CLONES static void floats_to_bfloat16(const float *src, unsigned char *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    u32x16 bits;
+    memcpy(&bits, src + i, sizeof bits);
+    u32x16 nan = (u32x16)((bits & 0x7fffffffu) > 0x7f800000u);
+    u32x16 rounded = (bits + 0x7fffu + ((bits >> 16) & 1)) >> 16, quiet = bits >> 16 | 0x0040;
+    u16x16 h = __builtin_convertvector((nan & quiet) | (~nan & rounded), u16x16);
+    memcpy(dst + 2 * i, &h, sizeof h);
+  }
+  for (; i < n; i++) {
+    uint16_t b = float_to_bfloat16(src[i]);
+    memcpy(dst + 2 * i, &b, 2);
+  }
+}
+
 /* dst[i] = src[i]·scale[i] in doubles, eight at a time. */
 VECTOR_CLONES static void scale_doubles(double *dst, const double *scale, size_t n) {
   size_t i = 0;
@@ -306,7 +398,62 @@ VECTOR_CLONES static void scale_doubles(double *dst, const double *scale, size_t
   for (; i < n; i++) dst[i] *= scale[i];
 }
 
+/* bfloat16 → double times scale[i], in one pass (the product rounds as x·scale[i] does). */
+VECTOR_CLONES static void bfloat16_to_doubles_scaled(const unsigned char *src, const double *scale, double *dst,
+                                                     size_t n) {
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) { /* one cache line of source at a time */
+    __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+    for (size_t k = i; k < i + 32; k += 8) {
+      u16x8 b;
+      f64x8 g;
+      memcpy(&b, src + 2 * k, sizeof b);
+      memcpy(&g, scale + k, sizeof g);
+      f64x8 d = __builtin_convertvector((f32x8)(__builtin_convertvector(b, u32x8) << 16), f64x8) * g;
+      memcpy(dst + k, &d, sizeof d);
+    }
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = (double)bfloat16_to_float(b) * scale[i];
+  }
+}
+
+/* bfloat16 → float times scale[i] (the product in double, rounded once to float), eight at a time. */
+VECTOR_CLONES static void bfloat16_to_floats_scaled(const unsigned char *src, const double *scale, float *dst,
+                                                    size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u16x8 b;
+    f64x8 g;
+    memcpy(&b, src + 2 * i, sizeof b);
+    memcpy(&g, scale + i, sizeof g);
+    f64x8 d = __builtin_convertvector((f32x8)(__builtin_convertvector(b, u32x8) << 16), f64x8) * g;
+    f32x8 f = __builtin_convertvector(d, f32x8);
+    memcpy(dst + i, &f, sizeof f);
+  }
+  for (; i < n; i++) {
+    uint16_t b;
+    memcpy(&b, src + 2 * i, 2);
+    dst[i] = (float)((double)bfloat16_to_float(b) * scale[i]);
+  }
+}
+
+void dtype_to_f32_scaled(dtype t, const void *src, const double *scale, float *dst, size_t n) {
+  if (t == DTYPE_BF16) {
+    bfloat16_to_floats_scaled(src, scale, dst, n);
+    return;
+  }
+  dtype_to_f32(t, src, dst, n);
+  for (size_t i = 0; i < n; i++) dst[i] = (float)(dst[i] * scale[i]);
+}
+
 void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n) {
+  if (t == DTYPE_BF16) {
+    bfloat16_to_doubles_scaled(src, scale, dst, n);
+    return;
+  }
   dtype_to_f64(t, src, dst, n);
   scale_doubles(dst, scale, n);
 }
@@ -352,13 +499,7 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
       dst[i] = half_to_float(h);
     }
     break;
-  case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b;
-      memcpy(&b, p + 2 * i, 2);
-      dst[i] = bfloat16_to_float(b);
-    }
-    break;
+  case DTYPE_BF16: bfloat16_to_floats(p, dst, n); break;
   default: /* quantized codes: exact as doubles; every F8/U8/F4 value is exact in a float too */
     for (size_t i = 0; i < n; i++) {
       double d;
@@ -383,7 +524,7 @@ void dtype_from_f64(dtype t, const double *src, void *dst, size_t n) {
     }
     break;
   case DTYPE_F16: doubles_to_half(src, p, n); break;
-  case DTYPE_BF16: doubles_to_bfloat16(src, p, n); break;
+  case DTYPE_BF16: doubles_to_bfloat16_best(src, p, n); break;
   default: quantized_from_f64(t, src, p, n); break;
   }
 }
@@ -404,12 +545,7 @@ void dtype_from_f32(dtype t, const float *src, void *dst, size_t n) {
       memcpy(p + 2 * i, &h, 2);
     }
     break;
-  case DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t b = float_to_bfloat16(src[i]);
-      memcpy(p + 2 * i, &b, 2);
-    }
-    break;
+  case DTYPE_BF16: floats_to_bfloat16(src, p, n); break;
   default:
     for (size_t i = 0; t != DTYPE_F4_E2M1 && i < n; i++) {
       double d = src[i];

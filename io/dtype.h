@@ -51,6 +51,9 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n); /* F64 → F3
 /* dtype_to_f64, then each element multiplied by scale[i] (one rounding: the conversion is exact);
  * for rows of up to a few thousand elements, which stay in the L1 cache in between. */
 void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n);
+/* dst[i] = (float)(x[i]·scale[i]), x[i] = dtype_to_f32's value, the product in double: what
+ * dtype_to_f32 and then that product element by element give. */
+void dtype_to_f32_scaled(dtype t, const void *src, const double *scale, float *dst, size_t n);
 /* n doubles/floats → type t at dst, one rounding (RNE). F8_E4M3: beyond ±448 (once rounded) NaN,
  * as the format has no infinity; F8_E5M2 overflows to ±inf; U8: rounded and clamped to 0..255
  * (NaN → 0); F4_E2M1: not written (rotq never writes packed FP4). */

@@ -96,6 +96,15 @@ void st_to_f64_scaled(const st_tensor *t, size_t first, size_t n, const double *
   for (size_t i = 0; i < n; i++) dst[i] *= g[i];
 }
 
+void st_to_f32_scaled(const st_tensor *t, size_t first, size_t n, const double *g, float *dst) {
+  if (t->scaling == ST_SCALE_NONE) {
+    dtype_to_f32_scaled(t->dtype, st_address(t, first), g, dst, n);
+    return;
+  }
+  st_to_f32(t, first, n, dst);
+  for (size_t i = 0; i < n; i++) dst[i] = (float)(dst[i] * g[i]);
+}
+
 void st_to_f32(const st_tensor *t, size_t first, size_t n, float *dst) {
   if (t->scaling == ST_SCALE_NONE) {
     dtype_to_f32(t->dtype, st_address(t, first), dst, n);

@@ -41,6 +41,8 @@ bool st_is_quantized(const st_tensor *t);
 void st_to_f64(const st_tensor *t, size_t first, size_t n, double *dst);
 void st_to_f64_scaled(const st_tensor *t, size_t first, size_t n, const double *g, double *dst);
 void st_to_f32(const st_tensor *t, size_t first, size_t n, float *dst);
+/* st_to_f32, then dst[i] = (float)(dst[i]·g[i]) (the product in double). */
+void st_to_f32_scaled(const st_tensor *t, size_t first, size_t n, const double *g, float *dst);
 /* Index (from first) of the first non-finite value among n elements of t from `first`, or n. */
 size_t st_first_non_finite(const st_tensor *t, size_t first, size_t n);
 /* The address of the byte holding element `first` of t, and the bytes of n elements from there. */

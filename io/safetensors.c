@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,11 +287,29 @@ static void page_span(const void *data, size_t nbytes, void **begin, size_t *len
   *length = (size_t)(end - first);
 }
 
+/* Are all the pages of [begin, begin + length) (page-aligned) in the page cache already? Asked
+ * MINCORE_PAGES at a time; false where mincore fails. */
+#define MINCORE_PAGES 1024
+static bool resident(void *begin, size_t length) {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char vec[MINCORE_PAGES];
+  for (size_t done = 0; done < length;) {
+    size_t chunk = length - done < MINCORE_PAGES * page ? length - done : MINCORE_PAGES * page;
+    if (mincore((unsigned char *)begin + done, chunk, vec) != 0) return false;
+    for (size_t i = 0; i < (chunk + page - 1) / page; i++)
+      if (!(vec[i] & 1)) return false;
+    done += chunk;
+  }
+  return true;
+}
+
 void st_prefetch(const void *data, size_t nbytes) {
   void *begin;
   size_t length;
   page_span(data, nbytes, &begin, &length);
-  if (!length) return;
+  /* resident bytes (tmpfs, or a file read before) need no reading: populating their page table
+   * entries only to drop them again would cost a pass and a TLB shootdown for nothing */
+  if (!length || resident(begin, length)) return;
 #ifdef MADV_POPULATE_READ
   if (madvise(begin, length, MADV_POPULATE_READ) != 0)
 #endif

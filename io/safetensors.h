@@ -57,7 +57,8 @@ size_t st_numel(const st_tensor *t);
 /* Bytes [data, data + nbytes) of a file's mapping (a tensor's data, or part of it; widened to
  * whole pages). Prefetch reads them from the disk into the page cache now, waiting for them, without
  * keeping them in this process's memory (MADV_POPULATE_READ, or a read of each page where the
- * kernel lacks it; then MADV_DONTNEED). Release returns them to the kernel (MADV_DONTNEED), so
+ * kernel lacks it; then MADV_DONTNEED); bytes already in the page cache (mincore) are left as
+ * they are. Release returns them to the kernel (MADV_DONTNEED), so
  * bytes already used stop counting in this process's memory; reading them again maps them again
  * from the page cache. Only for bytes inside a st_file's mapping. */
 void st_prefetch(const void *data, size_t nbytes);

@@ -1,7 +1,7 @@
 /* Streaming safetensors writer. Opening plans the whole layout (tensors in the given order, cut
  * greedily into shards of at most max_shard_bytes of data), creates every shard with its final
- * size reserved and its header written; tensors then land at their planned offsets with pwrite,
- * so they may arrive in any order, whole or in parts, and from several threads. */
+ * size reserved (on tmpfs: sized, the free space checked) and its header written; tensors then land at their planned
+ * offsets with pwrite, so they may arrive in any order, whole or in parts, and from several threads. */
 #include "io/safetensors_writer.h"
 
 #include <cjson/cJSON.h>
@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "io/json_file.h"
 
@@ -205,6 +207,25 @@ static int write_fully(int fd, const void *data, size_t n, uint64_t offset) {
   return 0;
 }
 
+/* Is fd's file on a file system held in memory (tmpfs, ramfs) with room for size more bytes now? */
+static bool memory_fs_with_room(int fd, size_t size) {
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0 || (fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC)) return false;
+  return fs.f_type == RAMFS_MAGIC || (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_bsize >= size;
+}
+
+/* Sizes fd's file to size bytes, reserving them where the file system can (ENOSPC now rather
+ * than mid-write): 0 or an errno value. On tmpfs, where a reservation allocates (and zeroes) every
+ * page at once, on one thread, before any work starts, the free space is checked instead and the
+ * pages come with the writes (a write that still finds no room fails with ENOSPC, as pwrite
+ * reports it: the output is then not completed). */
+static int reserve_space(int fd, size_t size) {
+  int code = memory_fs_with_room(fd, size) ? EOPNOTSUPP : posix_fallocate(fd, 0, (off_t)size);
+  if (code == EOPNOTSUPP || code == EINVAL) /* the file system cannot reserve: just size it */
+    code = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+  return code;
+}
+
 /* Creates shard s (a new file), reserves its final size and writes its header. */
 static int create_shard(st_writer *w, size_t s, rotq_error *err) {
   shard *sh = &w->shards[s];
@@ -222,9 +243,7 @@ static int create_shard(st_writer *w, size_t s, rotq_error *err) {
     free(header);
     return rotq_fail(err, "%s: cannot create: %s", sh->path, strerror(errno));
   }
-  int code = posix_fallocate(sh->fd, 0, (off_t)sh->size); /* ENOSPC now rather than mid-write */
-  if (code == EOPNOTSUPP || code == EINVAL)               /* the file system cannot reserve: just size it */
-    code = ftruncate(sh->fd, (off_t)sh->size) == 0 ? 0 : errno;
+  int code = reserve_space(sh->fd, sh->size);
   if (code != 0) {
     free(header);
     return rotq_fail(err, "%s: cannot reserve %llu bytes: %s", sh->path, (unsigned long long)sh->size, strerror(code));

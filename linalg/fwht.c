@@ -14,6 +14,7 @@
 
 #define REAL double
 #define TARGET
+#define RADIX_LOG_MAX 3
 #define NAME(kernel) NAME_EXPAND(kernel, f64_generic)
 #define LANES 2
 typedef double f64x2 __attribute__((vector_size(16)));
@@ -27,6 +28,7 @@ typedef int64_t i64x2 __attribute__((vector_size(16)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA
@@ -34,6 +36,7 @@ typedef int64_t i64x2 __attribute__((vector_size(16)));
 
 #define REAL float
 #define TARGET
+#define RADIX_LOG_MAX 3
 #define NAME(kernel) NAME_EXPAND(kernel, f32_generic)
 #define LANES 4
 typedef float f32x4 __attribute__((vector_size(16)));
@@ -47,6 +50,7 @@ typedef int32_t i32x4 __attribute__((vector_size(16)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA
@@ -55,6 +59,7 @@ typedef int32_t i32x4 __attribute__((vector_size(16)));
 #if defined(__x86_64__)
 #define REAL double
 #define TARGET __attribute__((target("avx2,fma")))
+#define RADIX_LOG_MAX 3 /* 16 vector registers */
 #define NAME(kernel) NAME_EXPAND(kernel, f64_avx2)
 #define LANES 4
 typedef double f64x4 __attribute__((vector_size(32)));
@@ -68,6 +73,7 @@ typedef int64_t i64x4 __attribute__((vector_size(32)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA
@@ -75,6 +81,7 @@ typedef int64_t i64x4 __attribute__((vector_size(32)));
 
 #define REAL float
 #define TARGET __attribute__((target("avx2,fma")))
+#define RADIX_LOG_MAX 3 /* 16 vector registers */
 #define NAME(kernel) NAME_EXPAND(kernel, f32_avx2)
 #define LANES 8
 typedef float f32x8 __attribute__((vector_size(32)));
@@ -88,6 +95,7 @@ typedef int32_t i32x8 __attribute__((vector_size(32)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA
@@ -95,6 +103,7 @@ typedef int32_t i32x8 __attribute__((vector_size(32)));
 
 #define REAL double
 #define TARGET __attribute__((target("avx512f")))
+#define RADIX_LOG_MAX 4 /* 32 vector registers: 16 rows in flight */
 #define NAME(kernel) NAME_EXPAND(kernel, f64_avx512)
 #define LANES 8
 typedef double f64x8 __attribute__((vector_size(64)));
@@ -108,6 +117,7 @@ typedef int64_t i64x8 __attribute__((vector_size(64)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA
@@ -115,6 +125,7 @@ typedef int64_t i64x8 __attribute__((vector_size(64)));
 
 #define REAL float
 #define TARGET __attribute__((target("avx512f")))
+#define RADIX_LOG_MAX 4 /* 32 vector registers: 16 rows in flight */
 #define NAME(kernel) NAME_EXPAND(kernel, f32_avx512)
 #define LANES 16
 typedef float f32x16 __attribute__((vector_size(64)));
@@ -128,6 +139,7 @@ typedef int32_t i32x16 __attribute__((vector_size(64)));
 #undef TARGET
 #undef NAME
 #undef LANES
+#undef RADIX_LOG_MAX
 #undef VEC
 #undef INDEX
 #undef IOTA

@@ -5,94 +5,95 @@
  *   IOTA    the INDEX {0, 1, ..., LANES-1}
  *   TARGET  a function attribute selecting the instruction set (or nothing)
  *   NAME(x) the variant's name for x
+ *   RADIX_LOG_MAX  most stages done per pass in registers (2^RADIX_LOG_MAX vectors live: 4 with
+ *           32 vector registers, 3 with 16)
  *   MULTIPLY_ADD(a, s, x)  a + s·x for vectors a, x and a scalar s (a fused multiply-add where
  *           the instruction set has one: s is ±1, so s·x is exact and fusing changes no bit).
  * A butterfly maps (a, b) to (a + b, a - b); every variant does the same butterflies on the same
  * pairs in the same stage order, so all variants agree bitwise. Loads and stores go through
  * memcpy: no alignment is assumed. */
 
+/* One pass of K consecutive stages h, 2h, ..., 2^(K−1)·h on rows j of x (row j at x + j·ld, `width`
+ * elements): the 2^K rows j + q·h (q < 2^K) of each group are loaded LANES elements at a time,
+ * taken through the K stages in registers (radix 2^K), and stored once. If scale is not NULL, row
+ * j is first multiplied by scale[j] as it is loaded. K is a constant where this is inlined. */
+TARGET __attribute__((always_inline)) static inline void NAME(pass)(REAL *x, size_t rows, size_t width, size_t ld,
+                                                                    size_t h, const int K, const REAL *scale) {
+  const size_t n = (size_t)1 << K, span = h << K;
+  for (size_t block = 0; block < rows; block += span)
+    for (size_t j = block; j < block + h; j++) {
+      REAL *r = x + j * ld, c[16];
+#pragma GCC unroll 16
+      for (size_t q = 0; q < n; q++) c[q] = scale ? scale[j + q * h] : 1;
+      size_t t = 0;
+      for (; t + LANES <= width; t += LANES) {
+        VEC v[16];
+#pragma GCC unroll 16
+        for (size_t q = 0; q < n; q++) {
+          memcpy(&v[q], r + q * h * ld + t, sizeof v[q]);
+          if (scale) v[q] *= c[q];
+        }
+#pragma GCC unroll 4
+        for (size_t d = 1; d < n; d *= 2)
+#pragma GCC unroll 16
+          for (size_t q = 0; q < n; q++)
+            if (!(q & d)) {
+              VEC a = v[q], b = v[q | d];
+              v[q] = a + b;
+              v[q | d] = a - b;
+            }
+#pragma GCC unroll 16
+        for (size_t q = 0; q < n; q++) memcpy(r + q * h * ld + t, &v[q], sizeof v[q]);
+      }
+      for (; t < width; t++) {
+        REAL v[16];
+        for (size_t q = 0; q < n; q++) v[q] = scale ? r[q * h * ld + t] * c[q] : r[q * h * ld + t];
+        for (size_t d = 1; d < n; d *= 2)
+          for (size_t q = 0; q < n; q++)
+            if (!(q & d)) {
+              REAL a = v[q], b = v[q | d];
+              v[q] = a + b;
+              v[q | d] = a - b;
+            }
+        for (size_t q = 0; q < n; q++) r[q * h * ld + t] = v[q];
+      }
+    }
+}
+
 /* Stages h = h_first, 2·h_first, ... < h_end on rows j of x (row j at x + j·ld, `width` elements),
- * two stages per pass (radix 4) while at least two remain. Elements within a row are independent,
- * so a row is processed LANES at a time, then one by one. If scale is not NULL, row j is first
- * multiplied by scale[j], as the first pass loads it. */
+ * in as few passes as the registers allow (up to RADIX_LOG_MAX stages per pass, the stages shared
+ * evenly between passes). Elements within a row are independent, so a row is processed LANES at a
+ * time, then one by one. If scale is not NULL, row j is first multiplied by scale[j], as the first
+ * pass loads it. Every butterfly is the same whatever the grouping of stages into passes, so the
+ * result is bitwise that of one stage at a time. */
 TARGET static void NAME(stages)(REAL *x, size_t rows, size_t width, size_t ld, size_t h_first, size_t h_end,
                                 const REAL *scale) {
+  int left = 0;
+  for (size_t h = h_first; h < h_end; h *= 2) left++;
+  int passes = (left + RADIX_LOG_MAX - 1) / RADIX_LOG_MAX;
   size_t h = h_first;
-  while (h < h_end) {
-    int radix4 = 4 * h <= h_end;
-    size_t span = radix4 ? 4 * h : 2 * h;
-    for (size_t block = 0; block < rows; block += span)
-      for (size_t j = block; j < block + h; j++) {
-        REAL *r0 = x + j * ld, *r1 = r0 + h * ld, *r2 = r1 + h * ld, *r3 = r2 + h * ld;
-        REAL c0 = 1, c1 = 1, c2 = 1, c3 = 1;
-        if (scale) {
-          c0 = scale[j];
-          c1 = scale[j + h];
-          if (radix4) {
-            c2 = scale[j + 2 * h];
-            c3 = scale[j + 3 * h];
-          }
-        }
-        size_t t = 0;
-        if (radix4) {
-          for (; t + LANES <= width; t += LANES) {
-            VEC a0, a1, a2, a3;
-            memcpy(&a0, r0 + t, sizeof a0);
-            memcpy(&a1, r1 + t, sizeof a1);
-            memcpy(&a2, r2 + t, sizeof a2);
-            memcpy(&a3, r3 + t, sizeof a3);
-            if (scale) {
-              a0 *= c0;
-              a1 *= c1;
-              a2 *= c2;
-              a3 *= c3;
-            }
-            VEC s0 = a0 + a1, d0 = a0 - a1, s1 = a2 + a3, d1 = a2 - a3;
-            VEC y0 = s0 + s1, y1 = d0 + d1, y2 = s0 - s1, y3 = d0 - d1;
-            memcpy(r0 + t, &y0, sizeof y0);
-            memcpy(r1 + t, &y1, sizeof y1);
-            memcpy(r2 + t, &y2, sizeof y2);
-            memcpy(r3 + t, &y3, sizeof y3);
-          }
-          for (; t < width; t++) {
-            REAL a0 = r0[t], a1 = r1[t], a2 = r2[t], a3 = r3[t];
-            if (scale) {
-              a0 *= c0;
-              a1 *= c1;
-              a2 *= c2;
-              a3 *= c3;
-            }
-            REAL s0 = a0 + a1, d0 = a0 - a1, s1 = a2 + a3, d1 = a2 - a3;
-            r0[t] = s0 + s1;
-            r1[t] = d0 + d1;
-            r2[t] = s0 - s1;
-            r3[t] = d0 - d1;
-          }
-        } else {
-          for (; t + LANES <= width; t += LANES) {
-            VEC a0, a1;
-            memcpy(&a0, r0 + t, sizeof a0);
-            memcpy(&a1, r1 + t, sizeof a1);
-            if (scale) {
-              a0 *= c0;
-              a1 *= c1;
-            }
-            VEC y0 = a0 + a1, y1 = a0 - a1;
-            memcpy(r0 + t, &y0, sizeof y0);
-            memcpy(r1 + t, &y1, sizeof y1);
-          }
-          for (; t < width; t++) {
-            REAL a = r0[t], b = r1[t];
-            if (scale) {
-              a *= c0;
-              b *= c1;
-            }
-            r0[t] = a + b;
-            r1[t] = a - b;
-          }
-        }
-      }
-    h = span;
+  while (left > 0) {
+    int k = (left + passes - 1) / passes;
+    if (scale) { /* the scale factors take registers too: at most 8 rows in flight */
+      if (k > 3) k = 3;
+      if (k == 1)
+        NAME(pass)(x, rows, width, ld, h, 1, scale);
+      else if (k == 2)
+        NAME(pass)(x, rows, width, ld, h, 2, scale);
+      else
+        NAME(pass)(x, rows, width, ld, h, 3, scale);
+      passes = (left - k + RADIX_LOG_MAX - 1) / RADIX_LOG_MAX + 1;
+    } else if (k == 1)
+      NAME(pass)(x, rows, width, ld, h, 1, NULL);
+    else if (k == 2)
+      NAME(pass)(x, rows, width, ld, h, 2, NULL);
+    else if (k == 3)
+      NAME(pass)(x, rows, width, ld, h, 3, NULL);
+    else
+      NAME(pass)(x, rows, width, ld, h, 4, NULL);
+    h <<= k;
+    left -= k;
+    passes--;
     scale = NULL;
   }
 }

@@ -4,16 +4,21 @@
 
 #include "io/finite.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A thread's buffers, kept from batch to batch. */
 typedef struct slot {
-  void *work, *output;
-  size_t work_size, output_size;
+  void *work, *output, *input;
+  size_t work_size, output_size, input_size;
 } slot;
 
 /* A whole-tensor output buffer (column pieces), reused by later tensors. */
@@ -49,6 +54,7 @@ typedef struct checker {
 struct pipeline {
   const transform_context *ctx;
   int threads;
+  int *shard_fds; /* per checkpoint shard: a descriptor to pread row pieces from, or -1 */
   checker checking;
   slot *slots;
   pthread_mutex_t lock; /* guards the staging buffers */
@@ -87,8 +93,8 @@ typedef struct batch {
   size_t piece_count;
   atomic_size_t next; /* the next piece to take */
   atomic_bool failed;
-  size_t work_bytes, output_bytes; /* per thread */
-  pthread_mutex_t lock;            /* guards error and timing */
+  size_t work_bytes, output_bytes, input_bytes; /* per thread */
+  pthread_mutex_t lock;                         /* guards error and timing */
   rotq_error error;
   transform_timing timing;
 } batch;
@@ -168,6 +174,9 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
   }
   pl->ctx = ctx;
   pl->threads = threads;
+  pl->shard_fds = malloc((ctx->ck->shard_count ? ctx->ck->shard_count : 1) * sizeof *pl->shard_fds);
+  for (size_t i = 0; pl->shard_fds && i < ctx->ck->shard_count; i++) /* reading by pread is optional */
+    pl->shard_fds[i] = open(ctx->ck->shards[i].path, O_RDONLY | O_CLOEXEC);
   pthread_mutex_init(&pl->lock, NULL);
   pthread_mutex_init(&pl->io_lock, NULL);
   pthread_cond_init(&pl->wake, NULL);
@@ -224,7 +233,10 @@ void pipeline_free(pipeline *pl) {
   pthread_cond_destroy(&pl->wake);
   pthread_mutex_destroy(&pl->io_lock);
   free(pl->queue);
-  for (int t = 0; t < pl->threads; t++) free(pl->slots[t].work), free(pl->slots[t].output);
+  for (int t = 0; t < pl->threads; t++) free(pl->slots[t].work), free(pl->slots[t].output), free(pl->slots[t].input);
+  for (size_t i = 0; pl->shard_fds && i < pl->ctx->ck->shard_count; i++)
+    if (pl->shard_fds[i] >= 0) close(pl->shard_fds[i]);
+  free(pl->shard_fds);
   for (size_t i = 0; i < pl->buffer_count; i++) free(pl->buffers[i].data);
   free(pl->slots);
   free(pl->buffers);
@@ -291,12 +303,19 @@ static unsigned char *job_output(batch *b, job *j, rotq_error *err) {
 }
 
 /* Fails naming the shard and tensor if count elements of t from element `first` on hold a NaN or
- * an infinity (a rotation would spread it over every element it mixes). */
-static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count, rotq_error *err) {
-  size_t at = st_first_non_finite(t, first, count);
+ * an infinity (a rotation would spread it over every element it mixes); the elements are read from
+ * `in`, from element in_first on: t itself, or a copy of some of its elements in memory. */
+static int check_finite_in(const transform_context *ctx, const st_tensor *t, const st_tensor *in, size_t in_first,
+                           size_t first, size_t count, rotq_error *err) {
+  size_t at = st_first_non_finite(in, in_first, count);
   if (at == count) return 0;
   return rotq_fail(err, "%s: tensor '%s': element %zu is not finite (NaN or infinity)", checkpoint_path_of(ctx->ck, t),
                    t->name, first + at);
+}
+
+/* check_finite_in reading t itself. */
+static int check_finite(const transform_context *ctx, const st_tensor *t, size_t first, size_t count, rotq_error *err) {
+  return check_finite_in(ctx, t, t, first, first, count, err);
 }
 
 /* Fails naming the tensor if count written elements (of the tensor's dtype, from element `first`)
@@ -308,6 +327,40 @@ static int check_output_finite(const tensor_plan *plan, const void *data, size_t
                    "tensor '%s': element %zu is not finite once rotated and rounded to %s (the fused, rotated "
                    "weight overflows the dtype's range)",
                    plan->command->name, first + at, dtype_name(plan->out_dtype));
+}
+
+/* Row piece [begin, end) of plan's source read into s->input with pread, described by *rows (its
+ * element 0 the piece's first): 1 when read, 0 when the piece is to be read through the mapping
+ * (a scaled tensor, no descriptor, no buffer), -1 (and err) when the read fails. A read copies
+ * from the page cache once; the mapping would map and unmap every page (3-4x the CPU time on
+ * tmpfs) and its pages would count in this process's memory until released. */
+static int read_rows(const pipeline *pl, const tensor_plan *plan, size_t begin, size_t end, const slot *s,
+                     st_tensor *rows, rotq_error *err) {
+  const st_tensor *t = plan->source;
+  const checkpoint *ck = pl->ctx->ck;
+  if (!pl->shard_fds || t->scaling != ST_SCALE_NONE || dtype_size(t->dtype) == 0) return 0;
+  size_t first = begin * plan->cols, bytes = st_span(t, first, (end - begin) * plan->cols);
+  uintptr_t at = (uintptr_t)st_address(t, first);
+  if (bytes > s->input_size) return 0;
+  for (size_t i = 0; i < ck->shard_count; i++) {
+    uintptr_t map = (uintptr_t)ck->shards[i].map;
+    if (at < map || at + bytes > map + ck->shards[i].size) continue;
+    if (pl->shard_fds[i] < 0) return 0;
+    size_t offset = at - map;
+    for (size_t done = 0; done < bytes;) {
+      ssize_t got = pread(pl->shard_fds[i], (unsigned char *)s->input + done, bytes - done, (off_t)(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0)
+        return rotq_fail(err, "%s: tensor '%s': cannot read %zu bytes at offset %zu: %s", ck->shards[i].path, t->name,
+                         bytes - done, offset + done, got < 0 ? strerror(errno) : "unexpected end of file");
+      done += (size_t)got;
+    }
+    *rows = *t;
+    rows->data = s->input;
+    rows->nbytes = bytes;
+    return 1;
+  }
+  return 0;
 }
 
 /* Piece p, from reading to writing, with this thread's buffers. */
@@ -330,16 +383,23 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     size_t begin, end, row_bytes = plan->cols * dtype_size(plan->out_dtype);
     tensor_piece_range(plan, p->index, &begin, &end);
     double t_check = now_seconds();
-    if (check_finite(ctx, source, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
+    st_tensor rows;
+    int read = read_rows(b->pl, plan, begin, end, s, &rows, err);
+    if (read < 0) return -1;
+    const st_tensor *in = read ? &rows : source;
+    if (check_finite_in(ctx, source, in, read ? 0 : begin * plan->cols, begin * plan->cols, (end - begin) * plan->cols,
+                        err) < 0)
+      return -1;
     timing->read += now_seconds() - t_check;
-    if (tensor_transform_piece(ctx, plan, p->index, s->work, s->output, timing, err) < 0) return -1;
+    if (tensor_transform_piece_from(ctx, plan, p->index, read ? &rows : NULL, s->work, s->output, timing, err) < 0)
+      return -1;
     if (check_output_finite(plan, s->output, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     double t0 = now_seconds();
     int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
                                   (end - begin) * row_bytes, err);
     timing->write += now_seconds() - t0;
     size_t read_bytes = st_span(source, begin * plan->cols, (end - begin) * plan->cols);
-    st_release(st_address(source, begin * plan->cols), read_bytes);
+    if (!read) st_release(st_address(source, begin * plan->cols), read_bytes);
     consumed(b->pl, read_bytes);
     return rc;
   }
@@ -395,6 +455,10 @@ static int plan_batch(batch *b, const rotate_command *const *commands, size_t co
     size_t work = tensor_piece_work_bytes(b->pl->ctx, &j->plan), output = tensor_piece_output_bytes(&j->plan);
     if (work > b->work_bytes) b->work_bytes = work;
     if (output > b->output_bytes) b->output_bytes = output;
+    if (j->plan.cut == CUT_ROWS && j->plan.source->scaling == ST_SCALE_NONE) { /* read_rows's buffer */
+      size_t input = st_span(j->plan.source, 0, j->plan.step * j->plan.cols);
+      if (input > b->input_bytes) b->input_bytes = input;
+    }
   }
   b->pieces = malloc((b->piece_count ? b->piece_count : 1) * sizeof *b->pieces);
   if (!b->pieces) return rotq_fail(err, "out of memory");
@@ -462,6 +526,7 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
     slot *s = &pl->slots[t];
     rc = reserve(&s->work, &s->work_size, b.work_bytes ? b.work_bytes : 1, err);
     if (rc == 0) rc = reserve(&s->output, &s->output_size, b.output_bytes ? b.output_bytes : 1, err);
+    if (rc == 0) rc = reserve(&s->input, &s->input_size, b.input_bytes ? b.input_bytes : 1, err);
   }
   if (rc < 0) {
     free_batch(&b);

@@ -46,7 +46,7 @@ struct stream_check {
   int v_heads, v_head_dim; /* the value heads o_proj reads: kv_heads of head_dim, or MLA's heads of v_head_dim */
   long mla_nope;           /* MLA: each head's no-RoPE key rows before its value rows in kv_b_proj */
   bool use_float64;
-  const char **paths; /* output shard paths with an open fd */
+  const char **paths; /* shard paths with an open fd: the output's, and the input's read with pread */
   int *fds;
   size_t fd_count;
   double *real_rows; /* [REAL_ROWS, hidden] original embedding rows */
@@ -102,12 +102,30 @@ static void shape_of(const st_tensor *t, bool vector, size_t *rows, size_t *cols
   }
 }
 
-/* The original of output tensor `name` (its command's source), or an error. */
-static int original_ref(const stream_check *sc, const char *name, bool vector, wref *out, rotq_error *err) {
+/* The descriptor of the input shard holding t's bytes and their offset there, or -1 (then the
+ * mapping is read). */
+static int source_fd(stream_check *sc, const st_tensor *t, uint64_t *offset) {
+  uintptr_t at = (uintptr_t)t->data;
+  for (size_t i = 0; i < sc->ck->shard_count; i++) {
+    const st_file *f = &sc->ck->shards[i];
+    if (at < (uintptr_t)f->map || at + t->nbytes > (uintptr_t)f->map + f->size) continue;
+    rotq_error ignored;
+    int fd = shard_fd(sc, f->path, &ignored);
+    *offset = at - (uintptr_t)f->map;
+    return fd;
+  }
+  return -1;
+}
+
+/* The original of output tensor `name` (its command's source), or an error. An unscaled original's
+ * rows are read with pread where its shard opens (a copy from the page cache costs a third of
+ * mapping and unmapping every page), else through the mapping. */
+static int original_ref(stream_check *sc, const char *name, bool vector, wref *out, rotq_error *err) {
   const rotate_command *c = commands_find(&sc->p->commands, name);
   const st_tensor *t = c ? checkpoint_find(sc->ck, c->source) : NULL;
   if (!t) return rotq_fail(err, "verify: tensor '%s' is not in the plan", name);
   *out = (wref){.name = c->name, .t = t->dtype, .map = t->data, .source = st_is_quantized(t) ? t : NULL, .fd = -1};
+  if (!out->source) out->fd = source_fd(sc, t, &out->offset);
   shape_of(t, vector, &out->rows, &out->cols);
   return 0;
 }
@@ -246,17 +264,18 @@ static void product_range(void *ctx, size_t begin, size_t end) {
   const bool narrow = esize <= 2;
   size_t chunk = CHUNK_BYTES / (row_bytes ? row_bytes : 1);
   if (chunk < 1) chunk = 1;
-  unsigned char *raw = w->map ? NULL : malloc(chunk * row_bytes);
+  const bool mapped = w->fd < 0; /* else read with pread */
+  unsigned char *raw = mapped ? NULL : malloc(chunk * row_bytes);
   void *row = malloc(cols * (narrow ? sizeof(float) : sizeof(double)) + 1);
-  if ((!w->map && !raw) || !row) {
+  if ((!mapped && !raw) || !row) {
     atomic_store(&j->failed, ENOMEM);
     goto done;
   }
   for (size_t r = begin; r < end && !atomic_load(&j->failed); r += chunk) {
     size_t n = end - r < chunk ? end - r : chunk;
     size_t at = (j->row0 + r) * row_bytes;
-    const unsigned char *src = w->map ? w->map + at : raw;
-    if (!w->map) {
+    const unsigned char *src = mapped ? w->map + at : raw;
+    if (!mapped) {
       int code = read_fully(w->fd, raw, n * row_bytes, w->offset + at);
       if (code) {
         atomic_store(&j->failed, code);
@@ -277,7 +296,7 @@ static void product_range(void *ctx, size_t begin, size_t end) {
       }
       for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r + i] = out[q];
     }
-    if (w->map) st_release(src, n * row_bytes);
+    if (mapped) st_release(src, n * row_bytes);
   }
 done:
   free(raw);
@@ -298,7 +317,9 @@ static int products(stream_check *sc, const wref *w, size_t row0, size_t rows, c
   sc->sum.elements += rows * w->cols;
   int code = atomic_load(&job.failed);
   if (code == ENOMEM) return rotq_fail(err, "verify: out of memory");
-  if (code) return rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", w->name, strerror(code));
+  if (code)
+    return rotq_fail(err, "verify: tensor '%s': cannot read %s: %s", w->name,
+                     w->map ? "its original" : "back the output", strerror(code));
   return 0;
 }
 

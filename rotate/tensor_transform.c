@@ -179,6 +179,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #define REAL double
 #define SUFFIX(x) x##_f64
 #define TO_REAL st_to_f64
+#define TO_REAL_SCALED st_to_f64_scaled
 #define FROM_REAL dtype_from_f64
 #define APPLY_ROWS rotation_apply_rows_f64
 #define APPLY_COLS rotation_apply_cols_f64
@@ -187,6 +188,7 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #undef REAL
 #undef SUFFIX
 #undef TO_REAL
+#undef TO_REAL_SCALED
 #undef FROM_REAL
 #undef APPLY_ROWS
 #undef APPLY_COLS
@@ -195,14 +197,16 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 #define REAL float
 #define SUFFIX(x) x##_f32
 #define TO_REAL st_to_f32
+#define TO_REAL_SCALED st_to_f32_scaled
 #define FROM_REAL dtype_from_f32
 #define APPLY_ROWS rotation_apply_rows_f32
 #define APPLY_COLS rotation_apply_cols_f32
-#define NORM_IN_LOAD 0
+#define NORM_IN_LOAD 1
 #include "rotate/tensor_transform_template.h"
 #undef REAL
 #undef SUFFIX
 #undef TO_REAL
+#undef TO_REAL_SCALED
 #undef FROM_REAL
 #undef APPLY_ROWS
 #undef APPLY_COLS
@@ -210,24 +214,33 @@ static void prefetch_bytes(const unsigned char *p, size_t n, bool for_writing) {
 
 int tensor_transform_piece(const transform_context *ctx, const tensor_plan *plan, size_t i, void *work, void *out,
                            transform_timing *timing, rotq_error *err) {
+  return tensor_transform_piece_from(ctx, plan, i, NULL, work, out, timing, err);
+}
+
+int tensor_transform_piece_from(const transform_context *ctx, const tensor_plan *plan, size_t i, const st_tensor *rows,
+                                void *work, void *out, transform_timing *timing, rotq_error *err) {
   size_t begin, end;
   int failed = 0;
   tensor_piece_range(plan, i, &begin, &end);
   /* the one choice of precision: every operation below is the instantiation's */
-  void (*transform_rows)(const transform_context *, const tensor_plan *, size_t, size_t, void *, unsigned char *, int,
-                         transform_timing *, int *) = ctx->use_float64 ? transform_rows_f64 : transform_rows_f32;
+  void (*transform_rows)(const transform_context *, const tensor_plan *, const st_tensor *, size_t, size_t, size_t,
+                         void *, unsigned char *, int, transform_timing *, int *) =
+      ctx->use_float64 ? transform_rows_f64 : transform_rows_f32;
   void (*transform_columns)(const transform_context *, const tensor_plan *, size_t, size_t, void *, unsigned char *,
                             transform_timing *, int *) =
       ctx->use_float64 ? transform_columns_f64 : transform_columns_f32;
   if (plan->cut == CUT_ROWS) {
-    transform_rows(ctx, plan, begin, end, work, out, 1, timing, &failed);
+    if (rows)
+      transform_rows(ctx, plan, rows, begin, begin, end, work, out, 1, timing, &failed);
+    else
+      transform_rows(ctx, plan, plan->source, 0, begin, end, work, out, 1, timing, &failed);
   } else if (plan->cut == CUT_COLUMNS) {
     transform_columns(ctx, plan, begin, end, work, out, timing, &failed);
   } else if (plan->cut == CUT_WHOLE) {
     size_t bytes = plan->rows * plan->cols * compute_size_of(ctx);
     void *whole = malloc(bytes ? bytes : 1);
     if (!whole) return rotq_fail(err, "tensor '%s': out of memory (%zu bytes)", plan->command->name, bytes);
-    transform_rows(ctx, plan, 0, plan->rows, whole, out, ctx->threads, timing, &failed);
+    transform_rows(ctx, plan, plan->source, 0, 0, plan->rows, whole, out, ctx->threads, timing, &failed);
     free(whole);
   }
   if (failed) return rotq_fail(err, "tensor '%s': out of memory (rotation scratch)", plan->command->name);

@@ -1,5 +1,6 @@
 /* Executes one rotate_command on one tensor, piece by piece: read the piece (from the read-only
- * mapping), convert once to the compute precision (float64 by default), fuse the norm, bake the
+ * mapping, or for a row piece from a copy of its rows the caller read: tensor_transform_piece_from),
+ * convert once to the compute precision (float64 by default), fuse the norm, bake the
  * mean, rotate, cast once to the output dtype (the tensor's own, or the one the user picked;
  * quantized tensors are read as their exact values and written as BF16 by default). Tensors
  * without a command's work, written in their own dtype, are copied bit for bit.
@@ -83,6 +84,11 @@ size_t tensor_piece_output_bytes(const tensor_plan *plan);
  * Adds its time to timing. */
 int tensor_transform_piece(const transform_context *ctx, const tensor_plan *plan, size_t i, void *work, void *out,
                            transform_timing *timing, rotq_error *err);
+/* tensor_transform_piece reading a row piece's rows from `rows` (when not NULL): a tensor like
+ * plan->source (same dtype, unscaled) whose element 0 is the first element of the piece's first
+ * row, e.g. the piece's bytes read into memory with pread. */
+int tensor_transform_piece_from(const transform_context *ctx, const tensor_plan *plan, size_t i, const st_tensor *rows,
+                                void *work, void *out, transform_timing *timing, rotq_error *err);
 /* Does c change its tensor's bytes (or is it a plain copy)? */
 bool command_changes_tensor(const rotate_command *c);
 

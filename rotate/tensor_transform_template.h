@@ -1,8 +1,9 @@
 /* Template of a command's arithmetic on one tensor part, for one compute precision; included by
  * tensor_transform.c after defining REAL (double or float), SUFFIX(x) (x_f64 / x_f32), TO_REAL and
  * FROM_REAL (st_to_f64 / dtype_from_f64, or the f32 pair: reading dequantizes), APPLY_ROWS and APPLY_COLS
- * (rotation_apply_rows_f64 / rotation_apply_cols_f64, or the f32 pair) and NORM_IN_LOAD (1 where
- * the norm can be fused while converting: float64, through st_to_f64_scaled). Norm weights,
+ * (rotation_apply_rows_f64 / rotation_apply_cols_f64, or the f32 pair), TO_REAL_SCALED
+ * (st_to_f64_scaled / st_to_f32_scaled) and NORM_IN_LOAD (1: the norm is fused while converting,
+ * each product rounded to REAL once, as a separate multiplication would round it). Norm weights,
  * means, dot products and the bias shift stay float64; each operation rounds its result to REAL
  * once, as C's arithmetic conversions do. */
 
@@ -48,13 +49,13 @@ static void SUFFIX(reflect_columns)(SUFFIX(matrix) * m, const double *w, size_t 
     }
 }
 
-/* Rows [row, row + m->rows) of the source into m (or the norm's identity value when the command
+/* Rows [row, row + m->rows) of t (the source, or a copy of some of its rows: then row counts from
+ * the copy's first) into m (or the norm's identity value when the command
  * resets it), columns multiplied by g[j] if g (NORM_IN_LOAD only: the norm fused while each row is
  * in the L1 cache). Column c0 of m is column c0 + col of the tensor. */
-static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, size_t row, size_t col, const double *g,
-                         SUFFIX(matrix) * m) {
+static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, const st_tensor *t, size_t row,
+                         size_t col, const double *g, SUFFIX(matrix) * m) {
   const rotate_command *c = plan->command;
-  const st_tensor *t = plan->source;
   if (c->reset_norm) {
     double identity = c->is_bias || ctx->adapter->norm == NORM_RMS_PLUS_ONE ? 0.0 : 1.0; /* LayerNorm β: 0 */
     for (size_t i = 0; i < m->rows; i++)
@@ -68,7 +69,7 @@ static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, 
       size_t ahead = (row + i + PREFETCH_ROWS) * plan->cols + col;
       if (strided && i + PREFETCH_ROWS < m->rows)
         prefetch_bytes(st_address(t, ahead), st_span(t, ahead, m->cols), false);
-      st_to_f64_scaled(t, (row + i) * plan->cols + col, m->cols, g, m->x + i * m->ld);
+      TO_REAL_SCALED(t, (row + i) * plan->cols + col, m->cols, g, m->x + i * m->ld);
     }
     return;
   }
@@ -195,16 +196,18 @@ static bool SUFFIX(norm_fused_in_load)(const tensor_plan *plan) {
   return NORM_IN_LOAD && plan->norm && !plan->bias_shift && !plan->command->reset_norm;
 }
 
-/* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
-static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
-                                   void *work, unsigned char *out, int threads, transform_timing *timing, int *failed) {
+/* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn;
+ * read from src, whose first row is row src_row0 of the tensor. */
+static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_plan *plan, const st_tensor *src,
+                                   size_t src_row0, size_t begin, size_t end, void *work, unsigned char *out,
+                                   int threads, transform_timing *timing, int *failed) {
   size_t element = dtype_size(plan->out_dtype);
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   for (size_t b = begin; b < end; b += plan->block_rows) {
     size_t count = end - b < plan->block_rows ? end - b : plan->block_rows;
     SUFFIX(matrix) m = {.x = work, .rows = count, .cols = plan->cols, .ld = plan->cols, .row0 = b, .failed = failed};
     double t0 = now_seconds();
-    SUFFIX(load)(ctx, plan, b, 0, fused ? plan->norm : NULL, &m);
+    SUFFIX(load)(ctx, plan, src, b - src_row0, 0, fused ? plan->norm : NULL, &m);
     double t1 = now_seconds();
     SUFFIX(transform_matrix)(ctx, plan, fused ? NULL : plan->norm, &m, threads);
     double t2 = now_seconds();
@@ -221,7 +224,7 @@ static void SUFFIX(transform_columns)(const transform_context *ctx, const tensor
   const double *g = plan->norm ? plan->norm + begin : NULL;
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   double t0 = now_seconds();
-  SUFFIX(load)(ctx, plan, 0, begin, fused ? g : NULL, &m);
+  SUFFIX(load)(ctx, plan, plan->source, 0, begin, fused ? g : NULL, &m);
   double t1 = now_seconds();
   SUFFIX(transform_matrix)(ctx, plan, fused ? NULL : g, &m, 1);
   double t2 = now_seconds();

@@ -8,7 +8,7 @@ set -u
 BUILD=$(dirname "$ROTQ")
 [ -x "$BUILD/bench_dense_rotate" ] || { echo "cli_bench: $BUILD/bench_dense_rotate not built" >&2; exit 1; }
 expect 0 'rotq rotate, [0-9]+ threads' -- env BENCH_DIR="$SCRATCH/bench" ROTQ_BUILD="$BUILD" DENSE_LAYERS=2 \
-  MEM_LAYERS=2 bash "$ROOT/bench/run.sh" tiny bf16
+  MEM_LAYERS=2 MEMORY_SHAPES="tiny tiny:1" bash "$ROOT/bench/run.sh" tiny bf16
 REPORT=$SCRATCH/bench/results-tiny-bf16.md
 [ -f "$REPORT" ] || fail "no report written"
 for pattern in '^\| cp -r \| [0-9.]+ ' '^\| disk floor.*\| [0-9.]+ \| rotq rotate = [0-9.]+× the floor' \
@@ -30,4 +30,13 @@ fi
 [ "$(grep -Ec 'versus rotq.s output: 0 of' "$REPORT")" -eq "$comparisons" ] ||
   fail "expected $comparisons comparisons with rotq's output"
 ls /dev/shm | grep -q rotq-bench && fail "the in-memory model was left on /dev/shm"
+# bench/memory.sh's table (tmpfs to tmpfs against cp -r): both rows, outputs identical across
+# --threads 1, N and the checked run, and the kernel against memcpy
+if ! grep -q '| tiny | .*skipped: no room' "$REPORT"; then
+  for pattern in '^\| tiny \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \| [0-9.]+ \([0-9.]+\) \| ([0-9.]+|-) \| ([0-9.]+|-) \|.*\| identical \(--threads 1' \
+    '^\| tiny \(1 layers\) \|.*\| identical \(--threads 1' 'kernel, float64 +[0-9.]+ GB/s' 'memcpy +[0-9.]+ GB/s'; do
+    grep -Eq -- "$pattern" "$REPORT" || fail "report lacks /$pattern/ (bench/memory.sh): $(cat "$REPORT")"
+  done
+fi
+ls /dev/shm | grep -q rotq-memory && fail "bench/memory.sh left its files on /dev/shm"
 finish

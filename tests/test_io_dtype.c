@@ -211,12 +211,103 @@ static void test_unaligned_buffers(void **state) {
   }
 }
 
+/* Values for the bulk conversions: ties and near-ties of bf16 and f16 at several scales, zeros,
+ * subnormals, the largest finite values and beyond, infinities and NaNs, and plain random values,
+ * mixed so that groups of 32 hold both the common and the rare cases. */
+static size_t bulk_values(double *x, size_t cap) {
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  size_t n = 0;
+  const double specials[] = {0.0,
+                             -0.0,
+                             0x1p-149,
+                             0x1p-133,
+                             0x1p-126,
+                             -0x1p-127,
+                             0x1.fep127,
+                             0x1.ffp127,
+                             1e39,
+                             -1e39,
+                             INFINITY,
+                             -INFINITY,
+                             NAN,
+                             65504.0,
+                             65520.0,
+                             0x1p-24,
+                             0x1p-25,
+                             1 + 0x1p-8,
+                             1 + 0x1p-8 + 0x1p-40,
+                             1 + 3 * 0x1p-8,
+                             1 + 0x1p-11,
+                             1 + 3 * 0x1p-11};
+  while (n < cap) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    double r = (double)(state >> 11) * 0x1p-53 - 0.5; /* (-0.5, 0.5) */
+    if (n % 7 == 3) {
+      x[n++] = specials[(state >> 7) % (sizeof specials / sizeof specials[0])];
+    } else if (n % 5 == 1) { /* a bf16 tie (or one just beside it) at a random scale */
+      double base = ldexp(1 + (double)((state >> 20) & 127) / 128, (int)((state >> 30) % 60) - 30);
+      x[n++] = (base + ldexp(1, ilogb(base) - 8)) * (1 + ((state >> 40) % 3 == 0 ? 0x1p-45 : 0)) * (r < 0 ? -1 : 1);
+    } else {
+      x[n++] = r * ldexp(1, (int)((state >> 44) % 40) - 20);
+    }
+  }
+  return n;
+}
+
+/* The bulk conversions (vectorized, 8, 16 or 32 at a time) give exactly what converting one
+ * element at a time gives, for every dtype, with and without a fused scale, at odd lengths. */
+static void test_bulk_matches_elementwise(void **state) {
+  (void)state;
+  enum { N = 4099 };
+  static double x[N], scale[N], wide[N], one_wide;
+  static float xf[N], narrow_f[N], one_f;
+  static unsigned char bulk[8 * N], single[8];
+  bulk_values(x, N);
+  for (size_t i = 0; i < N; i++) scale[i] = 1 + 0.2 * ((double)(i % 97) / 97 - 0.5), xf[i] = (float)x[i];
+  for (int t = DTYPE_F64; t <= DTYPE_BF16; t++) {
+    size_t size = dtype_size((dtype)t);
+    dtype_from_f64((dtype)t, x, bulk, N); /* narrowing from double */
+    for (size_t i = 0; i < N; i++) {
+      dtype_from_f64((dtype)t, &x[i], single, 1);
+      if (memcmp(bulk + i * size, single, size) != 0) fail_msg("dtype %d from f64: element %zu (%a)", t, i, x[i]);
+    }
+    dtype_from_f32((dtype)t, xf, bulk, N); /* narrowing from float */
+    for (size_t i = 0; i < N; i++) {
+      dtype_from_f32((dtype)t, &xf[i], single, 1);
+      if (memcmp(bulk + i * size, single, size) != 0) fail_msg("dtype %d from f32: element %zu (%a)", t, i, x[i]);
+    }
+    dtype_to_f64_scaled((dtype)t, bulk, scale, wide, N); /* widening, with the scale fused */
+    dtype_to_f32_scaled((dtype)t, bulk, scale, narrow_f, N);
+    for (size_t i = 0; i < N; i++) {
+      dtype_to_f64((dtype)t, bulk + i * size, &one_wide, 1);
+      dtype_to_f32((dtype)t, bulk + i * size, &one_f, 1);
+      double want = one_wide * scale[i];
+      float want_f = (float)(one_f * scale[i]);
+      if (memcmp(&wide[i], &want, 8) != 0 && !(isnan(wide[i]) && isnan(want)))
+        fail_msg("dtype %d to f64 scaled: element %zu", t, i);
+      if (memcmp(&narrow_f[i], &want_f, 4) != 0 && !(isnan(narrow_f[i]) && isnan(want_f)))
+        fail_msg("dtype %d to f32 scaled: element %zu", t, i);
+    }
+    dtype_to_f32((dtype)t, bulk, narrow_f, N); /* widening to float */
+    for (size_t i = 0; i < N; i++) {
+      dtype_to_f32((dtype)t, bulk + i * size, &one_f, 1);
+      if (memcmp(&narrow_f[i], &one_f, 4) != 0 && !(isnan(narrow_f[i]) && isnan(one_f)))
+        fail_msg("dtype %d to f32: element %zu", t, i);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_names_and_sizes), cmocka_unit_test(test_f16_known_values),
-      cmocka_unit_test(test_f16_rounding),    cmocka_unit_test(test_bf16_known_values_and_rounding),
-      cmocka_unit_test(test_f32_from_f64),    cmocka_unit_test(test_f16_exhaustive),
-      cmocka_unit_test(test_bf16_exhaustive), cmocka_unit_test(test_unaligned_buffers),
+      cmocka_unit_test(test_names_and_sizes),
+      cmocka_unit_test(test_f16_known_values),
+      cmocka_unit_test(test_f16_rounding),
+      cmocka_unit_test(test_bf16_known_values_and_rounding),
+      cmocka_unit_test(test_f32_from_f64),
+      cmocka_unit_test(test_f16_exhaustive),
+      cmocka_unit_test(test_bf16_exhaustive),
+      cmocka_unit_test(test_unaligned_buffers),
+      cmocka_unit_test(test_bulk_matches_elementwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
