@@ -55,6 +55,8 @@ typedef enum moe_kind {
   MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
                       an ungated shared expert, the first first_k_dense_replace layers dense */
   MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
+  MOE_GPT_OSS,     /* gpt-oss: router with bias, softmax over the top-k logits, fused experts [E, in, out]
+                      with biases and the clamped SwiGLU (model/gpt_oss.h) */
 } moe_kind;
 
 /* What distinguishes an architecture in the decoder forward pass (as its transformers modeling file). */
@@ -73,6 +75,7 @@ typedef struct family_loader {
   bool partial_rotary;       /* RoPE on the first partial_rotary_factor·head_dim dims of each head (top level
                                 or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
   bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
+  bool gpt_oss;              /* gpt-oss (model/gpt_oss.h): attention sinks, sliding / full layer_types, YaRN RoPE */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)
@@ -133,6 +136,12 @@ typedef struct family_descriptor {
                                       a layer without o_proj / down_proj has no online rotation there */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
+  const char *in_out_layout;       /* per-layer modules stored as 3-D [experts, in, out] tensors (y = x·W_e,
+                                      the transpose of nn.Linear's [out, in]; gpt-oss, Llama-4 fused
+                                      experts), or NULL: an input rotation acts on axis 1 (W_e ← Rᵀ·W_e),
+                                      an output rotation on axis 2 (W_e ← W_e·R), a fused norm scales
+                                      axis 1; their biases "<module>_bias" [experts, out] take the output
+                                      rotation per expert (rotate/rotate_command.h) */
   family_layer_names names;        /* what the forward pass reads */
 } family_descriptor;
 

@@ -100,10 +100,12 @@ static double TYPED(row_max)(const real *row, int first, int last) {
   return max;
 }
 
-/* Softmax over row[first..last]; the masked rest of the row [0, length) becomes 0. */
-static void TYPED(masked_softmax)(real *row, int length, int first, int last) {
+/* Softmax over row[first..last] and a sink logit (gpt-oss's per-head sink, which takes its share of
+ * the weight and is dropped; −∞ = none); the masked rest of the row [0, length) becomes 0. */
+static void TYPED(masked_softmax)(real *row, int length, int first, int last, double sink) {
   double max = TYPED(row_max)(row, first, last);
-  double sum = 0;
+  if (sink > max) max = sink;
+  double sum = exp(sink - max); /* 0 without a sink */
   for (int j = first; j <= last; j++) {
     double e = exp(row[j] - max);
     row[j] = (real)e;
@@ -134,7 +136,9 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
   const int heads = c->num_attention_heads, head_dim = c->head_dim;
   const int q_dim = heads * head_dim, kv_dim = c->num_key_value_heads * head_dim;
   const int group = heads / c->num_key_value_heads;
+  const real *sinks = m->layers[layer].sinks;
   for (int h = 0; h < heads; h++) {
+    const double sink = sinks ? (double)sinks[h] : -INFINITY;
     const real *k = keys + (size_t)(h / group) * head_dim;   /* [pos+n, head_dim], stride kv_dim */
     const real *v = values + (size_t)(h / group) * head_dim; /* [pos+n, head_dim], stride kv_dim */
     for (int i0 = 0; i0 < n; i0 += QUERY_TILE) {
@@ -146,7 +150,7 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
         int last = pos + i0 + i;
         int first = window > 0 && last + 1 > window ? last + 1 - window : 0;
         if (m->attn_softcap > 0) TYPED(softcap)(scores + (size_t)i * visible, (size_t)last + 1, m->attn_softcap);
-        TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last);
+        TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last, sink);
       }
       GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v, kv_dim, 0,
            out + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim);
@@ -206,6 +210,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
 
   const int rotary_dim = m->rotary_dim ? m->rotary_dim : head_dim;
   rope_tables(m->inv_freq, rotary_dim / 2, pos, n, cos_table, sin_table);
+  for (size_t i = 0; m->rope_scale > 0 && i < (size_t)n * (rotary_dim / 2); i++) /* YaRN (gpt-oss) */
+    cos_table[i] *= m->rope_scale, sin_table[i] *= m->rope_scale;
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
   for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "model/gpt_oss.h"
 #include "model/load_weight.h"
 
 /* An integer field of config.json, fallback when absent (transformers' config defaults). */
@@ -157,6 +158,10 @@ int moe_read_layer(const checkpoint *ck, const family_descriptor *f, moe_kind ki
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);
   if (!moe) return rotq_fail(err, "out of memory");
+  if (kind == MOE_GPT_OSS) {
+    free(moe);
+    return gpt_oss_read_moe(ck, f, f32, layer, out, err);
+  }
   bool sparse;
   if (read_sizes(c, kind, layer, moe, &sparse, err) != 0 || !sparse) {
     free(moe);
@@ -204,6 +209,9 @@ static void free_expert(expert_weights *e) {
   free(e->w_gate);
   free(e->w_up);
   free(e->w_down);
+  free(e->b_gate);
+  free(e->b_up);
+  free(e->b_down);
 }
 
 void moe_free(moe_weights *moe) {
@@ -214,5 +222,6 @@ void moe_free(moe_weights *moe) {
   free(moe->router);
   free(moe->shared_gate);
   free(moe->correction_bias);
+  free(moe->router_bias);
   free(moe);
 }

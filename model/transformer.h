@@ -36,6 +36,7 @@ typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
   mamba_weights *mamba;                 /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
   mla_weights *mla; /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
+  void *sinks;      /* gpt-oss: self_attn.sinks [heads], each head's extra softmax logit, else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -64,6 +65,7 @@ struct model {
   int mla_v_dim;         /* DeepSeek-V3 (model/mla.h): v_head_dim of the latent attention; 0 = not MLA */
   bool rope_interleave;  /* DeepSeek-V3: RoPE on interleaved pairs (rope_interleave) */
   int rotary_dim;        /* RoPE acts on the first rotary_dim dims of each head (GLM-4.5); 0 = head_dim */
+  double rope_scale;     /* cos and sin times this (YaRN's attention factor, gpt-oss); 0 = 1 */
   /* Family features beyond the LLaMA family (all zero/NULL for it): */
   activation_kind activation; /* of the MLP: SiLU-gated unless set */
   double embed_scale;         /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */

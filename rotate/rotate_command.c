@@ -49,6 +49,11 @@ bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias) 
     *is_bias = true;
     return true;
   }
+  if (n > 10 && strcmp(module + n - 10, "_proj_bias") == 0) {
+    module[n - 5] = '\0';
+    *is_bias = true;
+    return true;
+  }
   return false;
 }
 
@@ -72,6 +77,28 @@ static void limit_to_v_rows(rotate_command *c, const model_adapter *a, const mod
   c->output_row_count = (long)adapter_num_key_value_heads(config) * head_dim;
 }
 
+/* Side 0 (input) or 1 (output) of a fused experts' tensor: a 3-D weight [experts, in, out] takes Rin
+ * on axis 1 and Rout on axis 2, its bias [experts, out] Rout on axis 1. */
+static int apply_in_out_side(rotate_command *c, const st_tensor *t, const rotation_rule *rule, int side,
+                             const rotation *r, rotq_error *err) {
+  const char *side_name = side == 0 ? rule->input : rule->output;
+  if (c->in_out ? t->ndim != 3 : t->ndim != 2)
+    return rotq_fail(err, "tensor '%s' (rule '%s'): fused experts are stored as %s, shape has %d dims", c->name,
+                     rule->pattern, c->in_out ? "3-D [experts, in, out]" : "a 2-D bias [experts, out]", t->ndim);
+  long extent = c->in_out ? t->shape[side == 0 ? 1 : 2] : t->shape[1], n = rotation_dim(r);
+  if (extent % n != 0)
+    return rotq_fail(err, "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld", c->name,
+                     rule->pattern, side == 0 ? "input" : "output", extent, side_name, n);
+  if (side == 0) {
+    c->input = r;
+    snprintf(c->input_name, sizeof c->input_name, "%s", side_name);
+  } else {
+    c->output = r;
+    snprintf(c->output_name, sizeof c->output_name, "%s", side_name);
+  }
+  return 0;
+}
+
 /* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
 static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule, const rotation_set *set,
                       rotq_error *err) {
@@ -82,6 +109,10 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
     const rotation *r = rotation_set_get(set, side_name[side], c->layer, err);
     if (!r) return rotq_fail_context(err, "tensor '%s' (rule '%s')", c->name, rule->pattern);
     long n = rotation_dim(r);
+    if (c->in_out || (c->is_bias && t->ndim == 2)) { /* fused experts [E, in, out] and their biases [E, out] */
+      if (apply_in_out_side(c, t, rule, side, r, err) < 0) return -1;
+      continue;
+    }
     long extent = side == 0             ? (t->ndim == 2 ? t->shape[1] : -1)
                   : c->output_row_count ? c->output_row_count
                                         : t->shape[0];
@@ -386,6 +417,8 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     tensor_module(t->name, module, sizeof module, &is_bias);
     if (!add_command(out, t->name, t->name, adapter_layer_of(a, module))) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
+    const char *rel = adapter_relative_name(a, module);
+    out->items[out->count - 1].in_out = !is_bias && rel && a->in_out_layout && pattern_matches(a->in_out_layout, rel);
   }
   const st_tensor *head = checkpoint_find(ck, head_weight);
   if (!head && !add_command(out, head_weight, embed_weight, -1)) goto oom;
@@ -518,6 +551,11 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
                        "tensor '%s': matrix '%s' has dim %d, which does not divide head_dim %ld: a rotation of the "
                        "value heads must act within one head (attention mixes each head on its own)",
                        c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r), head_dim);
+    if (c->online != ONLINE_NONE && c->in_out)
+      return rotq_fail(err,
+                       "tensor '%s': fused experts [experts, in, out] take no online rotation (no serving kernel "
+                       "applies one inside a fused MoE); rotate without online R4",
+                       c->name);
     if (c->online != ONLINE_NONE && check_online_size(c, t, head_dim, err) < 0) return -1;
   }
   return 0;

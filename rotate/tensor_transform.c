@@ -91,10 +91,14 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
                         .cols = 1,
                         .out_dtype = transform_output_dtype(ctx, t)};
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
+  if (c->in_out && t->ndim == 3) /* [experts, in, out] as [experts·in, out] */
+    plan->rows = (size_t)t->shape[0] * (size_t)t->shape[1], plan->cols = (size_t)t->shape[2];
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
-  const size_t group = c->output ? (size_t)rotation_dim(c->output) : 1;
-  const size_t segment = c->input ? (size_t)rotation_dim(c->input) : 1;
+  /* the rotation acting on groups of rows, and the one acting within each row (in_out: swapped) */
+  const rotation *on_rows = c->in_out ? c->input : c->output, *in_rows = c->in_out ? c->output : c->input;
+  const size_t group = on_rows ? (size_t)rotation_dim(on_rows) : 1;
+  const size_t segment = in_rows ? (size_t)rotation_dim(in_rows) : 1;
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
   const bool whole_only =
       c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
@@ -120,7 +124,8 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   const size_t extent = plan->cut == CUT_COLUMNS ? plan->cols : plan->rows;
   plan->pieces = plan->cut == CUT_COPY ? 1 : (extent + plan->step - 1) / plan->step;
   if (c->fuse_norm[0]) {
-    if (checkpoint_read_f64(ctx->ck, c->fuse_norm, plan->cols, &plan->norm, err) < 0) return -1;
+    size_t norm_size = c->in_out ? (size_t)t->shape[1] : plan->cols; /* in_out: the norm scales rows */
+    if (checkpoint_read_f64(ctx->ck, c->fuse_norm, norm_size, &plan->norm, err) < 0) return -1;
     if (ctx->adapter->norm == NORM_RMS_PLUS_ONE)
       for (size_t j = 0; j < plan->cols; j++) plan->norm[j] += 1.0;
     for (size_t j = 0; c->keep_norm_bias && j < plan->cols; j++) {

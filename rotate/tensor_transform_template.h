@@ -106,6 +106,14 @@ static void SUFFIX(fuse_norm)(SUFFIX(matrix) * m, const double *g) {
     for (size_t j = 0; j < m->cols; j++) m->x[i * m->ld + j] = (REAL)(m->x[i * m->ld + j] * g[j]);
 }
 
+/* In-out weights [experts·in, out]: row r (tensor row m->row0 + r) *= g[(m->row0 + r) % in]. */
+static void SUFFIX(fuse_norm_rows)(SUFFIX(matrix) * m, const double *g, size_t in) {
+  for (size_t i = 0; i < m->rows; i++) {
+    double scale = g[(m->row0 + i) % in];
+    for (size_t j = 0; j < m->cols; j++) m->x[i * m->ld + j] = (REAL)(m->x[i * m->ld + j] * scale);
+  }
+}
+
 /* Subtracts the mean over the residual (hidden) dimension: of each row for the embedding
  * [vocab, hidden], of each column for a writer [hidden, in] (and of a writer's bias). Sums run in
  * order of the other index, in float64. */
@@ -151,6 +159,18 @@ static void SUFFIX(rotate_heads_range)(void *ctx, size_t begin, size_t end) {
 static void SUFFIX(transform_matrix)(const transform_context *ctx, const tensor_plan *plan, const double *g,
                                      SUFFIX(matrix) * m, int threads) {
   const rotate_command *c = plan->command;
+  if (c->in_out) { /* [experts·in, out]: Rin on each expert's groups of rows, Rout within rows */
+    if (g) SUFFIX(fuse_norm_rows)(m, g, (size_t)plan->source->shape[1]);
+    if (c->input) {
+      m->r = c->input;
+      parallel_for(m->cols, 8, threads, SUFFIX(rotate_cols_range), m);
+    }
+    if (c->output) {
+      m->r = c->output;
+      parallel_for(m->rows, 1, threads, SUFFIX(rotate_rows_range), m);
+    }
+    return;
+  }
   for (size_t i = 0; plan->bias_shift && i < m->rows; i++) /* m's rows are bias elements */
     m->x[i * m->ld] = (REAL)(m->x[i * m->ld] + plan->bias_shift[m->row0 + i]);
   if (g) SUFFIX(fuse_norm)(m, g);
@@ -188,7 +208,7 @@ static void SUFFIX(transform_matrix)(const transform_context *ctx, const tensor_
 
 /* Can the norm be fused while loading (NORM_IN_LOAD, and no other operation comes before it)? */
 static bool SUFFIX(norm_fused_in_load)(const tensor_plan *plan) {
-  return NORM_IN_LOAD && plan->norm && !plan->bias_shift && !plan->command->reset_norm;
+  return NORM_IN_LOAD && plan->norm && !plan->bias_shift && !plan->command->reset_norm && !plan->command->in_out;
 }
 
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn. */
@@ -214,7 +234,7 @@ static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_pl
 static void SUFFIX(transform_columns)(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                                       void *work, unsigned char *out, transform_timing *timing, int *failed) {
   SUFFIX(matrix) m = {.x = work, .rows = plan->rows, .cols = end - begin, .ld = end - begin, .failed = failed};
-  const double *g = plan->norm ? plan->norm + begin : NULL;
+  const double *g = plan->norm ? plan->norm + (plan->command->in_out ? 0 : begin) : NULL;
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   double t0 = now_seconds();
   SUFFIX(load)(ctx, plan, 0, begin, fused ? g : NULL, &m);
