@@ -31,14 +31,26 @@ static int read_tensor(const checkpoint *ck, const family_descriptor *f, int lay
   family_layer_module(f, layer, relative, name, sizeof name);
   const st_tensor *t = checkpoint_find(ck, name);
   if (!t) return rotq_fail(err, "%s: tensor '%s' is missing", ck->dir, name);
-  const int64_t want[3] = {d0, d1, d2};
+  /* MXFP4 experts (the release checkpoints) are stored per output row: [E, out, in] */
+  const bool transposed = d2 && t->scaling == ST_SCALE_MXFP4;
+  const int64_t want[3] = {d0, transposed ? d2 : d1, transposed ? d1 : d2};
   int ndim = d2 ? 3 : d1 ? 2 : 1;
   bool ok = t->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
   if (!ok)
     return rotq_fail(err, "%s: tensor '%s' does not have the shape config.json gives ([%lld, %lld, %lld] without zeros)",
-                     ck->dir, name, (long long)d0, (long long)d1, (long long)d2);
-  return checkpoint_read_f64(ck, name, (size_t)d0 * (size_t)(d1 ? d1 : 1) * (size_t)(d2 ? d2 : 1), out, err);
+                     ck->dir, name, (long long)want[0], (long long)want[1], (long long)want[2]);
+  size_t count = (size_t)d0 * (size_t)(d1 ? d1 : 1) * (size_t)(d2 ? d2 : 1);
+  if (checkpoint_read_f64(ck, name, count, out, err) != 0) return -1;
+  if (!transposed) return 0;
+  double *t_out = malloc(sizeof(double) * count);
+  if (!t_out) return rotq_fail(err, "out of memory");
+  for (int64_t e = 0; e < d0; e++) /* [d2, d1] → [d1, d2] per expert */
+    for (int64_t i = 0; i < d1; i++)
+      for (int64_t j = 0; j < d2; j++) t_out[(e * d1 + i) * d2 + j] = (*out)[(e * d2 + j) * d1 + i];
+  free(*out);
+  *out = t_out;
+  return 0;
 }
 
 /* values [count] as the compute type (a copy, or values itself for doubles). */

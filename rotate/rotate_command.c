@@ -85,7 +85,8 @@ static int apply_in_out_side(rotate_command *c, const st_tensor *t, const rotati
   if (c->in_out ? t->ndim != 3 : t->ndim != 2)
     return rotq_fail(err, "tensor '%s' (rule '%s'): fused experts are stored as %s, shape has %d dims", c->name,
                      rule->pattern, c->in_out ? "3-D [experts, in, out]" : "a 2-D bias [experts, out]", t->ndim);
-  long extent = c->in_out ? t->shape[side == 0 ? 1 : 2] : t->shape[1], n = rotation_dim(r);
+  const int in_axis = c->out_in_source ? 2 : 1, out_axis = c->out_in_source ? 1 : 2;
+  long extent = c->in_out ? t->shape[side == 0 ? in_axis : out_axis] : t->shape[1], n = rotation_dim(r);
   if (extent % n != 0)
     return rotq_fail(err, "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld", c->name,
                      rule->pattern, side == 0 ? "input" : "output", extent, side_name, n);
@@ -419,6 +420,8 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     out->items[out->count - 1].is_bias = is_bias;
     const char *rel = adapter_relative_name(a, module);
     out->items[out->count - 1].in_out = !is_bias && rel && a->in_out_layout && pattern_matches(a->in_out_layout, rel);
+    /* MXFP4 experts (gpt-oss's release) are stored per output row: [experts, out, in] */
+    out->items[out->count - 1].out_in_source = out->items[out->count - 1].in_out && t->scaling == ST_SCALE_MXFP4;
   }
   const st_tensor *head = checkpoint_find(ck, head_weight);
   if (!head && !add_command(out, head_weight, embed_weight, -1)) goto oom;

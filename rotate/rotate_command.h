@@ -38,6 +38,10 @@ typedef struct rotate_command {
   bool in_out;                     /* a 3-D [experts, in, out] weight (the adapter's in_out_layout): Rin acts
                                       as W_e ← Rinᵀ·W_e on each expert's rows, Rout as W_e ← W_e·Rout on each
                                       row, a fused norm scales rows */
+  bool out_in_source;              /* an in_out weight whose source is stored [experts, out, in] (gpt-oss's
+                                      MXFP4 release: P_blocks/P_scales per output row): each expert is
+                                      transformed as an [out, in] weight and written transposed, so the
+                                      output is [experts, in, out] as transformers' bf16 layout */
   bool reset_norm;                 /* a fused norm weight: becomes the identity (1, or 0 for 1+w norms) */
   char fuse_norm[TENSOR_NAME_MAX]; /* norm weight multiplied into this weight's columns, "" = none */
   bool bake_mean;

@@ -771,10 +771,11 @@ static int check_in_out(stream_check *sc, int layer, const rotate_command *c, co
                         const double *xs, rotq_error *err) {
   const st_tensor *t = checkpoint_find(sc->ck, c->source);
   const bool reader = x != NULL;
-  if (t->ndim != 3 || t->shape[reader ? 1 : 2] != sc->hidden)
+  const int in_axis = c->out_in_source ? 2 : 1, out_axis = c->out_in_source ? 1 : 2; /* of the source */
+  if (t->ndim != 3 || t->shape[reader ? in_axis : out_axis] != sc->hidden)
     return rotq_fail(err, "verify: layer %d: tensor '%s' %s the residual stream but is not [experts, %s]", layer,
                      c->name, reader ? "reads" : "writes", reader ? "hidden, out" : "in, hidden");
-  const size_t experts = (size_t)t->shape[0], in = (size_t)t->shape[1], out = (size_t)t->shape[2];
+  const size_t experts = (size_t)t->shape[0], in = (size_t)t->shape[in_axis], out = (size_t)t->shape[out_axis];
   char bias[TENSOR_NAME_MAX + 8];
   snprintf(bias, sizeof bias, "%s_bias", c->name);
   const bool has_bias = !reader && commands_find(&sc->p->commands, bias);
@@ -783,7 +784,9 @@ static int check_in_out(stream_check *sc, int layer, const rotate_command *c, co
   double *got = malloc(sizeof(double) * PROBES * out), *b = malloc(sizeof(double) * out * 2);
   int rc = w && ws && z && want && got && b ? 0 : rotq_fail(err, "verify: out of memory");
   for (size_t e = 0; rc == 0 && e < experts; e++) {
-    rc = read_elements(sc, c->name, false, e * in * out, in * out, w, err);
+    rc = read_elements(sc, c->name, false, e * in * out, in * out, c->out_in_source ? ws : w, err);
+    for (size_t i = 0; rc == 0 && c->out_in_source && i < in; i++) /* the source's [out, in] slice */
+      for (size_t j = 0; j < out; j++) w[i * out + j] = ws[j * in + i];
     if (rc == 0) rc = read_elements(sc, c->name, true, e * in * out, in * out, ws, err);
     if (rc == 0 && has_bias) rc = read_elements(sc, bias, false, e * out, out, b, err);
     if (rc == 0 && has_bias) rc = read_elements(sc, bias, true, e * out, out, b + out, err);

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/rotation_config.h"
+#include "rotate/quarot_processor.h"
+#include "rotate/stream_check.h"
 #include "rotq.h"
 #include "support/arch_support.h"
 #include "support/test_support.h"
@@ -119,6 +122,69 @@ static void writer_on_wrong_axis_is_refused(void **state) {
   free(scratch);
 }
 
+/* The in-stream check on a plan broken after the plan checks: the run fails naming the tensor. */
+typedef enum tamper { TAMPER_NONE, TAMPER_DOWN_NO_R1, TAMPER_DOWN_BIAS_NO_R1, TAMPER_GATE_UP_UNFUSED } tamper;
+
+static int run_tampered(const char *dir, const char *out, tamper what, rotq_error *err) {
+  checkpoint ck;
+  if (checkpoint_open(dir, &ck, err) < 0) return -1;
+  const model_adapter *a = adapter_for(&ck.config, err);
+  assert_non_null(a);
+  rotation_config config;
+  assert_int_equal(rotation_config_load(a->builtin_config, &config, err), 0);
+  quarot_processor p;
+  processor_options plan = {.seed = 3, .threads = 2};
+  assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
+  const char *names[] = {NULL, "model.layers.1.mlp.experts.down_proj", "model.layers.2.mlp.experts.down_proj_bias",
+                         "model.layers.0.mlp.experts.gate_up_proj"};
+  rotate_command *c = names[what] ? commands_find(&p.commands, names[what]) : NULL;
+  if (names[what]) assert_non_null(c);
+  if (what == TAMPER_DOWN_NO_R1 || what == TAMPER_DOWN_BIAS_NO_R1) c->output = NULL;
+  if (what == TAMPER_GATE_UP_UNFUSED) c->fuse_norm[0] = '\0';
+  assert_int_equal(run_command("mkdir -p '%s'", out), 0);
+  st_writer *w = st_writer_open(out, p.outputs, p.output_count, 0, err);
+  assert_non_null(w);
+  p.context.writer = w;
+  p.check = stream_check_create(&p, err);
+  assert_non_null(p.check);
+  int rc = processor_pre_run(&p, err);
+  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++) rc = processor_preprocess(&p, layer, err);
+  if (rc == 0) rc = processor_finish(&p, err);
+  if (rc == 0) assert_true(stream_check_result(p.check)->max_ratio < 1);
+  st_writer_abort(w);
+  stream_check_free(p.check);
+  p.check = NULL;
+  processor_free(&p);
+  rotation_config_free(&config);
+  checkpoint_close(&ck);
+  return rc;
+}
+
+static void in_stream_check_catches(void **state) {
+  (void)state;
+  const char *expected[] = {NULL, "tensor 'model.layers.1.mlp.experts.down_proj' expert 0 (writes the residual",
+                            "tensor 'model.layers.2.mlp.experts.down_proj' expert 0 (writes the residual",
+                            "tensor 'model.layers.0.mlp.experts.gate_up_proj' expert 0 (reads the residual"};
+  char *scratch = scratch_dir("arch-gpt-oss-stream");
+  char original[4200], out[4200];
+  snprintf(original, sizeof original, "%s/original", scratch);
+  synth_or_fail(&gpt_oss, original);
+  for (int what = TAMPER_NONE; what <= TAMPER_GATE_UP_UNFUSED; what++) {
+    snprintf(out, sizeof out, "%s/out-%d", scratch, what);
+    rotq_error err = {{0}};
+    int rc = run_tampered(original, out, (tamper)what, &err);
+    if (what == TAMPER_NONE) {
+      if (rc != 0) fail_msg("the correct plan failed the in-stream check: %s", err.message);
+      continue;
+    }
+    if (rc == 0) fail_msg("tamper %d was not caught", what);
+    if (!strstr(err.message, expected[what])) fail_msg("tamper %d: '%s' lacks '%s'", what, err.message, expected[what]);
+    printf("  caught: %s\n", err.message);
+  }
+  scratch_remove(scratch);
+  free(scratch);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(gpt_oss_is_equivalent),
@@ -127,6 +193,7 @@ int main(void) {
       cmocka_unit_test(unrotated_down_proj_bias_is_caught),
       cmocka_unit_test(unrotated_down_proj_is_caught),
       cmocka_unit_test(writer_on_wrong_axis_is_refused),
+      cmocka_unit_test(in_stream_check_catches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@ Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 
 Williamson H_172, vLLM's blocks of 4)) whose model is
 made by from_config in float64; every norm weight is moved off its init (w += 0.3·randn: RMSNorm
 weights ≈ 1 ± 0.3, Gemma's (1 + w) offsets ≈ ±0.3) and every bias drawn (0.1·randn), so that rotq's
-norm fusion and bias handling are exercised (and, where the family says so, the MoE routers'
+norm fusion and bias handling are exercised (gpt-oss: the fused experts' *_proj_bias too, and its
+attention sinks drawn randn) (and, where the family says so, the MoE routers'
 e_score_correction_bias buffers drawn, 0.1·randn, so that grouped routing depends on them), then saved with save_pretrained (safetensors).
 """
 import dataclasses
@@ -140,6 +141,14 @@ def _deepseek_v3_q_proj():
                                          v_head_dim=20, rope_interleave=False)
 
 
+def _gpt_oss():
+    """gpt-oss: sliding (window 8) and full layers, attention sinks (drawn by build), YaRN RoPE (the
+    config's default), q/k/v/o biases, every layer an MoE block (router with bias, 4 experts, top-2)
+    whose experts are stored fused in [experts, in, out] layout with biases (drawn by build)."""
+    return transformers.GptOssConfig(**COMMON, **ATTN, intermediate_size=32, num_hidden_layers=2,
+                                     num_local_experts=4, num_experts_per_tok=2, sliding_window=8)
+
+
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
     NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
@@ -172,6 +181,8 @@ FAMILIES = [
     Family("deepseek_v3", "DeepseekV3ForCausalLM", _deepseek_v3, "deepseek_v3", "none", draw_router_bias=True),
     Family("deepseek_v3_q_proj", "DeepseekV3ForCausalLM", _deepseek_v3_q_proj, "deepseek_v3", "none",
            draw_router_bias=True),
+    # fused [experts, in, out] experts: no R4 (no single down_proj per layer); vLLM: o_proj has a bias
+    Family("gpt_oss", "GptOssForCausalLM", _gpt_oss, "gpt_oss", "no_r4"),
 ]
 
 
@@ -183,8 +194,10 @@ def build(family, directory, seed=0):
     assert type(model).__name__ == family.architecture, type(model).__name__
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(".bias"):
+            if name.endswith(".bias") or name.endswith("_proj_bias"):  # gpt-oss: fused experts' biases
                 p.copy_(0.1 * torch.randn_like(p))
+            elif name.endswith(".sinks"):  # gpt-oss: each head's sink logit, a real share of the softmax
+                p.copy_(torch.randn_like(p))
             elif p.dim() == 1 and "norm" in name.lower():
                 p.add_(0.3 * torch.randn_like(p))
         for name, b in model.named_buffers():  # DeepSeek-V3 routing's bias (a buffer), zero at init
