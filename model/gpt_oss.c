@@ -38,7 +38,8 @@ static int read_tensor(const checkpoint *ck, const family_descriptor *f, int lay
   bool ok = t->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
   if (!ok)
-    return rotq_fail(err, "%s: tensor '%s' does not have the shape config.json gives ([%lld, %lld, %lld] without zeros)",
+    return rotq_fail(err,
+                     "%s: tensor '%s' does not have the shape config.json gives ([%lld, %lld, %lld] without zeros)",
                      ck->dir, name, (long long)want[0], (long long)want[1], (long long)want[2]);
   size_t count = (size_t)d0 * (size_t)(d1 ? d1 : 1) * (size_t)(d2 ? d2 : 1);
   if (checkpoint_read_f64(ck, name, count, out, err) != 0) return -1;

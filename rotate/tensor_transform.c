@@ -35,8 +35,8 @@ bool transform_converts(const transform_context *ctx, const st_tensor *t) {
 }
 
 bool command_changes_tensor(const rotate_command *c) {
-  return c->reset_norm || c->out_in_source || c->fuse_norm[0] || c->bake_mean || c->input || c->output || c->fold_norm_bias[0] ||
-         c->online != ONLINE_NONE || strcmp(c->name, c->source) != 0;
+  return c->reset_norm || c->out_in_source || c->fuse_norm[0] || c->bake_mean || c->input || c->output ||
+         c->fold_norm_bias[0] || c->online != ONLINE_NONE || strcmp(c->name, c->source) != 0;
 }
 
 /* The embedding's mean is over each row (a token's vector); a residual writer's over each column. */
@@ -93,7 +93,7 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
   if (c->in_out && t->ndim == 3) /* [experts, in, out] as [experts·in, out] ([experts, out, in] likewise) */
     plan->rows = (size_t)t->shape[0] * (size_t)t->shape[1], plan->cols = (size_t)t->shape[2];
-  const bool in_out_math = c->in_out && !c->out_in_source; /* out_in_source: each expert an [out, in] weight */
+  const bool in_out_math = c->in_out && !c->out_in_source;   /* out_in_source: each expert an [out, in] weight */
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
   /* the rotation acting on groups of rows, and the one acting within each row (in_out: swapped) */

@@ -249,7 +249,8 @@ static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_pl
 static void SUFFIX(transform_columns)(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                                       void *work, unsigned char *out, transform_timing *timing, int *failed) {
   SUFFIX(matrix) m = {.x = work, .rows = plan->rows, .cols = end - begin, .ld = end - begin, .failed = failed};
-  const double *g = plan->norm ? plan->norm + (plan->command->in_out && !plan->command->out_in_source ? 0 : begin) : NULL;
+  const double *g =
+      plan->norm ? plan->norm + (plan->command->in_out && !plan->command->out_in_source ? 0 : begin) : NULL;
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   double t0 = now_seconds();
   SUFFIX(load)(ctx, plan, 0, begin, fused ? g : NULL, &m);

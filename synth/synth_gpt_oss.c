@@ -111,8 +111,10 @@ int synth_gpt_oss(const synth_spec *s, const family_variant *v, const char *dir,
   if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
       s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || head_dim_of(s) % 2 != 0 ||
       top_k_of(s) > experts_of(s))
-    return rotq_fail(err, "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
-                          "top-k within the experts", v->architecture);
+    return rotq_fail(err,
+                     "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
+                     "top-k within the experts",
+                     v->architecture);
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
   tensor_list *p = calloc(1, sizeof *p);
   synth_tensor *all = malloc(sizeof *all * ((size_t)s->num_layers * 17 + 3));

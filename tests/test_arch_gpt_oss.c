@@ -148,7 +148,8 @@ static int run_tampered(const char *dir, const char *out, tamper what, rotq_erro
   p.check = stream_check_create(&p, err);
   assert_non_null(p.check);
   int rc = processor_pre_run(&p, err);
-  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++) rc = processor_preprocess(&p, layer, err);
+  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
+    rc = processor_preprocess(&p, layer, err);
   if (rc == 0) rc = processor_finish(&p, err);
   if (rc == 0) assert_true(stream_check_result(p.check)->max_ratio < 1);
   st_writer_abort(w);
@@ -187,12 +188,9 @@ static void in_stream_check_catches(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(gpt_oss_is_equivalent),
-      cmocka_unit_test(unfused_gate_up_is_caught),
-      cmocka_unit_test(unfused_router_is_caught),
-      cmocka_unit_test(unrotated_down_proj_bias_is_caught),
-      cmocka_unit_test(unrotated_down_proj_is_caught),
-      cmocka_unit_test(writer_on_wrong_axis_is_refused),
+      cmocka_unit_test(gpt_oss_is_equivalent),         cmocka_unit_test(unfused_gate_up_is_caught),
+      cmocka_unit_test(unfused_router_is_caught),      cmocka_unit_test(unrotated_down_proj_bias_is_caught),
+      cmocka_unit_test(unrotated_down_proj_is_caught), cmocka_unit_test(writer_on_wrong_axis_is_refused),
       cmocka_unit_test(in_stream_check_catches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

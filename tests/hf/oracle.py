@@ -181,7 +181,12 @@ def apply_online(model, directory):
 
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-        ALL_ATTENTION_FUNCTIONS.register("eager", sys.modules[type(model).__module__].eager_attention_forward)
+        # The registry is global: the function looks up the calling attention module's own (gpt-oss's
+        # needs module.sinks, which no other family's attention has).
+        def eager(module, *args, **kwargs):
+            return sys.modules[type(module).__module__].eager_attention_forward(module, *args, **kwargs)
+
+        ALL_ATTENTION_FUNCTIONS.register("eager", eager)
     apply_transform_config(model, TransformConfig(config_groups=online_groups))
     done = []
     for module_name, module in model.named_modules():
