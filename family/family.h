@@ -55,6 +55,9 @@ typedef enum moe_kind {
   MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
                       an ungated shared expert, the first first_k_dense_replace layers dense */
   MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
+  MOE_LLAMA4,      /* Llama-4 text: sigmoid of the top-k router logits scales each expert's input, fused
+                      experts [E, in, out] (gate | up halves), a shared expert; dense layers between
+                      (interleave_moe_layer_step; model/llama4.h) */
   MOE_GPT_OSS,     /* gpt-oss: router with bias, softmax over the top-k logits, fused experts [E, in, out]
                       with biases and the clamped SwiGLU (model/gpt_oss.h) */
 } moe_kind;
@@ -76,6 +79,8 @@ typedef struct family_loader {
                                 or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
   bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
   bool gpt_oss;              /* gpt-oss (model/gpt_oss.h): attention sinks, sliding / full layer_types, YaRN RoPE */
+  bool llama4;               /* Llama-4 text (model/llama4.h): interleaved RoPE, NoPE layers, L2 qk-norm, chunked
+                                attention, attention temperature tuning */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)

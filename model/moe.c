@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "model/gpt_oss.h"
+#include "model/llama4.h"
 #include "model/load_weight.h"
 
 /* An integer field of config.json, fallback when absent (transformers' config defaults). */
@@ -158,9 +159,10 @@ int moe_read_layer(const checkpoint *ck, const family_descriptor *f, moe_kind ki
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);
   if (!moe) return rotq_fail(err, "out of memory");
-  if (kind == MOE_GPT_OSS) {
+  if (kind == MOE_GPT_OSS || kind == MOE_LLAMA4) {
     free(moe);
-    return gpt_oss_read_moe(ck, f, f32, layer, out, err);
+    return kind == MOE_GPT_OSS ? gpt_oss_read_moe(ck, f, f32, layer, out, err)
+                               : llama4_read_moe(ck, f, f32, layer, out, err);
   }
   bool sparse;
   if (read_sizes(c, kind, layer, moe, &sparse, err) != 0 || !sparse) {

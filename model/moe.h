@@ -58,6 +58,10 @@ typedef struct moe_weights {
    * down(((clamp(up, ±limit) + 1)·g·sigmoid(alpha·g)), g = min(gate, limit). */
   bool gpt_oss;
   void *router_bias; /* [experts] */
+  /* Llama-4 (MOE_LLAMA4, model/llama4.h): the top_k experts by router logit take s = sigmoid(logit)
+   * and run on x·s (not weighted after); the shared expert (shared_gate NULL) is added. A dense layer
+   * is a block of 0 experts whose shared expert is its MLP. */
+  bool llama4;
   double swiglu_alpha, swiglu_limit;
 } moe_weights;
 

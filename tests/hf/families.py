@@ -149,6 +149,17 @@ def _gpt_oss():
                                      num_local_experts=4, num_experts_per_tok=2, sliding_window=8)
 
 
+def _llama4():
+    """Llama-4 text: dense layers 0 and 2 (intermediate_size_mlp 96), MoE layers 1 and 3 (4 experts,
+    top-1, the sigmoid score scaling the expert's input, experts fused [experts, in, out], a shared
+    expert); NoPE layers 1 and 3 with temperature tuning (floor_scale 4, so 40 tokens exercise it),
+    RoPE layers 0 and 2 chunked (8) with L2 qk-norm."""
+    return transformers.Llama4TextConfig(**COMMON, **ATTN, intermediate_size=32, intermediate_size_mlp=96,
+                                         num_hidden_layers=4, num_local_experts=4, num_experts_per_tok=1,
+                                         interleave_moe_layer_step=2, attention_chunk_size=8,
+                                         no_rope_layer_interval=2, floor_scale=4)
+
+
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
     NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
@@ -183,6 +194,7 @@ FAMILIES = [
            draw_router_bias=True),
     # fused [experts, in, out] experts: no R4 (no single down_proj per layer); vLLM: o_proj has a bias
     Family("gpt_oss", "GptOssForCausalLM", _gpt_oss, "gpt_oss", "no_r4"),
+    Family("llama4", "Llama4ForCausalLM", _llama4, "llama4", "no_r4"),
 ]
 
 
