@@ -108,8 +108,8 @@ static int read_experts(const checkpoint *ck, const family_descriptor *f, bool f
   for (int64_t e = 0; rc == 0 && e < E; e++) {
     expert_weights *x = &moe->expert[e];
     const double *gu = gate_up + e * H * 2 * I;
-    x->w_gate = gather(gu, (size_t)I, (size_t)H, 1, (size_t)(2 * I), f32);    /* columns [0, I) */
-    x->w_up = gather(gu + I, (size_t)I, (size_t)H, 1, (size_t)(2 * I), f32);  /* columns [I, 2I) */
+    x->w_gate = gather(gu, (size_t)I, (size_t)H, 1, (size_t)(2 * I), f32);   /* columns [0, I) */
+    x->w_up = gather(gu + I, (size_t)I, (size_t)H, 1, (size_t)(2 * I), f32); /* columns [I, 2I) */
     x->w_down = gather(down + e * I * H, (size_t)H, (size_t)I, 1, (size_t)H, f32);
     if (!x->w_gate || !x->w_up || !x->w_down) rc = rotq_fail(err, "out of memory");
   }

@@ -26,8 +26,8 @@ static int expert_inter(const synth_spec *s) {
 static bool moe_layer(int l) { return l % 2 == 1; }
 
 /* Appends printf(fmt, layer) of shape [d0, d1, d2] (trailing zeros drop dimensions). */
-static void add(synth_tensor *all, size_t *count, weight_kind kind, int64_t d0, int64_t d1, int64_t d2,
-                const char *fmt, int layer) {
+static void add(synth_tensor *all, size_t *count, weight_kind kind, int64_t d0, int64_t d1, int64_t d2, const char *fmt,
+                int layer) {
   synth_tensor *t = &all[(*count)++];
   memset(t, 0, sizeof *t);
   snprintf(t->name, sizeof t->name, fmt, layer);
@@ -117,8 +117,10 @@ int synth_llama4(const synth_spec *s, const family_variant *v, const char *dir, 
   if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
       s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || head_dim_of(s) % 2 != 0 ||
       top_k_of(s) > experts_of(s))
-    return rotq_fail(err, "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
-                          "top-k within the experts", v->architecture);
+    return rotq_fail(err,
+                     "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
+                     "top-k within the experts",
+                     v->architecture);
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rotq_fail(err, "%s: cannot create: %s", dir, strerror(errno));
   synth_tensor *all = malloc(sizeof *all * ((size_t)s->num_layers * 12 + 3));
   cJSON *json = llama4_config(s, v);
