@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/rotate_run.h"
+#include "family/family.h"
 #include "io/dtype.h"
 #include "io/gguf.h"
 #include "io/json_file.h"
@@ -99,7 +100,7 @@ static int read_hparams(const gguf_file *f, hparams *h, rotq_error *err) {
 
 typedef struct mapping {
   char gguf[64];
-  char hf[96];
+  char hf[128];
   int ndim;
   int64_t rows, cols; /* HF shape [rows, cols] (ndim 2) or [cols] (ndim 1) */
   int permute_heads;  /* > 0: undo llama.cpp's RoPE permutation with this many heads */
@@ -115,34 +116,46 @@ static void add(mapping *m, size_t *n, const char *gguf, const char *hf, int64_t
   e->permute_heads = heads;
 }
 
+/* GGUF's llama tensor names and the HF names of the same tensors, taken from the llama family's
+ * descriptor (family/llama.c), the one owner of LLaMA's names. */
 static mapping *build_mappings(const hparams *h, size_t *count) {
+  const family_descriptor *fam = family_find("LlamaForCausalLM", NULL);
+  const family_layer_names *nm = &fam->names;
   size_t cap = 3 + 9 * (size_t)h->layers;
   mapping *m = calloc(cap, sizeof *m);
   if (!m) return NULL;
   size_t n = 0;
   int64_t H = (int64_t)h->hidden, I = (int64_t)h->intermediate, KV = (int64_t)(h->kv_heads * h->head_dim);
-  add(m, &n, "token_embd.weight", "model.embed_tokens.weight", (int64_t)h->vocab, H, 0);
-  for (uint64_t l = 0; l < h->layers; l++) {
-    char g[64], f[96];
-#define LAYER(gname, hname, rows, cols, heads)                                                                         \
-  do {                                                                                                                 \
-    snprintf(g, sizeof g, "blk.%" PRIu64 "." gname ".weight", l);                                                      \
-    snprintf(f, sizeof f, "model.layers.%" PRIu64 "." hname ".weight", l);                                             \
-    add(m, &n, g, f, rows, cols, heads);                                                                               \
-  } while (0)
-    LAYER("attn_norm", "input_layernorm", 0, H, 0);
-    LAYER("attn_q", "self_attn.q_proj", H, H, (int)h->heads);
-    LAYER("attn_k", "self_attn.k_proj", KV, H, (int)h->kv_heads);
-    LAYER("attn_v", "self_attn.v_proj", KV, H, 0);
-    LAYER("attn_output", "self_attn.o_proj", H, H, 0);
-    LAYER("ffn_norm", "post_attention_layernorm", 0, H, 0);
-    LAYER("ffn_gate", "mlp.gate_proj", I, H, 0);
-    LAYER("ffn_up", "mlp.up_proj", I, H, 0);
-    LAYER("ffn_down", "mlp.down_proj", H, I, 0);
-#undef LAYER
-  }
-  add(m, &n, "output_norm.weight", "model.norm.weight", 0, H, 0);
-  if (!h->tied) add(m, &n, "output.weight", "lm_head.weight", (int64_t)h->vocab, H, 0);
+  char f[128];
+  snprintf(f, sizeof f, "%s.weight", fam->embed);
+  add(m, &n, "token_embd.weight", f, (int64_t)h->vocab, H, 0);
+  const struct {
+    const char *gguf, *hf;
+    int64_t rows, cols;
+    int heads;
+  } per_layer[] = {
+      {"attn_norm", nm->attn_norm, 0, H, 0},
+      {"attn_q", nm->q_proj, H, H, (int)h->heads},
+      {"attn_k", nm->k_proj, KV, H, (int)h->kv_heads},
+      {"attn_v", nm->v_proj, KV, H, 0},
+      {"attn_output", nm->o_proj, H, H, 0},
+      {"ffn_norm", nm->mlp_norm, 0, H, 0},
+      {"ffn_gate", nm->gate_proj, I, H, 0},
+      {"ffn_up", nm->up_proj, I, H, 0},
+      {"ffn_down", nm->down_proj, H, I, 0},
+  };
+  for (uint64_t l = 0; l < h->layers; l++)
+    for (size_t k = 0; k < sizeof per_layer / sizeof per_layer[0]; k++) {
+      char g[64], module[112];
+      snprintf(g, sizeof g, "blk.%" PRIu64 ".%s.weight", l, per_layer[k].gguf);
+      family_layer_module(fam, (int)l, per_layer[k].hf, module, sizeof module);
+      snprintf(f, sizeof f, "%s.weight", module);
+      add(m, &n, g, f, per_layer[k].rows, per_layer[k].cols, per_layer[k].heads);
+    }
+  snprintf(f, sizeof f, "%s.weight", fam->final_norm);
+  add(m, &n, "output_norm.weight", f, 0, H, 0);
+  snprintf(f, sizeof f, "%s.weight", fam->lm_head);
+  if (!h->tied) add(m, &n, "output.weight", f, (int64_t)h->vocab, H, 0);
   *count = n;
   return m;
 }

@@ -7,8 +7,11 @@
  * R1: q_a_proj / q_proj, kv_a_proj_with_mqa, the router and every gate/up_proj read the stream
  * through a norm (fused in, R1 on the input); o_proj and every down_proj write it (R1 on the
  * output). The latent path (q_a_layernorm, q_b_proj, kv_a_layernorm, kv_b_proj) sees only
- * projections of the stream, unchanged by R1: untouched. No R2 pair (o_proj/v_proj NULL): the
- * values are kv_b_proj's rows interleaved per head with the no-RoPE keys' rows. */
+ * projections of the stream, unchanged by R1. R2: kv_b_proj is the value projection (v_rows_mla):
+ * per head h its rows [h·(nope + v), h·(nope + v) + nope) make the no-RoPE key, the next v rows the
+ * value; R2 (order v_head_dim) rotates each head's value rows and o_proj's input columns of that
+ * head, exactly as v_proj/o_proj in LLaMA (attention mixes each head's values with scalar
+ * weights); the key rows are untouched. */
 #include "family/family.h"
 
 family_synth_fn synth_deepseek_v3;
@@ -31,9 +34,12 @@ const family_descriptor family_deepseek_v3 = {
                     "mlp.gate|mlp.experts.*.gate_proj|mlp.experts.*.up_proj|mlp.shared_experts.gate_proj|"
                     "mlp.shared_experts.up_proj|mlp.gate_proj|mlp.up_proj"}},
     .writers = "self_attn.o_proj|mlp.experts.*.down_proj|mlp.shared_experts.down_proj|mlp.down_proj",
+    .o_proj = "self_attn.o_proj",
+    .v_proj = "self_attn.kv_b_proj",
+    .v_rows_mla = true,
     .up_proj = "mlp.experts.*.up_proj|mlp.shared_experts.up_proj|mlp.up_proj",
     .down_proj = "mlp.experts.*.down_proj|mlp.shared_experts.down_proj|mlp.down_proj",
-    .untouched = "self_attn.q_a_layernorm|self_attn.q_b_proj|self_attn.kv_a_layernorm|self_attn.kv_b_proj|"
+    .untouched = "self_attn.q_a_layernorm|self_attn.q_b_proj|self_attn.kv_a_layernorm|"
                  "mlp.gate.e_score_correction_bias",
     .names = {.attn_norm = "input_layernorm",
               .mlp_norm = "post_attention_layernorm",

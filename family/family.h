@@ -136,6 +136,10 @@ typedef struct family_descriptor {
   bool v_rows_after_qk;            /* v_proj is a fused qkv_proj [(heads + 2·kv_heads)·head_dim, hidden]:
                                       its output rotation acts on the V rows only, the last
                                       kv_heads·head_dim (Phi-3) */
+  bool v_rows_mla;                 /* v_proj is MLA's kv_b_proj [heads·(qk_nope_head_dim + v_head_dim), kv_lora_rank]:
+                                      per head its no-RoPE key rows, then its value rows; the output rotation
+                                      acts on each head's value rows only, o_proj's input is heads·v_head_dim
+                                      (DeepSeek-V3) */
   const char *up_proj, *down_proj; /* per-layer up/down pair */
   bool hybrid_layers;              /* layers of different kinds (Nemotron-H: Mamba-2, attention, MLP, MoE):
                                       a layer without o_proj / down_proj has no online rotation there */

@@ -341,6 +341,12 @@ static int make_rotations(quarot_processor *p, const char *online_for, uint64_t 
     return rotq_fail(err, "online_for must be \"vllm\" (or none), not \"%s\"", online_for);
   if (!p->adapter->o_proj || !p->adapter->down_proj)
     return rotq_fail(err, "online rotations: the %s adapter names no o_proj/down_proj", p->adapter->family);
+  if (p->adapter->v_rows_mla)
+    return rotq_fail(err,
+                     "online rotations: %s (%s) uses multi-head latent attention: its o_proj reads heads of "
+                     "v_head_dim and its keys are a shared RoPE part plus per-head latent projections, so the heads "
+                     "rotation and R3 have no site rotq's forward pass or an engine applies (R1 and R2 are offline)",
+                     p->adapter->family, p->adapter->variants[0].architecture);
   struct online_state *s = calloc(1, sizeof *s);
   if (!s) return rotq_fail(err, "out of memory");
   p->online = s;

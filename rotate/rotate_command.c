@@ -63,18 +63,28 @@ static const rotation_rule *rule_for(const rotation_config *config, const char *
   return NULL;
 }
 
-/* For the adapter's v_proj when it is a fused qkv_proj: the output rotation acts on the V rows
- * only, after the Q and K rows. */
-static void limit_to_v_rows(rotate_command *c, const model_adapter *a, const model_config *config) {
+/* For the adapter's v_proj when it is a fused qkv_proj (the V rows, after the Q and K rows) or MLA's
+ * kv_b_proj (each head's value rows, after its no-RoPE key rows): the rows the output rotation acts on. */
+static int limit_to_v_rows(rotate_command *c, const model_adapter *a, const model_config *config, rotq_error *err) {
   char module[TENSOR_NAME_MAX], v_module[TENSOR_NAME_MAX];
   bool is_bias;
   tensor_module(c->name, module, sizeof module, &is_bias);
-  if (!a->v_rows_after_qk || c->layer < 0) return;
+  if (!(a->v_rows_after_qk || a->v_rows_mla) || c->layer < 0 || !a->v_proj) return 0;
   adapter_layer_module(a, c->layer, a->v_proj, v_module, sizeof v_module);
-  if (strcmp(module, v_module) != 0) return;
+  if (strcmp(module, v_module) != 0) return 0;
+  if (a->v_rows_mla) {
+    long nope, v_dim;
+    if (adapter_mla_dims(config, &nope, &v_dim, err) < 0)
+      return rotq_fail_context(err, "tensor '%s' (MLA's kv_b_proj)", c->name);
+    c->output_row_begin = nope;
+    c->output_row_count = v_dim;
+    c->output_row_stride = nope + v_dim;
+    return 0;
+  }
   long head_dim = adapter_head_dim(config);
   c->output_row_begin = (long)(adapter_num_attention_heads(config) + adapter_num_key_value_heads(config)) * head_dim;
   c->output_row_count = (long)adapter_num_key_value_heads(config) * head_dim;
+  return 0;
 }
 
 /* Side 0 (input) or 1 (output) of a fused experts' tensor: a 3-D weight [experts, in, out] takes Rin
@@ -102,7 +112,7 @@ static int apply_in_out_side(rotate_command *c, const st_tensor *t, const rotati
 
 /* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
 static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule, const rotation_set *set,
-                      rotq_error *err) {
+                      const model_config *config, rotq_error *err) {
   const char *side_name[2] = {rule->input, rule->output};
   for (int side = 0; side < 2; side++) {
     if (!side_name[side][0]) continue;
@@ -117,7 +127,15 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
     long extent = side == 0             ? (t->ndim == 2 ? t->shape[1] : -1)
                   : c->output_row_count ? c->output_row_count
                                         : t->shape[0];
-    if (side == 1 && c->output_row_begin + c->output_row_count > t->shape[0])
+    if (side == 1 && c->output_row_stride &&
+        (t->ndim != 2 || t->shape[0] != (int64_t)adapter_num_attention_heads(config) * c->output_row_stride))
+      return rotq_fail(err,
+                       "tensor '%s' (rule '%s'): %ld rows, but config.json's %d heads of %ld key and %ld value rows "
+                       "make %ld",
+                       c->name, rule->pattern, (long)t->shape[0], adapter_num_attention_heads(config),
+                       c->output_row_begin, c->output_row_count,
+                       (long)adapter_num_attention_heads(config) * c->output_row_stride);
+    if (side == 1 && !c->output_row_stride && c->output_row_begin + c->output_row_count > t->shape[0])
       return rotq_fail(err, "tensor '%s' (rule '%s'): %ld rows, fewer than the %ld Q, K and V rows of config.json",
                        c->name, rule->pattern, (long)t->shape[0], c->output_row_begin + c->output_row_count);
     if (t->ndim < 1 || t->ndim > 2 || (side == 0 && t->ndim != 2))
@@ -460,8 +478,8 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
                  "tensor both match)",
                  c->name, rule->pattern, config->rules[later].pattern);
     }
-    if (rule->output[0]) limit_to_v_rows(c, a, &ck->config);
-    if (apply_rule(c, checkpoint_find(ck, c->source), rule, set, err) < 0) {
+    if ((rule->output[0] && limit_to_v_rows(c, a, &ck->config, err) < 0) ||
+        apply_rule(c, checkpoint_find(ck, c->source), rule, set, &ck->config, err) < 0) {
       free(rule_hits);
       free(shadowed);
       goto fail;
@@ -531,7 +549,8 @@ static int check_online_size(const rotate_command *c, const st_tensor *t, long h
  * must act within one head (attention mixes each head on its own); no projection the adapter
  * knows of, and no tensor the plan changes, may be empty. */
 static int check_sizes(const command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err) {
-  const long head_dim = adapter_head_dim(&ck->config);
+  long head_dim = adapter_head_dim(&ck->config), nope;
+  if (a->v_rows_mla && adapter_mla_dims(&ck->config, &nope, &head_dim, err) < 0) return -1; /* value heads */
   for (size_t i = 0; i < list->count; i++) {
     const rotate_command *c = &list->items[i];
     const st_tensor *t = checkpoint_find(ck, c->source);
@@ -551,9 +570,10 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
     const rotation *r = c->output && a->v_proj && rel && !strcmp(rel, a->v_proj) ? c->output : c->input;
     if (value_rotation && head_dim > 0 && head_dim % rotation_dim(r) != 0)
       return rotq_fail(err,
-                       "tensor '%s': matrix '%s' has dim %d, which does not divide head_dim %ld: a rotation of the "
+                       "tensor '%s': matrix '%s' has dim %d, which does not divide %s %ld: a rotation of the "
                        "value heads must act within one head (attention mixes each head on its own)",
-                       c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r), head_dim);
+                       c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r),
+                       a->v_rows_mla ? "v_head_dim" : "head_dim", head_dim);
     if (c->online != ONLINE_NONE && c->in_out)
       return rotq_fail(err,
                        "tensor '%s': fused experts [experts, in, out] take no online rotation (no serving kernel "

@@ -54,10 +54,12 @@ typedef struct rotate_command {
                                            direction to itself (LayerNorm's centring stays a no-op);
                                            on the input and/or output side, as reflect_* say */
   bool reflect_input, reflect_output;
-  const rotation *input;                                          /* Rin, or NULL */
-  const rotation *output;                                         /* Rout, or NULL */
-  long output_row_begin, output_row_count;                        /* Rout acts on these rows only (count 0: all rows):
-                                                                     the V rows of a fused qkv_proj */
+  const rotation *input;                   /* Rin, or NULL */
+  const rotation *output;                  /* Rout, or NULL */
+  long output_row_begin, output_row_count; /* Rout acts on these rows only (count 0: all rows): the V rows of a
+                                              fused qkv_proj */
+  long output_row_stride;                  /* > 0: on rows [k·stride + begin, k·stride + begin + count) for every
+                                              k < rows / stride instead (each head's value rows of MLA's kv_b_proj) */
   char input_name[CONFIG_NAME_MAX], output_name[CONFIG_NAME_MAX]; /* matrix names, for the record */
   online_kind online;
   const rotation *online_rotation;

@@ -43,6 +43,8 @@ struct stream_check {
   const double *reflection; /* LayerNorm families: R1·(I − 2wwᵀ) */
   bool centred;             /* LayerNorm families: the rotated stream is centred */
   int hidden, heads, kv_heads, head_dim, vocab, threads;
+  int v_heads, v_head_dim; /* the value heads o_proj reads: kv_heads of head_dim, or MLA's heads of v_head_dim */
+  long mla_nope;           /* MLA: each head's no-RoPE key rows before its value rows in kv_b_proj */
   bool use_float64;
   const char **paths; /* output shard paths with an open fd */
   int *fds;
@@ -587,11 +589,11 @@ static int check_writer(stream_check *sc, int layer, const rotate_command *c, co
   return rc;
 }
 
-/* u [PROBES, heads·head_dim] = per-head attention of v [PROBES, kv_heads·head_dim] with random
- * weights A_h [PROBES, PROBES] per head (GQA: head h reads kv head h / (heads / kv_heads)). */
+/* u [PROBES, heads·v_head_dim] = per-head attention of v [PROBES, v_heads·v_head_dim] with random
+ * weights A_h [PROBES, PROBES] per head (GQA: head h reads value head h / (heads / v_heads)). */
 static void mix_heads(const stream_check *sc, int layer, const double *v, double *u) {
-  const int heads = sc->heads, hd = sc->head_dim, group = sc->heads / sc->kv_heads;
-  const size_t v_dim = (size_t)sc->kv_heads * hd, u_dim = (size_t)heads * hd;
+  const int heads = sc->heads, hd = sc->v_head_dim, group = sc->heads / sc->v_heads;
+  const size_t v_dim = (size_t)sc->v_heads * hd, u_dim = (size_t)heads * hd;
   double *a = malloc(sizeof(double) * PROBES * PROBES * heads);
   if (!a) return;
   gaussian_rows(a, (size_t)PROBES * PROBES * heads, layer, 13, 1);
@@ -610,23 +612,23 @@ static void mix_heads(const stream_check *sc, int layer, const double *v, double
 static int check_value_path(stream_check *sc, int layer, const char *v_module, const char *o_module,
                             const rotate_command *o, const double *v, const double *vs, size_t v_rows,
                             rotq_error *err) {
-  const size_t u_dim = (size_t)sc->heads * sc->head_dim;
+  const size_t u_dim = (size_t)sc->heads * sc->v_head_dim;
   const st_tensor *t = weight_tensor(sc, o_module);
-  if (v_rows != (size_t)sc->kv_heads * sc->head_dim || t->ndim != 2 || (size_t)t->shape[1] != u_dim ||
+  if (v_rows != (size_t)sc->v_heads * sc->v_head_dim || t->ndim != 2 || (size_t)t->shape[1] != u_dim ||
       t->shape[0] != sc->hidden)
     return rotq_fail(err,
                      "verify: layer %d: '%s' gives %zu value rows and '%s.weight' is [%lld, %lld]; config.json "
                      "says %d KV heads and %d heads of %d",
                      layer, v_module, v_rows, o_module, (long long)t->shape[0],
-                     t->ndim == 2 ? (long long)t->shape[1] : 0LL, sc->kv_heads, sc->heads, sc->head_dim);
+                     t->ndim == 2 ? (long long)t->shape[1] : 0LL, sc->v_heads, sc->heads, sc->v_head_dim);
   scratch s;
   if (scratch_make(&s, (size_t)sc->hidden, u_dim, err) < 0) return -1;
   mix_heads(sc, layer, v, s.x);
   mix_heads(sc, layer, vs, s.xs);
   if (o->online == ONLINE_INPUT_HEADS)
     for (int q = 0; q < PROBES; q++)
-      rotation_apply_cols_f64(o->online_rotation, s.xs + (size_t)q * u_dim, (size_t)sc->heads, (size_t)sc->head_dim,
-                              (size_t)sc->head_dim);
+      rotation_apply_cols_f64(o->online_rotation, s.xs + (size_t)q * u_dim, (size_t)sc->heads, (size_t)sc->v_head_dim,
+                              (size_t)sc->v_head_dim);
   int rc = linear(sc, false, o_module, 0, (size_t)sc->hidden, s.x, s.want, err);
   if (rc == 0) rc = linear(sc, true, o_module, 0, (size_t)sc->hidden, s.xs, s.got, err);
   if (rc == 0) stream_map(sc, s.want, PROBES);
@@ -634,6 +636,46 @@ static int check_value_path(stream_check *sc, int layer, const char *v_module, c
   snprintf(what, sizeof what, "layer %d: tensors '%s.weight' → '%s.weight' (the attention's value path%s)", layer,
            v_module, o_module, o->online == ONLINE_INPUT_HEADS ? ", with the online heads rotation" : "");
   if (rc == 0) rc = compare(sc, what, written_dtype(sc, t), s.got, s.want, PROBES * (size_t)sc->hidden, err);
+  scratch_free(&s);
+  return rc;
+}
+
+/* MLA's kv_b_proj [heads·(nope + v), kv_lora] (v_rows_mla): on random latents x, each head's key
+ * rows of W'·x equal W·x's; its value rows are returned in v / vs [PROBES, heads·v] (checked with
+ * o_proj: check_value_path). */
+static int check_mla_values(stream_check *sc, int layer, const char *module, double **v, double **vs, size_t *v_rows,
+                            rotq_error *err) {
+  const st_tensor *t = weight_tensor(sc, module);
+  const size_t nope = (size_t)sc->mla_nope, vd = (size_t)sc->v_head_dim, stride = nope + vd;
+  const size_t heads = (size_t)sc->heads, rows = heads * stride;
+  if (t->ndim != 2 || (size_t)t->shape[0] != rows)
+    return rotq_fail(err,
+                     "verify: layer %d: tensor '%s.weight' is not [%zu, n] (%zu heads of %zu key and %zu value rows)",
+                     layer, module, rows, heads, nope, vd);
+  const size_t cols = (size_t)t->shape[1];
+  scratch s;
+  if (scratch_make(&s, rows, cols, err) < 0) return -1;
+  gaussian_rows(s.x, PROBES * cols, layer, 17, 1);
+  int rc = linear(sc, false, module, 0, rows, s.x, s.want, err);
+  if (rc == 0) rc = linear(sc, true, module, 0, rows, s.x, s.got, err);
+  double *kw = malloc(sizeof(double) * PROBES * heads * (nope ? nope : 1));
+  double *kg = malloc(sizeof(double) * PROBES * heads * (nope ? nope : 1));
+  *v = malloc(sizeof(double) * PROBES * heads * vd);
+  *vs = malloc(sizeof(double) * PROBES * heads * vd);
+  if (rc == 0 && (!kw || !kg || !*v || !*vs)) rc = rotq_fail(err, "verify: out of memory");
+  for (size_t q = 0; rc == 0 && q < PROBES; q++)
+    for (size_t h = 0; h < heads; h++) {
+      const size_t src = q * rows + h * stride;
+      memcpy(kw + (q * heads + h) * nope, s.want + src, sizeof(double) * nope);
+      memcpy(kg + (q * heads + h) * nope, s.got + src, sizeof(double) * nope);
+      memcpy(*v + (q * heads + h) * vd, s.want + src + nope, sizeof(double) * vd);
+      memcpy(*vs + (q * heads + h) * vd, s.got + src + nope, sizeof(double) * vd);
+    }
+  char what[TENSOR_NAME_MAX + 96];
+  snprintf(what, sizeof what, "layer %d: tensor '%s.weight' (MLA's no-RoPE key rows)", layer, module);
+  if (rc == 0 && nope) rc = compare(sc, what, written_dtype(sc, t), kg, kw, PROBES * heads * nope, err);
+  *v_rows = heads * vd;
+  free(kw), free(kg);
   scratch_free(&s);
   return rc;
 }
@@ -866,6 +908,11 @@ static int check_layer(stream_check *sc, int layer, rotq_error *err) {
       }
       continue;
     }
+    if (kind == 1 && linear_weight && a->v_rows_mla && rel && a->v_proj && strcmp(rel, a->v_proj) == 0) {
+      rc = check_mla_values(sc, layer, module, &v, &vs, &v_rows, err);
+      snprintf(v_module, sizeof v_module, "%s", module);
+      continue;
+    }
     if (kind == 1 && linear_weight && writer) {
       if (rel && a->o_proj && strcmp(rel, a->o_proj) == 0) {
         o = c;
@@ -948,6 +995,15 @@ stream_check *stream_check_create(const quarot_processor *p, rotq_error *err) {
   sc->kv_heads = adapter_num_key_value_heads(&ck->config);
   sc->head_dim = adapter_head_dim(&ck->config);
   if (sc->kv_heads <= 0 || sc->heads % sc->kv_heads != 0) sc->kv_heads = sc->heads > 0 ? sc->heads : 1;
+  sc->v_heads = sc->kv_heads, sc->v_head_dim = sc->head_dim;
+  long v_dim;
+  if (p->adapter->v_rows_mla) {
+    if (adapter_mla_dims(&ck->config, &sc->mla_nope, &v_dim, err) < 0) {
+      free(sc);
+      return NULL;
+    }
+    sc->v_heads = sc->heads, sc->v_head_dim = (int)v_dim;
+  }
   sc->threads = p->context.threads > 0 ? p->context.threads : 1;
   sc->use_float64 = p->config->use_float64;
   sc->centred = p->adapter->norm == NORM_LAYER;

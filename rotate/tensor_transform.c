@@ -96,13 +96,17 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   const bool in_out_math = c->in_out && !c->out_in_source;   /* out_in_source: each expert an [out, in] weight */
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
-  /* the rotation acting on groups of rows, and the one acting within each row (in_out: swapped) */
+  /* the rotation acting on groups of rows, and the one acting within each row (in_out: swapped); row
+     pieces hold whole rotation groups (whole heads of MLA's kv_b_proj: a head's value rows are rotated
+     together) */
   const rotation *on_rows = in_out_math ? c->input : c->output, *in_rows = in_out_math ? c->output : c->input;
-  const size_t group = on_rows ? (size_t)rotation_dim(on_rows) : 1;
+  const size_t group = c->output_row_stride ? (size_t)c->output_row_stride
+                       : on_rows            ? (size_t)rotation_dim(on_rows)
+                                            : 1;
   const size_t segment = in_rows ? (size_t)rotation_dim(in_rows) : 1;
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
-  const bool whole_only =
-      c->fold_norm_bias[0] || c->keep_norm_bias || (c->output_row_count && (size_t)c->output_row_begin % group != 0);
+  const bool whole_only = c->fold_norm_bias[0] || c->keep_norm_bias ||
+                          (c->output_row_count && !c->output_row_stride && (size_t)c->output_row_begin % group != 0);
   if ((!command_changes_tensor(c) && !transform_converts(ctx, t)) || numel == 0) {
     plan->cut = CUT_COPY;
   } else if (whole_only) {

@@ -204,18 +204,22 @@ static void SUFFIX(transform_matrix)(const transform_context *ctx, const tensor_
     m->head_dim = ctx->head_dim;
     parallel_for(m->rows, 1, threads, SUFFIX(rotate_heads_range), m);
   }
-  if (c->output) { /* on m's rows within the command's row range (the V rows of a fused qkv_proj) */
-    size_t first = 0, last = m->rows;
-    if (c->output_row_count) {
-      size_t begin = (size_t)c->output_row_begin, end = begin + (size_t)c->output_row_count;
-      first = begin > m->row0 ? begin - m->row0 : 0;
-      last = end > m->row0 ? (end - m->row0 < m->rows ? end - m->row0 : m->rows) : 0;
+  if (c->output) { /* on m's rows within the command's row ranges (a fused qkv_proj's V rows, MLA's value rows) */
+    const size_t stride = c->output_row_stride ? (size_t)c->output_row_stride : 0;
+    const size_t k0 = stride ? m->row0 / stride : 0, k1 = stride ? (m->row0 + m->rows + stride - 1) / stride : 1;
+    for (size_t k = k0; k < k1; k++) {
+      size_t first = 0, last = m->rows;
+      if (c->output_row_count) {
+        size_t begin = k * stride + (size_t)c->output_row_begin, end = begin + (size_t)c->output_row_count;
+        first = begin > m->row0 ? begin - m->row0 : 0;
+        last = end > m->row0 ? (end - m->row0 < m->rows ? end - m->row0 : m->rows) : 0;
+      }
+      SUFFIX(matrix) part = *m;
+      part.rows = last > first ? last - first : 0;
+      part.x += first * m->ld;
+      part.r = c->output;
+      if (part.rows) parallel_for(part.cols, 8, threads, SUFFIX(rotate_cols_range), &part);
     }
-    SUFFIX(matrix) part = *m;
-    part.rows = last > first ? last - first : 0;
-    part.x += first * m->ld;
-    part.r = c->output;
-    if (part.rows) parallel_for(part.cols, 8, threads, SUFFIX(rotate_cols_range), &part);
     if (c->reflect_output) SUFFIX(reflect_columns)(m, c->reflection, (size_t)rotation_dim(c->output));
   }
 }

@@ -12,9 +12,10 @@ import json
 import os
 
 from . import _lib
+from ._online import apply_online  # noqa: F401
 from ._lib import VERIFY_ALL, VERIFY_AUTO, VERIFY_IN_STREAM, VERIFY_OFF  # noqa: F401
 
-__all__ = ["rotate", "version", "RotqError", "VERIFY_AUTO", "VERIFY_OFF", "VERIFY_ALL", "VERIFY_IN_STREAM"]
+__all__ = ["rotate", "apply_online", "version", "RotqError", "VERIFY_AUTO", "VERIFY_OFF", "VERIFY_ALL", "VERIFY_IN_STREAM"]
 
 
 class RotqError(RuntimeError):
@@ -85,8 +86,10 @@ def rotate(model_or_dir, config_path_or_dict="transformer_universal", output=Non
         writes the rotated model; returns the model. With `output`, the rotated checkpoint
         (rotation.json included) is also kept there. See rotq/_model.py for what it costs.
     config_path_or_dict: a built-in config name, a YAML path, a dict, or None (the architecture's own).
-    online: also apply the online rotations (R3/R4; their activation halves are for the runtime,
-      see docs/online.md). seed: the seed of every random matrix.
+    online: also apply the online rotations (R4, R_heads, R3; docs/online.md). A checkpoint
+      directory gets the export (the runtime applies the activation halves); a model object also
+      gets the activation halves as forward pre-hooks (rotq.apply_online), so its outputs stay
+      the original's. seed: the seed of every random matrix.
     Keyword options: online_for ("vllm"), force, verify (VERIFY_*), threads, max_shard_bytes,
     quiet, progress, notice (as rotate_dir).
     Raises RotqError with the library's message when the rotation fails.

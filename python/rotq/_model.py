@@ -17,6 +17,11 @@ Tied weights: tensors sharing storage (lm_head.weight tied to embed_tokens.weigh
 once, as HF's save_pretrained does; rotq unties them (the rotated lm_head carries the fused final
 norm, the embedding does not), so the model gets a separate lm_head parameter and its config
 takes rotq's config.json changes (tie_word_embeddings false; with online, the quantization_config).
+
+Online rotations: their weight halves are in the rotated tensors; their activation halves are
+registered on the model as forward pre-hooks (rotq/_online.py, apply_online), so the model keeps
+computing the original's function. save_pretrained writes the export (the hooks are not saved: an
+engine applies the transforms from config.json, or rotq.apply_online(model, directory) does).
 """
 
 import json
@@ -230,6 +235,9 @@ def rotate_model(model, config_path_or_dict, output, online, seed, **kwargs):
                     state[name].copy_(value)
         _update_config(model, config, rotated_config)
         del rotated
+        if online:  # the activation halves, as forward pre-hooks on down_proj / o_proj (rotq/_online.py)
+            from ._online import apply_online
+            apply_online(model)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return model

@@ -188,7 +188,7 @@ FAMILIES = [
     Family("nemotron_h5", "NemotronHForCausalLM", _nemotron_h, "nemotron_h", "all"),  # as transformers 5 saves it
     Family("nemotron_h_moe", "NemotronHForCausalLM", _nemotron_h_moe, "nemotron_h", "all", _nemotron_h_hub_form),
     Family("glm4_moe", "Glm4MoeForCausalLM", _glm4_moe, "qwen_moe", "no_r4", draw_router_bias=True),
-    # MLA: no online rotations (no v_proj/o_proj head pair), refused
+    # MLA: R1 + R2 (each head's value rows of kv_b_proj); online rotations refused (no site under MLA)
     Family("deepseek_v3", "DeepseekV3ForCausalLM", _deepseek_v3, "deepseek_v3", "none", draw_router_bias=True),
     Family("deepseek_v3_q_proj", "DeepseekV3ForCausalLM", _deepseek_v3_q_proj, "deepseek_v3", "none",
            draw_router_bias=True),

@@ -324,17 +324,62 @@ def test_model(work, dtype, hf, online):
     check(sorted(got) == sorted(want), f"{tag}: the same tensor names ({len(got)} vs {len(want)})")
     bad = [n for n in want if n in got and got[n] != want[n]]
     check(not bad and len(want) > 40, f"{tag}: every tensor byte-equal to rotq rotate's ({len(want)} tensors; differ: {bad[:4]})")
-    if online:
-        return  # the activation halves are the runtime's: the bare model is not meant to match
     after = logits(model, hf)
     rel = ((after - before).abs().max() / before.abs().max()).item()
     tol = 1e-9 if dtype == torch.float64 else 1e-5
     check(rel <= tol and torch.equal(after.argmax(-1), before.argmax(-1)),
           f"{tag}: logits equal the original's (relative {rel:.2e} <= {tol:g}, argmax equal)")
+    if online:
+        test_online_hooks(model, hf, before, tol, cli_dir, tag)
+        return
     # A rotation that was not applied, or applied twice, is caught: the check can fail.
     rotq.rotate(model, "transformer_universal", seed=4, quiet=True)
     bad_rel = ((logits(model, hf) - before).abs().max() / before.abs().max()).item()
     check(bad_rel <= tol, f"{tag}: rotating the rotated model again keeps the logits ({bad_rel:.2e})")
+
+
+def test_online_hooks(model, hf, before, tol, export_dir, tag):
+    """rotate(model, online=True) registered the activation halves (R4 on every down_proj, R_heads on
+    every o_proj): the logits above matched with them. Without them the model computes another
+    function (the check can fail); rotq.apply_online(model, DIR) on a model holding only the
+    export's ordinary tensors (as transformers loads it: the stored matrices dropped) restores it."""
+    hooks = model._rotq_online_hooks
+    layers = model.config.num_hidden_layers
+    check(len(hooks) == 2 * layers, f"{tag}: {len(hooks)} online hooks, one per down_proj and o_proj ({2 * layers})")
+    for h in hooks:
+        h.remove()
+    bare = logits(model, hf)
+    rel = ((bare - before).abs().max() / before.abs().max()).item()
+    check(rel > 1e-3, f"{tag}: without the online hooks the logits differ (relative {rel:.2e})")
+    fresh = load_stories(model.lm_head.weight.dtype, hf)
+    fresh.lm_head.weight = nn.Parameter(fresh.lm_head.weight.detach().clone())  # the export is untied
+    exported = {k: to_tensor(v) for k, v in read_safetensors_dir(export_dir).items()}
+    missing, unexpected = fresh.load_state_dict({k: v for k, v in exported.items() if "_input." not in k}, strict=False)
+    check(not missing and not unexpected, f"{tag}: the export's tensors load ({missing[:3]}, {unexpected[:3]})")
+    with open(os.path.join(export_dir, "config.json")) as f:
+        fresh.config.tie_word_embeddings = json.load(f)["tie_word_embeddings"]
+    check(len(rotq.apply_online(fresh, export_dir)) == 2 * layers, f"{tag}: apply_online(model, DIR) hooks")
+    got = logits(fresh, hf)
+    rel = ((got - before).abs().max() / before.abs().max()).item()
+    check(rel <= tol and torch.equal(got.argmax(-1), before.argmax(-1)),
+          f"{tag}: the export loaded bare + rotq.apply_online(model, DIR): logits equal the original's ({rel:.2e})")
+    try:
+        rotq.apply_online(load_stories(model.lm_head.weight.dtype, hf))
+        check(False, f"{tag}: apply_online on a model that is no online export raises")
+    except ValueError as e:
+        check("transform_config" in str(e), f"{tag}: apply_online on a model that is no export: {e}")
+
+
+def test_online_vllm_form(hf):
+    """The vLLM form (R4 = I ⊗ H_b of type hadamard with head_dim b: a block-diagonal transform)
+    through the same hooks: logits kept."""
+    model = load_stories(torch.float64, hf)
+    before = logits(model, hf)
+    rotq.rotate(model, "transformer_universal", online=True, online_for="vllm", seed=5, quiet=True)
+    groups = model.config.quantization_config["transform_config"]["config_groups"]
+    check(groups["R4"].get("head_dim") == 4, f"vllm form: R4 is block-diagonal (head_dim {groups['R4'].get('head_dim')})")
+    rel = ((logits(model, hf) - before).abs().max() / before.abs().max()).item()
+    check(rel <= 1e-9, f"{'hf' if hf else 'stand-in'} float64 online vllm form: logits equal the original's ({rel:.2e})")
 
 
 def main():
@@ -349,6 +394,8 @@ def main():
     for dtype in (torch.float32, torch.float64):
         test_model(work, dtype, hf, online=False)
     test_model(work, torch.float32, hf, online=True)
+    test_model(work, torch.float64, hf, online=True)
+    test_online_vllm_form(hf)
     if FAILURES:
         print(f"{len(FAILURES)} failure(s)")
         sys.exit(1)
