@@ -60,6 +60,8 @@ typedef enum moe_kind {
                       (interleave_moe_layer_step; model/llama4.h) */
   MOE_GPT_OSS,     /* gpt-oss: router with bias, softmax over the top-k logits, fused experts [E, in, out]
                       with biases and the clamped SwiGLU (model/gpt_oss.h) */
+  MOE_QWEN3_NEXT,  /* Qwen3-Next: Qwen2-MoE's block (softmax top-k, a shared expert with its sigmoid gate),
+                      Qwen3NextConfig's defaults (norm_topk_prob true) */
 } moe_kind;
 
 /* What distinguishes an architecture in the decoder forward pass (as its transformers modeling file). */
@@ -81,6 +83,8 @@ typedef struct family_loader {
   bool gpt_oss;              /* gpt-oss (model/gpt_oss.h): attention sinks, sliding / full layer_types, YaRN RoPE */
   bool llama4;               /* Llama-4 text (model/llama4.h): interleaved RoPE, NoPE layers, L2 qk-norm, chunked
                                 attention, attention temperature tuning */
+  bool qwen3_next;           /* Qwen3-Next (model/qwen3_next.h): layer_types' linear_attention layers are gated
+                                DeltaNet, full attention has an output gate (q_proj's rows doubled per head) */
 } family_loader;
 
 /* Writes a synthetic checkpoint of variant v in its transformers layout (config.json and shards)
@@ -113,6 +117,7 @@ typedef struct family_layer_names {
   const char *expert_proj[3];                     /* an expert's gate, up, down: {"w1", "w3", "w2"} */
   const char *shared_expert, *shared_expert_gate; /* Qwen2-MoE (the experts' projection names) */
   const char *mamba;                              /* Nemotron-H: the Mamba-2 mixer (in_proj, conv1d, ...) */
+  const char *linear_attn;                        /* Qwen3-Next: the gated DeltaNet (in_proj_qkvz, conv1d, ...) */
 } family_layer_names;
 
 /* A family: everything rotq knows about it. (The rotation processor calls it a model_adapter.) */
@@ -143,6 +148,11 @@ typedef struct family_descriptor {
   const char *up_proj, *down_proj; /* per-layer up/down pair */
   bool hybrid_layers;              /* layers of different kinds (Nemotron-H: Mamba-2, attention, MLP, MoE):
                                       a layer without o_proj / down_proj has no online rotation there */
+  const char *r2_refused;          /* why no rotation of the value heads (R2 on v_proj's output and
+                                      o_proj's input) is exact in this family, or NULL: a config with one
+                                      is refused with this reason (Qwen3-Next's output gate) */
+  const char *refused_tensors;     /* tensors (globs over whole names) rotq cannot rotate exactly, or
+                                      NULL: a checkpoint holding one is refused (Qwen3-Next's mtp.*) */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
   const char *in_out_layout;       /* per-layer modules stored as 3-D [experts, in, out] tensors (y = x·W_e,

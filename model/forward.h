@@ -217,6 +217,7 @@ static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
 #include "model/moe_forward.h"
 #include "model/nemotron_h_forward.h"
 #include "model/mla_forward.h"
+#include "model/qwen3_next_forward.h"
 
 int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
   if (s->model->hybrid) return TYPED(hybrid_forward)(s, tokens, n, logits, err); /* Nemotron-H */
@@ -248,6 +249,12 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     status = rotq_fail(err, "out of memory for the activations of %d tokens", n);
     goto done;
   }
+  for (int l = 0; pos != 0 && l < c->num_hidden_layers; l++)
+    if (m->layers[l].deltanet) {
+      status =
+          rotq_fail(err, "%s: the gated DeltaNet runs fresh sequences only (no incremental state)", c->architecture);
+      goto done;
+    }
 
   const int rotary_dim = m->rotary_dim ? m->rotary_dim : head_dim;
   rope_tables(m->inv_freq, rotary_dim / 2, pos, n, cos_table, sin_table);
@@ -268,7 +275,12 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     /* attention: x += o_proj(attention(rope(q), rope(k), v)) of rmsnorm(x) */
     TYPED(stream_norm)(m, xb, x, w->attn_norm, w->attn_norm_bias, n);
     if (TYPED(linear_input)(m, l, INPUT_QKV, xb, n, hidden)) goto done;
-    if (w->mla) { /* DeepSeek-V3: multi-head latent attention, fresh sequences only */
+    if (w->deltanet) { /* Qwen3-Next: the gated DeltaNet instead of attention (writes delta itself) */
+      if (TYPED(gated_deltanet)(delta, xb, w->deltanet, n, m) != 0) {
+        status = rotq_fail(err, "out of memory for the gated DeltaNet of %d tokens", n);
+        goto done;
+      }
+    } else if (w->mla) { /* DeepSeek-V3: multi-head latent attention, fresh sequences only */
       if (pos != 0) {
         status =
             rotq_fail(err, "%s: the MLA forward pass runs fresh sequences only (no latent cache)", c->architecture);
@@ -300,10 +312,16 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
       TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
       TYPED(store_kv)(k, v, n, kv_dim, &m->quant);
       TYPED(attention)(attn, q, keys, values, scores, n, pos, m, l);
+      if (w->wq_gate && TYPED(output_gate)(attn, xb, w, n, hidden, q_dim) != 0) { /* Qwen3-Next */
+        status = rotq_fail(err, "out of memory for the attention output gate of %d tokens", n);
+        goto done;
+      }
       TYPED(online_hook_apply)(m->online, ONLINE_SITE_O_PROJ, l, attn, n, q_dim); /* x·(R_heads ⊗ I) */
     }
-    if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, o_dim)) goto done;
-    TYPED(linear)(delta, attn, w->wo, w->bo, n, o_dim, hidden);
+    if (!w->deltanet) {
+      if (TYPED(linear_input)(m, l, INPUT_O_PROJ, attn, n, o_dim)) goto done;
+      TYPED(linear)(delta, attn, w->wo, w->bo, n, o_dim, hidden);
+    }
     if (w->post_attn_norm) TYPED(rmsnorm)(delta, delta, w->post_attn_norm, n, hidden, eps); /* Gemma-2/3 */
     TYPED(residual_add)(x, delta, (size_t)n * hidden);
 

@@ -175,6 +175,40 @@ static int read_mla_layer(const checkpoint *ck, const architecture *arch, bool f
              : 0;
 }
 
+/* Qwen3-Next (model/qwen3_next.h): the gated DeltaNet or gated full attention (q_proj split into
+ * query and output-gate rows, q_norm/k_norm), the norms and the MoE block or dense MLP. */
+static int read_qwen3_next_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
+                                 rotq_error *err) {
+  const family_descriptor *f = arch->family;
+  const family_layer_names *n = &f->names;
+  const model_config *c = &ck->config;
+  const int64_t hidden = c->hidden_size, intermediate = c->intermediate_size;
+  const int64_t q_dim = (int64_t)c->num_attention_heads * c->head_dim;
+  const int64_t kv_dim = (int64_t)c->num_key_value_heads * c->head_dim;
+  const bool bias = c->attention_bias;
+  bool linear;
+  if (qwen3_next_layer_is_linear(c, l, &linear, err) != 0 ||
+      read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0)
+    return -1;
+  if (linear ? qwen3_next_read_deltanet(ck, f, f32, l, &w->deltanet, err) != 0
+             : qwen3_next_read_gated_q(ck, f, f32, l, bias, &w->wq, &w->bq, &w->wq_gate, &w->bq_gate, err) != 0 ||
+                   read_linear(ck, f, f32, l, n->k_proj, bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
+                   read_linear(ck, f, f32, l, n->v_proj, bias, kv_dim, hidden, &w->wv, &w->bv, err) != 0 ||
+                   read_linear(ck, f, f32, l, n->o_proj, bias, hidden, q_dim, &w->wo, &w->bo, err) != 0 ||
+                   read_layer_weight(ck, f, f32, l, n->q_norm, "weight", c->head_dim, 0, &w->q_norm, err) != 0 ||
+                   read_layer_weight(ck, f, f32, l, n->k_norm, "weight", c->head_dim, 0, &w->k_norm, err) != 0)
+    return -1;
+  if (read_layer_weight(ck, f, f32, l, n->mlp_norm, "weight", hidden, 0, &w->mlp_norm, err) != 0 ||
+      moe_read_layer(ck, f, arch->flags->moe, f32, l, &w->moe, err) != 0)
+    return -1;
+  if (w->moe) return 0;
+  return read_linear(ck, f, f32, l, n->gate_proj, false, intermediate, hidden, &w->w_gate, &w->b_gate, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->up_proj, false, intermediate, hidden, &w->w_up, &w->b_up, err) != 0 ||
+                 read_linear(ck, f, f32, l, n->down_proj, false, hidden, intermediate, &w->w_down, &w->b_down, err) != 0
+             ? -1
+             : 0;
+}
+
 static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, int l, layer_weights *w,
                       rotq_error *err) {
   const family_descriptor *f = arch->family;
@@ -190,6 +224,7 @@ static int read_layer(const checkpoint *ck, const architecture *arch, bool f32, 
   const bool o_bias = flags->attention_bias && c->attention_bias;
   const bool mlp_bias = flags->mlp_bias && c->mlp_bias;
   if (flags->mla) return read_mla_layer(ck, arch, f32, l, w, err);
+  if (flags->qwen3_next) return read_qwen3_next_layer(ck, arch, f32, l, w, err);
   if (read_layer_weight(ck, f, f32, l, n->attn_norm, "weight", hidden, 0, &w->attn_norm, err) != 0 ||
       read_linear(ck, f, f32, l, n->q_proj, qkv_bias, q_dim, hidden, &w->wq, &w->bq, err) != 0 ||
       read_linear(ck, f, f32, l, n->k_proj, qkv_bias, kv_dim, hidden, &w->wk, &w->bk, err) != 0 ||
@@ -339,6 +374,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     rotq_fail(err, "%s: out of memory", dir);
   } else {
     m->f32 = options && options->f32;
+    m->delta_rule_chunk = options && options->delta_rule_chunk > 0 ? options->delta_rule_chunk : 0;
     const family_descriptor *f = arch->family;
     const bool opt = f->forward == FORWARD_OPT, nemotron_h = f->forward == FORWARD_NEMOTRON_H;
     const int gemma = arch->flags->gemma;
@@ -357,7 +393,7 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
                 (arch->flags->llama4 && llama4_configure(&ck, m, err) != 0)
             ? -1
             : 0;
-    if (status == 0 && gemma) gemma_shift_norms(m, &ck.config);
+    if (status == 0 && (gemma || arch->flags->qwen3_next)) gemma_shift_norms(m, &ck.config); /* (1 + w) norms */
     if (status == 0 && arch->flags->mla) m->mla_v_dim = m->layers[0].mla->v_dim;
     /* An online-rotated checkpoint computes the original function only with its hooks. */
     if (status == 0 && !(options && options->no_online_hooks))
@@ -397,6 +433,9 @@ void model_free(model *m) {
     free(w->attn_norm_bias);
     free(w->mlp_norm_bias);
     mamba_free(w->mamba);
+    free(w->wq_gate);
+    free(w->bq_gate);
+    deltanet_free(w->deltanet);
   }
   free(m->layers);
   if (m->lm_head != m->embed) free(m->lm_head);

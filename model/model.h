@@ -39,6 +39,9 @@ typedef struct model_options {
   /* The online section to apply instead of dir/rotation.json's (a rotation whose record is not
    * written yet: rotq rotate's whole-model check); NULL = read dir/rotation.json. */
   const struct cJSON *online_section;
+  /* Qwen3-Next: tokens per chunk of the gated delta rule (model/qwen3_next.h); 0 = 64, as
+   * transformers' prefill; 1 = the token recurrence. The forms agree to rounding. */
+  int delta_rule_chunk;
 } model_options;
 
 typedef struct model model;

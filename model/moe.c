@@ -108,7 +108,7 @@ static int read_expert(const checkpoint *ck, bool f32, const char *prefix, const
 static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weights *moe, bool *sparse,
                       rotq_error *err) {
   long experts, top_k, intermediate, shared = 0;
-  bool mixtral = kind == MOE_MIXTRAL;
+  bool mixtral = kind == MOE_MIXTRAL, next = kind == MOE_QWEN3_NEXT; /* Qwen3NextConfig's defaults */
   *sparse = true;
   if (kind == MOE_GLM4 || kind == MOE_DEEPSEEK_V3) return glm4_sizes(c, kind, layer, moe, sparse, err);
   if (!mixtral && qwen_layer_is_sparse(c, layer, sparse, err) != 0) return -1;
@@ -118,19 +118,27 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   if (int_field(c, experts_key,
                 mixtral             ? 8
                 : kind == MOE_QWEN2 ? 60
+                : next              ? 512
                                     : 128,
                 1, &experts, err) != 0 ||
       int_field(c, "num_experts_per_tok",
                 mixtral             ? 2
                 : kind == MOE_QWEN2 ? 4
+                : next              ? 10
                                     : 8,
                 1, &top_k, err) != 0)
     return -1;
   if (mixtral)
     intermediate = c->intermediate_size;
-  else if (int_field(c, "moe_intermediate_size", kind == MOE_QWEN2 ? 1408 : 768, 1, &intermediate, err) != 0)
+  else if (int_field(c, "moe_intermediate_size",
+                     kind == MOE_QWEN2 ? 1408
+                     : next            ? 512
+                                       : 768,
+                     1, &intermediate, err) != 0)
     return -1;
-  if (kind == MOE_QWEN2 && int_field(c, "shared_expert_intermediate_size", 5632, 1, &shared, err) != 0) return -1;
+  if ((kind == MOE_QWEN2 || next) &&
+      int_field(c, "shared_expert_intermediate_size", next ? 512 : 5632, 1, &shared, err) != 0)
+    return -1;
   if (top_k > experts)
     return rotq_fail(err, "%s: num_experts_per_tok %ld exceeds the %ld experts", c->path, top_k, experts);
   if (intermediate < 1) return rotq_fail(err, "%s: missing required field 'intermediate_size'", c->path);
@@ -141,7 +149,7 @@ static int read_sizes(const model_config *c, moe_kind kind, int layer, moe_weigh
   moe->top_k = (int)top_k;
   moe->intermediate = (int)intermediate;
   moe->shared_intermediate = (int)shared;
-  moe->normalize_top_k = mixtral || cJSON_IsTrue(norm);
+  moe->normalize_top_k = mixtral || cJSON_IsTrue(norm) || (next && !cJSON_IsBool(norm));
   return 0;
 }
 

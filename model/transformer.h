@@ -10,6 +10,7 @@
 #include "model/moe.h"
 #include "model/mla.h"
 #include "model/nemotron_h.h"
+#include "model/qwen3_next.h"
 
 /* The MLP's activation: act(gate)·up for the gated ones. */
 typedef enum activation_kind {
@@ -35,8 +36,10 @@ typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_
   void *post_mlp_norm;         /* Gemma-2/3 post_feedforward_layernorm on down_proj's output [hidden], else NULL */
   void *attn_norm_bias, *mlp_norm_bias; /* OPT: the LayerNorms' β [hidden], else NULL */
   mamba_weights *mamba;                 /* Nemotron-H Mamba-2 layer (attn_norm is its norm), else NULL */
-  mla_weights *mla; /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
-  void *sinks;      /* gpt-oss: self_attn.sinks [heads], each head's extra softmax logit, else NULL */
+  mla_weights *mla;           /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
+  void *wq_gate, *bq_gate;    /* Qwen3-Next full attention: q_proj's output-gate rows [heads·head_dim, hidden] */
+  deltanet_weights *deltanet; /* Qwen3-Next gated DeltaNet instead of attention (no wq..wo), else NULL */
+  void *sinks;                /* gpt-oss: self_attn.sinks [heads], each head's extra softmax logit, else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -83,6 +86,7 @@ struct model {
   bool layer_norm;            /* OPT: LayerNorm (centred, with β) instead of RMSNorm */
   void *final_norm_bias;      /* OPT: the final LayerNorm's β [hidden] */
   void *positions;        /* OPT: learned positions [max_position_embeddings + 2, hidden]; position p is row p + 2 */
+  int delta_rule_chunk;   /* Qwen3-Next: tokens per chunk of the gated delta rule; 0 = 64 */
   bool hybrid;            /* Nemotron-H: each layer one mixer (Mamba-2, attention or MLP); model/nemotron_h.h */
   activation_quant quant; /* fake quantization, resolved: off is 16 bits, clips and group set */
   linear_input_observer observe; /* NULL, or called at each decoder linear's input */

@@ -604,6 +604,23 @@ static int residual_rotation_forbidden(const model_adapter *a, const rotate_comm
                    a->builtin_config);
 }
 
+/* Fails, naming the family's reason, when the family admits no rotation of the value heads
+ * (a->r2_refused: Qwen3-Next's output gate) and c puts one on its v_proj's output or its
+ * o_proj's input. 0 otherwise. */
+static int value_rotation_refused(const model_adapter *a, const rotate_command *c, const char *module,
+                                  rotq_error *err) {
+  const char *rel = c->layer >= 0 ? adapter_relative_name(a, module) : NULL;
+  if (!a->r2_refused || !rel) return 0;
+  bool on_v = c->output && a->v_proj && strcmp(rel, a->v_proj) == 0;
+  bool on_o = c->input && a->o_proj && strcmp(rel, a->o_proj) == 0;
+  if (!on_v && !on_o) return 0;
+  return rotq_fail(err,
+                   "tensor '%s': %s (%s) admits no rotation of the value heads (%s on its %s): %s; use the "
+                   "built-in config '%s' (R1 only)",
+                   c->name, a->family, a->variants[0].architecture, on_v ? c->output_name : c->input_name,
+                   on_v ? "output" : "input", a->r2_refused, a->builtin_config);
+}
+
 /* The command of module <layer>.<relative>.weight, or NULL. */
 static const rotate_command *layer_weight(const command_list *list, const model_adapter *a, int layer,
                                           const char *relative) {
@@ -613,7 +630,21 @@ static const rotate_command *layer_weight(const command_list *list, const model_
   return commands_find(list, name);
 }
 
+/* Fails naming the first tensor of list the family cannot rotate (a->refused_tensors). 0 otherwise. */
+static int refused_tensor(const command_list *list, const model_adapter *a, rotq_error *err) {
+  for (size_t i = 0; a->refused_tensors && i < list->count; i++)
+    if (pattern_matches(a->refused_tensors, list->items[i].name))
+      return rotq_fail(err,
+                       "tensor '%s': %s (%s) checkpoints with these tensors (%s) are not supported: the "
+                       "multi-token-prediction module reads the residual stream and ends in a norm of its own before "
+                       "the shared lm_head, into which only the model's final norm can be fused, so R1 is not exact "
+                       "for it (docs/architectures.md); remove them (transformers ignores them at load)",
+                       list->items[i].name, a->family, a->variants[0].architecture, a->refused_tensors);
+  return 0;
+}
+
 int commands_check(const command_list *list, const model_adapter *a, rotq_error *err) {
+  if (refused_tensor(list, a, err) < 0) return -1;
   char embed_weight[TENSOR_NAME_MAX], head_weight[TENSOR_NAME_MAX];
   snprintf(embed_weight, sizeof embed_weight, "%s.weight", a->embed);
   snprintf(head_weight, sizeof head_weight, "%s.weight", a->lm_head);
@@ -671,6 +702,7 @@ int commands_check(const command_list *list, const model_adapter *a, rotq_error 
                        "embedding's (%s), but is %s",
                        c->name, r1_name, matrix_label(c->output, c->output_name));
     int layer = c->layer;
+    if (value_rotation_refused(a, c, module, err) < 0) return -1;
     if (!writer && c->output && strcmp(c->name, embed_weight) != 0) {
       /* Only a v_proj may carry an output rotation, undone by its o_proj's input rotation. */
       char v_module[TENSOR_NAME_MAX];

@@ -160,6 +160,21 @@ def _llama4():
                                          no_rope_layer_interval=2, floor_scale=4)
 
 
+def _qwen3_next():
+    """Qwen3-Next: gated DeltaNet layers (2 key heads of 16, 4 value heads of 8, conv kernel 4) and gated
+    full attention (q_proj with the output gate's rows, q_norm/k_norm, RoPE on a quarter of each head;
+    no biases, as the released configs, so the vLLM export is compared too), MoE blocks (softmax top-2
+    of 4, norm_topk_prob, a shared expert with its sigmoid gate) and a dense MLP on layer 2
+    (mlp_only_layers); every RMSNorm but the gated one scales by (1 + w)."""
+    return transformers.Qwen3NextConfig(**COMMON, **ATTN, intermediate_size=128, num_hidden_layers=4,
+                                        layer_types=["linear_attention", "full_attention", "linear_attention",
+                                                     "full_attention"],
+                                        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=16,
+                                        linear_value_head_dim=8, linear_conv_kernel_dim=4, moe_intermediate_size=32,
+                                        shared_expert_intermediate_size=48, num_experts=4, num_experts_per_tok=2,
+                                        mlp_only_layers=[2])
+
+
 def _nemotron_h_hub_form(config):
     """transformers 5 saves Nemotron-H's layer kinds as layers_block_type and no num_hidden_layers;
     NVIDIA's published checkpoints (which transformers' loader converts) use hybrid_override_pattern
@@ -195,6 +210,9 @@ FAMILIES = [
     # fused [experts, in, out] experts: no R4 (no single down_proj per layer); vLLM: o_proj has a bias
     Family("gpt_oss", "GptOssForCausalLM", _gpt_oss, "gpt_oss", "no_r4"),
     Family("llama4", "Llama4ForCausalLM", _llama4, "llama4", "no_r4"),
+    # Qwen3-Next: R1 only (R2 refused: the output gate); online: the heads rotation and R3 on the full-attention
+    # layers, no R4 (MoE)
+    Family("qwen3_next", "Qwen3NextForCausalLM", _qwen3_next, "qwen3_next", "no_r4"),
 ]
 
 

@@ -177,7 +177,8 @@ def test_rotq_forward_matches_transformers(family, workdir):
     import struct
 
     directory, _, _ = original(family, workdir)
-    ids = [1] + [t for t in oracle.tokens(256, batch=1, length=40)[0].tolist()[1:] if t != 1]  # one segment
+    length = 150 if family.name == "qwen3_next" else 40  # Qwen3-Next: three chunks of the gated delta rule
+    ids = [1] + [t for t in oracle.tokens(256, batch=1, length=length)[0].tolist()[1:] if t != 1]  # one segment
     path = str(workdir / f"{family.name}-segment.u16")
     with open(path, "wb") as f:
         f.write(struct.pack(f"<{len(ids)}H", *ids))
@@ -189,3 +190,49 @@ def test_rotq_forward_matches_transformers(family, workdir):
     rel = abs(rotq_nll - hf_nll) / abs(hf_nll)
     tolerance = FORWARD_LOOSER.get(family.name, FORWARD_TOLERANCE)
     assert rel <= tolerance, f"rotq's NLL {rotq_nll} vs transformers' {hf_nll} (relative {rel:.2e})"
+
+
+def test_qwen3_next_mtp_is_refused(workdir):
+    """The published Qwen3-Next checkpoints ship a multi-token-prediction module (mtp.*: fc over the
+    normalized embedding and hidden state, a decoder layer, mtp.norm before the shared lm_head), which
+    transformers ignores at load. Its final norm cannot be fused into the lm_head that model.norm is
+    fused into, so rotq refuses such a checkpoint, naming the tensor, and writes nothing."""
+    from safetensors.torch import load_file, save_file
+
+    directory, _, _ = original(BY_NAME["qwen3_next"], workdir)
+    copy = str(workdir / "qwen3_next-mtp")
+    shutil.copytree(directory, copy)
+    path = os.path.join(copy, "model.safetensors")
+    tensors = load_file(path)
+    tensors["mtp.fc.weight"] = torch.randn(64, 128, dtype=torch.float64)
+    tensors["mtp.norm.weight"] = torch.zeros(64, dtype=torch.float64)
+    save_file(tensors, path, metadata={"format": "pt"})
+    out = str(workdir / "qwen3_next-mtp-rotated")
+    status, stderr = oracle.rotq("rotate", "--model", copy, "--output", out, "--quiet")
+    assert status == 1, stderr
+    assert "mtp.fc.weight" in stderr and "multi-token-prediction" in stderr, stderr
+    assert not os.path.exists(out)
+
+
+def test_gated_delta_rule_forms_agree():
+    """Qwen3-Next: transformers runs a prefill's gated delta rule in its chunked form
+    (torch_chunk_gated_delta_rule: chunks of 64 solved by a UT transform, the sequence padded), and so
+    does rotq (model/qwen3_next_forward.h); decoding uses the token recurrence
+    (torch_recurrent_gated_delta_rule). Both of transformers' torch forms on the same inputs (grouped
+    value heads, 150 tokens: three chunks, the last padded) agree in float64 (measured 1.6e-15
+    relative): the two are one function. rotq's own forms are compared in test_arch_qwen3_next; the
+    end-to-end check is test_rotq_forward_matches_transformers (150 tokens for Qwen3-Next)."""
+    from transformers.models.qwen3_next import modeling_qwen3_next as qwen3_next
+
+    g = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(1, 150, 2, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(1, 150, 4, 8, generator=g, dtype=torch.float64)
+    beta = torch.rand(1, 150, 4, generator=g, dtype=torch.float64)
+    decay = -2 * torch.rand(1, 150, 4, generator=g, dtype=torch.float64)
+    with oracle.float64_everywhere():
+        chunked, _ = qwen3_next.torch_chunk_gated_delta_rule(q, k, v, g=decay, beta=beta, use_qk_l2norm_in_kernel=True)
+        recurrent, _ = qwen3_next.torch_recurrent_gated_delta_rule(q, k, v, g=decay, beta=beta,
+                                                                  use_qk_l2norm_in_kernel=True)
+    assert chunked.dtype == torch.float64
+    rel = ((chunked - recurrent).abs().max() / recurrent.abs().max()).item()
+    assert rel <= 1e-12, f"chunked vs recurrent gated delta rule: relative {rel:.2e}"
