@@ -55,6 +55,11 @@ typedef enum moe_kind {
   MOE_GLM4,        /* GLM-4.5/4.6: DeepSeek-V3 routing (sigmoid, correction bias, groups), SwiGLU experts,
                       an ungated shared expert, the first first_k_dense_replace layers dense */
   MOE_DEEPSEEK_V3, /* DeepSeek-V3: the same block (DeepseekV3Config's defaults) */
+  MOE_LLAMA4,      /* Llama-4 text: sigmoid of the top-k router logits scales each expert's input, fused
+                      experts [E, in, out] (gate | up halves), a shared expert; dense layers between
+                      (interleave_moe_layer_step; model/llama4.h) */
+  MOE_GPT_OSS,     /* gpt-oss: router with bias, softmax over the top-k logits, fused experts [E, in, out]
+                      with biases and the clamped SwiGLU (model/gpt_oss.h) */
   MOE_QWEN3_NEXT,  /* Qwen3-Next: Qwen2-MoE's block (softmax top-k, a shared expert with its sigmoid gate),
                       Qwen3NextConfig's defaults (norm_topk_prob true) */
 } moe_kind;
@@ -75,6 +80,9 @@ typedef struct family_loader {
   bool partial_rotary;       /* RoPE on the first partial_rotary_factor·head_dim dims of each head (top level
                                 or in rope_parameters), the rest passes (GLM-4.5); else a factor ≠ 1 is refused */
   bool mla;                  /* DeepSeek-V3's multi-head latent attention (model/mla.h) instead of q/k/v_proj */
+  bool gpt_oss;              /* gpt-oss (model/gpt_oss.h): attention sinks, sliding / full layer_types, YaRN RoPE */
+  bool llama4;               /* Llama-4 text (model/llama4.h): interleaved RoPE, NoPE layers, L2 qk-norm, chunked
+                                attention, attention temperature tuning */
   bool qwen3_next;           /* Qwen3-Next (model/qwen3_next.h): layer_types' linear_attention layers are gated
                                 DeltaNet, full attention has an output gate (q_proj's rows doubled per head) */
 } family_loader;
@@ -147,6 +155,12 @@ typedef struct family_descriptor {
                                       NULL: a checkpoint holding one is refused (Qwen3-Next's mtp.*) */
   const char *untouched;           /* per-layer modules no rotation touches (q_norm, Mamba internals, ...):
                                       with the names above they cover every tensor of the family */
+  const char *in_out_layout;       /* per-layer modules stored as 3-D [experts, in, out] tensors (y = x·W_e,
+                                      the transpose of nn.Linear's [out, in]; gpt-oss, Llama-4 fused
+                                      experts), or NULL: an input rotation acts on axis 1 (W_e ← Rᵀ·W_e),
+                                      an output rotation on axis 2 (W_e ← W_e·R), a fused norm scales
+                                      axis 1; their biases "<module>_bias" [experts, out] take the output
+                                      rotation per expert (rotate/rotate_command.h) */
   family_layer_names names;        /* what the forward pass reads */
 } family_descriptor;
 

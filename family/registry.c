@@ -6,11 +6,13 @@
 #include "family/family.h"
 
 extern const family_descriptor family_llama, family_mixtral, family_qwen_moe, family_phi3, family_gemma, family_gemma2,
-    family_opt, family_nemotron_h, family_glm4_moe, family_deepseek_v3, family_qwen3_next;
+    family_opt, family_nemotron_h, family_glm4_moe, family_deepseek_v3, family_qwen3_next, family_gpt_oss,
+    family_llama4;
 
 static const family_descriptor *const families[] = {
-    &family_llama, &family_mixtral,    &family_qwen_moe, &family_phi3,        &family_gemma,     &family_gemma2,
-    &family_opt,   &family_nemotron_h, &family_glm4_moe, &family_deepseek_v3, &family_qwen3_next};
+    &family_llama,      &family_mixtral, &family_qwen_moe,   &family_phi3,     &family_gemma,
+    &family_gemma2,     &family_opt,     &family_nemotron_h, &family_glm4_moe, &family_deepseek_v3,
+    &family_qwen3_next, &family_gpt_oss, &family_llama4};
 #define FAMILY_COUNT (sizeof families / sizeof families[0])
 
 size_t family_count(void) { return FAMILY_COUNT; }

@@ -12,7 +12,8 @@
  *     first) and `P_scales` U8 [..., G] (E8M0: 2^(s − 127)) make the tensor `P` [..., G·32]:
  *     element 32·g + k of a row is nibble k of block g times its scale. This is the layout of
  *     transformers' convert_moe_packed_tensors before its final transpose(1, 2), which gpt-oss's
- *     expert tensors need and which belongs to that family (not supported yet).
+ *     expert tensors need: the rotation processor does it (rotate_command.h out_in_source), writing
+ *     them [experts, in, out].
  * Every value is exact in a double (a code has at most 4 significant bits, a scale 24 or a power
  * of two). A scale tensor that is not finite (E8M0 0xFF) is refused when the checkpoint is opened;
  * an FP8 NaN code (E4M3 0x7F/0xFF, E5M2's inf/NaN) reads as NaN/inf, which rotq refuses as it

@@ -87,6 +87,45 @@ static void TYPED(rope)(real *x, int rows, int heads, int head_dim, int rotary_d
     }
 }
 
+/* RoPE on adjacent pairs (Llama-4's freqs_cis): (x[2i], x[2i+1]) as a complex number times
+ * e^{i·angle_i}, for the first rotary_dim dims of every head vector of x [rows, heads, head_dim]. */
+static void TYPED(rope_pairs)(real *x, int rows, int heads, int head_dim, int rotary_dim, const double *cos_table,
+                              const double *sin_table) {
+  int half = rotary_dim / 2;
+  for (int r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++) {
+      real *v = x + ((size_t)r * heads + h) * head_dim;
+      const double *c = cos_table + (size_t)r * half, *s = sin_table + (size_t)r * half;
+      for (int i = 0; i < half; i++) {
+        double a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = (real)(a * c[i] - b * s[i]);
+        v[2 * i + 1] = (real)(a * s[i] + b * c[i]);
+      }
+    }
+}
+
+/* Llama-4's per-layer attention steps on q [n, heads·head_dim] and k [n, kv_heads·head_dim] after
+ * RoPE: L2 norm of each head vector (RoPE layers, use_qk_norm), the temperature of the NoPE layers'
+ * queries log1p(floor((p + 1) / floor_scale))·attn_scale + 1 at position p. */
+static void TYPED(llama4_qk)(const model *m, int layer, real *q, real *k, int n, int pos) {
+  const model_config *c = &m->config;
+  const int heads = c->num_attention_heads, kv_heads = c->num_key_value_heads, head_dim = c->head_dim;
+  const bool nope = m->layer_nope[layer];
+  for (int r = 0; !nope && m->l2_qk_norm && r < n * (heads > kv_heads ? heads : kv_heads); r++)
+    for (int which = 0; which < 2; which++) {
+      if (r >= n * (which ? kv_heads : heads)) continue;
+      real *v = (which ? k : q) + (size_t)r * head_dim;
+      double sum = 0;
+      for (int i = 0; i < head_dim; i++) sum += (double)v[i] * v[i];
+      double scale = 1.0 / sqrt(sum / head_dim + c->rms_norm_eps);
+      for (int i = 0; i < head_dim; i++) v[i] = (real)(v[i] * scale);
+    }
+  for (int t = 0; nope && m->floor_scale > 0 && t < n; t++) {
+    double temperature = log1p(floor(((double)(pos + t) + 1.0) / m->floor_scale)) * m->attn_scale + 1.0;
+    for (int i = 0; i < heads * head_dim; i++) q[(size_t)t * heads * head_dim + i] *= (real)temperature;
+  }
+}
+
 /* max of row[first..last], in four independent lanes: one serial chain of comparisons is
  * latency-bound, and this runs for every attention score. */
 static double TYPED(row_max)(const real *row, int first, int last) {
@@ -100,10 +139,12 @@ static double TYPED(row_max)(const real *row, int first, int last) {
   return max;
 }
 
-/* Softmax over row[first..last]; the masked rest of the row [0, length) becomes 0. */
-static void TYPED(masked_softmax)(real *row, int length, int first, int last) {
+/* Softmax over row[first..last] and a sink logit (gpt-oss's per-head sink, which takes its share of
+ * the weight and is dropped; −∞ = none); the masked rest of the row [0, length) becomes 0. */
+static void TYPED(masked_softmax)(real *row, int length, int first, int last, double sink) {
   double max = TYPED(row_max)(row, first, last);
-  double sum = 0;
+  if (sink > max) max = sink;
+  double sum = exp(sink - max); /* 0 without a sink */
   for (int j = first; j <= last; j++) {
     double e = exp(row[j] - max);
     row[j] = (real)e;
@@ -134,7 +175,10 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
   const int heads = c->num_attention_heads, head_dim = c->head_dim;
   const int q_dim = heads * head_dim, kv_dim = c->num_key_value_heads * head_dim;
   const int group = heads / c->num_key_value_heads;
+  const real *sinks = m->layers[layer].sinks;
+  const int chunk = m->layer_chunk ? m->layer_chunk[layer] : 0;
   for (int h = 0; h < heads; h++) {
+    const double sink = sinks ? (double)sinks[h] : -INFINITY;
     const real *k = keys + (size_t)(h / group) * head_dim;   /* [pos+n, head_dim], stride kv_dim */
     const real *v = values + (size_t)(h / group) * head_dim; /* [pos+n, head_dim], stride kv_dim */
     for (int i0 = 0; i0 < n; i0 += QUERY_TILE) {
@@ -145,8 +189,9 @@ static void TYPED(attention)(real *out, const real *q, const real *keys, const r
       for (int i = 0; i < rows; i++) {
         int last = pos + i0 + i;
         int first = window > 0 && last + 1 > window ? last + 1 - window : 0;
+        if (chunk > 0 && last / chunk * chunk > first) first = last / chunk * chunk; /* Llama-4 chunks */
         if (m->attn_softcap > 0) TYPED(softcap)(scores + (size_t)i * visible, (size_t)last + 1, m->attn_softcap);
-        TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last);
+        TYPED(masked_softmax)(scores + (size_t)i * visible, visible, first, last, sink);
       }
       GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, visible, 1, scores, visible, v, kv_dim, 0,
            out + (size_t)i0 * q_dim + (size_t)h * head_dim, q_dim);
@@ -213,6 +258,8 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
 
   const int rotary_dim = m->rotary_dim ? m->rotary_dim : head_dim;
   rope_tables(m->inv_freq, rotary_dim / 2, pos, n, cos_table, sin_table);
+  for (size_t i = 0; m->rope_scale > 0 && i < (size_t)n * (rotary_dim / 2); i++) /* YaRN (gpt-oss) */
+    cos_table[i] *= m->rope_scale, sin_table[i] *= m->rope_scale;
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
   for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
@@ -253,8 +300,14 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
       }
       const double *layer_cos, *layer_sin;
       TYPED(layer_rope_tables)(m, l, cos_table, sin_table, cos_local, sin_local, &layer_cos, &layer_sin);
-      TYPED(rope)(q, n, heads, head_dim, rotary_dim, layer_cos, layer_sin);
-      TYPED(rope)(k, n, kv_heads, head_dim, rotary_dim, layer_cos, layer_sin);
+      if (m->rope_pairs && !m->layer_nope[l]) { /* Llama-4 (its NoPE layers: none) */
+        TYPED(rope_pairs)(q, n, heads, head_dim, rotary_dim, layer_cos, layer_sin);
+        TYPED(rope_pairs)(k, n, kv_heads, head_dim, rotary_dim, layer_cos, layer_sin);
+      } else if (!m->rope_pairs) {
+        TYPED(rope)(q, n, heads, head_dim, rotary_dim, layer_cos, layer_sin);
+        TYPED(rope)(k, n, kv_heads, head_dim, rotary_dim, layer_cos, layer_sin);
+      }
+      if (m->layer_nope) TYPED(llama4_qk)(m, l, q, k, n, pos);
       TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, q, n, q_dim); /* R3: q·R3, k·R3 per head */
       TYPED(online_hook_apply)(m->online, ONLINE_SITE_QK, l, k, n, kv_dim);
       TYPED(store_kv)(k, v, n, kv_dim, &m->quant);

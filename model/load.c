@@ -8,6 +8,8 @@
 
 #include "io/checkpoint.h"
 #include "model/gemma.h"
+#include "model/gpt_oss.h"
+#include "model/llama4.h"
 #include "model/load_weight.h"
 #include "model/opt.h"
 #include "model/online_hooks.h"
@@ -386,7 +388,9 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
                 (opt          ? opt_read_weights(&ck, f, m, err)
                  : nemotron_h ? nemotron_h_read_weights(&ck, f, m, err)
                               : read_weights(&ck, arch, m, err)) != 0 ||
-                (gemma && gemma_configure(&ck, f, gemma, m, err) != 0)
+                (gemma && gemma_configure(&ck, f, gemma, m, err) != 0) ||
+                (arch->flags->gpt_oss && gpt_oss_configure(&ck, f, m, err) != 0) ||
+                (arch->flags->llama4 && llama4_configure(&ck, m, err) != 0)
             ? -1
             : 0;
     if (status == 0 && (gemma || arch->flags->qwen3_next)) gemma_shift_norms(m, &ck.config); /* (1 + w) norms */
@@ -423,6 +427,7 @@ void model_free(model *m) {
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
     moe_free(w->moe);
     mla_free(w->mla);
+    free(w->sinks);
     free(w->post_attn_norm);
     free(w->post_mlp_norm);
     free(w->attn_norm_bias);
@@ -439,6 +444,8 @@ void model_free(model *m) {
   free(m->inv_freq);
   free(m->inv_freq_local);
   free(m->layer_window);
+  free(m->layer_nope);
+  free(m->layer_chunk);
   free(m->final_norm_bias);
   free(m->positions);
   online_hooks_free(m->online);

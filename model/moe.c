@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "model/gpt_oss.h"
+#include "model/llama4.h"
 #include "model/load_weight.h"
 
 /* An integer field of config.json, fallback when absent (transformers' config defaults). */
@@ -165,6 +167,11 @@ int moe_read_layer(const checkpoint *ck, const family_descriptor *f, moe_kind ki
   const model_config *c = &ck->config;
   moe_weights *moe = calloc(1, sizeof *moe);
   if (!moe) return rotq_fail(err, "out of memory");
+  if (kind == MOE_GPT_OSS || kind == MOE_LLAMA4) {
+    free(moe);
+    return kind == MOE_GPT_OSS ? gpt_oss_read_moe(ck, f, f32, layer, out, err)
+                               : llama4_read_moe(ck, f, f32, layer, out, err);
+  }
   bool sparse;
   if (read_sizes(c, kind, layer, moe, &sparse, err) != 0 || !sparse) {
     free(moe);
@@ -212,6 +219,9 @@ static void free_expert(expert_weights *e) {
   free(e->w_gate);
   free(e->w_up);
   free(e->w_down);
+  free(e->b_gate);
+  free(e->b_up);
+  free(e->b_down);
 }
 
 void moe_free(moe_weights *moe) {
@@ -222,5 +232,6 @@ void moe_free(moe_weights *moe) {
   free(moe->router);
   free(moe->shared_gate);
   free(moe->correction_bias);
+  free(moe->router_bias);
   free(moe);
 }

@@ -27,9 +27,10 @@
 /* moe_kind: family/family.h (a variant's loader flag). */
 
 typedef struct expert_weights {
-  void *w_gate; /* gate_proj / w1  [intermediate, hidden] */
-  void *w_up;   /* up_proj / w3    [intermediate, hidden] */
-  void *w_down; /* down_proj / w2  [hidden, intermediate] */
+  void *w_gate;                 /* gate_proj / w1  [intermediate, hidden] */
+  void *w_up;                   /* up_proj / w3    [intermediate, hidden] */
+  void *w_down;                 /* down_proj / w2  [hidden, intermediate] */
+  void *b_gate, *b_up, *b_down; /* gpt-oss: their biases, else NULL */
 } expert_weights;
 
 typedef struct moe_weights {
@@ -52,6 +53,16 @@ typedef struct moe_weights {
   void *correction_bias; /* gate.e_score_correction_bias [experts] */
   int n_group, topk_group;
   double routed_scaling;
+  /* gpt-oss (MOE_GPT_OSS, model/gpt_oss.h): logits = x·routerᵀ + router_bias, the top_k logits'
+   * softmax weighs their experts; each expert (with biases) computes
+   * down(((clamp(up, ±limit) + 1)·g·sigmoid(alpha·g)), g = min(gate, limit). */
+  bool gpt_oss;
+  void *router_bias; /* [experts] */
+  /* Llama-4 (MOE_LLAMA4, model/llama4.h): the top_k experts by router logit take s = sigmoid(logit)
+   * and run on x·s (not weighted after); the shared expert (shared_gate NULL) is added. A dense layer
+   * is a block of 0 experts whose shared expert is its MLP. */
+  bool llama4;
+  double swiglu_alpha, swiglu_limit;
 } moe_weights;
 
 /* The layer's MoE block, or *out = NULL for a dense layer (Qwen's mlp_only_layers and

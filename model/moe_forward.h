@@ -7,12 +7,63 @@
  * scratch. True when the observer ended the pass at the down projection's input. */
 static bool TYPED(expert_mlp)(real *out, const real *x, const expert_weights *e, int rows, int hidden, int inter,
                               real *gate, real *up, const model *m, int layer) {
-  TYPED(linear)(gate, x, e->w_gate, NULL, rows, hidden, inter);
-  TYPED(linear)(up, x, e->w_up, NULL, rows, hidden, inter);
-  TYPED(swiglu)(gate, up, (size_t)rows * inter);
+  const moe_weights *moe = m->layers[layer].moe;
+  TYPED(linear)(gate, x, e->w_gate, e->b_gate, rows, hidden, inter);
+  TYPED(linear)(up, x, e->w_up, e->b_up, rows, hidden, inter);
+  if (moe && moe->gpt_oss) /* GptOssExperts._apply_gate */
+    for (size_t i = 0; i < (size_t)rows * inter; i++) {
+      double g = gate[i] < moe->swiglu_limit ? gate[i] : moe->swiglu_limit;
+      double u = up[i] < -moe->swiglu_limit  ? -moe->swiglu_limit
+                 : up[i] > moe->swiglu_limit ? moe->swiglu_limit
+                                             : up[i];
+      double glu = g * (1 / (1 + exp(-(g * moe->swiglu_alpha))));
+      gate[i] = (real)((u + 1) * glu);
+    }
+  else
+    TYPED(swiglu)(gate, up, (size_t)rows * inter);
   if (TYPED(linear_input)(m, layer, INPUT_DOWN_PROJ, gate, rows, inter)) return true;
-  TYPED(linear)(out, gate, e->w_down, NULL, rows, inter, hidden);
+  TYPED(linear)(out, gate, e->w_down, e->b_down, rows, inter, hidden);
   return false;
+}
+
+/* routing [n, experts] as Llama4Router: sigmoid of the top_k logits (ties: the lowest index), 0
+ * for the others. chosen [experts] is scratch. */
+static void TYPED(sigmoid_top_route)(double *routing, const real *logits, const moe_weights *moe, int n, bool *chosen) {
+  const int experts = moe->experts;
+  for (int t = 0; t < n; t++) {
+    const real *l = logits + (size_t)t * experts;
+    double *p = routing + (size_t)t * experts;
+    for (int e = 0; e < experts; e++) chosen[e] = false;
+    for (int k = 0; k < moe->top_k; k++) {
+      int best = -1;
+      for (int e = 0; e < experts; e++)
+        if (!chosen[e] && (best < 0 || l[e] > l[best])) best = e;
+      chosen[best] = true;
+    }
+    for (int e = 0; e < experts; e++) p[e] = chosen[e] ? 1 / (1 + exp(-(double)l[e])) : 0;
+  }
+}
+
+/* routing [n, experts] as GptOssTopKRouter: the top_k logits (ties: the lowest index) take the
+ * softmax over them, the others 0. chosen [experts] is scratch. */
+static void TYPED(top_logits_route)(double *routing, const real *logits, const moe_weights *moe, int n, bool *chosen) {
+  const int experts = moe->experts;
+  for (int t = 0; t < n; t++) {
+    const real *l = logits + (size_t)t * experts;
+    double *p = routing + (size_t)t * experts;
+    for (int e = 0; e < experts; e++) chosen[e] = false, p[e] = 0;
+    double max = -INFINITY, sum = 0;
+    for (int k = 0; k < moe->top_k; k++) {
+      int best = -1;
+      for (int e = 0; e < experts; e++)
+        if (!chosen[e] && (best < 0 || l[e] > l[best])) best = e;
+      chosen[best] = true;
+      if (l[best] > max) max = l[best];
+    }
+    for (int e = 0; e < experts; e++)
+      if (chosen[e]) sum += p[e] = exp((double)l[e] - max);
+    for (int e = 0; e < experts; e++) p[e] /= sum;
+  }
 }
 
 /* routing [n, experts]: the weight of each expert for each token — softmax of the router logits
@@ -102,8 +153,8 @@ static void TYPED(grouped_sigmoid_route)(double *routing, const real *logits, co
 static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, int n, const model *m, int layer) {
   const int hidden = m->config.hidden_size, experts = moe->experts;
   const int inter = moe->intermediate > moe->shared_intermediate ? moe->intermediate : moe->shared_intermediate;
-  real *logits = malloc(sizeof(real) * n * (experts > 1 ? experts : 1)); /* router output [n, experts] */
-  double *routing = malloc(sizeof(double) * n * experts);                /* routing weights [n, experts] */
+  real *logits = malloc(sizeof(real) * n * (experts > 1 ? experts : 1));  /* router output [n, experts] */
+  double *routing = malloc(sizeof(double) * n * (experts ? experts : 1)); /* routing weights [n, experts] */
   double *scratch = malloc(sizeof(double) * 2 * (experts > moe->n_group ? experts : moe->n_group + 1));
   int *token = malloc(sizeof(int) * n);                 /* tokens of one expert */
   bool *chosen = malloc(sizeof(bool) * experts);        /* top-k flags of one token */
@@ -112,9 +163,15 @@ static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, in
   real *gate = malloc(sizeof(real) * n * inter), *up = malloc(sizeof(real) * n * inter); /* [count, inter] */
   int status = !logits || !routing || !scratch || !token || !chosen || !routed || !expert_out || !gate || !up ? -1 : 0;
   if (status == 0) {
-    TYPED(linear)(logits, x, moe->router, NULL, n, hidden, experts);
-    if (moe->grouped_sigmoid) /* GLM-4.5 */
+    if (experts > 0) TYPED(linear)(logits, x, moe->router, moe->router_bias, n, hidden, experts);
+    if (experts == 0) /* a Llama-4 dense layer: the shared expert alone */
+      ;
+    else if (moe->llama4)
+      TYPED(sigmoid_top_route)(routing, logits, moe, n, chosen);
+    else if (moe->grouped_sigmoid) /* GLM-4.5 */
       TYPED(grouped_sigmoid_route)(routing, logits, moe, n, scratch);
+    else if (moe->gpt_oss)
+      TYPED(top_logits_route)(routing, logits, moe, n, chosen);
     else
       TYPED(route_tokens)(routing, logits, moe, n, chosen);
     memset(out, 0, sizeof(real) * n * hidden);
@@ -124,13 +181,15 @@ static int TYPED(moe_block)(real *out, const real *x, const moe_weights *moe, in
     for (int t = 0; t < n; t++)
       if (routing[(size_t)t * experts + e] != 0) {
         memcpy(routed + (size_t)count * hidden, x + (size_t)t * hidden, sizeof(real) * hidden);
+        for (int j = 0; moe->llama4 && j < hidden; j++) /* Llama-4: the score scales the expert's input */
+          routed[(size_t)count * hidden + j] *= (real)routing[(size_t)t * experts + e];
         token[count++] = t;
       }
     if (count == 0) continue;
     if (TYPED(expert_mlp)(expert_out, routed, &moe->expert[e], count, hidden, moe->intermediate, gate, up, m, layer))
       status = 1;
     for (int i = 0; status == 0 && i < count; i++) {
-      real weight = (real)routing[(size_t)token[i] * experts + e];
+      real weight = moe->llama4 ? 1 : (real)routing[(size_t)token[i] * experts + e];
       for (int j = 0; j < hidden; j++)
         out[(size_t)token[i] * hidden + j] += weight * expert_out[(size_t)i * hidden + j];
     }

@@ -39,6 +39,7 @@ typedef struct layer_weights { /* Nemotron-H: a layer has one of mamba, wq.., w_
   mla_weights *mla;           /* DeepSeek-V3: latent attention instead of wq..wv (wo, bo: its o_proj), else NULL */
   void *wq_gate, *bq_gate;    /* Qwen3-Next full attention: q_proj's output-gate rows [heads·head_dim, hidden] */
   deltanet_weights *deltanet; /* Qwen3-Next gated DeltaNet instead of attention (no wq..wo), else NULL */
+  void *sinks;                /* gpt-oss: self_attn.sinks [heads], each head's extra softmax logit, else NULL */
 } layer_weights;
 
 /* The activations entering the decoder linears, each shared by the linears it feeds. */
@@ -67,6 +68,13 @@ struct model {
   int mla_v_dim;         /* DeepSeek-V3 (model/mla.h): v_head_dim of the latent attention; 0 = not MLA */
   bool rope_interleave;  /* DeepSeek-V3: RoPE on interleaved pairs (rope_interleave) */
   int rotary_dim;        /* RoPE acts on the first rotary_dim dims of each head (GLM-4.5); 0 = head_dim */
+  double rope_scale;     /* cos and sin times this (YaRN's attention factor, gpt-oss); 0 = 1 */
+  /* Llama-4 text (model/llama4.h), all NULL/0 for other families: */
+  bool rope_pairs;                /* RoPE on adjacent pairs (2i, 2i + 1) as complex numbers (Llama-4), not halves */
+  bool *layer_nope;               /* [layers] no RoPE in this layer (no_rope_layers 0), else NULL */
+  int *layer_chunk;               /* [layers] chunked attention: a query sees keys of its own chunk only; 0 = none */
+  bool l2_qk_norm;                /* use_qk_norm: q and k of the RoPE layers L2-normalized per head (no weight) */
+  double floor_scale, attn_scale; /* attention temperature tuning of the NoPE layers (0 = off) */
   /* Family features beyond the LLaMA family (all zero/NULL for it): */
   activation_kind activation; /* of the MLP: SiLU-gated unless set */
   double embed_scale;         /* Gemma: embeddings times √hidden (rounded to their dtype); 0 = none */

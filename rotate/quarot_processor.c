@@ -42,6 +42,8 @@ static int layout_outputs(quarot_processor *p, rotq_error *err) {
     const st_tensor *t = checkpoint_find(p->ck, c->source);
     p->outputs[k] = (st_spec){.name = c->name, .dtype = transform_output_dtype(&p->context, t), .ndim = t->ndim};
     memcpy(p->outputs[k].shape, t->shape, sizeof t->shape);
+    if (c->out_in_source) /* written [experts, in, out] */
+      p->outputs[k].shape[1] = t->shape[2], p->outputs[k].shape[2] = t->shape[1];
   }
   p->output_count = k + online_extra_tensor_specs(p, p->outputs + k);
   return 0;

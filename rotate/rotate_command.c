@@ -50,6 +50,11 @@ bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias) 
     *is_bias = true;
     return true;
   }
+  if (n > 10 && strcmp(module + n - 10, "_proj_bias") == 0) {
+    module[n - 5] = '\0';
+    *is_bias = true;
+    return true;
+  }
   return false;
 }
 
@@ -83,6 +88,29 @@ static int limit_to_v_rows(rotate_command *c, const model_adapter *a, const mode
   return 0;
 }
 
+/* Side 0 (input) or 1 (output) of a fused experts' tensor: a 3-D weight [experts, in, out] takes Rin
+ * on axis 1 and Rout on axis 2, its bias [experts, out] Rout on axis 1. */
+static int apply_in_out_side(rotate_command *c, const st_tensor *t, const rotation_rule *rule, int side,
+                             const rotation *r, rotq_error *err) {
+  const char *side_name = side == 0 ? rule->input : rule->output;
+  if (c->in_out ? t->ndim != 3 : t->ndim != 2)
+    return rotq_fail(err, "tensor '%s' (rule '%s'): fused experts are stored as %s, shape has %d dims", c->name,
+                     rule->pattern, c->in_out ? "3-D [experts, in, out]" : "a 2-D bias [experts, out]", t->ndim);
+  const int in_axis = c->out_in_source ? 2 : 1, out_axis = c->out_in_source ? 1 : 2;
+  long extent = c->in_out ? t->shape[side == 0 ? in_axis : out_axis] : t->shape[1], n = rotation_dim(r);
+  if (extent % n != 0)
+    return rotq_fail(err, "tensor '%s' (rule '%s'): %s size %ld is not a multiple of matrix '%s' dim %ld", c->name,
+                     rule->pattern, side == 0 ? "input" : "output", extent, side_name, n);
+  if (side == 0) {
+    c->input = r;
+    snprintf(c->input_name, sizeof c->input_name, "%s", side_name);
+  } else {
+    c->output = r;
+    snprintf(c->output_name, sizeof c->output_name, "%s", side_name);
+  }
+  return 0;
+}
+
 /* Applies the rotate rule of c's module: resolves matrices for c's layer, checks dims. */
 static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule *rule, const rotation_set *set,
                       const model_config *config, rotq_error *err) {
@@ -93,6 +121,10 @@ static int apply_rule(rotate_command *c, const st_tensor *t, const rotation_rule
     const rotation *r = rotation_set_get(set, side_name[side], c->layer, err);
     if (!r) return rotq_fail_context(err, "tensor '%s' (rule '%s')", c->name, rule->pattern);
     long n = rotation_dim(r);
+    if (c->in_out || (c->is_bias && t->ndim == 2)) { /* fused experts [E, in, out] and their biases [E, out] */
+      if (apply_in_out_side(c, t, rule, side, r, err) < 0) return -1;
+      continue;
+    }
     long extent = side == 0             ? (t->ndim == 2 ? t->shape[1] : -1)
                   : c->output_row_count ? c->output_row_count
                                         : t->shape[0];
@@ -418,6 +450,10 @@ int commands_build(const checkpoint *ck, const model_adapter *a, const rotation_
     }
     if (!add_command(out, t->name, t->name, layer)) goto oom;
     out->items[out->count - 1].is_bias = is_bias;
+    const char *rel = adapter_relative_name(a, module);
+    out->items[out->count - 1].in_out = !is_bias && rel && a->in_out_layout && pattern_matches(a->in_out_layout, rel);
+    /* MXFP4 experts (gpt-oss's release) are stored per output row: [experts, out, in] */
+    out->items[out->count - 1].out_in_source = out->items[out->count - 1].in_out && t->scaling == ST_SCALE_MXFP4;
   }
   const st_tensor *head = checkpoint_find(ck, head_weight);
   if (!head && !add_command(out, head_weight, embed_weight, -1)) goto oom;
@@ -552,6 +588,11 @@ static int check_sizes(const command_list *list, const checkpoint *ck, const mod
                        "value heads must act within one head (attention mixes each head on its own)",
                        c->name, r == c->output ? c->output_name : c->input_name, rotation_dim(r),
                        a->v_rows_mla ? "v_head_dim" : "head_dim", head_dim);
+    if (c->online != ONLINE_NONE && c->in_out)
+      return rotq_fail(err,
+                       "tensor '%s': fused experts [experts, in, out] take no online rotation (no serving kernel "
+                       "applies one inside a fused MoE); rotate without online R4",
+                       c->name);
     if (c->online != ONLINE_NONE && check_online_size(c, t, head_dim, err) < 0) return -1;
   }
   return 0;

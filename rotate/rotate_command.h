@@ -33,7 +33,15 @@ typedef struct rotate_command {
   char name[TENSOR_NAME_MAX];      /* output tensor */
   char source[TENSOR_NAME_MAX];    /* input tensor it is computed from (lm_head of a tied model: the embedding) */
   int layer;                       /* decoder layer, -1 for pre-run tensors */
-  bool is_bias;                    /* a linear's bias [out]: only the output side acts on it */
+  bool is_bias;                    /* a linear's bias [out] (or a fused experts' "<module>_bias" [experts, out]):
+                                      only the output side acts on it */
+  bool in_out;                     /* a 3-D [experts, in, out] weight (the adapter's in_out_layout): Rin acts
+                                      as W_e ← Rinᵀ·W_e on each expert's rows, Rout as W_e ← W_e·Rout on each
+                                      row, a fused norm scales rows */
+  bool out_in_source;              /* an in_out weight whose source is stored [experts, out, in] (gpt-oss's
+                                      MXFP4 release: P_blocks/P_scales per output row): each expert is
+                                      transformed as an [out, in] weight and written transposed, so the
+                                      output is [experts, in, out] as transformers' bf16 layout */
   bool reset_norm;                 /* a fused norm weight: becomes the identity (1, or 0 for 1+w norms) */
   char fuse_norm[TENSOR_NAME_MAX]; /* norm weight multiplied into this weight's columns, "" = none */
   bool bake_mean;
@@ -81,7 +89,9 @@ int commands_complete(command_list *list, const checkpoint *ck, const model_adap
 void commands_free(command_list *list);
 rotate_command *commands_find(const command_list *list, const char *name);
 /* The module of a tensor, its name without ".weight" / ".bias", into module; *is_bias for a bias.
- * False (module = the name) when the name has neither suffix. */
+ * A fused experts' bias "<x>_proj_bias" (gpt-oss: mlp.experts.down_proj_bias) is the bias of module
+ * "<x>_proj" (a 3-D weight named without a suffix). False (module = the name) when the name has
+ * none of these suffixes. */
 bool tensor_module(const char *tensor, char *module, size_t cap, bool *is_bias);
 /* The equivalence invariants of the plan (commands_complete's last step). */
 int commands_check(const command_list *list, const model_adapter *adapter, rotq_error *err);

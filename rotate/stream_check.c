@@ -796,6 +796,79 @@ static bool is_stream_norm(const stream_check *sc, int layer, const char *module
   return false;
 }
 
+/* ---- fused experts [experts, in, out] (the adapter's in_out_layout) ---------------------------- */
+
+/* Elements [first, first + count) of output tensor `name`, original or written, as doubles. */
+static int read_elements(stream_check *sc, const char *name, bool rotated, size_t first, size_t count, double *out,
+                         rotq_error *err) {
+  wref w;
+  if ((rotated ? rotated_ref(sc, name, true, &w, err) : original_ref(sc, name, true, &w, err)) < 0) return -1;
+  if (!rotated) {
+    const rotate_command *c = commands_find(&sc->p->commands, name);
+    st_to_f64(checkpoint_find(sc->ck, c->source), first, count, out);
+    return 0;
+  }
+  size_t esize = dtype_size(w.t);
+  unsigned char *raw = malloc(count * esize + 1);
+  int code = raw ? read_fully(w.fd, raw, count * esize, w.offset + first * esize) : ENOMEM;
+  if (code == 0) dtype_to_f64(w.t, raw, out, count);
+  free(raw);
+  if (code) return rotq_fail(err, "verify: tensor '%s': %s", name, strerror(code));
+  sc->sum.elements += count;
+  return 0;
+}
+
+/* y [PROBES, out] = x [PROBES, in]·W (W [in, out]). */
+static void probes_times(const double *x, const double *w, size_t in, size_t out, double *y) {
+  for (int q = 0; q < PROBES; q++)
+    for (size_t j = 0; j < out; j++) {
+      double sum = 0;
+      for (size_t i = 0; i < in; i++) sum += x[(size_t)q * in + i] * w[i * out + j];
+      y[(size_t)q * out + j] = sum;
+    }
+}
+
+/* Expert by expert of c [experts, in, out]: a reader (x, xs: norm(h), norm'(S(h))) checks
+ * xs·W'_e = x·W_e; a writer checks z·W'_e + b'_e = S(z·W_e + b_e) for random z (b: "<module>_bias"). */
+static int check_in_out(stream_check *sc, int layer, const rotate_command *c, const char *norm, const double *x,
+                        const double *xs, rotq_error *err) {
+  const st_tensor *t = checkpoint_find(sc->ck, c->source);
+  const bool reader = x != NULL;
+  const int in_axis = c->out_in_source ? 2 : 1, out_axis = c->out_in_source ? 1 : 2; /* of the source */
+  if (t->ndim != 3 || t->shape[reader ? in_axis : out_axis] != sc->hidden)
+    return rotq_fail(err, "verify: layer %d: tensor '%s' %s the residual stream but is not [experts, %s]", layer,
+                     c->name, reader ? "reads" : "writes", reader ? "hidden, out" : "in, hidden");
+  const size_t experts = (size_t)t->shape[0], in = (size_t)t->shape[in_axis], out = (size_t)t->shape[out_axis];
+  char bias[TENSOR_NAME_MAX + 8];
+  snprintf(bias, sizeof bias, "%s_bias", c->name);
+  const bool has_bias = !reader && commands_find(&sc->p->commands, bias);
+  double *w = malloc(sizeof(double) * in * out), *ws = malloc(sizeof(double) * in * out);
+  double *z = malloc(sizeof(double) * PROBES * in), *want = malloc(sizeof(double) * PROBES * out);
+  double *got = malloc(sizeof(double) * PROBES * out), *b = malloc(sizeof(double) * out * 2);
+  int rc = w && ws && z && want && got && b ? 0 : rotq_fail(err, "verify: out of memory");
+  for (size_t e = 0; rc == 0 && e < experts; e++) {
+    rc = read_elements(sc, c->name, false, e * in * out, in * out, c->out_in_source ? ws : w, err);
+    for (size_t i = 0; rc == 0 && c->out_in_source && i < in; i++) /* the source's [out, in] slice */
+      for (size_t j = 0; j < out; j++) w[i * out + j] = ws[j * in + i];
+    if (rc == 0) rc = read_elements(sc, c->name, true, e * in * out, in * out, ws, err);
+    if (rc == 0 && has_bias) rc = read_elements(sc, bias, false, e * out, out, b, err);
+    if (rc == 0 && has_bias) rc = read_elements(sc, bias, true, e * out, out, b + out, err);
+    if (rc < 0) break;
+    if (!reader) gaussian_rows(z, PROBES * in, layer, 11 + (int)e, 1);
+    probes_times(reader ? x : z, w, in, out, want);
+    probes_times(reader ? xs : z, ws, in, out, got);
+    for (int q = 0; has_bias && q < PROBES; q++)
+      for (size_t j = 0; j < out; j++) want[(size_t)q * out + j] += b[j], got[(size_t)q * out + j] += b[out + j];
+    if (!reader) stream_map(sc, want, PROBES);
+    char what[2 * TENSOR_NAME_MAX + 96];
+    snprintf(what, sizeof what, "layer %d: tensor '%s' expert %zu (%s%s)", layer, c->name, e,
+             reader ? "reads the residual stream through " : "writes the residual stream", reader ? norm : "");
+    rc = compare(sc, what, written_dtype(sc, t), got, want, PROBES * out, err);
+  }
+  free(w), free(ws), free(z), free(want), free(got), free(b);
+  return rc;
+}
+
 static int check_layer(stream_check *sc, int layer, rotq_error *err) {
   const model_adapter *a = sc->a;
   const command_list *list = &sc->p->commands;
@@ -818,7 +891,21 @@ static int check_layer(stream_check *sc, int layer, rotq_error *err) {
     bool writer = kind && adapter_is_writer(a, module);
     const st_tensor *weight = kind ? weight_tensor(sc, module) : NULL;
     bool linear_weight = weight && weight->ndim == 2;
-    if (kind == 2 && linear_weight && (norm_rel || writer)) continue; /* a bias: checked with its weight */
+    if (kind == 2 && linear_weight && (norm_rel || writer)) continue;          /* a bias: checked with its weight */
+    const rotate_command *fused = kind == 2 ? commands_find(list, module) : c; /* fused experts: in_out */
+    if (kind == 2 && fused && fused->in_out && writer) continue;               /* checked with its weight */
+    if (c->in_out && (adapter_reader_norm(a, module) || adapter_is_writer(a, module))) {
+      const char *reads = adapter_reader_norm(a, module);
+      char norm[TENSOR_NAME_MAX] = "";
+      int slot = 0;
+      if (reads) {
+        adapter_layer_module(a, layer, reads, norm, sizeof norm);
+        if ((rc = cached_norm(sc, &nc, norm, h, &slot, err)) < 0) break;
+        nc.used[slot] = true;
+      }
+      rc = check_in_out(sc, layer, c, norm, reads ? nc.n[slot] : NULL, reads ? nc.ns[slot] : NULL, err);
+      continue;
+    }
     if (kind == 1 && linear_weight && norm_rel) {
       char norm[TENSOR_NAME_MAX];
       adapter_layer_module(a, layer, norm_rel, norm, sizeof norm);

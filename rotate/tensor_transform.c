@@ -35,8 +35,8 @@ bool transform_converts(const transform_context *ctx, const st_tensor *t) {
 }
 
 bool command_changes_tensor(const rotate_command *c) {
-  return c->reset_norm || c->fuse_norm[0] || c->bake_mean || c->input || c->output || c->fold_norm_bias[0] ||
-         c->online != ONLINE_NONE || strcmp(c->name, c->source) != 0;
+  return c->reset_norm || c->out_in_source || c->fuse_norm[0] || c->bake_mean || c->input || c->output ||
+         c->fold_norm_bias[0] || c->online != ONLINE_NONE || strcmp(c->name, c->source) != 0;
 }
 
 /* The embedding's mean is over each row (a token's vector); a residual writer's over each column. */
@@ -91,14 +91,19 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
                         .cols = 1,
                         .out_dtype = transform_output_dtype(ctx, t)};
   if (t->ndim == 2 && !c->is_bias) plan->rows = (size_t)t->shape[0], plan->cols = (size_t)t->shape[1];
+  if (c->in_out && t->ndim == 3) /* [experts, in, out] as [experts·in, out] ([experts, out, in] likewise) */
+    plan->rows = (size_t)t->shape[0] * (size_t)t->shape[1], plan->cols = (size_t)t->shape[2];
+  const bool in_out_math = c->in_out && !c->out_in_source;   /* out_in_source: each expert an [out, in] weight */
   if (c->keep_norm_bias) plan->rows = 1, plan->cols = numel; /* a row vector, rotated like the embedding */
   const size_t compute_size = compute_size_of(ctx);
-  /* row pieces hold whole rotation groups (whole heads of MLA's kv_b_proj: a head's value rows are
-     rotated together) */
+  /* the rotation acting on groups of rows, and the one acting within each row (in_out: swapped); row
+     pieces hold whole rotation groups (whole heads of MLA's kv_b_proj: a head's value rows are rotated
+     together) */
+  const rotation *on_rows = in_out_math ? c->input : c->output, *in_rows = in_out_math ? c->output : c->input;
   const size_t group = c->output_row_stride ? (size_t)c->output_row_stride
-                       : c->output          ? (size_t)rotation_dim(c->output)
+                       : on_rows            ? (size_t)rotation_dim(on_rows)
                                             : 1;
-  const size_t segment = c->input ? (size_t)rotation_dim(c->input) : 1;
+  const size_t segment = in_rows ? (size_t)rotation_dim(in_rows) : 1;
   /* operations that read other tensors or rows outside a group are done on the whole tensor */
   const bool whole_only = c->fold_norm_bias[0] || c->keep_norm_bias ||
                           (c->output_row_count && !c->output_row_stride && (size_t)c->output_row_begin % group != 0);
@@ -118,13 +123,18 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
     plan->cut = CUT_WHOLE;
     plan->step = plan->block_rows = plan->rows;
   }
+  if (c->out_in_source && plan->cut != CUT_COPY) { /* one expert a piece, written transposed in its place */
+    plan->cut = CUT_ROWS;
+    plan->step = plan->block_rows = (size_t)t->shape[1];
+  }
   if (plan->step > (plan->cut == CUT_COLUMNS ? plan->cols : plan->rows))
     plan->step = plan->cut == CUT_COLUMNS ? plan->cols : plan->rows;
   if (plan->block_rows > plan->step) plan->block_rows = plan->step;
   const size_t extent = plan->cut == CUT_COLUMNS ? plan->cols : plan->rows;
   plan->pieces = plan->cut == CUT_COPY ? 1 : (extent + plan->step - 1) / plan->step;
   if (c->fuse_norm[0]) {
-    if (checkpoint_read_f64(ctx->ck, c->fuse_norm, plan->cols, &plan->norm, err) < 0) return -1;
+    size_t norm_size = in_out_math ? (size_t)t->shape[1] : plan->cols; /* in_out: the norm scales rows */
+    if (checkpoint_read_f64(ctx->ck, c->fuse_norm, norm_size, &plan->norm, err) < 0) return -1;
     if (ctx->adapter->norm == NORM_RMS_PLUS_ONE)
       for (size_t j = 0; j < plan->cols; j++) plan->norm[j] += 1.0;
     for (size_t j = 0; c->keep_norm_bias && j < plan->cols; j++) {

@@ -87,9 +87,23 @@ static void SUFFIX(load)(const transform_context *ctx, const tensor_plan *plan, 
   }
 }
 
-/* m to the output dtype at out, row i at out + i·out_ld elements. */
+/* m to the output dtype at out, row i at out + i·out_ld elements; an out_in_source expert [out, in]
+ * (the whole of m) transposed: element (i, j) at out + (j·m->rows + i) elements. */
 static void SUFFIX(store)(const tensor_plan *plan, const SUFFIX(matrix) * m, unsigned char *out, size_t out_ld) {
   size_t element = dtype_size(plan->out_dtype);
+  if (plan->command->out_in_source) {
+    REAL *column = malloc(sizeof(REAL) * (m->rows ? m->rows : 1)), one;
+    for (size_t j = 0; j < m->cols; j++) {
+      for (size_t i = 0; column && i < m->rows; i++) column[i] = m->x[i * m->ld + j];
+      if (column)
+        FROM_REAL(plan->out_dtype, column, out + j * m->rows * element, m->rows);
+      else /* no memory for a column: element by element */
+        for (size_t i = 0; i < m->rows; i++)
+          one = m->x[i * m->ld + j], FROM_REAL(plan->out_dtype, &one, out + (j * m->rows + i) * element, 1);
+    }
+    free(column);
+    return;
+  }
   if (m->ld == m->cols && out_ld == m->cols) {
     FROM_REAL(plan->out_dtype, m->x, out, m->rows * m->cols);
     return;
@@ -105,6 +119,14 @@ static void SUFFIX(store)(const tensor_plan *plan, const SUFFIX(matrix) * m, uns
 static void SUFFIX(fuse_norm)(SUFFIX(matrix) * m, const double *g) {
   for (size_t i = 0; i < m->rows; i++)
     for (size_t j = 0; j < m->cols; j++) m->x[i * m->ld + j] = (REAL)(m->x[i * m->ld + j] * g[j]);
+}
+
+/* In-out weights [experts·in, out]: row r (tensor row m->row0 + r) *= g[(m->row0 + r) % in]. */
+static void SUFFIX(fuse_norm_rows)(SUFFIX(matrix) * m, const double *g, size_t in) {
+  for (size_t i = 0; i < m->rows; i++) {
+    double scale = g[(m->row0 + i) % in];
+    for (size_t j = 0; j < m->cols; j++) m->x[i * m->ld + j] = (REAL)(m->x[i * m->ld + j] * scale);
+  }
 }
 
 /* Subtracts the mean over the residual (hidden) dimension: of each row for the embedding
@@ -152,6 +174,18 @@ static void SUFFIX(rotate_heads_range)(void *ctx, size_t begin, size_t end) {
 static void SUFFIX(transform_matrix)(const transform_context *ctx, const tensor_plan *plan, const double *g,
                                      SUFFIX(matrix) * m, int threads) {
   const rotate_command *c = plan->command;
+  if (c->in_out && !c->out_in_source) { /* [experts·in, out]: Rin on each expert's groups of rows, Rout in rows */
+    if (g) SUFFIX(fuse_norm_rows)(m, g, (size_t)plan->source->shape[1]);
+    if (c->input) {
+      m->r = c->input;
+      parallel_for(m->cols, 8, threads, SUFFIX(rotate_cols_range), m);
+    }
+    if (c->output) {
+      m->r = c->output;
+      parallel_for(m->rows, 1, threads, SUFFIX(rotate_rows_range), m);
+    }
+    return;
+  }
   for (size_t i = 0; plan->bias_shift && i < m->rows; i++) /* m's rows are bias elements */
     m->x[i * m->ld] = (REAL)(m->x[i * m->ld] + plan->bias_shift[m->row0 + i]);
   if (g) SUFFIX(fuse_norm)(m, g);
@@ -193,7 +227,8 @@ static void SUFFIX(transform_matrix)(const transform_context *ctx, const tensor_
 
 /* Can the norm be fused while loading (NORM_IN_LOAD, and no other operation comes before it)? */
 static bool SUFFIX(norm_fused_in_load)(const tensor_plan *plan) {
-  return NORM_IN_LOAD && plan->norm && !plan->bias_shift && !plan->command->reset_norm;
+  return NORM_IN_LOAD && plan->norm && !plan->bias_shift && !plan->command->reset_norm &&
+         !(plan->command->in_out && !plan->command->out_in_source);
 }
 
 /* Rows [begin, end) in blocks of plan->block_rows, each loaded, transformed and stored in turn;
@@ -221,7 +256,8 @@ static void SUFFIX(transform_rows)(const transform_context *ctx, const tensor_pl
 static void SUFFIX(transform_columns)(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                                       void *work, unsigned char *out, transform_timing *timing, int *failed) {
   SUFFIX(matrix) m = {.x = work, .rows = plan->rows, .cols = end - begin, .ld = end - begin, .failed = failed};
-  const double *g = plan->norm ? plan->norm + begin : NULL;
+  const double *g =
+      plan->norm ? plan->norm + (plan->command->in_out && !plan->command->out_in_source ? 0 : begin) : NULL;
   const bool fused = SUFFIX(norm_fused_in_load)(plan);
   double t0 = now_seconds();
   SUFFIX(load)(ctx, plan, plan->source, 0, begin, fused ? g : NULL, &m);

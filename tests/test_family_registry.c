@@ -52,13 +52,15 @@ static void synth_or_fail(const synth_spec *spec, const char *dir) {
   if (synth_write(spec, dir, &err) != 0) fail_msg("synth %s: %s", spec->architecture, err.message);
 }
 
-/* name without a trailing ".weight" / ".bias" into out. */
+/* name without a trailing ".weight" / ".bias" (a fused experts' "<x>_proj_bias": "<x>_proj") into out. */
 static void module_of(const char *name, char *out, size_t cap) {
   snprintf(out, cap, "%s", name);
   size_t n = strlen(out);
   if (n > 7 && strcmp(out + n - 7, ".weight") == 0)
     out[n - 7] = '\0';
   else if (n > 5 && strcmp(out + n - 5, ".bias") == 0)
+    out[n - 5] = '\0';
+  else if (n > 10 && strcmp(out + n - 10, "_proj_bias") == 0)
     out[n - 5] = '\0';
 }
 

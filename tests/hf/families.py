@@ -5,7 +5,8 @@ Each family is a transformers config (hidden 64, head_dim 16, 2-4 layers, vocab 
 Williamson H_172, vLLM's blocks of 4)) whose model is
 made by from_config in float64; every norm weight is moved off its init (w += 0.3·randn: RMSNorm
 weights ≈ 1 ± 0.3, Gemma's (1 + w) offsets ≈ ±0.3) and every bias drawn (0.1·randn), so that rotq's
-norm fusion and bias handling are exercised (and, where the family says so, the MoE routers'
+norm fusion and bias handling are exercised (gpt-oss: the fused experts' *_proj_bias too, and its
+attention sinks drawn randn) (and, where the family says so, the MoE routers'
 e_score_correction_bias buffers drawn, 0.1·randn, so that grouped routing depends on them), then saved with save_pretrained (safetensors).
 """
 import dataclasses
@@ -140,6 +141,25 @@ def _deepseek_v3_q_proj():
                                          v_head_dim=20, rope_interleave=False)
 
 
+def _gpt_oss():
+    """gpt-oss: sliding (window 8) and full layers, attention sinks (drawn by build), YaRN RoPE (the
+    config's default), q/k/v/o biases, every layer an MoE block (router with bias, 4 experts, top-2)
+    whose experts are stored fused in [experts, in, out] layout with biases (drawn by build)."""
+    return transformers.GptOssConfig(**COMMON, **ATTN, intermediate_size=32, num_hidden_layers=2,
+                                     num_local_experts=4, num_experts_per_tok=2, sliding_window=8)
+
+
+def _llama4():
+    """Llama-4 text: dense layers 0 and 2 (intermediate_size_mlp 96), MoE layers 1 and 3 (4 experts,
+    top-1, the sigmoid score scaling the expert's input, experts fused [experts, in, out], a shared
+    expert); NoPE layers 1 and 3 with temperature tuning (floor_scale 4, so 40 tokens exercise it),
+    RoPE layers 0 and 2 chunked (8) with L2 qk-norm."""
+    return transformers.Llama4TextConfig(**COMMON, **ATTN, intermediate_size=32, intermediate_size_mlp=96,
+                                         num_hidden_layers=4, num_local_experts=4, num_experts_per_tok=1,
+                                         interleave_moe_layer_step=2, attention_chunk_size=8,
+                                         no_rope_layer_interval=2, floor_scale=4)
+
+
 def _qwen3_next():
     """Qwen3-Next: gated DeltaNet layers (2 key heads of 16, 4 value heads of 8, conv kernel 4) and gated
     full attention (q_proj with the output gate's rows, q_norm/k_norm, RoPE on a quarter of each head;
@@ -187,6 +207,9 @@ FAMILIES = [
     Family("deepseek_v3", "DeepseekV3ForCausalLM", _deepseek_v3, "deepseek_v3", "none", draw_router_bias=True),
     Family("deepseek_v3_q_proj", "DeepseekV3ForCausalLM", _deepseek_v3_q_proj, "deepseek_v3", "none",
            draw_router_bias=True),
+    # fused [experts, in, out] experts: no R4 (no single down_proj per layer); vLLM: o_proj has a bias
+    Family("gpt_oss", "GptOssForCausalLM", _gpt_oss, "gpt_oss", "no_r4"),
+    Family("llama4", "Llama4ForCausalLM", _llama4, "llama4", "no_r4"),
     # Qwen3-Next: R1 only (R2 refused: the output gate); online: the heads rotation and R3 on the full-attention
     # layers, no R4 (MoE)
     Family("qwen3_next", "Qwen3NextForCausalLM", _qwen3_next, "qwen3_next", "no_r4"),
@@ -201,8 +224,10 @@ def build(family, directory, seed=0):
     assert type(model).__name__ == family.architecture, type(model).__name__
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(".bias"):
+            if name.endswith(".bias") or name.endswith("_proj_bias"):  # gpt-oss: fused experts' biases
                 p.copy_(0.1 * torch.randn_like(p))
+            elif name.endswith(".sinks"):  # gpt-oss: each head's sink logit, a real share of the softmax
+                p.copy_(torch.randn_like(p))
             elif p.dim() == 1 and "norm" in name.lower():
                 p.add_(0.3 * torch.randn_like(p))
         for name, b in model.named_buffers():  # DeepSeek-V3 routing's bias (a buffer), zero at init

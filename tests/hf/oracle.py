@@ -48,7 +48,12 @@ def load_online_export(directory):
     a copy whose config.json lacks quantization_config (the transforms are applied by apply_online from
     the original). Returns (model, note)."""
     try:
-        return load(directory), ""
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(
+            directory, dtype=torch.float64, experts_implementation="eager", output_loading_info=True)
+        # Llama-4's fused experts: with the quantization_config, transformers expects them per expert
+        # (experts.{e}.down_proj.weight), reports them missing and initializes them at random.
+        if not info["missing_keys"]:
+            return model.eval(), ""
     except RuntimeError as e:
         if "automatic conversion of the weights" not in str(e):
             raise
@@ -64,7 +69,8 @@ def load_online_export(directory):
         json.dump(config, f)
     model = load(copy)
     shutil.rmtree(copy)
-    return model, "transformers+compressed-tensors refused to load it (MoE conversion); loaded without quantization_config"
+    return model, ("transformers+compressed-tensors refused to load it or left weights missing (MoE conversion); "
+                   "loaded without quantization_config")
 
 
 def load(directory):
@@ -181,7 +187,23 @@ def apply_online(model, directory):
 
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-        ALL_ATTENTION_FUNCTIONS.register("eager", sys.modules[type(model).__module__].eager_attention_forward)
+        # The registry is global: the function looks up the calling attention module's own (gpt-oss's
+        # needs module.sinks, which no other family's attention has).
+        def eager(module, *args, **kwargs):
+            return sys.modules[type(module).__module__].eager_attention_forward(module, *args, **kwargs)
+
+        ALL_ATTENTION_FUNCTIONS.register("eager", eager)
+    from compressed_tensors.modeling.kvcache import QuantizedKVCache
+
+    if not hasattr(QuantizedKVCache, "get_seq_length"):
+        # The k_cache hook (R3) passes this wrapper as past_key_values even when the model runs
+        # without a cache; Llama-4's temperature tuning asks it for get_seq_length, which it lacks
+        # (and cannot delegate to a cache that is not there): without one, no tokens were seen.
+        def get_seq_length(self, layer_idx=0):
+            cache = self.past_key_values() if self.past_key_values is not None else None
+            return cache.get_seq_length(layer_idx) if cache is not None else 0
+
+        QuantizedKVCache.get_seq_length = get_seq_length
     apply_transform_config(model, TransformConfig(config_groups=online_groups))
     done = []
     for module_name, module in model.named_modules():
