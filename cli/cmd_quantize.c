@@ -122,7 +122,7 @@ int cmd_quantize(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   quantize_result r;
   rotq_error err = {{0}};
-  int rc = quantize_checkpoint(&o, &r, &err);
+  int rc = quantize_compressed(&o, &r, &err);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   if (rc < 0) {

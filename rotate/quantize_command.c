@@ -99,13 +99,13 @@ static int add_ignored(plan *p, const char *module, rotq_error *err) {
 }
 
 /* Decides every tensor's fate; orders them by layer (pre-run tensors first), then name. */
-static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_scheme *s, plan *p, rotq_error *err) {
+static int plan_tensors(const st_tensor *const *tensors, size_t count, const checkpoint *ck, const model_adapter *a,
+                        const ct_scheme *s, plan *p, rotq_error *err) {
   *p = (plan){0};
-  if (!(p->tensors = calloc(ck->tensor_count ? ck->tensor_count : 1, sizeof *p->tensors)))
-    return rotq_fail(err, "out of memory");
-  for (size_t i = 0; i < ck->tensor_count; i++) {
+  if (!(p->tensors = calloc(count ? count : 1, sizeof *p->tensors))) return rotq_fail(err, "out of memory");
+  for (size_t i = 0; i < count; i++) {
     planned_tensor *e = &p->tensors[p->count++];
-    e->t = ck->tensors[i];
+    e->t = tensors[i];
     e->layer = adapter_layer_of(a, e->t->name);
     decoder_linear(a, e->t, e->module);
     if (e->module[0] && is_router(adapter_relative_name(a, e->module))) {
@@ -118,8 +118,8 @@ static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_s
     e->part_count = ct_parts(s, e->t->shape[0], e->t->shape[1], e->t->dtype, e->parts);
     if (e->part_count < 0)
       return rotq_fail(err, "%s: tensor '%s' [%lld, %lld]: the group size %d does not divide its %lld input columns",
-                       checkpoint_path_of(ck, e->t), e->t->name, (long long)e->t->shape[0], (long long)e->t->shape[1],
-                       s->group, (long long)e->t->shape[1]);
+                       ck ? checkpoint_path_of(ck, e->t) : "output", e->t->name, (long long)e->t->shape[0],
+                       (long long)e->t->shape[1], s->group, (long long)e->t->shape[1]);
   }
   qsort(p->tensors, p->count, sizeof *p->tensors, compare_planned);
   for (size_t i = 0; i < p->count; i++) {
@@ -179,6 +179,10 @@ typedef struct weight_job {
   st_writer *writer, *fake_writer;
   const volatile sig_atomic_t *cancel;
   double global_amax; /* NVFP4A16: max |W| */
+  /* NULL: the rows come from the input tensor's mapping; else rows [rows_begin, rows_end) of the
+   * weight, in its dtype (the rotation stream's output) */
+  const void *rows;
+  int64_t rows_begin, rows_end;
   atomic_int failed;
   rotq_error error; /* the first failure */
   atomic_flag error_taken;
@@ -189,19 +193,13 @@ static void job_fail(weight_job *j, rotq_error *err) {
   atomic_store(&j->failed, 1);
 }
 
-/* Quantizes rows [r0, r0 + n) and writes every part's bytes for them. */
-static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
+/* Quantizes rows [r0, r0 + n) of j's weight, given as doubles in w, and writes every part's bytes
+ * for them (and the fake-quantized rows to j->fake_writer when set). */
+static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
                           void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
   const st_tensor *t = j->e->t;
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
-  const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
-  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
-  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
-    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
-                     (long long)(r0 + (int64_t)bad / cols));
-  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
-  st_release(src, (size_t)(n * cols) * element);
   if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
     return rotq_fail(err, "tensor '%s': out of memory", t->name);
   const bool e4m3_scales = j->scheme->kind == CT_NVFP4A16;
@@ -238,11 +236,30 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
                               (size_t)(n * cols) * element, err);
 }
 
+/* Rows [r0, r0 + n) of the weight, from src (the rows' bytes in the weight's dtype) when given,
+ * else from the input tensor's mapping (whose pages are then released): refused when not finite,
+ * converted, quantized and written. */
+static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
+                          void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1];
+  const size_t element = dtype_size(t->dtype);
+  const unsigned char *src = j->rows ? (const unsigned char *)j->rows + (size_t)((r0 - j->rows_begin) * cols) * element
+                                     : (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
+  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+  if (!j->rows) st_release(src, (size_t)(n * cols) * element);
+  return quantize_write(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
+}
+
 /* parallel_for body: chunks [begin, end) of ROWS_PER_CHUNK rows. */
 static void quantize_chunks(void *context, size_t begin, size_t end) {
   weight_job *j = context;
   const st_tensor *t = j->e->t;
-  const int64_t rows = t->shape[0], cols = t->shape[1], groups = ct_groups(j->scheme, cols);
+  const int64_t rows = j->rows_end, cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t cells = (size_t)(ROWS_PER_CHUNK * cols);
   double *w = malloc(cells * sizeof *w), *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
   void *weight = malloc(ct_weight_bytes(j->scheme, ROWS_PER_CHUNK, cols));
@@ -261,7 +278,8 @@ static void quantize_chunks(void *context, size_t begin, size_t end) {
       job_fail(j, &err);
       break;
     }
-    int64_t r0 = (int64_t)c * ROWS_PER_CHUNK, n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
+    int64_t r0 = j->rows_begin + (int64_t)c * ROWS_PER_CHUNK,
+            n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
     if (quantize_chunk(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, &err) < 0) job_fail(j, &err);
   }
   free(w);
@@ -315,7 +333,12 @@ static int fused_amax(plan *p, planned_tensor *e, double *amax) {
 
 static int quantize_weight(const quantize_options *o, plan *p, planned_tensor *e, st_writer *writer,
                            st_writer *fake_writer, int threads, rotq_error *err) {
-  weight_job j = {.scheme = &o->scheme, .e = e, .writer = writer, .fake_writer = fake_writer, .cancel = o->cancel};
+  weight_job j = {.scheme = &o->scheme,
+                  .e = e,
+                  .writer = writer,
+                  .fake_writer = fake_writer,
+                  .cancel = o->cancel,
+                  .rows_end = e->t->shape[0]};
   atomic_init(&j.failed, 0);
   atomic_flag_clear(&j.error_taken);
   if (o->scheme.kind == CT_NVFP4A16 && fused_amax(p, e, &j.global_amax) < 0)
@@ -422,11 +445,11 @@ static int check_input_quantization(const char *dir, rotq_error *err) {
                    path);
 }
 
-static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
-  cJSON *json = cJSON_Duplicate(ck->config.json, 1);
-  if (!json) return rotq_fail(err, "out of memory");
+/* Sets json's quantization_config to the scheme's (keeping an online export's transform_config). */
+static int apply_config(cJSON *json, const ct_scheme *s, const plan *p, rotq_error *err) {
   cJSON *q = cJSON_DetachItemFromObjectCaseSensitive(json, "quantization_config");
   if (!q) q = cJSON_CreateObject();
+  if (!q) return rotq_fail(err, "out of memory");
   static const char *const replaced[] = {"quant_method", "format",          "quantization_status",      "config_groups",
                                          "ignore",       "kv_cache_scheme", "global_compression_ratio", "version"};
   for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++)
@@ -443,9 +466,16 @@ static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p,
   if (!cJSON_GetObjectItemCaseSensitive(q, "sparsity_config")) cJSON_AddObjectToObject(q, "sparsity_config");
   cJSON_AddStringToObject(q, "version", QUANTIZE_COMPRESSED_TENSORS_VERSION);
   json_add_to_object(json, "quantization_config", q);
+  return 0;
+}
+
+static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
+  cJSON *json = cJSON_Duplicate(ck->config.json, 1);
+  if (!json) return rotq_fail(err, "out of memory");
+  int rc = apply_config(json, s, p, err);
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
-  int rc = json_file_write(path, json, err);
+  if (rc == 0) rc = json_file_write(path, json, err);
   cJSON_Delete(json);
   return rc;
 }
@@ -523,14 +553,15 @@ static void summarize(const plan *p, quantize_result *r) {
   }
 }
 
-int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq_error *err) {
+int quantize_compressed(const quantize_options *o, quantize_result *result, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
   checkpoint ck;
   if (check_input_quantization(o->model_dir, err) < 0 || checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   const model_adapter *adapter = adapter_for(&ck.config, err);
   plan p = {0};
   int rc = adapter ? 0 : rotq_fail_context(err, "%s/config.json", ck.dir);
-  if (rc == 0) rc = plan_tensors(&ck, adapter, &o->scheme, &p, err);
+  if (rc == 0)
+    rc = plan_tensors((const st_tensor *const *)ck.tensors, ck.tensor_count, &ck, adapter, &o->scheme, &p, err);
   const logger log = {o->log, o->log_context};
   output_dir out, fake_out;
   bool out_open = false, fake_open = false;
@@ -548,5 +579,97 @@ int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq
   if (rc == 0 && result) summarize(&p, result);
   plan_free(&p);
   checkpoint_close(&ck);
+  return rc;
+}
+
+/* ---- the rotation stream's quantizer (rotq rotate --quantize) ------------------------------- */
+
+struct quantize_stream {
+  ct_scheme scheme;
+  int threads;
+  st_tensor *tensors; /* the rotation's outputs, as tensors without data */
+  plan p;
+  st_writer *writer;
+};
+
+void quantize_stream_free(quantize_stream *q) {
+  if (!q) return;
+  if (q->writer) st_writer_abort(q->writer);
+  plan_free(&q->p);
+  free(q->tensors);
+  free(q);
+}
+
+quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s, const st_spec *outputs, size_t count,
+                                      const char *dir, size_t max_shard_bytes, int threads, rotq_error *err) {
+  if (s->kind == CT_NVFP4A16) {
+    rotq_fail(err,
+              "--quantize NVFP4A16 is not done in the rotation stream (the fused q/k/v and gate/up global scale needs "
+              "the amax of every rotated member before any is written): rotq rotate, then rotq quantize");
+    return NULL;
+  }
+  quantize_stream *q = calloc(1, sizeof *q);
+  const st_tensor **list = calloc(count ? count : 1, sizeof *list);
+  if (q) q->tensors = calloc(count ? count : 1, sizeof *q->tensors);
+  if (!q || !list || !q->tensors) {
+    free(list);
+    quantize_stream_free(q);
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  q->scheme = *s;
+  q->threads = threads > 0 ? threads : cpu_count();
+  for (size_t i = 0; i < count; i++) {
+    st_tensor *t = &q->tensors[i];
+    *t = (st_tensor){.name = (char *)outputs[i].name, .dtype = outputs[i].dtype, .ndim = outputs[i].ndim};
+    memcpy(t->shape, outputs[i].shape, sizeof t->shape);
+    t->nbytes = st_numel(t) * dtype_size(t->dtype);
+    list[i] = t;
+  }
+  int rc = plan_tensors(list, count, NULL, a, s, &q->p, err);
+  free(list);
+  if (rc == 0 && !(q->writer = open_writer(&q->p, dir, false, max_shard_bytes, err))) rc = -1;
+  if (rc < 0) {
+    quantize_stream_free(q);
+    return NULL;
+  }
+  return q;
+}
+
+st_writer *quantize_stream_writer(const quantize_stream *q) { return q->writer; }
+
+long quantize_stream_index(const quantize_stream *q, const char *name) {
+  for (size_t i = 0; i < q->p.count; i++)
+    if (q->p.tensors[i].quantize && !strcmp(q->p.tensors[i].t->name, name)) return (long)i;
+  return -1;
+}
+
+int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err) {
+  if (index < 0 || (size_t)index >= q->p.count || !q->p.tensors[index].quantize)
+    return rotq_fail(err, "quantize: tensor %ld is not a quantized weight", index);
+  planned_tensor *e = &q->p.tensors[index];
+  if (r0 % CT_ROW_BLOCK != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0])
+    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not a block of %d rows of the weight", e->t->name,
+                     (long long)r0, (long long)(r0 + n), CT_ROW_BLOCK);
+  weight_job j = {
+      .scheme = &q->scheme, .e = e, .writer = q->writer, .rows = rows, .rows_begin = r0, .rows_end = r0 + n};
+  atomic_init(&j.failed, 0);
+  atomic_flag_clear(&j.error_taken);
+  size_t chunks = (size_t)((n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK);
+  parallel_for(chunks, 1, chunks > 1 ? q->threads : 1, quantize_chunks, &j);
+  if (atomic_load(&j.failed)) {
+    *err = j.error;
+    return -1;
+  }
+  return 0;
+}
+
+int quantize_stream_config(const quantize_stream *q, cJSON *config, rotq_error *err) {
+  return apply_config(config, &q->scheme, &q->p, err);
+}
+
+int quantize_stream_finish(quantize_stream *q, rotq_error *err) {
+  int rc = st_writer_finish(q->writer, err);
+  q->writer = NULL;
   return rc;
 }
