@@ -54,7 +54,8 @@ static const char *help =
     "                     rotq output (never a file, device, FIFO, link or other directory)\n"
     "  --quantize SCHEME  quantize (RTN) the decoder layers' Linear weights as they are rotated and\n"
     "                     write the compressed-tensors checkpoint vLLM serves, in one read and one\n"
-    "                     write: W4A16 (pack-quantized), W8A8 (int-quantized) or FP8 (float-quantized);\n"
+    "                     write: W4A16 (pack-quantized), W8A8 (int-quantized), FP8 or FP8_BLOCK\n"
+    "                     (float-quantized) or MXFP4A16 (mxfp4-pack-quantized);\n"
     "                     the same bytes as rotq rotate then rotq quantize --scheme SCHEME. The\n"
     "                     in-stream check proves the rotation of the values quantized (read back from\n"
     "                     memory); the whole-model check does not run. NVFP4A16: rotate, then quantize\n"
@@ -139,8 +140,9 @@ int cmd_rotate(int argc, char **argv) {
     return 2;
   }
   if (quantize && strcasecmp(quantize, "W4A16") != 0 && strcasecmp(quantize, "W8A8") != 0 &&
-      strcasecmp(quantize, "FP8") != 0) {
-    fprintf(stderr, "rotq rotate: --quantize takes W4A16, W8A8 or FP8, not '%s'%s\n", quantize,
+      strcasecmp(quantize, "FP8") != 0 && strcasecmp(quantize, "FP8_BLOCK") != 0 &&
+      strcasecmp(quantize, "MXFP4A16") != 0) {
+    fprintf(stderr, "rotq rotate: --quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not '%s'%s\n", quantize,
             strcasecmp(quantize, "NVFP4A16") == 0 ? " (NVFP4A16: rotq rotate, then rotq quantize)" : "");
     return 2;
   }

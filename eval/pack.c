@@ -18,27 +18,36 @@ int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) 
     return *s = (ct_scheme){.kind = CT_NVFP4A16, .bits = 4, .group = 16, .symmetric = true}, 0;
   if (strcasecmp(name, "W8A8") == 0) return *s = (ct_scheme){.kind = CT_W8A8, .bits = 8, .symmetric = true}, 0;
   if (strcasecmp(name, "FP8") == 0) return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true}, 0;
+  if (strcasecmp(name, "FP8_BLOCK") == 0)
+    return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true, .block = 128}, 0;
+  if (strcasecmp(name, "MXFP4A16") == 0)
+    return *s = (ct_scheme){.kind = CT_MXFP4A16, .bits = 4, .group = 32, .symmetric = true}, 0;
   return -1;
 }
 
+int ct_row_block(const ct_scheme *s) { return s->block > CT_ROW_BLOCK ? s->block : CT_ROW_BLOCK; }
+
 const char *ct_scheme_name(const ct_scheme *s) {
-  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16"};
-  return names[s->kind];
+  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16", "MXFP4A16"};
+  return s->block ? "FP8_BLOCK" : names[s->kind];
 }
 
 const char *ct_scheme_format(const ct_scheme *s) {
-  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized"};
+  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized",
+                                        "mxfp4-pack-quantized"};
   return formats[s->kind];
 }
 
-int64_t ct_groups(const ct_scheme *s, int64_t cols) { return s->group > 0 ? cols / s->group : 1; }
+int64_t ct_groups(const ct_scheme *s, int64_t cols) {
+  return s->block ? (cols + s->block - 1) / s->block : s->group > 0 ? cols / s->group : 1;
+}
 
 /* int32 words holding n b-bit values, packed densely (pack_to_int32). */
 static int64_t packed_words(int64_t n, int bits) { return (n * bits + 31) / 32; }
 
 size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols) {
   if (s->kind == CT_W4A16) return (size_t)(rows * packed_words(cols, s->bits)) * 4;
-  if (s->kind == CT_NVFP4A16) return (size_t)(rows * ((cols + 1) / 2));
+  if (s->kind == CT_NVFP4A16 || s->kind == CT_MXFP4A16) return (size_t)(rows * ((cols + 1) / 2));
   return (size_t)(rows * cols);
 }
 
@@ -54,10 +63,14 @@ static ct_part_spec part(ct_part which, const char *suffix, const char *stored, 
 
 int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts) {
   if (s->group > 0 && (cols % s->group) != 0) return -1;
-  const int64_t groups = ct_groups(s, cols), block = CT_ROW_BLOCK;
+  const int64_t groups = ct_groups(s, cols), block = ct_row_block(s);
   const size_t weight_bytes = ct_weight_bytes(s, block, cols);
   int n = 0;
   switch (s->kind) {
+  case CT_MXFP4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", "U8", 2, rows, groups, (size_t)(block * groups));
+    return n;
   case CT_NVFP4A16:
     parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
     parts[n++] = part(CT_PART_SCALE, "weight_scale", "F8_E4M3", 2, rows, groups, (size_t)(block * groups));
@@ -69,7 +82,11 @@ int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_sp
   case CT_W8A8: parts[n++] = part(CT_PART_WEIGHT, "weight", "I8", 2, rows, cols, weight_bytes); break;
   case CT_FP8: parts[n++] = part(CT_PART_WEIGHT, "weight", "F8_E4M3", 2, rows, cols, weight_bytes); break;
   }
-  parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
+  if (s->block) /* one scale per block of rows too */
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, (rows + s->block - 1) / s->block, groups,
+                      (size_t)groups * dtype_size(t));
+  else
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
   if (s->kind == CT_W4A16) parts[n++] = part(CT_PART_SHAPE, "weight_shape", "I64", 1, 2, 0, 0);
   if (!s->symmetric)
     parts[n++] = part(CT_PART_ZERO, "weight_zero_point", "I32", 2, packed_words(rows, s->bits), groups,
@@ -334,9 +351,73 @@ static void nvfp4_row(const double *x, int64_t cols, double global, uint8_t *pac
   }
 }
 
+/* One row of MXFP4A16: packed nibbles, the E8M0 scales (as their values 2^e), the decoded values. */
+static void mxfp4_row(const double *x, int64_t cols, dtype t, uint8_t *packed, double *scale, double *fake) {
+  memset(packed, 0, (size_t)(cols + 1) / 2);
+  for (int64_t b = 0; b < cols; b += 32) {
+    int64_t count = cols - b < 32 ? cols - b : 32;
+    double amax = 0;
+    for (int64_t i = 0; i < count; i++) amax = fabs(x[b + i]) > amax ? fabs(x[b + i]) : amax;
+    int e = -127; /* an all-zero group: byte 0 */
+    if (amax > 0) {
+      int exponent;
+      double m = frexp(amax, &exponent); /* amax = m·2^exponent, m in [0.5, 1) */
+      e = exponent - 1 + (m >= 0.875) - 2;
+      if (e < -127) e = -127;
+      if (e > 127) e = 127;
+    }
+    double s = ldexp(1, e);
+    scale[b / 32] = s;
+    for (int64_t i = 0; i < count; i++) {
+      double q = amax > 0 ? e2m1_round(x[b + i] / s) : 0;
+      packed[(b + i) / 2] |= (uint8_t)(e2m1_encode(q) << (4 * ((b + i) % 2)));
+      if (fake) fake[b + i] = round_to(t, q * s);
+    }
+  }
+}
+
+/* FP8_BLOCK: rows [0, n) (n ≤ block, the rows of one block of rows) of x, a scale per block of
+ * columns from the amax over the block's rows. */
+static void fp8_block_rows(const ct_scheme *s, const double *x, int64_t n, int64_t cols, dtype t, uint8_t *codes,
+                           double *scale, double *fake) {
+  for (int64_t c0 = 0, g = 0; c0 < cols; c0 += s->block, g++) {
+    int64_t width = cols - c0 < s->block ? cols - c0 : s->block;
+    double amax = 0;
+    for (int64_t r = 0; r < n; r++) {
+      double lo, hi;
+      range_of(x + r * cols + c0, (size_t)width, &lo, &hi);
+      amax = hi > amax ? hi : amax;
+      amax = -lo > amax ? -lo : amax;
+    }
+    double sc = round_to(t, amax / 448);
+    bool usable = sc > 0 && isfinite(sc);
+    for (int64_t r = 0; r < n; r++) {
+      uint8_t *out = codes + r * cols + c0;
+      if (usable)
+        fp8_codes(x + r * cols + c0, (size_t)width, sc, out);
+      else
+        memset(out, 0, (size_t)width);
+      for (int64_t i = 0; fake && i < width; i++) fake[r * cols + c0 + i] = usable ? sc * fp8_e4m3_value(out[i]) : 0;
+    }
+    scale[g] = usable ? sc : 0;
+  }
+}
+
 int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
                      void *weight, double *scale, int32_t *zero, double *fake) {
-  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  const int64_t groups = ct_groups(s, cols), width = s->block ? 0 : cols / groups;
+  if (s->kind == CT_MXFP4A16) {
+    for (int64_t r = 0; r < n; r++)
+      mxfp4_row(w + r * cols, cols, t, (uint8_t *)weight + r * ((cols + 1) / 2), scale + r * groups,
+                fake ? fake + r * cols : NULL);
+    return 0;
+  }
+  if (s->block) { /* n rows from a multiple of the block: scales [⌈n / block⌉, groups] */
+    for (int64_t r0 = 0; r0 < n; r0 += s->block)
+      fp8_block_rows(s, w + r0 * cols, n - r0 < s->block ? n - r0 : s->block, cols, t, (uint8_t *)weight + r0 * cols,
+                     scale + r0 / s->block * groups, fake ? fake + r0 * cols : NULL);
+    return 0;
+  }
   if (s->kind == CT_NVFP4A16) {
     const double global = ct_nvfp4_global_scale(global_amax);
     for (int64_t r = 0; r < n; r++)

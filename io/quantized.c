@@ -205,6 +205,10 @@ static bool is_fp8(const st_tensor *t) { return t && (t->dtype == DTYPE_F8_E4M3 
 /* compressed-tensors int-quantized ("X.weight" I8) and pack-quantized ("X.weight_packed" I32) */
 static bool is_int8(const st_tensor *t) { return t && t->dtype == DTYPE_I8; }
 static bool is_packed(const st_tensor *t) { return t && t->dtype == DTYPE_I32 && ends_with(t->name, ".weight_packed"); }
+/* compressed-tensors mxfp4-pack-quantized: "X.weight_packed" U8 (NVFP4's layout, E8M0 scales) */
+static bool is_mx_packed(const st_tensor *t) {
+  return t && t->dtype == DTYPE_U8 && ends_with(t->name, ".weight_packed");
+}
 
 /* Is t the scale (or activation scale) of an FP8 tensor, or the scales of an MXFP4 pair? */
 static bool consumed(const st_tensor *t, const st_tensor *const *all, size_t count) {
@@ -218,6 +222,9 @@ static bool consumed(const st_tensor *t, const st_tensor *const *all, size_t cou
   if (ends_with(n, ".weight_zero_point") && is_packed(find_named(all, count, n, len - 18, ".weight_packed")))
     return true;
   if (ends_with(n, ".input_scale") && is_int8(find_named(all, count, n, len - 12, ".weight"))) return true;
+  if (ends_with(n, ".weight_scale") && t->dtype == DTYPE_U8 &&
+      is_mx_packed(find_named(all, count, n, len - 13, ".weight_packed")))
+    return true;
   if (ends_with(n, ".input_scale") && is_fp8(find_named(all, count, n, len - 12, ".weight"))) return true;
   if (ends_with(n, "_scales") && t->dtype == DTYPE_U8) {
     const st_tensor *b = find_named(all, count, n, len - 7, "_blocks");
@@ -231,6 +238,11 @@ static int block_size(const char *dir, const cJSON *config, size_t *rows, size_t
   *rows = *cols = FP8_BLOCK;
   const cJSON *q = cJSON_GetObjectItemCaseSensitive(config, "quantization_config");
   const cJSON *b = q ? cJSON_GetObjectItemCaseSensitive(q, "weight_block_size") : NULL;
+  const cJSON *groups = q ? cJSON_GetObjectItemCaseSensitive(q, "config_groups") : NULL;
+  for (const cJSON *g = groups ? groups->child : NULL; (!b || cJSON_IsNull(b)) && g; g = g->next) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights"); /* compressed-tensors' block strategy */
+    b = w ? cJSON_GetObjectItemCaseSensitive(w, "block_structure") : NULL;
+  }
   if (!b || cJSON_IsNull(b)) return 0;
   const cJSON *r = cJSON_GetArrayItem(b, 0), *c = cJSON_GetArrayItem(b, 1);
   if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) != 2 || !cJSON_IsNumber(r) || !cJSON_IsNumber(c) ||
@@ -292,6 +304,10 @@ static int pair_fp8(const char *dir, const st_tensor *t, const st_tensor *const 
     q->scaling = ST_SCALE_TENSOR;
   } else if (st_numel(scale) == rows && (scale->ndim == 1 || (scale->ndim == 2 && scale->shape[1] == 1))) {
     q->scaling = ST_SCALE_CHANNEL;
+  } else if (scale->ndim == 2 && (size_t)scale->shape[0] == (rows + block_rows - 1) / block_rows &&
+             (size_t)scale->shape[1] == (cols + block_cols - 1) / block_cols) {
+    /* compressed-tensors' block strategy (FP8_BLOCK): weight_scale [⌈R/br⌉, ⌈C/bc⌉] */
+    q->scaling = ST_SCALE_BLOCK, q->block_rows = block_rows, q->block_cols = block_cols;
   } else {
     return rotq_fail(err, "%s: tensor '%s' is %s: for '%s' %s it must be one scale, or one per row ([%zu, 1])", dir,
                      scale->name, shape_text(scale, a, sizeof a), t->name, shape_text(t, b, sizeof b), rows);
@@ -387,12 +403,39 @@ static int pair_packed(const char *dir, const st_tensor *t, const st_tensor *con
   return check_scales(dir, q, scale, err);
 }
 
+/* compressed-tensors mxfp4-pack-quantized "X.weight_packed" U8 [R, C/2] (two E2M1 a byte, low
+ * nibble first) with "X.weight_scale" U8 [R, C/32] (E8M0): *q gets the logical tensor X.weight. */
+static int pair_ct_mxfp4(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, st_tensor *q,
+                         rotq_error *err) {
+  size_t len = strlen(t->name) - 7; /* "X.weight" */
+  const st_tensor *scale = find_named(all, count, t->name, len, "_scale");
+  char a[160], b[160];
+  if (find_named(all, count, t->name, len, "_global_scale"))
+    return rotq_fail(err, "%s: tensor '%s': nvfp4-pack-quantized weights are not read (only mxfp4-pack-quantized)", dir,
+                     t->name);
+  if (!scale || scale->dtype != DTYPE_U8 || t->ndim != 2 || scale->ndim != 2 || scale->shape[0] != t->shape[0] ||
+      scale->shape[1] * MX_BYTES != t->shape[1])
+    return rotq_fail(
+        err, "%s: tensors '%s' %s and '%.*s_scale' %s are not mxfp4-pack-quantized [R, C/2] U8 and [R, C/32] U8", dir,
+        t->name, shape_text(t, a, sizeof a), (int)len, t->name, scale ? shape_text(scale, b, sizeof b) : "(missing)");
+  if (find_named(all, count, t->name, len, ""))
+    return rotq_fail(err, "%s: tensor '%.*s' is both stored and packed in '%s'", dir, (int)len, t->name, t->name);
+  *q = *t;
+  q->name = NULL;
+  q->dtype = DTYPE_F4_E2M1;
+  q->shape[1] = t->shape[1] * 2;
+  q->scaling = ST_SCALE_MXFP4;
+  q->scale = scale;
+  return check_scales(dir, q, scale, err);
+}
+
 /* The logical tensor of all[i] into *q (q->name left NULL), 1 if it is quantized, 0 if plain,
  * -1 on error. */
 static int pair_one(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, size_t block_rows,
                     size_t block_cols, st_tensor *q, rotq_error *err) {
   if (is_fp8(t)) return pair_fp8(dir, t, all, count, block_rows, block_cols, q, err) < 0 ? -1 : 1;
   if (t->dtype == DTYPE_U8 && ends_with(t->name, "_blocks")) return pair_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
+  if (is_mx_packed(t)) return pair_ct_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
   if (t->dtype == DTYPE_U8)
     return rotq_fail(err, "%s: tensor '%s' is U8 but not part of an MXFP4 pair (P_blocks, P_scales)", dir, t->name);
   if (is_int8(t)) return pair_int8(dir, t, all, count, q, err) < 0 ? -1 : 1;
@@ -426,7 +469,8 @@ int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const 
       shown[ns++] = all[i];
       continue;
     }
-    size_t len = strlen(all[i]->name) - (q[nq].scaling == ST_SCALE_MXFP4 ? 7 : q[nq].scaling == ST_SCALE_GROUP ? 7 : 0);
+    /* P_blocks → P; X.weight_packed → X.weight */
+    size_t len = strlen(all[i]->name) - (q[nq].scaling == ST_SCALE_MXFP4 || q[nq].scaling == ST_SCALE_GROUP ? 7 : 0);
     if (!(q[nq].name = strndup(all[i]->name, len))) {
       rotq_fail(err, "%s: out of memory", dir);
       goto fail;

@@ -19,7 +19,7 @@
 #include "io/safetensors_writer.h"
 #include "rotate/output_dir.h"
 
-/* Rows of a weight quantized by one worker at a time (a multiple of CT_ROW_BLOCK). */
+/* Rows of a weight quantized by one worker at a time (a multiple of every ct_row_block). */
 #define ROWS_PER_CHUNK 256
 /* Bytes of a copied tensor written (and released) at a time. */
 #define COPY_PART_BYTES ((size_t)64 << 20)
@@ -202,12 +202,20 @@ static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const size_t element = dtype_size(t->dtype);
   if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
     return rotq_fail(err, "tensor '%s': out of memory", t->name);
-  const bool e4m3_scales = j->scheme->kind == CT_NVFP4A16;
-  if (e4m3_scales)
+  const bool byte_scales = j->scheme->kind == CT_NVFP4A16 || j->scheme->kind == CT_MXFP4A16;
+  const int block = j->scheme->block; /* FP8_BLOCK: a row of scales per block of rows */
+  const int64_t scale_rows = block ? (n + block - 1) / block : n, scale_r0 = block ? r0 / block : r0;
+  if (j->scheme->kind == CT_NVFP4A16)
     for (int64_t i = 0; i < n * groups; i++) ((uint8_t *)scale_bytes)[i] = ct_e4m3_encode(scale[i]);
+  else if (j->scheme->kind == CT_MXFP4A16)
+    for (int64_t i = 0; i < n * groups; i++) { /* E8M0: the exponent + 127 (byte 0: 2^-127) */
+      int exponent;
+      frexp(scale[i], &exponent);
+      ((uint8_t *)scale_bytes)[i] = (uint8_t)(exponent - 1 + 127);
+    }
   else
-    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(n * groups));
-  const size_t scale_element = e4m3_scales ? 1 : element;
+    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(scale_rows * groups));
+  const size_t scale_element = byte_scales ? 1 : element;
   size_t index = j->e->spec;
   for (int p = 0; p < j->e->part_count; p++, index++) {
     const ct_part_spec *part = &j->e->parts[p];
@@ -217,7 +225,7 @@ static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void 
       rc = st_writer_write_part(j->writer, index, ct_weight_bytes(j->scheme, r0, cols), weight, bytes, err);
     } else if (part->part == CT_PART_SCALE) {
       size_t row = (size_t)groups * scale_element;
-      rc = st_writer_write_part(j->writer, index, (size_t)r0 * row, scale_bytes, (size_t)n * row, err);
+      rc = st_writer_write_part(j->writer, index, (size_t)scale_r0 * row, scale_bytes, (size_t)scale_rows * row, err);
     } else if (part->part == CT_PART_ZERO) {
       size_t words = (size_t)((n * j->scheme->bits + 31) / 32), first = (size_t)(r0 * j->scheme->bits / 32);
       rc = st_writer_write_part(j->writer, index, first * (size_t)groups * 4, zero, words * (size_t)groups * 4, err);
@@ -409,17 +417,25 @@ static cJSON *config_group(const ct_scheme *s) {
   cJSON *g = cJSON_CreateObject();
   cJSON *targets = cJSON_AddArrayToObject(g, "targets");
   json_add_to_array(targets, cJSON_CreateString("Linear"));
-  const bool nvfp4 = s->kind == CT_NVFP4A16;
-  const char *type = s->kind == CT_FP8 || nvfp4 ? "float" : "int";
-  const char *strategy = nvfp4 ? "tensor_group" : s->group > 0 ? "group" : "channel";
+  const bool nvfp4 = s->kind == CT_NVFP4A16, mxfp4 = s->kind == CT_MXFP4A16;
+  const char *type = s->kind == CT_FP8 || nvfp4 || mxfp4 ? "float" : "int";
+  const char *strategy = nvfp4 ? "tensor_group" : s->block ? "block" : s->group > 0 ? "group" : "channel";
   cJSON *weights = quantization_args(s->bits, type, s->symmetric, strategy, s->group, false);
-  if (nvfp4) { /* as compressed-tensors' NVFP4A16 preset: E4M3 block scales */
-    cJSON_AddStringToObject(weights, "scale_dtype", "torch.float8_e4m3fn");
-    cJSON_AddStringToObject(weights, "zp_dtype", "torch.float8_e4m3fn");
+  if (nvfp4 || mxfp4) { /* as compressed-tensors' NVFP4A16 / MXFP4A16 presets: E4M3 / E8M0 scales */
+    cJSON_AddStringToObject(weights, "scale_dtype", nvfp4 ? "torch.float8_e4m3fn" : "torch.uint8");
+    cJSON_AddStringToObject(weights, "zp_dtype", nvfp4 ? "torch.float8_e4m3fn" : "torch.uint8");
+  }
+  if (s->block) { /* as the FP8_BLOCK preset: [128, 128] blocks */
+    cJSON *structure = cJSON_CreateArray();
+    json_add_to_array(structure, cJSON_CreateNumber(s->block));
+    json_add_to_array(structure, cJSON_CreateNumber(s->block));
+    cJSON_ReplaceItemInObjectCaseSensitive(weights, "block_structure", structure);
   }
   json_add_to_object(g, "weights", weights);
-  if (s->kind == CT_W4A16 || nvfp4)
+  if (s->kind == CT_W4A16 || nvfp4 || mxfp4)
     cJSON_AddNullToObject(g, "input_activations");
+  else if (s->block) /* dynamic per token group of 128 */
+    json_add_to_object(g, "input_activations", quantization_args(8, type, true, "group", s->block, true));
   else
     json_add_to_object(g, "input_activations", quantization_args(8, type, true, "token", 0, true));
   cJSON_AddNullToObject(g, "output_activations");
@@ -638,6 +654,8 @@ quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s
 
 st_writer *quantize_stream_writer(const quantize_stream *q) { return q->writer; }
 
+int quantize_stream_row_block(const quantize_stream *q) { return ct_row_block(&q->scheme); }
+
 long quantize_stream_index(const quantize_stream *q, const char *name) {
   for (size_t i = 0; i < q->p.count; i++)
     if (q->p.tensors[i].quantize && !strcmp(q->p.tensors[i].t->name, name)) return (long)i;
@@ -648,9 +666,10 @@ int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, 
   if (index < 0 || (size_t)index >= q->p.count || !q->p.tensors[index].quantize)
     return rotq_fail(err, "quantize: tensor %ld is not a quantized weight", index);
   planned_tensor *e = &q->p.tensors[index];
-  if (r0 % CT_ROW_BLOCK != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0])
-    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not a block of %d rows of the weight", e->t->name,
-                     (long long)r0, (long long)(r0 + n), CT_ROW_BLOCK);
+  const int block = ct_row_block(&q->scheme);
+  if (r0 % block != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0] || (n % block != 0 && r0 + n != e->t->shape[0]))
+    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not blocks of %d rows of the weight", e->t->name,
+                     (long long)r0, (long long)(r0 + n), block);
   weight_job j = {
       .scheme = &q->scheme, .e = e, .writer = q->writer, .rows = rows, .rows_begin = r0, .rows_end = r0 + n};
   atomic_init(&j.failed, 0);

@@ -65,11 +65,13 @@ quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s
                                       const char *dir, size_t max_shard_bytes, int threads, rotq_error *err);
 /* The output writer: a tensor that is not quantized is written there under its own name. */
 st_writer *quantize_stream_writer(const quantize_stream *q);
+/* Rows quantized together (ct_row_block): quantize_stream_rows takes whole blocks of them. */
+int quantize_stream_row_block(const quantize_stream *q);
 /* The quantized weight called name (a handle for quantize_stream_rows), or -1: not quantized. */
 long quantize_stream_index(const quantize_stream *q, const char *name);
 /* Quantizes and writes rows [r0, r0 + n) of weight `index`, given as n full rows in the weight's
- * dtype (r0 a multiple of CT_ROW_BLOCK); refuses a NaN or infinity naming the tensor and row.
- * Thread-safe for disjoint rows; uses up to the stream's threads. */
+ * dtype (r0 and n multiples of quantize_stream_row_block, but for the last rows); refuses a NaN or infinity naming the
+ * tensor and row. Thread-safe for disjoint rows; uses up to the stream's threads. */
 int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err);
 /* Sets config's quantization_config (keeping a transform_config), as quantize_compressed writes it. */
 int quantize_stream_config(const quantize_stream *q, struct cJSON *config, rotq_error *err);

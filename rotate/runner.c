@@ -219,7 +219,7 @@ static int quantize_scheme(const rotq_rotate_options *o, ct_scheme *s, rotq_erro
     return rotq_fail(err, "options: quantize_group and quantize_asymmetric apply to W4A16 only, not '%s'", o->quantize);
   if (ct_scheme_parse(o->quantize, w4 ? (o->quantize_group ? o->quantize_group : 128) : 0, o->quantize_asymmetric, s) <
       0)
-    return rotq_fail(err, "options: quantize '%s' is not W4A16, W8A8 or FP8", o->quantize);
+    return rotq_fail(err, "options: quantize '%s' is not W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16", o->quantize);
   if (s->kind == CT_NVFP4A16)
     return rotq_fail(err, "options: quantize NVFP4A16 is not done in the rotation stream (the global scale that vLLM's "
                           "fused q/k/v and gate/up share needs every rotated member's amax before any is written): "

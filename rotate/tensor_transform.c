@@ -127,8 +127,9 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
     plan->cut = CUT_WHOLE;
     plan->step = plan->block_rows = plan->rows;
   }
-  if (quant >= 0 && plan->cut == CUT_ROWS && plan->step % CT_ROW_BLOCK) /* quantized in blocks of rows */
-    plan->step *= CT_ROW_BLOCK / gcd(plan->step, CT_ROW_BLOCK);
+  const size_t row_block = quant >= 0 ? (size_t)quantize_stream_row_block(ctx->quant) : 1;
+  if (plan->cut == CUT_ROWS && plan->step % row_block) /* quantized in whole blocks of rows */
+    plan->step *= row_block / gcd(plan->step, row_block);
   if (plan->step > (plan->cut == CUT_COLUMNS ? plan->cols : plan->rows))
     plan->step = plan->cut == CUT_COLUMNS ? plan->cols : plan->rows;
   if (plan->block_rows > plan->step) plan->block_rows = plan->step;

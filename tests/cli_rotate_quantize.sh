@@ -36,9 +36,9 @@ same_as_two_commands() {
 
 # --- usage errors: exit 2 ---
 expect 0 "--quantize SCHEME" -- "$ROTQ" rotate --help
-expect 2 "--quantize takes W4A16, W8A8 or FP8, not 'NVFP4A16' \(NVFP4A16: rotq rotate, then rotq quantize\)" -- \
+expect 2 "--quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not 'NVFP4A16' \(NVFP4A16: rotq rotate, then rotq quantize\)" -- \
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --quantize NVFP4A16
-expect 2 "--quantize takes W4A16, W8A8 or FP8, not 'W3'" -- \
+expect 2 "--quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not 'W3'" -- \
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --quantize W3
 expect 2 "apply to --quantize W4A16 only" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --group-size 4
 expect 2 "apply to --quantize W4A16 only" -- \
@@ -56,6 +56,7 @@ same_as_two_commands w4 "$MODEL" "" "--scheme W4A16 --group-size 4"
 same_as_two_commands w4a "$MODEL" "" "--scheme W4A16 --group-size 4 --asymmetric"
 same_as_two_commands w8 "$MODEL" "" "--scheme W8A8"
 same_as_two_commands fp8 "$MODEL" "" "--scheme FP8"
+same_as_two_commands fp8-block "$MODEL" "" "--scheme FP8_BLOCK"
 same_as_two_commands w8-bf16 "$MODEL" "--dtype bf16" "--scheme W8A8"
 same_as_two_commands w4-online "$MODEL" "--online" "--scheme W4A16 --group-size 4"
 same_as_two_commands w4-vllm "$MODEL" "--online-for vllm --dtype bf16" "--scheme W4A16 --group-size 4"
@@ -65,6 +66,9 @@ same_as_two_commands tiny-w4 "$SCRATCH/tiny" "--threads 1" "--scheme W4A16 --gro
 same_as_two_commands tiny-fp8 "$SCRATCH/tiny" "" "--scheme FP8"
 "$ROTQ" synth --shape tiny --layers 2 --dtype fp8 --output "$SCRATCH/tiny-fp8" >/dev/null 2>&1 || fail "synth fp8"
 same_as_two_commands fp8-source-w8 "$SCRATCH/tiny-fp8" "" "--scheme W8A8"
+"$ROTQ" synth --shape small --layers 1 --output "$SCRATCH/small" >/dev/null 2>&1 || fail "synth small"
+same_as_two_commands small-mxfp4 "$SCRATCH/small" "" "--scheme MXFP4A16"
+same_as_two_commands small-fp8-block "$SCRATCH/small" "--online" "--scheme FP8_BLOCK"
 same_as_two_commands no-verify "$SCRATCH/tiny" "--no-verify" "--scheme W4A16 --group-size 16"
 
 [ "$(shm_dirs)" = "$shm_before" ] || fail "scratch directories left in /dev/shm: $(shm_dirs)"
