@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
@@ -18,6 +19,7 @@
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "rotate/output_dir.h"
+#include "rotq.h"
 
 /* Rows of a weight quantized by one worker at a time (a multiple of every ct_row_block). */
 #define ROWS_PER_CHUNK 256
@@ -379,6 +381,8 @@ static int write_tensors(const quantize_options *o, const checkpoint *ck, plan *
     planned_tensor *e = &p->tensors[i];
     if (o->cancel && *o->cancel)
       return rotq_fail(err, "cancelled (signal %d); the partial output was removed", (int)*o->cancel);
+    if (o->cancel_fn && o->cancel_fn(o->cancel_context))
+      return rotq_fail(err, "cancelled; the partial output was removed");
     int rc = e->quantize ? quantize_weight(o, p, e, writer, fake_writer, threads, err)
                          : copy_tensor(writer, e->spec, e->t, err);
     if (rc == 0 && !e->quantize && fake_writer) rc = copy_tensor(fake_writer, e->fake_spec, e->t, err);
@@ -691,4 +695,38 @@ int quantize_stream_finish(quantize_stream *q, rotq_error *err) {
   int rc = st_writer_finish(q->writer, err);
   q->writer = NULL;
   return rc;
+}
+
+/* ---- the public API (include/rotq.h) --------------------------------------------------------- */
+
+int rotq_quantize(const rotq_quantize_options *options, rotq_quantize_result *result, rotq_error *err) {
+  if (!options->scheme)
+    return rotq_fail(err, "options: scheme is required (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)");
+  quantize_options o = {.model_dir = options->model_dir,
+                        .output_dir = options->output_dir,
+                        .fake_quant_dir = options->fake_quant_dir,
+                        .force = options->force != 0,
+                        .threads = options->threads,
+                        .max_shard_bytes = options->max_shard_bytes,
+                        .cancel_fn = options->cancel,
+                        .cancel_context = options->cancel_context,
+                        .log = options->log,
+                        .log_context = options->log_context};
+  const bool w4 = strcasecmp(options->scheme, "W4A16") == 0;
+  if (options->group_size < 0) return rotq_fail(err, "options: group_size %d is negative", options->group_size);
+  if (!w4 && (options->group_size || options->asymmetric))
+    return rotq_fail(err, "options: group_size and asymmetric apply to W4A16 only, not '%s'", options->scheme);
+  if (ct_scheme_parse(options->scheme, w4 ? (options->group_size ? options->group_size : 128) : 0,
+                      options->asymmetric != 0, &o.scheme) < 0)
+    return rotq_fail(err, "options: unknown scheme '%s' (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)",
+                     options->scheme);
+  quantize_result r;
+  if (quantize_compressed(&o, &r, err) < 0) return -1;
+  if (result)
+    *result = (rotq_quantize_result){.quantized = r.quantized,
+                                     .copied = r.copied,
+                                     .ignored = r.ignored,
+                                     .input_bytes = r.input_bytes,
+                                     .output_bytes = r.output_bytes};
+  return 0;
 }

@@ -35,6 +35,9 @@ typedef struct quantize_options {
   size_t max_shard_bytes; /* 0 = 5 GB */
   /* Polled between row blocks: when it becomes non-zero the run stops and removes its output. */
   const volatile sig_atomic_t *cancel;
+  /* Polled before each tensor (may be NULL): nonzero stops the run likewise (the public API's). */
+  int (*cancel_fn)(void *context);
+  void *cancel_context;
   /* Notices (a stale partial output of a killed run removed) go here; NULL drops them. */
   rotq_log_fn log;
   void *log_context;
