@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,8 +175,27 @@ static int check_cancel(const rotq_rotate_options *o, rotq_error *err) {
 /* rotq rotate --quantize: the scratch directory of the shadow writer (the quantized weights'
  * rotated values, read back by the in-stream check and freed batch by batch): in memory
  * (/dev/shm) where there is one, else beside the output. */
+static void shadow_remove(const char *dir);
+
+/* Removes the scratch directories of killed runs (/dev/shm/rotq-check-<pid>-*, pid no longer
+ * running): a memory file system keeps them until reboot. */
+static void remove_stale_shadows(void) {
+  DIR *d = opendir("/dev/shm");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    long pid = 0;
+    if (sscanf(e->d_name, "rotq-check-%ld-", &pid) != 1 || pid <= 0) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+    shadow_remove(path);
+  }
+  if (d) closedir(d);
+}
+
 static int shadow_dir(const output_dir *out, char *dir, size_t size, rotq_error *err) {
-  snprintf(dir, size, "/dev/shm/rotq-check-XXXXXX");
+  remove_stale_shadows();
+  snprintf(dir, size, "/dev/shm/rotq-check-%ld-XXXXXX", (long)getpid());
   if (access("/dev/shm", W_OK) == 0 && mkdtemp(dir)) return 0;
   snprintf(dir, size, "%s/.rotq-check", out->temp_path);
   if (mkdir(dir, 0700) == 0) return 0;
