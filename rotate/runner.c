@@ -184,7 +184,8 @@ static void remove_stale_shadows(void) {
   struct dirent *e;
   while (d && (e = readdir(d))) {
     long pid = 0;
-    if (sscanf(e->d_name, "rotq-check-%ld-", &pid) != 1 || pid <= 0) continue;
+    int end = 0;
+    if (sscanf(e->d_name, "rotq-check-%ld%n", &pid, &end) != 1 || pid <= 0 || e->d_name[end] != '-') continue;
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
     char path[300];
     snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
