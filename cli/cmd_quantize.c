@@ -27,12 +27,16 @@ static const char *help =
     "  W8A8    int8 weights per output channel, activations int8 per token (dynamic); int-quantized\n"
     "  FP8     FP8 E4M3 weights per output channel, activations FP8 per token (dynamic);\n"
     "          float-quantized\n"
+    "  FP8_BLOCK  FP8 E4M3 weights with a scale per 128x128 block, activations FP8 per group of\n"
+    "          128 (dynamic); float-quantized, strategy block (DeepSeek-V3 style)\n"
+    "  MXFP4A16  FP4 E2M1 weights in groups of 32 with E8M0 (power-of-two) scales, 16-bit\n"
+    "          activations; mxfp4-pack-quantized (every input dimension a multiple of 32)\n"
     "  NVFP4A16  FP4 E2M1 weights in blocks of 16 with E4M3 block scales and an FP32 per-tensor\n"
     "          scale, 16-bit activations; nvfp4-pack-quantized (every input dimension a multiple of 16)\n\n"
     "options:\n"
     "  --model DIR              input checkpoint directory (never modified)\n"
     "  --output DIR             output directory (must not exist, unless --force)\n"
-    "  --scheme NAME            W4A16 | W8A8 | FP8 | NVFP4A16\n"
+    "  --scheme NAME            W4A16 | W8A8 | FP8 | FP8_BLOCK | NVFP4A16 | MXFP4A16\n"
     "  --group-size N           W4A16: input columns per scale (default 128; must divide every\n"
     "                           quantized weight's input columns)\n"
     "  --symmetric              W4A16: codes -8..7, no zero point (the default)\n"
@@ -112,7 +116,7 @@ int cmd_quantize(int argc, char **argv) {
     if (w4)
       fprintf(stderr, "rotq quantize: --group-size must be at least 1, not %ld\n", group);
     else
-      fprintf(stderr, "rotq quantize: unknown scheme '%s' (W4A16, W8A8, FP8, NVFP4A16)\n", scheme);
+      fprintf(stderr, "rotq quantize: unknown scheme '%s' (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)\n", scheme);
     return 2;
   }
   if (!quiet && isatty(STDERR_FILENO)) o.progress = progress;
@@ -122,7 +126,7 @@ int cmd_quantize(int argc, char **argv) {
   sigaction(SIGTERM, &sa, &old_term);
   quantize_result r;
   rotq_error err = {{0}};
-  int rc = quantize_checkpoint(&o, &r, &err);
+  int rc = quantize_compressed(&o, &r, &err);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   if (rc < 0) {

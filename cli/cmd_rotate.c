@@ -52,6 +52,15 @@ static const char *help =
     "  --no-verify        skip every check, the in-stream one too (the output is then not proven)\n"
     "  --force            replace an existing output directory that is a checkpoint or an earlier\n"
     "                     rotq output (never a file, device, FIFO, link or other directory)\n"
+    "  --quantize SCHEME  quantize (RTN) the decoder layers' Linear weights as they are rotated and\n"
+    "                     write the compressed-tensors checkpoint vLLM serves, in one read and one\n"
+    "                     write: W4A16 (pack-quantized), W8A8 (int-quantized), FP8 or FP8_BLOCK\n"
+    "                     (float-quantized) or MXFP4A16 (mxfp4-pack-quantized);\n"
+    "                     the same bytes as rotq rotate then rotq quantize --scheme SCHEME. The\n"
+    "                     in-stream check proves the rotation of the values quantized (read back from\n"
+    "                     memory); the whole-model check does not run. NVFP4A16: rotate, then quantize\n"
+    "  --group-size N     with --quantize W4A16: input columns per scale (default 128)\n"
+    "  --asymmetric       with --quantize W4A16: zero points\n"
     "  --quiet            no progress line, warnings or summary on stderr\n\n"
     "Quantized sources are read as their exact values: FP8 (F8_E4M3/F8_E5M2) with weight_scale_inv\n"
     "per block (DeepSeek-V3/R1, Qwen3-FP8) or compressed-tensors weight_scale per channel or per\n"
@@ -83,9 +92,10 @@ static void print_progress(const rotq_progress *p, void *context) {
 }
 
 int cmd_rotate(int argc, char **argv) {
-  const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL, *dtype = NULL;
+  const char *model = NULL, *output = NULL, *config = NULL, *online_for = NULL, *dtype = NULL, *quantize = NULL;
   uint64_t seed = 0;
-  long threads = 0, max_shard = 0, block_size = 0;
+  long threads = 0, max_shard = 0, block_size = 0, group = 0;
+  bool asymmetric = false;
   bool online = false, verify = false, no_verify = false, force = false, quiet = false;
   arg_spec specs[] = {
       {"model", ARG_STRING, &model},
@@ -98,6 +108,9 @@ int cmd_rotate(int argc, char **argv) {
       {"max-shard-size", ARG_LONG, &max_shard},
       {"block-size", ARG_LONG, &block_size},
       {"dtype", ARG_STRING, &dtype},
+      {"quantize", ARG_STRING, &quantize},
+      {"group-size", ARG_LONG, &group},
+      {"asymmetric", ARG_FLAG, &asymmetric},
       {"verify", ARG_FLAG, &verify},
       {"no-verify", ARG_FLAG, &no_verify},
       {"force", ARG_FLAG, &force},
@@ -126,6 +139,21 @@ int cmd_rotate(int argc, char **argv) {
     fprintf(stderr, "rotq rotate: --block-size takes -1 or a power of two up to 1048576, not %ld\n", block_size);
     return 2;
   }
+  if (quantize && strcasecmp(quantize, "W4A16") != 0 && strcasecmp(quantize, "W8A8") != 0 &&
+      strcasecmp(quantize, "FP8") != 0 && strcasecmp(quantize, "FP8_BLOCK") != 0 &&
+      strcasecmp(quantize, "MXFP4A16") != 0) {
+    fprintf(stderr, "rotq rotate: --quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not '%s'%s\n", quantize,
+            strcasecmp(quantize, "NVFP4A16") == 0 ? " (NVFP4A16: rotq rotate, then rotq quantize)" : "");
+    return 2;
+  }
+  if ((group || asymmetric) && !(quantize && strcasecmp(quantize, "W4A16") == 0)) {
+    fprintf(stderr, "rotq rotate: --group-size and --asymmetric apply to --quantize W4A16 only\n");
+    return 2;
+  }
+  if (group < 0 || group > (1L << 20)) {
+    fprintf(stderr, "rotq rotate: --group-size takes a positive number, not %ld\n", group);
+    return 2;
+  }
   if (threads < 0 || max_shard < 0 || (verify && no_verify)) {
     fprintf(stderr, "rotq rotate: bad option values (see rotq rotate --help)\n");
     return 2;
@@ -140,6 +168,9 @@ int cmd_rotate(int argc, char **argv) {
   o.online_for = online_for;
   o.dtype = dtype;
   o.block_size = (int)block_size;
+  o.quantize = quantize;
+  o.quantize_group = (int)group;
+  o.quantize_asymmetric = asymmetric;
   o.force = force;
   if (verify) o.verify = ROTQ_VERIFY_ALL;
   if (no_verify) o.verify = ROTQ_VERIFY_OFF;

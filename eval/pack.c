@@ -18,27 +18,36 @@ int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s) 
     return *s = (ct_scheme){.kind = CT_NVFP4A16, .bits = 4, .group = 16, .symmetric = true}, 0;
   if (strcasecmp(name, "W8A8") == 0) return *s = (ct_scheme){.kind = CT_W8A8, .bits = 8, .symmetric = true}, 0;
   if (strcasecmp(name, "FP8") == 0) return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true}, 0;
+  if (strcasecmp(name, "FP8_BLOCK") == 0)
+    return *s = (ct_scheme){.kind = CT_FP8, .bits = 8, .symmetric = true, .block = 128}, 0;
+  if (strcasecmp(name, "MXFP4A16") == 0)
+    return *s = (ct_scheme){.kind = CT_MXFP4A16, .bits = 4, .group = 32, .symmetric = true}, 0;
   return -1;
 }
 
+int ct_row_block(const ct_scheme *s) { return s->block > CT_ROW_BLOCK ? s->block : CT_ROW_BLOCK; }
+
 const char *ct_scheme_name(const ct_scheme *s) {
-  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16"};
-  return names[s->kind];
+  static const char *const names[] = {"W4A16", "W8A8", "FP8", "NVFP4A16", "MXFP4A16"};
+  return s->block ? "FP8_BLOCK" : names[s->kind];
 }
 
 const char *ct_scheme_format(const ct_scheme *s) {
-  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized"};
+  static const char *const formats[] = {"pack-quantized", "int-quantized", "float-quantized", "nvfp4-pack-quantized",
+                                        "mxfp4-pack-quantized"};
   return formats[s->kind];
 }
 
-int64_t ct_groups(const ct_scheme *s, int64_t cols) { return s->group > 0 ? cols / s->group : 1; }
+int64_t ct_groups(const ct_scheme *s, int64_t cols) {
+  return s->block ? (cols + s->block - 1) / s->block : s->group > 0 ? cols / s->group : 1;
+}
 
 /* int32 words holding n b-bit values, packed densely (pack_to_int32). */
 static int64_t packed_words(int64_t n, int bits) { return (n * bits + 31) / 32; }
 
 size_t ct_weight_bytes(const ct_scheme *s, int64_t rows, int64_t cols) {
   if (s->kind == CT_W4A16) return (size_t)(rows * packed_words(cols, s->bits)) * 4;
-  if (s->kind == CT_NVFP4A16) return (size_t)(rows * ((cols + 1) / 2));
+  if (s->kind == CT_NVFP4A16 || s->kind == CT_MXFP4A16) return (size_t)(rows * ((cols + 1) / 2));
   return (size_t)(rows * cols);
 }
 
@@ -54,10 +63,14 @@ static ct_part_spec part(ct_part which, const char *suffix, const char *stored, 
 
 int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_spec *parts) {
   if (s->group > 0 && (cols % s->group) != 0) return -1;
-  const int64_t groups = ct_groups(s, cols), block = CT_ROW_BLOCK;
+  const int64_t groups = ct_groups(s, cols), block = ct_row_block(s);
   const size_t weight_bytes = ct_weight_bytes(s, block, cols);
   int n = 0;
   switch (s->kind) {
+  case CT_MXFP4A16:
+    parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", "U8", 2, rows, groups, (size_t)(block * groups));
+    return n;
   case CT_NVFP4A16:
     parts[n++] = part(CT_PART_WEIGHT, "weight_packed", "U8", 2, rows, (cols + 1) / 2, weight_bytes);
     parts[n++] = part(CT_PART_SCALE, "weight_scale", "F8_E4M3", 2, rows, groups, (size_t)(block * groups));
@@ -69,7 +82,11 @@ int ct_parts(const ct_scheme *s, int64_t rows, int64_t cols, dtype t, ct_part_sp
   case CT_W8A8: parts[n++] = part(CT_PART_WEIGHT, "weight", "I8", 2, rows, cols, weight_bytes); break;
   case CT_FP8: parts[n++] = part(CT_PART_WEIGHT, "weight", "F8_E4M3", 2, rows, cols, weight_bytes); break;
   }
-  parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
+  if (s->block) /* one scale per block of rows too */
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, (rows + s->block - 1) / s->block, groups,
+                      (size_t)groups * dtype_size(t));
+  else
+    parts[n++] = part(CT_PART_SCALE, "weight_scale", NULL, 2, rows, groups, (size_t)(block * groups) * dtype_size(t));
   if (s->kind == CT_W4A16) parts[n++] = part(CT_PART_SHAPE, "weight_shape", "I64", 1, 2, 0, 0);
   if (!s->symmetric)
     parts[n++] = part(CT_PART_ZERO, "weight_zero_point", "I32", 2, packed_words(rows, s->bits), groups,
@@ -117,25 +134,79 @@ static inline double e4m3_round(double v) {
   return copysign(r > 448 ? 448 : r, v);
 }
 
+/* Four doubles at a time (GCC vector extensions; AVX2 / AVX-512 clones where the CPU has them):
+ * the same IEEE operations as the scalar code, lane by lane, so the results are bit for bit the
+ * scalar ones. */
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+#define V4_SPLAT(v) ((v4d){(v), (v), (v), (v)})
+/* a > b ? a : b and a < b ? a : b, lane by lane (as the scalar ternaries: a NaN a gives b) */
+#define V4_SELECT(m, a, b) ((v4d)(((m) & (v4l)(a)) | (~(m) & (v4l)(b))))
+#define V4_SELECT_L(m, a, b) (((m) & (a)) | (~(m) & (b)))
+#define V4_MAX(a, b) V4_SELECT((v4l)((a) > (b)), a, b)
+#define V4_MIN(a, b) V4_SELECT((v4l)((a) < (b)), a, b)
+
+/* min(x, 0) and max(x, 0) over x[0..n) (a NaN is passed over, as fmin/fmax). */
+CLONES static void range_of(const double *x, size_t n, double *lo_out, double *hi_out) {
+  v4d lo = V4_SPLAT(0.0), hi = V4_SPLAT(0.0);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v4d v;
+    memcpy(&v, x + i, sizeof v);
+    lo = V4_MIN(v, lo);
+    hi = V4_MAX(v, hi);
+  }
+  double l = 0, h = 0;
+  for (int k = 0; k < 4; k++) {
+    l = lo[k] < l ? lo[k] : l;
+    h = hi[k] > h ? hi[k] : h;
+  }
+  for (; i < n; i++) {
+    l = x[i] < l ? x[i] : l;
+    h = x[i] > h ? x[i] : h;
+  }
+  *lo_out = l, *hi_out = h;
+}
+
+/* u[i] = clamp(round_even(x[i] / sc) + z, qlo, qhi) + offset for sc > 0: |x[i] / sc| stays far
+ * below 2^51 (|x| ≤ the range the scale was made from), so the rounding is the 1.5·2^52 trick
+ * without its guard; clamping after rounding to integer bounds is clamping before it. */
+CLONES static void int_codes(const double *x, size_t n, double sc, double z, double qlo, double qhi, int offset,
+                             int *u) {
+  const v4d magic = V4_SPLAT(0x1.8p52), vs = V4_SPLAT(sc), vz = V4_SPLAT(z), vlo = V4_SPLAT(qlo), vhi = V4_SPLAT(qhi);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v4d v;
+    memcpy(&v, x + i, sizeof v);
+    v = v / vs;
+    v = (v + magic) - magic + vz;
+    v = V4_MAX(v, vlo);
+    v = V4_MIN(v, vhi);
+    v4i q = __builtin_convertvector(v, v4i) + offset;
+    memcpy(u + i, &q, sizeof q);
+  }
+  for (; i < n; i++) u[i] = (int)clamp(round_even(x[i] / sc) + z, qlo, qhi) + offset;
+}
+
 /* One group x[0..n) as unsigned codes u[0..n) (signed code + 2^(b−1)), its stored scale and, when
  * asymmetric, its unsigned zero point; fake[0..n) (or NULL) the decoded values. */
 static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
                       double *fake) {
   const int offset = 1 << (s->bits - 1);
-  double lo = 0, hi = 0, amax = 0;
-  for (size_t i = 0; i < n; i++) { /* as fmin/fmax: a NaN is passed over */
-    lo = x[i] < lo ? x[i] : lo;
-    hi = x[i] > hi ? x[i] : hi;
-  }
+  double lo, hi, amax;
+  range_of(x, n, &lo, &hi);
   amax = hi > -lo ? hi : -lo;
   if (s->symmetric) {
     const double qmax = offset - 1;
     double sc = round_to(t, amax / qmax);
-    for (size_t i = 0; i < n; i++) {
-      double q = sc > 0 ? clamp(round_even(x[i] / sc), -qmax - 1, qmax) : 0;
-      u[i] = (int)q + offset;
-      if (fake) fake[i] = sc * q;
-    }
+    if (sc > 0)
+      int_codes(x, n, sc, 0, -qmax - 1, qmax, offset, u);
+    else
+      for (size_t i = 0; i < n; i++) u[i] = offset;
+    for (size_t i = 0; fake && i < n; i++) fake[i] = sc * (double)(u[i] - offset);
     *scale = sc;
     *zero = offset;
     return;
@@ -143,11 +214,11 @@ static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, in
   const double qmax = (double)((1 << s->bits) - 1);
   double sc = round_to(t, (hi - lo) / qmax);
   double z = sc > 0 ? clamp(round_even(-lo / sc), 0, qmax) : 0;
-  for (size_t i = 0; i < n; i++) {
-    double q = sc > 0 ? clamp(round_even(x[i] / sc) + z, 0, qmax) : z;
-    u[i] = (int)q;
-    if (fake) fake[i] = sc * (q - z);
-  }
+  if (sc > 0)
+    int_codes(x, n, sc, z, 0, qmax, 0, u);
+  else
+    for (size_t i = 0; i < n; i++) u[i] = (int)z;
+  for (size_t i = 0; fake && i < n; i++) fake[i] = sc * ((double)u[i] - z);
   *scale = sc;
   *zero = (int)z;
 }
@@ -156,6 +227,14 @@ static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, in
  * b·i of the little-endian bit string, crossing words where it must). */
 static void pack_bits(const int *u, int64_t n, int bits, int32_t *words) {
   const int64_t count = packed_words(n, bits);
+  if (bits == 4) { /* 8 values a word, value i at bits 4·(i mod 8) */
+    for (int64_t w = 0; w < count; w++) {
+      uint32_t word = 0;
+      for (int64_t k = 0; k < 8 && 8 * w + k < n; k++) word |= ((uint32_t)u[8 * w + k] & 15u) << (4 * k);
+      words[w] = (int32_t)word;
+    }
+    return;
+  }
   for (int64_t w = 0; w < count; w++) words[w] = 0;
   for (int64_t i = 0; i < n; i++) {
     uint64_t bit = (uint64_t)i * (uint64_t)bits;
@@ -176,17 +255,50 @@ uint8_t ct_e4m3_encode(double v) {
   return sign | (uint8_t)((exponent + 7) << 3) | (uint8_t)((bits >> 49) & 7);
 }
 
+/* E4M3 codes of x[0..n) / sc (sc > 0 finite), four at a time: e4m3_round and ct_e4m3_encode lane
+ * by lane (a lane at or beyond 512, which the scale's rounding cannot give but a subnormal scale
+ * might, sends its four to the scalar code). */
+CLONES static void fp8_codes(const double *x, size_t n, double sc, uint8_t *codes) {
+  const v4d vs = V4_SPLAT(sc), magic = V4_SPLAT(0x1.8p52), limit = V4_SPLAT(448.0), big = V4_SPLAT(0x1p9);
+  const v4l abs_mask = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX}, low = {-6, -6, -6, -6};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v4d v;
+    memcpy(&v, x + i, sizeof v);
+    v = v / vs;
+    v4d a = (v4d)((v4l)v & abs_mask);
+    v4l fine = (v4l)(a < big);
+    if (!(fine[0] & fine[1] & fine[2] & fine[3])) {
+      for (int k = 0; k < 4; k++) codes[i + k] = ct_e4m3_encode(e4m3_round(x[i + k] / sc));
+      continue;
+    }
+    v4l exponent = ((v4l)a >> 52) - 1023;
+    exponent = V4_SELECT_L(exponent < low, low, exponent);
+    v4d step = (v4d)((exponent - 3 + 1023) << 52), inverse = (v4d)((3 - exponent + 1023) << 52);
+    v4d r = ((a * inverse + magic) - magic) * step;
+    r = V4_MIN(r, limit);
+    /* the code of the magnitude r: subnormal (r < 2^-6) m·2^-9, else exponent and 3 mantissa bits */
+    v4l rb = (v4l)r;
+    v4l normal = (((rb >> 52) - 1023 + 7) << 3) | ((rb >> 49) & 7);
+    v4l sub = __builtin_convertvector(r * V4_SPLAT(0x1p9), v4l);
+    v4l code = V4_SELECT_L((v4l)(r < V4_SPLAT(0x1p-6)), sub, normal) | (((v4l)v >> 63) & 0x80);
+    for (int k = 0; k < 4; k++) codes[i + k] = (uint8_t)code[k];
+  }
+  for (; i < n; i++) codes[i] = ct_e4m3_encode(e4m3_round(x[i] / sc));
+}
+
 /* One row of FP8: codes (E4M3 bytes), the stored scale, the decoded values. */
 static void fp8_row(const double *x, int64_t cols, dtype t, uint8_t *codes, double *scale, double *fake) {
-  double amax = 0;
-  for (int64_t i = 0; i < cols; i++) amax = fabs(x[i]) > amax ? fabs(x[i]) : amax;
+  double lo, hi;
+  range_of(x, (size_t)cols, &lo, &hi);
+  double amax = hi > -lo ? hi : -lo;
   double sc = round_to(t, amax / 448);
   bool usable = sc > 0 && isfinite(sc);
-  for (int64_t i = 0; i < cols; i++) {
-    double q = usable ? e4m3_round(x[i] / sc) : 0;
-    codes[i] = ct_e4m3_encode(q);
-    if (fake) fake[i] = usable ? sc * q : 0;
-  }
+  if (usable)
+    fp8_codes(x, (size_t)cols, sc, codes);
+  else
+    memset(codes, 0, (size_t)cols);
+  for (int64_t i = 0; fake && i < cols; i++) fake[i] = usable ? sc * fp8_e4m3_value(codes[i]) : 0;
   *scale = usable ? sc : 0;
 }
 
@@ -239,9 +351,73 @@ static void nvfp4_row(const double *x, int64_t cols, double global, uint8_t *pac
   }
 }
 
+/* One row of MXFP4A16: packed nibbles, the E8M0 scales (as their values 2^e), the decoded values. */
+static void mxfp4_row(const double *x, int64_t cols, dtype t, uint8_t *packed, double *scale, double *fake) {
+  memset(packed, 0, (size_t)(cols + 1) / 2);
+  for (int64_t b = 0; b < cols; b += 32) {
+    int64_t count = cols - b < 32 ? cols - b : 32;
+    double amax = 0;
+    for (int64_t i = 0; i < count; i++) amax = fabs(x[b + i]) > amax ? fabs(x[b + i]) : amax;
+    int e = -127; /* an all-zero group: byte 0 */
+    if (amax > 0) {
+      int exponent;
+      double m = frexp(amax, &exponent); /* amax = m·2^exponent, m in [0.5, 1) */
+      e = exponent - 1 + (m >= 0.875) - 2;
+      if (e < -127) e = -127;
+      if (e > 127) e = 127;
+    }
+    double s = ldexp(1, e);
+    scale[b / 32] = s;
+    for (int64_t i = 0; i < count; i++) {
+      double q = amax > 0 ? e2m1_round(x[b + i] / s) : 0;
+      packed[(b + i) / 2] |= (uint8_t)(e2m1_encode(q) << (4 * ((b + i) % 2)));
+      if (fake) fake[b + i] = round_to(t, q * s);
+    }
+  }
+}
+
+/* FP8_BLOCK: rows [0, n) (n ≤ block, the rows of one block of rows) of x, a scale per block of
+ * columns from the amax over the block's rows. */
+static void fp8_block_rows(const ct_scheme *s, const double *x, int64_t n, int64_t cols, dtype t, uint8_t *codes,
+                           double *scale, double *fake) {
+  for (int64_t c0 = 0, g = 0; c0 < cols; c0 += s->block, g++) {
+    int64_t width = cols - c0 < s->block ? cols - c0 : s->block;
+    double amax = 0;
+    for (int64_t r = 0; r < n; r++) {
+      double lo, hi;
+      range_of(x + r * cols + c0, (size_t)width, &lo, &hi);
+      amax = hi > amax ? hi : amax;
+      amax = -lo > amax ? -lo : amax;
+    }
+    double sc = round_to(t, amax / 448);
+    bool usable = sc > 0 && isfinite(sc);
+    for (int64_t r = 0; r < n; r++) {
+      uint8_t *out = codes + r * cols + c0;
+      if (usable)
+        fp8_codes(x + r * cols + c0, (size_t)width, sc, out);
+      else
+        memset(out, 0, (size_t)width);
+      for (int64_t i = 0; fake && i < width; i++) fake[r * cols + c0 + i] = usable ? sc * fp8_e4m3_value(out[i]) : 0;
+    }
+    scale[g] = usable ? sc : 0;
+  }
+}
+
 int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
                      void *weight, double *scale, int32_t *zero, double *fake) {
-  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  const int64_t groups = ct_groups(s, cols), width = s->block ? 0 : cols / groups;
+  if (s->kind == CT_MXFP4A16) {
+    for (int64_t r = 0; r < n; r++)
+      mxfp4_row(w + r * cols, cols, t, (uint8_t *)weight + r * ((cols + 1) / 2), scale + r * groups,
+                fake ? fake + r * cols : NULL);
+    return 0;
+  }
+  if (s->block) { /* n rows from a multiple of the block: scales [⌈n / block⌉, groups] */
+    for (int64_t r0 = 0; r0 < n; r0 += s->block)
+      fp8_block_rows(s, w + r0 * cols, n - r0 < s->block ? n - r0 : s->block, cols, t, (uint8_t *)weight + r0 * cols,
+                     scale + r0 / s->block * groups, fake ? fake + r0 * cols : NULL);
+    return 0;
+  }
   if (s->kind == CT_NVFP4A16) {
     const double global = ct_nvfp4_global_scale(global_amax);
     for (int64_t r = 0; r < n; r++)

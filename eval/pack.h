@@ -12,6 +12,17 @@
  *          "weight_scale" [out, 1] in the weight's dtype. w = q · scale.
  *   FP8    format "float-quantized": "weight" F8_E4M3 [out, in] (OCP E4M3, max 448), per output
  *          channel scale "weight_scale" [out, 1] in the weight's dtype. w = q · scale.
+ *   FP8_BLOCK format "float-quantized", strategy "block" [128, 128] (DeepSeek-V3 style, compressed-
+ *          tensors' FP8_BLOCK preset): "weight" F8_E4M3 [out, in], "weight_scale" [⌈out/128⌉,
+ *          ⌈in/128⌉] in the weight's dtype, amax of each 128×128 block / 448 (partial blocks at the
+ *          edges, as compressed-tensors' zero padding gives). w = q · scale[r/128][c/128].
+ *   MXFP4A16 format "mxfp4-pack-quantized" (compressed-tensors' MXFP4A16 preset): E2M1 in groups of
+ *          32 input columns, "weight_packed" U8 [out, in/2] packed as NVFP4's, "weight_scale" U8
+ *          [out, in/32] E8M0 (2^(byte − 127)); the scale is compressed-tensors 0.20.1's
+ *          generate_mx_scales: 2^(⌊log2 amax⌋ − 2), one power of two higher when amax's mantissa
+ *          is at least 1.75 (round_to_power_2 adds a quarter of the leading binade before truncating)
+ *          — not the MX v1.0 rule of linalg/quantize.h's mxfp4, which never rounds up. An all-zero
+ *          group gets byte 0. w = q · 2^(byte − 127).
  *   NVFP4A16 format "nvfp4-pack-quantized": FP4 E2M1 weights in blocks of 16 input columns,
  *          "weight_packed" U8 [out, in/2] (element 2i in the low nibble, 2i+1 in the high one:
  *          sign bit 8, magnitude index into {0, 0.5, 1, 1.5, 2, 3, 4, 6}), "weight_scale" E4M3
@@ -40,23 +51,24 @@
 
 #include "io/dtype.h"
 
-typedef enum ct_scheme_kind { CT_W4A16, CT_W8A8, CT_FP8, CT_NVFP4A16 } ct_scheme_kind;
+typedef enum ct_scheme_kind { CT_W4A16, CT_W8A8, CT_FP8, CT_NVFP4A16, CT_MXFP4A16 } ct_scheme_kind;
 
 typedef struct ct_scheme {
   ct_scheme_kind kind;
   int bits;       /* 4 (W4A16, NVFP4A16) or 8 */
   int group;      /* input columns per scale (W4A16; 16 for NVFP4A16); 0 = per output channel */
   bool symmetric; /* false: W4A16 with zero points */
+  int block;      /* FP8 with block scales ("FP8_BLOCK"): 128 (rows and columns per scale); else 0 */
 } ct_scheme;
 
-/* "W4A16" | "W8A8" | "FP8" | "NVFP4A16" (case-insensitive) with the W4A16 options → *s; -1 if
- * the name is unknown or the options do not apply (asymmetric or a group size for the others,
- * group < 1). */
+/* "W4A16" | "W8A8" | "FP8" | "FP8_BLOCK" | "NVFP4A16" | "MXFP4A16" (case-insensitive) with the
+ * W4A16 options → *s; -1 if the name is unknown or the options do not apply (asymmetric or a group
+ * size for the others, group < 1). */
 int ct_scheme_parse(const char *name, int group, bool asymmetric, ct_scheme *s);
-/* "W4A16" / "W8A8" / "FP8" / "NVFP4A16". */
+/* "W4A16" / "W8A8" / "FP8" / "FP8_BLOCK" / "NVFP4A16" / "MXFP4A16". */
 const char *ct_scheme_name(const ct_scheme *s);
-/* The compressed-tensors format: "pack-quantized", "int-quantized", "float-quantized",
- * "nvfp4-pack-quantized". */
+/* The compressed-tensors format: "pack-quantized", "int-quantized", "float-quantized" (FP8 and
+ * FP8_BLOCK), "nvfp4-pack-quantized", "mxfp4-pack-quantized". */
 const char *ct_scheme_format(const ct_scheme *s);
 
 /* How many tensors a quantized weight becomes, and their suffixes (after the module name). */
@@ -73,8 +85,9 @@ typedef struct ct_part_spec {
 } ct_part_spec;
 
 /* Output rows quantized together so that every part's bytes for them are contiguous (the zero
- * points pack 8 rows to a word): 32. */
+ * points pack 8 rows to a word): 32; FP8_BLOCK: its 128 (a scale spans 128 rows). */
 #define CT_ROW_BLOCK 32
+int ct_row_block(const ct_scheme *s);
 
 /* The tensors of a weight [rows, cols] of element dtype t, into parts[CT_MAX_PARTS]; returns
  * their count. Fails (-1) when the shape does not fit the scheme: cols not a multiple of the

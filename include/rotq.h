@@ -110,6 +110,13 @@ typedef struct rotq_rotate_options {
    * and heads rotations block-diagonal, no block straddling a quantization group of b values (the
    * config's block_size, replaced); 0 = the config's (the built-ins: full size); -1 = full size. */
   int block_size;
+  /* NULL, or "W4A16" | "W8A8" | "FP8" | "FP8_BLOCK" | "MXFP4A16": the decoder layers' Linear weights quantized (RTN) as
+   * they are rotated and written in the compressed-tensors format vLLM serves, in one read and one write
+   * (docs/quantize.md): the same bytes as rotq_rotate then `rotq quantize` with the scheme. quantize_group: W4A16's
+   * group size (0 = 128); quantize_asymmetric: W4A16 with zero points. */
+  const char *quantize;
+  int quantize_group;
+  int quantize_asymmetric;
 } rotq_rotate_options;
 
 /* The options `rotq rotate` runs with when given only --model and --output: verify =
@@ -126,6 +133,41 @@ ROTQ_API rotq_rotate_options rotq_rotate_default_options(void);
  * what `rotq rotate`, which sets OpenBLAS to one thread around the call, writes) with OpenBLAS
  * at one thread; with more, the run logs a warning. */
 ROTQ_API int rotq_rotate(const rotq_rotate_options *options, rotq_error *err);
+
+/* Quantizes a (usually rotated) checkpoint by round-to-nearest into the compressed-tensors format
+ * vLLM serves: `rotq quantize` (docs/quantize.md). */
+typedef struct rotq_quantize_options {
+  const char *model_dir;  /* input HF checkpoint directory */
+  const char *output_dir; /* output directory; must not exist unless force */
+  /* "W4A16" | "W8A8" | "FP8" | "FP8_BLOCK" | "NVFP4A16" | "MXFP4A16" (any case) */
+  const char *scheme;
+  int group_size;             /* W4A16: input columns per scale; 0 = 128 */
+  int asymmetric;             /* W4A16: zero points */
+  const char *fake_quant_dir; /* NULL, or also the dequantized checkpoint (for checks and rotq_eval) */
+  int threads;                /* 0 = all cores */
+  int force;                  /* replace an existing output directory */
+  size_t max_shard_bytes;     /* 0 = 5 GB */
+  rotq_log_fn log;            /* notices (a stale partial output removed); may be NULL */
+  void *log_context;
+  /* Polled (when set) before each tensor: nonzero stops the run, which fails with "cancelled" and
+   * leaves no output. */
+  int (*cancel)(void *context);
+  void *cancel_context;
+} rotq_quantize_options;
+
+typedef struct rotq_quantize_result {
+  size_t quantized;    /* weights quantized */
+  size_t copied;       /* tensors copied unchanged */
+  size_t ignored;      /* decoder linears kept in full precision (routers), besides lm_head */
+  double input_bytes;  /* the input's tensor bytes */
+  double output_bytes; /* the output's tensor bytes */
+} rotq_quantize_result;
+
+/* Writes options->output_dir (atomically, as rotq_rotate); result may be NULL. -1 with err on a
+ * bad option (unknown scheme, group_size or asymmetric with another scheme), an input that is
+ * quantized already, a weight the scheme's group does not divide (the tensor named), a NaN or
+ * infinity, an I/O error or cancel. */
+ROTQ_API int rotq_quantize(const rotq_quantize_options *options, rotq_quantize_result *result, rotq_error *err);
 
 /* ---- Evaluation, comparison, the report experiment, synthetic checkpoints ----
  * What `rotq eval`, `rotq compare`, `rotq report` and `rotq synth` do, as library calls. Like

@@ -17,25 +17,30 @@ static const struct {
 } dtype_info[] = {
     [DTYPE_F64] = {"F64", 8},   [DTYPE_F32] = {"F32", 4},         [DTYPE_F16] = {"F16", 2},
     [DTYPE_BF16] = {"BF16", 2}, [DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-    [DTYPE_U8] = {"U8", 1},     [DTYPE_F4_E2M1] = {"F4_E2M1", 1},
+    [DTYPE_U8] = {"U8", 1},     [DTYPE_F4_E2M1] = {"F4_E2M1", 1}, [DTYPE_I8] = {"I8", 1},
+    [DTYPE_I32] = {"I32", 4},   [DTYPE_I64] = {"I64", 8},         [DTYPE_I4] = {"I4", 1},
 };
 
 size_t dtype_size(dtype t) { return dtype_info[t].size; }
 
 size_t dtype_bytes(dtype t, size_t first, size_t n) {
-  if (t == DTYPE_F4_E2M1) return (first + n + 1) / 2 - first / 2;
+  if (t == DTYPE_F4_E2M1 || t == DTYPE_I4) return (first + n + 1) / 2 - first / 2;
   return n * dtype_info[t].size;
 }
 
 const char *dtype_name(dtype t) { return dtype_info[t].name; }
 
 int dtype_parse(const char *name, dtype *t) {
-  for (size_t i = 0; i < DTYPE_F4_E2M1; i++)
-    if (strcmp(name, dtype_info[i].name) == 0) {
+  for (size_t i = 0; i < DTYPE_COUNT; i++)
+    if (i != DTYPE_F4_E2M1 && i != DTYPE_I4 && strcmp(name, dtype_info[i].name) == 0) {
       *t = (dtype)i;
       return 0;
     }
   return -1;
+}
+
+int dtype_is_integer(dtype t) {
+  return t == DTYPE_I8 || t == DTYPE_I32 || t == DTYPE_I64 || t == DTYPE_I4 || t == DTYPE_U8;
 }
 
 int dtype_is_float(dtype t) { return t == DTYPE_F64 || t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16; }
@@ -95,6 +100,18 @@ static void quantized_to_f64(dtype t, const unsigned char *p, double *dst, size_
   if (t == DTYPE_F8_E5M2) codes_to_doubles(e5m2_table, p, dst, n);
   if (t == DTYPE_F4_E2M1) nibbles_to_doubles(p, dst, n);
   for (size_t i = 0; t == DTYPE_U8 && i < n; i++) dst[i] = p[i];
+  for (size_t i = 0; t == DTYPE_I8 && i < n; i++) dst[i] = (double)(int8_t)p[i];
+  for (size_t i = 0; t == DTYPE_I32 && i < n; i++) {
+    int32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    dst[i] = v;
+  }
+  for (size_t i = 0; t == DTYPE_I64 && i < n; i++) {
+    int64_t v;
+    memcpy(&v, p + 8 * i, 8);
+    dst[i] = (double)v;
+  }
+  for (size_t i = 0; t == DTYPE_I4 && i < n; i++) dst[i] = (double)((p[i / 2] >> (4 * (i & 1))) & 15) - 8;
 }
 
 static inline float float_from_bits(uint32_t bits) {
@@ -500,13 +517,15 @@ void dtype_to_f32(dtype t, const void *src, float *dst, size_t n) {
     }
     break;
   case DTYPE_BF16: bfloat16_to_floats(p, dst, n); break;
-  default: /* quantized codes: exact as doubles; every F8/U8/F4 value is exact in a float too */
+  default: /* quantized codes: exact as doubles; every F8/U8/F4/I8/I4 value is exact in a float too */
     for (size_t i = 0; i < n; i++) {
       double d;
       if (t == DTYPE_F4_E2M1)
         d = fp4_e2m1_value((p[i / 2] >> (4 * (i & 1))) & 15);
+      else if (t == DTYPE_I4)
+        d = (double)((p[i / 2] >> (4 * (i & 1))) & 15) - 8;
       else
-        quantized_to_f64(t, p + i, &d, 1);
+        quantized_to_f64(t, p + dtype_bytes(t, 0, i), &d, 1);
       dst[i] = (float)d;
     }
     break;

@@ -19,6 +19,11 @@ typedef enum dtype {
   DTYPE_F8_E5M2,
   DTYPE_U8,
   DTYPE_F4_E2M1,
+  DTYPE_I8,  /* compressed-tensors int-quantized weights */
+  DTYPE_I32, /* compressed-tensors pack-quantized words */
+  DTYPE_I64, /* compressed-tensors weight_shape */
+  DTYPE_I4,  /* the int4 codes of pack-quantized words as a decoded tensor: two a byte, low nibble
+                first, each stored unsigned as code + 8 (its value: the nibble − 8); never in a header */
   DTYPE_COUNT
 } dtype;
 
@@ -27,9 +32,13 @@ size_t dtype_size(dtype t);
 /* Bytes of n elements starting at element `first` counted from the start of the data, rounded
  * out to whole bytes (the offset of element `first` is dtype_bytes(t, 0, first)). */
 size_t dtype_bytes(dtype t, size_t first, size_t n);
-const char *dtype_name(dtype t); /* safetensors name: "F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "U8" */
-/* 0 if name is one of the above (F4_E2M1 excepted: it is no safetensors dtype rotq accepts), else -1. */
+const char *dtype_name(dtype t); /* safetensors name: "F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "U8",
+                                    "I8", "I32", "I64" */
+/* 0 if name is one of the above (F4_E2M1 and I4 excepted: they are no safetensors dtype rotq
+ * accepts), else -1. */
 int dtype_parse(const char *name, dtype *t);
+/* Is t an integer type (I8, I32, I64, I4, U8)? Their values are the integers (I4: nibble − 8). */
+int dtype_is_integer(dtype t);
 /* Can rotq write tensors of type t (F64, F32, F16, BF16)? */
 int dtype_is_float(dtype t);
 

@@ -15,11 +15,21 @@
 
 bool st_is_quantized(const st_tensor *t) { return t->scaling != ST_SCALE_NONE; }
 
+/* The byte offset of element `first` of a pack-quantized tensor (rows padded to block_rows bytes). */
+static size_t group_offset(const st_tensor *t, size_t first) {
+  size_t cols = (size_t)t->shape[1];
+  return first / cols * t->block_rows + first % cols / 2;
+}
+
 const unsigned char *st_address(const st_tensor *t, size_t first) {
+  if (t->scaling == ST_SCALE_GROUP) return (const unsigned char *)t->data + group_offset(t, first);
   return (const unsigned char *)t->data + dtype_bytes(t->dtype, 0, first);
 }
 
-size_t st_span(const st_tensor *t, size_t first, size_t n) { return dtype_bytes(t->dtype, first, n); }
+size_t st_span(const st_tensor *t, size_t first, size_t n) {
+  if (t->scaling == ST_SCALE_GROUP) return n ? group_offset(t, first + n - 1) + 1 - group_offset(t, first) : 0;
+  return dtype_bytes(t->dtype, first, n);
+}
 
 /* Element k of a scale tensor as a double (float scales, or E8M0 bytes for MXFP4). */
 static double scale_at(const st_tensor *t, const st_tensor *scale, size_t k) {
@@ -55,9 +65,58 @@ static void scaled_codes(const st_tensor *t, size_t idx, size_t n, double s, dou
   fp8_to_f64_scaled(t->dtype, (const unsigned char *)t->data + idx, s, dst, n);
 }
 
+/* The zero point of row r, group g of a pack-quantized tensor: its packed I32 words hold 8 rows
+ * each along the output dimension, the code of row r at bits 4·(r mod 8), stored as z + 8. */
+static double zero_at(const st_tensor *t, size_t r, size_t g) {
+  if (!t->zero) return 0;
+  const unsigned char *p = t->zero->data;
+  size_t groups = (size_t)t->zero->shape[1], word = r / 8 * groups + g;
+  return (double)((p[4 * word + (r % 8) / 2] >> (4 * (r & 1))) & 15) - 8;
+}
+
+/* n values of a pack-quantized row r from column c (within one group): (q − z) × scale, rounded
+ * to the scale's dtype, as compressed-tensors' decompression computes them. */
+static void group_values(const st_tensor *t, size_t r, size_t c, size_t n, double *dst) {
+  size_t groups = (size_t)t->scale->shape[1], g = c / t->block_cols;
+  double s = scale_at(t, t->scale, r * groups + g), z = zero_at(t, r, g);
+  const unsigned char *row = (const unsigned char *)t->data + r * t->block_rows;
+  for (size_t j = 0; j < n; j++) dst[j] = ((double)((row[(c + j) / 2] >> (4 * ((c + j) & 1))) & 15) - 8 - z) * s;
+  if (t->scale->dtype != DTYPE_F64) { /* one rounding of the exact product */
+    unsigned char buffer[8];
+    for (size_t j = 0; j < n; j++) {
+      dtype_from_f64(t->scale->dtype, dst + j, buffer, 1);
+      dtype_to_f64(t->scale->dtype, buffer, dst + j, 1);
+    }
+  }
+}
+
+/* n values of an int-quantized row (I8 codes) from element idx under scale s: q × s rounded to the
+ * scale's dtype (compressed-tensors' decompression). */
+static void int_values(const st_tensor *t, size_t idx, size_t n, double s, double *dst) {
+  dtype_to_f64(DTYPE_I8, (const unsigned char *)t->data + idx, dst, n);
+  unsigned char buffer[8];
+  for (size_t j = 0; j < n; j++) {
+    dst[j] *= s;
+    if (t->scale->dtype == DTYPE_F64) continue;
+    dtype_from_f64(t->scale->dtype, dst + j, buffer, 1);
+    dtype_to_f64(t->scale->dtype, buffer, dst + j, 1);
+  }
+}
+
 void st_to_f64(const st_tensor *t, size_t first, size_t n, double *dst) {
   if (t->scaling == ST_SCALE_NONE) {
     dtype_to_f64(t->dtype, st_address(t, first), dst, n);
+    return;
+  }
+  if (t->scaling == ST_SCALE_GROUP) {
+    const size_t cols = (size_t)t->shape[1];
+    for (size_t i = 0; i < n;) {
+      size_t idx = first + i, r = idx / cols, c = idx % cols;
+      size_t run = t->block_cols - c % t->block_cols;
+      if (run > n - i) run = n - i;
+      group_values(t, r, c, run, dst + i);
+      i += run;
+    }
     return;
   }
   const size_t cols = row_length(t);
@@ -82,7 +141,10 @@ void st_to_f64(const st_tensor *t, size_t first, size_t n, double *dst) {
     default: break; /* per tensor: one scale */
     }
     if (run > n - i) run = n - i;
-    scaled_codes(t, idx, run, scale_at(t, t->scale, k), dst + i);
+    if (t->dtype == DTYPE_I8)
+      int_values(t, idx, run, scale_at(t, t->scale, k), dst + i);
+    else
+      scaled_codes(t, idx, run, scale_at(t, t->scale, k), dst + i);
     i += run;
   }
 }
@@ -119,7 +181,8 @@ void st_to_f32(const st_tensor *t, size_t first, size_t n, float *dst) {
 }
 
 size_t st_first_non_finite(const st_tensor *t, size_t first, size_t n) {
-  if (t->dtype == DTYPE_F4_E2M1) return n; /* every E2M1 code is finite, and the scales were checked */
+  if (t->dtype == DTYPE_F4_E2M1 || dtype_is_integer(t->dtype))
+    return n; /* every E2M1 or integer code is finite, and the scales were checked */
   return first_non_finite(t->dtype, st_address(t, first), n);
 }
 
@@ -148,6 +211,13 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 static bool is_fp8(const st_tensor *t) { return t && (t->dtype == DTYPE_F8_E4M3 || t->dtype == DTYPE_F8_E5M2); }
+/* compressed-tensors int-quantized ("X.weight" I8) and pack-quantized ("X.weight_packed" I32) */
+static bool is_int8(const st_tensor *t) { return t && t->dtype == DTYPE_I8; }
+static bool is_packed(const st_tensor *t) { return t && t->dtype == DTYPE_I32 && ends_with(t->name, ".weight_packed"); }
+/* compressed-tensors mxfp4-pack-quantized: "X.weight_packed" U8 (NVFP4's layout, E8M0 scales) */
+static bool is_mx_packed(const st_tensor *t) {
+  return t && t->dtype == DTYPE_U8 && ends_with(t->name, ".weight_packed");
+}
 
 /* Is t the scale (or activation scale) of an FP8 tensor, or the scales of an MXFP4 pair? */
 static bool consumed(const st_tensor *t, const st_tensor *const *all, size_t count) {
@@ -155,6 +225,15 @@ static bool consumed(const st_tensor *t, const st_tensor *const *all, size_t cou
   size_t len = strlen(n);
   if (ends_with(n, "_scale_inv") && is_fp8(find_named(all, count, n, len - 10, ""))) return true;
   if (ends_with(n, "_scale") && is_fp8(find_named(all, count, n, len - 6, ""))) return true;
+  if (ends_with(n, ".weight_scale") && is_int8(find_named(all, count, n, len - 13, ".weight"))) return true;
+  if (ends_with(n, ".weight_scale") && is_packed(find_named(all, count, n, len - 13, ".weight_packed"))) return true;
+  if (ends_with(n, ".weight_shape") && is_packed(find_named(all, count, n, len - 13, ".weight_packed"))) return true;
+  if (ends_with(n, ".weight_zero_point") && is_packed(find_named(all, count, n, len - 18, ".weight_packed")))
+    return true;
+  if (ends_with(n, ".input_scale") && is_int8(find_named(all, count, n, len - 12, ".weight"))) return true;
+  if (ends_with(n, ".weight_scale") && t->dtype == DTYPE_U8 &&
+      is_mx_packed(find_named(all, count, n, len - 13, ".weight_packed")))
+    return true;
   if (ends_with(n, ".input_scale") && is_fp8(find_named(all, count, n, len - 12, ".weight"))) return true;
   if (ends_with(n, "_scales") && t->dtype == DTYPE_U8) {
     const st_tensor *b = find_named(all, count, n, len - 7, "_blocks");
@@ -168,6 +247,11 @@ static int block_size(const char *dir, const cJSON *config, size_t *rows, size_t
   *rows = *cols = FP8_BLOCK;
   const cJSON *q = cJSON_GetObjectItemCaseSensitive(config, "quantization_config");
   const cJSON *b = q ? cJSON_GetObjectItemCaseSensitive(q, "weight_block_size") : NULL;
+  const cJSON *groups = q ? cJSON_GetObjectItemCaseSensitive(q, "config_groups") : NULL;
+  for (const cJSON *g = groups ? groups->child : NULL; (!b || cJSON_IsNull(b)) && g; g = g->next) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights"); /* compressed-tensors' block strategy */
+    b = w ? cJSON_GetObjectItemCaseSensitive(w, "block_structure") : NULL;
+  }
   if (!b || cJSON_IsNull(b)) return 0;
   const cJSON *r = cJSON_GetArrayItem(b, 0), *c = cJSON_GetArrayItem(b, 1);
   if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) != 2 || !cJSON_IsNumber(r) || !cJSON_IsNumber(c) ||
@@ -229,6 +313,10 @@ static int pair_fp8(const char *dir, const st_tensor *t, const st_tensor *const 
     q->scaling = ST_SCALE_TENSOR;
   } else if (st_numel(scale) == rows && (scale->ndim == 1 || (scale->ndim == 2 && scale->shape[1] == 1))) {
     q->scaling = ST_SCALE_CHANNEL;
+  } else if (scale->ndim == 2 && (size_t)scale->shape[0] == (rows + block_rows - 1) / block_rows &&
+             (size_t)scale->shape[1] == (cols + block_cols - 1) / block_cols) {
+    /* compressed-tensors' block strategy (FP8_BLOCK): weight_scale [⌈R/br⌉, ⌈C/bc⌉] */
+    q->scaling = ST_SCALE_BLOCK, q->block_rows = block_rows, q->block_cols = block_cols;
   } else {
     return rotq_fail(err, "%s: tensor '%s' is %s: for '%s' %s it must be one scale, or one per row ([%zu, 1])", dir,
                      scale->name, shape_text(scale, a, sizeof a), t->name, shape_text(t, b, sizeof b), rows);
@@ -263,14 +351,109 @@ static int pair_mxfp4(const char *dir, const st_tensor *blocks, const st_tensor 
   return check_scales(dir, q, scales, err);
 }
 
+/* compressed-tensors int-quantized "X.weight" I8 [R, C] with "X.weight_scale" [R, 1] (float):
+ * *q gets the logical tensor (per channel, values rounded to the scale's dtype). */
+static int pair_int8(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, st_tensor *q,
+                     rotq_error *err) {
+  size_t len = strlen(t->name);
+  const st_tensor *scale = ends_with(t->name, ".weight") ? find_named(all, count, t->name, len, "_scale") : NULL;
+  char a[160], b[160];
+  if (!scale || !dtype_is_float(scale->dtype))
+    return rotq_fail(err, "%s: tensor '%s' is I8 but has no float scale '%s_scale' (compressed-tensors int-quantized)",
+                     dir, t->name, t->name);
+  if (t->ndim != 2 || st_numel(scale) != (size_t)t->shape[0] ||
+      !(scale->ndim == 1 || (scale->ndim == 2 && scale->shape[1] == 1)))
+    return rotq_fail(err, "%s: tensors '%s' %s and '%s' %s are not int8 codes [R, C] and per-channel scales [R, 1]",
+                     dir, t->name, shape_text(t, a, sizeof a), scale->name, shape_text(scale, b, sizeof b));
+  *q = *t;
+  q->scale = scale;
+  q->scaling = ST_SCALE_CHANNEL;
+  return check_scales(dir, q, scale, err);
+}
+
+/* compressed-tensors pack-quantized "X.weight_packed" I32 [R, ⌈C/8⌉] with "X.weight_shape" I64 [2]
+ * = {R, C}, "X.weight_scale" [R, C/g] (float) and optionally "X.weight_zero_point" I32
+ * [⌈R/8⌉, C/g]: *q gets the logical tensor X.weight [R, C] (I4 codes). */
+static int pair_packed(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, st_tensor *q,
+                       rotq_error *err) {
+  size_t len = strlen(t->name) - 7; /* "X.weight" */
+  const st_tensor *shape = find_named(all, count, t->name, len, "_shape");
+  const st_tensor *scale = find_named(all, count, t->name, len, "_scale");
+  const st_tensor *zero = find_named(all, count, t->name, len, "_zero_point");
+  char a[160], b[160];
+  if (!shape || shape->dtype != DTYPE_I64 || st_numel(shape) != 2 || !scale || !dtype_is_float(scale->dtype))
+    return rotq_fail(err, "%s: tensor '%s' (pack-quantized) needs '%.*s_shape' I64 [2] and a float '%.*s_scale'", dir,
+                     t->name, (int)len, t->name, (int)len, t->name);
+  double dims[2];
+  dtype_to_f64(DTYPE_I64, shape->data, dims, 2);
+  size_t rows = (size_t)dims[0], cols = (size_t)dims[1], groups = scale->ndim == 2 ? (size_t)scale->shape[1] : 0;
+  bool ok = dims[0] >= 1 && dims[1] >= 1 && t->ndim == 2 && (size_t)t->shape[0] == rows &&
+            (size_t)t->shape[1] == (cols + 7) / 8 && scale->ndim == 2 && (size_t)scale->shape[0] == rows && groups &&
+            cols % groups == 0;
+  if (!ok)
+    return rotq_fail(err, "%s: tensors '%s' %s and '%s' %s do not fit the shape [%.0f, %.0f] of '%.*s_shape'", dir,
+                     t->name, shape_text(t, a, sizeof a), scale->name, shape_text(scale, b, sizeof b), dims[0], dims[1],
+                     (int)len, t->name);
+  if (zero && (zero->dtype != DTYPE_I32 || zero->ndim != 2 || (size_t)zero->shape[0] != (rows + 7) / 8 ||
+               (size_t)zero->shape[1] != groups))
+    return rotq_fail(err, "%s: tensor '%s' %s is not I32 [%zu, %zu] (zero points packed along the rows)", dir,
+                     zero->name, shape_text(zero, a, sizeof a), (rows + 7) / 8, groups);
+  if (find_named(all, count, t->name, len, ""))
+    return rotq_fail(err, "%s: tensor '%.*s' is both stored and packed in '%s'", dir, (int)len, t->name, t->name);
+  *q = *t;
+  q->name = NULL;
+  q->dtype = DTYPE_I4;
+  q->shape[0] = (int64_t)rows, q->shape[1] = (int64_t)cols;
+  q->scaling = ST_SCALE_GROUP;
+  q->scale = scale;
+  q->zero = zero;
+  q->block_rows = (cols + 7) / 8 * 4;
+  q->block_cols = cols / groups;
+  return check_scales(dir, q, scale, err);
+}
+
+/* compressed-tensors mxfp4-pack-quantized "X.weight_packed" U8 [R, C/2] (two E2M1 a byte, low
+ * nibble first) with "X.weight_scale" U8 [R, C/32] (E8M0): *q gets the logical tensor X.weight. */
+static int pair_ct_mxfp4(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, st_tensor *q,
+                         rotq_error *err) {
+  size_t len = strlen(t->name) - 7; /* "X.weight" */
+  const st_tensor *scale = find_named(all, count, t->name, len, "_scale");
+  char a[160], b[160];
+  if (find_named(all, count, t->name, len, "_global_scale"))
+    return rotq_fail(err, "%s: tensor '%s': nvfp4-pack-quantized weights are not read (only mxfp4-pack-quantized)", dir,
+                     t->name);
+  if (!scale || scale->dtype != DTYPE_U8 || t->ndim != 2 || scale->ndim != 2 || scale->shape[0] != t->shape[0] ||
+      scale->shape[1] * MX_BYTES != t->shape[1])
+    return rotq_fail(
+        err, "%s: tensors '%s' %s and '%.*s_scale' %s are not mxfp4-pack-quantized [R, C/2] U8 and [R, C/32] U8", dir,
+        t->name, shape_text(t, a, sizeof a), (int)len, t->name, scale ? shape_text(scale, b, sizeof b) : "(missing)");
+  if (find_named(all, count, t->name, len, ""))
+    return rotq_fail(err, "%s: tensor '%.*s' is both stored and packed in '%s'", dir, (int)len, t->name, t->name);
+  *q = *t;
+  q->name = NULL;
+  q->dtype = DTYPE_F4_E2M1;
+  q->shape[1] = t->shape[1] * 2;
+  q->scaling = ST_SCALE_MXFP4;
+  q->scale = scale;
+  return check_scales(dir, q, scale, err);
+}
+
 /* The logical tensor of all[i] into *q (q->name left NULL), 1 if it is quantized, 0 if plain,
  * -1 on error. */
 static int pair_one(const char *dir, const st_tensor *t, const st_tensor *const *all, size_t count, size_t block_rows,
                     size_t block_cols, st_tensor *q, rotq_error *err) {
   if (is_fp8(t)) return pair_fp8(dir, t, all, count, block_rows, block_cols, q, err) < 0 ? -1 : 1;
   if (t->dtype == DTYPE_U8 && ends_with(t->name, "_blocks")) return pair_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
+  if (is_mx_packed(t)) return pair_ct_mxfp4(dir, t, all, count, q, err) < 0 ? -1 : 1;
   if (t->dtype == DTYPE_U8)
     return rotq_fail(err, "%s: tensor '%s' is U8 but not part of an MXFP4 pair (P_blocks, P_scales)", dir, t->name);
+  if (is_int8(t)) return pair_int8(dir, t, all, count, q, err) < 0 ? -1 : 1;
+  if (is_packed(t)) return pair_packed(dir, t, all, count, q, err) < 0 ? -1 : 1;
+  if (dtype_is_integer(t->dtype))
+    return rotq_fail(err,
+                     "%s: tensor '%s' is %s but not part of a compressed-tensors weight (X.weight I8 with "
+                     "X.weight_scale, or X.weight_packed I32 with X.weight_shape and X.weight_scale)",
+                     dir, t->name, dtype_name(t->dtype));
   return 0;
 }
 
@@ -295,7 +478,8 @@ int quantized_pair(const char *dir, const cJSON *config, const st_tensor *const 
       shown[ns++] = all[i];
       continue;
     }
-    size_t len = strlen(all[i]->name) - (q[nq].scaling == ST_SCALE_MXFP4 ? 7 : 0);
+    /* P_blocks → P; X.weight_packed → X.weight */
+    size_t len = strlen(all[i]->name) - (q[nq].scaling == ST_SCALE_MXFP4 || q[nq].scaling == ST_SCALE_GROUP ? 7 : 0);
     if (!(q[nq].name = strndup(all[i]->name, len))) {
       rotq_fail(err, "%s: out of memory", dir);
       goto fail;

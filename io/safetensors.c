@@ -77,8 +77,9 @@ static int parse_tensor(const char *path, const cJSON *entry, size_t data_size, 
   if (!cJSON_IsString(type))
     return rotq_fail(err, "%s: tensor '%s': \"dtype\" is missing or not a string", path, t->name);
   if (dtype_parse(type->valuestring, &t->dtype) != 0)
-    return rotq_fail(err, "%s: tensor '%s': unsupported dtype '%.32s' (F64, F32, F16, BF16, F8_E4M3, F8_E5M2, U8 are)",
-                     path, t->name, type->valuestring);
+    return rotq_fail(
+        err, "%s: tensor '%s': unsupported dtype '%.32s' (F64, F32, F16, BF16, F8_E4M3, F8_E5M2, U8, I8, I32, I64 are)",
+        path, t->name, type->valuestring);
   if (parse_shape(path, entry, t, err) != 0) return -1;
   const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
   if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||

@@ -25,6 +25,9 @@ typedef enum st_scaling {
   ST_SCALE_CHANNEL, /* FP8 code × scale[r] (compressed-tensors, per output channel) */
   ST_SCALE_TENSOR,  /* FP8 code × scale[0] (compressed-tensors, per tensor) */
   ST_SCALE_MXFP4,   /* E2M1 code × 2^(scale[i / 32] − 127) (E8M0), i the flat index */
+  ST_SCALE_GROUP,   /* compressed-tensors pack-quantized (I4 codes q, rows padded to block_rows bytes):
+                       (q − zero[r][c / block_cols]) × scale[r][c / block_cols], zero = 0 without a
+                       zero-point tensor */
 } st_scaling;
 
 typedef struct st_tensor {
@@ -36,7 +39,8 @@ typedef struct st_tensor {
   const void *data; /* inside the read-only mapping; may be unaligned for F64/F32 */
   st_scaling scaling;
   const struct st_tensor *scale; /* the scale tensor (scaling != ST_SCALE_NONE), else NULL */
-  size_t block_rows, block_cols; /* ST_SCALE_BLOCK */
+  size_t block_rows, block_cols; /* ST_SCALE_BLOCK; ST_SCALE_GROUP: bytes per packed row, group */
+  const struct st_tensor *zero;  /* ST_SCALE_GROUP: the packed zero points (I32), or NULL */
 } st_tensor;
 
 typedef struct st_file {

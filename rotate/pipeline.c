@@ -3,6 +3,7 @@
 #include "linalg/rotation.h"
 
 #include "io/finite.h"
+#include "rotate/quantize_command.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,9 @@ typedef struct range {
 /* How far the reader reads ahead of the pieces done, and how much it reads per call. */
 #define READ_WINDOW ((size_t)1024 << 20)
 #define READ_STEP ((size_t)2 << 20)
+
+/* Marks a checker's output index as one of the shadow writer's (transform_context.shadow). */
+#define SHADOW_OUTPUT (((size_t)-1 >> 1) + 1)
 
 /* The check of a written batch, running beside the next one, then its eviction. */
 typedef struct checker {
@@ -194,7 +198,10 @@ static void *check_loop(void *arg) {
   rotation_scratch_recover(false);
   for (size_t i = 0; i < c->count; i++) { /* the batch's input and output leave the page cache */
     checkpoint_forget(pl->ctx->ck, c->sources[i], c->source_bytes[i]);
-    st_writer_drop_tensor(pl->ctx->writer, c->outputs[i]);
+    if (c->outputs[i] & SHADOW_OUTPUT) /* a quantized weight's rotated values, read back: freed */
+      st_writer_discard_tensor(pl->ctx->shadow, c->outputs[i] & ~SHADOW_OUTPUT);
+    else
+      st_writer_drop_tensor(pl->ctx->writer, c->outputs[i]);
   }
   return NULL;
 }
@@ -363,6 +370,21 @@ static int read_rows(const pipeline *pl, const tensor_plan *plan, size_t begin, 
   return 0;
 }
 
+/* Writes rows [begin, end) of plan's output, given as bytes of plan->out_dtype: to the writer, or
+ * (rotq rotate --quantize) quantized into the output writer and, for the in-stream check, also
+ * as they are to the shadow writer. */
+static int write_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
+                      const void *bytes, rotq_error *err) {
+  const size_t row_bytes = plan->cols * dtype_size(plan->out_dtype);
+  if (plan->quant_index < 0)
+    return st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, bytes, (end - begin) * row_bytes,
+                                err);
+  if (ctx->shadow && st_writer_write_part(ctx->shadow, plan->output_index, begin * row_bytes, bytes,
+                                          (end - begin) * row_bytes, err) < 0)
+    return -1;
+  return quantize_stream_rows(ctx->quant, plan->quant_index, (int64_t)begin, (int64_t)(end - begin), bytes, err);
+}
+
 /* Piece p, from reading to writing, with this thread's buffers. */
 static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
   const transform_context *ctx = b->pl->ctx;
@@ -373,14 +395,16 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     double t0 = now_seconds();
     int rc = check_finite(ctx, source, 0, st_numel(source), err);
     double t1 = now_seconds();
-    if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, source->data, err);
+    if (rc == 0)
+      rc = plan->quant_index >= 0 ? write_rows(ctx, plan, 0, plan->rows, source->data, err)
+                                  : st_writer_write(ctx->writer, plan->output_index, source->data, err);
     timing->read += t1 - t0, timing->write += now_seconds() - t1;
     st_release(source->data, source->nbytes);
     consumed(b->pl, source->nbytes);
     return rc;
   }
   if (plan->cut == CUT_ROWS) {
-    size_t begin, end, row_bytes = plan->cols * dtype_size(plan->out_dtype);
+    size_t begin, end;
     tensor_piece_range(plan, p->index, &begin, &end);
     double t_check = now_seconds();
     st_tensor rows;
@@ -395,8 +419,7 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
       return -1;
     if (check_output_finite(plan, s->output, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
     double t0 = now_seconds();
-    int rc = st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, s->output,
-                                  (end - begin) * row_bytes, err);
+    int rc = write_rows(ctx, plan, begin, end, s->output, err);
     timing->write += now_seconds() - t0;
     size_t read_bytes = st_span(source, begin * plan->cols, (end - begin) * plan->cols);
     if (!read) st_release(st_address(source, begin * plan->cols), read_bytes);
@@ -410,7 +433,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   int rc = check_finite(ctx, source, 0, st_numel(source), err);
   if (rc == 0) rc = check_output_finite(plan, whole, 0, st_numel(source), err);
   double t1 = now_seconds();
-  if (rc == 0) rc = st_writer_write(ctx->writer, plan->output_index, whole, err);
+  if (rc == 0)
+    rc = plan->quant_index >= 0 ? write_rows(ctx, plan, 0, plan->rows, whole, err)
+                                : st_writer_write(ctx->writer, plan->output_index, whole, err);
   timing->read += t1 - t0, timing->write += now_seconds() - t1;
   st_release(source->data, source->nbytes);
   consumed(b->pl, source->nbytes);
@@ -506,7 +531,7 @@ static int start_check(pipeline *pl, const batch *b, pipeline_check check, void 
   for (size_t i = 0; i < b->job_count; i++) {
     c->sources[i] = b->jobs[i].plan.source->data;
     c->source_bytes[i] = b->jobs[i].plan.source->nbytes;
-    c->outputs[i] = b->jobs[i].plan.output_index;
+    c->outputs[i] = b->jobs[i].plan.output_index | (b->jobs[i].plan.quant_index >= 0 ? SHADOW_OUTPUT : 0);
   }
   c->count = b->job_count;
   c->check = check, c->user = user, c->batch = batch_id, c->status = 0;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
@@ -18,8 +19,9 @@
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
 #include "rotate/output_dir.h"
+#include "rotq.h"
 
-/* Rows of a weight quantized by one worker at a time (a multiple of CT_ROW_BLOCK). */
+/* Rows of a weight quantized by one worker at a time (a multiple of every ct_row_block). */
 #define ROWS_PER_CHUNK 256
 /* Bytes of a copied tensor written (and released) at a time. */
 #define COPY_PART_BYTES ((size_t)64 << 20)
@@ -99,13 +101,13 @@ static int add_ignored(plan *p, const char *module, rotq_error *err) {
 }
 
 /* Decides every tensor's fate; orders them by layer (pre-run tensors first), then name. */
-static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_scheme *s, plan *p, rotq_error *err) {
+static int plan_tensors(const st_tensor *const *tensors, size_t count, const checkpoint *ck, const model_adapter *a,
+                        const ct_scheme *s, plan *p, rotq_error *err) {
   *p = (plan){0};
-  if (!(p->tensors = calloc(ck->tensor_count ? ck->tensor_count : 1, sizeof *p->tensors)))
-    return rotq_fail(err, "out of memory");
-  for (size_t i = 0; i < ck->tensor_count; i++) {
+  if (!(p->tensors = calloc(count ? count : 1, sizeof *p->tensors))) return rotq_fail(err, "out of memory");
+  for (size_t i = 0; i < count; i++) {
     planned_tensor *e = &p->tensors[p->count++];
-    e->t = ck->tensors[i];
+    e->t = tensors[i];
     e->layer = adapter_layer_of(a, e->t->name);
     decoder_linear(a, e->t, e->module);
     if (e->module[0] && is_router(adapter_relative_name(a, e->module))) {
@@ -118,8 +120,8 @@ static int plan_tensors(const checkpoint *ck, const model_adapter *a, const ct_s
     e->part_count = ct_parts(s, e->t->shape[0], e->t->shape[1], e->t->dtype, e->parts);
     if (e->part_count < 0)
       return rotq_fail(err, "%s: tensor '%s' [%lld, %lld]: the group size %d does not divide its %lld input columns",
-                       checkpoint_path_of(ck, e->t), e->t->name, (long long)e->t->shape[0], (long long)e->t->shape[1],
-                       s->group, (long long)e->t->shape[1]);
+                       ck ? checkpoint_path_of(ck, e->t) : "output", e->t->name, (long long)e->t->shape[0],
+                       (long long)e->t->shape[1], s->group, (long long)e->t->shape[1]);
   }
   qsort(p->tensors, p->count, sizeof *p->tensors, compare_planned);
   for (size_t i = 0; i < p->count; i++) {
@@ -179,6 +181,10 @@ typedef struct weight_job {
   st_writer *writer, *fake_writer;
   const volatile sig_atomic_t *cancel;
   double global_amax; /* NVFP4A16: max |W| */
+  /* NULL: the rows come from the input tensor's mapping; else rows [rows_begin, rows_end) of the
+   * weight, in its dtype (the rotation stream's output) */
+  const void *rows;
+  int64_t rows_begin, rows_end;
   atomic_int failed;
   rotq_error error; /* the first failure */
   atomic_flag error_taken;
@@ -189,27 +195,29 @@ static void job_fail(weight_job *j, rotq_error *err) {
   atomic_store(&j->failed, 1);
 }
 
-/* Quantizes rows [r0, r0 + n) and writes every part's bytes for them. */
-static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
+/* Quantizes rows [r0, r0 + n) of j's weight, given as doubles in w, and writes every part's bytes
+ * for them (and the fake-quantized rows to j->fake_writer when set). */
+static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
                           void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
   const st_tensor *t = j->e->t;
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
-  const unsigned char *src = (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
-  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
-  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
-    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
-                     (long long)(r0 + (int64_t)bad / cols));
-  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
-  st_release(src, (size_t)(n * cols) * element);
   if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
     return rotq_fail(err, "tensor '%s': out of memory", t->name);
-  const bool e4m3_scales = j->scheme->kind == CT_NVFP4A16;
-  if (e4m3_scales)
+  const bool byte_scales = j->scheme->kind == CT_NVFP4A16 || j->scheme->kind == CT_MXFP4A16;
+  const int block = j->scheme->block; /* FP8_BLOCK: a row of scales per block of rows */
+  const int64_t scale_rows = block ? (n + block - 1) / block : n, scale_r0 = block ? r0 / block : r0;
+  if (j->scheme->kind == CT_NVFP4A16)
     for (int64_t i = 0; i < n * groups; i++) ((uint8_t *)scale_bytes)[i] = ct_e4m3_encode(scale[i]);
+  else if (j->scheme->kind == CT_MXFP4A16)
+    for (int64_t i = 0; i < n * groups; i++) { /* E8M0: the exponent + 127 (byte 0: 2^-127) */
+      int exponent;
+      frexp(scale[i], &exponent);
+      ((uint8_t *)scale_bytes)[i] = (uint8_t)(exponent - 1 + 127);
+    }
   else
-    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(n * groups));
-  const size_t scale_element = e4m3_scales ? 1 : element;
+    dtype_from_f64(t->dtype, scale, scale_bytes, (size_t)(scale_rows * groups));
+  const size_t scale_element = byte_scales ? 1 : element;
   size_t index = j->e->spec;
   for (int p = 0; p < j->e->part_count; p++, index++) {
     const ct_part_spec *part = &j->e->parts[p];
@@ -219,7 +227,7 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
       rc = st_writer_write_part(j->writer, index, ct_weight_bytes(j->scheme, r0, cols), weight, bytes, err);
     } else if (part->part == CT_PART_SCALE) {
       size_t row = (size_t)groups * scale_element;
-      rc = st_writer_write_part(j->writer, index, (size_t)r0 * row, scale_bytes, (size_t)n * row, err);
+      rc = st_writer_write_part(j->writer, index, (size_t)scale_r0 * row, scale_bytes, (size_t)scale_rows * row, err);
     } else if (part->part == CT_PART_ZERO) {
       size_t words = (size_t)((n * j->scheme->bits + 31) / 32), first = (size_t)(r0 * j->scheme->bits / 32);
       rc = st_writer_write_part(j->writer, index, first * (size_t)groups * 4, zero, words * (size_t)groups * 4, err);
@@ -238,11 +246,30 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
                               (size_t)(n * cols) * element, err);
 }
 
+/* Rows [r0, r0 + n) of the weight, from src (the rows' bytes in the weight's dtype) when given,
+ * else from the input tensor's mapping (whose pages are then released): refused when not finite,
+ * converted, quantized and written. */
+static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
+                          void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1];
+  const size_t element = dtype_size(t->dtype);
+  const unsigned char *src = j->rows ? (const unsigned char *)j->rows + (size_t)((r0 - j->rows_begin) * cols) * element
+                                     : (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
+  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+  if (!j->rows) st_release(src, (size_t)(n * cols) * element);
+  return quantize_write(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
+}
+
 /* parallel_for body: chunks [begin, end) of ROWS_PER_CHUNK rows. */
 static void quantize_chunks(void *context, size_t begin, size_t end) {
   weight_job *j = context;
   const st_tensor *t = j->e->t;
-  const int64_t rows = t->shape[0], cols = t->shape[1], groups = ct_groups(j->scheme, cols);
+  const int64_t rows = j->rows_end, cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t cells = (size_t)(ROWS_PER_CHUNK * cols);
   double *w = malloc(cells * sizeof *w), *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
   void *weight = malloc(ct_weight_bytes(j->scheme, ROWS_PER_CHUNK, cols));
@@ -261,7 +288,8 @@ static void quantize_chunks(void *context, size_t begin, size_t end) {
       job_fail(j, &err);
       break;
     }
-    int64_t r0 = (int64_t)c * ROWS_PER_CHUNK, n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
+    int64_t r0 = j->rows_begin + (int64_t)c * ROWS_PER_CHUNK,
+            n = rows - r0 < ROWS_PER_CHUNK ? rows - r0 : ROWS_PER_CHUNK;
     if (quantize_chunk(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, &err) < 0) job_fail(j, &err);
   }
   free(w);
@@ -315,7 +343,12 @@ static int fused_amax(plan *p, planned_tensor *e, double *amax) {
 
 static int quantize_weight(const quantize_options *o, plan *p, planned_tensor *e, st_writer *writer,
                            st_writer *fake_writer, int threads, rotq_error *err) {
-  weight_job j = {.scheme = &o->scheme, .e = e, .writer = writer, .fake_writer = fake_writer, .cancel = o->cancel};
+  weight_job j = {.scheme = &o->scheme,
+                  .e = e,
+                  .writer = writer,
+                  .fake_writer = fake_writer,
+                  .cancel = o->cancel,
+                  .rows_end = e->t->shape[0]};
   atomic_init(&j.failed, 0);
   atomic_flag_clear(&j.error_taken);
   if (o->scheme.kind == CT_NVFP4A16 && fused_amax(p, e, &j.global_amax) < 0)
@@ -348,6 +381,8 @@ static int write_tensors(const quantize_options *o, const checkpoint *ck, plan *
     planned_tensor *e = &p->tensors[i];
     if (o->cancel && *o->cancel)
       return rotq_fail(err, "cancelled (signal %d); the partial output was removed", (int)*o->cancel);
+    if (o->cancel_fn && o->cancel_fn(o->cancel_context))
+      return rotq_fail(err, "cancelled; the partial output was removed");
     int rc = e->quantize ? quantize_weight(o, p, e, writer, fake_writer, threads, err)
                          : copy_tensor(writer, e->spec, e->t, err);
     if (rc == 0 && !e->quantize && fake_writer) rc = copy_tensor(fake_writer, e->fake_spec, e->t, err);
@@ -386,17 +421,25 @@ static cJSON *config_group(const ct_scheme *s) {
   cJSON *g = cJSON_CreateObject();
   cJSON *targets = cJSON_AddArrayToObject(g, "targets");
   json_add_to_array(targets, cJSON_CreateString("Linear"));
-  const bool nvfp4 = s->kind == CT_NVFP4A16;
-  const char *type = s->kind == CT_FP8 || nvfp4 ? "float" : "int";
-  const char *strategy = nvfp4 ? "tensor_group" : s->group > 0 ? "group" : "channel";
+  const bool nvfp4 = s->kind == CT_NVFP4A16, mxfp4 = s->kind == CT_MXFP4A16;
+  const char *type = s->kind == CT_FP8 || nvfp4 || mxfp4 ? "float" : "int";
+  const char *strategy = nvfp4 ? "tensor_group" : s->block ? "block" : s->group > 0 ? "group" : "channel";
   cJSON *weights = quantization_args(s->bits, type, s->symmetric, strategy, s->group, false);
-  if (nvfp4) { /* as compressed-tensors' NVFP4A16 preset: E4M3 block scales */
-    cJSON_AddStringToObject(weights, "scale_dtype", "torch.float8_e4m3fn");
-    cJSON_AddStringToObject(weights, "zp_dtype", "torch.float8_e4m3fn");
+  if (nvfp4 || mxfp4) { /* as compressed-tensors' NVFP4A16 / MXFP4A16 presets: E4M3 / E8M0 scales */
+    cJSON_AddStringToObject(weights, "scale_dtype", nvfp4 ? "torch.float8_e4m3fn" : "torch.uint8");
+    cJSON_AddStringToObject(weights, "zp_dtype", nvfp4 ? "torch.float8_e4m3fn" : "torch.uint8");
+  }
+  if (s->block) { /* as the FP8_BLOCK preset: [128, 128] blocks */
+    cJSON *structure = cJSON_CreateArray();
+    json_add_to_array(structure, cJSON_CreateNumber(s->block));
+    json_add_to_array(structure, cJSON_CreateNumber(s->block));
+    cJSON_ReplaceItemInObjectCaseSensitive(weights, "block_structure", structure);
   }
   json_add_to_object(g, "weights", weights);
-  if (s->kind == CT_W4A16 || nvfp4)
+  if (s->kind == CT_W4A16 || nvfp4 || mxfp4)
     cJSON_AddNullToObject(g, "input_activations");
+  else if (s->block) /* dynamic per token group of 128 */
+    json_add_to_object(g, "input_activations", quantization_args(8, type, true, "group", s->block, true));
   else
     json_add_to_object(g, "input_activations", quantization_args(8, type, true, "token", 0, true));
   cJSON_AddNullToObject(g, "output_activations");
@@ -422,11 +465,11 @@ static int check_input_quantization(const char *dir, rotq_error *err) {
                    path);
 }
 
-static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
-  cJSON *json = cJSON_Duplicate(ck->config.json, 1);
-  if (!json) return rotq_fail(err, "out of memory");
+/* Sets json's quantization_config to the scheme's (keeping an online export's transform_config). */
+static int apply_config(cJSON *json, const ct_scheme *s, const plan *p, rotq_error *err) {
   cJSON *q = cJSON_DetachItemFromObjectCaseSensitive(json, "quantization_config");
   if (!q) q = cJSON_CreateObject();
+  if (!q) return rotq_fail(err, "out of memory");
   static const char *const replaced[] = {"quant_method", "format",          "quantization_status",      "config_groups",
                                          "ignore",       "kv_cache_scheme", "global_compression_ratio", "version"};
   for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++)
@@ -443,9 +486,16 @@ static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p,
   if (!cJSON_GetObjectItemCaseSensitive(q, "sparsity_config")) cJSON_AddObjectToObject(q, "sparsity_config");
   cJSON_AddStringToObject(q, "version", QUANTIZE_COMPRESSED_TENSORS_VERSION);
   json_add_to_object(json, "quantization_config", q);
+  return 0;
+}
+
+static int write_config(const checkpoint *ck, const ct_scheme *s, const plan *p, const char *dir, rotq_error *err) {
+  cJSON *json = cJSON_Duplicate(ck->config.json, 1);
+  if (!json) return rotq_fail(err, "out of memory");
+  int rc = apply_config(json, s, p, err);
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
-  int rc = json_file_write(path, json, err);
+  if (rc == 0) rc = json_file_write(path, json, err);
   cJSON_Delete(json);
   return rc;
 }
@@ -523,14 +573,15 @@ static void summarize(const plan *p, quantize_result *r) {
   }
 }
 
-int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq_error *err) {
+int quantize_compressed(const quantize_options *o, quantize_result *result, rotq_error *err) {
   if (!o->model_dir || !o->output_dir) return rotq_fail(err, "both the model and the output directory are required");
   checkpoint ck;
   if (check_input_quantization(o->model_dir, err) < 0 || checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   const model_adapter *adapter = adapter_for(&ck.config, err);
   plan p = {0};
   int rc = adapter ? 0 : rotq_fail_context(err, "%s/config.json", ck.dir);
-  if (rc == 0) rc = plan_tensors(&ck, adapter, &o->scheme, &p, err);
+  if (rc == 0)
+    rc = plan_tensors((const st_tensor *const *)ck.tensors, ck.tensor_count, &ck, adapter, &o->scheme, &p, err);
   const logger log = {o->log, o->log_context};
   output_dir out, fake_out;
   bool out_open = false, fake_open = false;
@@ -549,4 +600,133 @@ int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq
   plan_free(&p);
   checkpoint_close(&ck);
   return rc;
+}
+
+/* ---- the rotation stream's quantizer (rotq rotate --quantize) ------------------------------- */
+
+struct quantize_stream {
+  ct_scheme scheme;
+  int threads;
+  st_tensor *tensors; /* the rotation's outputs, as tensors without data */
+  plan p;
+  st_writer *writer;
+};
+
+void quantize_stream_free(quantize_stream *q) {
+  if (!q) return;
+  if (q->writer) st_writer_abort(q->writer);
+  plan_free(&q->p);
+  free(q->tensors);
+  free(q);
+}
+
+quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s, const st_spec *outputs, size_t count,
+                                      const char *dir, size_t max_shard_bytes, int threads, rotq_error *err) {
+  if (s->kind == CT_NVFP4A16) {
+    rotq_fail(err,
+              "--quantize NVFP4A16 is not done in the rotation stream (the fused q/k/v and gate/up global scale needs "
+              "the amax of every rotated member before any is written): rotq rotate, then rotq quantize");
+    return NULL;
+  }
+  quantize_stream *q = calloc(1, sizeof *q);
+  const st_tensor **list = calloc(count ? count : 1, sizeof *list);
+  if (q) q->tensors = calloc(count ? count : 1, sizeof *q->tensors);
+  if (!q || !list || !q->tensors) {
+    free(list);
+    quantize_stream_free(q);
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  q->scheme = *s;
+  q->threads = threads > 0 ? threads : cpu_count();
+  for (size_t i = 0; i < count; i++) {
+    st_tensor *t = &q->tensors[i];
+    *t = (st_tensor){.name = (char *)outputs[i].name, .dtype = outputs[i].dtype, .ndim = outputs[i].ndim};
+    memcpy(t->shape, outputs[i].shape, sizeof t->shape);
+    t->nbytes = st_numel(t) * dtype_size(t->dtype);
+    list[i] = t;
+  }
+  int rc = plan_tensors(list, count, NULL, a, s, &q->p, err);
+  free(list);
+  if (rc == 0 && !(q->writer = open_writer(&q->p, dir, false, max_shard_bytes, err))) rc = -1;
+  if (rc < 0) {
+    quantize_stream_free(q);
+    return NULL;
+  }
+  return q;
+}
+
+st_writer *quantize_stream_writer(const quantize_stream *q) { return q->writer; }
+
+int quantize_stream_row_block(const quantize_stream *q) { return ct_row_block(&q->scheme); }
+
+long quantize_stream_index(const quantize_stream *q, const char *name) {
+  for (size_t i = 0; i < q->p.count; i++)
+    if (q->p.tensors[i].quantize && !strcmp(q->p.tensors[i].t->name, name)) return (long)i;
+  return -1;
+}
+
+int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err) {
+  if (index < 0 || (size_t)index >= q->p.count || !q->p.tensors[index].quantize)
+    return rotq_fail(err, "quantize: tensor %ld is not a quantized weight", index);
+  planned_tensor *e = &q->p.tensors[index];
+  const int block = ct_row_block(&q->scheme);
+  if (r0 % block != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0] || (n % block != 0 && r0 + n != e->t->shape[0]))
+    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not blocks of %d rows of the weight", e->t->name,
+                     (long long)r0, (long long)(r0 + n), block);
+  weight_job j = {
+      .scheme = &q->scheme, .e = e, .writer = q->writer, .rows = rows, .rows_begin = r0, .rows_end = r0 + n};
+  atomic_init(&j.failed, 0);
+  atomic_flag_clear(&j.error_taken);
+  size_t chunks = (size_t)((n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK);
+  parallel_for(chunks, 1, chunks > 1 ? q->threads : 1, quantize_chunks, &j);
+  if (atomic_load(&j.failed)) {
+    *err = j.error;
+    return -1;
+  }
+  return 0;
+}
+
+int quantize_stream_config(const quantize_stream *q, cJSON *config, rotq_error *err) {
+  return apply_config(config, &q->scheme, &q->p, err);
+}
+
+int quantize_stream_finish(quantize_stream *q, rotq_error *err) {
+  int rc = st_writer_finish(q->writer, err);
+  q->writer = NULL;
+  return rc;
+}
+
+/* ---- the public API (include/rotq.h) --------------------------------------------------------- */
+
+int rotq_quantize(const rotq_quantize_options *options, rotq_quantize_result *result, rotq_error *err) {
+  if (!options->scheme)
+    return rotq_fail(err, "options: scheme is required (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)");
+  quantize_options o = {.model_dir = options->model_dir,
+                        .output_dir = options->output_dir,
+                        .fake_quant_dir = options->fake_quant_dir,
+                        .force = options->force != 0,
+                        .threads = options->threads,
+                        .max_shard_bytes = options->max_shard_bytes,
+                        .cancel_fn = options->cancel,
+                        .cancel_context = options->cancel_context,
+                        .log = options->log,
+                        .log_context = options->log_context};
+  const bool w4 = strcasecmp(options->scheme, "W4A16") == 0;
+  if (options->group_size < 0) return rotq_fail(err, "options: group_size %d is negative", options->group_size);
+  if (!w4 && (options->group_size || options->asymmetric))
+    return rotq_fail(err, "options: group_size and asymmetric apply to W4A16 only, not '%s'", options->scheme);
+  if (ct_scheme_parse(options->scheme, w4 ? (options->group_size ? options->group_size : 128) : 0,
+                      options->asymmetric != 0, &o.scheme) < 0)
+    return rotq_fail(err, "options: unknown scheme '%s' (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)",
+                     options->scheme);
+  quantize_result r;
+  if (quantize_compressed(&o, &r, err) < 0) return -1;
+  if (result)
+    *result = (rotq_quantize_result){.quantized = r.quantized,
+                                     .copied = r.copied,
+                                     .ignored = r.ignored,
+                                     .input_bytes = r.input_bytes,
+                                     .output_bytes = r.output_bytes};
+  return 0;
 }

@@ -17,6 +17,8 @@
 
 #include "common/error.h"
 #include "eval/pack.h"
+#include "io/safetensors_writer.h"
+#include "rotate/adapter.h"
 
 /* The compressed-tensors version whose format rotq writes (read from its source). */
 #define QUANTIZE_COMPRESSED_TENSORS_VERSION "0.20.1"
@@ -33,6 +35,9 @@ typedef struct quantize_options {
   size_t max_shard_bytes; /* 0 = 5 GB */
   /* Polled between row blocks: when it becomes non-zero the run stops and removes its output. */
   const volatile sig_atomic_t *cancel;
+  /* Polled before each tensor (may be NULL): nonzero stops the run likewise (the public API's). */
+  int (*cancel_fn)(void *context);
+  void *cancel_context;
   /* Notices (a stale partial output of a killed run removed) go here; NULL drops them. */
   rotq_log_fn log;
   void *log_context;
@@ -50,6 +55,31 @@ typedef struct quantize_result {
   double output_bytes; /* bytes of the output's tensors */
 } quantize_result;
 
-int quantize_checkpoint(const quantize_options *o, quantize_result *result, rotq_error *err);
+int quantize_compressed(const quantize_options *o, quantize_result *result, rotq_error *err);
+
+/* The same quantization inside the rotation stream (rotq rotate --quantize): one read, one write.
+ * quantize_stream_open plans it from the rotation's outputs (their names, dtypes and shapes: what
+ * `rotq quantize` would read from the rotated checkpoint, so the bytes written are the same) and
+ * opens the output writer in dir, laid out as quantize_compressed lays it out. NVFP4A16 is refused
+ * (its fused global scales need every member's amax first). */
+typedef struct quantize_stream quantize_stream;
+struct cJSON;
+quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s, const st_spec *outputs, size_t count,
+                                      const char *dir, size_t max_shard_bytes, int threads, rotq_error *err);
+/* The output writer: a tensor that is not quantized is written there under its own name. */
+st_writer *quantize_stream_writer(const quantize_stream *q);
+/* Rows quantized together (ct_row_block): quantize_stream_rows takes whole blocks of them. */
+int quantize_stream_row_block(const quantize_stream *q);
+/* The quantized weight called name (a handle for quantize_stream_rows), or -1: not quantized. */
+long quantize_stream_index(const quantize_stream *q, const char *name);
+/* Quantizes and writes rows [r0, r0 + n) of weight `index`, given as n full rows in the weight's
+ * dtype (r0 and n multiples of quantize_stream_row_block, but for the last rows); refuses a NaN or infinity naming the
+ * tensor and row. Thread-safe for disjoint rows; uses up to the stream's threads. */
+int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err);
+/* Sets config's quantization_config (keeping a transform_config), as quantize_compressed writes it. */
+int quantize_stream_config(const quantize_stream *q, struct cJSON *config, rotq_error *err);
+/* Checks every tensor was written and closes the writer (quantize_stream_free still needed). */
+int quantize_stream_finish(quantize_stream *q, rotq_error *err);
+void quantize_stream_free(quantize_stream *q);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "io/json_file.h"
 #include "rotate/output_dir.h"
 #include "rotate/pipeline.h"
+#include "rotate/quantize_command.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/rotation_record.h"
 #include "rotate/stream_check.h"
@@ -54,6 +56,7 @@ static int output_dtype_config(const quarot_processor *p, cJSON *json) {
 /* config.json of the output: untied embeddings (lm_head now has its own fused, rotated weight),
  * plus the plan's quantization_config (the online export) when there is one. */
 static int write_config(const quarot_processor *p, const char *dir, rotq_error *err) {
+  const quantize_stream *quant = p->context.quant;
   cJSON *json = cJSON_Duplicate(p->ck->config.json, 1);
   if (!json) return rotq_fail(err, "out of memory");
   cJSON_DeleteItemFromObject(json, "tie_word_embeddings");
@@ -64,6 +67,10 @@ static int write_config(const quarot_processor *p, const char *dir, rotq_error *
   }
   if (p->quantization_config) /* the plan's: the input has none left (processor_init refused one) */
     json_add_to_object(json, "quantization_config", cJSON_Duplicate(p->quantization_config, 1));
+  if (quant && quantize_stream_config(quant, json, err) < 0) {
+    cJSON_Delete(json);
+    return -1;
+  }
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
   int rc = json_file_write(path, json, err);
@@ -165,18 +172,111 @@ static int check_cancel(const rotq_rotate_options *o, rotq_error *err) {
   return rotq_fail(err, "cancelled; the partial output was removed");
 }
 
+/* rotq rotate --quantize: the scratch directory of the shadow writer (the quantized weights'
+ * rotated values, read back by the in-stream check and freed batch by batch): in memory
+ * (/dev/shm) where there is one, else beside the output. */
+static void shadow_remove(const char *dir);
+
+/* Removes the scratch directories of killed runs (/dev/shm/rotq-check-<pid>-*, pid no longer
+ * running): a memory file system keeps them until reboot. */
+static void remove_stale_shadows(void) {
+  DIR *d = opendir("/dev/shm");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    long pid = 0;
+    int end = 0;
+    if (sscanf(e->d_name, "rotq-check-%ld%n", &pid, &end) != 1 || pid <= 0 || e->d_name[end] != '-') continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+    shadow_remove(path);
+  }
+  if (d) closedir(d);
+}
+
+static int shadow_dir(const output_dir *out, char *dir, size_t size, rotq_error *err) {
+  remove_stale_shadows();
+  snprintf(dir, size, "/dev/shm/rotq-check-%ld-XXXXXX", (long)getpid());
+  if (access("/dev/shm", W_OK) == 0 && mkdtemp(dir)) return 0;
+  snprintf(dir, size, "%s/.rotq-check", out->temp_path);
+  if (mkdir(dir, 0700) == 0) return 0;
+  return rotq_fail(err, "%s: cannot create the in-stream check's scratch directory: %s", dir, strerror(errno));
+}
+
+/* The shadow writer's tensors: the quantized weights of the plan's outputs. */
+static st_writer *shadow_open(const quarot_processor *p, const quantize_stream *q, const char *dir, rotq_error *err) {
+  st_spec *specs = calloc(p->output_count ? p->output_count : 1, sizeof *specs);
+  if (!specs) {
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < p->output_count; i++)
+    if (quantize_stream_index(q, p->outputs[i].name) >= 0) specs[n++] = p->outputs[i];
+  st_writer *w = st_writer_open_scratch(dir, specs, n, err);
+  free(specs);
+  return w;
+}
+
+/* Removes the shadow writer's files and directory. */
+static void shadow_remove(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[4400];
+  while (d && (e = readdir(d)))
+    if (e->d_name[0] != '.') {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+  if (d) closedir(d);
+  rmdir(dir);
+}
+
+/* The scheme of --quantize. */
+static int quantize_scheme(const rotq_rotate_options *o, ct_scheme *s, rotq_error *err) {
+  if (o->quantize_group < 0) return rotq_fail(err, "options: quantize_group %d is negative", o->quantize_group);
+  bool w4 = !strcasecmp(o->quantize, "W4A16");
+  if ((o->quantize_group || o->quantize_asymmetric) && !w4)
+    return rotq_fail(err, "options: quantize_group and quantize_asymmetric apply to W4A16 only, not '%s'", o->quantize);
+  if (ct_scheme_parse(o->quantize, w4 ? (o->quantize_group ? o->quantize_group : 128) : 0, o->quantize_asymmetric, s) <
+      0)
+    return rotq_fail(err, "options: quantize '%s' is not W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16", o->quantize);
+  if (s->kind == CT_NVFP4A16)
+    return rotq_fail(err, "options: quantize NVFP4A16 is not done in the rotation stream (the global scale that vLLM's "
+                          "fused q/k/v and gate/up share needs every rotated member's amax before any is written): "
+                          "rotate, then rotq quantize");
+  return 0;
+}
+
 /* Everything between opening the checkpoint and committing the output directory. */
 static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const rotation_config *config,
                        const output_dir *out, const cJSON *previous, rotq_error *err) {
   const logger log = {o->log, o->log_context};
   const model_adapter *adapter = adapter_for(&ck->config, err);
   if (!adapter) return rotq_fail_context(err, "%s/config.json", ck->dir);
+  ct_scheme scheme;
+  if (o->quantize && quantize_scheme(o, &scheme, err) < 0) return -1;
   quarot_processor p;
   processor_options plan = {
       .seed = o->seed, .threads = o->threads, .online = o->online, .online_for = o->online_for, .dtype = o->dtype};
   if (processor_init(&p, ck, adapter, config, &plan, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
-  st_writer *writer = st_writer_open(out->temp_path, p.outputs, p.output_count, o->max_shard_bytes, err);
+  quantize_stream *quant = NULL;
+  st_writer *writer = NULL, *shadow = NULL;
+  char shadow_path[4200] = "";
+  if (o->quantize) {
+    quant = quantize_stream_open(adapter, &scheme, p.outputs, p.output_count, out->temp_path, o->max_shard_bytes,
+                                 o->threads, err);
+    if (!quant) rc = -1;
+    if (rc == 0 && o->verify != ROTQ_VERIFY_OFF) rc = shadow_dir(out, shadow_path, sizeof shadow_path, err);
+    if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(shadow = shadow_open(&p, quant, shadow_path, err))) rc = -1;
+    p.context.quant = quant;
+    p.context.shadow = shadow;
+  } else {
+    writer = st_writer_open(out->temp_path, p.outputs, p.output_count, o->max_shard_bytes, err);
+    if (!writer) rc = -1;
+  }
+  if (quant) writer = quantize_stream_writer(quant);
   if (!writer) rc = -1;
   p.context.writer = writer;
   if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(p.check = stream_check_create(&p, err))) rc = -1;
@@ -197,11 +297,14 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (rc == 0) rc = check_cancel(o, err);
   if (rc == 0) progress(o, "finish", layers, layers, total_bytes, total_bytes);
   if (rc == 0) {
-    rc = st_writer_finish(writer, err);
+    rc = quant ? quantize_stream_finish(quant, err) : st_writer_finish(writer, err);
     writer = NULL;
   }
   pipeline_stop_check(p.pipeline); /* after an error the check thread may still read the writer */
-  if (writer) st_writer_abort(writer);
+  if (writer && !quant) st_writer_abort(writer);
+  if (shadow) st_writer_abort(shadow);
+  if (shadow_path[0]) shadow_remove(shadow_path);
+  p.context.shadow = NULL;
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
   if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_cancel(o, err);
@@ -217,7 +320,17 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
     }
   }
   char status[800] = "not run (by default only for models up to 50M parameters; --verify)";
-  if (rc == 0 && verify_wanted(o->verify, ck)) {
+  if (rc == 0 && quant) {
+    /* the reference forward pass of the quantized output computes another function (the
+     * quantization's): the in-stream check proved the rotation of the values quantized */
+    snprintf(status, sizeof status, "not run: the output is quantized (--quantize %s)", ct_scheme_name(&scheme));
+    if (o->verify == ROTQ_VERIFY_ALL)
+      rc = rotq_fail(err,
+                     "verify: the whole-model check cannot run on a quantized output (--quantize %s); the "
+                     "in-stream check proves the rotation of the weights before they are quantized",
+                     ct_scheme_name(&scheme));
+  }
+  if (rc == 0 && !quant && verify_wanted(o->verify, ck)) {
     /* The reference forward pass may not run every config (e.g. a rope_scaling it does not model);
      * the rotation itself does not depend on it, and the in-stream check has proven the output.
      * The rotated model's online hooks come from the plan: rotation.json is written after. */
@@ -244,6 +357,8 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   char timing[600];
   processor_timing(&p, timing, sizeof timing);
   log_message(&log, ROTQ_LOG_DEBUG, "%s", timing);
+  p.context.quant = NULL;
+  quantize_stream_free(quant);
   processor_free(&p);
   return rc;
 }
@@ -257,6 +372,8 @@ int rotq_rotate(const rotq_rotate_options *o, rotq_error *err) {
   if (o->online_for && !o->online)
     return rotq_fail(err, "options: online_for ('%s') needs online: set online = 1 for the online rotations",
                      o->online_for);
+  if (!o->quantize && (o->quantize_group || o->quantize_asymmetric))
+    return rotq_fail(err, "options: quantize_group and quantize_asymmetric need quantize = \"W4A16\"");
   checkpoint ck;
   if (checkpoint_open(o->model_dir, &ck, err) < 0) return -1;
   /* Without --config, the family's own built-in config (transformer_universal for LLaMA). */

@@ -15,6 +15,7 @@
 
 #include "common/parallel.h"
 #include "linalg/rng.h"
+#include "rotate/quantize_command.h"
 #include "rotate/quarot_processor.h"
 
 #define PROBES 2    /* probe rows (positions) per check */
@@ -132,12 +133,16 @@ static int original_ref(stream_check *sc, const char *name, bool vector, wref *o
 
 static int rotated_ref(stream_check *sc, const char *name, bool vector, wref *out, rotq_error *err) {
   const rotate_command *c = commands_find(&sc->p->commands, name);
-  long index = st_writer_index(sc->w, name);
+  /* rotq rotate --quantize: a quantized weight's rotated values, before quantization, are in the
+   * shadow writer; what is proven is the rotation of the values quantized */
+  const transform_context *ctx = &sc->p->context;
+  const st_writer *w = ctx->quant && ctx->shadow && quantize_stream_index(ctx->quant, name) >= 0 ? ctx->shadow : sc->w;
+  long index = st_writer_index(w, name);
   const st_tensor *t = c ? checkpoint_find(sc->ck, c->source) : NULL;
   if (!t || index < 0) return rotq_fail(err, "verify: tensor '%s' was not written", name);
   const char *path;
   uint64_t offset;
-  st_writer_location(sc->w, (size_t)index, &path, &offset);
+  st_writer_location(w, (size_t)index, &path, &offset);
   int fd = shard_fd(sc, path, err);
   if (fd < 0) return -1;
   *out = (wref){.name = c->name, .t = transform_output_dtype(&sc->p->context, t), .fd = fd, .offset = offset};

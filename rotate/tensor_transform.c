@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/parallel.h"
+#include "rotate/quantize_command.h"
 
 /* Output bytes (in the tensor's dtype) of a row piece at most: large writes, from a buffer that
  * stays in the L2 cache with the block being transformed. */
@@ -51,6 +52,14 @@ static size_t compute_size_of(const transform_context *ctx) {
 static size_t at_least(size_t value, size_t minimum) { return value > minimum ? value : minimum; }
 
 /* The largest multiple of unit that is at most limit / per_item items, at least unit. */
+static size_t gcd(size_t a, size_t b) {
+  while (b) {
+    size_t r = a % b;
+    a = b, b = r;
+  }
+  return a;
+}
+
 static size_t multiple_within(size_t limit, size_t per_item, size_t unit) {
   size_t items = limit / (per_item ? per_item : 1);
   return at_least(items / unit * unit, unit);
@@ -81,12 +90,16 @@ static int fold_shift(const transform_context *ctx, tensor_plan *plan, rotq_erro
 int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tensor_plan *plan, rotq_error *err) {
   memset(plan, 0, sizeof *plan);
   const st_tensor *t = checkpoint_find(ctx->ck, c->source);
-  long index = st_writer_index(ctx->writer, c->name);
+  long quant = ctx->quant ? quantize_stream_index(ctx->quant, c->name) : -1;
+  long index = quant < 0     ? st_writer_index(ctx->writer, c->name)
+               : ctx->shadow ? st_writer_index(ctx->shadow, c->name)
+                             : 0;
   if (!t || index < 0) return rotq_fail(err, "tensor '%s': not planned for output", c->name);
   size_t numel = st_numel(t);
   *plan = (tensor_plan){.command = c,
                         .source = t,
                         .output_index = (size_t)index,
+                        .quant_index = quant,
                         .rows = numel,
                         .cols = 1,
                         .out_dtype = transform_output_dtype(ctx, t)};
@@ -123,6 +136,9 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
     plan->cut = CUT_WHOLE;
     plan->step = plan->block_rows = plan->rows;
   }
+  const size_t row_block = quant >= 0 ? (size_t)quantize_stream_row_block(ctx->quant) : 1;
+  if (plan->cut == CUT_ROWS && plan->step % row_block) /* quantized in whole blocks of rows */
+    plan->step *= row_block / gcd(plan->step, row_block);
   if (c->out_in_source && plan->cut != CUT_COPY) { /* one expert a piece, written transposed in its place */
     plan->cut = CUT_ROWS;
     plan->step = plan->block_rows = (size_t)t->shape[1];

@@ -30,6 +30,11 @@ typedef struct transform_context {
   int num_heads, head_dim; /* for the o_proj heads rotation */
   bool has_out_dtype;      /* write every tensor as out_dtype (rotq rotate --dtype) */
   dtype out_dtype;
+  /* rotq rotate --quantize: the decoder Linear weights it names are quantized as they are written
+   * (writer is then its output writer, holding the other tensors); shadow, when the in-stream
+   * check runs, a scratch writer of those weights' rotated (unquantized) values for it. */
+  struct quantize_stream *quant;
+  st_writer *shadow;
 } transform_context;
 
 /* The dtype tensor t is written in: ctx->out_dtype when chosen, else a float tensor's own dtype,
@@ -51,7 +56,8 @@ typedef enum tensor_cut {
 typedef struct tensor_plan {
   const rotate_command *command;
   const st_tensor *source;
-  size_t output_index; /* in the writer */
+  size_t output_index; /* in the writer (a quantized weight: in the shadow writer, when there is one) */
+  long quant_index;    /* the weight's quantize_stream handle, or -1: written as it is */
   size_t rows, cols;   /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
   tensor_cut cut;
   dtype out_dtype; /* the dtype written (transform_output_dtype) */

@@ -40,7 +40,7 @@ no_output() {
 # --- usage errors: exit 2 ---
 expect 0 "usage: rotq quantize" -- "$ROTQ" quantize --help
 expect 2 "--model, --output and --scheme are required" -- "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o"
-expect 2 "unknown scheme 'W3A7' \(W4A16, W8A8, FP8, NVFP4A16\)" -- \
+expect 2 "unknown scheme 'W3A7' \(W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16\)" -- \
   "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o" --scheme W3A7
 expect 2 "apply to W4A16 only, not W8A8" -- \
   "$ROTQ" quantize --model "$MODEL" --output "$SCRATCH/o" --scheme W8A8 --asymmetric
@@ -119,6 +119,25 @@ check_tensor "$out" model.layers.0.mlp.down_proj.weight_packed U8 "[256,344]"
 check_tensor "$out" model.layers.0.mlp.down_proj.weight_scale F8_E4M3 "[256,43]"
 check_tensor "$out" model.layers.0.mlp.down_proj.weight_global_scale F32 "[1]"
 [ "$(config_value "$out" 'q["config_groups"]["group_0"]["weights"]["strategy"]')" = tensor_group ] || fail "nv: strategy"
+
+# --- FP8_BLOCK: a scale per 128×128 block ([1, 1] here), activations per group of 128 ---
+out=$SCRATCH/fp8b
+expect 0 "wrote .*\(FP8_BLOCK, float-quantized\)" -- "$ROTQ" quantize --model "$MODEL" --output "$out" --scheme FP8_BLOCK
+check_tensor "$out" model.layers.0.mlp.down_proj.weight F8_E4M3 "[64,172]"
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_scale F32 "[1,2]"
+[ "$(config_value "$out" 'q["config_groups"]["group_0"]["weights"]["strategy"], q["config_groups"]["group_0"]["weights"]["block_structure"], q["config_groups"]["group_0"]["input_activations"]["group_size"]')" = "('block', [128, 128], 128)" ] ||
+  fail "fp8b: $(config_value "$out" 'q["config_groups"]')"
+
+# --- MXFP4A16: E2M1 in groups of 32 with E8M0 scales (tiny: 256 and 688 = 21.5 groups: refused) ---
+expect 1 "the group size 32 does not divide its 688 input columns" -- \
+  "$ROTQ" quantize --model "$SCRATCH/tiny" --output "$SCRATCH/mx" --scheme MXFP4A16
+"$ROTQ" synth --shape small --layers 1 --output "$SCRATCH/small" >/dev/null 2>&1 || fail "synth small"
+out=$SCRATCH/mx
+expect 0 "wrote .*\(MXFP4A16, mxfp4-pack-quantized\)" -- "$ROTQ" quantize --model "$SCRATCH/small" --output "$out" --scheme MXFP4A16
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_packed U8 "[1024,1408]"
+check_tensor "$out" model.layers.0.mlp.down_proj.weight_scale U8 "[1024,88]"
+[ "$(config_value "$out" 'q["config_groups"]["group_0"]["weights"]["group_size"], q["config_groups"]["group_0"]["weights"]["scale_dtype"]')" = "(32, 'torch.uint8')" ] ||
+  fail "mx: $(config_value "$out" 'q["config_groups"]')"
 
 # --- the two-command path: rotate, then quantize the rotated checkpoint ---
 expect 0 "" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/rotated" --quiet

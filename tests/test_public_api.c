@@ -210,6 +210,68 @@ static void test_online_for_needs_online(void **state) {
   assert_true(exists(in_scratch("online-for/config.json")));
 }
 
+static int cancel_at_once(void *context) {
+  int *polls = context;
+  return ++*polls >= 3;
+}
+
+/* rotq_quantize writes the bytes `rotq quantize` writes (W4A16 asymmetric, FP8_BLOCK); its option
+ * errors; a cancelled run leaves nothing. And rotq_rotate's quantize option writes the bytes of
+ * `rotq rotate --quantize`. */
+static void test_quantize_equals_cli(void **state) {
+  (void)state;
+  rotq_quantize_options o = {.model_dir = source("models/stories260K"),
+                             .output_dir = in_scratch("quantize-api"),
+                             .scheme = "w4a16",
+                             .group_size = 4,
+                             .asymmetric = 1};
+  rotq_quantize_result r;
+  rotq_error err = {{0}};
+  assert_int_equal(rotq_quantize(&o, &r, &err), 0);
+  assert_int_equal(r.quantized, 35);
+  assert_true(r.output_bytes < r.input_bytes);
+  capture("'%s' quantize --model '%s' --output '%s' --scheme W4A16 --group-size 4 --asymmetric --quiet",
+          getenv("ROTQ_BIN"), o.model_dir, in_scratch("quantize-cli"));
+  capture("cmp '%s/model.safetensors' '%s/model.safetensors' && cmp '%s/config.json' '%s/config.json'",
+          in_scratch("quantize-api"), in_scratch("quantize-cli"), in_scratch("quantize-api"),
+          in_scratch("quantize-cli"));
+  rotq_quantize_options b = {
+      .model_dir = o.model_dir, .output_dir = in_scratch("quantize-api-b"), .scheme = "FP8_BLOCK"};
+  assert_int_equal(rotq_quantize(&b, NULL, &err), 0);
+  capture("'%s' quantize --model '%s' --output '%s' --scheme FP8_BLOCK --quiet", getenv("ROTQ_BIN"), o.model_dir,
+          in_scratch("quantize-cli-b"));
+  capture("cmp '%s/model.safetensors' '%s/model.safetensors' && cmp '%s/config.json' '%s/config.json'",
+          in_scratch("quantize-api-b"), in_scratch("quantize-cli-b"), in_scratch("quantize-api-b"),
+          in_scratch("quantize-cli-b"));
+  /* option errors: nothing written */
+  rotq_quantize_options bad = {.model_dir = o.model_dir, .output_dir = in_scratch("quantize-bad"), .scheme = "W3"};
+  assert_int_equal(rotq_quantize(&bad, NULL, &err), -1);
+  assert_non_null(strstr(err.message, "unknown scheme 'W3'"));
+  bad.scheme = "W8A8", bad.group_size = 32;
+  assert_int_equal(rotq_quantize(&bad, NULL, &err), -1);
+  assert_non_null(strstr(err.message, "apply to W4A16 only"));
+  bad.scheme = NULL, bad.group_size = 0;
+  assert_int_equal(rotq_quantize(&bad, NULL, &err), -1);
+  assert_false(exists(bad.output_dir));
+  int polls = 0;
+  bad.scheme = "W8A8", bad.cancel = cancel_at_once, bad.cancel_context = &polls;
+  assert_int_equal(rotq_quantize(&bad, NULL, &err), -1);
+  assert_non_null(strstr(err.message, "cancelled"));
+  assert_false(exists(bad.output_dir));
+  /* rotq_rotate with quantize = rotq rotate --quantize */
+  rotq_rotate_options q = rotq_rotate_default_options();
+  q.model_dir = o.model_dir, q.output_dir = in_scratch("rotate-quantize-api"), q.quantize = "W8A8";
+  assert_int_equal(rotq_rotate(&q, &err), 0);
+  capture("'%s' rotate --model '%s' --output '%s' --quantize W8A8 --quiet", getenv("ROTQ_BIN"), o.model_dir,
+          in_scratch("rotate-quantize-cli"));
+  capture("cmp '%s/model.safetensors' '%s/model.safetensors' && cmp '%s/config.json' '%s/config.json'",
+          in_scratch("rotate-quantize-api"), in_scratch("rotate-quantize-cli"), in_scratch("rotate-quantize-api"),
+          in_scratch("rotate-quantize-cli"));
+  q.output_dir = in_scratch("rotate-quantize-bad"), q.quantize = NULL, q.quantize_group = 32;
+  assert_int_equal(rotq_rotate(&q, &err), -1);
+  assert_non_null(strstr(err.message, "need quantize"));
+}
+
 /* rotq_synth writes the bytes `rotq synth` writes. */
 static void test_synth_equals_cli(void **state) {
   (void)state;
@@ -295,7 +357,7 @@ int main(void) {
       cmocka_unit_test(test_report_format_equals_eval),   cmocka_unit_test(test_eval_equals_cli),
       cmocka_unit_test(test_rotate_progress_and_compare), cmocka_unit_test(test_rotate_cancel),
       cmocka_unit_test(test_online_for_needs_online),     cmocka_unit_test(test_synth_equals_cli),
-      cmocka_unit_test(test_report_equals_eval),
+      cmocka_unit_test(test_quantize_equals_cli),         cmocka_unit_test(test_report_equals_eval),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -49,6 +49,12 @@ CASES = [
     ("llama", "bfloat16", ["--scheme", "NVFP4A16"]),
     ("llama", "float32", ["--scheme", "NVFP4A16"]),
     ("qwen3_moe", "bfloat16", ["--scheme", "NVFP4A16"]),
+    ("llama", "bfloat16", ["--scheme", "MXFP4A16"]),
+    ("llama", "float32", ["--scheme", "MXFP4A16"]),
+    ("qwen3_moe", "bfloat16", ["--scheme", "MXFP4A16"]),
+    ("llama", "bfloat16", ["--scheme", "FP8_BLOCK"]),
+    ("llama", "float64", ["--scheme", "FP8_BLOCK"]),
+    ("mixtral", "bfloat16", ["--scheme", "FP8_BLOCK"]),
 ]
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -133,16 +139,37 @@ def decode_nvfp4(tensors, module, dtype):
     return (q * effective[:, per_column]).to(torch.bfloat16).to(dtype)
 
 
+def decode_mxfp4(tensors, module, dtype):
+    """mxfp4-pack-quantized: NVFP4's nibbles, E8M0 scales (uint8, 2^(s − 127)) per 32 input
+    columns, no global scale: w = q · 2^(s − 127) (exact in any float dtype here)."""
+    packed, scale = tensors[f"{module}.weight_packed"], tensors[f"{module}.weight_scale"]
+    assert packed.dtype == torch.uint8 and scale.dtype == torch.uint8
+    rows, cols = packed.shape[0], packed.shape[1] * 2
+    assert scale.shape == (rows, cols // 32)
+    nibbles = torch.stack((packed & 0xF, packed >> 4), dim=-1).reshape(rows, cols).to(torch.int64)
+    q = E2M1[nibbles & 7].to(torch.float64) * torch.where(nibbles & 8 != 0, -1.0, 1.0).to(torch.float64)
+    power = torch.pow(2.0, scale.to(torch.float64) - 127)
+    return (q * power[:, torch.arange(cols) // 32]).to(dtype)
+
+
 def decode(tensors, module, weights, dtype):
     """Module's dequantized weight from its stored tensors, by the format's definition."""
     if f"{module}.weight_global_scale" in tensors:
         return decode_nvfp4(tensors, module, dtype)
+    if f"{module}.weight_packed" in tensors and tensors[f"{module}.weight_packed"].dtype == torch.uint8:
+        return decode_mxfp4(tensors, module, dtype)
     scale = tensors[f"{module}.weight_scale"]
     assert scale.dtype == dtype, f"{module}: weight_scale is {scale.dtype}, not the model's {dtype}"
     if weights["type"] == "float":
         raw = tensors[f"{module}.weight"]
         assert raw.dtype == torch.float8_e4m3fn
         q = e4m3_decode(raw.view(torch.uint8))
+        if weights["strategy"] == "block":  # one scale per 128×128 block, partial at the edges
+            rows, cols = q.shape
+            block_rows, block_cols = weights["block_structure"]
+            assert scale.shape == ((rows + block_rows - 1) // block_rows, (cols + block_cols - 1) // block_cols)
+            scale = scale[torch.arange(rows) // block_rows][:, torch.arange(cols) // block_cols]
+            return (q.to(dtype) * scale).to(dtype)
         assert scale.shape == (q.shape[0], 1)
         return (q.to(dtype) * scale).to(dtype)
     if f"{module}.weight_packed" not in tensors:  # int-quantized
@@ -251,7 +278,7 @@ def test_compressed_tensors_decompresses_to_rotq_fake_quantization(case, workdir
         local = {k[len(module) + 1:]: v for k, v in tensors.items() if k.startswith(module + ".weight")}
         weight = compressor.decompress(local, scheme)["weight"]
         expected = fakes[f"{module}.weight"]
-        if qc["format"] == "nvfp4-pack-quantized":  # compressed-tensors decompresses it into bfloat16
+        if qc["format"] in ("nvfp4-pack-quantized", "mxfp4-pack-quantized"):  # decompressed into bfloat16
             assert weight.dtype == torch.bfloat16
             weight = weight.to(expected.dtype)
         assert torch.equal(weight, expected), f"{module}: compressed-tensors decodes it differently"
@@ -317,3 +344,25 @@ def test_online_rotated_then_quantized(scheme, workdir):
     ids = oracle.tokens(reference.config.vocab_size)
     a, b = oracle.logits(quantized, ids), oracle.logits(reference, ids)
     assert torch.equal(a, b), f"max |Δlogit| {(a - b).abs().max().item()}"
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float32"])
+def test_mxfp4_scales_are_compressed_tensors_own(dtype_name, workdir):
+    """MXFP4A16's E8M0 scales are what compressed-tensors 0.20.1 computes from each group's amax
+    (generate_mx_scales: round_to_power_2, then ⌊log2⌋ − 2, biased by 127), and the codes are its
+    cast_to_fp4 of w / scale, clamped to ±6."""
+    from compressed_tensors.quantization.quant_args import FP4_E2M1_DATA
+    from compressed_tensors.quantization.utils.mxfp_utils import generate_mx_scales
+
+    case = ("llama", dtype_name, ["--scheme", "MXFP4A16"])
+    model_dir, out, _ = quantize(case, workdir)
+    tensors, originals = oracle.stored_tensors(out), oracle.stored_tensors(model_dir)
+    for module in quantized_modules(tensors):
+        w = originals[f"{module}.weight"]
+        rows, cols = w.shape
+        amax = w.reshape(rows, cols // 32, 32).abs().amax(dim=-1)
+        expected = generate_mx_scales(amax, 4).to(torch.uint8)
+        assert torch.equal(tensors[f"{module}.weight_scale"], expected), f"{module}: scales"
+        power = torch.pow(2.0, expected.to(torch.float64) - 127)[:, torch.arange(cols) // 32]
+        q = FP4_E2M1_DATA.cast_to_fp4(torch.clamp(w.to(torch.float64) / power, -6, 6).to(torch.float32))
+        assert torch.equal(decode_mxfp4(tensors, module, torch.float64), q.to(torch.float64) * power), f"{module}: codes"
