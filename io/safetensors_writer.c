@@ -245,7 +245,7 @@ static int create_shard(st_writer *w, size_t s, rotq_error *err) {
     return rotq_fail(err, "%s: cannot create: %s", sh->path, strerror(errno));
   }
   int code = w->scratch ? (ftruncate(sh->fd, (off_t)sh->size) == 0 ? 0 : errno) /* a scratch file: sized only */
-                       : reserve_space(sh->fd, sh->size);
+                        : reserve_space(sh->fd, sh->size);
   if (code != 0) {
     free(header);
     return rotq_fail(err, "%s: cannot reserve %llu bytes: %s", sh->path, (unsigned long long)sh->size, strerror(code));

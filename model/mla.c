@@ -20,6 +20,14 @@ static int size_field(const model_config *c, const char *key, long fallback, lon
   return 0;
 }
 
+int mla_head_dims(const model_config *c, long *nope, long *v_dim, rotq_error *err) {
+  if (size_field(c, "qk_nope_head_dim", 128, nope, err) || size_field(c, "v_head_dim", 128, v_dim, err)) return -1;
+  if (*nope > (1L << 20) || *v_dim > (1L << 20))
+    return rotq_fail(err, "%s: field '%s' is %ld, not a head size", c->path,
+                     *nope > (1L << 20) ? "qk_nope_head_dim" : "v_head_dim", *nope > (1L << 20) ? *nope : *v_dim);
+  return 0;
+}
+
 int mla_configure(const model_config *c, bool *interleave, rotq_error *err) {
   long rope;
   if (size_field(c, "qk_rope_head_dim", 64, &rope, err) != 0) return -1;
@@ -60,9 +68,7 @@ int mla_read_layer(const checkpoint *ck, const family_descriptor *f, bool f32, i
   const cJSON *q_rank = cJSON_GetObjectItemCaseSensitive(c->json, "q_lora_rank");
   if (q_rank && !cJSON_IsNull(q_rank) && size_field(c, "q_lora_rank", 0, &q_lora, err) != 0) return -1;
   if (!q_rank) q_lora = 1536; /* DeepseekV3Config's default; null means q_proj */
-  if (size_field(c, "kv_lora_rank", 512, &kv_lora, err) || size_field(c, "qk_nope_head_dim", 128, &nope, err) ||
-      size_field(c, "v_head_dim", 128, &v_dim, err))
-    return -1;
+  if (size_field(c, "kv_lora_rank", 512, &kv_lora, err) || mla_head_dims(c, &nope, &v_dim, err)) return -1;
   w->q_lora = (int)q_lora, w->kv_lora = (int)kv_lora, w->nope = (int)nope, w->rope = c->head_dim;
   w->v_dim = (int)v_dim;
   const int64_t hidden = c->hidden_size, heads = c->num_attention_heads, qk = nope + w->rope;

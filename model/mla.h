@@ -34,6 +34,10 @@ typedef struct mla_weights {
 /* The model-wide MLA settings from config.json (checked: num_key_value_heads = heads, head_dim =
  * qk_rope_head_dim, RoPE type default): *interleave the rope_interleave flag. */
 int mla_configure(const model_config *c, bool *interleave, rotq_error *err);
+/* config.json's qk_nope_head_dim and v_head_dim (DeepseekV3Config's defaults, 128 and 128, when
+ * absent or null); fails naming the field when one is not an integer in [1, 2^20]. The one reader
+ * of MLA's per-head sizes: the forward pass, the rotation's value-row plan and its in-stream check. */
+int mla_head_dims(const model_config *c, long *nope, long *v_dim, rotq_error *err);
 /* Layer l's attention weights (o_proj excepted) in the compute type; errors name the tensor. */
 int mla_read_layer(const checkpoint *ck, const family_descriptor *f, bool f32, int l, mla_weights **out,
                    rotq_error *err);

@@ -1,6 +1,5 @@
 #include "rotate/adapter.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +19,6 @@ const model_adapter *adapter_for(const model_config *config, rotq_error *err) {
 int adapter_num_attention_heads(const model_config *config) { return config->num_attention_heads; }
 int adapter_num_key_value_heads(const model_config *config) { return config->num_key_value_heads; }
 int adapter_head_dim(const model_config *config) { return config->head_dim; }
-
-static int mla_dim(const model_config *config, const char *key, long *out, rotq_error *err) {
-  *out = 128;
-  if (!cJSON_GetObjectItemCaseSensitive(config->json, key)) return 0;
-  if (model_config_int(config, key, out, err) < 0) return -1;
-  if (*out <= 0 || *out > (1L << 20))
-    return rotq_fail(err, "%s: field '%s' is %ld, not a head size", config->path, key, *out);
-  return 0;
-}
-
-int adapter_mla_dims(const model_config *config, long *nope, long *v_dim, rotq_error *err) {
-  return mla_dim(config, "qk_nope_head_dim", nope, err) < 0 || mla_dim(config, "v_head_dim", v_dim, err) < 0 ? -1 : 0;
-}
 
 void adapter_layer_module(const model_adapter *a, int layer, const char *relative, char *out, size_t cap) {
   family_layer_module(a, layer, relative, out, cap);

@@ -25,9 +25,6 @@ const char *adapter_supported_list(void);
 int adapter_num_attention_heads(const model_config *config);
 int adapter_num_key_value_heads(const model_config *config);
 int adapter_head_dim(const model_config *config);
-/* MLA (v_rows_mla): config.json's qk_nope_head_dim and v_head_dim (DeepseekV3Config's defaults, 128
- * and 128, when absent); fails naming the field when one is not a positive integer. */
-int adapter_mla_dims(const model_config *config, long *nope, long *v_dim, rotq_error *err);
 
 /* "<layer_prefix>.<layer>.<relative>" into out. */
 void adapter_layer_module(const model_adapter *a, int layer, const char *relative, char *out, size_t cap);

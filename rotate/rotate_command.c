@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/mla.h"
+
 static int residual_rotation_forbidden(const model_adapter *a, const rotate_command *embed, rotq_error *err);
 static int check_sizes(const command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err);
 static int layer_norm_commands(command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err);
@@ -75,7 +77,7 @@ static int limit_to_v_rows(rotate_command *c, const model_adapter *a, const mode
   if (strcmp(module, v_module) != 0) return 0;
   if (a->v_rows_mla) {
     long nope, v_dim;
-    if (adapter_mla_dims(config, &nope, &v_dim, err) < 0)
+    if (mla_head_dims(config, &nope, &v_dim, err) < 0)
       return rotq_fail_context(err, "tensor '%s' (MLA's kv_b_proj)", c->name);
     c->output_row_begin = nope;
     c->output_row_count = v_dim;
@@ -564,7 +566,7 @@ static int check_online_size(const rotate_command *c, const st_tensor *t, long h
  * knows of, and no tensor the plan changes, may be empty. */
 static int check_sizes(const command_list *list, const checkpoint *ck, const model_adapter *a, rotq_error *err) {
   long head_dim = adapter_head_dim(&ck->config), nope;
-  if (a->v_rows_mla && adapter_mla_dims(&ck->config, &nope, &head_dim, err) < 0) return -1; /* value heads */
+  if (a->v_rows_mla && mla_head_dims(&ck->config, &nope, &head_dim, err) < 0) return -1; /* value heads */
   for (size_t i = 0; i < list->count; i++) {
     const rotate_command *c = &list->items[i];
     const st_tensor *t = checkpoint_find(ck, c->source);

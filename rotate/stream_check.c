@@ -15,6 +15,7 @@
 
 #include "common/parallel.h"
 #include "linalg/rng.h"
+#include "model/mla.h"
 #include "rotate/quantize_command.h"
 #include "rotate/quarot_processor.h"
 
@@ -1024,7 +1025,7 @@ stream_check *stream_check_create(const quarot_processor *p, rotq_error *err) {
   sc->v_heads = sc->kv_heads, sc->v_head_dim = sc->head_dim;
   long v_dim;
   if (p->adapter->v_rows_mla) {
-    if (adapter_mla_dims(&ck->config, &sc->mla_nope, &v_dim, err) < 0) {
+    if (mla_head_dims(&ck->config, &sc->mla_nope, &v_dim, err) < 0) {
       free(sc);
       return NULL;
     }
