@@ -36,7 +36,7 @@ static synth_family family_of(const family_variant *v) {
                         .writes_head_dim = !v->no_head_dim_field};
 }
 
-static const char *torch_dtype_name(dtype t) {
+const char *synth_torch_dtype(dtype t) {
   switch (t) {
   case DTYPE_F64: return "float64";
   case DTYPE_F32: return "float32";
@@ -416,7 +416,7 @@ static cJSON *config_json(const synth_spec *spec, const synth_family *family, in
   else if (qwen)
     cJSON_AddNumberToObject(c, "sliding_window", max_positions);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", spec->tie_word_embeddings);
-  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(spec->dtype));
+  cJSON_AddStringToObject(c, "torch_dtype", synth_torch_dtype(spec->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "4.51.3");
   cJSON_AddBoolToObject(c, "use_cache", true);
   if (qwen) cJSON_AddBoolToObject(c, "use_sliding_window", false);

@@ -55,15 +55,13 @@ static void add_linear(plan *p, int64_t out, int64_t in, bool bias, const char *
   add(p, KIND_BIAS, out, 0, 0, fmt, layer, index);
 }
 
-static int head_dim_of(const synth_spec *s) { return s->head_dim ? s->head_dim : s->hidden_size / s->num_heads; }
-static int experts_of(const synth_spec *s) { return s->num_experts ? s->num_experts : 4; }
 static int top_k_of(const synth_spec *s) { return s->num_experts_per_tok ? s->num_experts_per_tok : 2; }
 static int sparse_step_of(const synth_spec *s) { return s->decoder_sparse_step ? s->decoder_sparse_step : 1; }
 
 /* LLaMA-style attention of layer l under "model.layers.%d.": q/k/v/o_proj (q/k/v biases when
  * qkv_bias), q_norm/k_norm when qk_norm. */
 static void add_attention(plan *p, const synth_spec *s, int l, bool qkv_bias, bool qk_norm) {
-  const int64_t hd = head_dim_of(s), q_dim = s->num_heads * hd, kv_dim = s->num_kv_heads * hd;
+  const int64_t hd = synth_head_dim(s), q_dim = s->num_heads * hd, kv_dim = s->num_kv_heads * hd;
   add_linear(p, q_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.q_proj", l, 0);
   add_linear(p, kv_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.k_proj", l, 0);
   add_linear(p, kv_dim, s->hidden_size, qkv_bias, "model.layers.%d.self_attn.v_proj", l, 0);
@@ -93,8 +91,8 @@ static void mixtral_tensors(plan *p, const synth_spec *s, const family_variant *
     add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
     add_attention(p, s, l, false, false);
     add(p, KIND_NORM, s->hidden_size, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
-    add_linear(p, experts_of(s), s->hidden_size, false, "model.layers.%d.block_sparse_moe.gate", l, 0);
-    for (int e = 0; e < experts_of(s); e++) {
+    add_linear(p, synth_experts(s), s->hidden_size, false, "model.layers.%d.block_sparse_moe.gate", l, 0);
+    for (int e = 0; e < synth_experts(s); e++) {
       add_linear(p, s->intermediate_size, s->hidden_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w1", l,
                  e);
       add_linear(p, s->hidden_size, s->intermediate_size, false, "model.layers.%d.block_sparse_moe.experts.%d.w2", l,
@@ -124,8 +122,8 @@ static void qwen_moe_tensors(plan *p, const synth_spec *s, const family_variant 
       add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
       continue;
     }
-    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
-    for (int e = 0; e < experts_of(s); e++) {
+    add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    for (int e = 0; e < synth_experts(s); e++) {
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
       add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
@@ -159,9 +157,9 @@ static void glm4_moe_tensors(plan *p, const synth_spec *s, const family_variant 
       add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
       continue;
     }
-    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
-    add(p, KIND_BIAS, experts_of(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
-    for (int e = 0; e < experts_of(s); e++) {
+    add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    add(p, KIND_BIAS, synth_experts(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+    for (int e = 0; e < synth_experts(s); e++) {
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
       add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
@@ -177,7 +175,7 @@ static void glm4_moe_tensors(plan *p, const synth_spec *s, const family_variant 
  * qk_nope_head_dim = v_head_dim = head_dim, qk_rope_head_dim = head_dim / 2 (biases on q_a_proj,
  * kv_a_proj_with_mqa and o_proj when attention_bias), then the MLP / MoE layers as GLM-4.5's. */
 static void add_mla(plan *p, const synth_spec *s, int l) {
-  const int64_t hidden = s->hidden_size, heads = s->num_heads, hd = head_dim_of(s), rope = hd / 2;
+  const int64_t hidden = s->hidden_size, heads = s->num_heads, hd = synth_head_dim(s), rope = hd / 2;
   const int64_t lora = hidden / 2;
   const bool bias = s->attention_bias;
   add_linear(p, lora, hidden, bias, "model.layers.%d.self_attn.q_a_proj", l, 0);
@@ -204,9 +202,9 @@ static void deepseek_v3_tensors(plan *p, const synth_spec *s, const family_varia
       add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
       continue;
     }
-    add_linear(p, experts_of(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
-    add(p, KIND_BIAS, experts_of(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
-    for (int e = 0; e < experts_of(s); e++) {
+    add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+    add(p, KIND_BIAS, synth_experts(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+    for (int e = 0; e < synth_experts(s); e++) {
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
       add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
       add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
@@ -222,7 +220,7 @@ static void deepseek_v3_tensors(plan *p, const synth_spec *s, const family_varia
 
 static void phi3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
   (void)v;
-  const int64_t hd = head_dim_of(s), hidden = s->hidden_size;
+  const int64_t hd = synth_head_dim(s), hidden = s->hidden_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
@@ -287,7 +285,7 @@ static void opt_tensors(plan *p, const synth_spec *s, const family_variant *v) {
 /* ---- Nemotron-H: Mamba-2 / attention / MLP / MoE layers ---- */
 
 static int mamba_heads_of(const synth_spec *s) { return s->mamba_num_heads ? s->mamba_num_heads : 8; }
-static int mamba_head_dim_of(const synth_spec *s) { return s->mamba_head_dim ? s->mamba_head_dim : 8; }
+static int mamba_synth_head_dim(const synth_spec *s) { return s->mamba_head_dim ? s->mamba_head_dim : 8; }
 static int ssm_state_of(const synth_spec *s) { return s->ssm_state_size ? s->ssm_state_size : 16; }
 static int groups_of(const synth_spec *s) { return s->n_groups ? s->n_groups : 2; }
 static int conv_kernel_of(const synth_spec *s) { return s->conv_kernel ? s->conv_kernel : 4; }
@@ -300,7 +298,7 @@ static char hybrid_kind(const synth_spec *s, int l) {
 
 static void nemotron_h_tensors(plan *p, const synth_spec *s, const family_variant *v) {
   (void)v;
-  const int64_t hidden = s->hidden_size, heads = mamba_heads_of(s), inter = heads * mamba_head_dim_of(s);
+  const int64_t hidden = s->hidden_size, heads = mamba_heads_of(s), inter = heads * mamba_synth_head_dim(s);
   const int64_t conv_dim = inter + 2 * (int64_t)groups_of(s) * ssm_state_of(s);
   add(p, KIND_EMBEDDING, s->vocab_size, hidden, 0, "backbone.embeddings.weight", 0, 0);
   for (int l = 0; l < s->num_layers; l++) {
@@ -316,16 +314,16 @@ static void nemotron_h_tensors(plan *p, const synth_spec *s, const family_varian
       add(p, KIND_NORM, inter, 0, 0, "backbone.layers.%d.mixer.norm.weight", l, 0);
       add_linear(p, hidden, inter, false, "backbone.layers.%d.mixer.out_proj", l, 0);
     } else if (kind == '*') {
-      const int64_t hd = head_dim_of(s);
+      const int64_t hd = synth_head_dim(s);
       add_linear(p, s->num_heads * hd, hidden, false, "backbone.layers.%d.mixer.q_proj", l, 0);
       add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.k_proj", l, 0);
       add_linear(p, s->num_kv_heads * hd, hidden, false, "backbone.layers.%d.mixer.v_proj", l, 0);
       add_linear(p, hidden, s->num_heads * hd, false, "backbone.layers.%d.mixer.o_proj", l, 0);
     } else if (kind == 'E') { /* Nemotron-3 MoE: router (+ correction bias), relu² experts, shared expert */
       const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
-      add_linear(p, experts_of(s), hidden, false, "backbone.layers.%d.mixer.gate", l, 0);
-      add(p, KIND_BIAS, experts_of(s), 0, 0, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l, 0);
-      for (int e = 0; e < experts_of(s); e++) {
+      add_linear(p, synth_experts(s), hidden, false, "backbone.layers.%d.mixer.gate", l, 0);
+      add(p, KIND_BIAS, synth_experts(s), 0, 0, "backbone.layers.%d.mixer.gate.e_score_correction_bias", l, 0);
+      for (int e = 0; e < synth_experts(s); e++) {
         add_linear(p, expert_inter, hidden, false, "backbone.layers.%d.mixer.experts.%d.up_proj", l, e);
         add_linear(p, hidden, expert_inter, false, "backbone.layers.%d.mixer.experts.%d.down_proj", l, e);
       }
@@ -342,17 +340,6 @@ static void nemotron_h_tensors(plan *p, const synth_spec *s, const family_varian
 
 /* ---- config.json ---- */
 
-static const char *torch_dtype_name(dtype t) {
-  switch (t) {
-  case DTYPE_F64: return "float64";
-  case DTYPE_F32: return "float32";
-  case DTYPE_F16: return "float16";
-  case DTYPE_BF16: return "bfloat16";
-  default: break;
-  }
-  return "float32";
-}
-
 /* The fields every decoder config has. */
 static cJSON *common_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = cJSON_CreateObject();
@@ -368,7 +355,7 @@ static cJSON *common_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "initializer_range", 0.02);
   cJSON_AddNumberToObject(c, "max_position_embeddings", 2048);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", s->tie_word_embeddings);
-  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(s->dtype));
+  cJSON_AddStringToObject(c, "torch_dtype", synth_torch_dtype(s->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "4.51.3");
   cJSON_AddBoolToObject(c, "use_cache", true);
   return c;
@@ -377,7 +364,7 @@ static cJSON *common_config(const synth_spec *s, const family_variant *v) {
 /* The fields of a LLaMA-style attention: kv heads, head_dim, RMSNorm eps, RoPE, dropout. */
 static void attention_config(cJSON *c, const synth_spec *s, bool write_head_dim) {
   cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
-  if (write_head_dim) cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  if (write_head_dim) cJSON_AddNumberToObject(c, "head_dim", synth_head_dim(s));
   cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
   cJSON_AddStringToObject(c, "hidden_act", "silu");
   cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-6);
@@ -387,7 +374,7 @@ static void attention_config(cJSON *c, const synth_spec *s, bool write_head_dim)
 static cJSON *mixtral_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = common_config(s, v);
   attention_config(c, s, true);
-  cJSON_AddNumberToObject(c, "num_local_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_local_experts", synth_experts(s));
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
   cJSON_AddBoolToObject(c, "output_router_logits", false);
   cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.02);
@@ -411,7 +398,7 @@ static cJSON *qwen_moe_config(const synth_spec *s, const family_variant *v) {
                             s->shared_expert_intermediate_size ? s->shared_expert_intermediate_size
                                                                : s->intermediate_size);
   cJSON_AddBoolToObject(c, "norm_topk_prob", s->norm_topk_prob);
-  cJSON_AddNumberToObject(c, "num_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_experts", synth_experts(s));
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
   cJSON_AddBoolToObject(c, "output_router_logits", false);
   cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.001);
@@ -428,10 +415,10 @@ static cJSON *qwen_moe_config(const synth_spec *s, const family_variant *v) {
  * routing (2 groups, 1 kept, when the experts split in groups of two or more). */
 static cJSON *glm4_moe_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = common_config(s, v);
-  const int experts = experts_of(s);
+  const int experts = synth_experts(s);
   const bool grouped = experts % 2 == 0 && experts / 2 >= top_k_of(s) && experts >= 4;
   cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
-  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "head_dim", synth_head_dim(s));
   cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
   cJSON_AddBoolToObject(c, "attention_bias", true);
   cJSON_AddBoolToObject(c, "use_qk_norm", true);
@@ -460,7 +447,7 @@ static cJSON *glm4_moe_config(const synth_spec *s, const family_variant *v) {
  * heads, interleaved RoPE, default rope type; the MoE fields as GLM-4.5's. */
 static cJSON *deepseek_v3_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = glm4_moe_config(s, v);
-  const int hd = head_dim_of(s);
+  const int hd = synth_head_dim(s);
   const char *dropped[] = {"num_key_value_heads", "head_dim",        "attention_bias",
                            "use_qk_norm",         "rope_parameters", "rms_norm_eps"};
   for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++) cJSON_DeleteItemFromObject(c, dropped[i]);
@@ -514,7 +501,7 @@ static cJSON *gemma_config(const synth_spec *s, const family_variant *v) {
   }
   if (generation == 2) cJSON_DeleteItemFromObject(c, "hidden_act"); /* Gemma2Config has hidden_activation only */
   cJSON_AddNumberToObject(c, "query_pre_attn_scalar",
-                          s->query_pre_attn_scalar ? s->query_pre_attn_scalar : head_dim_of(s));
+                          s->query_pre_attn_scalar ? s->query_pre_attn_scalar : synth_head_dim(s));
   cJSON_AddNumberToObject(c, "sliding_window", s->sliding_window ? s->sliding_window : 4096);
   if (generation == 2) {
     cJSON_AddNumberToObject(c, "attn_logit_softcapping", 50.0);
@@ -563,27 +550,27 @@ static cJSON *nemotron_h_config(const synth_spec *s, const family_variant *v) {
   pattern[layers] = '\0';
   cJSON_AddStringToObject(c, "hybrid_override_pattern", pattern);
   cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
-  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "head_dim", synth_head_dim(s));
   cJSON_AddBoolToObject(c, "attention_bias", false);
   cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
   cJSON_AddBoolToObject(c, "mlp_bias", false);
   cJSON_AddStringToObject(c, "mlp_hidden_act", "relu2");
   cJSON_AddNumberToObject(c, "layer_norm_epsilon", 1e-5);
   if (strchr(pattern, 'E')) { /* MoE layers (Nemotron-3): NemotronHMoE's fields */
-    cJSON_AddNumberToObject(c, "n_routed_experts", experts_of(s));
+    cJSON_AddNumberToObject(c, "n_routed_experts", synth_experts(s));
     cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
     cJSON_AddNumberToObject(c, "moe_intermediate_size",
                             s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size);
     cJSON_AddNumberToObject(c, "moe_shared_expert_intermediate_size", s->intermediate_size);
     cJSON_AddNumberToObject(c, "n_shared_experts", 1);
     cJSON_AddNullToObject(c, "moe_latent_size");
-    cJSON_AddNumberToObject(c, "n_group", experts_of(s) % 2 == 0 && experts_of(s) >= 4 ? 2 : 1);
+    cJSON_AddNumberToObject(c, "n_group", synth_experts(s) % 2 == 0 && synth_experts(s) >= 4 ? 2 : 1);
     cJSON_AddNumberToObject(c, "topk_group", 1);
     cJSON_AddBoolToObject(c, "norm_topk_prob", true);
     cJSON_AddNumberToObject(c, "routed_scaling_factor", 2.5);
   }
   cJSON_AddNumberToObject(c, "mamba_num_heads", mamba_heads_of(s));
-  cJSON_AddNumberToObject(c, "mamba_head_dim", mamba_head_dim_of(s));
+  cJSON_AddNumberToObject(c, "mamba_head_dim", mamba_synth_head_dim(s));
   cJSON_AddNumberToObject(c, "ssm_state_size", ssm_state_of(s));
   cJSON_AddNumberToObject(c, "n_groups", groups_of(s));
   cJSON_AddNumberToObject(c, "conv_kernel", conv_kernel_of(s));
@@ -624,14 +611,15 @@ static int check_spec(const synth_spec *s, const family_variant *v, rotq_error *
   if (!s->head_dim && s->hidden_size % s->num_heads != 0)
     return rotq_fail(err, "synth: hidden size %d is not a multiple of %d heads; give head_dim", s->hidden_size,
                      s->num_heads);
-  if (head_dim_of(s) % 2 != 0) return rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", head_dim_of(s));
-  if (v->no_head_dim_field && head_dim_of(s) * s->num_heads != s->hidden_size)
+  if (synth_head_dim(s) % 2 != 0)
+    return rotq_fail(err, "synth: head_dim %d is odd; RoPE needs it even", synth_head_dim(s));
+  if (v->no_head_dim_field && synth_head_dim(s) * s->num_heads != s->hidden_size)
     return rotq_fail(err, "synth: %s has no head_dim field: head_dim must be hidden / heads", v->architecture);
   if (s->hybrid_override_pattern && (int)strlen(s->hybrid_override_pattern) != s->num_layers)
     return rotq_fail(err, "synth: hybrid_override_pattern has %zu layers, not %d", strlen(s->hybrid_override_pattern),
                      s->num_layers);
-  if (top_k_of(s) > experts_of(s))
-    return rotq_fail(err, "synth: %d experts per token of %d experts", top_k_of(s), experts_of(s));
+  if (top_k_of(s) > synth_experts(s))
+    return rotq_fail(err, "synth: %d experts per token of %d experts", top_k_of(s), synth_experts(s));
   return 0;
 }
 

@@ -32,13 +32,12 @@ static bool add(tensor_list *p, weight_kind kind, int64_t d0, int64_t d1, int64_
   return true;
 }
 
-static int head_dim_of(const synth_spec *s) { return s->head_dim ? s->head_dim : s->hidden_size / s->num_heads; }
-static int experts_of(const synth_spec *s) { return s->num_experts ? s->num_experts : 4; }
 static int top_k_of(const synth_spec *s) { return s->num_experts_per_tok ? s->num_experts_per_tok : 2; }
 
 static bool layer_tensors(tensor_list *p, const synth_spec *s, int l) {
-  const int64_t hidden = s->hidden_size, inter = s->intermediate_size, E = experts_of(s);
-  const int64_t q_dim = (int64_t)s->num_heads * head_dim_of(s), kv_dim = (int64_t)s->num_kv_heads * head_dim_of(s);
+  const int64_t hidden = s->hidden_size, inter = s->intermediate_size, E = synth_experts(s);
+  const int64_t q_dim = (int64_t)s->num_heads * synth_head_dim(s),
+                kv_dim = (int64_t)s->num_kv_heads * synth_head_dim(s);
   return add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l) &&
          add(p, KIND_LINEAR, q_dim, hidden, 0, "model.layers.%d.self_attn.q_proj.weight", l) &&
          add(p, KIND_BIAS, q_dim, 0, 0, "model.layers.%d.self_attn.q_proj.bias", l) &&
@@ -58,10 +57,6 @@ static bool layer_tensors(tensor_list *p, const synth_spec *s, int l) {
          add(p, KIND_BIAS, E, hidden, 0, "model.layers.%d.mlp.experts.down_proj_bias", l);
 }
 
-static const char *torch_dtype_name(dtype t) {
-  return t == DTYPE_F64 ? "float64" : t == DTYPE_F16 ? "float16" : t == DTYPE_BF16 ? "bfloat16" : "float32";
-}
-
 /* GptOssConfig as transformers 5 writes it (keys sorted by the writer's caller). */
 static cJSON *gpt_oss_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = cJSON_CreateObject();
@@ -71,7 +66,7 @@ static cJSON *gpt_oss_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
   cJSON_AddNumberToObject(c, "bos_token_id", 1);
   cJSON_AddNumberToObject(c, "eos_token_id", 2);
-  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "head_dim", synth_head_dim(s));
   cJSON_AddStringToObject(c, "hidden_act", "silu");
   cJSON_AddNumberToObject(c, "hidden_size", s->hidden_size);
   cJSON_AddNumberToObject(c, "initializer_range", 0.02);
@@ -84,7 +79,7 @@ static cJSON *gpt_oss_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
   cJSON_AddNumberToObject(c, "num_hidden_layers", s->num_layers);
   cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
-  cJSON_AddNumberToObject(c, "num_local_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_local_experts", synth_experts(s));
   cJSON_AddBoolToObject(c, "output_router_logits", false);
   cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
   cJSON *rope = cJSON_AddObjectToObject(c, "rope_parameters");
@@ -100,7 +95,7 @@ static cJSON *gpt_oss_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "swiglu_alpha", 1.702);
   cJSON_AddNumberToObject(c, "swiglu_limit", 7.0);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", s->tie_word_embeddings);
-  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(s->dtype));
+  cJSON_AddStringToObject(c, "torch_dtype", synth_torch_dtype(s->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "5.0.0");
   cJSON_AddBoolToObject(c, "use_cache", true);
   cJSON_AddNumberToObject(c, "vocab_size", s->vocab_size);
@@ -109,8 +104,8 @@ static cJSON *gpt_oss_config(const synth_spec *s, const family_variant *v) {
 
 int synth_gpt_oss(const synth_spec *s, const family_variant *v, const char *dir, rotq_error *err) {
   if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
-      s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || head_dim_of(s) % 2 != 0 ||
-      top_k_of(s) > experts_of(s))
+      s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || synth_head_dim(s) % 2 != 0 ||
+      top_k_of(s) > synth_experts(s))
     return rotq_fail(err,
                      "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
                      "top-k within the experts",

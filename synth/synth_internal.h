@@ -37,6 +37,15 @@ static inline size_t synth_numel(const synth_tensor *t) {
   return n;
 }
 
+/* config.json's torch_dtype for a checkpoint written as t (FP8: its unquantized tensors' bfloat16). */
+const char *synth_torch_dtype(dtype t);
+/* The spec's head_dim, or hidden / heads when it leaves it 0. */
+static inline int synth_head_dim(const synth_spec *s) {
+  return s->head_dim ? s->head_dim : s->hidden_size / s->num_heads;
+}
+/* The spec's number of experts, or 4 when it leaves it 0. */
+static inline int synth_experts(const synth_spec *s) { return s->num_experts ? s->num_experts : 4; }
+
 /* Writes the tensors (values drawn from spec->seed and each name) as spec->dtype into dir. */
 int synth_write_tensors(const synth_spec *spec, const synth_tensor *tensors, size_t count, const char *dir,
                         rotq_error *err);

@@ -17,8 +17,6 @@
 #include "io/json_file.h"
 #include "synth/synth_internal.h"
 
-static int head_dim_of(const synth_spec *s) { return s->head_dim ? s->head_dim : s->hidden_size / s->num_heads; }
-static int experts_of(const synth_spec *s) { return s->num_experts ? s->num_experts : 4; }
 static int top_k_of(const synth_spec *s) { return s->num_experts_per_tok ? s->num_experts_per_tok : 1; }
 static int expert_inter(const synth_spec *s) {
   return s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
@@ -37,8 +35,9 @@ static void add(synth_tensor *all, size_t *count, weight_kind kind, int64_t d0, 
 }
 
 static void layer_tensors(synth_tensor *all, size_t *n, const synth_spec *s, int l) {
-  const int64_t H = s->hidden_size, I = expert_inter(s), E = experts_of(s);
-  const int64_t q_dim = (int64_t)s->num_heads * head_dim_of(s), kv_dim = (int64_t)s->num_kv_heads * head_dim_of(s);
+  const int64_t H = s->hidden_size, I = expert_inter(s), E = synth_experts(s);
+  const int64_t q_dim = (int64_t)s->num_heads * synth_head_dim(s),
+                kv_dim = (int64_t)s->num_kv_heads * synth_head_dim(s);
   add(all, n, KIND_NORM, H, 0, 0, "model.layers.%d.input_layernorm.weight", l);
   add(all, n, KIND_LINEAR, q_dim, H, 0, "model.layers.%d.self_attn.q_proj.weight", l);
   add(all, n, KIND_LINEAR, kv_dim, H, 0, "model.layers.%d.self_attn.k_proj.weight", l);
@@ -59,10 +58,6 @@ static void layer_tensors(synth_tensor *all, size_t *n, const synth_spec *s, int
   add(all, n, KIND_LINEAR, H, I, 0, "model.layers.%d.feed_forward.shared_expert.down_proj.weight", l);
 }
 
-static const char *torch_dtype_name(dtype t) {
-  return t == DTYPE_F64 ? "float64" : t == DTYPE_F16 ? "float16" : t == DTYPE_BF16 ? "bfloat16" : "float32";
-}
-
 static cJSON *llama4_config(const synth_spec *s, const family_variant *v) {
   cJSON *c = cJSON_CreateObject();
   cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"), cJSON_CreateString(v->architecture));
@@ -74,7 +69,7 @@ static cJSON *llama4_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "bos_token_id", 1);
   cJSON_AddNumberToObject(c, "eos_token_id", 2);
   cJSON_AddNumberToObject(c, "floor_scale", 4);
-  cJSON_AddNumberToObject(c, "head_dim", head_dim_of(s));
+  cJSON_AddNumberToObject(c, "head_dim", synth_head_dim(s));
   cJSON_AddStringToObject(c, "hidden_act", "silu");
   cJSON_AddNumberToObject(c, "hidden_size", s->hidden_size);
   cJSON_AddNumberToObject(c, "initializer_range", 0.02);
@@ -96,7 +91,7 @@ static cJSON *llama4_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "num_experts_per_tok", top_k_of(s));
   cJSON_AddNumberToObject(c, "num_hidden_layers", s->num_layers);
   cJSON_AddNumberToObject(c, "num_key_value_heads", s->num_kv_heads);
-  cJSON_AddNumberToObject(c, "num_local_experts", experts_of(s));
+  cJSON_AddNumberToObject(c, "num_local_experts", synth_experts(s));
   cJSON_AddBoolToObject(c, "output_router_logits", false);
   cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
   cJSON *rope = cJSON_AddObjectToObject(c, "rope_parameters");
@@ -105,7 +100,7 @@ static cJSON *llama4_config(const synth_spec *s, const family_variant *v) {
   cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.001);
   cJSON_AddNumberToObject(c, "router_jitter_noise", 0.0);
   cJSON_AddBoolToObject(c, "tie_word_embeddings", s->tie_word_embeddings);
-  cJSON_AddStringToObject(c, "torch_dtype", torch_dtype_name(s->dtype));
+  cJSON_AddStringToObject(c, "torch_dtype", synth_torch_dtype(s->dtype));
   cJSON_AddStringToObject(c, "transformers_version", "5.0.0");
   cJSON_AddBoolToObject(c, "use_cache", true);
   cJSON_AddBoolToObject(c, "use_qk_norm", true);
@@ -115,8 +110,8 @@ static cJSON *llama4_config(const synth_spec *s, const family_variant *v) {
 
 int synth_llama4(const synth_spec *s, const family_variant *v, const char *dir, rotq_error *err) {
   if (s->hidden_size < 1 || s->intermediate_size < 1 || s->num_layers < 1 || s->num_heads < 1 || s->num_kv_heads < 1 ||
-      s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || head_dim_of(s) % 2 != 0 ||
-      top_k_of(s) > experts_of(s))
+      s->vocab_size < 1 || s->head_dim < 0 || s->num_heads % s->num_kv_heads != 0 || synth_head_dim(s) % 2 != 0 ||
+      top_k_of(s) > synth_experts(s))
     return rotq_fail(err,
                      "synth: %s needs positive sizes, heads a multiple of kv heads, an even head_dim and "
                      "top-k within the experts",

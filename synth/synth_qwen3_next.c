@@ -117,10 +117,6 @@ static void tensors(tensor_list *p, const synth_spec *s, const sizes *z) {
   if (!s->tie_word_embeddings) add(p, KIND_LINEAR, s->vocab_size, hidden, 0, "lm_head.weight", 0, 0);
 }
 
-static const char *torch_dtype_of(dtype t) {
-  return t == DTYPE_F64 ? "float64" : t == DTYPE_F16 ? "float16" : t == DTYPE_BF16 ? "bfloat16" : "float32";
-}
-
 /* Qwen3NextConfig's fields, in sorted order, as transformers 5 writes them. */
 static cJSON *config(const synth_spec *s, const family_variant *v, const sizes *z) {
   cJSON *c = cJSON_CreateObject();
@@ -129,7 +125,7 @@ static cJSON *config(const synth_spec *s, const family_variant *v, const sizes *
   cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
   cJSON_AddNumberToObject(c, "bos_token_id", s->bos_token_id ? s->bos_token_id : 1);
   cJSON_AddNumberToObject(c, "decoder_sparse_step", z->step);
-  cJSON_AddStringToObject(c, "dtype", torch_dtype_of(s->dtype));
+  cJSON_AddStringToObject(c, "dtype", synth_torch_dtype(s->dtype));
   cJSON_AddNumberToObject(c, "eos_token_id", s->eos_token_id ? s->eos_token_id : 2);
   cJSON_AddNumberToObject(c, "head_dim", z->head_dim);
   cJSON_AddStringToObject(c, "hidden_act", "silu");
