@@ -13,6 +13,7 @@
 #include "rotate/stream_check.h"
 #include "rotq.h"
 #include "support/arch_support.h"
+#include "support/plan_tamper.h"
 #include "support/test_support.h"
 
 static const synth_spec gpt_oss = {.architecture = "GptOssForCausalLM",
@@ -123,9 +124,9 @@ static void writer_on_wrong_axis_is_refused(void **state) {
 }
 
 /* The in-stream check on a plan broken after the plan checks: the run fails naming the tensor. */
-typedef enum tamper { TAMPER_NONE, TAMPER_DOWN_NO_R1, TAMPER_DOWN_BIAS_NO_R1, TAMPER_GATE_UP_UNFUSED } tamper;
+typedef enum oss_tamper { OSS_INTACT, OSS_DOWN_NO_R1, OSS_DOWN_BIAS_NO_R1, OSS_GATE_UP_UNFUSED } oss_tamper;
 
-static int run_tampered(const char *dir, const char *out, tamper what, rotq_error *err) {
+static int run_tampered(const char *dir, const char *out, oss_tamper what, rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(dir, &ck, err) < 0) return -1;
   const model_adapter *a = adapter_for(&ck.config, err);
@@ -137,21 +138,16 @@ static int run_tampered(const char *dir, const char *out, tamper what, rotq_erro
   assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
   const char *names[] = {NULL, "model.layers.1.mlp.experts.down_proj", "model.layers.2.mlp.experts.down_proj_bias",
                          "model.layers.0.mlp.experts.gate_up_proj"};
-  rotate_command *c = names[what] ? commands_find(&p.commands, names[what]) : NULL;
-  if (names[what]) assert_non_null(c);
-  if (what == TAMPER_DOWN_NO_R1 || what == TAMPER_DOWN_BIAS_NO_R1) c->output = NULL;
-  if (what == TAMPER_GATE_UP_UNFUSED) c->fuse_norm[0] = '\0';
+  rotate_command *c = names[what] ? plan_command(&p, names[what]) : NULL;
+  if (what == OSS_DOWN_NO_R1 || what == OSS_DOWN_BIAS_NO_R1) c->output = NULL;
+  if (what == OSS_GATE_UP_UNFUSED) c->fuse_norm[0] = '\0';
   assert_int_equal(run_command("mkdir -p '%s'", out), 0);
   st_writer *w = st_writer_open(out, p.outputs, p.output_count, 0, err);
   assert_non_null(w);
   p.context.writer = w;
   p.check = stream_check_create(&p, err);
   assert_non_null(p.check);
-  int rc = processor_pre_run(&p, err);
-  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
-    rc = processor_preprocess(&p, layer, err);
-  if (rc == 0) rc = processor_finish(&p, err);
-  if (rc == 0) assert_true(stream_check_result(p.check)->max_ratio < 1);
+  int rc = plan_execute_checked(&p, err);
   st_writer_abort(w);
   stream_check_free(p.check);
   p.check = NULL;
@@ -170,11 +166,11 @@ static void in_stream_check_catches(void **state) {
   char original[4200], out[4200];
   snprintf(original, sizeof original, "%s/original", scratch);
   synth_or_fail(&gpt_oss, original);
-  for (int what = TAMPER_NONE; what <= TAMPER_GATE_UP_UNFUSED; what++) {
+  for (int what = OSS_INTACT; what <= OSS_GATE_UP_UNFUSED; what++) {
     snprintf(out, sizeof out, "%s/out-%d", scratch, what);
     rotq_error err = {{0}};
-    int rc = run_tampered(original, out, (tamper)what, &err);
-    if (what == TAMPER_NONE) {
+    int rc = run_tampered(original, out, (oss_tamper)what, &err);
+    if (what == OSS_INTACT) {
       if (rc != 0) fail_msg("the correct plan failed the in-stream check: %s", err.message);
       continue;
     }

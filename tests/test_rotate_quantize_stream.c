@@ -15,14 +15,8 @@
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"
 #include "synth/synth.h"
+#include "support/plan_tamper.h"
 #include "support/test_support.h"
-
-typedef enum tamper {
-  TAMPER_NONE,
-  TAMPER_DROP_R1_READER, /* q_proj loses its input R1 */
-  TAMPER_DROP_R1_WRITER, /* down_proj loses its output R1 */
-  TAMPER_V_WITHOUT_O,    /* o_proj loses R2 on its input while v_proj keeps it on its output */
-} tamper;
 
 static void synth_llama(const char *dir) {
   synth_spec spec = {.architecture = "LlamaForCausalLM",
@@ -38,12 +32,6 @@ static void synth_llama(const char *dir) {
   if (synth_write(&spec, dir, &err) < 0) fail_msg("synth: %s", err.message);
 }
 
-static rotate_command *find(quarot_processor *p, const char *name) {
-  rotate_command *c = commands_find(&p->commands, name);
-  if (!c) fail_msg("no command %s", name);
-  return c;
-}
-
 /* Bytes of the shard files in dir actually allocated (st_blocks): the shadow's pages still held. */
 static long long allocated_bytes(const char *dir) {
   char path[4400];
@@ -56,7 +44,7 @@ static long long allocated_bytes(const char *dir) {
 
 /* Plans dir, breaks the plan, executes it into out (quantized with scheme s; the shadow in
  * out/shadow) with the in-stream check; the run's status, its error in *err. */
-static int run(const char *dir, const char *out, const ct_scheme *s, tamper what, int online, rotq_error *err) {
+static int run(const char *dir, const char *out, const ct_scheme *s, plan_tamper what, int online, rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(dir, &ck, err) < 0) return -1;
   const model_adapter *a = adapter_for(&ck.config, err);
@@ -66,12 +54,7 @@ static int run(const char *dir, const char *out, const ct_scheme *s, tamper what
   quarot_processor p;
   processor_options plan = {.seed = 3, .threads = 2, .online = online};
   assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
-  switch (what) {
-  case TAMPER_NONE: break;
-  case TAMPER_DROP_R1_READER: find(&p, "model.layers.0.self_attn.q_proj.weight")->input = NULL; break;
-  case TAMPER_DROP_R1_WRITER: find(&p, "model.layers.1.mlp.down_proj.weight")->output = NULL; break;
-  case TAMPER_V_WITHOUT_O: find(&p, "model.layers.0.self_attn.o_proj.weight")->input = NULL; break;
-  }
+  plan_tamper_apply(&p, what);
   char shadow_dir[4200];
   snprintf(shadow_dir, sizeof shadow_dir, "%s/shadow", out);
   assert_int_equal(run_command("mkdir -p %s", shadow_dir), 0);
@@ -89,14 +72,8 @@ static int run(const char *dir, const char *out, const ct_scheme *s, tamper what
   p.context.shadow = shadow;
   p.check = stream_check_create(&p, err);
   assert_non_null(p.check);
-  int rc = processor_pre_run(&p, err);
-  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
-    rc = processor_preprocess(&p, layer, err);
-  if (rc == 0) rc = processor_finish(&p, err);
+  int rc = plan_execute_checked(&p, err);
   if (rc == 0) {
-    const stream_check_summary *sum = stream_check_result(p.check);
-    assert_int_equal(sum->batches, ck.config.num_hidden_layers + 1);
-    assert_true(sum->max_ratio < 1);
     /* every quantized weight was read back by the check, then its pages freed: what stays
      * allocated is the header's page and the pages tensors share (these tensors are small) */
     long long data = 0;
@@ -122,7 +99,7 @@ static const ct_scheme *scheme(const char *name, int group, bool asymmetric) {
   return &s;
 }
 
-static void expect_caught(tamper what, const char *pattern) {
+static void expect_caught(plan_tamper what, const char *pattern) {
   char *dir = scratch_dir("rotate-quantize");
   char in[4200], out[4200];
   snprintf(in, sizeof in, "%s/in", dir);

@@ -11,16 +11,8 @@
 #include "synth/synth.h"
 #include "rotate/quarot_processor.h"
 #include "rotate/stream_check.h"
+#include "support/plan_tamper.h"
 #include "support/test_support.h"
-
-typedef enum tamper {
-  TAMPER_NONE,
-  TAMPER_UNFUSE_READER,  /* up_proj loses its norm while the norm is still reset */
-  TAMPER_DROP_R1_READER, /* q_proj loses its input R1 */
-  TAMPER_DROP_R1_WRITER, /* down_proj loses its output R1 */
-  TAMPER_V_WITHOUT_O,    /* v_proj keeps R2 on its output, o_proj loses it on its input */
-  TAMPER_CHANGE_OTHER,   /* a tensor outside the stream (a norm no reader uses) is rotated */
-} tamper;
 
 static void synth_llama(const char *dir, const char *arch, dtype t) {
   synth_spec spec = {.architecture = arch,
@@ -37,15 +29,9 @@ static void synth_llama(const char *dir, const char *arch, dtype t) {
   if (synth_write(&spec, dir, &err) < 0) fail_msg("synth: %s", err.message);
 }
 
-static rotate_command *find(quarot_processor *p, const char *name) {
-  rotate_command *c = commands_find(&p->commands, name);
-  if (!c) fail_msg("no command %s", name);
-  return c;
-}
-
 /* Plans `dir` with the family's built-in config, breaks the plan, executes it into out with the
  * in-stream check; returns the run's status and its error in *err. */
-static int run(const char *dir, const char *out, tamper what, int online, rotq_error *err) {
+static int run(const char *dir, const char *out, plan_tamper what, int online, rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(dir, &ck, err) < 0) return -1;
   const model_adapter *a = adapter_for(&ck.config, err);
@@ -56,21 +42,7 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   quarot_processor p;
   processor_options plan = {.seed = 3, .threads = 2, .online = online};
   assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
-  int rc;
-  switch (what) {
-  case TAMPER_NONE: break;
-  case TAMPER_UNFUSE_READER: find(&p, "model.layers.1.mlp.up_proj.weight")->fuse_norm[0] = '\0'; break;
-  case TAMPER_DROP_R1_READER: find(&p, "model.layers.0.self_attn.q_proj.weight")->input = NULL; break;
-  case TAMPER_DROP_R1_WRITER: find(&p, "model.layers.1.mlp.down_proj.weight")->output = NULL; break;
-  case TAMPER_V_WITHOUT_O: find(&p, "model.layers.0.self_attn.o_proj.weight")->input = NULL; break;
-  case TAMPER_CHANGE_OTHER: {
-    rotate_command *bias = find(&p, "model.layers.0.self_attn.o_proj.bias");
-    bias->output = NULL;
-    bias->input = NULL;
-    bias->reset_norm = true; /* the bias becomes all ones: o_proj's output shifts */
-    break;
-  }
-  }
+  plan_tamper_apply(&p, what);
   char mk[4200];
   snprintf(mk, sizeof mk, "mkdir -p %s", out);
   assert_int_equal(run_command("%s", mk), 0);
@@ -79,15 +51,7 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   p.context.writer = w;
   p.check = stream_check_create(&p, err);
   assert_non_null(p.check);
-  rc = processor_pre_run(&p, err);
-  for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
-    rc = processor_preprocess(&p, layer, err);
-  if (rc == 0) rc = processor_finish(&p, err);
-  if (rc == 0) {
-    const stream_check_summary *s = stream_check_result(p.check);
-    assert_int_equal(s->batches, ck.config.num_hidden_layers + 1);
-    assert_true(s->max_ratio < 1);
-  }
+  int rc = plan_execute_checked(&p, err);
   st_writer_abort(w);
   stream_check_free(p.check);
   p.check = NULL;
@@ -97,7 +61,7 @@ static int run(const char *dir, const char *out, tamper what, int online, rotq_e
   return rc;
 }
 
-static void expect_caught(tamper what, const char *pattern) {
+static void expect_caught(plan_tamper what, const char *pattern) {
   char *dir = scratch_dir("stream-check");
   char in[4200], out[4200];
   snprintf(in, sizeof in, "%s/in", dir);
