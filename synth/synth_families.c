@@ -142,31 +142,38 @@ static void qwen_moe_tensors(plan *p, const synth_spec *s, const family_variant 
  * correction bias, experts and one shared expert (mlp.shared_experts). */
 static int glm4_dense_layers(const synth_spec *s) { return s->num_layers > 1 ? 1 : 0; }
 
+/* Layer l's MLP in GLM-4.5's and DeepSeek-V3's layout: a dense SwiGLU below glm4_dense_layers,
+ * else the router with its correction bias, the routed experts and the shared experts. */
+static void add_deepseek_mlp(plan *p, const synth_spec *s, int l) {
+  const int64_t hidden = s->hidden_size;
+  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
+  if (l < glm4_dense_layers(s)) {
+    add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
+    add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
+    add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
+    return;
+  }
+  add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
+  add(p, KIND_BIAS, synth_experts(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
+  for (int e = 0; e < synth_experts(s); e++) {
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+  }
+  add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
+  add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
+  add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+}
+
 static void glm4_moe_tensors(plan *p, const synth_spec *s, const family_variant *v) {
   (void)v;
   const int64_t hidden = s->hidden_size;
-  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
     add_attention(p, s, l, true, true);
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
-    if (l < glm4_dense_layers(s)) {
-      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
-      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
-      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
-      continue;
-    }
-    add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
-    add(p, KIND_BIAS, synth_experts(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
-    for (int e = 0; e < synth_experts(s); e++) {
-      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
-      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
-      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
-    }
-    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
-    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
-    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+    add_deepseek_mlp(p, s, l);
   }
   add_head(p, s, false);
 }
@@ -190,28 +197,12 @@ static void add_mla(plan *p, const synth_spec *s, int l) {
 static void deepseek_v3_tensors(plan *p, const synth_spec *s, const family_variant *v) {
   (void)v;
   const int64_t hidden = s->hidden_size;
-  const int64_t expert_inter = s->moe_intermediate_size ? s->moe_intermediate_size : s->intermediate_size;
   add_head(p, s, true);
   for (int l = 0; l < s->num_layers; l++) {
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.input_layernorm.weight", l, 0);
     add_mla(p, s, l);
     add(p, KIND_NORM, hidden, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l, 0);
-    if (l < glm4_dense_layers(s)) {
-      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.gate_proj", l, 0);
-      add_linear(p, s->intermediate_size, hidden, false, "model.layers.%d.mlp.up_proj", l, 0);
-      add_linear(p, hidden, s->intermediate_size, false, "model.layers.%d.mlp.down_proj", l, 0);
-      continue;
-    }
-    add_linear(p, synth_experts(s), hidden, false, "model.layers.%d.mlp.gate", l, 0);
-    add(p, KIND_BIAS, synth_experts(s), 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l, 0);
-    for (int e = 0; e < synth_experts(s); e++) {
-      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
-      add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
-      add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
-    }
-    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.gate_proj", l, 0);
-    add_linear(p, expert_inter, hidden, false, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
-    add_linear(p, hidden, expert_inter, false, "model.layers.%d.mlp.shared_experts.down_proj", l, 0);
+    add_deepseek_mlp(p, s, l);
   }
   add_head(p, s, false);
 }
