@@ -158,7 +158,7 @@ typedef struct rotq_quantize_options {
 typedef struct rotq_quantize_result {
   size_t quantized;    /* weights quantized */
   size_t copied;       /* tensors copied unchanged */
-  size_t ignored;      /* decoder linears kept in full precision (routers), besides lm_head */
+  size_t ignored;      /* "ignore" entries besides lm_head: routers, MLA's q_b/kv_b_proj, fused experts */
   double input_bytes;  /* the input's tensor bytes */
   double output_bytes; /* the output's tensor bytes */
 } rotq_quantize_result;

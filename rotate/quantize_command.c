@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/parallel.h"
+#include "config/rotation_config.h"
 #include "rotate/adapter.h"
 #include "io/checkpoint.h"
 #include "io/finite.h"
@@ -48,7 +49,7 @@ typedef struct plan {
   planned_tensor *tensors;
   size_t count;
   size_t spec_count;
-  char **ignored; /* the decoder linears not quantized (routers), module names */
+  char **ignored; /* the decoder linears not quantized (routers, ...), module names or "re:" patterns */
   size_t ignored_count;
 } plan;
 
@@ -58,23 +59,38 @@ static void plan_free(plan *p) {
   free(p->tensors);
 }
 
-/* A MoE router: a reader whose last name component is "gate" or ends in "_gate". */
-static bool is_router(const char *relative) {
-  const char *last = strrchr(relative, '.');
-  last = last ? last + 1 : relative;
-  size_t n = strlen(last);
-  return strcmp(last, "gate") == 0 || (n > 5 && strcmp(last + n - 5, "_gate") == 0);
+/* A decoder linear vLLM keeps unquantized: the family's MoE router or shared-expert gate
+ * (vLLM builds them without a quantization method, so it would not find a packed weight). */
+static bool is_router(const model_adapter *a, const char *relative) {
+  const char *router = a->names.router, *shared_gate = a->names.shared_expert_gate;
+  return relative && ((router && strcmp(relative, router) == 0) || (shared_gate && strcmp(relative, shared_gate) == 0));
 }
 
-/* The module of a ".weight" tensor that is a decoder Linear by the adapter, else "". */
-static void decoder_linear(const model_adapter *a, const st_tensor *t, char *module) {
+/* What the plan does with a tensor of a decoder layer. */
+typedef enum linear_fate {
+  NOT_LINEAR,     /* not a decoder Linear weight: copied */
+  QUANTIZE,       /* a reader or writer of the residual stream: quantized */
+  IGNORE,         /* a Linear kept in full precision and listed in "ignore" (routers; MLA's q_b_proj and
+                     kv_b_proj, which read a latent, not the stream) */
+  IGNORE_EXPERTS, /* a fused [experts, in, out] tensor (gpt-oss, Llama-4): kept, its experts ignored */
+} linear_fate;
+
+/* The fate of tensor t and, unless NOT_LINEAR, its module: a 2-D "<module>.weight" of a decoder
+ * layer is a Linear (norms are 1-D, conv1d 3-D); a fused-expert tensor is its own module. */
+static linear_fate decoder_linear(const model_adapter *a, const st_tensor *t, char *module) {
   module[0] = 0;
   size_t n = strlen(t->name);
-  if (t->ndim != 2 || n < 8 || strcmp(t->name + n - 7, ".weight") != 0) return;
+  if (adapter_layer_of(a, t->name) < 0) return NOT_LINEAR;
+  const char *relative = adapter_relative_name(a, t->name);
+  if (t->ndim == 3 && a->in_out_layout && relative && pattern_matches(a->in_out_layout, relative)) {
+    memcpy(module, t->name, n + 1);
+    return IGNORE_EXPERTS;
+  }
+  if (t->ndim != 2 || n < 8 || strcmp(t->name + n - 7, ".weight") != 0) return NOT_LINEAR;
   memcpy(module, t->name, n - 7);
   module[n - 7] = 0;
-  if (adapter_layer_of(a, module) < 0 || !(adapter_reader_norm(a, module) || adapter_is_writer(a, module)))
-    module[0] = 0;
+  if (is_router(a, adapter_relative_name(a, module))) return IGNORE;
+  return adapter_reader_norm(a, module) || adapter_is_writer(a, module) ? QUANTIZE : IGNORE;
 }
 
 static void fused_key(const model_adapter *a, planned_tensor *e) {
@@ -100,6 +116,25 @@ static int add_ignored(plan *p, const char *module, rotq_error *err) {
   return 0;
 }
 
+/* A fused-expert tensor "<parent>.<name>" ("model.layers.0.mlp.experts.gate_up_proj") is kept in
+ * full precision: vLLM loads it as a FusedMoE layer and asks for each expert's projections by
+ * name ("<parent>.<e>.gate_proj"), so "ignore" gets the regular expression matching those, once
+ * per parent. */
+static int add_ignored_experts(plan *p, const char *tensor, rotq_error *err) {
+  const char *dot = strrchr(tensor, '.');
+  char entry[2 * ST_NAME_MAX + 16] = "re:";
+  size_t k = 3;
+  for (const char *c = tensor; c < dot && k + 3 < sizeof entry; c++) {
+    if (*c == '.') entry[k++] = '\\';
+    entry[k++] = *c;
+  }
+  if (k + 5 >= sizeof entry) return rotq_fail(err, "tensor '%s': name too long", tensor);
+  memcpy(entry + k, "\\..*", 5);
+  for (size_t i = 0; i < p->ignored_count; i++)
+    if (strcmp(p->ignored[i], entry) == 0) return 0;
+  return add_ignored(p, entry, err);
+}
+
 /* Decides every tensor's fate; orders them by layer (pre-run tensors first), then name. */
 static int plan_tensors(const st_tensor *const *tensors, size_t count, const checkpoint *ck, const model_adapter *a,
                         const ct_scheme *s, plan *p, rotq_error *err) {
@@ -109,12 +144,11 @@ static int plan_tensors(const st_tensor *const *tensors, size_t count, const che
     planned_tensor *e = &p->tensors[p->count++];
     e->t = tensors[i];
     e->layer = adapter_layer_of(a, e->t->name);
-    decoder_linear(a, e->t, e->module);
-    if (e->module[0] && is_router(adapter_relative_name(a, e->module))) {
-      if (add_ignored(p, e->module, err) < 0) return -1;
-      e->module[0] = 0;
-    }
-    e->quantize = e->module[0] != 0;
+    linear_fate fate = decoder_linear(a, e->t, e->module);
+    if (fate == IGNORE_EXPERTS && add_ignored_experts(p, e->module, err) < 0) return -1;
+    if (fate == IGNORE && add_ignored(p, e->module, err) < 0) return -1;
+    if (fate != QUANTIZE) e->module[0] = 0;
+    e->quantize = fate == QUANTIZE;
     if (!e->quantize) continue;
     fused_key(a, e);
     e->part_count = ct_parts(s, e->t->shape[0], e->t->shape[1], e->t->dtype, e->parts);

@@ -3,9 +3,10 @@
  * memory stays a few blocks whatever the model's size. Quantized are the Linear weights of the
  * decoder layers as the family's adapter describes them (the residual-stream readers of its fuse
  * map and its writers: q/k/v/o, gate/up/down, experts, Mamba in/out projections), except the MoE
- * routers (a reader whose last name component is "gate" or ends in "_gate"), which vLLM keeps
- * unquantized; everything else (embeddings, norms, biases, lm_head, Mamba conv/A/D) is copied
- * unchanged. config.json gets the quantization_config (kept: the transform_config of an input
+ * routers and shared-expert gates the descriptor names, which vLLM keeps unquantized; those, the
+ * decoder's other Linears (MLA's q_b_proj, kv_b_proj) and fused [experts, in, out] experts are kept
+ * and listed in "ignore"; everything else (embeddings, norms, biases, lm_head, Mamba conv/A/D) is
+ * copied unchanged. config.json gets the quantization_config (kept: the transform_config of an input
  * rotated with online rotations); the other files of the input are copied. The output directory
  * is written atomically (rotate/output_dir.h). */
 #ifndef ROTQ_ROTATE_QUANTIZE_COMMAND_H
@@ -50,7 +51,7 @@ typedef struct quantize_options {
 typedef struct quantize_result {
   size_t quantized;    /* weights quantized */
   size_t copied;       /* tensors copied unchanged */
-  size_t ignored;      /* decoder linears left unquantized (routers), listed in "ignore" */
+  size_t ignored;      /* "ignore" entries besides lm_head: routers, other kept linears, fused experts */
   double input_bytes;  /* bytes of the input's tensors */
   double output_bytes; /* bytes of the output's tensors */
 } quantize_result;

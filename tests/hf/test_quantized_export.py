@@ -55,6 +55,13 @@ CASES = [
     ("llama", "bfloat16", ["--scheme", "FP8_BLOCK"]),
     ("llama", "float64", ["--scheme", "FP8_BLOCK"]),
     ("mixtral", "bfloat16", ["--scheme", "FP8_BLOCK"]),
+    # MLA (q_b_proj and kv_b_proj read a latent: kept and ignored), fused [experts, in, out] experts
+    # (kept and ignored by a pattern; their routers too), gated DeltaNet + gated attention
+    ("deepseek_v3", "bfloat16", ["--scheme", "W4A16", "--group-size", "16"]),
+    ("deepseek_v3_q_proj", "bfloat16", ["--scheme", "W8A8"]),
+    ("gpt_oss", "bfloat16", ["--scheme", "W4A16", "--group-size", "16"]),
+    ("llama4", "bfloat16", ["--scheme", "FP8"]),
+    ("qwen3_next", "bfloat16", ["--scheme", "W4A16", "--group-size", "16"]),
 ]
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -235,10 +242,26 @@ def test_decoders_equal_rotq_fake_quantization(case, workdir):
         return  # Nemotron-H: the checkpoint's names (backbone.*) are not the modules' (model.*)
     linears &= stored  # a tied lm_head has no tensor of its own
     assert linears - set(qc["ignore"]) <= set(modules)
+    # Fused [experts, in, out] experts (gpt-oss, Llama-4) stay in full precision: vLLM loads them as
+    # a FusedMoE layer and asks compressed-tensors for each expert's projection by name
+    # ("<experts>.<e>.gate_proj"), which an ignore entry must match (compressed-tensors' rule: exact,
+    # or "re:" + re.match).
+    import re
+
+    def ignored(layer):
+        return any(layer == e or (e.startswith("re:") and re.match(e[3:], layer)) for e in qc["ignore"])
+
+    fused = {k.rsplit(".", 1)[0] for k, v in originals.items() if v.dim() == 3 and ".experts." in k}
+    for experts in fused:
+        assert all(ignored(f"{experts}.{e}.{p}") for e in (0, 1) for p in ("gate_proj", "up_proj", "down_proj")), \
+            f"{experts}: stored unquantized but vLLM would look for its experts' packed weights"
     assert all(".experts." in m for m in set(modules) - linears), sorted(set(modules) - linears)
-    assert not set(modules) & set(qc["ignore"])
+    assert not [m for m in modules if ignored(m)], "a quantized module is also ignored"
     if "moe" in name or name == "mixtral":
         assert len(qc["ignore"]) > 1, "the MoE routers must be ignored"
+    # vLLM builds the routers without a quantization method: they must stay plain weights
+    routers = {m for m in linears if m.rsplit(".", 1)[-1] in ("gate", "router", "shared_expert_gate")}
+    assert routers <= set(qc["ignore"]), sorted(routers - set(qc["ignore"]))
 
 
 def test_nvfp4_fused_linears_share_their_global_scale(workdir):
