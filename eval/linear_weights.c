@@ -28,3 +28,44 @@ int linears_of(const model *m, int l, linear_input input, linear_weight *out) {
   }
   return n;
 }
+
+static void visit_expert(const expert_weights *x, int hidden, int intermediate, linear_visitor visit, void *user) {
+  if (x->w_gate) visit(&(linear_weight){x->w_gate, intermediate, hidden, "experts.gate_proj"}, user);
+  if (x->w_up) visit(&(linear_weight){x->w_up, intermediate, hidden, "experts.up_proj"}, user);
+  if (x->w_down) visit(&(linear_weight){x->w_down, hidden, intermediate, "experts.down_proj"}, user);
+}
+
+/* Shapes as moe.h, mla.h, nemotron_h.h and qwen3_next.h document them. */
+void other_linears_visit(const model *m, int l, linear_visitor visit, void *user) {
+  const model_config *c = &m->config;
+  const layer_weights *w = &m->layers[l];
+  const int hidden = c->hidden_size, heads = c->num_attention_heads;
+  if (w->moe) {
+    for (int e = 0; e < w->moe->experts; e++)
+      visit_expert(&w->moe->expert[e], hidden, w->moe->intermediate, visit, user);
+    if (w->moe->shared_intermediate) visit_expert(&w->moe->shared, hidden, w->moe->shared_intermediate, visit, user);
+  }
+  if (w->mla) {
+    const mla_weights *a = w->mla;
+    const int qk = a->nope + a->rope;
+    if (a->wq) visit(&(linear_weight){a->wq, heads * qk, hidden, "q_proj"}, user);
+    if (a->wq_a) visit(&(linear_weight){a->wq_a, a->q_lora, hidden, "q_a_proj"}, user);
+    if (a->wq_b) visit(&(linear_weight){a->wq_b, heads * qk, a->q_lora, "q_b_proj"}, user);
+    visit(&(linear_weight){a->wkv_a, a->kv_lora + a->rope, hidden, "kv_a_proj_with_mqa"}, user);
+    visit(&(linear_weight){a->wkv_b, heads * (a->nope + a->v_dim), a->kv_lora, "kv_b_proj"}, user);
+  }
+  if (w->mamba) {
+    const mamba_weights *b = w->mamba;
+    const int inter = b->heads * b->head_dim, conv_dim = inter + 2 * b->groups * b->state;
+    visit(&(linear_weight){b->in_proj, inter + conv_dim + b->heads, hidden, "mixer.in_proj"}, user);
+    visit(&(linear_weight){b->out_proj, hidden, inter, "mixer.out_proj"}, user);
+  }
+  if (w->deltanet) {
+    const deltanet_weights *d = w->deltanet;
+    const int key_dim = d->k_heads * d->k_dim, value_dim = d->v_heads * d->v_dim;
+    visit(&(linear_weight){d->in_proj_qkvz, 2 * key_dim + 2 * value_dim, hidden, "linear_attn.in_proj_qkvz"}, user);
+    visit(&(linear_weight){d->in_proj_ba, 2 * d->v_heads, hidden, "linear_attn.in_proj_ba"}, user);
+    visit(&(linear_weight){d->out_proj, hidden, value_dim, "linear_attn.out_proj"}, user);
+  }
+  if (w->wq_gate) visit(&(linear_weight){w->wq_gate, heads * c->head_dim, hidden, "q_proj (gate rows)"}, user);
+}

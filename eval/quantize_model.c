@@ -9,22 +9,42 @@
 #include "linalg/quantize.h"
 #include "model/transformer.h"
 
+/* One weight by RTN, in the model's element type. */
+static void rtn_weight(const model *m, const weight_quant *q, const linear_weight *w) {
+  if (q->format != QUANT_INT && m->f32)
+    quant_weight_rtn_format_f32(w->weight, w->out_dim, w->in_dim, (quant_format)q->format);
+  else if (q->format != QUANT_INT)
+    quant_weight_rtn_format_f64(w->weight, w->out_dim, w->in_dim, (quant_format)q->format);
+  else if (m->f32)
+    quant_weight_rtn_f32(w->weight, w->out_dim, w->in_dim, q->bits, q->group);
+  else
+    quant_weight_rtn_f64(w->weight, w->out_dim, w->in_dim, q->bits, q->group);
+}
+
+typedef struct rtn_visit {
+  const model *m;
+  const weight_quant *q;
+} rtn_visit;
+
+static void rtn_visited(const linear_weight *w, void *user) {
+  const rtn_visit *v = user;
+  rtn_weight(v->m, v->q, w);
+}
+
+/* The linears GPTQ does not reach (experts, MLA, Mamba, DeltaNet: other_linears_visit), by RTN. */
+static void quantize_other_rtn(model *m, const weight_quant *q) {
+  rtn_visit v = {m, q};
+  for (int l = 0; l < m->config.num_hidden_layers; l++) other_linears_visit(m, l, rtn_visited, &v);
+}
+
 static void quantize_rtn(model *m, const weight_quant *q) {
   for (int l = 0; l < m->config.num_hidden_layers; l++)
     for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
       linear_weight lw[MAX_LINEARS_PER_INPUT];
       int count = linears_of(m, l, (linear_input)input, lw);
-      for (int i = 0; i < count; i++) {
-        if (q->format != QUANT_INT && m->f32)
-          quant_weight_rtn_format_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, (quant_format)q->format);
-        else if (q->format != QUANT_INT)
-          quant_weight_rtn_format_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, (quant_format)q->format);
-        else if (m->f32)
-          quant_weight_rtn_f32(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
-        else
-          quant_weight_rtn_f64(lw[i].weight, lw[i].out_dim, lw[i].in_dim, q->bits, q->group);
-      }
+      for (int i = 0; i < count; i++) rtn_weight(m, q, &lw[i]);
     }
+  quantize_other_rtn(m, q);
 }
 
 /* The Hessian H = Σ x·xᵀ [dim, dim] of one linear input, accumulated by the observer. */
@@ -146,6 +166,18 @@ static int quantize_gptq(model *m, const weight_quant *q, const calibration_set 
   return status;
 }
 
+/* The first visited linear whose input columns the group does not divide. */
+typedef struct untiled {
+  int group;
+  const char *first;
+  int first_in;
+} untiled;
+
+static void find_untiled(const linear_weight *w, void *user) {
+  untiled *u = user;
+  if (!u->first && w->in_dim % u->group != 0) u->first = w->name, u->first_in = w->in_dim;
+}
+
 int model_quantize_weights(model *m, const weight_quant *quant, const calibration_set *calibration,
                            quantize_progress progress, void *user, rotq_error *err) {
   weight_quant q = *quant;
@@ -168,6 +200,13 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
           return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
                            lw[k].in_dim, l, lw[k].name);
     }
+  for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers; l++) {
+    untiled u = {q.group, NULL, 0};
+    other_linears_visit(m, l, find_untiled, &u);
+    if (u.first)
+      return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
+                       u.first_in, l, u.first);
+  }
   if (q.method == WEIGHT_RTN) {
     quantize_rtn(m, &q);
     if (progress) progress(m->config.num_hidden_layers, m->config.num_hidden_layers, user);
@@ -175,5 +214,6 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
   }
   if (!calibration || calibration->segment_count == 0 || calibration->ctx < 1)
     return rotq_fail(err, "GPTQ needs calibration tokens");
+  quantize_other_rtn(m, &q); /* first: GPTQ's calibration then sees them quantized */
   return quantize_gptq(m, &q, calibration, progress, user, err);
 }

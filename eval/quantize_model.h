@@ -33,7 +33,9 @@ typedef struct calibration_set {
 /* Called after each decoder layer is quantized. */
 typedef void (*quantize_progress)(int done, int layers, void *user);
 
-/* Fake-quantizes q/k/v/o/gate/up/down_proj of every layer in place. GPTQ goes layer by layer and,
+/* Fake-quantizes every decoder Linear in place (routers and shared-expert gates excepted): the
+ * dense q/k/v/o/gate/up/down_proj by RTN or GPTQ, the others (MoE experts, MLA, Mamba, DeltaNet:
+ * other_linears_visit) by RTN always, before GPTQ starts. GPTQ goes layer by layer and,
  * within a layer, in the reference's order (q/k/v, o, gate/up, down): each group's Hessian comes
  * from its inputs on the calibration set, computed with everything before it already quantized
  * and with activation quantization off. calibration is needed for GPTQ only; progress may be

@@ -15,7 +15,11 @@
  * uses it, and as rotate reads FP8 sources), while the fake-quantized checkpoint rounds that
  * product to the weight's dtype (a 4-bit code times a 24- or 8-bit scale needs up to 28 bits);
  * the test bounds the difference (relative 1e-3 of the NLL; measured 4e-10 for float32) instead,
- * and compares bit for bit with eval's own FP8 fake quantization on float64. */
+ * and compares bit for bit with eval's own FP8 fake quantization on float64.
+ *
+ * The families whose decoder linears are not all q/k/v/o/gate/up/down (MoE experts and shared
+ * experts, Mamba-2 and gated-DeltaNet projections, Qwen3-Next's gated q_proj) are checked the same
+ * way in float64: eval's own RTN must quantize exactly the linears the export quantizes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,11 +141,95 @@ static void test_bfloat16(void **state) {
   check_dtype(DTYPE_BF16, "quantized-eval-bf16");
 }
 
+/* Families with experts, Mamba-2 or DeltaNet: `rotq eval --wbits 4 --w-group 8` of the float64
+ * model and `rotq eval` of its W4A16 export give the same mean NLL, bit for bit. */
+static void test_other_linears(void **state) {
+  (void)state;
+  const synth_spec specs[] = {
+      {.architecture = "MixtralForCausalLM",
+       .hidden_size = 64,
+       .intermediate_size = 96,
+       .num_layers = 2,
+       .num_heads = 4,
+       .num_kv_heads = 2,
+       .vocab_size = 512,
+       .dtype = DTYPE_F64,
+       .seed = 21,
+       .num_experts = 4,
+       .num_experts_per_tok = 2},
+      {.architecture = "Qwen2MoeForCausalLM",
+       .hidden_size = 64,
+       .intermediate_size = 80,
+       .num_layers = 2,
+       .num_heads = 4,
+       .num_kv_heads = 2,
+       .vocab_size = 512,
+       .dtype = DTYPE_F64,
+       .seed = 22,
+       .num_experts = 5,
+       .num_experts_per_tok = 2,
+       .moe_intermediate_size = 48,
+       .shared_expert_intermediate_size = 96,
+       .decoder_sparse_step = 1},
+      {.architecture = "Qwen3NextForCausalLM",
+       .hidden_size = 64,
+       .intermediate_size = 96,
+       .num_layers = 4,
+       .num_heads = 4,
+       .num_kv_heads = 2,
+       .head_dim = 16,
+       .vocab_size = 512,
+       .dtype = DTYPE_F64,
+       .seed = 23,
+       .num_experts = 4,
+       .num_experts_per_tok = 2,
+       .moe_intermediate_size = 40,
+       .shared_expert_intermediate_size = 48,
+       .decoder_sparse_step = 2},
+      {.architecture = "NemotronHForCausalLM",
+       .hidden_size = 64,
+       .intermediate_size = 96,
+       .moe_intermediate_size = 32,
+       .num_experts = 8,
+       .num_experts_per_tok = 2,
+       .num_layers = 6,
+       .num_heads = 4,
+       .num_kv_heads = 2,
+       .head_dim = 16,
+       .vocab_size = 512,
+       .dtype = DTYPE_F64,
+       .seed = 24,
+       .hybrid_override_pattern = "ME*-EM",
+       .mamba_num_heads = 8,
+       .mamba_head_dim = 8,
+       .ssm_state_size = 16,
+       .n_groups = 2,
+       .conv_kernel = 4},
+  };
+  const rotq_quant_options w4 = {.wbits = 4, .w_group = 8};
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    char *dir = scratch_dir("quantized-eval-other");
+    char in[4200], packed[4300], fake[4300];
+    snprintf(in, sizeof in, "%s/in", dir);
+    snprintf(packed, sizeof packed, "%s/packed", dir);
+    snprintf(fake, sizeof fake, "%s/fake", dir);
+    rotq_error err = {{0}};
+    if (synth_write(&specs[i], in, &err) < 0) fail_msg("synth %s: %s", specs[i].architecture, err.message);
+    quantize(in, packed, fake, "W4A16", 8, false);
+    double full = nll(in, NULL), got = nll(packed, NULL);
+    if (got == full) fail_msg("%s: quantization changed nothing", specs[i].architecture);
+    expect_same(got, nll(in, &w4), specs[i].architecture);
+    scratch_remove(dir);
+    free(dir);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float64),
       cmocka_unit_test(test_float32),
       cmocka_unit_test(test_bfloat16),
+      cmocka_unit_test(test_other_linears),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
