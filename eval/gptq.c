@@ -208,7 +208,7 @@ typedef struct format_quantizer {
   int groups;     /* scales per row */
   uint8_t *codes; /* [rows, cols] */
   double *scale;  /* [rows, groups] */
-  int32_t *zero;  /* [rows, groups] */
+  int *zero;      /* [rows, groups] */
   int current;    /* the group being quantized */
 } format_quantizer;
 
@@ -232,7 +232,7 @@ static double format_value(void *context, int row, int col, double v) {
 }
 
 int gptq_quantize_format(double *w, int rows, int cols, double *h, const ct_scheme *s, dtype t, double damp,
-                         uint8_t *codes, double *scale, int32_t *zero, rotq_error *err) {
+                         uint8_t *codes, double *scale, int *zero, rotq_error *err) {
   if (s->kind != CT_W4A16 && s->kind != CT_W8A8)
     return rotq_fail(err, "GPTQ: scheme %s is not an int scheme (W4A16, W8A8)", ct_scheme_name(s));
   if (s->group > 0 && cols % s->group != 0)

@@ -35,6 +35,6 @@ int gptq_quantize(double *w, int rows, int cols, double *hessian, const gptq_opt
  * (rounded to t), zero [rows, groups] (unsigned; 2^(b−1) when symmetric), and w ← the decoded
  * values. No act_order. hessian as gptq_quantize (overwritten). */
 int gptq_quantize_format(double *w, int rows, int cols, double *hessian, const ct_scheme *s, dtype t, double damp,
-                         uint8_t *codes, double *scale, int32_t *zero, rotq_error *err);
+                         uint8_t *codes, double *scale, int *zero, rotq_error *err);
 
 #endif
