@@ -32,10 +32,10 @@ typedef struct gptq_driver {
   const family_descriptor *family;
   calibration_data calibration;
   size_t segments;
-  int *lengths;          /* [segments] tokens of each */
-  double **hidden;       /* [segments] the residual stream [lengths[s], hidden] entering layer `done` */
+  int *lengths;           /* [segments] tokens of each */
+  double **hidden;        /* [segments] the residual stream [lengths[s], hidden] entering layer `done` */
   model_session *session; /* the KV cache of one segment */
-  int done;              /* layers quantized so far */
+  int done;               /* layers quantized so far */
   gptq_weight weights[MAX_LAYER_WEIGHTS];
   int weight_count; /* of layer done - 1 */
   /* the Hessian being accumulated: the input observed */
@@ -68,8 +68,8 @@ static void driver_free(gptq_driver *d) {
 /* The checkpoint module of a linear of model/linear_weights.h, by its short name. */
 static const char *module_of(const family_descriptor *f, const char *name) {
   const family_layer_names *n = &f->names;
-  const char *const table[][2] = {{"q_proj", n->q_proj},       {"k_proj", n->k_proj}, {"v_proj", n->v_proj},
-                                  {"o_proj", n->o_proj},       {"gate_proj", n->gate_proj}, {"up_proj", n->up_proj},
+  const char *const table[][2] = {{"q_proj", n->q_proj},      {"k_proj", n->k_proj},       {"v_proj", n->v_proj},
+                                  {"o_proj", n->o_proj},      {"gate_proj", n->gate_proj}, {"up_proj", n->up_proj},
                                   {"down_proj", n->down_proj}};
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (!strcmp(table[i][0], name)) return table[i][1];
@@ -119,7 +119,8 @@ static int cancelled(const gptq_driver *d, rotq_error *err) {
   const quantize_options *o = d->options;
   if (o->cancel && *o->cancel)
     return rotq_fail(err, "cancelled (signal %d); the partial output was removed", (int)*o->cancel);
-  if (o->cancel_fn && o->cancel_fn(o->cancel_context)) return rotq_fail(err, "cancelled; the partial output was removed");
+  if (o->cancel_fn && o->cancel_fn(o->cancel_context))
+    return rotq_fail(err, "cancelled; the partial output was removed");
   return 0;
 }
 
