@@ -200,9 +200,9 @@ int cmd_quantize(int argc, char **argv) {
     return 1;
   }
   if (!quiet)
-    printf("rotq quantize: wrote %s (%s %s, %s): %zu weights quantized, %zu tensors copied, %zu modules in ignore; "
+    printf("rotq quantize: wrote %s (%s, %s%s): %zu weights quantized, %zu tensors copied, %zu modules in ignore; "
            "%.1f MB -> %.1f MB\n",
-           output, ct_scheme_name(&o.scheme), gptq ? "GPTQ" : "RTN", ct_scheme_format(&o.scheme), r.quantized, r.copied,
+           output, ct_scheme_name(&o.scheme), ct_scheme_format(&o.scheme), gptq ? ", GPTQ" : "", r.quantized, r.copied,
            r.ignored + 1, r.input_bytes / 1e6, r.output_bytes / 1e6);
   return 0;
 }
