@@ -107,10 +107,10 @@ static int gptq_run(double *w, int rows, int cols, double *h, bool act_order, do
   const int batch = wanted_batch < cols ? wanted_batch : cols;
   int *perm = calloc((size_t)cols, sizeof(int));
   double *diag = malloc(sizeof(double) * cols);
-  double *errors = malloc(sizeof(double) * rows * batch); /* [rows, batch] */
-  double *scratch = malloc(sizeof(double) * cols * cols); /* [cols, cols] */
+  double *errors = malloc(sizeof(double) * rows * batch);                    /* [rows, batch] */
+  double *scratch = act_order ? malloc(sizeof(double) * cols * cols) : NULL; /* [cols, cols], act_order's */
   int status = 0;
-  if (!perm || !diag || !errors || !scratch) {
+  if (!perm || !diag || !errors || (act_order && !scratch)) {
     status = rotq_fail(err, "GPTQ: out of memory for a [%d, %d] weight", rows, cols);
     goto done;
   }

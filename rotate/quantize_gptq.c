@@ -135,9 +135,10 @@ static int run_segments(gptq_driver *d, int l, rotq_error *err) {
   return 0;
 }
 
-/* GPTQ of one linear with the Hessian d->h: its result kept in d->weights, its decoded values
- * written into the model's weight (what the later inputs and layers see). */
-static int quantize_linear(gptq_driver *d, int l, const linear_weight *lw, rotq_error *err) {
+/* GPTQ of one linear with the Hessian d->h (overwritten when `last`: the input's last linear): its
+ * result kept in d->weights, its decoded values written into the model's weight (what the later
+ * inputs and layers see). */
+static int quantize_linear(gptq_driver *d, int l, const linear_weight *lw, bool last, rotq_error *err) {
   const ct_scheme *s = &d->options->scheme;
   const size_t numel = (size_t)lw->out_dim * lw->in_dim, dim = (size_t)lw->in_dim;
   gptq_weight *out = &d->weights[d->weight_count];
@@ -156,16 +157,17 @@ static int quantize_linear(gptq_driver *d, int l, const linear_weight *lw, rotq_
   out->scale = malloc(sizeof(double) * (size_t)lw->out_dim * out->groups);
   out->zero = malloc(sizeof(int) * (size_t)lw->out_dim * out->groups);
   d->weight_count++;
-  double *h = malloc(sizeof(double) * dim * dim);
+  /* GPTQ overwrites the Hessian: the last linear of the input takes it, the others a copy */
+  double *h = last ? d->h : malloc(sizeof(double) * dim * dim);
   if (!out->codes || !out->scale || !out->zero || !h) {
-    free(h);
+    if (!last) free(h);
     return rotq_fail(err, "tensor '%s': out of memory for GPTQ", out->name);
   }
-  memcpy(h, d->h, sizeof(double) * dim * dim);
+  if (!last) memcpy(h, d->h, sizeof(double) * dim * dim);
   const double damp = d->settings->damp > 0 ? d->settings->damp : 0.01;
   int rc = gptq_quantize_format(lw->weight, lw->out_dim, lw->in_dim, h, s, out->t, damp, out->codes, out->scale,
                                 out->zero, err);
-  free(h);
+  if (!last) free(h);
   return rc == 0 ? 0 : rotq_fail_context(err, "tensor '%s'", out->name);
 }
 
@@ -191,7 +193,7 @@ static int quantize_layer(gptq_driver *d, int l, rotq_error *err) {
     for (size_t i = 0; i < dim; i++)
       for (size_t j = 0; j < i; j++) d->h[i * dim + j] = d->h[j * dim + i];
     for (int k = 0; k < count; k++)
-      if (quantize_linear(d, l, &lw[k], err) != 0) return -1;
+      if (quantize_linear(d, l, &lw[k], k == count - 1, err) != 0) return -1;
   }
   int rc = run_segments(d, l, err);
   /* the weights are no longer needed: the codes are kept for the writer */

@@ -318,8 +318,8 @@ static void test_refuses_float_schemes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_w4a16_symmetric_bf16), cmocka_unit_test(test_w4a16_asymmetric_bf16),
-      cmocka_unit_test(test_w4a16_symmetric_f32),  cmocka_unit_test(test_w8a8_bf16),
+      cmocka_unit_test(test_w4a16_symmetric_bf16),    cmocka_unit_test(test_w4a16_asymmetric_bf16),
+      cmocka_unit_test(test_w4a16_symmetric_f32),     cmocka_unit_test(test_w8a8_bf16),
       cmocka_unit_test(test_diagonal_hessian_is_rtn), cmocka_unit_test(test_refuses_float_schemes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
