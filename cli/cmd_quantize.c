@@ -177,7 +177,7 @@ int cmd_quantize(int argc, char **argv) {
       fprintf(stderr, "rotq quantize: unknown scheme '%s' (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)\n", scheme);
     return 2;
   }
-  if (!quiet && isatty(STDERR_FILENO)) o.progress = progress;
+  if (!quiet && isatty(STDERR_FILENO) && !gptq) o.progress = progress; /* GPTQ reports layers instead */
   struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
