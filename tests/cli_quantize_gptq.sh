@@ -2,7 +2,8 @@
 # rotq quantize --method gptq from the command line: usage errors (exit 2), inputs it refuses
 # (exit 1, the file or architecture named, no output left), and on the bundled model (float32) and
 # its rotations (bfloat16, and with online rotations): `rotq eval` of the GPTQ checkpoint equals, to
-# the printed digit, the eval of its --fake-quant-output (W4A16 symmetric and asymmetric, W8A8); and
+# the printed digit, the eval of its --fake-quant-output, and `rotq compare` finds their logits
+# equal (max |Δlogit| 0; W4A16 symmetric and asymmetric, W8A8); and
 # GPTQ's perplexity is lower than RTN's for W4A16. The codes themselves are checked against
 # independent GPTQs by tests/test_gptq_format.c and tests/hf/test_gptq_pipeline.py, the format by
 # tests/hf/test_quantized_export.py.
@@ -63,6 +64,7 @@ same_eval() {
   local a b
   a=$(nll "$SCRATCH/q") b=$(nll "$SCRATCH/f")
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "$model $*: eval of the GPTQ checkpoint ($a) differs from its fake quantization ($b)"
+  expect 0 "max \|dlogit\| +0\.000e\+00" -- "$ROTQ" compare --a "$SCRATCH/q" --b "$SCRATCH/f" --tokens "$TOKENS"
 }
 same_eval "$MODEL" --scheme W4A16 --group-size 4
 same_eval "$MODEL" --scheme W4A16 --group-size 4 --asymmetric
