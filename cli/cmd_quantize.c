@@ -4,15 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "rotate/quantize_command.h"
+#include "rotate/quantize_gptq.h"
 
 static const char *help =
     "usage: rotq quantize --model IN --output OUT --scheme SCHEME [options]\n\n"
-    "Quantizes a HuggingFace checkpoint (typically a `rotq rotate` output) by round-to-nearest and\n"
+    "Quantizes a HuggingFace checkpoint (typically a `rotq rotate` output) by round-to-nearest (or GPTQ) and\n"
     "writes it in the compressed-tensors format that vLLM loads "
     "(compressed-tensors " QUANTIZE_COMPRESSED_TENSORS_VERSION "):\n"
     "config.json gets a quantization_config, every Linear weight of the decoder layers (q/k/v/o,\n"
@@ -48,7 +50,23 @@ static const char *help =
     "  --threads N              worker threads (default: all cores)\n"
     "  --max-shard-size B       maximum shard size in bytes (default 5000000000, like HF)\n"
     "  --force                  replace an existing output directory that is a checkpoint\n"
-    "  --quiet                  no progress line or summary\n";
+    "  --quiet                  no progress line or summary\n\n"
+    "GPTQ (W4A16, W4A16 --asymmetric, W8A8):\n"
+    "  --method rtn|gptq        how the codes are chosen (default rtn). gptq: layer by layer on\n"
+    "                           calibration tokens, each linear's rounding errors compensated by the\n"
+    "                           later columns (Frantar et al.); scales per group from the weights as\n"
+    "                           updated when the group's first column is reached, stored in the\n"
+    "                           model's dtype; q/k/v, o, gate/up, down in that order, each calibrated\n"
+    "                           on the already quantized earlier ones. Memory: the calibration\n"
+    "                           activations (segments x ctx x hidden doubles) + one layer in float64\n"
+    "                           + 3 Hessians of the widest input. LLaMA-layout models only (Llama,\n"
+    "                           Mistral, Qwen2, Qwen3)\n"
+    "  --calib FILE             gptq: calibration tokens (uint16 ids, segments starting at BOS = 1)\n"
+    "  --calib-n N              gptq: its last N segments (default 128)\n"
+    "  --calib-ctx C            gptq: the first C tokens of each (default 512)\n"
+    "  --damp X                 gptq: Hessian damping, a fraction of its mean diagonal (default 0.01)\n"
+    "  --act-order              refused: compressed-tensors' activation ordering (weight_g_idx) is not\n"
+    "                           written by rotq\n";
 
 static volatile sig_atomic_t cancelled;
 
@@ -59,6 +77,17 @@ static void print_log(rotq_log_level level, const char *message, void *context) 
   fprintf(stderr, "rotq quantize: %s%s\n", level == ROTQ_LOG_WARNING ? "warning: " : "", message);
 }
 
+/* GPTQ's progress: layers done, elapsed time, the rest estimated at the mean time per layer. */
+static void gptq_progress(int done, int layers, void *user) {
+  const struct timespec *start = user;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double elapsed = (double)(now.tv_sec - start->tv_sec) + 1e-9 * (double)(now.tv_nsec - start->tv_nsec);
+  fprintf(stderr, "\rrotq quantize: GPTQ layer %d/%d, %.1f s, ETA %.0f s   ", done, layers, elapsed,
+          elapsed / done * (layers - done));
+  if (done == layers) fputc('\n', stderr);
+}
+
 static void progress(size_t done, size_t total, void *user) {
   (void)user;
   fprintf(stderr, "\rrotq quantize: tensor %zu/%zu   ", done, total);
@@ -66,9 +95,10 @@ static void progress(size_t done, size_t total, void *user) {
 }
 
 int cmd_quantize(int argc, char **argv) {
-  const char *model = NULL, *output = NULL, *scheme = NULL, *fake = NULL;
-  long group = -1, threads = 0, max_shard = 0;
-  bool symmetric = false, asymmetric = false, force = false, quiet = false;
+  const char *model = NULL, *output = NULL, *scheme = NULL, *fake = NULL, *method = "rtn", *calib = NULL;
+  long group = -1, threads = 0, max_shard = 0, calib_n = 128, calib_ctx = 512;
+  double damp = 0.01;
+  bool symmetric = false, asymmetric = false, force = false, quiet = false, act_order = false;
   arg_spec specs[] = {
       {"model", ARG_STRING, &model},
       {"output", ARG_STRING, &output},
@@ -81,6 +111,12 @@ int cmd_quantize(int argc, char **argv) {
       {"max-shard-size", ARG_LONG, &max_shard},
       {"force", ARG_FLAG, &force},
       {"quiet", ARG_FLAG, &quiet},
+      {"method", ARG_STRING, &method},
+      {"calib", ARG_STRING, &calib},
+      {"calib-n", ARG_INT, &calib_n},
+      {"calib-ctx", ARG_INT, &calib_ctx},
+      {"damp", ARG_DOUBLE, &damp},
+      {"act-order", ARG_FLAG, &act_order},
   };
   int parsed = args_parse("quantize", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]));
   if (parsed == 1) {
@@ -94,6 +130,28 @@ int cmd_quantize(int argc, char **argv) {
   }
   if (symmetric && asymmetric) {
     fprintf(stderr, "rotq quantize: --symmetric and --asymmetric are exclusive\n");
+    return 2;
+  }
+  const bool gptq = strcasecmp(method, "gptq") == 0;
+  if (!gptq && strcasecmp(method, "rtn") != 0) {
+    fprintf(stderr, "rotq quantize: --method must be rtn or gptq, not '%s'\n", method);
+    return 2;
+  }
+  if (!gptq && (calib || act_order)) {
+    fprintf(stderr, "rotq quantize: --calib and --act-order apply to --method gptq only\n");
+    return 2;
+  }
+  if (gptq && !calib) {
+    fprintf(stderr, "rotq quantize: --method gptq needs calibration tokens: --calib FILE\n");
+    return 2;
+  }
+  if (act_order) {
+    fprintf(stderr, "rotq quantize: --act-order is not supported: rotq does not write compressed-tensors' "
+                    "activation ordering (weight_g_idx); GPTQ runs in column order\n");
+    return 2;
+  }
+  if (calib_n < 1 || calib_ctx < 1 || calib_ctx > 1000000 || !(damp > 0 && damp < 1)) {
+    fprintf(stderr, "rotq quantize: --calib-n and --calib-ctx must be positive and --damp in (0, 1)\n");
     return 2;
   }
   if (threads < 0 || max_shard < 0) {
@@ -120,14 +178,22 @@ int cmd_quantize(int argc, char **argv) {
       fprintf(stderr, "rotq quantize: unknown scheme '%s' (W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16, MXFP4A16)\n", scheme);
     return 2;
   }
-  if (!quiet && isatty(STDERR_FILENO)) o.progress = progress;
+  if (!quiet && isatty(STDERR_FILENO) && !gptq) o.progress = progress; /* GPTQ reports layers instead */
   struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   quantize_result r;
   rotq_error err = {{0}};
-  int rc = quantize_compressed(&o, &r, &err);
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  const gptq_settings g = {.calib_path = calib,
+                           .calib_n = (size_t)calib_n,
+                           .ctx = (int)calib_ctx,
+                           .damp = damp,
+                           .progress = !quiet && isatty(STDERR_FILENO) ? gptq_progress : NULL,
+                           .user = &start};
+  int rc = gptq ? quantize_compressed_gptq(&o, &g, &r, &err) : quantize_compressed(&o, &r, &err);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   if (rc < 0) {
@@ -135,9 +201,9 @@ int cmd_quantize(int argc, char **argv) {
     return 1;
   }
   if (!quiet)
-    printf("rotq quantize: wrote %s (%s, %s): %zu weights quantized, %zu tensors copied, %zu modules in ignore; "
+    printf("rotq quantize: wrote %s (%s, %s%s): %zu weights quantized, %zu tensors copied, %zu modules in ignore; "
            "%.1f MB -> %.1f MB\n",
-           output, ct_scheme_name(&o.scheme), ct_scheme_format(&o.scheme), r.quantized, r.copied, r.ignored + 1,
-           r.input_bytes / 1e6, r.output_bytes / 1e6);
+           output, ct_scheme_name(&o.scheme), ct_scheme_format(&o.scheme), gptq ? ", GPTQ" : "", r.quantized, r.copied,
+           r.ignored + 1, r.input_bytes / 1e6, r.output_bytes / 1e6);
   return 0;
 }

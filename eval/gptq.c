@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/pack.h"
+
 /* Columns per lazy batch when there are no groups (the reference's blocksize). */
 #define BATCH 128
 
@@ -87,17 +89,28 @@ static int inverse_cholesky_upper(double *h, int cols, rotq_error *err) {
   return 0;
 }
 
-int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *o, rotq_error *err) {
-  const double qmax = (double)((1 << (o->bits - 1)) - 1);
-  const int wanted_batch = o->group > 0 ? o->group : BATCH;
+/* How a GPTQ run quantizes: `group` computes the scales of rows × columns [first, first + count)
+ * from w's current values (called at the first column of each group, or once at column 0 with
+ * count = cols for one scale per row, before any error was spread); `value` quantizes w[row, col]
+ * = v and returns the value the quantized weight takes. */
+typedef struct column_quantizer {
+  void (*group)(void *context, const double *w, int rows, int cols, int first, int count);
+  double (*value)(void *context, int row, int col, double v);
+  void *context;
+  int group_size; /* 0: one scale per row */
+} column_quantizer;
+
+/* GPTQ of w [rows, cols] in place with h [cols, cols] (overwritten) and the quantizer q. */
+static int gptq_run(double *w, int rows, int cols, double *h, bool act_order, double damp_ratio,
+                    const column_quantizer *q, rotq_error *err) {
+  const int wanted_batch = q->group_size > 0 ? q->group_size : BATCH;
   const int batch = wanted_batch < cols ? wanted_batch : cols;
   int *perm = calloc((size_t)cols, sizeof(int));
   double *diag = malloc(sizeof(double) * cols);
-  double *scale = malloc(sizeof(double) * rows);          /* [rows] */
-  double *errors = malloc(sizeof(double) * rows * batch); /* [rows, batch] */
-  double *scratch = malloc(sizeof(double) * cols * cols); /* [cols, cols] */
+  double *errors = malloc(sizeof(double) * rows * batch);                    /* [rows, batch] */
+  double *scratch = act_order ? malloc(sizeof(double) * cols * cols) : NULL; /* [cols, cols], act_order's */
   int status = 0;
-  if (!perm || !diag || !scale || !errors || !scratch) {
+  if (!perm || !diag || !errors || (act_order && !scratch)) {
     status = rotq_fail(err, "GPTQ: out of memory for a [%d, %d] weight", rows, cols);
     goto done;
   }
@@ -113,7 +126,7 @@ int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *
     diag[i] = *hii;
     perm[i] = i;
   }
-  if (o->act_order) {
+  if (act_order) {
     if (decreasing_order(diag, cols, perm) != 0) {
       status = rotq_fail(err, "GPTQ: out of memory for a [%d, %d] weight", rows, cols);
       goto done;
@@ -122,7 +135,7 @@ int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *
     permute_hessian(h, cols, perm, scratch);
   }
   for (int i = 0; i < cols; i++) diag_sum += h[(size_t)i * cols + i];
-  double damp = o->damp * diag_sum / cols;
+  double damp = damp_ratio * diag_sum / cols;
   for (int i = 0; i < cols; i++) h[(size_t)i * cols + i] += damp;
   if (inverse_cholesky_upper(h, cols, err) != 0) {
     status = -1;
@@ -130,17 +143,17 @@ int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *
   }
   const double *u = h; /* [cols, cols] upper triangular */
 
-  if (o->group <= 0) row_scales(w, rows, cols, 0, cols, qmax, scale);
+  if (q->group_size <= 0) q->group(q->context, w, rows, cols, 0, cols);
   for (int first = 0; first < cols; first += batch) {
     int count = cols - first < batch ? cols - first : batch;
-    if (o->group > 0) row_scales(w, rows, cols, first, count, qmax, scale);
+    if (q->group_size > 0) q->group(q->context, w, rows, cols, first, count);
     for (int i = first; i < first + count; i++) {
       double d = u[(size_t)i * cols + i];
       for (int r = 0; r < rows; r++) {
         double *wr = w + (size_t)r * cols;
-        double q = quantize_value(wr[i], scale[r], qmax);
-        double e = (wr[i] - q) / d;
-        wr[i] = q;
+        double value = q->value(q->context, r, i, wr[i]);
+        double e = (wr[i] - value) / d;
+        wr[i] = value;
         errors[(size_t)r * batch + (i - first)] = e;
         /* the rest of the batch absorbs the error now; the columns after it, below */
         for (int j = i + 1; j < first + count; j++) wr[j] -= e * u[(size_t)i * cols + j];
@@ -151,13 +164,86 @@ int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, rest, count, -1, errors, batch,
                   u + (size_t)first * cols + first + count, cols, 1, w + first + count, cols);
   }
-  if (o->act_order) permute_columns(w, rows, cols, perm, true, scratch);
+  if (act_order) permute_columns(w, rows, cols, perm, true, scratch);
 
 done:
   free(perm);
   free(diag);
-  free(scale);
   free(errors);
   free(scratch);
   return status;
+}
+
+/* rotq eval's quantizer: symmetric, scale max |w| / qmax per row and group, kept in double. */
+typedef struct symmetric_quantizer {
+  double qmax;
+  double *scale; /* [rows], the current group's */
+} symmetric_quantizer;
+
+static void symmetric_group(void *context, const double *w, int rows, int cols, int first, int count) {
+  symmetric_quantizer *s = context;
+  row_scales(w, rows, cols, first, count, s->qmax, s->scale);
+}
+
+static double symmetric_value(void *context, int row, int col, double v) {
+  (void)col;
+  const symmetric_quantizer *s = context;
+  return quantize_value(v, s->scale[row], s->qmax);
+}
+
+int gptq_quantize(double *w, int rows, int cols, double *h, const gptq_options *o, rotq_error *err) {
+  symmetric_quantizer s = {.qmax = (double)((1 << (o->bits - 1)) - 1), .scale = malloc(sizeof(double) * rows)};
+  if (!s.scale) return rotq_fail(err, "GPTQ: out of memory for a [%d, %d] weight", rows, cols);
+  const column_quantizer q = {symmetric_group, symmetric_value, &s, o->group};
+  int status = gptq_run(w, rows, cols, h, o->act_order, o->damp, &q, err);
+  free(s.scale);
+  return status;
+}
+
+/* The compressed-tensors quantizer: the format's stored scales and zero points (eval/pack.h). */
+typedef struct format_quantizer {
+  const ct_scheme *scheme;
+  dtype t;
+  int cols;
+  int groups;     /* scales per row */
+  uint8_t *codes; /* [rows, cols] */
+  double *scale;  /* [rows, groups] */
+  int *zero;      /* [rows, groups] */
+  int current;    /* the group being quantized */
+} format_quantizer;
+
+static void format_group(void *context, const double *w, int rows, int cols, int first, int count) {
+  format_quantizer *f = context;
+  f->current = f->scheme->group > 0 ? first / f->scheme->group : 0;
+  for (int r = 0; r < rows; r++) {
+    size_t at = (size_t)r * f->groups + f->current;
+    int zero;
+    ct_int_params(f->scheme, w + (size_t)r * cols + first, (size_t)count, f->t, &f->scale[at], &zero);
+    f->zero[at] = zero;
+  }
+}
+
+static double format_value(void *context, int row, int col, double v) {
+  format_quantizer *f = context;
+  size_t at = (size_t)row * f->groups + f->current;
+  int code = ct_int_code(f->scheme, v, f->scale[at], f->zero[at]);
+  f->codes[(size_t)row * (size_t)f->cols + (size_t)col] = (uint8_t)code;
+  return ct_int_value(code, f->scale[at], f->zero[at], f->t);
+}
+
+int gptq_quantize_format(double *w, int rows, int cols, double *h, const ct_scheme *s, dtype t, double damp,
+                         uint8_t *codes, double *scale, int *zero, rotq_error *err) {
+  if (s->kind != CT_W4A16 && s->kind != CT_W8A8)
+    return rotq_fail(err, "GPTQ: scheme %s is not an int scheme (W4A16, W8A8)", ct_scheme_name(s));
+  if (s->group > 0 && cols % s->group != 0)
+    return rotq_fail(err, "GPTQ: group %d does not divide %d columns", s->group, cols);
+  format_quantizer f = {.scheme = s,
+                        .t = t,
+                        .cols = cols,
+                        .groups = (int)ct_groups(s, cols),
+                        .codes = codes,
+                        .scale = scale,
+                        .zero = zero};
+  const column_quantizer q = {format_group, format_value, &f, s->group};
+  return gptq_run(w, rows, cols, h, false, damp, &q, err);
 }

@@ -191,36 +191,48 @@ CLONES static void int_codes(const double *x, size_t n, double sc, double z, dou
   for (; i < n; i++) u[i] = (int)clamp(round_even(x[i] / sc) + z, qlo, qhi) + offset;
 }
 
-/* One group x[0..n) as unsigned codes u[0..n) (signed code + 2^(b−1)), its stored scale and, when
- * asymmetric, its unsigned zero point; fake[0..n) (or NULL) the decoded values. */
-static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
-                      double *fake) {
-  const int offset = 1 << (s->bits - 1);
-  double lo, hi, amax;
+void ct_int_params(const ct_scheme *s, const double *x, size_t n, dtype t, double *scale, int *zero) {
+  double lo, hi;
   range_of(x, n, &lo, &hi);
-  amax = hi > -lo ? hi : -lo;
   if (s->symmetric) {
-    const double qmax = offset - 1;
-    double sc = round_to(t, amax / qmax);
-    if (sc > 0)
-      int_codes(x, n, sc, 0, -qmax - 1, qmax, offset, u);
-    else
-      for (size_t i = 0; i < n; i++) u[i] = offset;
-    for (size_t i = 0; fake && i < n; i++) fake[i] = sc * (double)(u[i] - offset);
-    *scale = sc;
-    *zero = offset;
+    const double qmax = (1 << (s->bits - 1)) - 1;
+    *scale = round_to(t, (hi > -lo ? hi : -lo) / qmax);
+    *zero = 1 << (s->bits - 1);
     return;
   }
   const double qmax = (double)((1 << s->bits) - 1);
   double sc = round_to(t, (hi - lo) / qmax);
-  double z = sc > 0 ? clamp(round_even(-lo / sc), 0, qmax) : 0;
-  if (sc > 0)
-    int_codes(x, n, sc, z, 0, qmax, 0, u);
+  *scale = sc;
+  *zero = sc > 0 ? (int)clamp(round_even(-lo / sc), 0, qmax) : 0;
+}
+
+int ct_int_code(const ct_scheme *s, double v, double scale, int zero) {
+  if (!(scale > 0)) return zero;
+  const int offset = 1 << (s->bits - 1);
+  if (s->symmetric) return (int)clamp(round_even(v / scale), -offset, offset - 1) + offset;
+  return (int)clamp(round_even(v / scale) + zero, 0, (1 << s->bits) - 1);
+}
+
+double ct_int_value(int code, double scale, int zero, dtype t) { return round_to(t, scale * (double)(code - zero)); }
+
+/* One group x[0..n) as unsigned codes u[0..n) (ct_int_code's, four at a time), its stored scale and
+ * unsigned zero point (ct_int_params); fake[0..n) (or NULL) the decoded values before their
+ * rounding to the weight's dtype. */
+static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, int *u, double *scale, int *zero,
+                      double *fake) {
+  const int offset = 1 << (s->bits - 1);
+  double sc;
+  int z;
+  ct_int_params(s, x, n, t, &sc, &z);
+  if (!(sc > 0))
+    for (size_t i = 0; i < n; i++) u[i] = z;
+  else if (s->symmetric)
+    int_codes(x, n, sc, 0, -offset, offset - 1, offset, u);
   else
-    for (size_t i = 0; i < n; i++) u[i] = (int)z;
+    int_codes(x, n, sc, z, 0, (1 << s->bits) - 1, 0, u);
   for (size_t i = 0; fake && i < n; i++) fake[i] = sc * ((double)u[i] - z);
   *scale = sc;
-  *zero = (int)z;
+  *zero = z;
 }
 
 /* Packs the b-bit unsigned values u[0..n) densely into words (pack_to_int32: value i at bit
@@ -243,6 +255,32 @@ static void pack_bits(const int *u, int64_t n, int bits, int32_t *words) {
     word[0] |= (uint32_t)(v << (bit % 32));
     if (bit % 32 + (uint64_t)bits > 32) word[1] |= (uint32_t)(v >> (32 - bit % 32));
   }
+}
+
+void ct_pack_int_row(const ct_scheme *s, const int *u, int64_t cols, void *weight) {
+  if (s->kind == CT_W4A16)
+    pack_bits(u, cols, s->bits, weight);
+  else
+    for (int64_t i = 0; i < cols; i++) ((int8_t *)weight)[i] = (int8_t)(u[i] - (1 << (s->bits - 1)));
+}
+
+int ct_pack_zero_points(const ct_scheme *s, const int *zeros, int64_t n, int64_t groups, int32_t *zero) {
+  const int64_t words = packed_words(n, s->bits);
+  int *column = malloc((size_t)(n ? n : 1) * sizeof *column);
+  int32_t *packed = malloc((size_t)(words ? words : 1) * sizeof *packed);
+  if (!column || !packed) {
+    free(column);
+    free(packed);
+    return -1;
+  }
+  for (int64_t g = 0; g < groups; g++) { /* packed along the output dimension: column g of the zero points */
+    for (int64_t r = 0; r < n; r++) column[r] = zeros[r * groups + g];
+    pack_bits(column, n, s->bits, packed);
+    for (int64_t k = 0; k < words; k++) zero[k * groups + g] = packed[k];
+  }
+  free(column);
+  free(packed);
+  return 0;
 }
 
 uint8_t ct_e4m3_encode(double v) {
@@ -432,35 +470,15 @@ int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t col
   }
   int *u = malloc((size_t)cols * sizeof *u);
   int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
-  int *column = malloc((size_t)n * sizeof *column);
-  int32_t *packed = malloc((size_t)packed_words(n, s->bits) * sizeof *packed);
-  if (!u || !zeros || !column || !packed) {
-    free(u);
-    free(zeros);
-    free(column);
-    free(packed);
-    return -1;
-  }
-  for (int64_t r = 0; r < n; r++) {
+  int status = u && zeros ? 0 : -1;
+  for (int64_t r = 0; status == 0 && r < n; r++) {
     for (int64_t g = 0; g < groups; g++)
       int_group(s, w + r * cols + g * width, (size_t)width, t, u + g * width, &scale[r * groups + g],
                 &zeros[r * groups + g], fake ? fake + r * cols + g * width : NULL);
-    if (s->kind == CT_W4A16)
-      pack_bits(u, cols, s->bits, (int32_t *)weight + r * packed_words(cols, s->bits));
-    else
-      for (int64_t i = 0; i < cols; i++) ((int8_t *)weight)[r * cols + i] = (int8_t)(u[i] - (1 << (s->bits - 1)));
+    ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
   }
-  if (!s->symmetric) { /* packed along the output dimension: column g of the zero points */
-    const int64_t words = packed_words(n, s->bits);
-    for (int64_t g = 0; g < groups; g++) {
-      for (int64_t r = 0; r < n; r++) column[r] = zeros[r * groups + g];
-      pack_bits(column, n, s->bits, packed);
-      for (int64_t k = 0; k < words; k++) zero[k * groups + g] = packed[k];
-    }
-  }
-  free(column);
-  free(packed);
+  if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);
   free(u);
   free(zeros);
-  return 0;
+  return status;
 }

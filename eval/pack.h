@@ -107,6 +107,20 @@ int64_t ct_groups(const ct_scheme *s, int64_t cols);
 /* Returns -1 when out of memory. */
 int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
                      void *weight, double *scale, int32_t *zero, double *fake);
+/* The int schemes (W4A16, W8A8) one value at a time, as ct_quantize_rows computes them (GPTQ uses
+ * them: eval/gptq.h). ct_int_params: the stored scale (rounded to t) and the unsigned zero point
+ * (2^(b−1) when symmetric) of a group x[0..n). ct_int_code: the unsigned code of v (signed code +
+ * 2^(b−1) when symmetric); a group whose scale is 0 takes the zero point. ct_int_value: what a
+ * decoder computes from it, (code − zero)·scale rounded to t. */
+void ct_int_params(const ct_scheme *s, const double *x, size_t n, dtype t, double *scale, int *zero);
+int ct_int_code(const ct_scheme *s, double v, double scale, int zero);
+double ct_int_value(int code, double scale, int zero, dtype t);
+/* The stored bytes of one row of unsigned codes u[0..cols): packed int4 words (W4A16) or int8. */
+void ct_pack_int_row(const ct_scheme *s, const int *u, int64_t cols, void *weight);
+/* The packed zero-point words [⌈n/8⌉, groups] of rows [0, n) (n from a multiple of 8) from the
+ * unsigned zero points zeros [n, groups]; -1 when out of memory. */
+int ct_pack_zero_points(const ct_scheme *s, const int *zeros, int64_t n, int64_t groups, int32_t *zero);
+
 /* NVFP4A16's stored global scale of a weight whose max |W| is amax: float32(448·6 / amax), 1 when
  * that is not finite (compressed-tensors' generate_gparam). */
 double ct_nvfp4_global_scale(double amax);

@@ -219,8 +219,12 @@ static void TYPED(residual_add)(real *x, const real *delta, size_t count) {
 #include "model/mla_forward.h"
 #include "model/qwen3_next_forward.h"
 
-int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
-  if (s->model->hybrid) return TYPED(hybrid_forward)(s, tokens, n, logits, err); /* Nemotron-H */
+/* Decoder layers [first, last) of the pass of n tokens at positions s->length..: the residual
+ * stream enters as the embeddings of tokens (tokens not NULL) or as hidden [n, hidden]; it leaves
+ * as logits (logits not NULL, after the final norm and lm_head) or in hidden. An observer that ends
+ * the pass leaves both unset. */
+static int TYPED(forward_range)(model_session *s, const int32_t *tokens, real *hidden_in_out, int first, int last,
+                                int n, double *logits, rotq_error *err) {
   const model *m = s->model;
   const model_config *c = &m->config;
   const int hidden = c->hidden_size, intermediate = c->intermediate_size, vocab = c->vocab_size;
@@ -262,10 +266,15 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     cos_table[i] *= m->rope_scale, sin_table[i] *= m->rope_scale;
   if (m->inv_freq_local) rope_tables(m->inv_freq_local, head_dim / 2, pos, n, cos_local, sin_local);
   const real *embed = m->embed;
-  for (int t = 0; t < n; t++) memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
-  TYPED(embed_extras)(m, x, n, pos);
+  if (tokens) {
+    for (int t = 0; t < n; t++)
+      memcpy(x + (size_t)t * hidden, embed + (size_t)tokens[t] * hidden, sizeof(real) * hidden);
+    TYPED(embed_extras)(m, x, n, pos);
+  } else {
+    memcpy(x, hidden_in_out, sizeof(real) * n * hidden);
+  }
 
-  for (int l = 0; l < c->num_hidden_layers; l++) {
+  for (int l = first; l < last; l++) {
     const layer_weights *w = &m->layers[l];
     real *keys = (real *)s->key_cache + (size_t)l * s->max_tokens * kv_dim;     /* [max_tokens, kv_dim] */
     real *values = (real *)s->value_cache + (size_t)l * s->max_tokens * kv_dim; /* [max_tokens, kv_dim] */
@@ -345,6 +354,10 @@ int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logit
     TYPED(residual_add)(x, delta, (size_t)n * hidden);
   }
 
+  if (!logits) {
+    memcpy(hidden_in_out, x, sizeof(real) * n * hidden);
+    goto done;
+  }
   /* logits = lm_head(rmsnorm(x)), LOGIT_ROWS rows at a time, widened to double */
   TYPED(stream_norm)(m, xb, x, m->final_norm, m->final_norm_bias, n);
   for (int r = 0; r < n; r += LOGIT_ROWS) {
@@ -369,4 +382,14 @@ done:
   free(cos_local);
   free(sin_local);
   return status;
+}
+
+int TYPED(forward)(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err) {
+  if (s->model->hybrid) return TYPED(hybrid_forward)(s, tokens, n, logits, err); /* Nemotron-H */
+  return TYPED(forward_range)(s, tokens, NULL, 0, s->model->config.num_hidden_layers, n, logits, err);
+}
+
+int TYPED(forward_layer)(model_session *s, int layer, real *hidden, int n, rotq_error *err) {
+  if (s->model->hybrid) return rotq_fail(err, "%s: no single-layer forward pass", s->model->config.architecture);
+  return TYPED(forward_range)(s, NULL, hidden, layer, layer + 1, n, NULL, err);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "io/quantized.h"
 #include "model/gemma.h"
 #include "model/gpt_oss.h"
 #include "model/llama4.h"
@@ -326,6 +327,15 @@ static int read_weights(const checkpoint *ck, const architecture *arch, model *m
   return 0;
 }
 
+/* A variant whose layers model_forward's plain decoder layer computes from the tensors read_layer
+ * reads one to one (no fused projections, experts, latent attention or family extras). */
+static bool plain_decoder(const architecture *arch) {
+  const family_loader *f = arch->flags;
+  return arch->family->forward == FORWARD_DECODER && !f->moe && !f->fused_projections && !f->gemma && !f->mla &&
+         !f->gpt_oss && !f->llama4 && !f->qwen3_next && !f->partial_rotary && !f->qk_norm_from_config &&
+         !f->qkv_bias_from_config;
+}
+
 /* The widths of config.json against the tensors before anything is allocated from them: each
  * is the extent of some tensor, so none may exceed the largest (checkpoint_open checked the
  * layer count). */
@@ -364,13 +374,23 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
     checkpoint_close(&ck);
     return -1;
   }
+  const bool on_demand = options && options->layers_on_demand;
+  if (on_demand && !plain_decoder(arch)) {
+    rotq_fail(err,
+              "%s: architecture '%s' cannot be loaded a layer at a time (only the LLaMA-layout decoders: "
+              "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
+              ck.config.path, ck.config.architecture);
+    checkpoint_close(&ck);
+    return -1;
+  }
   model *m = calloc(1, sizeof *m);
-  if (m) {
+  if (m && on_demand) m->source = malloc(sizeof *m->source);
+  if (m && (!on_demand || m->source)) {
     m->layers = calloc((size_t)ck.config.num_hidden_layers, sizeof *m->layers);
     m->inv_freq = malloc(sizeof(double) * (size_t)(ck.config.head_dim / 2 + 1));
   }
   int status = -1;
-  if (!m || !m->layers || !m->inv_freq) {
+  if (!m || !m->layers || !m->inv_freq || (on_demand && !m->source)) {
     rotq_fail(err, "%s: out of memory", dir);
   } else {
     m->f32 = options && options->f32;
@@ -385,7 +405,8 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
                 activation_quant_resolve(options ? &options->quant : NULL, ck.config.head_dim, &m->quant, err) != 0 ||
                 (nemotron_h && nemotron_h_configure(&ck, m, err) != 0) ||
                 (arch->flags->mla && mla_configure(&ck.config, &m->rope_interleave, err) != 0) ||
-                (opt          ? opt_read_weights(&ck, f, m, err)
+                (on_demand    ? 0
+                 : opt        ? opt_read_weights(&ck, f, m, err)
                  : nemotron_h ? nemotron_h_read_weights(&ck, f, m, err)
                               : read_weights(&ck, arch, m, err)) != 0 ||
                 (gemma && gemma_configure(&ck, f, gemma, m, err) != 0) ||
@@ -404,12 +425,18 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
       if (m->layers[l].moe && online_hooks_active(m->online, ONLINE_SITE_DOWN_PROJ, l))
         status = rotq_fail(err, "%s: online R4 on the MoE block of layer %d is not supported", dir, l);
   }
-  /* The model keeps config.json; the mapped shards are no longer needed. */
+  /* The model keeps config.json; the mapped shards are no longer needed (but to read the layers on
+   * demand: then the model keeps the open checkpoint, its config moved out). */
   if (m) {
     m->config = ck.config;
     memset(&ck.config, 0, sizeof ck.config);
   }
-  checkpoint_close(&ck);
+  if (m && m->source) {
+    *m->source = ck;
+    checkpoint_release(m->source);
+  } else {
+    checkpoint_close(&ck);
+  }
   if (status != 0) {
     model_free(m);
     return -1;
@@ -418,24 +445,83 @@ int model_load(const char *dir, const model_options *options, model **out, rotq_
   return 0;
 }
 
+/* The open checkpoint of a layers_on_demand model with its config (moved into the model) back in
+ * place, as read_layer reads it: a shallow copy, never closed. */
+static checkpoint source_view(const model *m) {
+  checkpoint ck = *m->source;
+  ck.config = m->config;
+  return ck;
+}
+
+int model_load_layer(model *m, int layer, rotq_error *err) {
+  if (!m->source) return rotq_fail(err, "the model was not loaded with layers_on_demand");
+  if (layer < 0 || layer >= m->config.num_hidden_layers)
+    return rotq_fail(err, "decoder layer %d: the model has %d", layer, m->config.num_hidden_layers);
+  architecture arch;
+  if (!find_architecture(m->config.architecture, &arch))
+    return rotq_fail(err, "architecture '%s' is not supported", m->config.architecture);
+  model_free_layer(m, layer);
+  checkpoint ck = source_view(m);
+  int status = read_layer(&ck, &arch, m->f32, layer, &m->layers[layer], err);
+  checkpoint_release(m->source);
+  if (status != 0) model_free_layer(m, layer);
+  return status;
+}
+
+int model_embed(const model *m, const int32_t *tokens, int n, void *x, rotq_error *err) {
+  const int64_t hidden = m->config.hidden_size, vocab = m->config.vocab_size;
+  const size_t element = m->f32 ? sizeof(float) : sizeof(double);
+  const st_tensor *t = NULL;
+  if (m->source) {
+    architecture arch;
+    char name[160];
+    if (!find_architecture(m->config.architecture, &arch))
+      return rotq_fail(err, "architecture '%s' is not supported", m->config.architecture);
+    snprintf(name, sizeof name, "%s.weight", arch.family->embed);
+    t = checkpoint_find(m->source, name);
+    if (!t || t->ndim != 2 || t->shape[0] != vocab || t->shape[1] != hidden)
+      return rotq_fail(err, "%s: tensor '%s' is missing or not [%lld, %lld]", m->source->dir, name, (long long)vocab,
+                       (long long)hidden);
+  }
+  for (int i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= vocab)
+      return rotq_fail(err, "token id %d at position %d is outside the vocabulary [0, %lld)", (int)tokens[i], i,
+                       (long long)vocab);
+    char *row = (char *)x + (size_t)i * (size_t)hidden * element;
+    if (!t)
+      memcpy(row, (const char *)m->embed + (size_t)tokens[i] * (size_t)hidden * element, (size_t)hidden * element);
+    else if (m->f32)
+      st_to_f32(t, (size_t)tokens[i] * (size_t)hidden, (size_t)hidden, (float *)row);
+    else
+      st_to_f64(t, (size_t)tokens[i] * (size_t)hidden, (size_t)hidden, (double *)row);
+  }
+  if (m->source) checkpoint_release(m->source);
+  return 0;
+}
+
+void model_free_layer(model *m, int layer) {
+  layer_weights *w = &m->layers[layer];
+  void *weights[] = {w->attn_norm, w->wq, w->bq,       w->wk,     w->bk,     w->wv,   w->bv,   w->q_norm, w->k_norm,
+                     w->wo,        w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down, w->b_down};
+  for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
+  moe_free(w->moe);
+  mla_free(w->mla);
+  free(w->sinks);
+  free(w->post_attn_norm);
+  free(w->post_mlp_norm);
+  free(w->attn_norm_bias);
+  free(w->mlp_norm_bias);
+  mamba_free(w->mamba);
+  free(w->wq_gate);
+  free(w->bq_gate);
+  deltanet_free(w->deltanet);
+  *w = (layer_weights){0};
+}
+
 void model_free(model *m) {
   if (!m) return;
   for (int l = 0; m->layers && l < m->config.num_hidden_layers; l++) {
-    layer_weights *w = &m->layers[l];
-    void *weights[] = {w->attn_norm, w->wq, w->bq,       w->wk,     w->bk,     w->wv,   w->bv,   w->q_norm, w->k_norm,
-                       w->wo,        w->bo, w->mlp_norm, w->w_gate, w->b_gate, w->w_up, w->b_up, w->w_down, w->b_down};
-    for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) free(weights[i]);
-    moe_free(w->moe);
-    mla_free(w->mla);
-    free(w->sinks);
-    free(w->post_attn_norm);
-    free(w->post_mlp_norm);
-    free(w->attn_norm_bias);
-    free(w->mlp_norm_bias);
-    mamba_free(w->mamba);
-    free(w->wq_gate);
-    free(w->bq_gate);
-    deltanet_free(w->deltanet);
+    model_free_layer(m, l);
   }
   free(m->layers);
   if (m->lm_head != m->embed) free(m->lm_head);
@@ -450,6 +536,8 @@ void model_free(model *m) {
   free(m->positions);
   online_hooks_free(m->online);
   model_config_free(&m->config);
+  if (m->source) checkpoint_close(m->source);
+  free(m->source);
   free(m);
 }
 

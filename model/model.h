@@ -42,6 +42,11 @@ typedef struct model_options {
   /* Qwen3-Next: tokens per chunk of the gated delta rule (model/qwen3_next.h); 0 = 64, as
    * transformers' prefill; 1 = the token recurrence. The forms agree to rounding. */
   int delta_rule_chunk;
+  /* Load no weights but the configuration (and online rotations): the decoder layers are read one at
+   * a time with model_load_layer, the embeddings with model_embed (rotq quantize --method gptq).
+   * The LLaMA-layout decoders only (Llama, Mistral, Qwen2, Qwen3: model_forward's plain layer);
+   * other architectures are refused, named. model_forward cannot run such a model. */
+  bool layers_on_demand;
 } model_options;
 
 typedef struct model model;
@@ -65,6 +70,14 @@ int model_set_activation_quant(model *m, const activation_quant *quant, rotq_err
 /* logits [n, vocab] (row-major doubles) of tokens[0..n) at positions 0..n-1, fresh sequence. */
 int model_forward(model *m, const int32_t *tokens, int n, double *logits, rotq_error *err);
 
+/* A model loaded with layers_on_demand: reads decoder layer `layer`'s weights from the checkpoint
+ * (releasing the checkpoint's mapped pages afterwards) / frees them again. */
+int model_load_layer(model *m, int layer, rotq_error *err);
+void model_free_layer(model *m, int layer);
+/* x [n, hidden] ← the embeddings of tokens (in the compute type: doubles, or floats with f32), read
+ * from the checkpoint of a layers_on_demand model or from the loaded table. */
+int model_embed(const model *m, const int32_t *tokens, int n, void *x, rotq_error *err);
+
 /* Incremental decoding with a KV cache of max_tokens positions. */
 typedef struct model_session model_session;
 model_session *model_session_new(model *m, int max_tokens, rotq_error *err);
@@ -73,6 +86,10 @@ model_session *model_session_new(model *m, int max_tokens, rotq_error *err);
 int model_session_forward(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err);
 /* model_session_forward of one token; logits [vocab]. */
 int model_session_step(model_session *s, int32_t token, double *logits, rotq_error *err);
+/* Decoder layer `layer` alone (its weights loaded) on the residual stream x [n, hidden] of the
+ * compute type, in place, at positions length..length+n−1 of the session; the session's length is
+ * not advanced (length 0: a fresh sequence). An observer that ends the pass leaves x unchanged. */
+int model_session_layer(model_session *s, int layer, void *x, int n, rotq_error *err);
 /* Number of tokens in the cache. */
 int model_session_length(const model_session *s);
 void model_session_free(model_session *s);

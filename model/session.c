@@ -48,6 +48,21 @@ int model_session_forward(model_session *s, const int32_t *tokens, int n, double
   return status;
 }
 
+int model_session_layer(model_session *s, int layer, void *x, int n, rotq_error *err) {
+  const model *m = s->model;
+  if (n < 1) return rotq_fail(err, "no tokens to run");
+  if (n > s->max_tokens - s->length)
+    return rotq_fail(err, "%d more tokens overflow the session's cache (%d of %d positions used)", n, s->length,
+                     s->max_tokens);
+  if (layer < 0 || layer >= m->config.num_hidden_layers || !m->layers[layer].attn_norm)
+    return rotq_fail(err, "decoder layer %d is not loaded", layer);
+  rotation_scratch_recover(true);
+  int status = m->f32 ? forward_layer_f32(s, layer, x, n, err) : forward_layer_f64(s, layer, x, n, err);
+  if (rotation_scratch_failed() && status == 0) status = rotq_fail(err, "out of memory (online rotation scratch)");
+  rotation_scratch_recover(false);
+  return status;
+}
+
 int model_session_step(model_session *s, int32_t token, double *logits, rotq_error *err) {
   return model_session_forward(s, &token, 1, logits, err);
 }

@@ -92,6 +92,9 @@ struct model {
   linear_input_observer observe; /* NULL, or called at each decoder linear's input */
   void *observe_user;
   struct online_hooks *online; /* activation halves of the online rotations, or NULL */
+  /* model_options.layers_on_demand: the open checkpoint the layers are read from (model_load_layer),
+   * its config moved to `config`; NULL when every weight was loaded. */
+  struct checkpoint *source;
 };
 
 struct model_session {
@@ -106,5 +109,9 @@ struct model_session {
  * fills the caches and logits [n, vocab]; does not advance s->length. -1 only when out of memory. */
 int forward_f64(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err);
 int forward_f32(model_session *s, const int32_t *tokens, int n, double *logits, rotq_error *err);
+/* Decoder layer `layer` alone on the residual stream hidden [n, hidden] (in place), positions
+ * s->length..; does not advance s->length. An observer that ends the pass leaves hidden unset. */
+int forward_layer_f64(model_session *s, int layer, double *hidden, int n, rotq_error *err);
+int forward_layer_f32(model_session *s, int layer, float *hidden, int n, rotq_error *err);
 
 #endif

@@ -214,7 +214,8 @@ typedef struct weight_job {
   const planned_tensor *e;
   st_writer *writer, *fake_writer;
   const volatile sig_atomic_t *cancel;
-  double global_amax; /* NVFP4A16: max |W| */
+  const quantize_source *source; /* NULL: RTN */
+  double global_amax;            /* NVFP4A16: max |W| */
   /* NULL: the rows come from the input tensor's mapping; else rows [rows_begin, rows_end) of the
    * weight, in its dtype (the rotation stream's output) */
   const void *rows;
@@ -236,8 +237,11 @@ static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const st_tensor *t = j->e->t;
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
-  if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
+  if (j->source) {
+    if (j->source->rows(j->source->context, t, r0, n, weight, scale, zero, fake, err) < 0) return -1;
+  } else if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0) {
     return rotq_fail(err, "tensor '%s': out of memory", t->name);
+  }
   const bool byte_scales = j->scheme->kind == CT_NVFP4A16 || j->scheme->kind == CT_MXFP4A16;
   const int block = j->scheme->block; /* FP8_BLOCK: a row of scales per block of rows */
   const int64_t scale_rows = block ? (n + block - 1) / block : n, scale_r0 = block ? r0 / block : r0;
@@ -382,7 +386,9 @@ static int quantize_weight(const quantize_options *o, plan *p, planned_tensor *e
                   .writer = writer,
                   .fake_writer = fake_writer,
                   .cancel = o->cancel,
+                  .source = o->source,
                   .rows_end = e->t->shape[0]};
+  if (o->source && o->source->prepare(o->source->context, e->t, e->layer, err) < 0) return -1;
   atomic_init(&j.failed, 0);
   atomic_flag_clear(&j.error_taken);
   if (o->scheme.kind == CT_NVFP4A16 && fused_amax(p, e, &j.global_amax) < 0)

@@ -24,6 +24,18 @@
 /* The compressed-tensors version whose format rotq writes (read from its source). */
 #define QUANTIZE_COMPRESSED_TENSORS_VERSION "0.20.1"
 
+/* Where the quantized weights come from when not from RTN (rotq quantize --method gptq,
+ * rotate/quantize_gptq.h). prepare is called once before each quantized weight is written, serially
+ * and in the written order (by decoder layer, then name); rows then for its rows [r0, r0 + n), from
+ * the worker threads (disjoint rows, concurrently), and fills what ct_quantize_rows fills: weight,
+ * scale (rounded to t's dtype), zero (asymmetric), fake (NULL, or the decoded values). */
+typedef struct quantize_source {
+  int (*prepare)(void *context, const st_tensor *t, int layer, rotq_error *err);
+  int (*rows)(void *context, const st_tensor *t, int64_t r0, int64_t n, void *weight, double *scale, int32_t *zero,
+              double *fake, rotq_error *err);
+  void *context;
+} quantize_source;
+
 typedef struct quantize_options {
   const char *model_dir;
   const char *output_dir;
@@ -42,6 +54,8 @@ typedef struct quantize_options {
   /* Notices (a stale partial output of a killed run removed) go here; NULL drops them. */
   rotq_log_fn log;
   void *log_context;
+  /* NULL: RTN; else the quantized weights' codes and scales come from it (int schemes only). */
+  const quantize_source *source;
   /* After each tensor (may be NULL). */
   void (*progress)(size_t done, size_t total, void *user);
   void *user;

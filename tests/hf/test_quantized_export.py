@@ -62,6 +62,16 @@ CASES = [
     ("gpt_oss", "bfloat16", ["--scheme", "W4A16", "--group-size", "16"]),
     ("llama4", "bfloat16", ["--scheme", "FP8"]),
     ("qwen3_next", "bfloat16", ["--scheme", "W4A16", "--group-size", "16"]),
+    # GPTQ (--method gptq, calibration tokens drawn below): its codes and scales, decoded by each
+    # decoder, must equal its own --fake-quant-output just as RTN's do
+    ("llama", "bfloat16", ["--scheme", "W4A16", "--group-size", "16", "--method", "gptq", "--calib", "@calib"]),
+    ("llama", "float64", ["--scheme", "W4A16", "--group-size", "16", "--method", "gptq", "--calib", "@calib"]),
+    ("llama", "bfloat16", ["--scheme", "W4A16", "--group-size", "32", "--asymmetric", "--method", "gptq",
+                           "--calib", "@calib"]),
+    ("qwen2", "bfloat16", ["--scheme", "W8A8", "--method", "gptq", "--calib", "@calib"]),
+    ("qwen3", "float32", ["--scheme", "W4A16", "--group-size", "16", "--method", "gptq", "--calib", "@calib"]),
+    ("mistral", "bfloat16", ["--scheme", "W4A16", "--group-size", "16", "--asymmetric", "--method", "gptq",
+                             "--calib", "@calib"]),
 ]
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -83,11 +93,23 @@ def source(name, dtype, workdir):
 
 def case_id(case):
     name, dtype, args = case
-    return "-".join([name, dtype] + [a.lstrip("-") for a in args if a != "--scheme"])
+    return "-".join([name, dtype] + [a.lstrip("-") for a in args if a not in ("--scheme", "--calib", "@calib")])
+
+
+def calibration_file(workdir, vocab=256, segments=6, length=40):
+    """GPTQ's calibration tokens: uint16 ids below the families' vocab, each segment from BOS (1)."""
+    path = workdir / "calib.u16"
+    if not path.exists():
+        g = torch.Generator().manual_seed(5)
+        ids = torch.randint(2, vocab, (segments, length), generator=g)
+        ids[:, 0] = 1
+        path.write_bytes(ids.to(torch.int32).numpy().astype("<u2").tobytes())
+    return str(path)
 
 
 def quantize(case, workdir):
     name, dtype, args = case
+    args = [calibration_file(workdir) if a == "@calib" else a for a in args]
     model = source(name, dtype, workdir)
     out = str(workdir / case_id(case))
     status, stderr = oracle.rotq("quantize", "--model", model, "--output", out, "--fake-quant-output", out + "-fake",
