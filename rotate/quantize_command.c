@@ -196,15 +196,39 @@ static void job_fail(weight_job *j, rotq_error *err) {
   atomic_store(&j->failed, 1);
 }
 
-/* Quantizes rows [r0, r0 + n) of j's weight, given as doubles in w, and writes every part's bytes
- * for them (and the fake-quantized rows to j->fake_writer when set). */
-static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
-                          void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
+/* Quantizes rows [r0, r0 + n) of j's weight, given as bytes of its dtype in src, a row block
+ * (ct_row_block rows) at a time: refused when not finite, converted into w ([row block, cols]
+ * doubles, so that they are quantized while in cache) and quantized into the chunk's buffers. */
+static int quantize_rows_from(weight_job *j, int64_t r0, int64_t n, const unsigned char *src, double *w, void *weight,
+                              double *scale, int32_t *zero, double *fake, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols), step = ct_row_block(j->scheme);
+  const size_t element = dtype_size(t->dtype);
+  for (int64_t b0 = 0; b0 < n; b0 += step) {
+    const int64_t m = n - b0 < step ? n - b0 : step;
+    const unsigned char *at = src + (size_t)(b0 * cols) * element;
+    size_t bad = first_non_finite(t->dtype, at, (size_t)(m * cols));
+    if (bad < (size_t)(m * cols)) /* RTN has no code for it: refuse, as rotate does */
+      return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name,
+                       (size_t)((r0 + b0) * cols) + bad, (long long)(r0 + b0 + (int64_t)bad / cols));
+    dtype_to_f64(t->dtype, at, w, (size_t)(m * cols));
+    const int64_t scale_at = (j->scheme->block ? b0 / j->scheme->block : b0) * groups;
+    if (ct_quantize_rows(j->scheme, w, m, cols, t->dtype, j->global_amax,
+                         (unsigned char *)weight + ct_weight_bytes(j->scheme, b0, cols), scale + scale_at,
+                         zero + (size_t)(b0 * j->scheme->bits / 32) * (size_t)groups,
+                         fake ? fake + b0 * cols : NULL) < 0)
+      return rotq_fail(err, "tensor '%s': out of memory", t->name);
+  }
+  return 0;
+}
+
+/* Writes every part's bytes for rows [r0, r0 + n) of j's weight, quantized by quantize_rows_from
+ * (and the fake-quantized rows to j->fake_writer when set). */
+static int quantize_write(weight_job *j, int64_t r0, int64_t n, void *weight, double *scale, void *scale_bytes,
+                          int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
   const st_tensor *t = j->e->t;
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
-  if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0)
-    return rotq_fail(err, "tensor '%s': out of memory", t->name);
   const bool byte_scales = j->scheme->kind == CT_NVFP4A16 || j->scheme->kind == CT_MXFP4A16;
   const int block = j->scheme->block; /* FP8_BLOCK: a row of scales per block of rows */
   const int64_t scale_rows = block ? (n + block - 1) / block : n, scale_r0 = block ? r0 / block : r0;
@@ -257,13 +281,9 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const size_t element = dtype_size(t->dtype);
   const unsigned char *src = j->rows ? (const unsigned char *)j->rows + (size_t)((r0 - j->rows_begin) * cols) * element
                                      : (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
-  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
-  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
-    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
-                     (long long)(r0 + (int64_t)bad / cols));
-  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+  int rc = quantize_rows_from(j, r0, n, src, w, weight, scale, zero, fake, err);
   if (!j->rows) st_release(src, (size_t)(n * cols) * element);
-  return quantize_write(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
+  return rc < 0 ? -1 : quantize_write(j, r0, n, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
 }
 
 /* parallel_for body: chunks [begin, end) of ROWS_PER_CHUNK rows. */
@@ -272,7 +292,8 @@ static void quantize_chunks(void *context, size_t begin, size_t end) {
   const st_tensor *t = j->e->t;
   const int64_t rows = j->rows_end, cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t cells = (size_t)(ROWS_PER_CHUNK * cols);
-  double *w = malloc(cells * sizeof *w), *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
+  double *w = malloc((size_t)(ct_row_block(j->scheme) * cols) * sizeof *w),
+         *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
   void *weight = malloc(ct_weight_bytes(j->scheme, ROWS_PER_CHUNK, cols));
   double *scale = malloc((size_t)(ROWS_PER_CHUNK * groups) * sizeof *scale);
   void *scale_bytes = malloc((size_t)(ROWS_PER_CHUNK * groups) * 8);
