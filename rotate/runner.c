@@ -287,6 +287,12 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   char timing[600];
   processor_timing(&p, timing, sizeof timing);
   log_message(&log, ROTQ_LOG_DEBUG, "%s", timing);
+  if (quant) {
+    size_t peak_held, peak_pool;
+    quantize_stream_memory(quant, NULL, &peak_held, &peak_pool);
+    log_message(&log, ROTQ_LOG_DEBUG, "quantize: rotated rows held at most %.1f MB at once (buffers %.1f MB)",
+                (double)peak_held / 1e6, (double)peak_pool / 1e6);
+  }
   p.context.quant = NULL;
   quantize_stream_free(quant);
   processor_free(&p);
