@@ -55,10 +55,12 @@ static const char *help =
     "  --quantize SCHEME  quantize (RTN) the decoder layers' Linear weights as they are rotated and\n"
     "                     write the compressed-tensors checkpoint vLLM serves, in one read and one\n"
     "                     write: W4A16 (pack-quantized), W8A8 (int-quantized), FP8 or FP8_BLOCK\n"
-    "                     (float-quantized) or MXFP4A16 (mxfp4-pack-quantized);\n"
-    "                     the same bytes as rotq rotate then rotq quantize --scheme SCHEME. The\n"
-    "                     in-stream check proves the rotation of the values quantized (read back from\n"
-    "                     memory); the whole-model check does not run. NVFP4A16: rotate, then quantize\n"
+    "                     (float-quantized), NVFP4A16 (nvfp4-pack-quantized; each fused q/k/v or\n"
+    "                     gate/up group is held in memory until complete, for its joint global\n"
+    "                     scale) or MXFP4A16 (mxfp4-pack-quantized); the same bytes as rotq rotate\n"
+    "                     then rotq quantize --scheme SCHEME. The in-stream check proves the rotation\n"
+    "                     of the values quantized (the rotated rows, held in memory until their layer\n"
+    "                     is checked); the whole-model check does not run\n"
     "  --group-size N     with --quantize W4A16: input columns per scale (default 128)\n"
     "  --asymmetric       with --quantize W4A16: zero points\n"
     "  --quiet            no progress line, warnings or summary on stderr\n\n"
@@ -141,9 +143,9 @@ int cmd_rotate(int argc, char **argv) {
   }
   if (quantize && strcasecmp(quantize, "W4A16") != 0 && strcasecmp(quantize, "W8A8") != 0 &&
       strcasecmp(quantize, "FP8") != 0 && strcasecmp(quantize, "FP8_BLOCK") != 0 &&
-      strcasecmp(quantize, "MXFP4A16") != 0) {
-    fprintf(stderr, "rotq rotate: --quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not '%s'%s\n", quantize,
-            strcasecmp(quantize, "NVFP4A16") == 0 ? " (NVFP4A16: rotq rotate, then rotq quantize)" : "");
+      strcasecmp(quantize, "NVFP4A16") != 0 && strcasecmp(quantize, "MXFP4A16") != 0) {
+    fprintf(stderr, "rotq rotate: --quantize takes W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16 or MXFP4A16, not '%s'\n",
+            quantize);
     return 2;
   }
   if ((group || asymmetric) && !(quantize && strcasecmp(quantize, "W4A16") == 0)) {

@@ -110,10 +110,10 @@ typedef struct rotq_rotate_options {
    * and heads rotations block-diagonal, no block straddling a quantization group of b values (the
    * config's block_size, replaced); 0 = the config's (the built-ins: full size); -1 = full size. */
   int block_size;
-  /* NULL, or "W4A16" | "W8A8" | "FP8" | "FP8_BLOCK" | "MXFP4A16": the decoder layers' Linear weights quantized (RTN) as
-   * they are rotated and written in the compressed-tensors format vLLM serves, in one read and one write
-   * (docs/quantize.md): the same bytes as rotq_rotate then `rotq quantize` with the scheme. quantize_group: W4A16's
-   * group size (0 = 128); quantize_asymmetric: W4A16 with zero points. */
+  /* NULL, or "W4A16" | "W8A8" | "FP8" | "FP8_BLOCK" | "NVFP4A16" | "MXFP4A16": the decoder layers' Linear weights
+   * quantized (RTN) as they are rotated and written in the compressed-tensors format vLLM serves, in one read and one
+   * write (docs/quantize.md): the same bytes as rotq_rotate then `rotq quantize` with the scheme. quantize_group:
+   * W4A16's group size (0 = 128); quantize_asymmetric: W4A16 with zero points. */
   const char *quantize;
   int quantize_group;
   int quantize_asymmetric;

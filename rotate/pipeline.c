@@ -39,8 +39,9 @@ typedef struct range {
 #define READ_WINDOW ((size_t)1024 << 20)
 #define READ_STEP ((size_t)2 << 20)
 
-/* Marks a checker's output index as one of the shadow writer's (transform_context.shadow). */
-#define SHADOW_OUTPUT (((size_t)-1 >> 1) + 1)
+/* Marks a checker's output as a quantized weight's quantize_stream handle: its rotated rows are
+ * held in memory for the check (quantize_stream_keep_rows), let go once it is checked. */
+#define HELD_OUTPUT (((size_t)-1 >> 1) + 1)
 
 /* The check of a written batch, running beside the next one, then its eviction. */
 typedef struct checker {
@@ -198,8 +199,8 @@ static void *check_loop(void *arg) {
   rotation_scratch_recover(false);
   for (size_t i = 0; i < c->count; i++) { /* the batch's input and output leave the page cache */
     checkpoint_forget(pl->ctx->ck, c->sources[i], c->source_bytes[i]);
-    if (c->outputs[i] & SHADOW_OUTPUT) /* a quantized weight's rotated values, read back: freed */
-      st_writer_discard_tensor(pl->ctx->shadow, c->outputs[i] & ~SHADOW_OUTPUT);
+    if (c->outputs[i] & HELD_OUTPUT) /* a quantized weight's rotated values, checked: let go */
+      quantize_stream_release(pl->ctx->quant, (long)(c->outputs[i] & ~HELD_OUTPUT));
     else
       st_writer_drop_tensor(pl->ctx->writer, c->outputs[i]);
   }
@@ -371,17 +372,14 @@ static int read_rows(const pipeline *pl, const tensor_plan *plan, size_t begin, 
 }
 
 /* Writes rows [begin, end) of plan's output, given as bytes of plan->out_dtype: to the writer, or
- * (rotq rotate --quantize) quantized into the output writer and, for the in-stream check, also
- * as they are to the shadow writer. */
+ * (rotq rotate --quantize) to the quantizer, which writes them quantized into the output writer
+ * (and holds them for the in-stream check, quantize_stream_keep_rows). */
 static int write_rows(const transform_context *ctx, const tensor_plan *plan, size_t begin, size_t end,
                       const void *bytes, rotq_error *err) {
   const size_t row_bytes = plan->cols * dtype_size(plan->out_dtype);
   if (plan->quant_index < 0)
     return st_writer_write_part(ctx->writer, plan->output_index, begin * row_bytes, bytes, (end - begin) * row_bytes,
                                 err);
-  if (ctx->shadow && st_writer_write_part(ctx->shadow, plan->output_index, begin * row_bytes, bytes,
-                                          (end - begin) * row_bytes, err) < 0)
-    return -1;
   return quantize_stream_rows(ctx->quant, plan->quant_index, (int64_t)begin, (int64_t)(end - begin), bytes, err);
 }
 
@@ -531,7 +529,8 @@ static int start_check(pipeline *pl, const batch *b, pipeline_check check, void 
   for (size_t i = 0; i < b->job_count; i++) {
     c->sources[i] = b->jobs[i].plan.source->data;
     c->source_bytes[i] = b->jobs[i].plan.source->nbytes;
-    c->outputs[i] = b->jobs[i].plan.output_index | (b->jobs[i].plan.quant_index >= 0 ? SHADOW_OUTPUT : 0);
+    const tensor_plan *plan = &b->jobs[i].plan;
+    c->outputs[i] = plan->quant_index >= 0 ? (size_t)plan->quant_index | HELD_OUTPUT : plan->output_index;
   }
   c->count = b->job_count;
   c->check = check, c->user = user, c->batch = batch_id, c->status = 0;

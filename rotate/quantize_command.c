@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,18 +231,52 @@ static void job_fail(weight_job *j, rotq_error *err) {
   atomic_store(&j->failed, 1);
 }
 
-/* Quantizes rows [r0, r0 + n) of j's weight, given as doubles in w, and writes every part's bytes
- * for them (and the fake-quantized rows to j->fake_writer when set). */
-static int quantize_write(weight_job *j, int64_t r0, int64_t n, double *w, void *weight, double *scale,
-                          void *scale_bytes, int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
+/* Quantizes rows [r0, r0 + n) of j's weight, given as bytes of its dtype in src, a row block
+ * (ct_row_block rows) at a time: refused when not finite, converted into w ([row block, cols]
+ * doubles, so that they are quantized while in cache) and quantized into the chunk's buffers. */
+static int quantize_rows_from(weight_job *j, int64_t r0, int64_t n, const unsigned char *src, double *w, void *weight,
+                              double *scale, int32_t *zero, double *fake, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols), step = ct_row_block(j->scheme);
+  const size_t element = dtype_size(t->dtype);
+  for (int64_t b0 = 0; b0 < n; b0 += step) {
+    const int64_t m = n - b0 < step ? n - b0 : step;
+    const unsigned char *at = src + (size_t)(b0 * cols) * element;
+    size_t bad = first_non_finite(t->dtype, at, (size_t)(m * cols));
+    if (bad < (size_t)(m * cols)) /* RTN has no code for it: refuse, as rotate does */
+      return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name,
+                       (size_t)((r0 + b0) * cols) + bad, (long long)(r0 + b0 + (int64_t)bad / cols));
+    dtype_to_f64(t->dtype, at, w, (size_t)(m * cols));
+    const int64_t scale_at = (j->scheme->block ? b0 / j->scheme->block : b0) * groups;
+    if (ct_quantize_rows(j->scheme, w, m, cols, t->dtype, j->global_amax,
+                         (unsigned char *)weight + ct_weight_bytes(j->scheme, b0, cols), scale + scale_at,
+                         zero + (size_t)(b0 * j->scheme->bits / 32) * (size_t)groups,
+                         fake ? fake + b0 * cols : NULL) < 0)
+      return rotq_fail(err, "tensor '%s': out of memory", t->name);
+  }
+  return 0;
+}
+
+/* Rows [r0, r0 + n) of j's weight as j->source (GPTQ) quantized them; the input rows in src are
+ * refused when not finite, as RTN refuses them. */
+static int source_rows(weight_job *j, int64_t r0, int64_t n, const unsigned char *src, void *weight, double *scale,
+                       int32_t *zero, double *fake, rotq_error *err) {
+  const st_tensor *t = j->e->t;
+  const int64_t cols = t->shape[1];
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols))
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
+  return j->source->rows(j->source->context, t, r0, n, weight, scale, zero, fake, err);
+}
+
+/* Writes every part's bytes for rows [r0, r0 + n) of j's weight, quantized by quantize_rows_from
+ * (and the fake-quantized rows to j->fake_writer when set). */
+static int quantize_write(weight_job *j, int64_t r0, int64_t n, void *weight, double *scale, void *scale_bytes,
+                          int32_t *zero, double *fake, void *fake_bytes, rotq_error *err) {
   const st_tensor *t = j->e->t;
   const int64_t cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t element = dtype_size(t->dtype);
-  if (j->source) {
-    if (j->source->rows(j->source->context, t, r0, n, weight, scale, zero, fake, err) < 0) return -1;
-  } else if (ct_quantize_rows(j->scheme, w, n, cols, t->dtype, j->global_amax, weight, scale, zero, fake) < 0) {
-    return rotq_fail(err, "tensor '%s': out of memory", t->name);
-  }
   const bool byte_scales = j->scheme->kind == CT_NVFP4A16 || j->scheme->kind == CT_MXFP4A16;
   const int block = j->scheme->block; /* FP8_BLOCK: a row of scales per block of rows */
   const int64_t scale_rows = block ? (n + block - 1) / block : n, scale_r0 = block ? r0 / block : r0;
@@ -294,13 +329,10 @@ static int quantize_chunk(weight_job *j, int64_t r0, int64_t n, double *w, void 
   const size_t element = dtype_size(t->dtype);
   const unsigned char *src = j->rows ? (const unsigned char *)j->rows + (size_t)((r0 - j->rows_begin) * cols) * element
                                      : (const unsigned char *)t->data + (size_t)(r0 * cols) * element;
-  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
-  if (bad < (size_t)(n * cols)) /* RTN has no code for it: refuse, as rotate does */
-    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
-                     (long long)(r0 + (int64_t)bad / cols));
-  dtype_to_f64(t->dtype, src, w, (size_t)(n * cols));
+  int rc = j->source ? source_rows(j, r0, n, src, weight, scale, zero, fake, err)
+                     : quantize_rows_from(j, r0, n, src, w, weight, scale, zero, fake, err);
   if (!j->rows) st_release(src, (size_t)(n * cols) * element);
-  return quantize_write(j, r0, n, w, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
+  return rc < 0 ? -1 : quantize_write(j, r0, n, weight, scale, scale_bytes, zero, fake, fake_bytes, err);
 }
 
 /* parallel_for body: chunks [begin, end) of ROWS_PER_CHUNK rows. */
@@ -309,7 +341,8 @@ static void quantize_chunks(void *context, size_t begin, size_t end) {
   const st_tensor *t = j->e->t;
   const int64_t rows = j->rows_end, cols = t->shape[1], groups = ct_groups(j->scheme, cols);
   const size_t cells = (size_t)(ROWS_PER_CHUNK * cols);
-  double *w = malloc(cells * sizeof *w), *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
+  double *w = malloc((size_t)(ct_row_block(j->scheme) * cols) * sizeof *w),
+         *fake = j->fake_writer ? malloc(cells * sizeof *fake) : NULL;
   void *weight = malloc(ct_weight_bytes(j->scheme, ROWS_PER_CHUNK, cols));
   double *scale = malloc((size_t)(ROWS_PER_CHUNK * groups) * sizeof *scale);
   void *scale_bytes = malloc((size_t)(ROWS_PER_CHUNK * groups) * 8);
@@ -644,33 +677,152 @@ int quantize_compressed(const quantize_options *o, quantize_result *result, rotq
 
 /* ---- the rotation stream's quantizer (rotq rotate --quantize) ------------------------------- */
 
+/* A buffer of held rows, kept for reuse: the next layer's weights have the same shapes, and a
+ * fresh allocation of this size is mapped anew, every page faulted in and zeroed. */
+typedef struct held_buffer {
+  unsigned char *data;
+  size_t size;
+  bool busy;
+} held_buffer;
+
+/* The rotated rows of one quantized weight, held in memory while something still needs them: the
+ * in-stream check (until quantize_stream_release), NVFP4A16 until its fused group is complete. */
+typedef struct held_rows {
+  unsigned char *data; /* the weight's rows in its dtype; NULL until its first rows come */
+  int64_t rows_done;   /* rows received */
+  double amax;         /* NVFP4A16: max |W| over the rows received */
+} held_rows;
+
+/* NVFP4A16: one fused group (plan_tensors's fused_key in one layer; a weight fused with nothing is
+ * a group of one), its members members[first .. first + count) of quantize_stream.members. */
+typedef struct fused_group {
+  size_t first, count, complete; /* members; members whose rows have all come */
+} fused_group;
+
 struct quantize_stream {
   ct_scheme scheme;
   int threads;
   st_tensor *tensors; /* the rotation's outputs, as tensors without data */
   plan p;
   st_writer *writer;
+  bool keep;            /* quantize_stream_keep_rows */
+  pthread_mutex_t lock; /* guards held, the groups' counts and the buffers */
+  held_rows *held;      /* per planned tensor */
+  held_buffer *buffers; /* every held buffer, busy or idle */
+  size_t buffer_count;
+  size_t held_bytes, peak_held_bytes, pool_bytes, peak_pool_bytes;
+  fused_group *groups; /* NVFP4A16 */
+  size_t group_count;
+  size_t *group_of; /* NVFP4A16: per planned tensor, its group */
+  size_t *members;  /* NVFP4A16: planned tensor indices, grouped */
 };
+
+/* An idle buffer of at least size bytes (the smallest that fits, else the largest idle one grown,
+ * else a new one), marked busy; NULL when out of memory. Called with q->lock held. */
+static unsigned char *buffer_take(quantize_stream *q, size_t size) {
+  held_buffer *best = NULL, *idle = NULL;
+  for (size_t i = 0; i < q->buffer_count; i++) {
+    held_buffer *b = &q->buffers[i];
+    if (b->busy) continue;
+    if (b->size >= size && (!best || b->size < best->size)) best = b;
+    if (!idle || b->size > idle->size) idle = b;
+  }
+  if (!best && idle) {
+    q->pool_bytes -= idle->size;
+    free(idle->data);
+    idle->data = malloc(size);
+    idle->size = idle->data ? size : 0;
+    q->pool_bytes += idle->size;
+    best = idle->data ? idle : NULL;
+  }
+  if (!best) {
+    held_buffer *grown = realloc(q->buffers, (q->buffer_count + 1) * sizeof *grown);
+    unsigned char *data = grown ? malloc(size) : NULL;
+    if (grown) q->buffers = grown;
+    if (!data) return NULL;
+    best = &q->buffers[q->buffer_count++];
+    *best = (held_buffer){.data = data, .size = size};
+    q->pool_bytes += size;
+  }
+  best->busy = true;
+  q->held_bytes += best->size;
+  if (q->held_bytes > q->peak_held_bytes) q->peak_held_bytes = q->held_bytes;
+  if (q->pool_bytes > q->peak_pool_bytes) q->peak_pool_bytes = q->pool_bytes;
+  return best->data;
+}
+
+/* Returns planned tensor i's held rows to the pool. Called with q->lock held. */
+static void held_drop(quantize_stream *q, size_t i) {
+  held_rows *h = &q->held[i];
+  for (size_t k = 0; h->data && k < q->buffer_count; k++)
+    if (q->buffers[k].data == h->data) q->buffers[k].busy = false, q->held_bytes -= q->buffers[k].size;
+  h->data = NULL;
+}
 
 void quantize_stream_free(quantize_stream *q) {
   if (!q) return;
   if (q->writer) st_writer_abort(q->writer);
+  for (size_t i = 0; i < q->buffer_count; i++) free(q->buffers[i].data);
+  free(q->buffers);
+  free(q->held);
+  free(q->groups);
+  free(q->group_of);
+  free(q->members);
+  pthread_mutex_destroy(&q->lock);
   plan_free(&q->p);
   free(q->tensors);
   free(q);
 }
 
+/* NVFP4A16's grouping: a quantized planned tensor and its index. */
+typedef struct fused_entry {
+  const planned_tensor *e;
+  size_t index;
+} fused_entry;
+
+/* By layer, then fused key, then plan order. */
+static int compare_fused(const void *x, const void *y) {
+  const fused_entry *a = x, *b = y;
+  if (a->e->layer != b->e->layer) return a->e->layer < b->e->layer ? -1 : 1;
+  int c = strcmp(a->e->fused_key, b->e->fused_key);
+  return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* NVFP4A16: the fused groups of q's quantized weights (as fused_amax groups them). */
+static int plan_groups(quantize_stream *q, rotq_error *err) {
+  const plan *p = &q->p;
+  fused_entry *entries = calloc(p->count ? p->count : 1, sizeof *entries);
+  q->group_of = calloc(p->count ? p->count : 1, sizeof *q->group_of);
+  q->members = calloc(p->count ? p->count : 1, sizeof *q->members);
+  q->groups = calloc(p->count ? p->count : 1, sizeof *q->groups);
+  if (!entries || !q->group_of || !q->members || !q->groups) {
+    free(entries);
+    return rotq_fail(err, "out of memory");
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < p->count; i++)
+    if (p->tensors[i].quantize) entries[n++] = (fused_entry){&p->tensors[i], i};
+  qsort(entries, n, sizeof *entries, compare_fused);
+  for (size_t k = 0; k < n; k++) {
+    const planned_tensor *e = entries[k].e, *before = k ? entries[k - 1].e : NULL;
+    bool joins = before && e->fused_key[0] && before->layer == e->layer && !strcmp(before->fused_key, e->fused_key);
+    if (!joins) q->groups[q->group_count++] = (fused_group){.first = k};
+    q->groups[q->group_count - 1].count++;
+    q->members[k] = entries[k].index;
+    q->group_of[entries[k].index] = q->group_count - 1;
+  }
+  free(entries);
+  return 0;
+}
+
 quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s, const st_spec *outputs, size_t count,
                                       const char *dir, size_t max_shard_bytes, int threads, rotq_error *err) {
-  if (s->kind == CT_NVFP4A16) {
-    rotq_fail(err,
-              "--quantize NVFP4A16 is not done in the rotation stream (the fused q/k/v and gate/up global scale needs "
-              "the amax of every rotated member before any is written): rotq rotate, then rotq quantize");
-    return NULL;
-  }
   quantize_stream *q = calloc(1, sizeof *q);
   const st_tensor **list = calloc(count ? count : 1, sizeof *list);
-  if (q) q->tensors = calloc(count ? count : 1, sizeof *q->tensors);
+  if (q) {
+    pthread_mutex_init(&q->lock, NULL);
+    q->tensors = calloc(count ? count : 1, sizeof *q->tensors);
+  }
   if (!q || !list || !q->tensors) {
     free(list);
     quantize_stream_free(q);
@@ -688,6 +840,9 @@ quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s
   }
   int rc = plan_tensors(list, count, NULL, a, s, &q->p, err);
   free(list);
+  if (rc == 0 && !(q->held = calloc(q->p.count ? q->p.count : 1, sizeof *q->held)))
+    rc = rotq_fail(err, "out of memory");
+  if (rc == 0 && s->kind == CT_NVFP4A16) rc = plan_groups(q, err);
   if (rc == 0 && !(q->writer = open_writer(&q->p, dir, false, max_shard_bytes, err))) rc = -1;
   if (rc < 0) {
     quantize_stream_free(q);
@@ -695,6 +850,8 @@ quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s
   }
   return q;
 }
+
+void quantize_stream_keep_rows(quantize_stream *q) { q->keep = true; }
 
 st_writer *quantize_stream_writer(const quantize_stream *q) { return q->writer; }
 
@@ -706,16 +863,17 @@ long quantize_stream_index(const quantize_stream *q, const char *name) {
   return -1;
 }
 
-int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err) {
-  if (index < 0 || (size_t)index >= q->p.count || !q->p.tensors[index].quantize)
-    return rotq_fail(err, "quantize: tensor %ld is not a quantized weight", index);
-  planned_tensor *e = &q->p.tensors[index];
-  const int block = ct_row_block(&q->scheme);
-  if (r0 % block != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0] || (n % block != 0 && r0 + n != e->t->shape[0]))
-    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not blocks of %d rows of the weight", e->t->name,
-                     (long long)r0, (long long)(r0 + n), block);
-  weight_job j = {
-      .scheme = &q->scheme, .e = e, .writer = q->writer, .rows = rows, .rows_begin = r0, .rows_end = r0 + n};
+/* Quantizes and writes rows [r0, r0 + n) of e, given in rows (in its dtype), NVFP4A16's global
+ * scale from global_amax; up to q->threads threads. */
+static int quantize_held(quantize_stream *q, const planned_tensor *e, int64_t r0, int64_t n, const void *rows,
+                         double global_amax, rotq_error *err) {
+  weight_job j = {.scheme = &q->scheme,
+                  .e = e,
+                  .writer = q->writer,
+                  .global_amax = global_amax,
+                  .rows = rows,
+                  .rows_begin = r0,
+                  .rows_end = r0 + n};
   atomic_init(&j.failed, 0);
   atomic_flag_clear(&j.error_taken);
   size_t chunks = (size_t)((n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK);
@@ -727,11 +885,107 @@ int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, 
   return 0;
 }
 
+/* max |x| over count elements of dtype t (as weight_amax computes it). */
+static double bytes_amax(dtype t, const unsigned char *bytes, size_t count) {
+  double w[1024], m = 0;
+  const size_t element = dtype_size(t);
+  for (size_t at = 0; at < count; at += 1024) {
+    size_t n = count - at < 1024 ? count - at : 1024;
+    dtype_to_f64(t, bytes + at * element, w, n);
+    for (size_t i = 0; i < n; i++) m = fabs(w[i]) > m ? fabs(w[i]) : m;
+  }
+  return m;
+}
+
+/* NVFP4A16: group g is complete; quantizes its members from their held rows with their joint
+ * amax, then (unless kept for the check) returns the rows to the pool. */
+static int quantize_group(quantize_stream *q, size_t g, rotq_error *err) {
+  const fused_group *group = &q->groups[g];
+  double amax = 0;
+  for (size_t k = group->first; k < group->first + group->count; k++)
+    amax = q->held[q->members[k]].amax > amax ? q->held[q->members[k]].amax : amax;
+  int rc = 0;
+  for (size_t k = group->first; rc == 0 && k < group->first + group->count; k++) {
+    const planned_tensor *e = &q->p.tensors[q->members[k]];
+    rc = quantize_held(q, e, 0, e->t->shape[0], q->held[q->members[k]].data, amax, err);
+  }
+  if (q->keep) return rc;
+  pthread_mutex_lock(&q->lock);
+  for (size_t k = group->first; k < group->first + group->count; k++) held_drop(q, q->members[k]);
+  pthread_mutex_unlock(&q->lock);
+  return rc;
+}
+
+int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err) {
+  if (index < 0 || (size_t)index >= q->p.count || !q->p.tensors[index].quantize)
+    return rotq_fail(err, "quantize: tensor %ld is not a quantized weight", index);
+  planned_tensor *e = &q->p.tensors[index];
+  const int block = ct_row_block(&q->scheme);
+  if (r0 % block != 0 || r0 < 0 || n < 0 || r0 + n > e->t->shape[0] || (n % block != 0 && r0 + n != e->t->shape[0]))
+    return rotq_fail(err, "tensor '%s': rows [%lld, %lld) are not blocks of %d rows of the weight", e->t->name,
+                     (long long)r0, (long long)(r0 + n), block);
+  const bool nvfp4 = q->scheme.kind == CT_NVFP4A16;
+  if (!q->keep && !nvfp4) return quantize_held(q, e, r0, n, rows, 0, err);
+  /* held: copied into the weight's buffer (taken by its first rows), outside the lock */
+  const size_t row_bytes = (size_t)e->t->shape[1] * dtype_size(e->t->dtype);
+  held_rows *h = &q->held[index];
+  pthread_mutex_lock(&q->lock);
+  if (!h->data) h->data = buffer_take(q, e->t->nbytes ? e->t->nbytes : 1);
+  unsigned char *data = h->data;
+  pthread_mutex_unlock(&q->lock);
+  if (!data)
+    return rotq_fail(err, "tensor '%s': out of memory holding its %zu rotated bytes", e->t->name, e->t->nbytes);
+  memcpy(data + (size_t)r0 * row_bytes, rows, (size_t)n * row_bytes);
+  if (!nvfp4) {
+    pthread_mutex_lock(&q->lock);
+    h->rows_done += n;
+    pthread_mutex_unlock(&q->lock);
+    return quantize_held(q, e, r0, n, rows, 0, err);
+  }
+  /* NVFP4A16: written once the fused group is complete, by the thread completing it */
+  double amax = bytes_amax(e->t->dtype, rows, (size_t)(n * e->t->shape[1]));
+  pthread_mutex_lock(&q->lock);
+  h->amax = amax > h->amax ? amax : h->amax;
+  h->rows_done += n;
+  fused_group *g = &q->groups[q->group_of[index]];
+  bool group_done = h->rows_done == e->t->shape[0] && ++g->complete == g->count;
+  pthread_mutex_unlock(&q->lock);
+  return group_done ? quantize_group(q, q->group_of[index], err) : 0;
+}
+
+const void *quantize_stream_held(quantize_stream *q, long index) {
+  if (index < 0 || (size_t)index >= q->p.count) return NULL;
+  pthread_mutex_lock(&q->lock);
+  const void *data = q->held[index].rows_done == q->p.tensors[index].t->shape[0] ? q->held[index].data : NULL;
+  pthread_mutex_unlock(&q->lock);
+  return data;
+}
+
+void quantize_stream_release(quantize_stream *q, long index) {
+  if (index < 0 || (size_t)index >= q->p.count) return;
+  pthread_mutex_lock(&q->lock);
+  held_drop(q, (size_t)index);
+  pthread_mutex_unlock(&q->lock);
+}
+
+void quantize_stream_memory(quantize_stream *q, size_t *held, size_t *peak_held, size_t *peak_pool) {
+  pthread_mutex_lock(&q->lock);
+  if (held) *held = q->held_bytes;
+  if (peak_held) *peak_held = q->peak_held_bytes;
+  if (peak_pool) *peak_pool = q->peak_pool_bytes;
+  pthread_mutex_unlock(&q->lock);
+}
+
 int quantize_stream_config(const quantize_stream *q, cJSON *config, rotq_error *err) {
   return apply_config(config, &q->scheme, &q->p, err);
 }
 
 int quantize_stream_finish(quantize_stream *q, rotq_error *err) {
+  for (size_t g = 0; g < q->group_count; g++) /* NVFP4A16: a weight whose rows did not all come */
+    if (q->groups[g].complete != q->groups[g].count) {
+      const planned_tensor *e = &q->p.tensors[q->members[q->groups[g].first]];
+      return rotq_fail(err, "tensor '%s': its fused group's rows did not all come: not written", e->t->name);
+    }
   int rc = st_writer_finish(q->writer, err);
   q->writer = NULL;
   return rc;

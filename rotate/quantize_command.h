@@ -75,12 +75,23 @@ int quantize_compressed(const quantize_options *o, quantize_result *result, rotq
 /* The same quantization inside the rotation stream (rotq rotate --quantize): one read, one write.
  * quantize_stream_open plans it from the rotation's outputs (their names, dtypes and shapes: what
  * `rotq quantize` would read from the rotated checkpoint, so the bytes written are the same) and
- * opens the output writer in dir, laid out as quantize_compressed lays it out. NVFP4A16 is refused
- * (its fused global scales need every member's amax first). */
+ * opens the output writer in dir, laid out as quantize_compressed lays it out.
+ *
+ * NVFP4A16: a weight's global scale is its fused group's (q/k/v; gate/up: the readers of one norm
+ * in one parent module) joint max |W|, so its rows are held in memory as they come, and the whole
+ * group is quantized and written once its last row has come (by the thread that brought it); then
+ * the rows are let go. So NVFP4A16 holds the groups in flight: at most a layer's quantized weights
+ * (the rotation completes a layer's tensors before starting the next layer's).
+ *
+ * Held rows live in buffers the stream keeps for reuse (the next layer's weights have the same
+ * shapes); they are freed by quantize_stream_free. */
 typedef struct quantize_stream quantize_stream;
 struct cJSON;
 quantize_stream *quantize_stream_open(const model_adapter *a, const ct_scheme *s, const st_spec *outputs, size_t count,
                                       const char *dir, size_t max_shard_bytes, int threads, rotq_error *err);
+/* From now on the rotated rows of every quantized weight are also held in memory until
+ * quantize_stream_release (for the in-stream check, which reads them with quantize_stream_held). */
+void quantize_stream_keep_rows(quantize_stream *q);
 /* The output writer: a tensor that is not quantized is written there under its own name. */
 st_writer *quantize_stream_writer(const quantize_stream *q);
 /* Rows quantized together (ct_row_block): quantize_stream_rows takes whole blocks of them. */
@@ -88,12 +99,22 @@ int quantize_stream_row_block(const quantize_stream *q);
 /* The quantized weight called name (a handle for quantize_stream_rows), or -1: not quantized. */
 long quantize_stream_index(const quantize_stream *q, const char *name);
 /* Quantizes and writes rows [r0, r0 + n) of weight `index`, given as n full rows in the weight's
- * dtype (r0 and n multiples of quantize_stream_row_block, but for the last rows); refuses a NaN or infinity naming the
- * tensor and row. Thread-safe for disjoint rows; uses up to the stream's threads. */
+ * dtype (r0 and n multiples of quantize_stream_row_block, but for the last rows); refuses a NaN or
+ * infinity naming the tensor and row. Thread-safe for disjoint rows; uses up to the stream's
+ * threads. NVFP4A16: holds them, and quantizes the weight's fused group once it is complete. */
 int quantize_stream_rows(quantize_stream *q, long index, int64_t r0, int64_t n, const void *rows, rotq_error *err);
+/* The rotated rows of weight `index` held since quantize_stream_keep_rows ([rows, cols] in its
+ * dtype), once all of them have come and until quantize_stream_release; else NULL. */
+const void *quantize_stream_held(quantize_stream *q, long index);
+/* Lets weight index's held rows go (their buffer returns to the stream's pool). */
+void quantize_stream_release(quantize_stream *q, long index);
+/* Bytes of rows held now, the most ever held at once, and the most the pool ever allocated (each
+ * may be NULL). */
+void quantize_stream_memory(quantize_stream *q, size_t *held, size_t *peak_held, size_t *peak_pool);
 /* Sets config's quantization_config (keeping a transform_config), as quantize_compressed writes it. */
 int quantize_stream_config(const quantize_stream *q, struct cJSON *config, rotq_error *err);
-/* Checks every tensor was written and closes the writer (quantize_stream_free still needed). */
+/* Checks every tensor was written (NVFP4A16: every fused group complete) and closes the writer
+ * (quantize_stream_free still needed). */
 int quantize_stream_finish(quantize_stream *q, rotq_error *err);
 void quantize_stream_free(quantize_stream *q);
 

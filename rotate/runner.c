@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,66 +171,6 @@ static int check_cancel(const rotq_rotate_options *o, rotq_error *err) {
   return rotq_fail(err, "cancelled; the partial output was removed");
 }
 
-/* rotq rotate --quantize: the scratch directory of the shadow writer (the quantized weights'
- * rotated values, read back by the in-stream check and freed batch by batch): in memory
- * (/dev/shm) where there is one, else beside the output. */
-static void shadow_remove(const char *dir);
-
-/* Removes the scratch directories of killed runs (/dev/shm/rotq-check-<pid>-*, pid no longer
- * running): a memory file system keeps them until reboot. */
-static void remove_stale_shadows(void) {
-  DIR *d = opendir("/dev/shm");
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    long pid = 0;
-    int end = 0;
-    if (sscanf(e->d_name, "rotq-check-%ld%n", &pid, &end) != 1 || pid <= 0 || e->d_name[end] != '-') continue;
-    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-    char path[300];
-    snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-    shadow_remove(path);
-  }
-  if (d) closedir(d);
-}
-
-static int shadow_dir(const output_dir *out, char *dir, size_t size, rotq_error *err) {
-  remove_stale_shadows();
-  snprintf(dir, size, "/dev/shm/rotq-check-%ld-XXXXXX", (long)getpid());
-  if (access("/dev/shm", W_OK) == 0 && mkdtemp(dir)) return 0;
-  snprintf(dir, size, "%s/.rotq-check", out->temp_path);
-  if (mkdir(dir, 0700) == 0) return 0;
-  return rotq_fail(err, "%s: cannot create the in-stream check's scratch directory: %s", dir, strerror(errno));
-}
-
-/* The shadow writer's tensors: the quantized weights of the plan's outputs. */
-static st_writer *shadow_open(const quarot_processor *p, const quantize_stream *q, const char *dir, rotq_error *err) {
-  st_spec *specs = calloc(p->output_count ? p->output_count : 1, sizeof *specs);
-  if (!specs) {
-    rotq_fail(err, "out of memory");
-    return NULL;
-  }
-  size_t n = 0;
-  for (size_t i = 0; i < p->output_count; i++)
-    if (quantize_stream_index(q, p->outputs[i].name) >= 0) specs[n++] = p->outputs[i];
-  st_writer *w = st_writer_open_scratch(dir, specs, n, err);
-  free(specs);
-  return w;
-}
-
-/* Removes the shadow writer's files and directory. */
-static void shadow_remove(const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  char path[4400];
-  while (d && (e = readdir(d)))
-    if (e->d_name[0] != '.') {
-      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-      unlink(path);
-    }
-  if (d) closedir(d);
-  rmdir(dir);
-}
-
 /* The scheme of --quantize. */
 static int quantize_scheme(const rotq_rotate_options *o, ct_scheme *s, rotq_error *err) {
   if (o->quantize_group < 0) return rotq_fail(err, "options: quantize_group %d is negative", o->quantize_group);
@@ -240,11 +179,8 @@ static int quantize_scheme(const rotq_rotate_options *o, ct_scheme *s, rotq_erro
     return rotq_fail(err, "options: quantize_group and quantize_asymmetric apply to W4A16 only, not '%s'", o->quantize);
   if (ct_scheme_parse(o->quantize, w4 ? (o->quantize_group ? o->quantize_group : 128) : 0, o->quantize_asymmetric, s) <
       0)
-    return rotq_fail(err, "options: quantize '%s' is not W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16", o->quantize);
-  if (s->kind == CT_NVFP4A16)
-    return rotq_fail(err, "options: quantize NVFP4A16 is not done in the rotation stream (the global scale that vLLM's "
-                          "fused q/k/v and gate/up share needs every rotated member's amax before any is written): "
-                          "rotate, then rotq quantize");
+    return rotq_fail(err, "options: quantize '%s' is not W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16 or MXFP4A16",
+                     o->quantize);
   return 0;
 }
 
@@ -262,16 +198,13 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   if (processor_init(&p, ck, adapter, config, &plan, err) < 0) return rotq_fail_context(err, "%s", ck->dir);
   int rc = 0;
   quantize_stream *quant = NULL;
-  st_writer *writer = NULL, *shadow = NULL;
-  char shadow_path[4200] = "";
+  st_writer *writer = NULL;
   if (o->quantize) {
     quant = quantize_stream_open(adapter, &scheme, p.outputs, p.output_count, out->temp_path, o->max_shard_bytes,
                                  o->threads, err);
     if (!quant) rc = -1;
-    if (rc == 0 && o->verify != ROTQ_VERIFY_OFF) rc = shadow_dir(out, shadow_path, sizeof shadow_path, err);
-    if (rc == 0 && o->verify != ROTQ_VERIFY_OFF && !(shadow = shadow_open(&p, quant, shadow_path, err))) rc = -1;
+    if (quant && o->verify != ROTQ_VERIFY_OFF) quantize_stream_keep_rows(quant); /* the check reads them */
     p.context.quant = quant;
-    p.context.shadow = shadow;
   } else {
     writer = st_writer_open(out->temp_path, p.outputs, p.output_count, o->max_shard_bytes, err);
     if (!writer) rc = -1;
@@ -302,9 +235,6 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   }
   pipeline_stop_check(p.pipeline); /* after an error the check thread may still read the writer */
   if (writer && !quant) st_writer_abort(writer);
-  if (shadow) st_writer_abort(shadow);
-  if (shadow_path[0]) shadow_remove(shadow_path);
-  p.context.shadow = NULL;
   if (rc == 0) rc = write_config(&p, out->temp_path, err);
   if (rc == 0) rc = copy_other_files(o, ck->dir, out->temp_path, err);
   if (rc == 0) rc = check_cancel(o, err);
@@ -357,6 +287,12 @@ static int rotate_into(const rotq_rotate_options *o, const checkpoint *ck, const
   char timing[600];
   processor_timing(&p, timing, sizeof timing);
   log_message(&log, ROTQ_LOG_DEBUG, "%s", timing);
+  if (quant) {
+    size_t peak_held, peak_pool;
+    quantize_stream_memory(quant, NULL, &peak_held, &peak_pool);
+    log_message(&log, ROTQ_LOG_DEBUG, "quantize: rotated rows held at most %.1f MB at once (buffers %.1f MB)",
+                (double)peak_held / 1e6, (double)peak_pool / 1e6);
+  }
   p.context.quant = NULL;
   quantize_stream_free(quant);
   processor_free(&p);

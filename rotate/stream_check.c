@@ -25,7 +25,7 @@
 #define CHECK_SEED 0x5eedc0deULL
 
 /* One weight as a [rows, cols] matrix: the original in the checkpoint's mapping, or the written one
- * in an output shard. */
+ * in an output shard, or (rotq rotate --quantize) a quantized weight's rotated rows held in memory. */
 typedef struct wref {
   const char *name;
   dtype t;
@@ -34,6 +34,7 @@ typedef struct wref {
   const st_tensor *source;  /* original, when quantized: read through its scales (st_to_f64) */
   int fd;                   /* rotated: shard file, read with pread */
   uint64_t offset;
+  const unsigned char *held; /* rotated, when quantized: its rows held by the quantizer (fd is -1) */
 } wref;
 
 struct stream_check {
@@ -134,16 +135,24 @@ static int original_ref(stream_check *sc, const char *name, bool vector, wref *o
 
 static int rotated_ref(stream_check *sc, const char *name, bool vector, wref *out, rotq_error *err) {
   const rotate_command *c = commands_find(&sc->p->commands, name);
-  /* rotq rotate --quantize: a quantized weight's rotated values, before quantization, are in the
-   * shadow writer; what is proven is the rotation of the values quantized */
-  const transform_context *ctx = &sc->p->context;
-  const st_writer *w = ctx->quant && ctx->shadow && quantize_stream_index(ctx->quant, name) >= 0 ? ctx->shadow : sc->w;
-  long index = st_writer_index(w, name);
   const st_tensor *t = c ? checkpoint_find(sc->ck, c->source) : NULL;
+  /* rotq rotate --quantize: a quantized weight's rotated values, before quantization, are held in
+   * memory by the quantizer, which quantized these very bytes: what is proven is the rotation of
+   * the values quantized */
+  const transform_context *ctx = &sc->p->context;
+  long held = t && ctx->quant ? quantize_stream_index(ctx->quant, name) : -1;
+  if (held >= 0) {
+    const unsigned char *rows = quantize_stream_held(ctx->quant, held);
+    if (!rows) return rotq_fail(err, "verify: tensor '%s': its rotated rows are not held for the check", name);
+    *out = (wref){.name = c->name, .t = transform_output_dtype(ctx, t), .fd = -1, .held = rows};
+    shape_of(t, vector, &out->rows, &out->cols);
+    return 0;
+  }
+  long index = st_writer_index(sc->w, name);
   if (!t || index < 0) return rotq_fail(err, "verify: tensor '%s' was not written", name);
   const char *path;
   uint64_t offset;
-  st_writer_location(w, (size_t)index, &path, &offset);
+  st_writer_location(sc->w, (size_t)index, &path, &offset);
   int fd = shard_fd(sc, path, err);
   if (fd < 0) return -1;
   *out = (wref){.name = c->name, .t = transform_output_dtype(&sc->p->context, t), .fd = fd, .offset = offset};
@@ -159,6 +168,13 @@ static int read_fully(int fd, void *buffer, size_t size, uint64_t offset) {
     if (got <= 0) return got < 0 ? errno : EIO;
     b += got, size -= (size_t)got, offset += (uint64_t)got;
   }
+  return 0;
+}
+
+/* size bytes of written tensor w from byte `at` of it into buffer: an errno, or 0. */
+static int read_written(const wref *w, void *buffer, size_t size, uint64_t at) {
+  if (!w->held) return read_fully(w->fd, buffer, size, w->offset + at);
+  memcpy(buffer, w->held + at, size);
   return 0;
 }
 
@@ -271,6 +287,7 @@ static void product_range(void *ctx, size_t begin, size_t end) {
   size_t chunk = CHUNK_BYTES / (row_bytes ? row_bytes : 1);
   if (chunk < 1) chunk = 1;
   const bool mapped = w->fd < 0; /* else read with pread */
+  const unsigned char *memory = w->held ? w->held : w->map;
   unsigned char *raw = mapped ? NULL : malloc(chunk * row_bytes);
   void *row = malloc(cols * (narrow ? sizeof(float) : sizeof(double)) + 1);
   if ((!mapped && !raw) || !row) {
@@ -280,7 +297,7 @@ static void product_range(void *ctx, size_t begin, size_t end) {
   for (size_t r = begin; r < end && !atomic_load(&j->failed); r += chunk) {
     size_t n = end - r < chunk ? end - r : chunk;
     size_t at = (j->row0 + r) * row_bytes;
-    const unsigned char *src = mapped ? w->map + at : raw;
+    const unsigned char *src = mapped ? memory + at : raw;
     if (!mapped) {
       int code = read_fully(w->fd, raw, n * row_bytes, w->offset + at);
       if (code) {
@@ -302,7 +319,7 @@ static void product_range(void *ctx, size_t begin, size_t end) {
       }
       for (int q = 0; q < PROBES; q++) j->y[(size_t)q * j->rows + r + i] = out[q];
     }
-    if (mapped) st_release(src, n * row_bytes);
+    if (mapped && !w->held) st_release(src, n * row_bytes);
   }
 done:
   free(raw);
@@ -339,7 +356,7 @@ static int read_vector(stream_check *sc, const char *name, bool rotated, double 
   size_t bytes = w.rows * dtype_size(w.t);
   unsigned char *raw = malloc(bytes ? bytes : 1);
   double *v = malloc(sizeof(double) * (w.rows ? w.rows : 1));
-  int code = (!raw || !v) ? ENOMEM : rotated ? read_fully(w.fd, raw, bytes, w.offset) : 0;
+  int code = (!raw || !v) ? ENOMEM : rotated ? read_written(&w, raw, bytes, 0) : 0;
   if (code == 0 && w.source)
     st_to_f64(w.source, 0, w.rows, v);
   else if (code == 0)
@@ -719,7 +736,7 @@ static int check_converted(stream_check *sc, int layer, const rotate_command *c,
     size_t n = total - at < chunk ? total - at : chunk;
     st_to_f64(t, at, n, values);
     dtype_from_f64(w->t, values, want, n);
-    int code = read_fully(w->fd, got, n * esize, w->offset + at * esize);
+    int code = read_written(w, got, n * esize, at * esize);
     if (code)
       rc = rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", c->name, strerror(code));
     else if (memcmp(got, want, n * esize) != 0)
@@ -748,7 +765,7 @@ static int check_unchanged(stream_check *sc, int layer, const rotate_command *c,
   int rc = 0;
   while (rc == 0 && left > 0) {
     size_t n = left < CHUNK_BYTES ? left : CHUNK_BYTES;
-    int code = read_fully(w.fd, buffer, n, w.offset + at);
+    int code = read_written(&w, buffer, n, at);
     if (code)
       rc = rotq_fail(err, "verify: tensor '%s': cannot read back the output: %s", c->name, strerror(code));
     else if (memcmp(buffer, (const unsigned char *)t->data + at, n) != 0)
@@ -816,7 +833,7 @@ static int read_elements(stream_check *sc, const char *name, bool rotated, size_
   }
   size_t esize = dtype_size(w.t);
   unsigned char *raw = malloc(count * esize + 1);
-  int code = raw ? read_fully(w.fd, raw, count * esize, w.offset + first * esize) : ENOMEM;
+  int code = raw ? read_written(&w, raw, count * esize, first * esize) : ENOMEM;
   if (code == 0) dtype_to_f64(w.t, raw, out, count);
   free(raw);
   if (code) return rotq_fail(err, "verify: tensor '%s': %s", name, strerror(code));

@@ -91,9 +91,7 @@ int tensor_plan_make(const transform_context *ctx, const rotate_command *c, tens
   memset(plan, 0, sizeof *plan);
   const st_tensor *t = checkpoint_find(ctx->ck, c->source);
   long quant = ctx->quant ? quantize_stream_index(ctx->quant, c->name) : -1;
-  long index = quant < 0     ? st_writer_index(ctx->writer, c->name)
-               : ctx->shadow ? st_writer_index(ctx->shadow, c->name)
-                             : 0;
+  long index = quant < 0 ? st_writer_index(ctx->writer, c->name) : 0;
   if (!t || index < 0) return rotq_fail(err, "tensor '%s': not planned for output", c->name);
   size_t numel = st_numel(t);
   *plan = (tensor_plan){.command = c,

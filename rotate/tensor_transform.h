@@ -31,10 +31,9 @@ typedef struct transform_context {
   bool has_out_dtype;      /* write every tensor as out_dtype (rotq rotate --dtype) */
   dtype out_dtype;
   /* rotq rotate --quantize: the decoder Linear weights it names are quantized as they are written
-   * (writer is then its output writer, holding the other tensors); shadow, when the in-stream
-   * check runs, a scratch writer of those weights' rotated (unquantized) values for it. */
+   * (writer is then its output writer, holding the other tensors); when the in-stream check runs,
+   * it holds their rotated (unquantized) rows in memory for it (quantize_stream_keep_rows). */
   struct quantize_stream *quant;
-  st_writer *shadow;
 } transform_context;
 
 /* The dtype tensor t is written in: ctx->out_dtype when chosen, else a float tensor's own dtype,
@@ -56,7 +55,7 @@ typedef enum tensor_cut {
 typedef struct tensor_plan {
   const rotate_command *command;
   const st_tensor *source;
-  size_t output_index; /* in the writer (a quantized weight: in the shadow writer, when there is one) */
+  size_t output_index; /* in the writer (unused for a quantized weight) */
   long quant_index;    /* the weight's quantize_stream handle, or -1: written as it is */
   size_t rows, cols;   /* the tensor as a [rows, cols] matrix; a vector is [n, 1] */
   tensor_cut cut;

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # rotq rotate --quantize SCHEME: rotation and quantization in one read and one write. The output
 # must be the bytes of `rotq rotate` followed by `rotq quantize --scheme SCHEME` (every shard, the
-# index, config.json, the other files), for every scheme the stream takes, with online rotations,
-# several shards, --dtype, and an FP8 source; usage errors exit 2; --verify (the whole-model check,
-# which cannot run on a quantized output) and a refused weight exit 1 leaving nothing behind, the
-# in-stream check's scratch directory included. tests/test_rotate_quantize_stream.c shows the
-# in-stream check still catches a broken rotation of the quantized weights.
+# index, config.json, the other files), for every scheme, with online rotations, several shards,
+# --dtype, and an FP8 source (NVFP4A16's fused global scales too); usage errors exit 2; --verify
+# (the whole-model check, which cannot run on a quantized output) and a refused weight exit 1
+# leaving nothing behind (and nothing in /dev/shm, where an earlier version kept the check's
+# copy). tests/test_rotate_quantize_stream.c shows the in-stream check still catches a broken
+# rotation of the quantized weights.
 set -u
 . "${ROTQ_SOURCE_DIR:?ROTQ_SOURCE_DIR is not set}/tests/support/cli_test.sh" cli_rotate_quantize
 
@@ -36,9 +37,7 @@ same_as_two_commands() {
 
 # --- usage errors: exit 2 ---
 expect 0 "--quantize SCHEME" -- "$ROTQ" rotate --help
-expect 2 "--quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not 'NVFP4A16' \(NVFP4A16: rotq rotate, then rotq quantize\)" -- \
-  "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --quantize NVFP4A16
-expect 2 "--quantize takes W4A16, W8A8, FP8, FP8_BLOCK or MXFP4A16, not 'W3'" -- \
+expect 2 "--quantize takes W4A16, W8A8, FP8, FP8_BLOCK, NVFP4A16 or MXFP4A16, not 'W3'" -- \
   "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --quantize W3
 expect 2 "apply to --quantize W4A16 only" -- "$ROTQ" rotate --model "$MODEL" --output "$SCRATCH/o" --group-size 4
 expect 2 "apply to --quantize W4A16 only" -- \
@@ -70,6 +69,13 @@ same_as_two_commands fp8-source-w8 "$SCRATCH/tiny-fp8" "" "--scheme W8A8"
 same_as_two_commands small-mxfp4 "$SCRATCH/small" "" "--scheme MXFP4A16"
 same_as_two_commands small-fp8-block "$SCRATCH/small" "--online" "--scheme FP8_BLOCK"
 same_as_two_commands no-verify "$SCRATCH/tiny" "--no-verify" "--scheme W4A16 --group-size 16"
+# NVFP4A16: each fused q/k/v and gate/up group held until complete, quantized with its joint
+# global scale (with and without the check, one thread, online rotations, several shards)
+same_as_two_commands tiny-nvfp4 "$SCRATCH/tiny" "" "--scheme NVFP4A16"
+same_as_two_commands tiny-nvfp4-1 "$SCRATCH/tiny" "--threads 1 --no-verify" "--scheme NVFP4A16"
+same_as_two_commands small-nvfp4-online "$SCRATCH/small" "--online" "--scheme NVFP4A16"
+same_as_two_commands nvfp4-shards "$SCRATCH/tiny" "--max-shard-size 300000 --dtype bf16" \
+  "--scheme NVFP4A16 --max-shard-size 300000"
 
 left=$(comm -13 <(echo "$shm_before") <(shm_dirs))
 [ -z "$left" ] || fail "scratch directories left in /dev/shm: $left"

@@ -126,6 +126,69 @@ static void test_w8a8_and_fp8(void **state) {
   }
 }
 
+/* v rounded to bfloat16. */
+static double bf16_value(double v) {
+  uint16_t bits;
+  double r;
+  dtype_from_f64(DTYPE_BF16, &v, &bits, 1);
+  dtype_to_f64(DTYPE_BF16, &bits, &r, 1);
+  return r;
+}
+
+/* The integer codes are round-half-even(x / scale) (+ zero point), clamped, bit for bit, computed
+ * here by scalar division and nearbyint: with bf16 scales that are not powers of two, at exact
+ * ties x = (k + ½)·scale and on 600 000 random values (W4A16 symmetric and asymmetric, W8A8). */
+static void check_codes(const char *name, bool asymmetric, const double *w) {
+  ct_scheme s;
+  const int group = 16, bits = strcmp(name, "W8A8") ? 4 : 8;
+  assert_int_equal(ct_scheme_parse(name, bits == 4 ? group : 0, asymmetric, &s), 0);
+  const int64_t groups = ct_groups(&s, COLS), width = COLS / groups;
+  double fake[ROWS * COLS], scale[ROWS * COLS];
+  int32_t packed[ROWS * COLS], zero[ROWS * COLS];
+  quantize_all(&s, w, DTYPE_BF16, packed, scale, zero, fake);
+  const double lo = asymmetric ? 0 : -(1 << (bits - 1)), hi = asymmetric ? 15 : (1 << (bits - 1)) - 1;
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < COLS; c++) {
+      const int64_t g = r * groups + c / width;
+      int code, z = 0;
+      if (bits == 8) {
+        code = ((const int8_t *)packed)[r * COLS + c];
+      } else {
+        code = unpacked(packed + r * COLS / 8, 4, c) - (asymmetric ? 0 : 8);
+        if (asymmetric) {
+          int32_t column[(ROWS + 7) / 8];
+          for (int k = 0; k < (ROWS + 7) / 8; k++) column[k] = zero[k * groups + c / width];
+          z = unpacked(column, 4, r);
+        }
+      }
+      double q = scale[g] > 0 ? nearbyint(w[r * COLS + c] / scale[g]) + z : z;
+      double expected = q < lo ? lo : q > hi ? hi : q;
+      if (code != (int)expected)
+        fail_msg("%s%s: row %d col %d: x %a scale %a: code %d, x / scale rounds to %g", name,
+                 asymmetric ? " asymmetric" : "", r, c, w[r * COLS + c], scale[g], code, expected);
+    }
+}
+
+static void test_codes_are_the_quotients_rounding(void **state) {
+  static double w[ROWS * COLS];
+  rng g;
+  rng_seed(&g, 11);
+  for (int round = 0; round < 240; round++) {
+    for (int i = 0; i < ROWS * COLS; i++) /* bf16 values over several binades */
+      w[i] = bf16_value(rng_gaussian(&g) * ldexp(1, (int)(rng_next(&g) % 9) - 6));
+    if (round % 2 == 0) /* exact ties in every group: scale 0.30078125 (bf16 of 0.3), x/scale = k + 1/2 */
+      for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++) {
+          const double sc = 0.30078125 * ldexp(1, r % 5 - 2);
+          const int k = c % 16;
+          w[r * COLS + c] = k == 0 ? 7 * sc : (k % 14 - 7 + 0.5) * sc; /* amax 7·sc: W4A16's scale is sc */
+        }
+    check_codes("W4A16", false, w);
+    check_codes("W4A16", true, w);
+    check_codes("W8A8", false, w);
+  }
+}
+
 /* A stored bf16 scale: the codes use the rounded scale, and dequantize to code · scale exactly. */
 static void test_scale_rounded_to_its_dtype(void **state) {
   ct_scheme s;
@@ -234,7 +297,7 @@ int main(void) {
       cmocka_unit_test(test_w4a16_symmetric),    cmocka_unit_test(test_w4a16_asymmetric),
       cmocka_unit_test(test_w8a8_and_fp8),       cmocka_unit_test(test_scale_rounded_to_its_dtype),
       cmocka_unit_test(test_e4m3_encoding),      cmocka_unit_test(test_nvfp4_rounding),
-      cmocka_unit_test(test_schemes_and_shapes),
+      cmocka_unit_test(test_schemes_and_shapes), cmocka_unit_test(test_codes_are_the_quotients_rounding),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

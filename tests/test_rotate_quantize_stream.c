@@ -2,13 +2,14 @@
  * the in-stream check still proves the rotation when the weights are quantized as they are
  * written. A plan is broken in a way the plan checks would have refused (a reader without its
  * R1, a writer without its R1, a v/o pair that disagrees) and executed with the quantizing
- * writer and the shadow writer the check reads: the batch must fail, naming the layer and the
- * quantized tensor. The correct plan passes for every scheme the stream takes, with and without
- * online rotations, and every quantized weight's shadow pages are freed once checked. */
+ * writer, whose held rotated rows the check reads: the batch must fail, naming the layer and the
+ * quantized tensor (W4A16, W8A8, and NVFP4A16, whose fused groups are quantized when complete).
+ * The correct plan passes for every scheme the stream takes, with and without online rotations;
+ * every held row is let go once checked, and at most two layers are held at once (without the
+ * check: nothing, or NVFP4A16's groups in flight, at most one layer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "config/rotation_config.h"
 #include "rotate/quantize_command.h"
@@ -32,19 +33,21 @@ static void synth_llama(const char *dir) {
   if (synth_write(&spec, dir, &err) < 0) fail_msg("synth: %s", err.message);
 }
 
-/* Bytes of the shard files in dir actually allocated (st_blocks): the shadow's pages still held. */
-static long long allocated_bytes(const char *dir) {
-  char path[4400];
-  long long total = 0;
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  struct stat st;
-  if (stat(path, &st) == 0) total += (long long)st.st_blocks * 512;
+/* Bytes of the quantized weights' rotated values in one layer of p ([rows, cols] in bf16). */
+static size_t layer_bytes(const quarot_processor *p, const quantize_stream *q) {
+  size_t total = 0;
+  for (size_t i = 0; i < p->output_count; i++)
+    if (quantize_stream_index(q, p->outputs[i].name) >= 0 && strstr(p->outputs[i].name, "layers.0."))
+      total += (size_t)(p->outputs[i].shape[0] * p->outputs[i].shape[1]) * 2;
   return total;
 }
 
-/* Plans dir, breaks the plan, executes it into out (quantized with scheme s; the shadow in
- * out/shadow) with the in-stream check; the run's status, its error in *err. */
-static int run(const char *dir, const char *out, const ct_scheme *s, plan_tamper what, int online, rotq_error *err) {
+/* Plans dir, breaks the plan, executes it into out (quantized with scheme s), with the in-stream
+ * check (which reads the rotated rows the quantizer holds) or without; the run's status, its error
+ * in *err. On success: every held row was let go, and at most (with the check) two layers' or
+ * (without: NVFP4A16's fused groups) one layer's quantized weights were ever held at once. */
+static int run_with(const char *dir, const char *out, const ct_scheme *s, plan_tamper what, int online, bool check,
+                    rotq_error *err) {
   checkpoint ck;
   if (checkpoint_open(dir, &ck, err) < 0) return -1;
   const model_adapter *a = adapter_for(&ck.config, err);
@@ -55,34 +58,44 @@ static int run(const char *dir, const char *out, const ct_scheme *s, plan_tamper
   processor_options plan = {.seed = 3, .threads = 2, .online = online};
   assert_int_equal(processor_init(&p, &ck, a, &config, &plan, err), 0);
   plan_tamper_apply(&p, what);
-  char shadow_dir[4200];
-  snprintf(shadow_dir, sizeof shadow_dir, "%s/shadow", out);
-  assert_int_equal(run_command("mkdir -p %s", shadow_dir), 0);
+  assert_int_equal(run_command("mkdir -p %s", out), 0);
   quantize_stream *q = quantize_stream_open(a, s, p.outputs, p.output_count, out, 0, 2, err);
   if (!q) fail_msg("quantize_stream_open: %s", err->message);
-  st_spec specs[64];
   size_t n = 0;
-  for (size_t i = 0; i < p.output_count; i++)
-    if (quantize_stream_index(q, p.outputs[i].name) >= 0) specs[n++] = p.outputs[i];
+  for (size_t i = 0; i < p.output_count; i++) n += quantize_stream_index(q, p.outputs[i].name) >= 0;
   assert_int_equal(n, 14); /* q/k/v/o, gate/up/down in 2 layers */
-  st_writer *shadow = st_writer_open_scratch(shadow_dir, specs, n, err);
-  assert_non_null(shadow);
+  if (check) quantize_stream_keep_rows(q);
   p.context.writer = quantize_stream_writer(q);
   p.context.quant = q;
-  p.context.shadow = shadow;
-  p.check = stream_check_create(&p, err);
-  assert_non_null(p.check);
-  int rc = plan_execute_checked(&p, err);
+  if (check) {
+    p.check = stream_check_create(&p, err);
+    assert_non_null(p.check);
+  }
+  int rc;
+  if (check) {
+    rc = plan_execute_checked(&p, err);
+  } else {
+    rc = processor_pre_run(&p, err);
+    for (int layer = 0; rc == 0 && layer < ck.config.num_hidden_layers; layer++)
+      rc = processor_preprocess(&p, layer, err);
+    if (rc == 0) rc = processor_finish(&p, err);
+  }
   if (rc == 0) {
-    /* every quantized weight was read back by the check, then its pages freed: what stays
-     * allocated is the header's page and the pages tensors share (these tensors are small) */
-    long long data = 0;
-    for (size_t i = 0; i < n; i++) data += (long long)(specs[i].shape[0] * specs[i].shape[1] * 2);
-    long long held = allocated_bytes(shadow_dir);
-    if (held > data / 2) fail_msg("the shadow still holds %lld of its %lld bytes", held, data);
+    size_t held, peak, pool;
+    quantize_stream_memory(q, &held, &peak, &pool);
+    assert_int_equal(held, 0); /* every weight's rows let go once checked (or written) */
+    const size_t layer = layer_bytes(&p, q);
+    if (check || s->kind == CT_NVFP4A16) {
+      if (peak == 0) fail_msg("%s: no rows were held", ct_scheme_name(s));
+      if (peak > (check ? 2 : 1) * layer)
+        fail_msg("%s: %zu bytes held at once, more than %d layers (%zu bytes)", ct_scheme_name(s), peak, check ? 2 : 1,
+                 layer);
+      assert_true(pool >= peak);
+    } else {
+      assert_int_equal(peak, 0); /* nothing needs them */
+    }
     assert_int_equal(quantize_stream_finish(q, err), 0);
   }
-  st_writer_abort(shadow);
   stream_check_free(p.check);
   p.check = NULL;
   p.context.quant = NULL;
@@ -91,6 +104,10 @@ static int run(const char *dir, const char *out, const ct_scheme *s, plan_tamper
   rotation_config_free(&config);
   checkpoint_close(&ck);
   return rc;
+}
+
+static int run(const char *dir, const char *out, const ct_scheme *s, plan_tamper what, int online, rotq_error *err) {
+  return run_with(dir, out, s, what, online, true, err);
 }
 
 static const ct_scheme *scheme(const char *name, int group, bool asymmetric) {
@@ -105,9 +122,10 @@ static void expect_caught(plan_tamper what, const char *pattern) {
   snprintf(in, sizeof in, "%s/in", dir);
   snprintf(out, sizeof out, "%s/out", dir);
   synth_llama(in);
-  const ct_scheme *schemes[] = {scheme("W4A16", 32, false), scheme("W8A8", 0, false)};
-  for (int i = 0; i < 2; i++) {
-    ct_scheme s = *schemes[i];
+  const char *names[] = {"W4A16", "W8A8", "NVFP4A16"};
+  const int groups[] = {32, 0, 0};
+  for (int i = 0; i < 3; i++) {
+    ct_scheme s = *scheme(names[i], groups[i], false);
     char o[4300];
     snprintf(o, sizeof o, "%s%d", out, i);
     rotq_error err = {{0}};
@@ -125,10 +143,10 @@ static void test_correct_plan_passes(void **state) {
   char in[4200];
   snprintf(in, sizeof in, "%s/in", dir);
   synth_llama(in);
-  const char *names[] = {"W4A16", "W4A16", "W8A8", "FP8"};
-  const int groups[] = {32, 16, 0, 0};
-  const bool asym[] = {false, true, false, false};
-  for (int i = 0; i < 4; i++)
+  const char *names[] = {"W4A16", "W4A16", "W8A8", "FP8", "NVFP4A16"};
+  const int groups[] = {32, 16, 0, 0, 0};
+  const bool asym[] = {false, true, false, false, false};
+  for (int i = 0; i < 5; i++)
     for (int online = 0; online < 2; online++) {
       ct_scheme s = *scheme(names[i], groups[i], asym[i]);
       char out[4300];
@@ -157,22 +175,30 @@ static void test_value_path(void **state) {
                                     "'model.layers.0.self_attn.o_proj.weight'");
 }
 
-/* NVFP4A16 is refused by the stream (its fused global scales need every member first). */
-static void test_nvfp4_refused(void **state) {
+/* Without the check nothing is held but NVFP4A16's fused groups until complete, then let go. */
+static void test_held_without_check(void **state) {
   (void)state;
-  ct_scheme s;
-  assert_int_equal(ct_scheme_parse("NVFP4A16", 0, false, &s), 0);
-  rotq_error err = {{0}};
-  st_spec none[1] = {{.name = "x", .dtype = DTYPE_BF16, .ndim = 1, .shape = {4}}};
-  assert_null(quantize_stream_open(NULL, &s, none, 1, "/nonexistent", 0, 1, &err));
-  assert_non_null(strstr(err.message, "NVFP4A16 is not done in the rotation stream"));
+  char *dir = scratch_dir("rotate-quantize");
+  char in[4200];
+  snprintf(in, sizeof in, "%s/in", dir);
+  synth_llama(in);
+  const char *names[] = {"W4A16", "NVFP4A16"};
+  for (int i = 0; i < 2; i++) {
+    ct_scheme s = *scheme(names[i], i == 0 ? 32 : 0, false);
+    char out[4300];
+    snprintf(out, sizeof out, "%s/out-%d", dir, i);
+    rotq_error err = {{0}};
+    if (run_with(in, out, &s, TAMPER_NONE, 0, false, &err) != 0) fail_msg("%s: %s", names[i], err.message);
+  }
+  scratch_remove(dir);
+  free(dir);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_correct_plan_passes), cmocka_unit_test(test_reader_without_r1),
       cmocka_unit_test(test_writer_without_r1),   cmocka_unit_test(test_value_path),
-      cmocka_unit_test(test_nvfp4_refused),
+      cmocka_unit_test(test_held_without_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

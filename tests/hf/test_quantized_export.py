@@ -411,3 +411,50 @@ def test_mxfp4_scales_are_compressed_tensors_own(dtype_name, workdir):
         power = torch.pow(2.0, expected.to(torch.float64) - 127)[:, torch.arange(cols) // 32]
         q = FP4_E2M1_DATA.cast_to_fp4(torch.clamp(w.to(torch.float64) / power, -6, 6).to(torch.float32))
         assert torch.equal(decode_mxfp4(tensors, module, torch.float64), q.to(torch.float64) * power), f"{module}: codes"
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3_moe"])
+def test_one_pass_nvfp4_is_the_rotated_model_quantized(name, workdir):
+    """rotq rotate --quantize NVFP4A16 (one read, one write; each fused group's rotated rows held
+    until the group is complete): every fused group's global scale (q/k/v, gate/up, each expert's
+    gate/up; grouped here by module name) is 448·6 / max |W| over the rotated members, read from a
+    plain `rotq rotate` output; compressed-tensors decompresses every weight to the two-command
+    path's (rotate, then quantize) dequantized checkpoint, and within NVFP4's error of the rotated
+    weight."""
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationScheme
+
+    model = source(name, "bfloat16", workdir)
+    rotated, one = str(workdir / f"{name}-rotated"), str(workdir / f"{name}-one-pass-nvfp4")
+    two, fake = rotated + "-nvfp4", rotated + "-nvfp4-fake"
+    for args in (["rotate", "--model", model, "--output", rotated],
+                 ["rotate", "--model", model, "--output", one, "--quantize", "NVFP4A16"],
+                 ["quantize", "--model", rotated, "--output", two, "--fake-quant-output", fake,
+                  "--scheme", "NVFP4A16"]):
+        status, stderr = oracle.rotq(*args, "--quiet", "--force")
+        assert status == 0, stderr
+    qc = oracle.quantization_config(one)
+    assert qc["format"] == "nvfp4-pack-quantized"
+    (group,) = qc["config_groups"].values()
+    scheme = QuantizationScheme.model_validate(group)
+    compressor = BaseCompressor.get_value_from_registry(qc["format"])
+    tensors, weights, fakes = oracle.stored_tensors(one), oracle.stored_tensors(rotated), oracle.stored_tensors(fake)
+    modules = quantized_modules(tensors)
+    assert modules
+    for module in modules:
+        local = {k[len(module) + 1:]: v for k, v in tensors.items() if k.startswith(module + ".weight")}
+        decoded = compressor.decompress(local, scheme)["weight"]
+        expected = fakes[f"{module}.weight"]
+        assert torch.equal(decoded.to(expected.dtype), expected), f"{module}: not the two-command path's weight"
+        w = weights[f"{module}.weight"].double()
+        assert ((decoded.double() - w).norm() / w.norm()).item() < 0.2, f"{module}: not the rotated weight"
+    fused = {}
+    for module in modules:
+        parent, leaf = module.rsplit(".", 1)
+        kind = "qkv" if leaf in ("q_proj", "k_proj", "v_proj") else "gate_up" if leaf in ("gate_proj", "up_proj") else leaf
+        fused.setdefault((parent, kind), []).append(module)
+    assert max(len(members) for members in fused.values()) == 3  # q/k/v share one
+    for members in fused.values():
+        amax = max(weights[f"{m}.weight"].double().abs().max().item() for m in members)
+        expected = torch.tensor(448 * 6 / amax, dtype=torch.float32).item()
+        assert {tensors[f"{m}.weight_global_scale"].item() for m in members} == {expected}, members
