@@ -40,6 +40,7 @@ typedef struct pending_write {
   const void *data;
   slot *owner;
   int buffer;
+  size_t size, done; /* a whole tensor: its bytes, and those written so far */
 } pending_write;
 
 /* A whole-tensor output buffer (column pieces), reused by later tensors. */
@@ -90,8 +91,9 @@ struct pipeline {
    * a thread waiting for that lock would leave its core idle). */
   pthread_mutex_t write_lock;
   pthread_cond_t written; /* an output buffer was written */
-  pending_write *writes;  /* ring of threads · (OUTPUT_BUFFERS + 1) entries */
-  size_t writes_first, writes_count;
+  pending_write *rows;    /* ring of threads · OUTPUT_BUFFERS row pieces */
+  pending_write *wholes;  /* ring of threads whole tensors (at most one per thread) */
+  size_t rows_first, rows_count, wholes_first, wholes_count;
   bool writing; /* a thread is writing the queue */
   /* The reader thread reads the queued input, in order, into the page cache, staying within
    * READ_WINDOW of the bytes the workers are done with, so that the workers rarely wait for the
@@ -214,8 +216,10 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
     pl->shard_fds[i] = open(ctx->ck->shards[i].path, O_RDONLY | O_CLOEXEC);
     in_memory = in_memory && pl->shard_fds[i] >= 0 && st_fd_in_memory(pl->shard_fds[i]);
   }
-  pl->writes = malloc((size_t)threads * (OUTPUT_BUFFERS + 1) * sizeof *pl->writes);
-  if (!pl->writes) {
+  pl->rows = malloc((size_t)threads * OUTPUT_BUFFERS * sizeof *pl->rows);
+  pl->wholes = malloc((size_t)threads * sizeof *pl->wholes);
+  if (!pl->rows || !pl->wholes) {
+    free(pl->rows), free(pl->wholes);
     for (size_t i = 0; pl->shard_fds && i < ctx->ck->shard_count; i++)
       if (pl->shard_fds[i] >= 0) close(pl->shard_fds[i]);
     free(pl->shard_fds);
@@ -289,7 +293,7 @@ void pipeline_free(pipeline *pl) {
     free(pl->slots[t].work), free(pl->slots[t].input);
     for (int k = 0; k < OUTPUT_BUFFERS; k++) free(pl->slots[t].output[k]);
   }
-  free(pl->writes);
+  free(pl->rows), free(pl->wholes);
   pthread_cond_destroy(&pl->written);
   pthread_mutex_destroy(&pl->write_lock);
   for (size_t i = 0; pl->shard_fds && i < pl->ctx->ck->shard_count; i++)
@@ -457,57 +461,85 @@ static void give_output(pipeline *pl, slot *s, int k) {
   pthread_cond_broadcast(&pl->written);
 }
 
-/* Writes w, then gives its buffer back (or releases the source's pages); called without
- * write_lock. A failed write fails w's batch. */
-static void write_pending(pipeline *pl, const pending_write *w) {
+/* Bytes of a whole tensor written at a time: between two parts the writer writes the rows other
+ * threads queued meanwhile (they wait for those; nothing waits for a whole tensor's part). */
+#define WHOLE_PART_BYTES ((size_t)4 << 20)
+
+/* Writes row item w and gives its output buffer back; called without write_lock. A failed
+ * write fails w's batch. */
+static void write_queued_rows(pipeline *pl, const pending_write *w) {
+  rotq_error err;
+  if (!atomic_load(&w->b->failed) && write_rows(pl->ctx, &w->j->plan, w->begin, w->end, w->data, &err) < 0)
+    fail(w->b, &err);
+  pthread_mutex_lock(&pl->write_lock);
+  give_output(pl, w->owner, w->buffer);
+  pthread_mutex_unlock(&pl->write_lock);
+}
+
+/* Writes bytes [at, at + n) of whole item w, called without write_lock; after its last part,
+ * gives its staging buffer back (or releases the source's pages it was copied from). */
+static void write_queued_part(pipeline *pl, const pending_write *w, size_t at, size_t n) {
   const tensor_plan *plan = &w->j->plan;
   rotq_error err;
-  int rc = 0;
-  if (!atomic_load(&w->b->failed))
-    rc = w->buffer >= 0 ? write_rows(pl->ctx, plan, w->begin, w->end, w->data, &err)
-                        : st_writer_write(pl->ctx->writer, plan->output_index, w->data, &err);
-  if (rc < 0) fail(w->b, &err);
-  if (w->buffer >= 0) return;
+  if (!atomic_load(&w->b->failed) &&
+      st_writer_write_part(pl->ctx->writer, plan->output_index, at, (const unsigned char *)w->data + at, n, &err) < 0)
+    fail(w->b, &err);
+  if (at + n < w->size) return;
   if (w->data == plan->source->data) {
     st_release(plan->source->data, plan->source->nbytes);
-    return;
+  } else {
+    pthread_mutex_lock(&w->j->lock);
+    w->j->output = NULL;
+    pthread_mutex_unlock(&w->j->lock);
+    staging_give(pl, (unsigned char *)w->data);
   }
-  pthread_mutex_lock(&w->j->lock);
-  w->j->output = NULL;
-  pthread_mutex_unlock(&w->j->lock);
-  staging_give(pl, (unsigned char *)w->data);
+  pthread_mutex_lock(&pl->write_lock);
+  w->owner->whole_busy = false;
+  pthread_cond_broadcast(&pl->written);
+  pthread_mutex_unlock(&pl->write_lock);
 }
 
 /* Queues w for writing; unless another thread is writing the queue, this one then writes it
- * until it is empty (w and what other threads queue meanwhile). */
+ * until it is empty (w and what other threads queue meanwhile): rows first, since their threads
+ * may be waiting for their buffers, whole tensors a part at a time between them. */
 static void queue_write(batch *b, pending_write w, transform_timing *timing) {
   pipeline *pl = b->pl;
-  const size_t capacity = (size_t)pl->threads * (OUTPUT_BUFFERS + 1);
+  const size_t row_capacity = (size_t)pl->threads * OUTPUT_BUFFERS, whole_capacity = (size_t)pl->threads;
   pthread_mutex_lock(&pl->write_lock);
-  while (w.buffer < 0 && w.owner->whole_busy) /* its previous one: another thread is writing it */
-    pthread_cond_wait(&pl->written, &pl->write_lock);
-  if (w.buffer < 0) w.owner->whole_busy = true;
-  pl->writes[(pl->writes_first + pl->writes_count++) % capacity] = w;
+  if (w.buffer >= 0) {
+    pl->rows[(pl->rows_first + pl->rows_count++) % row_capacity] = w;
+  } else {
+    while (w.owner->whole_busy) /* its previous one: another thread is writing it */
+      pthread_cond_wait(&pl->written, &pl->write_lock);
+    w.owner->whole_busy = true;
+    pl->wholes[(pl->wholes_first + pl->wholes_count++) % whole_capacity] = w;
+  }
   if (pl->writing) {
     pthread_mutex_unlock(&pl->write_lock);
     return;
   }
   pl->writing = true;
-  while (pl->writes_count > 0) {
-    pending_write w = pl->writes[pl->writes_first];
-    pl->writes_first = (pl->writes_first + 1) % capacity, pl->writes_count--;
-    pthread_mutex_unlock(&pl->write_lock);
-    double t0 = now_seconds();
-    write_pending(pl, &w);
-    timing->write += now_seconds() - t0;
+  double t0 = now_seconds();
+  while (pl->rows_count > 0 || pl->wholes_count > 0) {
+    if (pl->rows_count > 0) {
+      pending_write r = pl->rows[pl->rows_first];
+      pl->rows_first = (pl->rows_first + 1) % row_capacity, pl->rows_count--;
+      pthread_mutex_unlock(&pl->write_lock);
+      write_queued_rows(pl, &r);
+    } else { /* the next part of the first whole tensor; only the writer changes it */
+      pending_write *h = &pl->wholes[pl->wholes_first];
+      size_t at = h->done, n = h->size - at < WHOLE_PART_BYTES ? h->size - at : WHOLE_PART_BYTES;
+      h->done += n;
+      pending_write whole = *h;
+      if (whole.done == whole.size) pl->wholes_first = (pl->wholes_first + 1) % whole_capacity, pl->wholes_count--;
+      pthread_mutex_unlock(&pl->write_lock);
+      write_queued_part(pl, &whole, at, n);
+    }
     pthread_mutex_lock(&pl->write_lock);
-    if (w.buffer >= 0)
-      give_output(pl, w.owner, w.buffer);
-    else
-      w.owner->whole_busy = false, pthread_cond_broadcast(&pl->written);
   }
   pl->writing = false;
   pthread_mutex_unlock(&pl->write_lock);
+  timing->write += now_seconds() - t0;
 }
 
 /* Piece p, from reading to writing, with this thread's buffers. */
@@ -523,7 +555,9 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     timing->read += t1 - t0;
     consumed(b->pl, source->nbytes);
     if (rc == 0 && plan->quant_index < 0) { /* written (and released) by whichever thread writes the queue */
-      queue_write(b, (pending_write){.b = b, .j = j, .data = source->data, .owner = s, .buffer = -1}, timing);
+      queue_write(
+          b, (pending_write){.b = b, .j = j, .data = source->data, .owner = s, .buffer = -1, .size = source->nbytes},
+          timing);
       return 0;
     }
     if (rc == 0) rc = write_rows(ctx, plan, 0, plan->rows, source->data, err);
@@ -575,7 +609,14 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   st_release(source->data, source->nbytes);
   consumed(b->pl, source->nbytes);
   if (rc == 0 && plan->quant_index < 0) { /* written by whichever thread writes the queue, then given back */
-    queue_write(b, (pending_write){.b = b, .j = j, .data = whole, .owner = s, .buffer = -1}, timing);
+    queue_write(b,
+                (pending_write){.b = b,
+                                .j = j,
+                                .data = whole,
+                                .owner = s,
+                                .buffer = -1,
+                                .size = st_numel(source) * dtype_size(plan->out_dtype)},
+                timing);
     return 0;
   }
   if (rc == 0) rc = write_rows(ctx, plan, 0, plan->rows, whole, err);
