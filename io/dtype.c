@@ -508,9 +508,48 @@ void dtype_to_f32_scaled(dtype t, const void *src, const double *scale, float *d
   for (size_t i = 0; i < n; i++) dst[i] = (float)(dst[i] * scale[i]);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* bfloat16 → double with AVX-512, eight at a time, times scale[i] when scale is not NULL (one
+ * rounding, as x·scale[i]): widen to float bits (<< 16) in one 256-bit register and convert into
+ * one 512-bit register (the generic vectors above take two halves of each). Returns the elements
+ * done (a multiple of 8). */
+__attribute__((target("avx512f,avx512vl"))) static size_t
+bfloat16_to_doubles_avx512(const unsigned char *src, const double *scale, double *dst, size_t n) {
+  size_t i = 0;
+#define WIDEN(k)                                                                                                       \
+  _mm512_cvtps_pd(_mm256_castsi256_ps(                                                                                 \
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * (k)))), 16)))
+  if (scale)
+    for (; i + 8 <= n; i += 8) {
+      if (!(i & 31)) __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+      _mm512_storeu_pd(dst + i, _mm512_mul_pd(WIDEN(i), _mm512_loadu_pd(scale + i)));
+    }
+  else
+    for (; i + 8 <= n; i += 8) {
+      if (!(i & 31)) __builtin_prefetch(src + 2 * i + PREFETCH_BYTES);
+      _mm512_storeu_pd(dst + i, WIDEN(i));
+    }
+#undef WIDEN
+  return i;
+}
+#endif
+
+/* bfloat16 → double (times scale[i] when scale is not NULL): the AVX-512 loop where the CPU has
+ * it, else (and for the tail) the generic vectors. */
+static void bfloat16_to_doubles_best(const unsigned char *src, const double *scale, double *dst, size_t n) {
+  size_t done = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (has_avx512vl()) done = bfloat16_to_doubles_avx512(src, scale, dst, n);
+#endif
+  if (scale)
+    bfloat16_to_doubles_scaled(src + 2 * done, scale + done, dst + done, n - done);
+  else
+    bfloat16_to_doubles(src + 2 * done, dst + done, n - done);
+}
+
 void dtype_to_f64_scaled(dtype t, const void *src, const double *scale, double *dst, size_t n) {
   if (t == DTYPE_BF16) {
-    bfloat16_to_doubles_scaled(src, scale, dst, n);
+    bfloat16_to_doubles_best(src, scale, dst, n);
     return;
   }
   dtype_to_f64(t, src, dst, n);
@@ -535,7 +574,7 @@ void dtype_to_f64(dtype t, const void *src, double *dst, size_t n) {
       dst[i] = half_to_float(h);
     }
     break;
-  case DTYPE_BF16: bfloat16_to_doubles(p, dst, n); break;
+  case DTYPE_BF16: bfloat16_to_doubles_best(p, NULL, dst, n); break;
   default: quantized_to_f64(t, p, dst, n); break;
   }
 }
