@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 /* Headers above this are refused (the reference implementation's limit too). */
@@ -327,6 +329,11 @@ void st_release(const void *data, size_t nbytes) {
   size_t length;
   page_span(data, nbytes, &begin, &length);
   if (length) madvise(begin, length, MADV_DONTNEED);
+}
+
+bool st_fd_in_memory(int fd) {
+  struct statfs fs;
+  return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 }
 
 const st_tensor *st_find(const st_file *f, const char *name) {

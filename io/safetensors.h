@@ -5,6 +5,7 @@
 #ifndef ROTQ_IO_SAFETENSORS_H
 #define ROTQ_IO_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,5 +68,8 @@ size_t st_numel(const st_tensor *t);
  * from the page cache. Only for bytes inside a st_file's mapping. */
 void st_prefetch(const void *data, size_t nbytes);
 void st_release(const void *data, size_t nbytes);
+/* Is descriptor fd's file on a file system held in memory (tmpfs, ramfs), whose every byte is in
+ * the page cache? */
+bool st_fd_in_memory(int fd);
 
 #endif

@@ -211,7 +211,7 @@ static int write_fully(int fd, const void *data, size_t n, uint64_t offset) {
 /* Is fd's file on a file system held in memory (tmpfs, ramfs) with room for size more bytes now? */
 static bool memory_fs_with_room(int fd, size_t size) {
   struct statfs fs;
-  if (fstatfs(fd, &fs) != 0 || (fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC)) return false;
+  if (!st_fd_in_memory(fd) || fstatfs(fd, &fs) != 0) return false;
   return fs.f_type == RAMFS_MAGIC || (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_bsize >= size;
 }
 

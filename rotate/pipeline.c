@@ -16,11 +16,32 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A thread's buffers, kept from batch to batch. */
+/* Output buffers per thread for row pieces: one being filled while the others wait to be
+ * written (see queue_write). */
+#define OUTPUT_BUFFERS 2
+
+/* A thread's buffers, kept from batch to batch. output_busy[k]: output[k] holds rows queued or
+ * being written (guarded by the pipeline's write_lock). A thread has at most OUTPUT_BUFFERS + 1
+ * writes queued. */
 typedef struct slot {
-  void *work, *output, *input;
+  void *work, *output[OUTPUT_BUFFERS], *input;
   size_t work_size, output_size, input_size;
+  bool output_busy[OUTPUT_BUFFERS];
+  bool whole_busy; /* a whole tensor this thread queued is not written yet (write_lock) */
 } slot;
+
+/* Output bytes a thread (slot `owner`) queued for writing: rows [begin, end) of a row piece, in
+ * its output buffer `buffer`; or (buffer -1) a whole tensor, from its staging buffer (then given
+ * back) or, copied unchanged, from the source's mapping (then released). */
+typedef struct pending_write {
+  struct batch *b;
+  struct job *j;
+  size_t begin, end;
+  const void *data;
+  slot *owner;
+  int buffer;
+  size_t size, done; /* a whole tensor: its bytes, and those written so far */
+} pending_write;
 
 /* A whole-tensor output buffer (column pieces), reused by later tensors. */
 typedef struct staging {
@@ -65,6 +86,16 @@ struct pipeline {
   pthread_mutex_t lock; /* guards the staging buffers */
   staging *buffers;
   size_t buffer_count;
+  /* Row pieces' writes: a thread done with a piece queues its rows; the first thread to find no
+   * one writing becomes the writer and writes the queue until it is empty, the others going on
+   * computing (a file's buffered writes are serialized: in the kernel, by the inode's lock, and
+   * a thread waiting for that lock would leave its core idle). */
+  pthread_mutex_t write_lock;
+  pthread_cond_t written; /* an output buffer was written */
+  pending_write *rows;    /* ring of threads · OUTPUT_BUFFERS row pieces */
+  pending_write *wholes;  /* ring of threads whole tensors (at most one per thread) */
+  size_t rows_first, rows_count, wholes_first, wholes_count;
+  bool writing; /* a thread is writing the queue */
   /* The reader thread reads the queued input, in order, into the page cache, staying within
    * READ_WINDOW of the bytes the workers are done with, so that the workers rarely wait for the
    * disk. */
@@ -150,6 +181,7 @@ static void consumed(pipeline *pl, size_t size) {
 }
 
 void pipeline_prefetch(pipeline *pl, const rotate_command *const *commands, size_t count) {
+  if (!pl->reading) return; /* no reader: in memory already, or the thread could not start */
   pthread_mutex_lock(&pl->io_lock);
   for (size_t i = 0; i < count; i++) {
     const st_tensor *t = checkpoint_find(pl->ctx->ck, commands[i]->source);
@@ -180,12 +212,29 @@ pipeline *pipeline_create(const transform_context *ctx, rotq_error *err) {
   pl->ctx = ctx;
   pl->threads = threads;
   pl->shard_fds = malloc((ctx->ck->shard_count ? ctx->ck->shard_count : 1) * sizeof *pl->shard_fds);
-  for (size_t i = 0; pl->shard_fds && i < ctx->ck->shard_count; i++) /* reading by pread is optional */
+  bool in_memory = pl->shard_fds != NULL; /* every shard on tmpfs or ramfs: nothing to read ahead */
+  for (size_t i = 0; pl->shard_fds && i < ctx->ck->shard_count; i++) { /* reading by pread is optional */
     pl->shard_fds[i] = open(ctx->ck->shards[i].path, O_RDONLY | O_CLOEXEC);
+    in_memory = in_memory && pl->shard_fds[i] >= 0 && st_fd_in_memory(pl->shard_fds[i]);
+  }
+  pl->rows = malloc((size_t)threads * OUTPUT_BUFFERS * sizeof *pl->rows);
+  pl->wholes = malloc((size_t)threads * sizeof *pl->wholes);
+  if (!pl->rows || !pl->wholes) {
+    free(pl->rows), free(pl->wholes);
+    for (size_t i = 0; pl->shard_fds && i < ctx->ck->shard_count; i++)
+      if (pl->shard_fds[i] >= 0) close(pl->shard_fds[i]);
+    free(pl->shard_fds);
+    free(pl->slots);
+    free(pl);
+    rotq_fail(err, "out of memory");
+    return NULL;
+  }
   pthread_mutex_init(&pl->lock, NULL);
+  pthread_mutex_init(&pl->write_lock, NULL);
+  pthread_cond_init(&pl->written, NULL);
   pthread_mutex_init(&pl->io_lock, NULL);
   pthread_cond_init(&pl->wake, NULL);
-  pl->reading = pthread_create(&pl->reader, NULL, read_loop, pl) == 0;
+  pl->reading = !in_memory && pthread_create(&pl->reader, NULL, read_loop, pl) == 0;
   return pl;
 }
 
@@ -241,7 +290,13 @@ void pipeline_free(pipeline *pl) {
   pthread_cond_destroy(&pl->wake);
   pthread_mutex_destroy(&pl->io_lock);
   free(pl->queue);
-  for (int t = 0; t < pl->threads; t++) free(pl->slots[t].work), free(pl->slots[t].output), free(pl->slots[t].input);
+  for (int t = 0; t < pl->threads; t++) {
+    free(pl->slots[t].work), free(pl->slots[t].input);
+    for (int k = 0; k < OUTPUT_BUFFERS; k++) free(pl->slots[t].output[k]);
+  }
+  free(pl->rows), free(pl->wholes);
+  pthread_cond_destroy(&pl->written);
+  pthread_mutex_destroy(&pl->write_lock);
   for (size_t i = 0; pl->shard_fds && i < pl->ctx->ck->shard_count; i++)
     if (pl->shard_fds[i] >= 0) close(pl->shard_fds[i]);
   free(pl->shard_fds);
@@ -383,6 +438,108 @@ static int write_rows(const transform_context *ctx, const tensor_plan *plan, siz
   return quantize_stream_rows(ctx->quant, plan->quant_index, (int64_t)begin, (int64_t)(end - begin), bytes, err);
 }
 
+/* An idle output buffer of s (its index, now busy): waits for one of s's queued rows to be
+ * written when all are. */
+static int take_output(pipeline *pl, slot *s) {
+  pthread_mutex_lock(&pl->write_lock);
+  for (;;) {
+    for (int k = 0; k < OUTPUT_BUFFERS; k++)
+      if (!s->output_busy[k]) {
+        s->output_busy[k] = true;
+        pthread_mutex_unlock(&pl->write_lock);
+        return k;
+      }
+    pthread_cond_wait(&pl->written, &pl->write_lock);
+  }
+}
+
+/* Output buffer k of s is idle again; called with write_lock held. */
+static void give_output(pipeline *pl, slot *s, int k) {
+  s->output_busy[k] = false;
+  pthread_cond_broadcast(&pl->written);
+}
+
+/* Bytes of a whole tensor written at a time: between two parts the writer writes the rows other
+ * threads queued meanwhile (they wait for those; nothing waits for a whole tensor's part). */
+#define WHOLE_PART_BYTES ((size_t)4 << 20)
+
+/* Writes row item w and gives its output buffer back; called without write_lock. A failed
+ * write fails w's batch. */
+static void write_queued_rows(pipeline *pl, const pending_write *w) {
+  rotq_error err;
+  if (!atomic_load(&w->b->failed) && write_rows(pl->ctx, &w->j->plan, w->begin, w->end, w->data, &err) < 0)
+    fail(w->b, &err);
+  pthread_mutex_lock(&pl->write_lock);
+  give_output(pl, w->owner, w->buffer);
+  pthread_mutex_unlock(&pl->write_lock);
+}
+
+/* Writes bytes [at, at + n) of whole item w, called without write_lock; after its last part,
+ * gives its staging buffer back (or releases the source's pages it was copied from). */
+static void write_queued_part(pipeline *pl, const pending_write *w, size_t at, size_t n) {
+  const tensor_plan *plan = &w->j->plan;
+  rotq_error err;
+  if (!atomic_load(&w->b->failed) &&
+      st_writer_write_part(pl->ctx->writer, plan->output_index, at, (const unsigned char *)w->data + at, n, &err) < 0)
+    fail(w->b, &err);
+  if (at + n < w->size) return;
+  if (w->data == plan->source->data) {
+    st_release(plan->source->data, plan->source->nbytes);
+  } else {
+    pthread_mutex_lock(&w->j->lock);
+    w->j->output = NULL;
+    pthread_mutex_unlock(&w->j->lock);
+    staging_give(pl, (unsigned char *)w->data);
+  }
+  pthread_mutex_lock(&pl->write_lock);
+  w->owner->whole_busy = false;
+  pthread_cond_broadcast(&pl->written);
+  pthread_mutex_unlock(&pl->write_lock);
+}
+
+/* Queues w for writing; unless another thread is writing the queue, this one then writes it
+ * until it is empty (w and what other threads queue meanwhile): rows first, since their threads
+ * may be waiting for their buffers, whole tensors a part at a time between them. */
+static void queue_write(batch *b, pending_write w, transform_timing *timing) {
+  pipeline *pl = b->pl;
+  const size_t row_capacity = (size_t)pl->threads * OUTPUT_BUFFERS, whole_capacity = (size_t)pl->threads;
+  pthread_mutex_lock(&pl->write_lock);
+  if (w.buffer >= 0) {
+    pl->rows[(pl->rows_first + pl->rows_count++) % row_capacity] = w;
+  } else {
+    while (w.owner->whole_busy) /* its previous one: another thread is writing it */
+      pthread_cond_wait(&pl->written, &pl->write_lock);
+    w.owner->whole_busy = true;
+    pl->wholes[(pl->wholes_first + pl->wholes_count++) % whole_capacity] = w;
+  }
+  if (pl->writing) {
+    pthread_mutex_unlock(&pl->write_lock);
+    return;
+  }
+  pl->writing = true;
+  double t0 = now_seconds();
+  while (pl->rows_count > 0 || pl->wholes_count > 0) {
+    if (pl->rows_count > 0) {
+      pending_write r = pl->rows[pl->rows_first];
+      pl->rows_first = (pl->rows_first + 1) % row_capacity, pl->rows_count--;
+      pthread_mutex_unlock(&pl->write_lock);
+      write_queued_rows(pl, &r);
+    } else { /* the next part of the first whole tensor; only the writer changes it */
+      pending_write *h = &pl->wholes[pl->wholes_first];
+      size_t at = h->done, n = h->size - at < WHOLE_PART_BYTES ? h->size - at : WHOLE_PART_BYTES;
+      h->done += n;
+      pending_write whole = *h;
+      if (whole.done == whole.size) pl->wholes_first = (pl->wholes_first + 1) % whole_capacity, pl->wholes_count--;
+      pthread_mutex_unlock(&pl->write_lock);
+      write_queued_part(pl, &whole, at, n);
+    }
+    pthread_mutex_lock(&pl->write_lock);
+  }
+  pl->writing = false;
+  pthread_mutex_unlock(&pl->write_lock);
+  timing->write += now_seconds() - t0;
+}
+
 /* Piece p, from reading to writing, with this thread's buffers. */
 static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing, rotq_error *err) {
   const transform_context *ctx = b->pl->ctx;
@@ -393,12 +550,17 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
     double t0 = now_seconds();
     int rc = check_finite(ctx, source, 0, st_numel(source), err);
     double t1 = now_seconds();
-    if (rc == 0)
-      rc = plan->quant_index >= 0 ? write_rows(ctx, plan, 0, plan->rows, source->data, err)
-                                  : st_writer_write(ctx->writer, plan->output_index, source->data, err);
-    timing->read += t1 - t0, timing->write += now_seconds() - t1;
-    st_release(source->data, source->nbytes);
+    timing->read += t1 - t0;
     consumed(b->pl, source->nbytes);
+    if (rc == 0 && plan->quant_index < 0) { /* written (and released) by whichever thread writes the queue */
+      queue_write(
+          b, (pending_write){.b = b, .j = j, .data = source->data, .owner = s, .buffer = -1, .size = source->nbytes},
+          timing);
+      return 0;
+    }
+    if (rc == 0) rc = write_rows(ctx, plan, 0, plan->rows, source->data, err);
+    timing->write += now_seconds() - t1;
+    st_release(source->data, source->nbytes);
     return rc;
   }
   if (plan->cut == CUT_ROWS) {
@@ -413,15 +575,25 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
                         err) < 0)
       return -1;
     timing->read += now_seconds() - t_check;
-    if (tensor_transform_piece_from(ctx, plan, p->index, read ? &rows : NULL, s->work, s->output, timing, err) < 0)
-      return -1;
-    if (check_output_finite(plan, s->output, begin * plan->cols, (end - begin) * plan->cols, err) < 0) return -1;
-    double t0 = now_seconds();
-    int rc = write_rows(ctx, plan, begin, end, s->output, err);
-    timing->write += now_seconds() - t0;
+    int k = take_output(b->pl, s);
+    void *output = s->output[k];
+    int rc = tensor_transform_piece_from(ctx, plan, p->index, read ? &rows : NULL, s->work, output, timing, err);
+    if (rc == 0) rc = check_output_finite(plan, output, begin * plan->cols, (end - begin) * plan->cols, err);
     size_t read_bytes = st_span(source, begin * plan->cols, (end - begin) * plan->cols);
     if (!read) st_release(st_address(source, begin * plan->cols), read_bytes);
     consumed(b->pl, read_bytes);
+    if (rc == 0 && plan->quant_index < 0) { /* written by whichever thread writes the queue */
+      queue_write(b,
+                  (pending_write){.b = b, .j = j, .begin = begin, .end = end, .data = output, .owner = s, .buffer = k},
+                  timing);
+      return 0;
+    }
+    double t0 = now_seconds();
+    if (rc == 0) rc = write_rows(ctx, plan, begin, end, output, err);
+    timing->write += now_seconds() - t0;
+    pthread_mutex_lock(&b->pl->write_lock);
+    give_output(b->pl, s, k);
+    pthread_mutex_unlock(&b->pl->write_lock);
     return rc;
   }
   unsigned char *whole = job_output(b, j, err);
@@ -431,12 +603,22 @@ static int run_piece(batch *b, const piece *p, slot *s, transform_timing *timing
   int rc = check_finite(ctx, source, 0, st_numel(source), err);
   if (rc == 0) rc = check_output_finite(plan, whole, 0, st_numel(source), err);
   double t1 = now_seconds();
-  if (rc == 0)
-    rc = plan->quant_index >= 0 ? write_rows(ctx, plan, 0, plan->rows, whole, err)
-                                : st_writer_write(ctx->writer, plan->output_index, whole, err);
-  timing->read += t1 - t0, timing->write += now_seconds() - t1;
+  timing->read += t1 - t0;
   st_release(source->data, source->nbytes);
   consumed(b->pl, source->nbytes);
+  if (rc == 0 && plan->quant_index < 0) { /* written by whichever thread writes the queue, then given back */
+    queue_write(b,
+                (pending_write){.b = b,
+                                .j = j,
+                                .data = whole,
+                                .owner = s,
+                                .buffer = -1,
+                                .size = st_numel(source) * dtype_size(plan->out_dtype)},
+                timing);
+    return 0;
+  }
+  if (rc == 0) rc = write_rows(ctx, plan, 0, plan->rows, whole, err);
+  timing->write += now_seconds() - t1;
   pthread_mutex_lock(&j->lock);
   j->output = NULL;
   pthread_mutex_unlock(&j->lock);
@@ -500,6 +682,21 @@ static int reserve(void **buffer, size_t *capacity, size_t size, rotq_error *err
   return *buffer ? 0 : rotq_fail(err, "out of memory for the transform buffers (%zu bytes)", size);
 }
 
+/* Grows every output buffer of s to at least size bytes (contents not kept). */
+static int reserve_outputs(slot *s, size_t size, rotq_error *err) {
+  if (s->output_size >= size) return 0;
+  for (int k = 0; k < OUTPUT_BUFFERS; k++) {
+    free(s->output[k]);
+    s->output[k] = NULL;
+  }
+  s->output_size = 0;
+  for (int k = 0; k < OUTPUT_BUFFERS; k++)
+    if (!(s->output[k] = malloc(size)))
+      return rotq_fail(err, "out of memory for the transform buffers (%zu bytes)", size);
+  s->output_size = size;
+  return 0;
+}
+
 static void free_batch(batch *b) {
   for (size_t i = 0; i < b->job_count; i++) {
     tensor_plan_free(&b->jobs[i].plan);
@@ -549,7 +746,7 @@ int pipeline_run(pipeline *pl, const rotate_command *const *commands, size_t cou
   for (int t = 0; rc == 0 && t < pl->threads; t++) {
     slot *s = &pl->slots[t];
     rc = reserve(&s->work, &s->work_size, b.work_bytes ? b.work_bytes : 1, err);
-    if (rc == 0) rc = reserve(&s->output, &s->output_size, b.output_bytes ? b.output_bytes : 1, err);
+    if (rc == 0) rc = reserve_outputs(s, b.output_bytes ? b.output_bytes : 1, err);
     if (rc == 0) rc = reserve(&s->input, &s->input_size, b.input_bytes ? b.input_bytes : 1, err);
   }
   if (rc < 0) {

@@ -1,12 +1,17 @@
 /* The processor's execution loop. For each batch of commands (the pre-run tensors, or one decoder
  * layer) every tensor is planned and cut into pieces (rotate/tensor_transform.h), and a team of
- * ctx->threads threads takes the pieces in order, each thread reading, transforming and writing
- * its piece, so that reading, arithmetic and writing of different pieces overlap. A row piece is
- * written as soon as it is done; column pieces fill one output buffer, written by the thread that
- * finishes the last of them; each write's writeback starts at once.
+ * ctx->threads threads takes the pieces in order, each thread reading and transforming its piece,
+ * so that reading, arithmetic and writing of different pieces overlap. A row piece is queued for
+ * writing as soon as it is done; column pieces fill one output buffer, queued by the thread that
+ * finishes the last of them. The queue is written by one thread at a time, whichever finds no one
+ * writing it, while the others go on computing (a file's buffered writes are serialized by the
+ * kernel): rows first, whole tensors in parts between them; each write's writeback starts at once.
+ * pipeline_run returns once everything is written.
  *
  * Memory: a reader thread reads the sources into the page cache ahead of the workers (a bounded
- * window, not kept mapped); the mapped input pages of a piece are released once it is written; the
+ * window, not kept mapped; none when every shard is on tmpfs or ramfs, already in memory); the
+ * mapped input pages of a piece are released once it is transformed (a copied tensor's once it is
+ * written); the
  * buffers live as long as the pipeline. So the process holds the pieces in flight whatever the
  * model's size. When a batch ends, its input and output leave the page cache too: the job then
  * cycles through a little memory instead of filling the page cache with two copies of the model,

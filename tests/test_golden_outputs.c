@@ -330,25 +330,32 @@ static void outputs_match_the_record(void **state) {
   const char *record = source_path("tests/data/golden_outputs.txt");
   int update = getenv("ROTQ_UPDATE_GOLDEN") && strcmp(getenv("ROTQ_UPDATE_GOLDEN"), "1") == 0;
   char *scratch = scratch_dir("golden");
-  uint64_t input_hash[N_CASES], output_hash[N_CASES];
+  /* every case with 2 threads (the record), then with 1 and 6: the bytes must not depend on how
+   * the pieces are shared between threads or on which thread writes them */
+  static const int thread_counts[] = {2, 1, 6};
+  enum { RUNS = sizeof thread_counts / sizeof thread_counts[0] };
+  uint64_t input_hash[N_CASES], output_hash[N_CASES], other_hash[N_CASES][RUNS];
   for (size_t i = 0; i < N_CASES; i++) {
     const golden_case *c = &cases[i];
     char in[4096], out[4096];
     snprintf(in, sizeof in, "%s/%s-in", scratch, c->label);
-    snprintf(out, sizeof out, "%s/%s-out", scratch, c->label);
     rotq_error err = {{0}};
     if (synth_write(&c->spec, in, &err) != 0) fail_msg("%s: synth: %s", c->label, err.message);
-    rotq_rotate_options o = rotq_rotate_default_options();
-    o.model_dir = in;
-    o.output_dir = out;
-    o.seed = c->seed;
-    o.online = c->online;
-    o.quiet = 1;
-    o.threads = 2;
-    if (c->config) o.config = mode_config(scratch, c->config);
-    if (rotq_rotate(&o, &err) != 0) fail_msg("%s: rotate: %s", c->label, err.message);
+    for (int r = 0; r < (update ? 1 : RUNS); r++) {
+      snprintf(out, sizeof out, "%s/%s-out-%d", scratch, c->label, thread_counts[r]);
+      rotq_rotate_options o = rotq_rotate_default_options();
+      o.model_dir = in;
+      o.output_dir = out;
+      o.seed = c->seed;
+      o.online = c->online;
+      o.quiet = 1;
+      o.threads = thread_counts[r];
+      if (c->config) o.config = mode_config(scratch, c->config);
+      if (rotq_rotate(&o, &err) != 0) fail_msg("%s: rotate (%d threads): %s", c->label, o.threads, err.message);
+      other_hash[i][r] = hash_dir(out);
+    }
     input_hash[i] = hash_dir(in);
-    output_hash[i] = hash_dir(out);
+    output_hash[i] = other_hash[i][0];
   }
   scratch_remove(scratch);
   free(scratch);
@@ -385,6 +392,12 @@ static void outputs_match_the_record(void **state) {
                     want_out);
         failed = 1;
       }
+      for (int r = 1; r < RUNS; r++)
+        if (other_hash[i][r] != want_out) {
+          print_error("%s: the rotated output with %d threads differs from the record: %016" PRIx64 "\n", label,
+                      thread_counts[r], other_hash[i][r]);
+          failed = 1;
+        }
     }
   }
   fclose(f);

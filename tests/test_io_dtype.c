@@ -260,7 +260,7 @@ static size_t bulk_values(double *x, size_t cap) {
 static void test_bulk_matches_elementwise(void **state) {
   (void)state;
   enum { N = 4099 };
-  static double x[N], scale[N], wide[N], one_wide;
+  static double x[N], scale[N], wide[N], plain[N], one_wide;
   static float xf[N], narrow_f[N], one_f;
   static unsigned char bulk[8 * N], single[8];
   bulk_values(x, N);
@@ -277,11 +277,14 @@ static void test_bulk_matches_elementwise(void **state) {
       dtype_from_f32((dtype)t, &xf[i], single, 1);
       if (memcmp(bulk + i * size, single, size) != 0) fail_msg("dtype %d from f32: element %zu (%a)", t, i, x[i]);
     }
+    dtype_to_f64((dtype)t, bulk, plain, N);              /* widening */
     dtype_to_f64_scaled((dtype)t, bulk, scale, wide, N); /* widening, with the scale fused */
     dtype_to_f32_scaled((dtype)t, bulk, scale, narrow_f, N);
     for (size_t i = 0; i < N; i++) {
       dtype_to_f64((dtype)t, bulk + i * size, &one_wide, 1);
       dtype_to_f32((dtype)t, bulk + i * size, &one_f, 1);
+      if (memcmp(&plain[i], &one_wide, 8) != 0 && !(isnan(plain[i]) && isnan(one_wide)))
+        fail_msg("dtype %d to f64: element %zu", t, i);
       double want = one_wide * scale[i];
       float want_f = (float)(one_f * scale[i]);
       if (memcmp(&wide[i], &want, 8) != 0 && !(isnan(wide[i]) && isnan(want)))
