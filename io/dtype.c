@@ -4,6 +4,7 @@
  * safetensors files and on every host rotq builds for) and may be unaligned, so each element is
  * loaded and stored with memcpy, which compilers turn into a plain move. */
 #include "io/dtype.h"
+#include "io/dtype_simd.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -271,6 +272,11 @@ VECTOR_CLONES static void doubles_to_bfloat16(const double *src, unsigned char *
   narrow_doubles(src, dst, n, 8, 7);
 }
 
+/* The widest conversion loops used (tests lower it to reach every loop on one CPU). */
+static _Atomic int simd_cap = DTYPE_SIMD_ALL;
+
+void dtype_simd_cap(dtype_simd level) { simd_cap = level; }
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 /* doubles → bfloat16 with AVX-512 (F and VL), eight at a time, exactly as narrow_double rounds: a
@@ -343,13 +349,13 @@ static bool has_avx512bf16(void) {
   if (known < 0)
     known =
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
-  return known;
+  return known && simd_cap >= DTYPE_SIMD_AVX512BF16;
 }
 
 static bool has_avx512vl(void) {
   static int known = -1; /* a benign race: every thread computes the same value */
   if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  return known;
+  return known && simd_cap >= DTYPE_SIMD_AVX512;
 }
 #endif
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/dtype.h"
+#include "io/dtype_simd.h"
 
 static uint16_t f16_from_f64(double x) {
   uint16_t h;
@@ -257,8 +258,20 @@ static size_t bulk_values(double *x, size_t cap) {
 
 /* The bulk conversions (vectorized, 8, 16 or 32 at a time) give exactly what converting one
  * element at a time gives, for every dtype, with and without a fused scale, at odd lengths. */
+static void bulk_matches_elementwise(void);
+
+/* Every loop the CPU has (AVX512-BF16, AVX-512, generic), each against the element-wise conversion
+ * (one element: always the generic tail). */
 static void test_bulk_matches_elementwise(void **state) {
   (void)state;
+  for (int level = DTYPE_SIMD_ALL; level >= DTYPE_SIMD_NONE; level--) {
+    dtype_simd_cap((dtype_simd)level);
+    bulk_matches_elementwise();
+  }
+  dtype_simd_cap(DTYPE_SIMD_ALL);
+}
+
+static void bulk_matches_elementwise(void) {
   enum { N = 4099 };
   static double x[N], scale[N], wide[N], plain[N], one_wide;
   static float xf[N], narrow_f[N], one_f;
