@@ -235,6 +235,103 @@ static void int_group(const ct_scheme *s, const double *x, size_t n, dtype t, in
   *zero = z;
 }
 
+/* The int codes from bfloat16 values in float, 16 lanes at a time.
+ *
+ * Why float division gives int_codes' integers exactly: x = a·2^p and the scale s = b·2^q are
+ * bfloat16 (integers a, b < 2^8), so Q = x/s differs from any half-integer h by 0 or by
+ * |x − h·s|/s ≥ 2^min(p, q−1)/s — at least 2^(p−q−8) when p ≤ q − 1, else at least 2^−9 — while
+ * the float quotient is within 2^−24·|Q| of Q (≤ 2^(p−q−16), resp. ≤ 2^−20 for |Q| ≤ 16, which
+ * the codes' range bounds). So the float quotient lies on the same side of every half-integer as
+ * Q, or equals it when Q is one (then exactly representable): round-half-even of either is the
+ * same, and so is the double path's. Rounded by adding and subtracting 1.5·2^23 (|Q| < 2^22). */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+
+/* 16 bfloat16 values at x widened to float (exactly: the high half of the float's bits), into v */
+#define BF16_LOAD16(v, x)                                                                                              \
+  do {                                                                                                                 \
+    v16h h_;                                                                                                           \
+    memcpy(&h_, (x), sizeof h_);                                                                                       \
+    v16u bits_ = __builtin_convertvector(h_, v16u) << 16;                                                              \
+    memcpy(&(v), &bits_, sizeof(v));                                                                                   \
+  } while (0)
+/* m ? a : b lane by lane, m a comparison's mask */
+#define V16_SELECT(m, a, b) ((v16f)(((v16u)(m) & (v16u)(a)) | (~(v16u)(m) & (v16u)(b))))
+
+/* min(x, 0) and max(x, 0) over a group of bfloat16 values (NaN-free: the callers refused them). */
+CLONES static void bf16_range(const uint16_t *x, size_t n, double *lo_out, double *hi_out) {
+  v16f lo = {0}, hi = {0};
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16f v;
+    BF16_LOAD16(v, x + i);
+    lo = V16_SELECT(v < lo, v, lo);
+    hi = V16_SELECT(v > hi, v, hi);
+  }
+  float l = 0, h = 0;
+  for (int k = 0; k < 16; k++) {
+    l = lo[k] < l ? lo[k] : l;
+    h = hi[k] > h ? hi[k] : h;
+  }
+  for (; i < n; i++) {
+    uint32_t bits = (uint32_t)x[i] << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    l = f < l ? f : l;
+    h = f > h ? f : h;
+  }
+  *lo_out = l, *hi_out = h;
+}
+
+CLONES static void bf16_int_codes(const uint16_t *x, size_t n, float sc, float z, float qlo, float qhi, int offset,
+                                  int *u) {
+  const v16f magic = (v16f){0} + 0x1.8p23f, vs = (v16f){0} + sc, vz = (v16f){0} + z, vlo = (v16f){0} + qlo,
+             vhi = (v16f){0} + qhi;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16f v;
+    BF16_LOAD16(v, x + i);
+    v = v / vs;
+    v = (v + magic) - magic + vz;
+    v = V16_SELECT(v > vlo, v, vlo);
+    v = V16_SELECT(v < vhi, v, vhi);
+    v16i q = __builtin_convertvector(v, v16i) + offset;
+    memcpy(u + i, &q, sizeof q);
+  }
+  for (; i < n; i++) {
+    uint32_t bits = (uint32_t)x[i] << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    u[i] = (int)clamp(round_even((double)f / sc) + z, qlo, qhi) + offset;
+  }
+}
+
+/* int_group of bfloat16 values: ct_int_params' scale and zero from the group's range, its codes. */
+static void bf16_int_group(const ct_scheme *s, const uint16_t *x, size_t n, int *u, double *scale, int *zero) {
+  const int offset = 1 << (s->bits - 1);
+  double lo, hi, sc;
+  int z;
+  bf16_range(x, n, &lo, &hi);
+  if (s->symmetric) {
+    sc = round_to(DTYPE_BF16, (hi > -lo ? hi : -lo) / (double)(offset - 1));
+    z = offset;
+  } else {
+    const double qmax = (double)((1 << s->bits) - 1);
+    sc = round_to(DTYPE_BF16, (hi - lo) / qmax);
+    z = sc > 0 ? (int)clamp(round_even(-lo / sc), 0, qmax) : 0;
+  }
+  if (!(sc > 0))
+    for (size_t i = 0; i < n; i++) u[i] = z;
+  else if (s->symmetric)
+    bf16_int_codes(x, n, (float)sc, 0, (float)-offset, (float)(offset - 1), offset, u);
+  else
+    bf16_int_codes(x, n, (float)sc, (float)z, 0, (float)((1 << s->bits) - 1), 0, u);
+  *scale = sc;
+  *zero = z;
+}
+
 /* Packs the b-bit unsigned values u[0..n) densely into words (pack_to_int32: value i at bit
  * b·i of the little-endian bit string, crossing words where it must). */
 /* pack_bits of 8·count 4-bit values: whole words, vectorized. */
@@ -485,6 +582,25 @@ int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t col
     for (int64_t g = 0; g < groups; g++)
       int_group(s, w + r * cols + g * width, (size_t)width, t, u + g * width, &scale[r * groups + g],
                 &zeros[r * groups + g], fake ? fake + r * cols + g * width : NULL);
+    ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
+  }
+  if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);
+  free(u);
+  free(zeros);
+  return status;
+}
+
+int ct_quantize_rows_bf16(const ct_scheme *s, const uint16_t *w, int64_t n, int64_t cols, void *weight, double *scale,
+                          int32_t *zero) {
+  if ((s->kind != CT_W4A16 && s->kind != CT_W8A8) || s->block) return 1;
+  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  int *u = malloc((size_t)cols * sizeof *u);
+  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
+  int status = u && zeros ? 0 : -1;
+  for (int64_t r = 0; status == 0 && r < n; r++) {
+    for (int64_t g = 0; g < groups; g++)
+      bf16_int_group(s, w + r * cols + g * width, (size_t)width, u + g * width, &scale[r * groups + g],
+                     &zeros[r * groups + g]);
     ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
   }
   if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);

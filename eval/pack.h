@@ -107,6 +107,14 @@ int64_t ct_groups(const ct_scheme *s, int64_t cols);
 /* Returns -1 when out of memory. */
 int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
                      void *weight, double *scale, int32_t *zero, double *fake);
+/* ct_quantize_rows of the int schemes (W4A16, W8A8) straight from bfloat16 rows (n · cols values),
+ * without the fake output: the same bytes, scales and zero points (tests/test_quant_pack.c), about
+ * 5× faster. The codes are divided in float: for bfloat16 values and a bfloat16 scale the float
+ * quotient rounds to the same integer as the exact one (eval/pack.c says why). Returns 0 when it
+ * did the work, 1 when s is not an int scheme (the caller then converts and uses
+ * ct_quantize_rows), -1 when out of memory. */
+int ct_quantize_rows_bf16(const ct_scheme *s, const uint16_t *w, int64_t n, int64_t cols, void *weight, double *scale,
+                          int32_t *zero);
 /* The int schemes (W4A16, W8A8) one value at a time, as ct_quantize_rows computes them (GPTQ uses
  * them: eval/gptq.h). ct_int_params: the stored scale (rounded to t) and the unsigned zero point
  * (2^(b−1) when symmetric) of a group x[0..n). ct_int_code: the unsigned code of v (signed code +

@@ -246,8 +246,15 @@ static int quantize_rows_from(weight_job *j, int64_t r0, int64_t n, const unsign
     if (bad < (size_t)(m * cols)) /* RTN has no code for it: refuse, as rotate does */
       return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name,
                        (size_t)((r0 + b0) * cols) + bad, (long long)(r0 + b0 + (int64_t)bad / cols));
-    dtype_to_f64(t->dtype, at, w, (size_t)(m * cols));
     const int64_t scale_at = (j->scheme->block ? b0 / j->scheme->block : b0) * groups;
+    if (t->dtype == DTYPE_BF16 && !fake) { /* the int schemes straight from the bfloat16 rows */
+      int done = ct_quantize_rows_bf16(j->scheme, (const uint16_t *)(const void *)at, m, cols,
+                                       (unsigned char *)weight + ct_weight_bytes(j->scheme, b0, cols), scale + scale_at,
+                                       zero + (size_t)(b0 * j->scheme->bits / 32) * (size_t)groups);
+      if (done < 0) return rotq_fail(err, "tensor '%s': out of memory", t->name);
+      if (done == 0) continue;
+    }
+    dtype_to_f64(t->dtype, at, w, (size_t)(m * cols));
     if (ct_quantize_rows(j->scheme, w, m, cols, t->dtype, j->global_amax,
                          (unsigned char *)weight + ct_weight_bytes(j->scheme, b0, cols), scale + scale_at,
                          zero + (size_t)(b0 * j->scheme->bits / 32) * (size_t)groups,

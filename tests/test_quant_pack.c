@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "eval/pack.h"
+#include "io/dtype.h"
 #include "linalg/quantize.h"
 #include "linalg/rng.h"
 #include "support/test_support.h"
@@ -169,6 +170,28 @@ static void check_codes(const char *name, bool asymmetric, const double *w) {
     }
 }
 
+/* ct_quantize_rows_bf16 (float division, straight from bfloat16) writes ct_quantize_rows' bytes. */
+static void check_bf16_path(const char *name, int group, bool asymmetric, const double *w) {
+  static uint16_t raw[ROWS * COLS];
+  static unsigned char want[ROWS * COLS], got[ROWS * COLS];
+  static double want_scale[ROWS * COLS], got_scale[ROWS * COLS];
+  static int32_t want_zero[ROWS * COLS], got_zero[ROWS * COLS];
+  ct_scheme s;
+  assert_int_equal(ct_scheme_parse(name, group, asymmetric, &s), 0);
+  static double exact[ROWS * COLS]; /* the values as the rows hold them: bfloat16 */
+  dtype_from_f64(DTYPE_BF16, w, raw, ROWS * COLS);
+  dtype_to_f64(DTYPE_BF16, raw, exact, ROWS * COLS);
+  memset(want_zero, 0, sizeof want_zero), memset(got_zero, 0, sizeof got_zero);
+  assert_int_equal(ct_quantize_rows(&s, exact, ROWS, COLS, DTYPE_BF16, 0, want, want_scale, want_zero, NULL), 0);
+  assert_int_equal(ct_quantize_rows_bf16(&s, raw, ROWS, COLS, got, got_scale, got_zero), 0);
+  const int64_t groups = ct_groups(&s, COLS);
+  for (size_t i = 0; i < ct_weight_bytes(&s, ROWS, COLS); i++)
+    if (want[i] != got[i]) fail_msg("%s group %d: byte %zu differs: %d vs %d", name, group, i, want[i], got[i]);
+  if (memcmp(want_scale, got_scale, sizeof(double) * (size_t)(ROWS * groups)) != 0)
+    fail_msg("%s group %d: scales differ", name, group);
+  if (memcmp(want_zero, got_zero, sizeof want_zero) != 0) fail_msg("%s group %d: zero points differ", name, group);
+}
+
 static void test_codes_are_the_quotients_rounding(void **state) {
   static double w[ROWS * COLS];
   rng g;
@@ -186,6 +209,28 @@ static void test_codes_are_the_quotients_rounding(void **state) {
     check_codes("W4A16", false, w);
     check_codes("W4A16", true, w);
     check_codes("W8A8", false, w);
+    check_bf16_path("W4A16", 16, false, w);
+    check_bf16_path("W4A16", 16, true, w);
+    check_bf16_path("W8A8", 0, false, w);
+    if (round % 2 == 0) { /* exact ties of bfloat16 values: scale 0.375·2^e (two bits), x/scale = k + 1/2 */
+      for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++) {
+          const double sc = 0.375 * ldexp(1, r % 7 - 3);
+          const int k = c % 16;
+          w[r * COLS + c] = k == 0 ? 7 * sc : (k % 14 - 7 + 0.5) * sc; /* W4A16's scale is sc: amax 7·sc */
+        }
+      for (int i = 0; i < ROWS * COLS; i++) assert_true(bf16_value(w[i]) == w[i]);
+      check_bf16_path("W4A16", 16, false, w);
+      check_bf16_path("W4A16", 16, true, w);
+      check_bf16_path("W8A8", 0, false, w);
+    }
+    if (round % 3 == 1) { /* values over 50 binades, tiny ones beside large ones in a group */
+      for (int i = 0; i < ROWS * COLS; i++)
+        w[i] = bf16_value(rng_gaussian(&g) * ldexp(1, (int)(rng_next(&g) % 50) - 40));
+      check_bf16_path("W4A16", 16, false, w);
+      check_bf16_path("W4A16", 16, true, w);
+      check_bf16_path("W8A8", 0, false, w);
+    }
   }
 }
 
