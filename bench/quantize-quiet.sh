@@ -4,7 +4,7 @@
 # stream), both with the in-stream check (the default), alternating, ROUNDS times (default 3); then the
 # one-pass NVFP4A16 and W8A8 once each. Prints wall seconds, rc and the ratio per round. Needs root (drops
 # the page cache), about 30 GB in $B (default /tmp/b), and a Release build/rotq (R= another binary).
-# SCHEMES= (empty) skips the single runs after the rounds.
+# SCHEMES= (empty) skips the single runs after the rounds; VERIFY=--no-verify times both without the check.
 set -u
 R=${R:-$(cd "$(dirname "$0")/.." && pwd)/build/rotq}
 B=${B:-/tmp/b}
@@ -20,8 +20,8 @@ echo "load: $(cat /proc/loadavg)"
 rm -rf $B/bf16 $B/out $B/q
 echo "synth bf16: $(t $R synth --shape llama-3-8b --output $B/bf16)"
 for i in $(seq "$ROUNDS"); do
-  drop; r=$(t $R rotate --model $B/bf16 --output $B/out --quiet); rm -rf $B/out
-  drop; q=$(t $R rotate --model $B/bf16 --output $B/q --quantize W4A16 --quiet); rm -rf $B/q
+  drop; r=$(t $R rotate --model $B/bf16 --output $B/out --quiet ${VERIFY:-}); rm -rf $B/out
+  drop; q=$(t $R rotate --model $B/bf16 --output $B/q --quantize W4A16 --quiet ${VERIFY:-}); rm -rf $B/q
   echo "round $i: rotate $r | rotate --quantize W4A16 $q | ratio $(echo "scale=3; ${q%% *} / ${r%% *}" | bc)"
 done
 for s in ${SCHEMES-NVFP4A16 W8A8}; do
