@@ -52,7 +52,6 @@ struct st_writer {
   planned **by_name; /* the tensors sorted by name */
   shard *shards;
   size_t shard_count;
-  bool scratch; /* st_writer_open_scratch: sparse files, no writeback started */
 };
 
 /* The safetensors name and element size of a spec's type: its dtype, or a storage-only type
@@ -244,8 +243,7 @@ static int create_shard(st_writer *w, size_t s, rotq_error *err) {
     free(header);
     return rotq_fail(err, "%s: cannot create: %s", sh->path, strerror(errno));
   }
-  int code = w->scratch ? (ftruncate(sh->fd, (off_t)sh->size) == 0 ? 0 : errno) /* a scratch file: sized only */
-                        : reserve_space(sh->fd, sh->size);
+  int code = reserve_space(sh->fd, sh->size);
   if (code != 0) {
     free(header);
     return rotq_fail(err, "%s: cannot reserve %llu bytes: %s", sh->path, (unsigned long long)sh->size, strerror(code));
@@ -280,9 +278,8 @@ st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, s
 }
 
 static st_writer *open_writer(const char *dir, const st_spec *specs, const char *const *stored_dtypes, size_t count,
-                              size_t max_shard_bytes, bool scratch, rotq_error *err) {
+                              size_t max_shard_bytes, rotq_error *err) {
   st_writer *w = calloc(1, sizeof *w);
-  if (w) w->scratch = scratch;
   if (!w || !(w->dir = strdup(dir))) {
     free(w);
     rotq_fail(err, "%s: out of memory", dir);
@@ -302,17 +299,7 @@ fail:
 
 st_writer *st_writer_open_stored(const char *dir, const st_spec *specs, const char *const *stored_dtypes, size_t count,
                                  size_t max_shard_bytes, rotq_error *err) {
-  return open_writer(dir, specs, stored_dtypes, count, max_shard_bytes, false, err);
-}
-
-st_writer *st_writer_open_scratch(const char *dir, const st_spec *specs, size_t count, rotq_error *err) {
-  return open_writer(dir, specs, NULL, count, SIZE_MAX / 4, true, err);
-}
-
-void st_writer_discard_tensor(st_writer *w, size_t index) {
-  const planned *t = &w->tensors[index];
-  if (!w->scratch || w->shards[t->shard].fd < 0 || !t->nbytes) return;
-  fallocate(w->shards[t->shard].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)t->offset, (off_t)t->nbytes);
+  return open_writer(dir, specs, stored_dtypes, count, max_shard_bytes, err);
 }
 
 void st_writer_location(const st_writer *w, size_t index, const char **path, uint64_t *offset) {
@@ -358,7 +345,7 @@ int st_writer_write_part(st_writer *w, size_t index, size_t byte_offset, const v
   pthread_mutex_unlock(&sh->lock);
   if (code != 0)
     return rotq_fail(err, "%s: tensor '%s': cannot write %zu bytes: %s", sh->path, t->name, nbytes, strerror(code));
-  if (nbytes > 0 && !w->scratch) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
+  if (nbytes > 0) start_writeback(sh->fd, t->offset + byte_offset, nbytes);
   return 0;
 }
 

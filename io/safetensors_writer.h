@@ -33,13 +33,6 @@ st_writer *st_writer_open(const char *dir, const st_spec *specs, size_t count, s
  * NULL. */
 st_writer *st_writer_open_stored(const char *dir, const st_spec *specs, const char *const *stored_dtypes, size_t count,
                                  size_t max_shard_bytes, rotq_error *err);
-/* A scratch writer (for reading back, never kept): the shards are sparse (nothing reserved, no
- * writeback started), meant for a memory file system, and st_writer_discard_tensor frees a
- * tensor's pages (a hole punched) once read back. One shard; st_writer_abort(w, then the caller
- * removes dir's files) ends it. */
-st_writer *st_writer_open_scratch(const char *dir, const st_spec *specs, size_t count, rotq_error *err);
-/* Punches tensor number index's bytes out of a scratch writer's shard (no-op for other writers). */
-void st_writer_discard_tensor(st_writer *w, size_t index);
 /* Writes tensor number index (of the specs) from data (nbytes of the declared dtype/shape).
  * Thread-safe for distinct indices. */
 int st_writer_write(st_writer *w, size_t index, const void *data, rotq_error *err);
