@@ -2,6 +2,7 @@
 
 #include "linalg/rotation.h"
 
+#include "common/buffer_pool.h"
 #include "io/finite.h"
 #include "rotate/quantize_command.h"
 
@@ -43,13 +44,6 @@ typedef struct pending_write {
   size_t size, done; /* a whole tensor: its bytes, and those written so far */
 } pending_write;
 
-/* A whole-tensor output buffer (column pieces), reused by later tensors. */
-typedef struct staging {
-  unsigned char *data;
-  size_t size;
-  bool busy;
-} staging;
-
 /* Source bytes queued for reading ahead. */
 typedef struct range {
   const unsigned char *data;
@@ -84,8 +78,7 @@ struct pipeline {
   checker checking;
   slot *slots;
   pthread_mutex_t lock; /* guards the staging buffers */
-  staging *buffers;
-  size_t buffer_count;
+  buffer_pool buffers;  /* whole-tensor output buffers (column pieces), reused by later tensors */
   /* Row pieces' writes: a thread done with a piece queues its rows; the first thread to find no
    * one writing becomes the writer and writes the queue until it is empty, the others going on
    * computing (a file's buffered writes are serialized: in the kernel, by the inode's lock, and
@@ -300,49 +293,23 @@ void pipeline_free(pipeline *pl) {
   for (size_t i = 0; pl->shard_fds && i < pl->ctx->ck->shard_count; i++)
     if (pl->shard_fds[i] >= 0) close(pl->shard_fds[i]);
   free(pl->shard_fds);
-  for (size_t i = 0; i < pl->buffer_count; i++) free(pl->buffers[i].data);
+  buffer_pool_free(&pl->buffers);
   free(pl->slots);
-  free(pl->buffers);
   pthread_mutex_destroy(&pl->lock);
   free(pl);
 }
 
-/* An idle staging buffer of at least size bytes: the smallest that fits, else an idle one grown,
- * else a new one. NULL when out of memory. */
+/* An idle staging buffer of at least size bytes (buffer_pool_take); NULL when out of memory. */
 static unsigned char *staging_take(pipeline *pl, size_t size) {
   pthread_mutex_lock(&pl->lock);
-  staging *best = NULL, *idle = NULL;
-  for (size_t i = 0; i < pl->buffer_count; i++) {
-    staging *b = &pl->buffers[i];
-    if (b->busy) continue;
-    if (b->size >= size && (!best || b->size < best->size)) best = b;
-    if (!idle || b->size > idle->size) idle = b;
-  }
-  if (!best && idle) { /* regrow the largest idle buffer */
-    free(idle->data);
-    idle->data = malloc(size);
-    idle->size = idle->data ? size : 0;
-    best = idle->data ? idle : NULL;
-  }
-  if (!best) {
-    staging *grown = realloc(pl->buffers, (pl->buffer_count + 1) * sizeof *grown);
-    unsigned char *data = grown ? malloc(size) : NULL;
-    if (grown) pl->buffers = grown;
-    if (data) {
-      best = &pl->buffers[pl->buffer_count++];
-      *best = (staging){.data = data, .size = size};
-    }
-  }
-  unsigned char *data = NULL;
-  if (best) best->busy = true, data = best->data;
+  unsigned char *data = buffer_pool_take(&pl->buffers, size);
   pthread_mutex_unlock(&pl->lock);
   return data;
 }
 
 static void staging_give(pipeline *pl, unsigned char *data) {
   pthread_mutex_lock(&pl->lock);
-  for (size_t i = 0; i < pl->buffer_count; i++)
-    if (pl->buffers[i].data == data) pl->buffers[i].busy = false;
+  buffer_pool_give(&pl->buffers, data);
   pthread_mutex_unlock(&pl->lock);
 }
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "common/buffer_pool.h"
 #include "common/log.h"
 #include "common/parallel.h"
 #include "config/rotation_config.h"
@@ -684,14 +685,6 @@ int quantize_compressed(const quantize_options *o, quantize_result *result, rotq
 
 /* ---- the rotation stream's quantizer (rotq rotate --quantize) ------------------------------- */
 
-/* A buffer of held rows, kept for reuse: the next layer's weights have the same shapes, and a
- * fresh allocation of this size is mapped anew, every page faulted in and zeroed. */
-typedef struct held_buffer {
-  unsigned char *data;
-  size_t size;
-  bool busy;
-} held_buffer;
-
 /* The rotated rows of one quantized weight, held in memory while something still needs them: the
  * in-stream check (until quantize_stream_release), NVFP4A16 until its fused group is complete. */
 typedef struct held_rows {
@@ -715,62 +708,33 @@ struct quantize_stream {
   bool keep;            /* quantize_stream_keep_rows */
   pthread_mutex_t lock; /* guards held, the groups' counts and the buffers */
   held_rows *held;      /* per planned tensor */
-  held_buffer *buffers; /* every held buffer, busy or idle */
-  size_t buffer_count;
-  size_t held_bytes, peak_held_bytes, pool_bytes, peak_pool_bytes;
+  buffer_pool buffers;  /* the held rows' buffers, reused: the next layer's weights have the same shapes */
+  size_t peak_held_bytes, peak_pool_bytes;
   fused_group *groups; /* NVFP4A16 */
   size_t group_count;
   size_t *group_of; /* NVFP4A16: per planned tensor, its group */
   size_t *members;  /* NVFP4A16: planned tensor indices, grouped */
 };
 
-/* An idle buffer of at least size bytes (the smallest that fits, else the largest idle one grown,
- * else a new one), marked busy; NULL when out of memory. Called with q->lock held. */
+/* A buffer for held rows (buffer_pool_take), the peaks updated. Called with q->lock held. */
 static unsigned char *buffer_take(quantize_stream *q, size_t size) {
-  held_buffer *best = NULL, *idle = NULL;
-  for (size_t i = 0; i < q->buffer_count; i++) {
-    held_buffer *b = &q->buffers[i];
-    if (b->busy) continue;
-    if (b->size >= size && (!best || b->size < best->size)) best = b;
-    if (!idle || b->size > idle->size) idle = b;
-  }
-  if (!best && idle) {
-    q->pool_bytes -= idle->size;
-    free(idle->data);
-    idle->data = malloc(size);
-    idle->size = idle->data ? size : 0;
-    q->pool_bytes += idle->size;
-    best = idle->data ? idle : NULL;
-  }
-  if (!best) {
-    held_buffer *grown = realloc(q->buffers, (q->buffer_count + 1) * sizeof *grown);
-    unsigned char *data = grown ? malloc(size) : NULL;
-    if (grown) q->buffers = grown;
-    if (!data) return NULL;
-    best = &q->buffers[q->buffer_count++];
-    *best = (held_buffer){.data = data, .size = size};
-    q->pool_bytes += size;
-  }
-  best->busy = true;
-  q->held_bytes += best->size;
-  if (q->held_bytes > q->peak_held_bytes) q->peak_held_bytes = q->held_bytes;
-  if (q->pool_bytes > q->peak_pool_bytes) q->peak_pool_bytes = q->pool_bytes;
-  return best->data;
+  unsigned char *data = buffer_pool_take(&q->buffers, size);
+  if (q->buffers.busy_bytes > q->peak_held_bytes) q->peak_held_bytes = q->buffers.busy_bytes;
+  if (q->buffers.bytes > q->peak_pool_bytes) q->peak_pool_bytes = q->buffers.bytes;
+  return data;
 }
 
 /* Returns planned tensor i's held rows to the pool. Called with q->lock held. */
 static void held_drop(quantize_stream *q, size_t i) {
   held_rows *h = &q->held[i];
-  for (size_t k = 0; h->data && k < q->buffer_count; k++)
-    if (q->buffers[k].data == h->data) q->buffers[k].busy = false, q->held_bytes -= q->buffers[k].size;
+  buffer_pool_give(&q->buffers, h->data);
   h->data = NULL;
 }
 
 void quantize_stream_free(quantize_stream *q) {
   if (!q) return;
   if (q->writer) st_writer_abort(q->writer);
-  for (size_t i = 0; i < q->buffer_count; i++) free(q->buffers[i].data);
-  free(q->buffers);
+  buffer_pool_free(&q->buffers);
   free(q->held);
   free(q->groups);
   free(q->group_of);
@@ -977,7 +941,7 @@ void quantize_stream_release(quantize_stream *q, long index) {
 
 void quantize_stream_memory(quantize_stream *q, size_t *held, size_t *peak_held, size_t *peak_pool) {
   pthread_mutex_lock(&q->lock);
-  if (held) *held = q->held_bytes;
+  if (held) *held = q->buffers.busy_bytes;
   if (peak_held) *peak_held = q->peak_held_bytes;
   if (peak_pool) *peak_pool = q->peak_pool_bytes;
   pthread_mutex_unlock(&q->lock);
