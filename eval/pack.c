@@ -191,9 +191,9 @@ CLONES static void int_codes(const double *x, size_t n, double sc, double z, dou
   for (; i < n; i++) u[i] = (int)clamp(round_even(x[i] / sc) + z, qlo, qhi) + offset;
 }
 
-void ct_int_params(const ct_scheme *s, const double *x, size_t n, dtype t, double *scale, int *zero) {
-  double lo, hi;
-  range_of(x, n, &lo, &hi);
+/* The scale (rounded to t) and unsigned zero point of a group whose values span [lo, hi]
+ * (lo = min(x, 0), hi = max(x, 0)). */
+static void int_params_of_range(const ct_scheme *s, double lo, double hi, dtype t, double *scale, int *zero) {
   if (s->symmetric) {
     const double qmax = (1 << (s->bits - 1)) - 1;
     *scale = round_to(t, (hi > -lo ? hi : -lo) / qmax);
@@ -204,6 +204,12 @@ void ct_int_params(const ct_scheme *s, const double *x, size_t n, dtype t, doubl
   double sc = round_to(t, (hi - lo) / qmax);
   *scale = sc;
   *zero = sc > 0 ? (int)clamp(round_even(-lo / sc), 0, qmax) : 0;
+}
+
+void ct_int_params(const ct_scheme *s, const double *x, size_t n, dtype t, double *scale, int *zero) {
+  double lo, hi;
+  range_of(x, n, &lo, &hi);
+  int_params_of_range(s, lo, hi, t, scale, zero);
 }
 
 int ct_int_code(const ct_scheme *s, double v, double scale, int zero) {
@@ -314,14 +320,7 @@ static void bf16_int_group(const ct_scheme *s, const uint16_t *x, size_t n, int 
   double lo, hi, sc;
   int z;
   bf16_range(x, n, &lo, &hi);
-  if (s->symmetric) {
-    sc = round_to(DTYPE_BF16, (hi > -lo ? hi : -lo) / (double)(offset - 1));
-    z = offset;
-  } else {
-    const double qmax = (double)((1 << s->bits) - 1);
-    sc = round_to(DTYPE_BF16, (hi - lo) / qmax);
-    z = sc > 0 ? (int)clamp(round_even(-lo / sc), 0, qmax) : 0;
-  }
+  int_params_of_range(s, lo, hi, DTYPE_BF16, &sc, &z);
   if (!(sc > 0))
     for (size_t i = 0; i < n; i++) u[i] = z;
   else if (s->symmetric)
@@ -548,9 +547,35 @@ static void fp8_block_rows(const ct_scheme *s, const double *x, int64_t n, int64
   }
 }
 
+/* The int schemes' rows: each group's codes, scale and zero point (from the doubles w, or straight
+ * from the bfloat16 rows raw when w is NULL, then without fake), each row packed, then the zero
+ * points. -1 when out of memory. */
+static int int_rows(const ct_scheme *s, const double *w, const uint16_t *raw, int64_t n, int64_t cols, dtype t,
+                    void *weight, double *scale, int32_t *zero, double *fake) {
+  const int64_t groups = ct_groups(s, cols), width = cols / groups;
+  int *u = malloc((size_t)cols * sizeof *u);
+  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
+  int status = u && zeros ? 0 : -1;
+  for (int64_t r = 0; status == 0 && r < n; r++) {
+    for (int64_t g = 0; g < groups; g++) {
+      const int64_t at = r * cols + g * width;
+      if (w)
+        int_group(s, w + at, (size_t)width, t, u + g * width, &scale[r * groups + g], &zeros[r * groups + g],
+                  fake ? fake + at : NULL);
+      else
+        bf16_int_group(s, raw + at, (size_t)width, u + g * width, &scale[r * groups + g], &zeros[r * groups + g]);
+    }
+    ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
+  }
+  if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);
+  free(u);
+  free(zeros);
+  return status;
+}
+
 int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t cols, dtype t, double global_amax,
                      void *weight, double *scale, int32_t *zero, double *fake) {
-  const int64_t groups = ct_groups(s, cols), width = s->block ? 0 : cols / groups;
+  const int64_t groups = ct_groups(s, cols);
   if (s->kind == CT_MXFP4A16) {
     for (int64_t r = 0; r < n; r++)
       mxfp4_row(w + r * cols, cols, t, (uint8_t *)weight + r * ((cols + 1) / 2), scale + r * groups,
@@ -575,36 +600,11 @@ int ct_quantize_rows(const ct_scheme *s, const double *w, int64_t n, int64_t col
       fp8_row(w + r * cols, cols, t, (uint8_t *)weight + r * cols, scale + r, fake ? fake + r * cols : NULL);
     return 0;
   }
-  int *u = malloc((size_t)cols * sizeof *u);
-  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
-  int status = u && zeros ? 0 : -1;
-  for (int64_t r = 0; status == 0 && r < n; r++) {
-    for (int64_t g = 0; g < groups; g++)
-      int_group(s, w + r * cols + g * width, (size_t)width, t, u + g * width, &scale[r * groups + g],
-                &zeros[r * groups + g], fake ? fake + r * cols + g * width : NULL);
-    ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
-  }
-  if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);
-  free(u);
-  free(zeros);
-  return status;
+  return int_rows(s, w, NULL, n, cols, t, weight, scale, zero, fake);
 }
 
 int ct_quantize_rows_bf16(const ct_scheme *s, const uint16_t *w, int64_t n, int64_t cols, void *weight, double *scale,
                           int32_t *zero) {
   if ((s->kind != CT_W4A16 && s->kind != CT_W8A8) || s->block) return 1;
-  const int64_t groups = ct_groups(s, cols), width = cols / groups;
-  int *u = malloc((size_t)cols * sizeof *u);
-  int *zeros = malloc((size_t)(n * groups) * sizeof *zeros);
-  int status = u && zeros ? 0 : -1;
-  for (int64_t r = 0; status == 0 && r < n; r++) {
-    for (int64_t g = 0; g < groups; g++)
-      bf16_int_group(s, w + r * cols + g * width, (size_t)width, u + g * width, &scale[r * groups + g],
-                     &zeros[r * groups + g]);
-    ct_pack_int_row(s, u, cols, (char *)weight + ct_weight_bytes(s, r, cols));
-  }
-  if (status == 0 && !s->symmetric) status = ct_pack_zero_points(s, zeros, n, groups, zero);
-  free(u);
-  free(zeros);
-  return status;
+  return int_rows(s, NULL, w, n, cols, DTYPE_BF16, weight, scale, zero, NULL);
 }
