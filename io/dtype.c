@@ -296,10 +296,7 @@ __attribute__((target("avx512f,avx512vl"))) static size_t doubles_to_bfloat16_av
     __m512d x = _mm512_loadu_pd(src + i);
     __m512i magnitude = _mm512_and_si512(_mm512_castpd_si512(x), magnitude_mask);
     if (_mm512_cmplt_epu64_mask(magnitude, lowest) | _mm512_cmpge_epu64_mask(magnitude, beyond)) {
-      for (size_t k = i; k < i + 8; k++) {
-        uint16_t h = narrow_double(src[k], 8, 7);
-        memcpy(dst + 2 * k, &h, 2);
-      }
+      doubles_to_bfloat16(src + i, dst + 2 * i, 8);
       continue;
     }
     __m256 truncated = _mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -329,10 +326,7 @@ doubles_to_bfloat16_avx512bf16(const double *src, unsigned char *dst, size_t n) 
     __m512i bits = _mm512_castpd_si512(x);
     __m512i magnitude = _mm512_and_si512(bits, magnitude_mask);
     if (_mm512_cmplt_epu64_mask(magnitude, lowest) | _mm512_cmpge_epu64_mask(magnitude, beyond)) {
-      for (size_t k = i; k < i + 8; k++) {
-        uint16_t h = narrow_double(src[k], 8, 7);
-        memcpy(dst + 2 * k, &h, 2);
-      }
+      doubles_to_bfloat16(src + i, dst + 2 * i, 8);
       continue;
     }
     __m256 truncated = _mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
