@@ -232,6 +232,17 @@ static void job_fail(weight_job *j, rotq_error *err) {
   atomic_store(&j->failed, 1);
 }
 
+/* Fails naming t's first NaN or infinite element among rows [r0, r0 + n), given as bytes of its
+ * dtype in src (refused as rotate refuses them). */
+static int refuse_non_finite(const st_tensor *t, const unsigned char *src, int64_t r0, int64_t n, rotq_error *err) {
+  const int64_t cols = t->shape[1];
+  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
+  if (bad < (size_t)(n * cols))
+    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
+                     (long long)(r0 + (int64_t)bad / cols));
+  return 0;
+}
+
 /* Quantizes rows [r0, r0 + n) of j's weight, given as bytes of its dtype in src, a row block
  * (ct_row_block rows) at a time: refused when not finite, converted into w ([row block, cols]
  * doubles, so that they are quantized while in cache) and quantized into the chunk's buffers. */
@@ -243,10 +254,7 @@ static int quantize_rows_from(weight_job *j, int64_t r0, int64_t n, const unsign
   for (int64_t b0 = 0; b0 < n; b0 += step) {
     const int64_t m = n - b0 < step ? n - b0 : step;
     const unsigned char *at = src + (size_t)(b0 * cols) * element;
-    size_t bad = first_non_finite(t->dtype, at, (size_t)(m * cols));
-    if (bad < (size_t)(m * cols)) /* RTN has no code for it: refuse, as rotate does */
-      return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name,
-                       (size_t)((r0 + b0) * cols) + bad, (long long)(r0 + b0 + (int64_t)bad / cols));
+    if (refuse_non_finite(t, at, r0 + b0, m, err) < 0) return -1; /* RTN has no code for it */
     const int64_t scale_at = (j->scheme->block ? b0 / j->scheme->block : b0) * groups;
     if (t->dtype == DTYPE_BF16 && !fake) { /* the int schemes straight from the bfloat16 rows */
       int done = ct_quantize_rows_bf16(j->scheme, (const uint16_t *)(const void *)at, m, cols,
@@ -270,11 +278,7 @@ static int quantize_rows_from(weight_job *j, int64_t r0, int64_t n, const unsign
 static int source_rows(weight_job *j, int64_t r0, int64_t n, const unsigned char *src, void *weight, double *scale,
                        int32_t *zero, double *fake, rotq_error *err) {
   const st_tensor *t = j->e->t;
-  const int64_t cols = t->shape[1];
-  size_t bad = first_non_finite(t->dtype, src, (size_t)(n * cols));
-  if (bad < (size_t)(n * cols))
-    return rotq_fail(err, "tensor '%s': element %zu (row %lld) is NaN or infinite", t->name, (size_t)(r0 * cols) + bad,
-                     (long long)(r0 + (int64_t)bad / cols));
+  if (refuse_non_finite(t, src, r0, n, err) < 0) return -1;
   return j->source->rows(j->source->context, t, r0, n, weight, scale, zero, fake, err);
 }
 
