@@ -69,3 +69,12 @@ void other_linears_visit(const model *m, int l, linear_visitor visit, void *user
   }
   if (w->wq_gate) visit(&(linear_weight){w->wq_gate, heads * c->head_dim, hidden, "q_proj (gate rows)"}, user);
 }
+
+void decoder_linears_visit(const model *m, int l, linear_visitor visit, void *user) {
+  for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
+    linear_weight lw[MAX_LINEARS_PER_INPUT];
+    int count = linears_of(m, l, (linear_input)input, lw);
+    for (int k = 0; k < count; k++) visit(&lw[k], user);
+  }
+  other_linears_visit(m, l, visit, user);
+}

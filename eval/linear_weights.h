@@ -30,6 +30,9 @@ typedef void (*linear_visitor)(const linear_weight *w, void *user);
  * routers and the shared-expert gate are not visited (vLLM never quantizes them). */
 void other_linears_visit(const model *m, int l, linear_visitor visit, void *user);
 
+/* Every decoder Linear of layer l: linears_of's for each input, then other_linears_visit's. */
+void decoder_linears_visit(const model *m, int l, linear_visitor visit, void *user);
+
 /* Element i of a weight, widened to double. */
 static inline double linear_weight_at(const model *m, const linear_weight *w, size_t i) {
   return m->f32 ? ((const float *)w->weight)[i] : ((const double *)w->weight)[i];

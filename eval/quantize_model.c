@@ -38,13 +38,8 @@ static void quantize_other_rtn(model *m, const weight_quant *q) {
 }
 
 static void quantize_rtn(model *m, const weight_quant *q) {
-  for (int l = 0; l < m->config.num_hidden_layers; l++)
-    for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
-      linear_weight lw[MAX_LINEARS_PER_INPUT];
-      int count = linears_of(m, l, (linear_input)input, lw);
-      for (int i = 0; i < count; i++) rtn_weight(m, q, &lw[i]);
-    }
-  quantize_other_rtn(m, q);
+  rtn_visit v = {m, q};
+  for (int l = 0; l < m->config.num_hidden_layers; l++) decoder_linears_visit(m, l, rtn_visited, &v);
 }
 
 /* The Hessian H = Σ x·xᵀ [dim, dim] of one linear input, accumulated by the observer. */
@@ -190,19 +185,9 @@ int model_quantize_weights(model *m, const weight_quant *quant, const calibratio
     return rotq_fail(err, "weights in %s are quantized by RTN only (GPTQ: int)",
                      quant_format_name((quant_format)q.format));
   if (q.bits == QUANT_OFF && q.format == QUANT_INT) return 0;
-  for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers;
-       l++) /* groups must tile every row */
-    for (int input = 0; input < LINEAR_INPUT_COUNT; input++) {
-      linear_weight lw[MAX_LINEARS_PER_INPUT];
-      int count = linears_of(m, l, (linear_input)input, lw);
-      for (int k = 0; k < count; k++)
-        if (lw[k].in_dim % q.group != 0)
-          return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
-                           lw[k].in_dim, l, lw[k].name);
-    }
   for (int l = 0; q.format == QUANT_INT && q.group > 0 && l < m->config.num_hidden_layers; l++) {
-    untiled u = {q.group, NULL, 0};
-    other_linears_visit(m, l, find_untiled, &u);
+    untiled u = {q.group, NULL, 0}; /* groups must tile every row */
+    decoder_linears_visit(m, l, find_untiled, &u);
     if (u.first)
       return rotq_fail(err, "weight group %d does not divide the %d input columns of layer %d's %s", q.group,
                        u.first_in, l, u.first);
